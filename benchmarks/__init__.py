@@ -1,0 +1,1 @@
+"""Benchmarks of the Fanli calculation engine (``python -m benchmarks.engine``)."""

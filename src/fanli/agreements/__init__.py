@@ -1,0 +1,1 @@
+"""Agreements: the written terms of a rebate, their format and their validation."""

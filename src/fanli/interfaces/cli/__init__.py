@@ -1,0 +1,1 @@
+"""The ``fanli`` command line (Typer): ``fanli calc`` computes from files; ``fanli demo``."""

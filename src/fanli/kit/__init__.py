@@ -1,0 +1,1 @@
+"""Shared kernel: money, periods, errors. Imports nothing from the rest of Fanli."""

@@ -1,0 +1,715 @@
+"""Read sales, customers and products from CSV, Excel and Parquet into the canonical Arrow tables.
+
+Every file is first read as text (CSV and Excel) or as its own typed columns (Parquet, where
+binary floats in measure columns are refused), mapped to Fanli fields (``fanli.sales.mapping``)
+and then validated and converted column by column with Arrow compute kernels, so a file of
+millions of lines is never walked row by row in Python (Excel, which openpyxl hands over cell by
+cell, is the exception). Amounts and quantities are parsed from their text straight into
+decimals: a float never carries money.
+
+Validation collects every problem of a file before failing. The error raised is one
+``InputFileError`` whose message is one line naming the file, the row as the user sees it (the
+header is row 1; in Parquet, which has no header, the first record is row 1) and the column, and
+whose ``issues`` hold the rest. Nothing partial is ever returned.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+from openpyxl import load_workbook
+
+from fanli.engine.facts import (
+    CUSTOMER_BUILTINS,
+    FACT_DECIMAL,
+    MEASURE_COLUMNS,
+    PRODUCT_BUILTINS,
+    SALES_SCHEMA,
+)
+from fanli.kit.errors import InputError
+from fanli.kit.money import FACT_SCALE
+from fanli.sales.mapping import (
+    ALIASES,
+    DOCUMENT_TYPE_VALUES,
+    ColumnMapping,
+    FileKind,
+    ResolvedColumns,
+    resolve_columns,
+)
+
+ProgressHook = Callable[[str, int, int], None]
+"""Called while a file is read as ``hook(file, done, total)``; bytes for CSV and Parquet, rows
+for Excel. The CLI turns it into a progress bar."""
+
+MAX_ISSUES = 1000  # issues kept in detail; the count of the rest is still reported
+_MAX_INTEGER_DIGITS = 18 - FACT_SCALE
+
+CSV_SUFFIXES = (".csv", ".txt")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class RowIssue:
+    """One problem in one cell (or one row, or the header) of an input file."""
+
+    row: int | None
+    field: str | None
+    message: str
+
+
+class InputFileError(InputError):
+    """An input file with one or more problems; ``issues`` lists them in row order."""
+
+    code = "invalid_input_file"
+
+    def __init__(self, issues: list[RowIssue], *, file: str, total: int | None = None) -> None:
+        self.issues = issues
+        self.total = total if total is not None else len(issues)
+        first = issues[0]
+        more = self.total - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        super().__init__(first.message + suffix, file=file, row=first.row, field=first.field)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The inputs of a calculation, in the canonical shapes of ``fanli.engine.facts``."""
+
+    sales: pa.Table
+    customers: pa.Table | None = None
+    products: pa.Table | None = None
+
+
+# ---- raw reading: any file -> a table of its own columns ------------------------------------
+
+
+@dataclass(frozen=True)
+class _Raw:
+    table: pa.Table  # the file's columns under their own headers
+    first_row: int  # row number of the first record as the user sees it
+    source: str
+
+
+def _read_raw(path: Path, progress: ProgressHook | None) -> _Raw:
+    source = str(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in CSV_SUFFIXES:
+            return _Raw(_read_csv(path, progress), 2, source)
+        if suffix in EXCEL_SUFFIXES:
+            return _Raw(_read_excel(path, progress), 2, source)
+        if suffix in PARQUET_SUFFIXES:
+            return _Raw(_read_parquet(path, progress), 1, source)
+    except OSError as error:
+        raise InputError(f"cannot read: {error.strerror or error}", file=source) from None
+    if suffix == ".xls":
+        raise InputError("old .xls workbooks are not read; save it as .xlsx", file=source)
+    raise InputError(
+        f"unsupported file type {suffix or '(none)'!r}; use .csv, .xlsx or .parquet", file=source
+    )
+
+
+class _CountingReader(io.RawIOBase):
+    """A binary file that reports how far it has been read."""
+
+    def __init__(self, stream: BinaryIO, total: int, label: str, hook: ProgressHook) -> None:
+        self._stream = stream
+        self._total = total
+        self._label = label
+        self._hook = hook
+        self._done = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        self._done += len(data)
+        self._hook(self._label, self._done, self._total)
+        return len(data)
+
+
+_UTF8_BOM = codecs.BOM_UTF8
+
+
+def _sniff_encoding(path: Path) -> str:
+    """UTF-8 (with or without BOM) when the start of the file decodes as such, else GB18030.
+
+    GB18030 is a superset of GBK and GB2312, the encodings Chinese ERPs and Excel export in.
+    """
+    with path.open("rb") as stream:
+        sample = stream.read(1 << 16)
+    if sample.startswith(_UTF8_BOM):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8"
+
+
+def _csv_headers(path: Path, encoding: str) -> list[str]:
+    try:
+        with path.open(encoding=encoding, newline="") as stream:
+            headers = next(csv.reader(stream), None)
+    except UnicodeDecodeError:
+        raise InputError(
+            "is neither UTF-8 nor GBK/GB18030 text; save it as CSV UTF-8", file=str(path), row=1
+        ) from None
+    if not headers or not any(header.strip() for header in headers):
+        raise InputError("the file is empty or has no header row", file=str(path), row=1)
+    return [header.strip() for header in headers]
+
+
+def _read_csv(path: Path, progress: ProgressHook | None) -> pa.Table:
+    encoding = _sniff_encoding(path)
+    try:
+        return _read_csv_as(path, encoding, progress)
+    except pa.ArrowInvalid as error:
+        if encoding != "gb18030" and "UTF8" in str(error):
+            # The sample was UTF-8 but a later line is not: a GBK file with an ASCII start.
+            return _read_csv_as(path, "gb18030", progress)
+        raise InputError(_arrow_message(error), file=str(path)) from None
+
+
+def _arrow_message(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return f"cannot parse the CSV: {text}"
+
+
+def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa.Table:
+    headers = _csv_headers(path, encoding)
+    _check_unique_headers(headers, str(path))
+    read_options = pcsv.ReadOptions(
+        column_names=headers,
+        skip_rows=1,  # our own header parse already stripped any BOM
+        encoding="utf8" if encoding.startswith("utf-8") else encoding,
+        block_size=1 << 22,
+    )
+    convert_options = pcsv.ConvertOptions(
+        column_types={header: pa.string() for header in headers},
+        strings_can_be_null=False,
+    )
+    parse_options = pcsv.ParseOptions(newlines_in_values=False)
+    total = path.stat().st_size
+    with path.open("rb") as raw_stream:
+        stream: Any = raw_stream
+        if progress is not None:
+            stream = io.BufferedReader(_CountingReader(raw_stream, total, str(path), progress))
+        try:
+            return pcsv.read_csv(
+                stream,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+        except pa.ArrowInvalid as error:
+            if "UTF8" in str(error) and encoding.startswith("utf-8"):
+                raise
+            raise InputError(_arrow_message(error), file=str(path)) from None
+
+
+def _check_unique_headers(headers: list[str], source: str) -> None:
+    seen: set[str] = set()
+    for header in headers:
+        if header in seen and header:
+            raise InputError(
+                "the column appears twice in the header", file=source, row=1, field=header
+            )
+        seen.add(header)
+
+
+def _cell_text(value: Any) -> str | None:
+    """An Excel cell's value as the text Fanli parses; floats by their shortest repr."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        # repr is the shortest text that round-trips: 0.1 stays "0.1", while a sum that drifted
+        # (12.300000000000001) keeps its drift and is refused for its decimal places.
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        try:
+            return format(Decimal(repr(value)), "f")
+        except InvalidOperation:
+            return repr(value)  # inf, nan: fail as malformed numbers
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0):
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise InputError(f"not a readable .xlsx workbook ({error})", file=str(path)) from None
+    try:
+        sheet = workbook.worksheets[0]
+        rows: Iterator[tuple[Any, ...]] = sheet.iter_rows(values_only=True)
+        header_cells = next(rows, None)
+        if header_cells is None or all(cell is None for cell in header_cells):
+            raise InputError("the first sheet is empty or has no header row", file=str(path), row=1)
+        headers = [(_cell_text(cell) or "").strip() for cell in header_cells]
+        while headers and not headers[-1]:
+            headers.pop()
+        _check_unique_headers(headers, str(path))
+        width = len(headers)
+        columns: list[list[str | None]] = [[] for _ in range(width)]
+        total = sheet.max_row or 0
+        pending_blank = 0
+        for number, cells in enumerate(rows, start=2):
+            texts = [_cell_text(cell) for cell in cells[:width]]
+            if all(text is None or not text.strip() for text in texts):
+                pending_blank += 1  # blank rows count for numbering, trailing ones are dropped
+                continue
+            for _ in range(pending_blank):
+                for column in columns:
+                    column.append(None)
+            pending_blank = 0
+            texts.extend([None] * (width - len(texts)))
+            for column, text in zip(columns, texts, strict=True):
+                column.append(text)
+            if progress is not None and number % 5000 == 0:
+                progress(str(path), number, total)
+        if progress is not None:
+            progress(str(path), total, total)
+    finally:
+        workbook.close()
+    return pa.table(
+        {
+            header: pa.array(column, pa.string())
+            for header, column in zip(headers, columns, strict=True)
+        }
+    )
+
+
+def _read_parquet(path: Path, progress: ProgressHook | None) -> pa.Table:
+    try:
+        parquet = pq.ParquetFile(path)
+    except pa.ArrowInvalid as error:
+        raise InputError(f"not a readable Parquet file ({error})", file=str(path)) from None
+    groups = parquet.num_row_groups
+    tables = []
+    for index in range(groups):
+        tables.append(parquet.read_row_group(index))
+        if progress is not None:
+            progress(str(path), index + 1, groups)
+    if not tables:
+        return parquet.schema_arrow.empty_table()
+    return pa.concat_tables(tables)
+
+
+# ---- vectorised conversions ------------------------------------------------------------------
+
+_NUMBER = r"^(?:[+-]?[¥￥]?|[¥￥][+-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$"
+_FITS = rf"^[+-]?0*\d{{1,{_MAX_INTEGER_DIGITS}}}(?:\.|$)"  # fits decimal128(18, 4)
+_DATE = (
+    r"^(?P<y>\d{4})[-/.年](?P<m>\d{1,2})[-/.月](?P<d>\d{1,2})日?"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+)
+
+
+def _text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
+    """Trimmed text, with empty cells as null."""
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        column = pc.cast(column, pa.string())
+    trimmed = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+def _mask_indices(mask: pa.ChunkedArray | pa.Array) -> list[int]:
+    filled = pc.fill_null(mask, False)
+    return [int(index) for index in pc.indices_nonzero(filled).to_pylist()]
+
+
+class _Checker:
+    """Collects issues for one file; messages quote the offending value."""
+
+    def __init__(self, raw: _Raw, columns: ResolvedColumns) -> None:
+        self.raw = raw
+        self.columns = columns
+        self.issues: list[RowIssue] = []
+        self.total = 0
+
+    def flag(
+        self,
+        mask: pa.ChunkedArray | pa.Array,
+        name: str,
+        describe: Callable[[Any], str],
+        values: pa.ChunkedArray | pa.Array | None = None,
+    ) -> None:
+        """Record an issue for each row where ``mask`` is true."""
+        filled = pc.fill_null(mask, False)
+        count = pc.sum(pc.cast(filled, pa.int64())).as_py() or 0
+        if not count:
+            return
+        self.total += count
+        indices = pc.indices_nonzero(filled)[:MAX_ISSUES]
+        shown = values.take(indices).to_pylist() if values is not None else [None] * len(indices)
+        header = self.columns.header(name)
+        for index, value in zip(indices.to_pylist(), shown, strict=True):
+            self.issues.append(RowIssue(index + self.raw.first_row, header, describe(value)))
+
+    def raise_if_any(self) -> None:
+        if self.issues:
+            self.issues.sort(key=lambda issue: issue.row or 0)
+            raise InputFileError(self.issues[:MAX_ISSUES], file=self.raw.source, total=self.total)
+
+
+def _parse_measure(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.ChunkedArray:
+    """Decimal text (``1,234.50``, ``¥12``, ``-3``) -> decimal128(18, 4); bad cells flagged."""
+    wellformed = pc.match_substring_regex(text, _NUMBER)
+    cleaned = pc.replace_substring_regex(text, r"[¥￥,]", "")
+    cleaned = pc.replace_substring_regex(cleaned, r"(\.\d*?)0+$", r"\1")
+    cleaned = pc.replace_substring_regex(cleaned, r"\.$", "")
+    malformed = pc.invert(wellformed)
+    too_precise = pc.and_(wellformed, pc.match_substring_regex(cleaned, r"\.\d{5}"))
+    too_large = pc.and_(
+        wellformed,
+        pc.invert(pc.match_substring_regex(cleaned, _FITS)),
+    )
+    checker.flag(malformed, name, lambda value: f"{name} {value!r} is not a number", text)
+    checker.flag(
+        too_precise,
+        name,
+        lambda value: f"{name} {value!r} has more than {FACT_SCALE} decimal places",
+        text,
+    )
+    checker.flag(too_large, name, lambda value: f"{name} {value!r} is too large", text)
+    good = pc.and_(wellformed, pc.invert(pc.or_(too_precise, too_large)))
+    usable = pc.if_else(good, cleaned, pa.scalar(None, pa.string()))
+    return pc.cast(usable, FACT_DECIMAL)
+
+
+_DATE_HINT = "use 2026-03-31, 2026/3/31 or 2026年3月31日"
+
+
+def _parse_date(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.ChunkedArray:
+    """ISO, ``2026/3/31``, ``2026年3月31日``, ``20260331`` (and a midnight time) -> date32."""
+    compact = pc.replace_substring_regex(text, r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3")
+    parts = pc.extract_regex(compact, _DATE)
+    year = pc.struct_field(parts, "y")
+    month = pc.utf8_lpad(pc.struct_field(parts, "m"), 2, "0")
+    day = pc.utf8_lpad(pc.struct_field(parts, "d"), 2, "0")
+    iso = pc.binary_join_element_wise(year, month, day, "-")
+    iso = pc.if_else(pc.is_valid(parts), iso, pa.scalar(None, pa.string()))
+    parsed = pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)
+    # strptime rolls 2026-02-30 over into March; a round trip catches impossible days.
+    real = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), iso)
+    bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(real, False)))
+    checker.flag(
+        bad,
+        name,
+        lambda value: f"{name} {value!r} is not a date ({_DATE_HINT})",
+        text,
+    )
+    good = pc.if_else(pc.fill_null(real, False), parsed, pa.scalar(None, pa.timestamp("s")))
+    return pc.cast(good, pa.date32())
+
+
+def _required_missing(name: str, kind: FileKind, source: str) -> InputError:
+    aliases = ", ".join(ALIASES[kind][name][:4])
+    return InputError(
+        f"missing required column {name} (looked for: {aliases}, ...; name it with --mapping)",
+        file=source,
+        row=1,
+        field=name,
+    )
+
+
+def _refuse_float_measures(raw: _Raw, columns: ResolvedColumns, names: tuple[str, ...]) -> None:
+    for name in names:
+        header = columns.fields.get(name)
+        if header is None:
+            continue
+        column_type = raw.table.schema.field(header).type
+        if pa.types.is_floating(column_type):
+            raise InputError(
+                f"{name} is stored as {column_type}, a binary float; amounts must be decimals "
+                "or text",
+                file=raw.source,
+                field=header,
+            )
+
+
+def _empty_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
+    checker.flag(pc.is_null(values), name, lambda _value: f"{name} is empty")
+
+
+def _duplicates(values: pa.ChunkedArray) -> tuple[pa.Array, list[int]]:
+    """Mask of rows whose value appeared on an earlier row, and for each the first row index."""
+    length = len(values)
+    positions = pa.array(range(length), pa.int64())
+    table = pa.table({"value": values, "position": positions})
+    order = pc.sort_indices(table, sort_keys=[("value", "ascending"), ("position", "ascending")])
+    sorted_values = values.take(order)
+    if length < 2:
+        return pa.array([False] * length), []
+    same = pc.equal(sorted_values[1:], sorted_values[:-1])
+    same_indices = pc.indices_nonzero(pc.fill_null(same, False)).to_pylist()
+    flagged = [False] * length
+    first_of: dict[int, int] = {}
+    order_list = order.to_pylist()
+    for index in same_indices:  # only the duplicates themselves are walked in Python
+        row = order_list[index + 1]
+        previous = order_list[index]
+        flagged[row] = True
+        first_of[row] = first_of.get(previous, previous)
+    return pa.array(flagged), [first_of[row] for row in sorted(first_of)]
+
+
+def _flag_duplicates(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
+    mask, firsts = _duplicates(values)
+    if not firsts:
+        return
+    first_rows = iter(firsts)
+    offset = checker.raw.first_row
+
+    def describe(value: Any) -> str:
+        return f"duplicate {name} {value!r} (first on row {next(first_rows) + offset})"
+
+    checker.flag(mask, name, describe, values)
+
+
+# ---- sales -----------------------------------------------------------------------------------
+
+
+def _sales_from_raw(
+    raw: _Raw,
+    *,
+    mapping: ColumnMapping | None,
+    customers: pa.Table | None,
+    products: pa.Table | None,
+    customers_source: str,
+    products_source: str,
+) -> pa.Table:
+    columns = resolve_columns(raw.table.column_names, FileKind.SALES, mapping, source=raw.source)
+    _refuse_float_measures(raw, columns, MEASURE_COLUMNS)
+    for name in ("customer_id", "product_id", "quantity", "net_amount"):
+        if name not in columns.fields:
+            raise _required_missing(name, FileKind.SALES, raw.source)
+    if "line_id" not in columns.fields and columns.line_id_parts is None:
+        raise _required_missing("line_id", FileKind.SALES, raw.source)
+    if "invoice_date" not in columns.fields and "order_date" not in columns.fields:
+        raise _required_missing("invoice_date", FileKind.SALES, raw.source)
+
+    checker = _Checker(raw, columns)
+    table = raw.table
+    length = table.num_rows
+
+    def text_of(name: str) -> pa.ChunkedArray:
+        header = columns.fields.get(name)
+        if header is None:
+            return pa.chunked_array([pa.nulls(length, pa.string())])
+        return _text(table.column(header))
+
+    if columns.line_id_parts is not None:
+        document, line = (_text(table.column(part)) for part in columns.line_id_parts)
+        line_id = pc.binary_join_element_wise(document, line, "-")
+    else:
+        line_id = text_of("line_id")
+    output: dict[str, Any] = {"line_id": line_id}
+    _empty_flag(checker, line_id, "line_id")
+
+    document_type = text_of("document_type")
+    values = {**DOCUMENT_TYPE_VALUES, **(mapping.document_types if mapping else {})}
+    if values and "document_type" in columns.fields:
+        known = pa.array(list(values), pa.string())
+        mapped = pa.array(list(values.values()), pa.string())
+        positions = pc.index_in(document_type, value_set=known)
+        translated = pc.take(mapped, pc.fill_null(positions, 0))
+        document_type = pc.if_else(pc.is_valid(positions), translated, pc.utf8_lower(document_type))
+    output["document_type"] = pc.fill_null(document_type, "invoice")
+
+    for name in ("customer_id", "product_id"):
+        output[name] = text_of(name)
+        _empty_flag(checker, output[name], name)
+
+    dates = {
+        name: _parse_date(text_of(name), name, checker)
+        for name in ("order_date", "invoice_date", "paid_date")
+    }
+    if "order_date" not in columns.fields:
+        dates["order_date"] = dates["invoice_date"]
+    else:
+        # An order date left empty falls back to the invoice date, like a missing column.
+        dates["order_date"] = pc.coalesce(dates["order_date"], dates["invoice_date"])
+    no_date = pc.and_(
+        pc.is_null(dates["order_date"]),
+        pc.and_(
+            pc.is_null(text_of("order_date")),
+            pc.is_null(text_of("invoice_date")),
+        ),
+    )
+    checker.flag(no_date, "invoice_date", lambda _value: "invoice_date and order_date are empty")
+    output.update(dates)
+
+    for name in MEASURE_COLUMNS:
+        if name == "gross_amount" and name not in columns.fields:
+            continue
+        text = text_of(name)
+        if name != "gross_amount":
+            _empty_flag(checker, text, name)
+        output[name] = _parse_measure(text, name, checker)
+    if "gross_amount" not in output:
+        output["gross_amount"] = output["net_amount"]
+    else:
+        output["gross_amount"] = pc.coalesce(output["gross_amount"], output["net_amount"])
+
+    output["currency"] = pc.utf8_upper(text_of("currency"))
+    _flag_duplicates(checker, line_id, "line_id")
+    for name, dimension, dimension_source in (
+        ("customer_id", customers, customers_source),
+        ("product_id", products, products_source),
+    ):
+        if dimension is None:
+            continue
+        known_ids = dimension.column(name)
+        unknown = pc.and_(
+            pc.is_valid(output[name]),
+            pc.invert(pc.is_in(output[name], value_set=known_ids.combine_chunks())),
+        )
+        file_label = Path(dimension_source).name
+
+        def describe(value: Any, name: str = name, file_label: str = file_label) -> str:
+            return f"{name} {value!r} is not in {file_label}"
+
+        checker.flag(unknown, name, describe, output[name])
+    checker.raise_if_any()
+    arrays = [_as_array(output[field.name], field.type, length) for field in SALES_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SALES_SCHEMA)
+
+
+def _as_array(values: Any, type_: pa.DataType, length: int) -> pa.ChunkedArray:
+    if isinstance(values, pa.Array):
+        values = pa.chunked_array([values], type=values.type)
+    if values.type != type_:
+        values = pc.cast(values, type_)
+    assert len(values) == length
+    return values
+
+
+# ---- customers and products --------------------------------------------------------------------
+
+
+def _dimension_from_raw(
+    raw: _Raw, kind: FileKind, mapping: ColumnMapping | None, builtins: tuple[str, ...]
+) -> pa.Table:
+    columns = resolve_columns(raw.table.column_names, kind, mapping, source=raw.source)
+    key = builtins[0]
+    if key not in columns.fields:
+        raise _required_missing(key, kind, raw.source)
+    checker = _Checker(raw, columns)
+    length = raw.table.num_rows
+    output: dict[str, pa.ChunkedArray] = {}
+    for name in builtins:
+        header = columns.fields.get(name)
+        output[name] = (
+            _text(raw.table.column(header))
+            if header is not None
+            else pa.chunked_array([pa.nulls(length, pa.string())])
+        )
+    for name, header in columns.fields.items():
+        if name not in output:
+            output[name] = _text(raw.table.column(header))
+    for header in columns.attributes:
+        if header not in output:
+            output[header] = _text(raw.table.column(header))
+    _empty_flag(checker, output[key], key)
+    _flag_duplicates(checker, output[key], key)
+    checker.raise_if_any()
+    return pa.table(
+        {name: _as_array(values, pa.string(), length) for name, values in output.items()}
+    )
+
+
+# ---- public API --------------------------------------------------------------------------------
+
+
+def read_customers(
+    path: Path, *, mapping: ColumnMapping | None = None, progress: ProgressHook | None = None
+) -> pa.Table:
+    """Customers: ``customer_id``, ``name``, ``group``, then every other column as an attribute."""
+    raw = _read_raw(path, progress)
+    return _dimension_from_raw(raw, FileKind.CUSTOMERS, mapping, CUSTOMER_BUILTINS)
+
+
+def read_products(
+    path: Path, *, mapping: ColumnMapping | None = None, progress: ProgressHook | None = None
+) -> pa.Table:
+    """Products: ``product_id``, ``name``, ``category``, ``brand``, then attributes."""
+    raw = _read_raw(path, progress)
+    return _dimension_from_raw(raw, FileKind.PRODUCTS, mapping, PRODUCT_BUILTINS)
+
+
+def read_sales(
+    path: Path,
+    *,
+    mapping: ColumnMapping | None = None,
+    customers: pa.Table | None = None,
+    products: pa.Table | None = None,
+    customers_source: str = "the customers file",
+    products_source: str = "the products file",
+    progress: ProgressHook | None = None,
+) -> pa.Table:
+    """Sales lines in ``SALES_SCHEMA``. With ``customers``/``products``, unknown ids are errors."""
+    raw = _read_raw(path, progress)
+    return _sales_from_raw(
+        raw,
+        mapping=mapping,
+        customers=customers,
+        products=products,
+        customers_source=customers_source,
+        products_source=products_source,
+    )
+
+
+def read_facts(
+    sales: Path,
+    *,
+    customers: Path | None = None,
+    products: Path | None = None,
+    mapping: ColumnMapping | None = None,
+    progress: ProgressHook | None = None,
+) -> Facts:
+    """Read and cross-check every input of a calculation; fails on the first bad file."""
+    customer_table = (
+        read_customers(customers, mapping=mapping, progress=progress) if customers else None
+    )
+    product_table = (
+        read_products(products, mapping=mapping, progress=progress) if products else None
+    )
+    sales_table = read_sales(
+        sales,
+        mapping=mapping,
+        customers=customer_table,
+        products=product_table,
+        customers_source=str(customers) if customers else "the customers file",
+        products_source=str(products) if products else "the products file",
+        progress=progress,
+    )
+    return Facts(sales=sales_table, customers=customer_table, products=product_table)

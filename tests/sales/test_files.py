@@ -1,0 +1,281 @@
+"""Readers: literal files in, exact canonical tables or one exact error line out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from openpyxl import Workbook
+
+from fanli.engine.facts import SALES_SCHEMA
+from fanli.kit.errors import InputError
+from fanli.sales.files import InputFileError, read_customers, read_facts, read_products, read_sales
+from fanli.sales.mapping import load_mapping
+
+HEADER = "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+
+
+def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def error_of(path: Path, **kwargs: object) -> InputError:
+    with pytest.raises(InputError) as caught:
+        read_sales(path, **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+def test_csv_amounts_and_dates_are_parsed_exactly(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "s.csv",
+        HEADER
+        + (
+            'L1,C1,P1,2026-03-31,10,"1,234.50"\n'
+            "L2,C1,P1,2026/3/1,-1,¥-12.3456\n"
+            "L3,C2,P2,2026年3月31日,2,5\n"
+            "L4,C2,P2,20260102,0.5,￥7\n"
+        ),
+    )
+    table = read_sales(path)
+    assert table.schema == SALES_SCHEMA
+    rows = table.to_pylist()
+    assert [row["net_amount"] for row in rows] == [
+        Decimal("1234.5"),
+        Decimal("-12.3456"),
+        Decimal("5"),
+        Decimal("7"),
+    ]
+    assert [row["invoice_date"] for row in rows] == [
+        dt.date(2026, 3, 31),
+        dt.date(2026, 3, 1),
+        dt.date(2026, 3, 31),
+        dt.date(2026, 1, 2),
+    ]
+    # defaults: order_date = invoice_date, gross = net, document type invoice
+    assert rows[0]["order_date"] == dt.date(2026, 3, 31)
+    assert rows[1]["gross_amount"] == Decimal("-12.3456")
+    assert {row["document_type"] for row in rows} == {"invoice"}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "L1,C1,P1,2026-03-31,10,abc",
+            "file {f}, row 2, field 'net_amount': net_amount 'abc' is not a number",
+        ),
+        (
+            "L1,C1,P1,2026-03-31,10,12.300000000000001",
+            "file {f}, row 2, field 'net_amount': net_amount '12.300000000000001' has more than "
+            "4 decimal places",
+        ),
+        ("L1,C1,P1,2026-03-31,10,", "file {f}, row 2, field 'net_amount': net_amount is empty"),
+        ("L1,,P1,2026-03-31,10,1", "file {f}, row 2, field 'customer_id': customer_id is empty"),
+        (
+            "L1,C1,P1,2026-02-30,10,1",
+            "file {f}, row 2, field 'invoice_date': invoice_date '2026-02-30' is not a date "
+            "(use 2026-03-31, 2026/3/31 or 2026年3月31日)",
+        ),
+        (
+            "L1,C1,P1,31/03/2026,10,1",
+            "file {f}, row 2, field 'invoice_date': invoice_date '31/03/2026' is not a date "
+            "(use 2026-03-31, 2026/3/31 or 2026年3月31日)",
+        ),
+        (
+            "L1,C1,P1,2026-03-31,1e3,1",
+            "file {f}, row 2, field 'quantity': quantity '1e3' is not a number",
+        ),
+        (
+            "L1,C1,P1,2026-03-31,10,123456789012345",
+            "file {f}, row 2, field 'net_amount': net_amount '123456789012345' is too large",
+        ),
+    ],
+)
+def test_bad_cell_gives_one_exact_line(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path, "s.csv", HEADER + line + "\n")
+    error = error_of(path)
+    assert str(error) == message.format(f=path)
+    assert "\n" not in str(error)
+
+
+def test_errors_are_collected_in_row_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "s.csv",
+        HEADER + "L1,C1,P1,2026-03-31,10,1\nL2,C1,P1,x,10,y\nL1,C1,P1,2026-03-31,10,1\n",
+    )
+    error = error_of(path)
+    assert isinstance(error, InputFileError)
+    assert str(error) == (
+        f"file {path}, row 3, field 'invoice_date': invoice_date 'x' is not a date "
+        "(use 2026-03-31, 2026/3/31 or 2026年3月31日) (and 2 more problems)"
+    )
+    assert [(issue.row, issue.field, issue.message) for issue in error.issues[1:]] == [
+        (3, "net_amount", "net_amount 'y' is not a number"),
+        (4, "line_id", "duplicate line_id 'L1' (first on row 2)"),
+    ]
+
+
+def test_missing_required_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.csv", "line_id,customer_id,product_id,invoice_date,quantity\n")
+    assert str(error_of(path)) == (
+        f"file {path}, row 1, field 'net_amount': missing required column net_amount (looked "
+        "for: net_amount, net amount, net, amount excl. vat, ...; name it with --mapping)"
+    )
+
+
+def test_unknown_customer_and_product(tmp_path: Path) -> None:
+    customers = write(tmp_path, "c.csv", "customer_id,name\nC1,甲\n")
+    products = write(tmp_path, "p.csv", "product_id,name\nP1,水\n")
+    sales = write(tmp_path, "s.csv", HEADER + "L1,C1,P1,2026-03-31,1,1\nL2,C9,P9,2026-03-31,1,1\n")
+    with pytest.raises(InputFileError) as caught:
+        read_facts(sales, customers=customers, products=products)
+    assert str(caught.value) == (
+        f"file {sales}, row 3, field 'customer_id': customer_id 'C9' is not in c.csv "
+        "(and 1 more problem)"
+    )
+    assert caught.value.issues[1].message == "product_id 'P9' is not in p.csv"
+
+
+def test_gbk_csv_with_chinese_erp_headers(tmp_path: Path) -> None:
+    text = (
+        "单据编号,行号,单据类型,客户编码,物料编码,开票日期,回款日期,数量,不含税金额,价税合计,币种\n"
+        'XS01,1,销售发票,C1,P1,2026/1/5,2026/2/5,10,"1,000.00",1130.00,cny\n'
+        "HZ01,1,红字发票,C1,P1,2026年2月1日,,-1,-100,-113,CNY\n"
+    )
+    path = write(tmp_path, "erp.csv", text, encoding="gbk")
+    rows = read_sales(path).to_pylist()
+    assert [row["line_id"] for row in rows] == ["XS01-1", "HZ01-1"]
+    assert [row["document_type"] for row in rows] == ["invoice", "credit_note"]
+    assert [row["net_amount"] for row in rows] == [Decimal("1000"), Decimal("-100")]
+    assert [row["gross_amount"] for row in rows] == [Decimal("1130"), Decimal("-113")]
+    assert [row["paid_date"] for row in rows] == [dt.date(2026, 2, 5), None]
+    assert [row["currency"] for row in rows] == ["CNY", "CNY"]
+
+
+def test_utf8_bom_csv(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.csv", "\ufeff" + HEADER + "L1,C1,P1,2026-03-31,1,2.5\n")
+    assert read_sales(path).column("line_id").to_pylist() == ["L1"]
+
+
+def test_mapping_file(tmp_path: Path) -> None:
+    mapping = write(
+        tmp_path,
+        "m.yaml",
+        (
+            "line_id: Beleg\ncustomer_id: Kunde\nproduct_id: Artikel\ninvoice_date: Datum\n"
+            "quantity: Menge\nnet_amount: Netto\ndocument_types: {Gutschrift: credit_note}\n"
+        ),
+    )
+    sales = write(
+        tmp_path,
+        "s.csv",
+        "Beleg,Kunde,Artikel,Datum,Menge,Netto,Art\nB1,K1,A1,2026-01-02,3,4.5,Gutschrift\n",
+    )
+    table = read_sales(sales, mapping=load_mapping(mapping))
+    row = table.to_pylist()[0]
+    assert (row["line_id"], row["customer_id"], row["net_amount"]) == ("B1", "K1", Decimal("4.5"))
+    assert row["document_type"] == "invoice"  # 'Art' is not mapped to document_type
+
+
+def test_mapping_naming_a_missing_column(tmp_path: Path) -> None:
+    mapping = write(tmp_path, "m.yaml", "net_amount: Netto\n")
+    sales = write(tmp_path, "s.csv", HEADER + "L1,C1,P1,2026-03-31,1,1\n")
+    assert str(error_of(sales, mapping=load_mapping(mapping))) == (
+        f"file {sales}, field 'Netto': the mapping names column 'Netto' for net_amount, but the "
+        "file has no such column"
+    )
+
+
+def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"])
+    sheet.append(["L1", 1001, "P1", dt.datetime(2026, 3, 31), 10, 1234.5])  # noqa: DTZ001
+    sheet.append(["L2", 1001, "P1", "2026/4/1", 2.5, 0.1])
+    path = tmp_path / "s.xlsx"
+    workbook.save(path)
+    rows = read_sales(path).to_pylist()
+    assert [row["customer_id"] for row in rows] == ["1001", "1001"]
+    assert [row["net_amount"] for row in rows] == [Decimal("1234.5"), Decimal("0.1")]
+    assert [row["quantity"] for row in rows] == [Decimal("10"), Decimal("2.5")]
+    assert rows[0]["invoice_date"] == dt.date(2026, 3, 31)
+
+    sheet.append(["L3", 1001, "P1", dt.datetime(2026, 4, 2), 1, 1234.56789])  # noqa: DTZ001
+    workbook.save(path)
+    assert str(error_of(path)) == (
+        f"file {path}, row 4, field 'net_amount': net_amount '1234.56789' has more than "
+        "4 decimal places"
+    )
+
+
+def test_parquet_decimals_pass_and_floats_are_refused(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "line_id": ["L1"],
+            "customer_id": [7],
+            "product_id": ["P1"],
+            "invoice_date": pa.array([dt.date(2026, 1, 2)]),
+            "quantity": pa.array([Decimal("2")], pa.decimal128(10, 0)),
+            "net_amount": pa.array([Decimal("12.34")], pa.decimal128(12, 2)),
+        }
+    )
+    path = tmp_path / "s.parquet"
+    pq.write_table(table, path)
+    row = read_sales(path).to_pylist()[0]
+    assert (row["customer_id"], row["net_amount"]) == ("7", Decimal("12.34"))
+
+    pq.write_table(table.set_column(5, "net_amount", pa.array([12.34])), path)
+    assert str(error_of(path)) == (
+        f"file {path}, field 'net_amount': net_amount is stored as double, a binary float; "
+        "amounts must be decimals or text"
+    )
+
+
+def test_dimensions_with_presets_and_attributes(tmp_path: Path) -> None:
+    customers = write(
+        tmp_path,
+        "c.csv",
+        "客户编码,客户名称,客户集团,客户分类,大区,信用等级\n"
+        "C1,上海华东医药贸易有限公司,华东集团,批发,华东,A\n",
+        encoding="gbk",
+    )
+    table = read_customers(customers)
+    assert table.column_names == ["customer_id", "name", "group", "segment", "region", "信用等级"]
+    assert table.to_pylist()[0]["segment"] == "批发"
+    products = write(
+        tmp_path, "p.csv", "物料编码,物料名称,产品类别,品牌\nP1,水,饮料,清泉\nP1,水,饮料,清泉\n"
+    )
+    with pytest.raises(InputFileError) as caught:
+        read_products(products)
+    assert str(caught.value) == (
+        f"file {products}, row 3, field '物料编码': duplicate product_id 'P1' (first on row 2)"
+    )
+
+
+def test_unsupported_and_unreadable_files(tmp_path: Path) -> None:
+    assert str(error_of(tmp_path / "s.xls")) == (
+        f"file {tmp_path / 's.xls'}: old .xls workbooks are not read; save it as .xlsx"
+    )
+    missing = tmp_path / "missing.csv"
+    assert str(error_of(missing)) == f"file {missing}: cannot read: No such file or directory"
+
+
+def test_large_csv_is_vectorised(tmp_path: Path) -> None:
+    lines = [HEADER] + [
+        f"L{i},C{i % 97},P{i % 13},2026-03-{i % 28 + 1:02d},{i % 50},{i}.25\n"
+        for i in range(200_000)
+    ]
+    path = write(tmp_path, "big.csv", "".join(lines))
+    seen: list[int] = []
+    table = read_sales(path, progress=lambda _file, done, _total: seen.append(done))
+    assert table.num_rows == 200_000
+    assert seen[-1] == path.stat().st_size
+    assert table.column("net_amount")[199_999].as_py() == Decimal("199999.25")
