@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fanli.agreements.terms import Agreement, CustomerSelector, LineSet, ProductSelector
 from fanli.engine.compile import (
@@ -39,7 +41,7 @@ from fanli.engine.compile import (
     compile_sets,
 )
 from fanli.engine.facts import check_fact_types
-from fanli.engine.results import RESULT_SCHEMA
+from fanli.engine.results import MEASURE_TYPE, MONEY_TYPE, RATE_TYPE, RESULT_SCHEMA
 from fanli.kit.errors import FanliError, InputError
 
 SalesInput: TypeAlias = "pa.Table | Sequence[str | Path]"
@@ -278,14 +280,21 @@ def _filter_columns(compiled: CompiledAgreement, kind: str) -> set[str]:
 
 
 def _classify(
-    connection: duckdb.DuckDBPyConnection, kind: str, predicates: list[tuple[int, str]]
+    connection: duckdb.DuckDBPyConnection,
+    kind: str,
+    predicates: list[tuple[int, str]],
+    filter_columns: list[str],
 ) -> None:
     """``{kind}_class(id, cls, no)`` and ``{kind}_class_sets(cls, set_no)``.
 
     ``cls`` numbers the distinct sets-of-line-sets the item belongs to; ``no`` numbers the items
-    (customers become beneficiaries by it). An item the dimension lacks has no attributes: when
-    such an item belongs to some line set (an include without fields), every id the facts use is
-    added to the dimension first, so that the probe stays an inner equi-join.
+    (customers become beneficiaries by it). The filters are evaluated once per distinct
+    combination of the columns they read (an id counts only when some filter names it), not once
+    per item: 125 segment x nation combinations instead of 150,000 customers.
+
+    An item the dimension lacks has no attributes: when such an item belongs to some line set
+    (an include without fields), every id the facts use is added to the dimension first, so that
+    the probe stays an inner equi-join.
     """
     signature = (
         "concat_ws(',', "
@@ -302,26 +311,41 @@ def _classify(
             FROM (SELECT DISTINCT {kind}_id AS id FROM sales WHERE {kind}_id IS NOT NULL)
             WHERE CAST(id AS VARCHAR) NOT IN (SELECT id_text FROM {kind}_dim)"""
         )
+    columns = ", ".join(_identifier(c) for c in filter_columns)
+    key_columns = f"named_id{', ' + columns if columns else ''}"
     connection.execute(
-        f"""CREATE TEMP TABLE {kind}_sig AS
-        SELECT id, id_text, {signature} AS sig,
-               CAST(row_number() OVER (ORDER BY id_text) AS INTEGER) AS no
-        FROM {kind}_dim"""
+        f"""CREATE TEMP TABLE {kind}_keyed AS
+        SELECT id, CAST(row_number() OVER () AS INTEGER) AS no,
+               dense_rank() OVER (ORDER BY {key_columns}) AS combo, {key_columns}
+        FROM (SELECT d.*, CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named)
+                               THEN d.id_text END AS named_id
+              FROM {kind}_dim d)"""
+    )
+    connection.execute(
+        f"""CREATE TEMP TABLE {kind}_combo AS
+        SELECT combo, {signature} AS sig
+        FROM (SELECT DISTINCT combo, named_id AS id_text{", " + columns if columns else ""}
+              FROM {kind}_keyed)"""
     )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_classes AS
         SELECT sig, CAST(row_number() OVER (ORDER BY sig) AS INTEGER) AS cls
-        FROM (SELECT DISTINCT sig FROM {kind}_sig WHERE sig <> '')"""
+        FROM (SELECT DISTINCT sig FROM {kind}_combo WHERE sig <> '')"""
     )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_class AS
-        SELECT s.id, c.cls, s.no FROM {kind}_sig s JOIN {kind}_classes c USING (sig)
-        WHERE s.id IS NOT NULL"""
+        SELECT k.id, c.cls, k.no
+        FROM {kind}_keyed k JOIN {kind}_combo USING (combo) JOIN {kind}_classes c USING (sig)
+        WHERE k.id IS NOT NULL"""
     )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_class_sets AS
         SELECT cls, CAST(unnest(string_split(sig, ',')) AS INTEGER) AS set_no
         FROM {kind}_classes"""
+    )
+    connection.execute(
+        f"CREATE TEMP TABLE {kind}_names AS SELECT k.no, d.id_text "
+        f"FROM {kind}_keyed k JOIN {kind}_dim d USING (id)"
     )
 
 
@@ -411,10 +435,12 @@ def _load_small_tables(
         connection.executemany("INSERT INTO periods VALUES (?, ?, ?, ?)", period_rows)
     connection.execute(
         "CREATE TEMP TABLE bands (agreement_no INTEGER, band_no INTEGER, lower HUGEINT, "
-        "rate HUGEINT, marginal_below HUGEINT, rate_sum HUGEINT, display_rate HUGEINT)"
+        "rate HUGEINT, marginal_below HUGEINT, rate_sum HUGEINT, display_rate HUGEINT, "
+        "lower_bound BIGINT, upper_bound BIGINT)"
     )
+    # upper_bound is the next band's lower: the top band also takes values above its own "to".
     connection.executemany(
-        "INSERT INTO bands VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO bands VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             [
                 b.agreement_no,
@@ -424,9 +450,11 @@ def _load_small_tables(
                 b.marginal_below,
                 b.rate_sum,
                 b.display_rate,
+                b.lower,
+                c.bands[index + 1].lower if index + 1 < len(c.bands) else _BIGINT_TOP,
             ]
             for c in compiled
-            for b in c.bands
+            for index, b in enumerate(c.bands)
         ],
     )
     connection.execute(
@@ -470,8 +498,9 @@ def _probe_sql(event_column: str, residuals: list[str]) -> str:
     conditions = [f"{date} >= m.seg_start", f"{date} < m.seg_end", *residuals]
     return f"""
         SELECT m.set_no, c.no AS cno, m.period_index,
-               sum(s.net_amount) AS net, sum(s.gross_amount) AS gross,
-               sum(s.quantity) AS qty, count(*) AS lines
+               sum(CAST(s.net_amount * 10000 AS BIGINT)) AS net,
+               sum(CAST(s.gross_amount * 10000 AS BIGINT)) AS gross,
+               sum(CAST(s.quantity * 10000 AS BIGINT)) AS qty, count(*) AS lines
         FROM sales s
         JOIN customer_class c ON s.customer_id = c.id
         JOIN product_class p ON s.product_id = p.id
@@ -532,36 +561,60 @@ def _install_macros(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _rating_sql(source: str) -> str:
+_BIGINT_TOP = 9223372036854775807  # above every band bound
+# Columns of ``windows`` the result needs, carried through the rating and settling steps.
+_WINDOW_COLUMNS = ("p_period", "lines", "p", "t", "g", "b")
+
+
+def _rating_sql(source: str, *, projected: bool, carry: tuple[str, ...] = ()) -> str:
     """Tier lookup and exact raw rebate for the rows of ``source``, rounded once.
 
-    ``source`` has key, agreement_no, period_index, t, p, g, b (integers, 10**-4 units) and the
-    projection factors h (horizon days) and e (elapsed days); h = e = 1 for the actual
-    calculation. The projection substitutes T -> T*H, P -> P*H and scales thresholds by E, then
-    divides by H (docs/calculation.md, "Accrual"): the raw rebate is homogeneous of degree one.
+    ``source`` has key, agreement_no, period_index, t, p, g, b (integers, 10**-4 units) and, when
+    ``projected``, the projection factors h (horizon days) and e (elapsed days). The projection
+    substitutes T -> T*H, P -> P*H and scales thresholds by E, then divides by H
+    (docs/calculation.md, "Accrual"): the raw rebate is homogeneous of degree one. Without a
+    projection h = e = 1 and the SQL says so literally, so that no 128-bit division is needed
+    for the band lookup.
+
+    The band is found with a hash join on the agreement and a range condition
+    ``lower <= lookup < next lower``: measured 6x faster than an ASOF join here. ``carry`` names
+    columns of ``source`` passed through to the result (saves joining it back).
     """
+    carried = "".join(f", {column}" for column in carry)
+    if projected:
+        h, e = "r.h", "r.e"
+        growth_lookup = (
+            f"exact_div(CAST(r.t AS HUGEINT) * r.h * {GROWTH_SCALE}, CAST(r.b AS HUGEINT) * r.e)"
+        )
+        plain_lookup = "exact_div(CAST(r.t AS HUGEINT) * r.h, CAST(r.e AS HUGEINT))"
+    else:
+        h, e = "1", "1"
+        growth_lookup = f"exact_div(CAST(r.t AS HUGEINT) * {GROWTH_SCALE}, CAST(r.b AS HUGEINT))"
+        plain_lookup = "r.t"
     return f"""
     WITH looked AS (
-        SELECT r.key, r.agreement_no, r.period_index,
-               CAST(r.t AS HUGEINT) * r.h AS tn, CAST(r.p AS HUGEINT) * r.h AS pn,
-               CAST(r.g AS HUGEINT) * r.h AS gn, CAST(r.b AS HUGEINT) * r.e AS be, r.h, r.e,
-               CASE
+        SELECT r.key, r.agreement_no, r.period_index{"".join(f", r.{c}" for c in carry)},
+               CAST(r.t AS HUGEINT) * {h} AS tn, CAST(r.p AS HUGEINT) * {h} AS pn,
+               CAST(r.g AS HUGEINT) * {h} AS gn, CAST(r.b AS HUGEINT) * {e} AS be,
+               CAST({h} AS HUGEINT) AS h, CAST({e} AS HUGEINT) AS e,
+               CAST(CASE
                  WHEN a.growth_mode IS NOT NULL THEN
                    CASE WHEN r.b > 0 AND r.t >= 0
-                        THEN (CAST(r.t AS HUGEINT) * r.h * {GROWTH_SCALE}) // (r.b * r.e)
-                        ELSE -1 END
+                        THEN least({growth_lookup}, {_BIGINT_TOP - 1}) ELSE -1 END
                  WHEN r.t < 0 THEN -1
-                 ELSE (CAST(r.t AS HUGEINT) * r.h) // r.e
-               END AS lookup
+                 ELSE least({plain_lookup}, {_BIGINT_TOP - 1})
+               END AS BIGINT) AS lookup
         FROM {source} r JOIN agreement_params a USING (agreement_no)
     ),
     banded AS (
         SELECT l.*, b.band_no, b.lower, b.rate, b.marginal_below, b.rate_sum, b.display_rate
-        FROM looked l ASOF LEFT JOIN bands b
-          ON l.agreement_no = b.agreement_no AND l.lookup >= b.lower
+        FROM looked l LEFT JOIN bands b
+          ON l.agreement_no = b.agreement_no AND l.lookup >= b.lower_bound
+         AND l.lookup < b.upper_bound
     ),
     fractions AS (
-        SELECT x.key, x.agreement_no, x.period_index, x.band_no, x.display_rate, x.h,
+        SELECT x.key, x.agreement_no, x.period_index{"".join(f", x.{c}" for c in carry)},
+          x.band_no, x.display_rate, x.h,
           x.pn, x.tn, a.same_measure, a.form, a.growth_mode, a.method, a.divisor, a.half_even,
           (x.band_no IS NOT NULL
            AND (a.minimum IS NULL OR x.tn >= a.minimum * x.e)
@@ -582,7 +635,7 @@ def _rating_sql(source: str) -> str:
         FROM banded x JOIN agreement_params a USING (agreement_no)
     ),
     raw AS (
-        SELECT key, agreement_no, period_index, band_no, display_rate, half_even, earns,
+        SELECT key, agreement_no, period_index{carried}, band_no, display_rate, half_even, earns,
           -- the band-wise forms value the tier basis at P / T when T and P differ
           (NOT same_measure AND form <> 'fixed'
            AND (growth_mode IN ('growth_only', 'marginal')
@@ -591,82 +644,158 @@ def _rating_sql(source: str) -> str:
         FROM fractions
     ),
     fraction AS (
-        SELECT key, agreement_no, period_index, band_no, display_rate, half_even,
+        SELECT key, agreement_no, period_index{carried}, band_no, display_rate, half_even,
           CASE WHEN NOT earns OR (by_average AND tn = 0) THEN 0::HUGEINT
                WHEN by_average THEN x * pn ELSE x END AS numerator,
           CASE WHEN by_average AND tn <> 0 THEN x_den * tn * h ELSE x_den * h END * divisor
             AS denominator
         FROM raw
     )
-    SELECT key, agreement_no, period_index, coalesce(band_no, 0) AS tier, display_rate,
+    SELECT key, agreement_no, period_index{carried}, coalesce(band_no, 0) AS tier, display_rate,
            CAST((CASE WHEN numerator < 0 THEN -1 ELSE 1 END)
                 * round_fraction(abs(numerator), denominator, half_even) AS BIGINT) AS amount
     FROM fraction"""
 
 
-def _rate_and_settle(connection: duckdb.DuckDBPyConnection, as_of: dt.date | None) -> None:
-    # Customers are numbered (customer_sig.no); their text ids appear only in the output.
+@dataclass(frozen=True)
+class _Features:
+    """Which term features the agreements of one run use: the SQL leaves out what none needs."""
+
+    several_sets: bool  # a target, gate or baseline set
+    pooled: bool
+    pro_rata: bool
+    scope_term: bool
+    prior_year: bool
+    cap_period: bool
+    cap_term: bool
+    guarantee: bool
+    carry_forward: bool
+    projection: bool
+    dense: bool
+
+    @classmethod
+    def of(cls, compiled: list[CompiledAgreement], as_of: dt.date | None) -> _Features:
+        def some(test: Callable[[CompiledAgreement], bool]) -> bool:
+            return any(test(c) for c in compiled)
+
+        return cls(
+            several_sets=some(
+                lambda c: (
+                    c.agreement.target is not None
+                    or c.agreement.gate is not None
+                    or (c.agreement.growth is not None and c.baseline_fixed is None)
+                )
+            ),
+            pooled=some(lambda c: c.pooled),
+            pro_rata=some(lambda c: c.pro_rata),
+            scope_term=some(lambda c: c.scope_term),
+            prior_year=some(lambda c: c.agreement.growth is not None and c.baseline_fixed is None),
+            cap_period=some(lambda c: c.cap_period is not None),
+            cap_term=some(lambda c: c.cap_term is not None),
+            guarantee=some(lambda c: c.guarantee is not None),
+            carry_forward=some(lambda c: c.carry_forward),
+            projection=as_of is not None and some(lambda c: c.expected),
+            dense=some(lambda c: c.dense),
+        )
+
+
+_MEASURE = "CASE {m} WHEN 0 THEN f.net WHEN 1 THEN f.gross ELSE f.qty END"  # BIGINT, 10**-4 units
+
+
+def _sums_by_beneficiary(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
+    """``customer_period`` (per customer) and ``pool_period`` (per beneficiary) sums P, T, G, B."""
+    if features.several_sets or features.pooled:
+        connection.execute(
+            f"""CREATE TEMP TABLE customer_period AS
+            SELECT l.agreement_no,
+                   CASE WHEN a.pooled THEN ak.counterparty_no ELSE f.cno END AS bno,
+                   f.cno, f.period_index,
+                   sum(CASE WHEN l.role = {Role.EARNING} THEN {_MEASURE.format(m="a.p_measure")}
+                            ELSE 0 END) AS p,
+                   sum(CASE WHEN l.role = {Role.TARGET}
+                              OR (l.role = {Role.EARNING} AND NOT a.separate_target)
+                            THEN {_MEASURE.format(m="a.t_measure")} ELSE 0 END) AS t,
+                   sum(CASE WHEN l.role = {Role.GATE} THEN {_MEASURE.format(m="a.g_measure")}
+                            ELSE 0 END) AS g,
+                   sum(CASE WHEN l.role = {Role.BASELINE} THEN {_MEASURE.format(m="a.t_measure")}
+                            ELSE 0 END) AS b,
+                   sum(CASE WHEN l.role = {Role.EARNING} THEN f.lines ELSE 0 END) AS lines,
+                   bool_or(l.role <> {Role.BASELINE}) AS counting
+            FROM fact_sums f
+            JOIN line_sets l USING (set_no)
+            JOIN agreement_params a USING (agreement_no)
+            JOIN agreement_keys ak USING (agreement_no)
+            GROUP BY ALL"""
+        )
+    else:
+        # One earning set per agreement and no pooling: a projection, no regrouping.
+        connection.execute(
+            f"""CREATE TEMP TABLE customer_period AS
+            SELECT l.agreement_no, f.cno AS bno, f.cno, f.period_index,
+                   {_MEASURE.format(m="a.p_measure")} AS p,
+                   {_MEASURE.format(m="a.t_measure")} AS t,
+                   0::BIGINT AS g, 0::BIGINT AS b, f.lines, TRUE AS counting
+            FROM fact_sums f
+            JOIN line_sets l USING (set_no)
+            JOIN agreement_params a USING (agreement_no)"""
+        )
+    if features.pooled:
+        connection.execute(
+            """CREATE TEMP TABLE pool_period AS
+            SELECT CAST(agreement_no AS BIGINT) * 4294967296 + bno AS key, agreement_no, bno,
+                   period_index, sum(p) AS p, sum(t) AS t, sum(g) AS g, sum(b) AS b,
+                   sum(lines) AS lines, bool_or(counting) AS counting
+            FROM customer_period GROUP BY agreement_no, bno, period_index"""
+        )
+    else:
+        connection.execute(
+            """CREATE TEMP VIEW pool_period AS
+            SELECT CAST(agreement_no AS BIGINT) * 4294967296 + bno AS key, agreement_no, bno,
+                   period_index, p, t, g, b, lines, counting
+            FROM customer_period"""
+        )
+
+
+def _rate_and_settle(
+    connection: duckdb.DuckDBPyConnection, features: _Features, as_of: dt.date | None
+) -> None:
     connection.execute(
         """CREATE TEMP TABLE agreement_keys AS
         SELECT a.agreement_no, n.no AS counterparty_no
-        FROM agreement_params a LEFT JOIN customer_sig n ON n.id_text = a.counterparty"""
+        FROM agreement_params a LEFT JOIN customer_names n ON n.id_text = a.counterparty"""
     )
-    measure = (
-        "CASE {m} WHEN 0 THEN CAST(f.net * 10000 AS BIGINT) "
-        "WHEN 1 THEN CAST(f.gross * 10000 AS BIGINT) ELSE CAST(f.qty * 10000 AS BIGINT) END"
-    )
-    connection.execute(
-        f"""CREATE TEMP TABLE customer_period AS
-        SELECT l.agreement_no,
-               CASE WHEN a.pooled THEN ak.counterparty_no ELSE f.cno END AS bno,
-               f.cno, f.period_index,
-               sum(CASE WHEN l.role = {Role.EARNING} THEN {measure.format(m="a.p_measure")}
-                        ELSE 0 END) AS p,
-               sum(CASE WHEN l.role = {Role.TARGET}
-                          OR (l.role = {Role.EARNING} AND NOT a.separate_target)
-                        THEN {measure.format(m="a.t_measure")} ELSE 0 END) AS t,
-               sum(CASE WHEN l.role = {Role.GATE} THEN {measure.format(m="a.g_measure")}
-                        ELSE 0 END) AS g,
-               sum(CASE WHEN l.role = {Role.BASELINE} THEN {measure.format(m="a.t_measure")}
-                        ELSE 0 END) AS b,
-               sum(CASE WHEN l.role = {Role.EARNING} THEN f.lines ELSE 0 END) AS lines,
-               bool_or(l.role <> {Role.BASELINE}) AS counting
-        FROM fact_sums f
-        JOIN line_sets l USING (set_no)
-        JOIN agreement_params a USING (agreement_no)
-        JOIN agreement_keys ak USING (agreement_no)
-        GROUP BY ALL"""
-    )
-    connection.execute(
-        """CREATE TEMP TABLE pool_period AS
-        SELECT CAST(agreement_no AS BIGINT) * 4294967296 + bno AS key, agreement_no, bno,
-               period_index, sum(p) AS p, sum(t) AS t, sum(g) AS g, sum(b) AS b,
-               sum(lines) AS lines, bool_or(counting) AS counting
-        FROM customer_period GROUP BY agreement_no, bno, period_index"""
-    )
-    connection.execute(
-        """CREATE TEMP TABLE result_keys AS
-        SELECT key, any_value(agreement_no) AS agreement_no, any_value(bno) AS bno,
-               sum(b) AS b_total
-        FROM pool_period GROUP BY key HAVING bool_or(counting)"""
-    )
+    _sums_by_beneficiary(connection, features)
+    if features.several_sets:
+        connection.execute(
+            """CREATE TEMP TABLE result_keys AS
+            SELECT key, any_value(agreement_no) AS agreement_no, any_value(bno) AS bno,
+                   sum(b) AS b_total
+            FROM pool_period GROUP BY key HAVING bool_or(counting)"""
+        )
+        key_filter = "SEMI JOIN result_keys k USING (key)"
+    else:
+        # Every key counts; the distinct list is only needed for the rows added below.
+        connection.execute(
+            """CREATE TEMP VIEW result_keys AS
+            SELECT DISTINCT key, agreement_no, bno, 0::BIGINT AS b_total FROM pool_period"""
+        )
+        key_filter = ""
     # Rows: the periods with lines; every started period where a quiet period can still pay
     # (dense agreements); the as-of period of expected-mode agreements (it is projected).
     current = (
         f"pr.period_start <= DATE '{as_of}' AND DATE '{as_of}' < pr.period_end"
-        if as_of is not None
+        if features.projection
         else "FALSE"
     )
-    connection.execute(
-        f"""CREATE TEMP TABLE grid AS
+    active = f"""
         SELECT pp.key, pp.agreement_no, pp.period_index, pp.p AS p_period, pp.t AS t_period,
                pp.g AS g_period, pp.b AS b_period, pp.lines
         FROM pool_period pp
-        SEMI JOIN result_keys k USING (key)
+        {key_filter}
         JOIN periods pr USING (agreement_no, period_index)
         JOIN agreement_params a USING (agreement_no)
-        WHERE NOT a.dense
-        UNION ALL
+        WHERE NOT a.dense"""
+    quiet = f"""
         SELECT k.key, k.agreement_no, pr.period_index, coalesce(pp.p, 0), coalesce(pp.t, 0),
                coalesce(pp.g, 0), coalesce(pp.b, 0), coalesce(pp.lines, 0)
         FROM result_keys k
@@ -674,26 +803,40 @@ def _rate_and_settle(connection: duckdb.DuckDBPyConnection, as_of: dt.date | Non
         JOIN agreement_params a USING (agreement_no)
         LEFT JOIN pool_period pp USING (key, period_index)
         WHERE a.dense OR (a.expected AND {current} AND pp.key IS NULL)"""
-    )
+    needs_quiet = features.dense or features.projection
     connection.execute(
-        """CREATE TEMP TABLE windows AS
+        f"CREATE TEMP TABLE grid AS {active}" + (f" UNION ALL {quiet}" if needs_quiet else "")
+    )
+    if features.scope_term:
+        window = "OVER w"
+        window_clause = """WINDOW w AS (PARTITION BY g.key ORDER BY g.period_index
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
+
+        def windowed(column: str) -> str:
+            return f"CASE WHEN a.scope_term THEN sum({column}) {window} ELSE {column} END"
+    else:
+        window_clause = ""
+
+        def windowed(column: str) -> str:
+            return column
+
+    connection.execute(
+        f"""CREATE TEMP TABLE windows AS
         SELECT g.key, g.agreement_no, g.period_index, g.p_period, g.lines,
-          CASE WHEN a.scope_term THEN sum(p_period) OVER w ELSE p_period END AS p,
-          CASE WHEN a.scope_term THEN sum(t_period) OVER w ELSE t_period END AS t,
-          CASE WHEN a.scope_term THEN sum(g_period) OVER w ELSE g_period END AS g,
+          {windowed("p_period")} AS p, {windowed("t_period")} AS t, {windowed("g_period")} AS g,
           CASE WHEN a.baseline_fixed IS NOT NULL THEN a.baseline_fixed
                WHEN NOT a.prior_year THEN 0
-               WHEN a.scope_term THEN sum(b_period) OVER w ELSE b_period END AS b
+               ELSE {windowed("b_period")} END AS b
         FROM grid g JOIN agreement_params a USING (agreement_no)
-        WINDOW w AS (PARTITION BY g.key ORDER BY g.period_index
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
+        {window_clause}"""
     )
+    connection.execute("CREATE TEMP VIEW rating_input AS SELECT * FROM windows")
     connection.execute(
-        "CREATE TEMP VIEW rating_input AS SELECT key, agreement_no, period_index, t, p, g, b, "
-        "1 AS h, 1 AS e FROM windows"
+        "CREATE TEMP TABLE rated AS "
+        + _rating_sql("rating_input", projected=False, carry=_WINDOW_COLUMNS)
     )
-    if as_of is not None:
-        day = f"DATE '{as_of.isoformat()}'"
+    if features.projection:
+        day = f"DATE '{as_of}'"
         # Expected mode: the row of the period containing the as-of date is projected.
         connection.execute(
             f"""CREATE TEMP TABLE projection_input AS
@@ -712,70 +855,122 @@ def _rate_and_settle(connection: duckdb.DuckDBPyConnection, as_of: dt.date | Non
               WHERE a.expected AND pr.period_start <= {day} AND {day} < pr.period_end)
             WHERE e < h"""
         )
-    else:
         connection.execute(
-            "CREATE TEMP TABLE projection_input AS SELECT * FROM rating_input LIMIT 0"
+            f"CREATE TEMP TABLE projected AS {_rating_sql('projection_input', projected=True)}"
         )
-    connection.execute(f"CREATE TEMP TABLE rated AS {_rating_sql('rating_input')}")
-    connection.execute(f"CREATE TEMP TABLE projected AS {_rating_sql('projection_input')}")
-    # Period amounts: term-scope deltas, per-period cap, guarantee, term cap; in minor units.
+    _settle(connection, features)
+
+
+def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
+    """Period amounts in minor units: term-scope deltas, per-period cap, guarantee, term cap.
+
+    ``settled`` gets, per key and period, ``f`` (the period's rebate), ``f_cum`` (its running
+    total), ``accrual_cum`` and ``accrual_step``. Running totals and lags are window functions
+    over (key, period); steps no agreement of the run uses are left out, and without caps and
+    guarantees it is a single window pass: for scope term the running total telescopes to ``R``.
+    """
+    k = "OVER (PARTITION BY key ORDER BY period_index)"
+    running = (
+        "OVER (PARTITION BY key ORDER BY period_index "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    )
+    # Narrow tables only: window functions sort whole rows, so the wide rating columns stay in
+    # ``rated`` and the result joins them back once.
+    base = "r.key, r.agreement_no, r.period_index"
+    projection = features.projection
+    projected = "pj.amount" if projection else "NULL::BIGINT"
+    join_projected = "LEFT JOIN projected pj USING (key, period_index)" if projection else ""
+    previous_r = f"coalesce(lag(r.amount) {k}, 0)" if features.scope_term else "0"
+
+    if not (features.cap_period or features.guarantee or features.cap_term):
+        # f = e; the running total is R itself for scope term, the sum of R for scope period.
+        # With a projection the as-of row's R is replaced: the accrual total moves by Rp - R.
+        connection.execute(
+            f"""CREATE TEMP TABLE settled AS
+            SELECT key, period_index, f, f_cum,
+                   coalesce(f_cum + projected - window_rebate, f_cum) AS accrual_cum,
+                   coalesce(f_cum + projected - window_rebate, f_cum) - (f_cum - f)
+                     AS accrual_step
+            FROM (
+              SELECT {base}, r.amount AS window_rebate, {projected} AS projected,
+                CASE WHEN a.scope_term THEN r.amount - {previous_r} ELSE r.amount END AS f,
+                CASE WHEN a.scope_term THEN r.amount ELSE sum(r.amount) {running} END AS f_cum
+              FROM rated r JOIN agreement_params a USING (agreement_no) {join_projected})"""
+        )
+        return
+
+    earned_projected = (
+        f"CASE WHEN a.scope_term THEN pj.amount - {previous_r} ELSE pj.amount END"
+        if projection
+        else "NULL::BIGINT"
+    )
     connection.execute(
-        """CREATE TEMP TABLE settled AS
-        WITH earned AS (
-            SELECT r.key, r.agreement_no, r.period_index, r.tier, r.display_rate,
-                   r.amount AS window_rebate,
-                   CASE WHEN a.scope_term THEN r.amount - coalesce(lag(r.amount) OVER k, 0)
-                        ELSE r.amount END AS e,
-                   CASE WHEN a.scope_term THEN pj.amount - coalesce(lag(r.amount) OVER k, 0)
-                        ELSE pj.amount END AS e_projected
-            FROM rated r JOIN agreement_params a USING (agreement_no)
-            LEFT JOIN projected pj USING (key, period_index)
-            WINDOW k AS (PARTITION BY r.key ORDER BY r.period_index)
-        ),
-        capped AS (
-            SELECT e.*,
-                   CASE WHEN a.cap_period IS NULL THEN e.e ELSE least(e.e, a.cap_period) END AS c,
-                   -- least() skips NULLs in DuckDB: keep "no projection" NULL explicitly
-                   CASE WHEN a.cap_period IS NULL OR e.e_projected IS NULL THEN e.e_projected
-                        ELSE least(e.e_projected, a.cap_period) END AS c_projected
-            FROM earned e JOIN agreement_params a USING (agreement_no)
-        ),
-        running AS (
-            SELECT c.*, a.guarantee, a.carry_forward, a.cap_term,
-              sum(c.c) OVER k AS c_cum,
-              sum(CASE WHEN a.guarantee IS NULL THEN c.c ELSE greatest(c.c, a.guarantee) END)
-                OVER k AS g_plain_cum
-            FROM capped c JOIN agreement_params a USING (agreement_no)
-            WINDOW k AS (PARTITION BY c.key ORDER BY c.period_index
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-        ),
-        guaranteed AS (
-            SELECT *,
-              CASE WHEN guarantee IS NOT NULL AND carry_forward
-                   THEN greatest(c_cum, period_index * guarantee)
-                   ELSE g_plain_cum END AS g_cum,
-              CASE WHEN c_projected IS NULL THEN NULL
-                   WHEN guarantee IS NOT NULL AND carry_forward
-                   THEN greatest(c_cum - c + c_projected, period_index * guarantee)
-                   WHEN guarantee IS NOT NULL
-                   THEN g_plain_cum - greatest(c, guarantee) + greatest(c_projected, guarantee)
-                   ELSE c_cum - c + c_projected END AS g_cum_projected
-            FROM running
-        ),
-        final AS (
-            SELECT key, agreement_no, period_index, tier, display_rate, window_rebate,
-              CASE WHEN cap_term IS NULL THEN g_cum ELSE least(g_cum, cap_term) END AS f_cum,
-              CASE WHEN g_cum_projected IS NULL THEN NULL
-                   WHEN cap_term IS NULL THEN g_cum_projected
-                   ELSE least(g_cum_projected, cap_term) END AS f_cum_projected
-            FROM guaranteed
+        f"""CREATE TEMP TABLE earned AS
+        SELECT {base},
+               CASE WHEN a.scope_term THEN r.amount - {previous_r} ELSE r.amount END AS e,
+               {earned_projected} AS e_projected
+        FROM rated r JOIN agreement_params a USING (agreement_no) {join_projected}"""
+    )
+
+    def cap_period(column: str) -> str:
+        if not features.cap_period:
+            return column
+        # least() skips NULLs in DuckDB: keep a missing projection NULL explicitly
+        return (
+            f"CASE WHEN a.cap_period IS NULL OR {column} IS NULL THEN {column} "
+            f"ELSE least({column}, a.cap_period) END"
         )
-        SELECT key, agreement_no, period_index, tier, display_rate, window_rebate, f_cum,
-          f_cum - coalesce(lag(f_cum) OVER k, 0) AS f,
+
+    def guaranteed(column: str) -> str:
+        if not features.guarantee:
+            return column
+        return (
+            f"CASE WHEN a.guarantee IS NULL THEN {column} ELSE greatest({column}, a.guarantee) END"
+        )
+
+    def cap_term(column: str) -> str:
+        if not features.cap_term:
+            return column
+        return (
+            f"CASE WHEN a.cap_term IS NULL OR {column} IS NULL THEN {column} "
+            f"ELSE least({column}, a.cap_term) END"
+        )
+
+    # g_cum: the running total after the guarantee; with carry-forward max(sum c, i x amount).
+    if features.carry_forward:
+        g_cum = (
+            "CASE WHEN a.carry_forward THEN greatest(c_cum, x.period_index * a.guarantee) "
+            "ELSE g_plain_cum END"
+        )
+        carry_projected = (
+            "WHEN a.carry_forward "
+            "THEN greatest(c_cum - c + c_projected, x.period_index * a.guarantee)"
+        )
+    else:
+        g_cum, carry_projected = "g_plain_cum", ""
+    connection.execute(
+        f"""CREATE TEMP TABLE guaranteed AS
+        SELECT x.key, x.agreement_no, x.period_index, {g_cum} AS g_cum,
+          CASE WHEN c_projected IS NULL THEN NULL
+               {carry_projected}
+               ELSE g_plain_cum - {guaranteed("c")} + {guaranteed("c_projected")}
+          END AS g_cum_projected
+        FROM (
+          SELECT e.key, e.agreement_no, e.period_index, c, c_projected,
+                 sum(c) {running} AS c_cum, sum({guaranteed("c")}) {running} AS g_plain_cum
+          FROM (SELECT e.*, {cap_period("e.e")} AS c, {cap_period("e.e_projected")} AS c_projected
+                FROM earned e JOIN agreement_params a USING (agreement_no)) e
+          JOIN agreement_params a USING (agreement_no)
+        ) x JOIN agreement_params a USING (agreement_no)"""
+    )
+    connection.execute(
+        f"""CREATE TEMP TABLE settled AS
+        SELECT key, period_index, f_cum - coalesce(lag(f_cum) {k}, 0) AS f, f_cum,
           coalesce(f_cum_projected, f_cum) AS accrual_cum,
-          coalesce(f_cum_projected, f_cum) - coalesce(lag(f_cum) OVER k, 0) AS accrual_step
-        FROM final
-        WINDOW k AS (PARTITION BY key ORDER BY period_index)"""
+          coalesce(f_cum_projected, f_cum) - coalesce(lag(f_cum) {k}, 0) AS accrual_step
+        FROM (SELECT g.*, {cap_term("g.g_cum")} AS f_cum,
+                     {cap_term("g.g_cum_projected")} AS f_cum_projected
+              FROM guaranteed g JOIN agreement_params a USING (agreement_no))"""
     )
 
 
@@ -802,7 +997,7 @@ def _split_pro_rata(connection: duckdb.DuckDBPyConnection) -> None:
             FROM settled s
             JOIN pro_rata_keys k USING (key)
             JOIN members m USING (key)
-            JOIN customer_sig n ON n.no = m.cno
+            JOIN customer_names n ON n.no = m.cno
             LEFT JOIN customer_period cp
               ON cp.agreement_no = k.agreement_no AND cp.bno = k.bno
              AND cp.period_index = s.period_index AND cp.cno = m.cno
@@ -843,36 +1038,48 @@ def _split_pro_rata(connection: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-_MEASURE_OUT = "CAST({x} AS DECIMAL(38,0)) * 0.0001"
-_MONEY_OUT = "CAST(({x}) * a.money_to_measure AS DECIMAL(38,0)) * 0.0001"
+# Integer columns of the result and the decimal type their unscaled value becomes.
+_SCALED_COLUMNS = {
+    "basis": MEASURE_TYPE,
+    "window_basis": MEASURE_TYPE,
+    "tier_basis": MEASURE_TYPE,
+    "baseline": MEASURE_TYPE,
+    "gate_basis": MEASURE_TYPE,
+    "rate": RATE_TYPE,
+    "window_rebate": MONEY_TYPE,
+    "rebate": MONEY_TYPE,
+    "cumulative_rebate": MONEY_TYPE,
+    "accrual": MONEY_TYPE,
+}
 
 
-def _result_sql() -> str:
-    measure = _MEASURE_OUT.format
-    money = _MONEY_OUT.format
+def _result_sql(*, pro_rata: bool) -> str:
+    """The result rows with measures and money as unscaled integers (10**-4 units, rates 10**-6);
+    ``_to_result_table`` turns them into decimals without arithmetic."""
+    money = "CAST(({x}) * a.money_to_measure AS BIGINT)".format
     common = f"""
         a.agreement_id, a.version, {{beneficiary}} AS beneficiary_id, s.period_index,
         pr.period_start, pr.period_end, a.currency, {{lines}} AS lines,
-        {measure(x="{basis}")} AS basis, {measure(x="w.p")} AS window_basis,
-        {measure(x="w.t")} AS tier_basis,
-        CASE WHEN a.growth_mode IS NOT NULL THEN {measure(x="w.b")} END AS baseline,
-        CASE WHEN a.has_gate THEN {measure(x="w.g")} END AS gate_basis,
-        s.tier, CASE WHEN s.tier > 0 THEN CAST(s.display_rate AS DECIMAL(38,0)) * 0.000001 END
-          AS rate,
-        {money(x="s.window_rebate")} AS window_rebate"""
-    whole = common.format(beneficiary="n.id_text", lines="w.lines", basis="w.p_period")
+        {{basis}} AS basis, r.p AS window_basis, r.t AS tier_basis,
+        CASE WHEN a.growth_mode IS NOT NULL THEN r.b END AS baseline,
+        CASE WHEN a.has_gate THEN r.g END AS gate_basis,
+        r.tier, CASE WHEN r.tier > 0 THEN CAST(r.display_rate AS BIGINT) END AS rate,
+        {money(x="r.amount")} AS window_rebate"""
+    whole = common.format(beneficiary="n.id_text", lines="r.lines", basis="r.p_period")
     member = common.format(beneficiary="m.customer", lines="m.own_lines", basis="m.own_p")
-    joins = """JOIN windows w USING (key, period_index)
-        JOIN agreement_params a ON a.agreement_no = s.agreement_no
-        JOIN periods pr ON pr.agreement_no = s.agreement_no AND pr.period_index = s.period_index"""
-    return f"""
+    joins = """JOIN rated r USING (key, period_index)
+        JOIN agreement_params a ON a.agreement_no = r.agreement_no
+        JOIN periods pr ON pr.agreement_no = r.agreement_no AND pr.period_index = r.period_index"""
+    whole_rows = f"""
         SELECT {whole},
           {money(x="s.f")} AS rebate, {money(x="s.f_cum")} AS cumulative_rebate,
           {money(x="s.accrual_cum")} AS accrual
         FROM settled s {joins}
-        JOIN result_keys k USING (key)
-        JOIN customer_sig n ON n.no = k.bno
-        WHERE NOT a.pro_rata
+        JOIN customer_names n ON n.no = CAST(s.key % 4294967296 AS INTEGER)
+        WHERE NOT a.pro_rata"""
+    if not pro_rata:
+        return whole_rows
+    return f"""{whole_rows}
         UNION ALL
         SELECT {member},
           {money(x="m.share")} AS rebate,
@@ -882,6 +1089,23 @@ def _result_sql() -> str:
         JOIN settled s USING (key, period_index) {joins}
         WINDOW k AS (PARTITION BY m.key, m.customer ORDER BY m.period_index
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
+
+
+def _to_result_table(table: pa.Table) -> pa.Table:
+    """Unscaled integers -> decimals: cast to decimal(38, 0), then view the same 128-bit
+    unscaled values with the column's scale. Exact, and no per-row work in Python."""
+    columns = []
+    for field in RESULT_SCHEMA:
+        column = table.column(field.name)
+        if field.name in _SCALED_COLUMNS:
+            unscaled = pc.cast(column, pa.decimal128(38, 0))
+            column = pa.chunked_array(
+                [chunk.view(field.type) for chunk in unscaled.chunks], type=field.type
+            )
+        else:
+            column = pc.cast(column, field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -915,11 +1139,13 @@ def _prepare(
         connection,
         "customer",
         [(s.set_no, _predicate(s.customers.include, s.customers.exclude, s.pool)) for s in specs],
+        sorted(set().union(*(_filter_columns(c, "customer") for c in compiled))),
     )
     _classify(
         connection,
         "product",
         [(s.set_no, _predicate(s.products.include, s.products.exclude, None)) for s in specs],
+        sorted(set().union(*(_filter_columns(c, "product") for c in compiled))),
     )
     _load_small_tables(connection, compiled, specs, as_of)
     return compiled, specs, sales_columns
@@ -932,16 +1158,19 @@ def calculate(
     customers: pa.Table | None = None,
     products: pa.Table | None = None,
     as_of: dt.date | None = None,
+    ordered: bool = True,
 ) -> pa.Table:
     """Results per agreement x beneficiary x period, as an Arrow table in RESULT_SCHEMA.
 
-    ``sales`` is an Arrow table in ``SALES_SCHEMA`` shape or a list of Parquet files.
+    ``sales`` is an Arrow table in ``SALES_SCHEMA`` shape or a list of Parquet files. Rows come
+    sorted by agreement, version, beneficiary and period unless ``ordered`` is false (a caller
+    that sorts or aggregates anyway saves the sort).
     """
     if not agreements:
         return RESULT_SCHEMA.empty_table()
     with _connection() as connection:
         try:
-            _, specs, sales_columns = _prepare(
+            compiled, specs, sales_columns = _prepare(
                 connection,
                 agreements,
                 sales=sales,
@@ -951,13 +1180,18 @@ def calculate(
             )
             _aggregate_facts(connection, specs, sales_columns)
             _install_macros(connection)
-            _rate_and_settle(connection, as_of)
-            _split_pro_rata(connection)
-            table = connection.sql(_result_sql()).to_arrow_table()
+            features = _Features.of(compiled, as_of)
+            _rate_and_settle(connection, features, as_of)
+            if features.pro_rata:
+                _split_pro_rata(connection)
+            query = _result_sql(pro_rata=features.pro_rata)
+            if ordered:
+                query += " ORDER BY agreement_id, version, beneficiary_id, period_index"
+            table = connection.sql(query).to_arrow_table()
         except duckdb.OutOfRangeException as error:
             raise CalculationError(
                 f"a value is out of range for exact arithmetic: {error}"
             ) from None
         except duckdb.ConversionException as error:
             raise InputError(f"a value has the wrong type: {error}", file="sales") from None
-    return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
+    return _to_result_table(table)
