@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeAlias
 
@@ -43,6 +44,7 @@ from fanli.engine.compile import (
 from fanli.engine.facts import check_fact_types
 from fanli.engine.results import MEASURE_TYPE, MONEY_TYPE, RATE_TYPE, RESULT_SCHEMA
 from fanli.kit.errors import FanliError, InputError
+from fanli.kit.periods import add_months
 
 SalesInput: TypeAlias = "pa.Table | Sequence[str | Path]"
 
@@ -232,11 +234,12 @@ def _build_dimension(
 
     file_columns = "".join(f", {column_sql(c, c in present)}" for c in columns)
     empty_columns = "".join(f", {column_sql(c, False)}" for c in columns)
-    connection.execute(f"CREATE TEMP TABLE {kind}_named (id_text VARCHAR)")
-    if referenced_ids:
-        connection.executemany(
-            f"INSERT INTO {kind}_named VALUES (?)", [[value] for value in sorted(referenced_ids)]
-        )
+    _create_table(
+        connection,
+        f"{kind}_named",
+        [("id_text", "VARCHAR")],
+        [(v,) for v in sorted(referenced_ids)],
+    )
     if table is not None:
         connection.register(f"{kind}s_raw", table)
         connection.execute(
@@ -312,19 +315,20 @@ def _classify(
             WHERE CAST(id AS VARCHAR) NOT IN (SELECT id_text FROM {kind}_dim)"""
         )
     columns = ", ".join(_identifier(c) for c in filter_columns)
-    key_columns = f"named_id{', ' + columns if columns else ''}"
+    dimension_columns = "".join(f", d.{_identifier(c)}" for c in filter_columns)
+    # Distinct combinations by hashing (no sort of every item), filters evaluated per combination.
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_keyed AS
-        SELECT id, CAST(row_number() OVER () AS INTEGER) AS no,
-               dense_rank() OVER (ORDER BY {key_columns}) AS combo, {key_columns}
-        FROM (SELECT d.*, CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named)
-                               THEN d.id_text END AS named_id
-              FROM {kind}_dim d)"""
+        SELECT d.id, d.id_text, CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named)
+                                     THEN d.id_text END AS named_id{dimension_columns}
+        FROM {kind}_dim d"""
     )
+    # In a combination, id_text is the id only when some filter names it (otherwise it is
+    # NULL and matches no id selector, exactly as the real id would not).
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_combo AS
-        SELECT combo, {signature} AS sig
-        FROM (SELECT DISTINCT combo, named_id AS id_text{", " + columns if columns else ""}
+        SELECT *, {signature} AS sig
+        FROM (SELECT DISTINCT named_id AS id_text{", " + columns if columns else ""}
               FROM {kind}_keyed)"""
     )
     connection.execute(
@@ -332,21 +336,34 @@ def _classify(
         SELECT sig, CAST(row_number() OVER (ORDER BY sig) AS INTEGER) AS cls
         FROM (SELECT DISTINCT sig FROM {kind}_combo WHERE sig <> '')"""
     )
+    numbering = (
+        # customers become beneficiaries by number: in text order, so sorting by number is
+        # sorting by id
+        "CAST(row_number() OVER (ORDER BY k.id_text) AS INTEGER)" if kind == "customer" else "0"
+    )
+    null_safe = " AND ".join(
+        f"k.{column} IS NOT DISTINCT FROM c.{other}"
+        for column, other in [
+            ("named_id", "id_text"),
+            *((_identifier(c), _identifier(c)) for c in filter_columns),
+        ]
+    )
+    connection.execute(
+        f"""CREATE TEMP TABLE {kind}_numbered AS
+        SELECT k.id, k.id_text, {numbering} AS no, cl.cls
+        FROM {kind}_keyed k JOIN {kind}_combo c ON {null_safe}
+        LEFT JOIN {kind}_classes cl ON cl.sig = c.sig"""
+    )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_class AS
-        SELECT k.id, c.cls, k.no
-        FROM {kind}_keyed k JOIN {kind}_combo USING (combo) JOIN {kind}_classes c USING (sig)
-        WHERE k.id IS NOT NULL"""
+        SELECT id, cls, no FROM {kind}_numbered WHERE id IS NOT NULL AND cls IS NOT NULL"""
     )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_class_sets AS
         SELECT cls, CAST(unnest(string_split(sig, ',')) AS INTEGER) AS set_no
         FROM {kind}_classes"""
     )
-    connection.execute(
-        f"CREATE TEMP TABLE {kind}_names AS SELECT k.no, d.id_text "
-        f"FROM {kind}_keyed k JOIN {kind}_dim d USING (id)"
-    )
+    connection.execute(f"CREATE TEMP TABLE {kind}_names AS SELECT no, id_text FROM {kind}_numbered")
 
 
 def _referenced_ids(specs: list[LineSetSpec], kind: str) -> set[str]:
@@ -364,27 +381,84 @@ def _referenced_ids(specs: list[LineSetSpec], kind: str) -> set[str]:
 # Small tables from the compiled terms
 
 
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "INTEGER": pa.int32(),
+    "BIGINT": pa.int64(),
+    "HUGEINT": pa.decimal128(38, 0),  # Arrow has no 128-bit integer; decimal(38, 0) is exact
+    "VARCHAR": pa.string(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
+
+
+def _create_table(
+    connection: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[object]],
+) -> None:
+    """A temp table from Python rows, through one Arrow table (row-wise INSERTs cost ~1 ms
+    each in DuckDB: 2,000 band and segment rows took seconds)."""
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    arrays = []
+    for (_, sql_type), column in zip(columns, values, strict=True):
+        items = list(column)
+        if sql_type == "HUGEINT":
+            items = [None if v is None else Decimal(v) for v in items]
+        arrays.append(pa.array(items, type=_ARROW_TYPES[sql_type]))
+    staged = pa.Table.from_arrays(arrays, names=[column for column, _ in columns])
+    connection.register(f"{name}_staged", staged)
+    casts = ", ".join(f"CAST({column} AS {sql_type}) AS {column}" for column, sql_type in columns)
+    connection.execute(f"CREATE TEMP TABLE {name} AS SELECT {casts} FROM {name}_staged")
+    connection.unregister(f"{name}_staged")
+
+
 def _load_small_tables(
     connection: duckdb.DuckDBPyConnection,
     compiled: list[CompiledAgreement],
     specs: list[LineSetSpec],
     as_of: dt.date | None,
 ) -> None:
-    connection.execute(
-        """CREATE TEMP TABLE agreement_params (
-            agreement_no INTEGER, agreement_id VARCHAR, version INTEGER, currency VARCHAR,
-            scope_term BOOLEAN, method VARCHAR, form VARCHAR, p_measure INTEGER,
-            t_measure INTEGER, g_measure INTEGER, same_measure BOOLEAN, separate_target BOOLEAN,
-            growth_mode VARCHAR, prior_year BOOLEAN, baseline_fixed HUGEINT, minimum HUGEINT,
-            gate_target HUGEINT, has_gate BOOLEAN, cap_period HUGEINT, cap_term HUGEINT,
-            guarantee HUGEINT, carry_forward BOOLEAN, pooled BOOLEAN, pro_rata BOOLEAN,
-            counterparty VARCHAR, half_even BOOLEAN, divisor HUGEINT, money_to_measure HUGEINT,
-            expected BOOLEAN, term_start DATE, term_end DATE, dense BOOLEAN)"""
-    )
-    connection.executemany(
-        f"INSERT INTO agreement_params VALUES ({', '.join(['?'] * 32)})",
+    _create_table(
+        connection,
+        "agreement_params",
         [
-            [
+            ("agreement_no", "INTEGER"),
+            ("agreement_id", "VARCHAR"),
+            ("version", "INTEGER"),
+            ("currency", "VARCHAR"),
+            ("scope_term", "BOOLEAN"),
+            ("method", "VARCHAR"),
+            ("form", "VARCHAR"),
+            ("p_measure", "INTEGER"),
+            ("t_measure", "INTEGER"),
+            ("g_measure", "INTEGER"),
+            ("same_measure", "BOOLEAN"),
+            ("separate_target", "BOOLEAN"),
+            ("growth_mode", "VARCHAR"),
+            ("prior_year", "BOOLEAN"),
+            ("baseline_fixed", "HUGEINT"),
+            ("minimum", "HUGEINT"),
+            ("gate_target", "HUGEINT"),
+            ("has_gate", "BOOLEAN"),
+            ("cap_period", "HUGEINT"),
+            ("cap_term", "HUGEINT"),
+            ("guarantee", "HUGEINT"),
+            ("carry_forward", "BOOLEAN"),
+            ("pooled", "BOOLEAN"),
+            ("pro_rata", "BOOLEAN"),
+            ("counterparty", "VARCHAR"),
+            ("half_even", "BOOLEAN"),
+            ("divisor", "HUGEINT"),
+            ("money_to_measure", "HUGEINT"),
+            ("expected", "BOOLEAN"),
+            ("term_start", "DATE"),
+            ("term_end", "DATE"),
+            ("dense", "BOOLEAN"),
+        ],
+        [
+            (
                 c.agreement_no,
                 c.agreement.id,
                 c.agreement.version,
@@ -417,32 +491,43 @@ def _load_small_tables(
                 c.agreement.term_period.start,
                 c.agreement.term_period.end,
                 c.dense,
-            ]
+            )
             for c in compiled
         ],
     )
-    connection.execute(
-        "CREATE TEMP TABLE periods (agreement_no INTEGER, period_index INTEGER, "
-        "period_start DATE, period_end DATE)"
-    )
-    period_rows = [
-        [c.agreement_no, index, period.start, period.end]
-        for c in compiled
-        for index, period in enumerate(c.periods, start=1)
-        if as_of is None or period.start <= as_of
-    ]
-    if period_rows:
-        connection.executemany("INSERT INTO periods VALUES (?, ?, ?, ?)", period_rows)
-    connection.execute(
-        "CREATE TEMP TABLE bands (agreement_no INTEGER, band_no INTEGER, lower HUGEINT, "
-        "rate HUGEINT, marginal_below HUGEINT, rate_sum HUGEINT, display_rate HUGEINT, "
-        "lower_bound BIGINT, upper_bound BIGINT)"
+    _create_table(
+        connection,
+        "periods",
+        [
+            ("agreement_no", "INTEGER"),
+            ("period_index", "INTEGER"),
+            ("period_start", "DATE"),
+            ("period_end", "DATE"),
+        ],
+        [
+            (c.agreement_no, index, period.start, period.end)
+            for c in compiled
+            for index, period in enumerate(c.periods, start=1)
+            if as_of is None or period.start <= as_of
+        ],
     )
     # upper_bound is the next band's lower: the top band also takes values above its own "to".
-    connection.executemany(
-        "INSERT INTO bands VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    _create_table(
+        connection,
+        "bands",
         [
-            [
+            ("agreement_no", "INTEGER"),
+            ("band_no", "INTEGER"),
+            ("lower", "HUGEINT"),
+            ("rate", "HUGEINT"),
+            ("marginal_below", "HUGEINT"),
+            ("rate_sum", "HUGEINT"),
+            ("display_rate", "HUGEINT"),
+            ("lower_bound", "BIGINT"),
+            ("upper_bound", "BIGINT"),
+        ],
+        [
+            (
                 b.agreement_no,
                 b.band_no,
                 b.lower,
@@ -452,88 +537,141 @@ def _load_small_tables(
                 b.display_rate,
                 b.lower,
                 c.bands[index + 1].lower if index + 1 < len(c.bands) else _BIGINT_TOP,
-            ]
+            )
             for c in compiled
             for index, b in enumerate(c.bands)
         ],
     )
-    connection.execute(
-        "CREATE TEMP TABLE line_sets (set_no INTEGER, agreement_no INTEGER, role INTEGER, "
-        "event_column VARCHAR, document_types VARCHAR[], currency VARCHAR)"
-    )
-    connection.executemany(
-        "INSERT INTO line_sets VALUES (?, ?, ?, ?, ?, ?)",
+    _create_table(
+        connection,
+        "line_sets",
         [
-            [
+            ("set_no", "INTEGER"),
+            ("agreement_no", "INTEGER"),
+            ("role", "INTEGER"),
+            ("event_column", "VARCHAR"),
+            ("document_types", "VARCHAR[]"),
+            ("currency", "VARCHAR"),
+        ],
+        [
+            (
                 s.set_no,
                 s.agreement_no,
                 int(s.role),
                 s.event_column,
                 list(s.document_types) if s.document_types is not None else None,
                 s.currency,
-            ]
+            )
             for s in specs
         ],
     )
-    connection.execute(
-        "CREATE TEMP TABLE segments (set_no INTEGER, month INTEGER, seg_start DATE, "
-        "seg_end DATE, period_index INTEGER)"
+    _create_table(
+        connection,
+        "segments",
+        [
+            ("set_no", "INTEGER"),
+            ("month", "INTEGER"),
+            ("seg_start", "DATE"),
+            ("seg_end", "DATE"),
+            ("period_index", "INTEGER"),
+        ],
+        [
+            (s.set_no, seg.month.year * 12 + seg.month.month, seg.start, seg.end, seg.period_index)
+            for s in specs
+            for seg in s.segments
+        ],
     )
-    segment_rows = [
-        [s.set_no, seg.month.year * 12 + seg.month.month, seg.start, seg.end, seg.period_index]
-        for s in specs
-        for seg in s.segments
-    ]
-    if segment_rows:
-        connection.executemany("INSERT INTO segments VALUES (?, ?, ?, ?, ?)", segment_rows)
 
 
 # ---------------------------------------------------------------------------------------------
 # The pass over the facts
 
 
-def _probe_sql(event_column: str, residuals: list[str]) -> str:
-    """One equi-join probe of the facts for the line sets of one eligibility event."""
+_PERIOD_BITS = 12  # periods per term
+_CUSTOMER_BITS = 28  # customers
+_SET_SHIFT = _PERIOD_BITS + _CUSTOMER_BITS  # line sets: 23 bits left
+
+
+_MONTH_BITS = 16  # year * 12 + month stays below 65,536 until the year 5461
+
+
+def _probe_sql(
+    event_column: str, map_table: str, product_classes: int, conditions: list[str]
+) -> str:
+    """One probe of the facts for the line sets of one eligibility event: two dimension lookups
+    and ONE equi-join on a packed BIGINT (customer class, product class, month)."""
     date = f"s.{event_column}"
-    conditions = [f"{date} >= m.seg_start", f"{date} < m.seg_end", *residuals]
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"""
-        SELECT m.set_no, c.no AS cno, m.period_index,
+        SELECT m.set_period | (CAST(c.no AS BIGINT) << {_PERIOD_BITS}) AS group_key,
                sum(CAST(s.net_amount * 10000 AS BIGINT)) AS net,
                sum(CAST(s.gross_amount * 10000 AS BIGINT)) AS gross,
                sum(CAST(s.quantity * 10000 AS BIGINT)) AS qty, count(*) AS lines
         FROM sales s
         JOIN customer_class c ON s.customer_id = c.id
         JOIN product_class p ON s.product_id = p.id
-        JOIN event_map m
-          ON m.customer_cls = c.cls AND m.product_cls = p.cls
-         AND m.month = year({date}) * 12 + month({date})
-        WHERE m.event_column = {_literal(event_column)} AND {" AND ".join(conditions)}
-        GROUP BY m.set_no, c.no, m.period_index"""
+        JOIN {map_table} m
+          ON m.map_key = ((CAST(c.cls AS BIGINT) * {product_classes} + p.cls) << {_MONTH_BITS})
+                         + year({date}) * 12 + month({date})
+        {where}
+        GROUP BY group_key"""
+
+
+def _whole_months(specs: list[LineSetSpec]) -> bool:
+    """Whether every segment is a whole calendar month (then the month key decides alone)."""
+    return all(
+        segment.start.day == 1 and segment.end == add_months(segment.start, 1)
+        for spec in specs
+        for segment in spec.segments
+    )
 
 
 def _aggregate_facts(
     connection: duckdb.DuckDBPyConnection, specs: list[LineSetSpec], sales_columns: list[str]
 ) -> None:
-    connection.execute(
-        """CREATE TEMP TABLE event_map AS
-           SELECT cs.cls AS customer_cls, ps.cls AS product_cls, g.month, g.set_no,
-                  g.seg_start, g.seg_end, g.period_index, l.event_column, l.document_types,
-                  l.currency
-           FROM customer_class_sets cs
-           JOIN product_class_sets ps USING (set_no)
-           JOIN segments g USING (set_no)
-           JOIN line_sets l USING (set_no)"""
-    )
+    row = connection.execute("SELECT coalesce(max(cls), 0) + 1 FROM product_classes").fetchone()
+    product_classes = int(row[0]) if row else 1
     residuals = []
     if any(spec.document_types is not None for spec in specs):
         residuals.append(
             "(m.document_types IS NULL OR list_contains(m.document_types, s.document_type))"
         )
     if "currency" in sales_columns:
-        residuals.append("(s.currency IS NULL OR s.currency = m.currency)")
-    events = sorted({spec.event_column for spec in specs})
-    probes = " UNION ALL ".join(_probe_sql(event, residuals) for event in events)
-    connection.execute(f"CREATE TEMP TABLE fact_sums AS {probes}")
+        has_currency = connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM sales_raw WHERE currency IS NOT NULL)"
+        ).fetchone()
+        if has_currency and has_currency[0]:
+            residuals.append("(s.currency IS NULL OR s.currency = m.currency)")
+    probes = []
+    for number, event in enumerate(sorted({spec.event_column for spec in specs})):
+        event_specs = [spec for spec in specs if spec.event_column == event]
+        map_table = f"event_map_{number}"
+        connection.execute(
+            f"""CREATE TEMP TABLE {map_table} AS
+            SELECT ((CAST(cs.cls AS BIGINT) * {product_classes} + ps.cls) << {_MONTH_BITS})
+                     + g.month AS map_key,
+                   (CAST(g.set_no AS BIGINT) << {_SET_SHIFT}) | g.period_index AS set_period,
+                   g.seg_start, g.seg_end, l.document_types, l.currency
+            FROM customer_class_sets cs
+            JOIN product_class_sets ps USING (set_no)
+            JOIN segments g USING (set_no)
+            JOIN line_sets l USING (set_no)
+            WHERE l.event_column = {_literal(event)}"""
+        )
+        conditions = list(residuals)
+        if not _whole_months(event_specs):
+            date = f"s.{event}"
+            conditions = [f"{date} >= m.seg_start", f"{date} < m.seg_end", *conditions]
+        probes.append(_probe_sql(event, map_table, product_classes, conditions))
+    # One packed BIGINT group key (set, customer, period) aggregates ~25% faster than three.
+    connection.execute(
+        f"""CREATE TEMP TABLE fact_sums AS
+        SELECT CAST(group_key >> {_SET_SHIFT} AS INTEGER) AS set_no,
+               CAST((group_key >> {_PERIOD_BITS}) & {(1 << _CUSTOMER_BITS) - 1} AS INTEGER) AS cno,
+               CAST(group_key & {(1 << _PERIOD_BITS) - 1} AS INTEGER) AS period_index,
+               net, gross, qty, lines
+        FROM ({" UNION ALL ".join(probes)})"""
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1026,7 +1164,7 @@ def _split_pro_rata(connection: duckdb.DuckDBPyConnection) -> None:
                 AS a_rank
             FROM floors
         )
-        SELECT key, period_index, customer, own_p, own_lines,
+        SELECT key, period_index, cno, customer, own_p, own_lines,
           CAST(CASE WHEN total_weight = 0 THEN CASE WHEN is_counterparty THEN f ELSE 0 END
                ELSE sign(f) * (f_base + CASE WHEN f_rank <= f_left THEN 1 ELSE 0 END) END
             AS BIGINT) AS share,
@@ -1054,28 +1192,28 @@ _SCALED_COLUMNS = {
 
 
 def _result_sql(*, pro_rata: bool) -> str:
-    """The result rows with measures and money as unscaled integers (10**-4 units, rates 10**-6);
-    ``_to_result_table`` turns them into decimals without arithmetic."""
+    """The result rows with integers only: numbers for the agreement, beneficiary and period;
+    measures and money unscaled (10**-4 units, rates 10**-6). ``_to_result_table`` makes the
+    text, dates and decimals without arithmetic."""
     money = "CAST(({x}) * a.money_to_measure AS BIGINT)".format
     common = f"""
-        a.agreement_id, a.version, {{beneficiary}} AS beneficiary_id, s.period_index,
-        pr.period_start, pr.period_end, a.currency, {{lines}} AS lines,
+        r.agreement_no, {{beneficiary}} AS beneficiary_no, s.period_index, {{lines}} AS lines,
         {{basis}} AS basis, r.p AS window_basis, r.t AS tier_basis,
         CASE WHEN a.growth_mode IS NOT NULL THEN r.b END AS baseline,
         CASE WHEN a.has_gate THEN r.g END AS gate_basis,
         r.tier, CASE WHEN r.tier > 0 THEN CAST(r.display_rate AS BIGINT) END AS rate,
         {money(x="r.amount")} AS window_rebate"""
-    whole = common.format(beneficiary="n.id_text", lines="r.lines", basis="r.p_period")
-    member = common.format(beneficiary="m.customer", lines="m.own_lines", basis="m.own_p")
+    whole = common.format(
+        beneficiary="CAST(s.key % 4294967296 AS INTEGER)", lines="r.lines", basis="r.p_period"
+    )
+    member = common.format(beneficiary="m.cno", lines="m.own_lines", basis="m.own_p")
     joins = """JOIN rated r USING (key, period_index)
-        JOIN agreement_params a ON a.agreement_no = r.agreement_no
-        JOIN periods pr ON pr.agreement_no = r.agreement_no AND pr.period_index = r.period_index"""
+        JOIN agreement_params a ON a.agreement_no = r.agreement_no"""
     whole_rows = f"""
         SELECT {whole},
           {money(x="s.f")} AS rebate, {money(x="s.f_cum")} AS cumulative_rebate,
           {money(x="s.accrual_cum")} AS accrual
         FROM settled s {joins}
-        JOIN customer_names n ON n.no = CAST(s.key % 4294967296 AS INTEGER)
         WHERE NOT a.pro_rata"""
     if not pro_rata:
         return whole_rows
@@ -1087,25 +1225,59 @@ def _result_sql(*, pro_rata: bool) -> str:
           {money(x="sum(m.accrual_share) OVER k")} AS accrual
         FROM member_rows m
         JOIN settled s USING (key, period_index) {joins}
-        WINDOW k AS (PARTITION BY m.key, m.customer ORDER BY m.period_index
+        WINDOW k AS (PARTITION BY m.key, m.cno ORDER BY m.period_index
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
 
 
-def _to_result_table(table: pa.Table) -> pa.Table:
-    """Unscaled integers -> decimals: cast to decimal(38, 0), then view the same 128-bit
-    unscaled values with the column's scale. Exact, and no per-row work in Python."""
-    columns = []
+def _to_result_table(
+    connection: duckdb.DuckDBPyConnection, table: pa.Table, compiled: list[CompiledAgreement]
+) -> pa.Table:
+    """Integers -> the result schema, column by column in Arrow (no per-row Python).
+
+    Text and dates are taken from small lookup arrays by number. Unscaled integers become
+    decimals by a cast to decimal(38, 0) and a view of the same 128-bit values with the column's
+    scale: exact, no arithmetic.
+    """
+    agreement_no = table.column("agreement_no")
+    names = connection.sql("SELECT id_text FROM customer_names ORDER BY no").to_arrow_table()
+    first_no = connection.execute("SELECT coalesce(min(no), 1) FROM customer_names").fetchone()
+    beneficiary_index = pc.subtract(table.column("beneficiary_no"), first_no[0] if first_no else 1)
+    offsets: list[int] = []
+    starts: list[dt.date] = []
+    ends: list[dt.date] = []
+    for agreement in compiled:
+        offsets.append(len(starts) - 1)  # period_index is 1-based
+        starts.extend(period.start for period in agreement.periods)
+        ends.extend(period.end for period in agreement.periods)
+    period_index = pc.add(
+        pc.take(pa.array(offsets, pa.int64()), agreement_no),
+        pc.cast(table.column("period_index"), pa.int64()),
+    )
+
+    def by_agreement(values: list[object], arrow_type: pa.DataType) -> pa.ChunkedArray:
+        return pc.take(pa.array(values, arrow_type), agreement_no)
+
+    columns: dict[str, pa.ChunkedArray | pa.Array] = {
+        "agreement_id": by_agreement([c.agreement.id for c in compiled], pa.string()),
+        "version": by_agreement([c.agreement.version for c in compiled], pa.int32()),
+        "beneficiary_id": pc.take(names.column("id_text"), beneficiary_index),
+        "period_index": table.column("period_index"),
+        "period_start": pc.take(pa.array(starts, pa.date32()), period_index),
+        "period_end": pc.take(pa.array(ends, pa.date32()), period_index),
+        "currency": by_agreement([c.agreement.currency for c in compiled], pa.string()),
+    }
     for field in RESULT_SCHEMA:
-        column = table.column(field.name)
-        if field.name in _SCALED_COLUMNS:
-            unscaled = pc.cast(column, pa.decimal128(38, 0))
+        if field.name in columns:
+            column = columns[field.name]
+        elif field.name in _SCALED_COLUMNS:
+            unscaled = pc.cast(table.column(field.name), pa.decimal128(38, 0))
             column = pa.chunked_array(
                 [chunk.view(field.type) for chunk in unscaled.chunks], type=field.type
             )
         else:
-            column = pc.cast(column, field.type)
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=RESULT_SCHEMA)
+            column = table.column(field.name)
+        columns[field.name] = pc.cast(column, field.type)
+    return pa.Table.from_arrays([columns[f.name] for f in RESULT_SCHEMA], schema=RESULT_SCHEMA)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1121,10 +1293,18 @@ def _prepare(
     products: pa.Table | None,
     as_of: dt.date | None,
 ) -> tuple[list[CompiledAgreement], list[LineSetSpec], list[str]]:
-    compiled = [compile_agreement(number, a) for number, a in enumerate(agreements)]
+    ordered = sorted(agreements, key=lambda agreement: (agreement.id, agreement.version))
+    compiled = [compile_agreement(number, a) for number, a in enumerate(ordered)]
     specs: list[LineSetSpec] = []
     for agreement in compiled:
         specs.extend(compile_sets(agreement, len(specs) + 1, as_of))
+        if len(agreement.periods) >= 1 << _PERIOD_BITS:
+            raise CalculationError(
+                f"agreement {agreement.agreement.id} has {len(agreement.periods)} periods; "
+                f"at most {(1 << _PERIOD_BITS) - 1} are supported"
+            )
+    if len(specs) >= 1 << (63 - _SET_SHIFT):
+        raise CalculationError(f"too many agreements in one run ({len(compiled)})")
     sales_columns = _register_sales(connection, sales)
     for kind, table in (("customer", customers), ("product", products)):
         _build_dimension(
@@ -1186,12 +1366,13 @@ def calculate(
                 _split_pro_rata(connection)
             query = _result_sql(pro_rata=features.pro_rata)
             if ordered:
-                query += " ORDER BY agreement_id, version, beneficiary_id, period_index"
-            table = connection.sql(query).to_arrow_table()
+                # agreements are numbered in (id, version) order, customers in id order
+                query += " ORDER BY agreement_no, beneficiary_no, period_index"
+            table = _to_result_table(connection, connection.sql(query).to_arrow_table(), compiled)
         except duckdb.OutOfRangeException as error:
             raise CalculationError(
                 f"a value is out of range for exact arithmetic: {error}"
             ) from None
         except duckdb.ConversionException as error:
             raise InputError(f"a value has the wrong type: {error}", file="sales") from None
-    return _to_result_table(table)
+    return table
