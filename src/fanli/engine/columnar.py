@@ -341,17 +341,18 @@ def _classify(
         # sorting by id
         "CAST(row_number() OVER (ORDER BY k.id_text) AS INTEGER)" if kind == "customer" else "0"
     )
-    null_safe = " AND ".join(
-        f"k.{column} IS NOT DISTINCT FROM c.{other}"
-        for column, other in [
-            ("named_id", "id_text"),
-            *((_identifier(c), _identifier(c)) for c in filter_columns),
-        ]
-    )
+    # Join the items back to their combination: an equi-join on a hash of the columns, checked
+    # column by column with NULL-safe equality (a hash alone could collide).
+    pairs = [("named_id", "id_text"), *((_identifier(c), _identifier(c)) for c in filter_columns)]
+    item_hash = "hash(" + ", ".join(f"k.{item}" for item, _ in pairs) + ")"
+    combo_hash = "hash(" + ", ".join(f"c.{combo}" for _, combo in pairs) + ")"
+    null_safe = " AND ".join(f"k.{item} IS NOT DISTINCT FROM c.{combo}" for item, combo in pairs)
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_numbered AS
         SELECT k.id, k.id_text, {numbering} AS no, cl.cls
-        FROM {kind}_keyed k JOIN {kind}_combo c ON {null_safe}
+        FROM {kind}_keyed k
+        JOIN (SELECT *, {combo_hash} AS h FROM {kind}_combo c) c
+          ON {item_hash} = c.h AND {null_safe}
         LEFT JOIN {kind}_classes cl ON cl.sig = c.sig"""
     )
     connection.execute(
@@ -552,6 +553,8 @@ def _load_small_tables(
             ("event_column", "VARCHAR"),
             ("document_types", "VARCHAR[]"),
             ("currency", "VARCHAR"),
+            ("measure", "INTEGER"),
+            ("second_measure", "INTEGER"),
         ],
         [
             (
@@ -561,6 +564,8 @@ def _load_small_tables(
                 s.event_column,
                 list(s.document_types) if s.document_types is not None else None,
                 s.currency,
+                s.measure,
+                s.second_measure,
             )
             for s in specs
         ],
@@ -595,18 +600,35 @@ _SET_SHIFT = _PERIOD_BITS + _CUSTOMER_BITS  # line sets: 23 bits left
 _MONTH_BITS = 16  # year * 12 + month stays below 65,536 until the year 5461
 
 
+def _measure_sql(code: str) -> str:
+    """The line's measure chosen by the map row's code, as BIGINT in 10**-4 units."""
+    return (
+        f"CAST((CASE {code} WHEN 0 THEN s.net_amount WHEN 1 THEN s.gross_amount "
+        "ELSE s.quantity END) * 10000 AS BIGINT)"
+    )
+
+
 def _probe_sql(
-    event_column: str, map_table: str, product_classes: int, conditions: list[str]
+    event_column: str,
+    map_table: str,
+    product_classes: int,
+    conditions: list[str],
+    *,
+    second_measure: bool,
 ) -> str:
     """One probe of the facts for the line sets of one eligibility event: two dimension lookups
-    and ONE equi-join on a packed BIGINT (customer class, product class, month)."""
+    and ONE equi-join on a packed BIGINT (customer class, product class, month). Each line adds
+    only the measure its set needs (a second one only where the tier measure differs)."""
     date = f"s.{event_column}"
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    second = (
+        f"sum(CASE WHEN m.second_measure >= 0 THEN {_measure_sql('m.second_measure')} END)"
+        if second_measure
+        else "NULL::BIGINT"
+    )
     return f"""
         SELECT m.set_period | (CAST(c.no AS BIGINT) << {_PERIOD_BITS}) AS group_key,
-               sum(CAST(s.net_amount * 10000 AS BIGINT)) AS net,
-               sum(CAST(s.gross_amount * 10000 AS BIGINT)) AS gross,
-               sum(CAST(s.quantity * 10000 AS BIGINT)) AS qty, count(*) AS lines
+               sum({_measure_sql("m.measure")}) AS v1, {second} AS v2, count(*) AS lines
         FROM sales s
         JOIN customer_class c ON s.customer_id = c.id
         JOIN product_class p ON s.product_id = p.id
@@ -642,34 +664,50 @@ def _aggregate_facts(
         ).fetchone()
         if has_currency and has_currency[0]:
             residuals.append("(s.currency IS NULL OR s.currency = m.currency)")
+    second_measure = any(spec.second_measure is not None for spec in specs)
     probes = []
     for number, event in enumerate(sorted({spec.event_column for spec in specs})):
         event_specs = [spec for spec in specs if spec.event_column == event]
+        segments = [segment for spec in event_specs for segment in spec.segments]
+        if not segments:
+            continue
         map_table = f"event_map_{number}"
         connection.execute(
             f"""CREATE TEMP TABLE {map_table} AS
             SELECT ((CAST(cs.cls AS BIGINT) * {product_classes} + ps.cls) << {_MONTH_BITS})
                      + g.month AS map_key,
                    (CAST(g.set_no AS BIGINT) << {_SET_SHIFT}) | g.period_index AS set_period,
-                   g.seg_start, g.seg_end, l.document_types, l.currency
+                   g.seg_start, g.seg_end, l.document_types, l.currency, l.measure,
+                   coalesce(l.second_measure, -1) AS second_measure
             FROM customer_class_sets cs
             JOIN product_class_sets ps USING (set_no)
             JOIN segments g USING (set_no)
             JOIN line_sets l USING (set_no)
             WHERE l.event_column = {_literal(event)}"""
         )
-        conditions = list(residuals)
+        date = f"s.{event}"
+        # Lines outside every segment are dropped before any join; the constant bounds also
+        # let the Parquet reader skip row groups by their statistics.
+        first = min(segment.start for segment in segments)
+        last = max(segment.end for segment in segments)
+        conditions = [f"{date} >= DATE '{first}'", f"{date} < DATE '{last}'", *residuals]
         if not _whole_months(event_specs):
-            date = f"s.{event}"
-            conditions = [f"{date} >= m.seg_start", f"{date} < m.seg_end", *conditions]
-        probes.append(_probe_sql(event, map_table, product_classes, conditions))
+            conditions += [f"{date} >= m.seg_start", f"{date} < m.seg_end"]
+        probes.append(
+            _probe_sql(event, map_table, product_classes, conditions, second_measure=second_measure)
+        )
+    if not probes:
+        probes.append(
+            "SELECT 0::BIGINT AS group_key, 0::BIGINT AS v1, 0::BIGINT AS v2, "
+            "0::BIGINT AS lines WHERE FALSE"
+        )
     # One packed BIGINT group key (set, customer, period) aggregates ~25% faster than three.
     connection.execute(
         f"""CREATE TEMP TABLE fact_sums AS
         SELECT CAST(group_key >> {_SET_SHIFT} AS INTEGER) AS set_no,
                CAST((group_key >> {_PERIOD_BITS}) & {(1 << _CUSTOMER_BITS) - 1} AS INTEGER) AS cno,
                CAST(group_key & {(1 << _PERIOD_BITS) - 1} AS INTEGER) AS period_index,
-               net, gross, qty, lines
+               v1, v2, lines
         FROM ({" UNION ALL ".join(probes)})"""
     )
 
@@ -837,26 +875,24 @@ class _Features:
         )
 
 
-_MEASURE = "CASE {m} WHEN 0 THEN f.net WHEN 1 THEN f.gross ELSE f.qty END"  # BIGINT, 10**-4 units
-
-
 def _sums_by_beneficiary(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
-    """``customer_period`` (per customer) and ``pool_period`` (per beneficiary) sums P, T, G, B."""
+    """``customer_period`` (per customer) and ``pool_period`` (per beneficiary) sums P, T, G, B.
+
+    ``v1`` is the set's own measure; an earning set whose tier measure differs also has ``v2``.
+    """
+    tier_from_earning = "CASE WHEN l.second_measure IS NULL THEN f.v1 ELSE f.v2 END"
     if features.several_sets or features.pooled:
         connection.execute(
             f"""CREATE TEMP TABLE customer_period AS
             SELECT l.agreement_no,
                    CASE WHEN a.pooled THEN ak.counterparty_no ELSE f.cno END AS bno,
                    f.cno, f.period_index,
-                   sum(CASE WHEN l.role = {Role.EARNING} THEN {_MEASURE.format(m="a.p_measure")}
-                            ELSE 0 END) AS p,
-                   sum(CASE WHEN l.role = {Role.TARGET}
-                              OR (l.role = {Role.EARNING} AND NOT a.separate_target)
-                            THEN {_MEASURE.format(m="a.t_measure")} ELSE 0 END) AS t,
-                   sum(CASE WHEN l.role = {Role.GATE} THEN {_MEASURE.format(m="a.g_measure")}
-                            ELSE 0 END) AS g,
-                   sum(CASE WHEN l.role = {Role.BASELINE} THEN {_MEASURE.format(m="a.t_measure")}
-                            ELSE 0 END) AS b,
+                   sum(CASE WHEN l.role = {Role.EARNING} THEN f.v1 ELSE 0 END) AS p,
+                   sum(CASE WHEN l.role = {Role.TARGET} THEN f.v1
+                            WHEN l.role = {Role.EARNING} AND NOT a.separate_target
+                            THEN {tier_from_earning} ELSE 0 END) AS t,
+                   sum(CASE WHEN l.role = {Role.GATE} THEN f.v1 ELSE 0 END) AS g,
+                   sum(CASE WHEN l.role = {Role.BASELINE} THEN f.v1 ELSE 0 END) AS b,
                    sum(CASE WHEN l.role = {Role.EARNING} THEN f.lines ELSE 0 END) AS lines,
                    bool_or(l.role <> {Role.BASELINE}) AS counting
             FROM fact_sums f
@@ -869,13 +905,10 @@ def _sums_by_beneficiary(connection: duckdb.DuckDBPyConnection, features: _Featu
         # One earning set per agreement and no pooling: a projection, no regrouping.
         connection.execute(
             f"""CREATE TEMP TABLE customer_period AS
-            SELECT l.agreement_no, f.cno AS bno, f.cno, f.period_index,
-                   {_MEASURE.format(m="a.p_measure")} AS p,
-                   {_MEASURE.format(m="a.t_measure")} AS t,
-                   0::BIGINT AS g, 0::BIGINT AS b, f.lines, TRUE AS counting
-            FROM fact_sums f
-            JOIN line_sets l USING (set_no)
-            JOIN agreement_params a USING (agreement_no)"""
+            SELECT l.agreement_no, f.cno AS bno, f.cno, f.period_index, f.v1 AS p,
+                   {tier_from_earning} AS t, 0::BIGINT AS g, 0::BIGINT AS b, f.lines,
+                   TRUE AS counting
+            FROM fact_sums f JOIN line_sets l USING (set_no)"""
         )
     if features.pooled:
         connection.execute(

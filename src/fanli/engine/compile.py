@@ -102,6 +102,8 @@ class LineSetSpec:
     document_types: tuple[str, ...] | None
     currency: str
     segments: tuple[Segment, ...]
+    measure: int  # MEASURE_CODE summed for the set's role
+    second_measure: int | None  # the earning set's tier measure when it differs from P
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ def compile_sets(
         "currency": agreement.currency,
     }
     target = agreement.target or eligibility
+    tier_from_earning = agreement.target is None and compiled.t_measure != compiled.p_measure
     specs = [
         LineSetSpec(
             set_no=first_set_no,
@@ -255,6 +258,8 @@ def compile_sets(
             customers=eligibility.customers,
             products=eligibility.products,
             segments=earning_segments,
+            measure=compiled.p_measure,
+            second_measure=compiled.t_measure if tier_from_earning else None,
             **common,  # type: ignore[arg-type]
         )
     ]
@@ -266,6 +271,8 @@ def compile_sets(
                 customers=agreement.target.customers,
                 products=agreement.target.products,
                 segments=earning_segments,
+                measure=compiled.t_measure,
+                second_measure=None,
                 **common,  # type: ignore[arg-type]
             )
         )
@@ -277,6 +284,8 @@ def compile_sets(
                 customers=agreement.gate.customers,
                 products=agreement.gate.products,
                 segments=earning_segments,
+                measure=compiled.g_measure,
+                second_measure=None,
                 **common,  # type: ignore[arg-type]
             )
         )
@@ -290,6 +299,8 @@ def compile_sets(
                 customers=target.customers,
                 products=target.products,
                 segments=month_segments(shifted, dt.date.min, dt.date.max),
+                measure=compiled.t_measure,
+                second_measure=None,
                 **common,  # type: ignore[arg-type]
             )
         )
