@@ -904,7 +904,7 @@ def _sums_by_beneficiary(connection: duckdb.DuckDBPyConnection, features: _Featu
     else:
         # One earning set per agreement and no pooling: a projection, no regrouping.
         connection.execute(
-            f"""CREATE TEMP TABLE customer_period AS
+            f"""CREATE TEMP VIEW customer_period AS
             SELECT l.agreement_no, f.cno AS bno, f.cno, f.period_index, f.v1 AS p,
                    {tier_from_earning} AS t, 0::BIGINT AS g, 0::BIGINT AS b, f.lines,
                    TRUE AS counting
@@ -976,7 +976,7 @@ def _rate_and_settle(
         WHERE a.dense OR (a.expected AND {current} AND pp.key IS NULL)"""
     needs_quiet = features.dense or features.projection
     connection.execute(
-        f"CREATE TEMP TABLE grid AS {active}" + (f" UNION ALL {quiet}" if needs_quiet else "")
+        f"CREATE TEMP VIEW grid AS {active}" + (f" UNION ALL {quiet}" if needs_quiet else "")
     )
     if features.scope_term:
         window = "OVER w"
@@ -992,7 +992,7 @@ def _rate_and_settle(
             return column
 
     connection.execute(
-        f"""CREATE TEMP TABLE windows AS
+        f"""CREATE TEMP VIEW windows AS
         SELECT g.key, g.agreement_no, g.period_index, g.p_period, g.lines,
           {windowed("p_period")} AS p, {windowed("t_period")} AS t, {windowed("g_period")} AS g,
           CASE WHEN a.baseline_fixed IS NOT NULL THEN a.baseline_fixed
@@ -1057,7 +1057,7 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         # f = e; the running total is R itself for scope term, the sum of R for scope period.
         # With a projection the as-of row's R is replaced: the accrual total moves by Rp - R.
         connection.execute(
-            f"""CREATE TEMP TABLE settled AS
+            f"""CREATE TEMP VIEW settled AS
             SELECT key, period_index, f, f_cum,
                    coalesce(f_cum + projected - window_rebate, f_cum) AS accrual_cum,
                    coalesce(f_cum + projected - window_rebate, f_cum) - (f_cum - f)
@@ -1076,7 +1076,7 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         else "NULL::BIGINT"
     )
     connection.execute(
-        f"""CREATE TEMP TABLE earned AS
+        f"""CREATE TEMP VIEW earned AS
         SELECT {base},
                CASE WHEN a.scope_term THEN r.amount - {previous_r} ELSE r.amount END AS e,
                {earned_projected} AS e_projected
@@ -1120,7 +1120,7 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
     else:
         g_cum, carry_projected = "g_plain_cum", ""
     connection.execute(
-        f"""CREATE TEMP TABLE guaranteed AS
+        f"""CREATE TEMP VIEW guaranteed AS
         SELECT x.key, x.agreement_no, x.period_index, {g_cum} AS g_cum,
           CASE WHEN c_projected IS NULL THEN NULL
                {carry_projected}
@@ -1135,7 +1135,7 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         ) x JOIN agreement_params a USING (agreement_no)"""
     )
     connection.execute(
-        f"""CREATE TEMP TABLE settled AS
+        f"""CREATE TEMP VIEW settled AS
         SELECT key, period_index, f_cum - coalesce(lag(f_cum) {k}, 0) AS f, f_cum,
           coalesce(f_cum_projected, f_cum) AS accrual_cum,
           coalesce(f_cum_projected, f_cum) - coalesce(lag(f_cum) {k}, 0) AS accrual_step
