@@ -648,9 +648,23 @@ def _whole_months(specs: list[LineSetSpec]) -> bool:
     )
 
 
-def _aggregate_facts(
-    connection: duckdb.DuckDBPyConnection, specs: list[LineSetSpec], sales_columns: list[str]
-) -> None:
+@dataclass(frozen=True)
+class _Probe:
+    """How the facts of one eligibility event are matched: its map table and conditions."""
+
+    event_column: str
+    map_table: str
+    conditions: list[str]
+
+
+def _build_maps(
+    connection: duckdb.DuckDBPyConnection,
+    specs: list[LineSetSpec],
+    sales_columns: list[str],
+    *,
+    exact_dates: bool = False,
+) -> tuple[list[_Probe], int]:
+    """The eligibility map of each event and the conditions a matched line must meet."""
     row = connection.execute("SELECT coalesce(max(cls), 0) + 1 FROM product_classes").fetchone()
     product_classes = int(row[0]) if row else 1
     residuals = []
@@ -664,7 +678,6 @@ def _aggregate_facts(
         ).fetchone()
         if has_currency and has_currency[0]:
             residuals.append("(s.currency IS NULL OR s.currency = m.currency)")
-    second_measure = any(spec.second_measure is not None for spec in specs)
     probes = []
     for number, event in enumerate(sorted({spec.event_column for spec in specs})):
         event_specs = [spec for spec in specs if spec.event_column == event]
@@ -677,6 +690,7 @@ def _aggregate_facts(
             SELECT ((CAST(cs.cls AS BIGINT) * {product_classes} + ps.cls) << {_MONTH_BITS})
                      + g.month AS map_key,
                    (CAST(g.set_no AS BIGINT) << {_SET_SHIFT}) | g.period_index AS set_period,
+                   g.set_no, g.period_index, l.role,
                    g.seg_start, g.seg_end, l.document_types, l.currency, l.measure,
                    coalesce(l.second_measure, -1) AS second_measure
             FROM customer_class_sets cs
@@ -691,11 +705,27 @@ def _aggregate_facts(
         first = min(segment.start for segment in segments)
         last = max(segment.end for segment in segments)
         conditions = [f"{date} >= DATE '{first}'", f"{date} < DATE '{last}'", *residuals]
-        if not _whole_months(event_specs):
+        if exact_dates or not _whole_months(event_specs):
             conditions += [f"{date} >= m.seg_start", f"{date} < m.seg_end"]
-        probes.append(
-            _probe_sql(event, map_table, product_classes, conditions, second_measure=second_measure)
+        probes.append(_Probe(event, map_table, conditions))
+    return probes, product_classes
+
+
+def _aggregate_facts(
+    connection: duckdb.DuckDBPyConnection, specs: list[LineSetSpec], sales_columns: list[str]
+) -> None:
+    maps, product_classes = _build_maps(connection, specs, sales_columns)
+    second_measure = any(spec.second_measure is not None for spec in specs)
+    probes = [
+        _probe_sql(
+            probe.event_column,
+            probe.map_table,
+            product_classes,
+            probe.conditions,
+            second_measure=second_measure,
         )
+        for probe in maps
+    ]
     if not probes:
         probes.append(
             "SELECT 0::BIGINT AS group_key, 0::BIGINT AS v1, 0::BIGINT AS v2, "
@@ -1409,3 +1439,66 @@ def calculate(
         except duckdb.ConversionException as error:
             raise InputError(f"a value has the wrong type: {error}", file="sales") from None
     return table
+
+
+_ROLE_NAMES = {
+    Role.EARNING: "earning",
+    Role.TARGET: "target",
+    Role.GATE: "gate",
+    Role.BASELINE: "baseline",
+}
+
+
+def counted_lines(
+    agreement: Agreement,
+    *,
+    beneficiary_id: str,
+    period_index: int,
+    sales: SalesInput,
+    customers: pa.Table | None = None,
+    products: pa.Table | None = None,
+    as_of: dt.date | None = None,
+) -> pa.Table:
+    """The sales lines behind one result row, for its explanation.
+
+    The lines of the row's window (the period, or the term up to it) and of the beneficiary's
+    pool, in the sales columns plus ``role`` (earning, target, gate, baseline) and
+    ``period_index``. The same compiled map as ``calculate`` selects them.
+    """
+    with _connection() as connection:
+        try:
+            compiled, specs, sales_columns = _prepare(
+                connection,
+                [agreement],
+                sales=sales,
+                customers=customers,
+                products=products,
+                as_of=as_of,
+            )
+            maps, product_classes = _build_maps(connection, specs, sales_columns, exact_dates=True)
+            pool = agreement.pool if agreement.pool is not None else (beneficiary_id,)
+            scope_term = compiled[0].scope_term
+            window = f"m.period_index {'<=' if scope_term else '='} {int(period_index)}"
+            customers_in = _in_list("n.id_text", pool)
+            selects = [
+                f"""SELECT s.*, m.role, m.period_index
+                FROM sales s
+                JOIN customer_class c ON s.customer_id = c.id
+                JOIN customer_names n ON n.no = c.no
+                JOIN product_class p ON s.product_id = p.id
+                JOIN {probe.map_table} m
+                  ON m.map_key = ((CAST(c.cls AS BIGINT) * {product_classes} + p.cls)
+                                  << {_MONTH_BITS})
+                                 + year(s.{probe.event_column}) * 12 + month(s.{probe.event_column})
+                WHERE {" AND ".join([*probe.conditions, window, customers_in])}"""
+                for probe in maps
+            ]
+            if not selects:
+                return pa.table({})
+            table = connection.sql(
+                " UNION ALL ".join(selects) + " ORDER BY period_index, role"
+            ).to_arrow_table()
+        except duckdb.Error as error:
+            raise CalculationError(f"could not select the lines: {error}") from None
+    roles = pa.array([_ROLE_NAMES[Role(r)] for r in table.column("role").to_pylist()])
+    return table.set_column(table.schema.get_field_index("role"), "role", roles)
