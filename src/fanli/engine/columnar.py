@@ -853,7 +853,7 @@ def _rating_sql(source: str, *, projected: bool, carry: tuple[str, ...] = ()) ->
         SELECT key, agreement_no, period_index{carried}, band_no, display_rate, half_even,
           CASE WHEN NOT earns OR (by_average AND tn = 0) THEN 0::HUGEINT
                WHEN by_average THEN x * pn ELSE x END AS numerator,
-          CASE WHEN by_average AND tn <> 0 THEN x_den * tn * h ELSE x_den * h END * divisor
+          CASE WHEN earns AND by_average AND tn <> 0 THEN x_den * tn * h ELSE x_den * h END * divisor
             AS denominator
         FROM raw
     )
