@@ -259,10 +259,6 @@ def _build_dimension(
             SELECT TRY_CAST(id_text AS {id_type}) AS id, id_text{empty_columns}
             FROM {kind}_named"""
         )
-    connection.execute(
-        f"CREATE TEMP TABLE {kind}_sentinel AS SELECT NULL::{id_type} AS id, "
-        f"NULL::VARCHAR AS id_text{empty_columns}"
-    )
 
 
 def _filter_columns(compiled: CompiledAgreement, kind: str) -> set[str]:
@@ -306,31 +302,42 @@ def _classify(
         )
         + ")"
     )
-    row = connection.execute(f"SELECT {signature} FROM {kind}_sentinel").fetchone()
-    if row is not None and row[0]:
-        connection.execute(
-            f"""INSERT INTO {kind}_dim BY NAME
-            SELECT id, CAST(id AS VARCHAR) AS id_text
-            FROM (SELECT DISTINCT {kind}_id AS id FROM sales WHERE {kind}_id IS NOT NULL)
-            WHERE CAST(id AS VARCHAR) NOT IN (SELECT id_text FROM {kind}_dim)"""
-        )
     columns = ", ".join(_identifier(c) for c in filter_columns)
     dimension_columns = "".join(f", d.{_identifier(c)}" for c in filter_columns)
-    # Distinct combinations by hashing (no sort of every item), filters evaluated per combination.
+    null_columns = "".join(f", NULL::VARCHAR AS {_identifier(c)}" for c in filter_columns)
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_keyed AS
         SELECT d.id, d.id_text, CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named)
                                      THEN d.id_text END AS named_id{dimension_columns}
         FROM {kind}_dim d"""
     )
-    # In a combination, id_text is the id only when some filter names it (otherwise it is
-    # NULL and matches no id selector, exactly as the real id would not).
+    # Distinct combinations by hashing (no sort of every item); the filters, one big SQL
+    # expression, are evaluated in this one statement. In a combination, id_text is the id only
+    # when some filter names it (otherwise NULL: it matches no id selector, exactly as the real
+    # id would not). The all-NULL combination stands for items the dimension lacks.
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_combo AS
         SELECT *, {signature} AS sig
         FROM (SELECT DISTINCT named_id AS id_text{", " + columns if columns else ""}
-              FROM {kind}_keyed)"""
+              FROM {kind}_keyed
+              UNION
+              SELECT NULL::VARCHAR AS id_text{null_columns})"""
     )
+    unknown_null = " AND ".join(
+        ["id_text IS NULL", *(f"{_identifier(c)} IS NULL" for c in filter_columns)]
+    )
+    row = connection.execute(
+        f"SELECT sig FROM {kind}_combo WHERE {unknown_null} AND sig <> ''"
+    ).fetchone()
+    if row is not None:
+        # Items missing from the dimension belong to a line set: add every id the facts use,
+        # so that the probe stays an inner equi-join.
+        connection.execute(
+            f"""INSERT INTO {kind}_keyed BY NAME
+            SELECT id, CAST(id AS VARCHAR) AS id_text
+            FROM (SELECT DISTINCT {kind}_id AS id FROM sales WHERE {kind}_id IS NOT NULL)
+            WHERE CAST(id AS VARCHAR) NOT IN (SELECT id_text FROM {kind}_keyed)"""
+        )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_classes AS
         SELECT sig, CAST(row_number() OVER (ORDER BY sig) AS INTEGER) AS cls
@@ -853,8 +860,9 @@ def _rating_sql(source: str, *, projected: bool, carry: tuple[str, ...] = ()) ->
         SELECT key, agreement_no, period_index{carried}, band_no, display_rate, half_even,
           CASE WHEN NOT earns OR (by_average AND tn = 0) THEN 0::HUGEINT
                WHEN by_average THEN x * pn ELSE x END AS numerator,
-          CASE WHEN earns AND by_average AND tn <> 0 THEN x_den * tn * h ELSE x_den * h END * divisor
-            AS denominator
+          -- positive always: a reached band means T >= 0, and T = 0 pays nothing
+          CASE WHEN earns AND by_average AND tn <> 0 THEN x_den * tn * h ELSE x_den * h END
+            * divisor AS denominator
         FROM raw
     )
     SELECT key, agreement_no, period_index{carried}, coalesce(band_no, 0) AS tier, display_rate,
