@@ -49,24 +49,24 @@ PER_UNIT_STEPS = ("0.05", "0.1", "0.125", "0.2", "0.000321")
 
 
 def _customers(rng: random.Random) -> dict[str, Any]:
-    """A customer filter: segment, nation, both, or a segment minus some nations."""
-    kind = rng.choice(("segment", "nation", "segment_nation", "segment_minus_nation"))
-    if kind == "segment":
-        return {"include": {"attributes": {"segment": [rng.choice(SEGMENTS)]}}}
-    if kind == "nation":
-        return {"include": {"attributes": {"nation": rng.sample(NATIONS, rng.randint(1, 3))}}}
+    """A customer filter: a segment within some nations, one or two nations (minus a segment),
+    or a segment minus most nations. Selective on purpose: a programme targets a slice of the
+    customer base, and results (agreement x customer x 4 quarters) stay well below the lines."""
+    kind = rng.choice(("segment_nation", "segment_nation", "nation", "nation_minus_segment"))
     if kind == "segment_nation":
         return {
             "include": {
                 "attributes": {
-                    "segment": rng.sample(SEGMENTS, rng.randint(1, 2)),
-                    "nation": rng.sample(NATIONS, rng.randint(2, 6)),
+                    "segment": [rng.choice(SEGMENTS)],
+                    "nation": rng.sample(NATIONS, rng.randint(1, 4)),
                 }
             }
         }
+    if kind == "nation":
+        return {"include": {"attributes": {"nation": [rng.choice(NATIONS)]}}}
     return {
-        "include": {"attributes": {"segment": [rng.choice(SEGMENTS)]}},
-        "exclude": {"attributes": {"nation": rng.sample(NATIONS, rng.randint(1, 8))}},
+        "include": {"attributes": {"nation": rng.sample(NATIONS, rng.randint(1, 2))}},
+        "exclude": {"attributes": {"segment": rng.sample(SEGMENTS, rng.randint(1, 3))}},
     }
 
 

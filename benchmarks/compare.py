@@ -83,9 +83,9 @@ def compare(left: pa.Table, right: pa.Table, *, examples: int = 5) -> Comparison
     differing = " OR ".join(f"l.{name} IS DISTINCT FROM r.{name}" for name in others)
     shown = ", ".join(f"l.{name} AS {name}" for name in KEY)
     pairs = ", ".join(
-        f"CASE WHEN l.{name} IS DISTINCT FROM r.{name} "
-        f"THEN CAST(l.{name} AS VARCHAR) || ' vs ' || coalesce(CAST(r.{name} AS VARCHAR), 'NULL') END "
-        f"AS {name}"
+        f"CASE WHEN l.{name} IS DISTINCT FROM r.{name} THEN "
+        f"coalesce(CAST(l.{name} AS VARCHAR), 'NULL') || ' vs ' || "
+        f"coalesce(CAST(r.{name} AS VARCHAR), 'NULL') END AS {name}"
         for name in others
     )
     cursor = con.execute(
@@ -97,10 +97,11 @@ def compare(left: pa.Table, right: pa.Table, *, examples: int = 5) -> Comparison
         result.examples.append(
             {name: value for name, value in zip(names, values, strict=True) if value is not None}
         )
+    key = ", ".join(KEY)
     missing = con.execute(
-        f"SELECT 'only in first' AS side, {', '.join(KEY)} FROM l ANTI JOIN r USING ({', '.join(KEY)}) "
-        f"UNION ALL SELECT 'only in second', {', '.join(KEY)} FROM r ANTI JOIN l "
-        f"USING ({', '.join(KEY)}) ORDER BY ALL LIMIT {examples}"
+        f"SELECT 'only in first' AS side, {key} FROM l ANTI JOIN r USING ({key}) "
+        f"UNION ALL SELECT 'only in second', {key} FROM r ANTI JOIN l USING ({key}) "
+        f"ORDER BY ALL LIMIT {examples}"
     )
     names = [description[0] for description in missing.description]
     result.examples.extend(dict(zip(names, values, strict=True)) for values in missing.fetchall())

@@ -241,15 +241,18 @@ def build_sql(sales: Sequence[str | Path], *, years: tuple[int, int]) -> str:
         f"""SELECT agreement_id, version, customer_id, currency, {q} AS period_index,
             start{q} AS period_start, end{q} AS period_end, n{q} AS lines, t{q} AS t,
             tier{q} AS tier, rate{q} AS rate, w{q} AS w,
-            s{q} - {"0" if q == 1 else f"s{q - 1}"} AS f, s{q} AS cum FROM rated"""
+            s{q} - {"0" if q == 1 else f"s{q - 1}"} AS f, s{q} AS cum
+        FROM rated WHERE n{q} > 0"""
         for q in QUARTERS
     )
     # 1. lines: one pass over the facts; each line probes the customer and product keys and
     #    then the map with ONE equi-join on a single BIGINT key.
-    # 2. agg: one wide row per agreement x customer, a column pair per quarter: periods without
-    #    lines exist without a second pass, and running totals need no window function.
+    # 2. agg: one wide row per agreement x customer, a column pair per quarter, so the running
+    #    totals of the term (caps per term) need no window function.
     # 3. rated: four band lookups per wide row as CASE on the agreement's (tiny) band columns.
-    # 4. the four quarters of a wide row become four result rows (UNION ALL of the CTE).
+    # 4. the quarters of a wide row become result rows (UNION ALL of the CTE); a quiet quarter
+    #    (no line) is omitted, as docs/calculation.md says: nothing changes in it (no guarantee
+    #    or fixed amount here), and its running total carries on into the next.
     return f"""
     WITH lines AS (
         SELECT s.customer_id, m.k, quarter(s.invoice_date) AS q, {measure} AS v
@@ -469,6 +472,7 @@ def connect(
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET max_temp_directory_size = '20GB'")
+    con.execute("SET enable_progress_bar = false")
     # Row order is not part of the result; not preserving it lets the sinks run in parallel.
     con.execute("SET preserve_insertion_order = false")
     return con

@@ -21,12 +21,12 @@ from benchmarks.agreements import SEED, benchmark_agreements
 from benchmarks.compare import compare
 from benchmarks.handwritten import calculate as calculate_handwritten
 from benchmarks.tpch import prepare
+from fanli.engine.columnar import calculate
+from fanli.engine.reference import calculate_reference
 from fanli.engine.results import table_from_rows
 
 
 def reference_table(sf: float, tpch_dir: Path | None = None) -> pa.Table:
-    from fanli.engine.reference import calculate_reference
-
     dataset = prepare(sf, tpch_dir=tpch_dir)
     return table_from_rows(
         calculate_reference(
@@ -60,8 +60,6 @@ def main() -> int:
     print(f"hand-written vs reference: {outcome.describe()}")
     ok = outcome.identical
     if args.engine:
-        from fanli.engine.columnar import calculate
-
         engine = calculate(
             agreements,
             sales=dataset.sales_files,
