@@ -1146,20 +1146,30 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         )
 
     # g_cum: the running total after the guarantee; with carry-forward max(sum c, i x amount).
+    # g_previous is the previous period's g_cum, derived from this row's sums so that no second
+    # window pass is needed (carry-forward agreements have a row for every period).
     if features.carry_forward:
         g_cum = (
             "CASE WHEN a.carry_forward THEN greatest(c_cum, x.period_index * a.guarantee) "
             "ELSE g_plain_cum END"
+        )
+        g_previous = (
+            "CASE WHEN a.carry_forward "
+            "THEN greatest(c_cum - c, (x.period_index - 1) * a.guarantee) "
+            f"ELSE g_plain_cum - {guaranteed('c')} END"
         )
         carry_projected = (
             "WHEN a.carry_forward "
             "THEN greatest(c_cum - c + c_projected, x.period_index * a.guarantee)"
         )
     else:
-        g_cum, carry_projected = "g_plain_cum", ""
+        g_cum = "g_plain_cum"
+        g_previous = f"g_plain_cum - {guaranteed('c')}"
+        carry_projected = ""
     connection.execute(
         f"""CREATE TEMP VIEW guaranteed AS
         SELECT x.key, x.agreement_no, x.period_index, {g_cum} AS g_cum,
+          {g_previous} AS g_previous,
           CASE WHEN c_projected IS NULL THEN NULL
                {carry_projected}
                ELSE g_plain_cum - {guaranteed("c")} + {guaranteed("c_projected")}
@@ -1174,10 +1184,11 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
     )
     connection.execute(
         f"""CREATE TEMP VIEW settled AS
-        SELECT key, period_index, f_cum - coalesce(lag(f_cum) {k}, 0) AS f, f_cum,
+        SELECT key, period_index, f_cum - f_previous AS f, f_cum,
           coalesce(f_cum_projected, f_cum) AS accrual_cum,
-          coalesce(f_cum_projected, f_cum) - coalesce(lag(f_cum) {k}, 0) AS accrual_step
-        FROM (SELECT g.*, {cap_term("g.g_cum")} AS f_cum,
+          coalesce(f_cum_projected, f_cum) - f_previous AS accrual_step
+        FROM (SELECT g.key, g.period_index, {cap_term("g.g_cum")} AS f_cum,
+                     {cap_term("g.g_previous")} AS f_previous,
                      {cap_term("g.g_cum_projected")} AS f_cum_projected
               FROM guaranteed g JOIN agreement_params a USING (agreement_no))"""
     )
