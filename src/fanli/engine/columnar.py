@@ -1,20 +1,20 @@
 """The columnar engine: DuckDB SQL compiled from agreement terms, exact to the cent.
 
-The plan follows what DESIGN.md measured as fastest:
+The plan follows what DESIGN.md measured as fastest (ADR 0003 has the details and reasons):
 
-1. **Classes.** Every customer (product) is classed by the set of line sets whose customer
-   (product) filter it passes; the filters are evaluated on the small dimension tables only.
-2. **Eligibility map.** (customer class, product class, month) -> (line set, date segment,
-   period), materialised: usually a few thousand rows.
-3. **One pass over the facts.** Each line is probed with equi-joins (customer -> class,
-   product -> class, classes and month -> map), kept when its event date lies in the segment, and
-   aggregated to line set x customer x period. No OR-ed filters, no per-row Python.
-4. **Rating** on the small aggregate: window sums for term-to-date, one ASOF join to the band
-   table per result row, integer formulas (``docs/calculation.md``) evaluated in 128-bit integers
-   and rounded once, then caps, guarantees and pro-rata splits with window functions.
+1. **Classes.** Customers (products) are classed by the set of line sets whose filter they pass;
+   the filters are evaluated once per distinct combination of the columns they read.
+2. **Eligibility map.** (customer class, product class, month) -> (line set, period), keyed by
+   one packed BIGINT and materialised: usually a few thousand rows.
+3. **One pass over the facts.** Each line costs two dimension lookups and one equi-join on the
+   map key, adds the one measure its set needs, and is aggregated to line set x customer x
+   period. No OR-ed filters, no per-row Python.
+4. **Rating** on the small aggregate: term-to-date windows, the band by a hash join with a range
+   condition, integer formulas (``docs/calculation.md``) in 128-bit integers rounded once (ADR
+   0001), then caps, guarantees and pro-rata splits in minor units with window functions.
 
-Measures are integers in 10**-4 units and rates in 10**-6 (see ``fanli.engine.compile``); no
-floating-point value appears anywhere.
+Only periods with lines give rows (ADR 0002). Measures are integers in 10**-4 units and rates in
+10**-6 (see ``fanli.engine.compile``); no floating-point value appears anywhere.
 """
 
 from __future__ import annotations
