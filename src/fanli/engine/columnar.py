@@ -354,8 +354,10 @@ def _classify(
     item_hash = "hash(" + ", ".join(f"k.{item}" for item, _ in pairs) + ")"
     combo_hash = "hash(" + ", ".join(f"c.{combo}" for _, combo in pairs) + ")"
     null_safe = " AND ".join(f"k.{item} IS NOT DISTINCT FROM c.{combo}" for item, combo in pairs)
+    # Customers' numbers are read three times (classes, names, the limit); products' once.
+    materialised = "TABLE" if kind == "customer" else "VIEW"
     connection.execute(
-        f"""CREATE TEMP TABLE {kind}_numbered AS
+        f"""CREATE TEMP {materialised} {kind}_numbered AS
         SELECT k.id, k.id_text, {numbering} AS no, cl.cls
         FROM {kind}_keyed k
         JOIN (SELECT *, {combo_hash} AS h FROM {kind}_combo c) c
@@ -377,7 +379,10 @@ def _classify(
         SELECT cls, CAST(unnest(string_split(sig, ',')) AS INTEGER) AS set_no
         FROM {kind}_classes"""
     )
-    connection.execute(f"CREATE TEMP TABLE {kind}_names AS SELECT no, id_text FROM {kind}_numbered")
+    if kind == "customer":
+        connection.execute(
+            "CREATE TEMP TABLE customer_names AS SELECT no, id_text FROM customer_numbered"
+        )
 
 
 def _referenced_ids(specs: list[LineSetSpec], kind: str) -> set[str]:
