@@ -1475,12 +1475,12 @@ def calculate(
             _rate_and_settle(connection, features, as_of)
             if features.pro_rata:
                 _split_pro_rata(connection)
-            integers = connection.sql(_result_sql(pro_rata=features.pro_rata)).to_arrow_table()
+            query = _result_sql(pro_rata=features.pro_rata)
             if ordered:
                 # Agreements are numbered in (id, version) order and customers in id order, so
-                # one packed key sorts by agreement, version, beneficiary and period; Arrow sorts
-                # the key and takes the rows (cheaper than sorting wide rows in SQL).
-                integers = integers.take(pc.sort_indices(integers.column("sort_key")))
+                # one packed BIGINT sorts by agreement, version, beneficiary and period.
+                query += " ORDER BY sort_key"
+            integers = connection.sql(query).to_arrow_table()
             table = _to_result_table(connection, integers, compiled)
         except duckdb.OutOfRangeException as error:
             raise CalculationError(
