@@ -1387,7 +1387,7 @@ def _to_result_table(
             )
         else:
             column = table.column(field.name)
-        columns[field.name] = pc.cast(column, field.type)
+        columns[field.name] = column if column.type == field.type else pc.cast(column, field.type)
     return pa.Table.from_arrays([columns[f.name] for f in RESULT_SCHEMA], schema=RESULT_SCHEMA)
 
 
