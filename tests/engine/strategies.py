@@ -77,9 +77,19 @@ class Scenario:
     integer_customer_ids: bool  # the customer file's id column holds integers
     products: tuple[dict[str, str | None], ...] | None
     as_of: dt.date | None
+    integer_sales_customer_ids: bool = False  # so does the sales table's
+    sales_without_currency: bool = False  # the optional currency column is left out
 
     def sales_table(self) -> pa.Table:
-        return pa.Table.from_pylist(list(self.sales), schema=SALES_SCHEMA)
+        table = pa.Table.from_pylist(list(self.sales), schema=SALES_SCHEMA)
+        if self.integer_sales_customer_ids:
+            ids = pa.array([int(line["customer_id"]) for line in self.sales], pa.int64())
+            table = table.set_column(
+                table.schema.get_field_index("customer_id"), "customer_id", ids
+            )
+        if self.sales_without_currency:
+            table = table.drop_columns(["currency"])
+        return table
 
     def customers_table(self) -> pa.Table | None:
         if self.customers is None:
@@ -106,7 +116,9 @@ class Scenario:
             f"  customers={self.customers!r},\n"
             f"  integer_customer_ids={self.integer_customer_ids!r},\n"
             f"  products={self.products!r},\n"
-            f"  as_of={self.as_of!r},\n)"
+            f"  as_of={self.as_of!r},\n"
+            f"  integer_sales_customer_ids={self.integer_sales_customer_ids!r},\n"
+            f"  sales_without_currency={self.sales_without_currency!r},\n)"
         )
 
 
@@ -114,6 +126,16 @@ def _literal(value: Any) -> Any:
     if isinstance(value, Decimal | dt.date):
         return str(value)
     return value
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """Draw from one of the strategies with the given weights (``st.one_of`` is not uniform
+    over repeated branches, so weights are spelled out)."""
+    options = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.integers(0, len(options) - 1).flatmap(lambda index: options[index])
 
 
 # ---- dates -------------------------------------------------------------------------------------
@@ -164,8 +186,8 @@ def as_of_days(start: dt.date, end: dt.date) -> st.SearchStrategy[dt.date]:
 def sale_days(start: dt.date, end: dt.date) -> st.SearchStrategy[dt.date]:
     """Mostly in the term, often the same day a year earlier (a prior-year baseline)."""
     inside = days_within(start, end)
-    return st.one_of(
-        inside, inside, inside.map(lambda day: shift_years(day, -1)), days_around(start, end)
+    return weighted(
+        (6, inside), (2, inside.map(lambda day: shift_years(day, -1))), (2, days_around(start, end))
     )
 
 
@@ -178,17 +200,19 @@ _COARSE_AMOUNTS = st.one_of(
     st.integers(1, 60).map(lambda n: D(n * 50)),
     st.integers(1, 60).map(lambda n: D(n * 50) + D("0.5")),
 )
-_AMOUNTS = st.one_of(
-    _COARSE_AMOUNTS,
-    _COARSE_AMOUNTS,
-    st.sampled_from(
-        (
-            *("0", "0.5", "0.05", "1.5", "2.5", "12.5", "50", "99.99", "100", "250", "500"),
-            *("1000", "1000.5", "1234.5", "2500", "5000", "0.0001", "333.3333"),
-        )
-    ).map(D),
-    st.decimals(min_value=0, max_value=3000, places=4, allow_nan=False, allow_infinity=False),
-    st.integers(1, 300_000).map(lambda n: D(n).scaleb(-2)),
+_AMOUNTS = weighted(
+    (4, _COARSE_AMOUNTS),
+    (
+        1,
+        st.sampled_from(
+            (
+                *("0", "0.5", "0.05", "1.5", "2.5", "12.5", "50", "99.99", "100", "250", "500"),
+                *("1000", "1000.5", "1234.5", "2500", "5000", "0.0001", "333.3333"),
+            )
+        ).map(D),
+    ),
+    (1, st.decimals(min_value=0, max_value=3000, places=4, allow_nan=False, allow_infinity=False)),
+    (1, st.integers(1, 300_000).map(lambda n: D(n).scaleb(-2))),
 )
 _QUANTITIES = st.one_of(
     st.integers(0, 30).map(D), st.sampled_from(["0.5", "2.25", "0.0001", "1.5"]).map(D)
@@ -489,7 +513,11 @@ def agreement_terms(
         counterparty = draw(st.sampled_from(customer_ids))
         others = tuple(c for c in customer_ids if c != counterparty)
         members = draw(st.lists(st.sampled_from(others), max_size=3, unique=True))
-        split = draw(st.sampled_from(("counterparty", "pro_rata"))) if members else "counterparty"
+        split = (
+            draw(st.sampled_from(("counterparty", "pro_rata", "pro_rata")))
+            if members
+            else "counterparty"
+        )
         data["parties"] = {"counterparty": counterparty, "members": members, "split": split}
 
     kind = draw(st.sampled_from(("month", "quarter", "half", "year", "custom")))
@@ -537,5 +565,21 @@ def scenarios(draw: st.DrawFn, max_agreements: int = 4, max_lines: int = 40) -> 
     customers = None if draw(st.integers(0, 19)) == 0 else draw(customer_rows(customer_ids))
     integer_ids = numeric and draw(st.booleans())
     products = None if draw(st.integers(0, 19)) == 0 else draw(product_rows())
-    as_of = draw(st.one_of(st.none(), as_of_days(start, end), as_of_days(start, end)))
-    return Scenario(tuple(agreements), sales, customers, integer_ids, products, as_of)
+    as_of = draw(
+        weighted((1, st.none()), (2, days_within(start, end)), (1, as_of_days(start, end)))
+    )
+    if draw(st.integers(0, 9)) == 0:
+        sales = tuple({**line, "currency": None} for line in sales)  # none, as when left out
+        without_currency = draw(st.booleans())
+    else:
+        without_currency = False
+    return Scenario(
+        agreements=tuple(agreements),
+        sales=sales,
+        customers=customers,
+        integer_customer_ids=integer_ids,
+        products=products,
+        as_of=as_of,
+        integer_sales_customer_ids=numeric and draw(st.booleans()),
+        sales_without_currency=without_currency,
+    )

@@ -18,8 +18,9 @@ from collections import defaultdict
 from dataclasses import fields
 from decimal import Decimal
 
+import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from strategies import Scenario, scenarios
 
 from fanli.agreements.terms import AccrualMode, Agreement, RateForm, Split, TierScope
@@ -194,6 +195,29 @@ def test_engine_agrees_with_reference(scenario: Scenario) -> None:
         with pytest.raises(InputError):
             columnar.calculate(list(scenario.agreements), **inputs)
         return
-    actual = rows_from_table(columnar.calculate(list(scenario.agreements), **inputs))
+    # The engine reads the lines in reverse: no result may depend on their order.
+    sales = inputs["sales"]
+    reversed_sales = sales.take(pa.array(range(sales.num_rows - 1, -1, -1), pa.int64()))
+    table = columnar.calculate(list(scenario.agreements), **(inputs | {"sales": reversed_sales}))
+    actual = rows_from_table(table)
     assert actual == expected, _describe_differences(actual, expected)
     _check_invariants(scenario, expected)
+    _record_coverage(scenario, expected)
+
+
+def _record_coverage(scenario: Scenario, rows: list[ResultRow]) -> None:
+    """What the example exercised, for ``--hypothesis-show-statistics``."""
+    event(f"result rows: {'none' if not rows else '1-9' if len(rows) < 10 else '10+'}")
+    if any(row.rebate < 0 for row in rows):
+        event("a claw-back (negative rebate)")
+    if any(row.tier > 1 for row in rows):
+        event("a band above the first reached")
+    if any(row.accrual != row.cumulative_rebate for row in rows):
+        event("an expected accrual differs from the actual one")
+    pro_rata = {(a.id, a.version): a.parties for a in scenario.agreements if _is_pro_rata(a)}
+    if any(
+        row.rebate and row.beneficiary_id != parties.counterparty
+        for row in rows
+        if (parties := pro_rata.get((row.agreement_id, row.version))) is not None
+    ):
+        event("a pro-rata member is paid")
