@@ -1300,14 +1300,18 @@ def _result_sql(*, pro_rata: bool) -> str:
     """The result rows with integers only: numbers for the agreement, beneficiary and period;
     measures and money unscaled (10**-4 units, rates 10**-6). ``_to_result_table`` makes the
     text, dates and decimals without arithmetic."""
-    money = "CAST(({x}) * a.money_to_measure AS BIGINT)".format
+    # DECIMAL(38, 0) holds the unscaled value in the 128 bits Arrow's decimals use; DuckDB casts
+    # in parallel and cheaper than Arrow would.
+    money = "CAST(({x}) * a.money_to_measure AS DECIMAL(38, 0))".format
+    unscaled = "CAST({x} AS DECIMAL(38, 0))".format
     common = f"""
         {{sort_key}} AS sort_key, r.agreement_no, {{beneficiary}} AS beneficiary_no,
         s.period_index, {{lines}} AS lines,
-        {{basis}} AS basis, r.p AS window_basis, r.t AS tier_basis,
-        CASE WHEN a.growth_mode IS NOT NULL THEN r.b END AS baseline,
-        CASE WHEN a.has_gate THEN r.g END AS gate_basis,
-        r.tier, CASE WHEN r.tier > 0 THEN CAST(r.display_rate AS BIGINT) END AS rate,
+        {unscaled(x="{basis}")} AS basis, {unscaled(x="r.p")} AS window_basis,
+        {unscaled(x="r.t")} AS tier_basis,
+        CASE WHEN a.growth_mode IS NOT NULL THEN {unscaled(x="r.b")} END AS baseline,
+        CASE WHEN a.has_gate THEN {unscaled(x="r.g")} END AS gate_basis,
+        r.tier, CASE WHEN r.tier > 0 THEN {unscaled(x="r.display_rate")} END AS rate,
         {money(x="r.amount")} AS window_rebate"""
     whole = common.format(
         beneficiary=f"CAST((s.key >> {_PERIOD_BITS}) & {(1 << _CUSTOMER_BITS) - 1} AS INTEGER)",
@@ -1350,9 +1354,9 @@ def _to_result_table(
 ) -> pa.Table:
     """Integers -> the result schema, column by column in Arrow (no per-row Python).
 
-    Text and dates are taken from small lookup arrays by number. Unscaled integers become
-    decimals by a cast to decimal(38, 0) and a view of the same 128-bit values with the column's
-    scale: exact, no arithmetic.
+    Text and dates are taken from small lookup arrays by number. The unscaled decimal(38, 0)
+    values become the column's decimals by a view of the same 128 bits with the column's scale:
+    exact, no arithmetic.
     """
     agreement_no = table.column("agreement_no")
     names = connection.sql("SELECT id_text FROM customer_names ORDER BY no").to_arrow_table()
@@ -1386,7 +1390,7 @@ def _to_result_table(
         if field.name in columns:
             column = columns[field.name]
         elif field.name in _SCALED_COLUMNS:
-            unscaled = pc.cast(table.column(field.name), pa.decimal128(38, 0))
+            unscaled = table.column(field.name)  # decimal(38, 0) from the SQL
             column = pa.chunked_array(
                 [chunk.view(field.type) for chunk in unscaled.chunks], type=field.type
             )
