@@ -240,25 +240,23 @@ def _build_dimension(
         [("id_text", "VARCHAR")],
         [(v,) for v in sorted(referenced_ids)],
     )
+    # A view: the dimension is read once, when the items are keyed (see _classify).
+    named = f"SELECT TRY_CAST(id_text AS {id_type}) AS id, id_text{empty_columns} FROM {kind}_named"
     if table is not None:
         connection.register(f"{kind}s_raw", table)
-        connection.execute(
-            f"""CREATE TEMP TABLE {kind}_dim AS
-            SELECT TRY_CAST({id_column} AS {id_type}) AS id,
-                   CAST({id_column} AS VARCHAR) AS id_text{file_columns}
-            FROM {kind}s_raw WHERE {id_column} IS NOT NULL"""
+        from_file = (
+            f"SELECT TRY_CAST({id_column} AS {id_type}) AS id, "
+            f"CAST({id_column} AS VARCHAR) AS id_text{file_columns} "
+            f"FROM {kind}s_raw WHERE {id_column} IS NOT NULL"
         )
-        connection.execute(
-            f"""INSERT INTO {kind}_dim
-            SELECT TRY_CAST(id_text AS {id_type}), id_text{empty_columns} FROM {kind}_named
-            WHERE id_text NOT IN (SELECT id_text FROM {kind}_dim)"""
-        )
+        if referenced_ids:
+            from_file += (
+                f" UNION ALL {named} WHERE id_text NOT IN "
+                f"(SELECT CAST({id_column} AS VARCHAR) FROM {kind}s_raw)"
+            )
+        connection.execute(f"CREATE TEMP VIEW {kind}_dim AS {from_file}")
     else:
-        connection.execute(
-            f"""CREATE TEMP TABLE {kind}_dim AS
-            SELECT TRY_CAST(id_text AS {id_type}) AS id, id_text{empty_columns}
-            FROM {kind}_named"""
-        )
+        connection.execute(f"CREATE TEMP VIEW {kind}_dim AS {named}")
 
 
 def _filter_columns(compiled: CompiledAgreement, kind: str) -> set[str]:
