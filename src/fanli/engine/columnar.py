@@ -276,30 +276,58 @@ def _filter_columns(compiled: CompiledAgreement, kind: str) -> set[str]:
     return columns
 
 
+@dataclass(frozen=True)
+class _SetFilter:
+    """One line set's filter on one dimension."""
+
+    set_no: int
+    include: CustomerSelector | ProductSelector
+    exclude: CustomerSelector | ProductSelector
+    pool: tuple[str, ...] | None
+
+    def sql(self) -> str:
+        return _predicate(self.include, self.exclude, self.pool)
+
+    def matches(self, row: dict[str, str | None]) -> bool:
+        """The same rule as ``sql()``, in Python: fields AND, values OR, any exclude field
+        excludes, NULL never matches."""
+
+        def hit(field: str, values: tuple[str, ...]) -> bool:
+            value = row["id_text"] if field == "id_text" else row[field.removeprefix("attr:")]
+            return value is not None and value in values
+
+        included = all(hit(f, v) for f, v in _selector_fields(self.include))
+        if self.pool is not None:
+            included = included and hit("id_text", self.pool)
+        excluded = any(hit(f, v) for f, v in _selector_fields(self.exclude))
+        return included and not excluded
+
+
+# Above this many (combination x line set) checks the filters run as one SQL expression.
+PYTHON_FILTER_LIMIT = 200_000
+
+
 def _classify(
     connection: duckdb.DuckDBPyConnection,
     kind: str,
-    predicates: list[tuple[int, str]],
+    filters: list[_SetFilter],
     filter_columns: list[str],
+    *,
+    ordered: bool,
 ) -> None:
     """``{kind}_class(id, cls, no)`` and ``{kind}_class_sets(cls, set_no)``.
 
     ``cls`` numbers the distinct sets-of-line-sets the item belongs to; ``no`` numbers the items
     (customers become beneficiaries by it). The filters are evaluated once per distinct
     combination of the columns they read (an id counts only when some filter names it), not once
-    per item: 125 segment x nation combinations instead of 150,000 customers.
+    per item: 125 segment x nation combinations instead of 150,000 customers. Few combinations
+    are evaluated in Python (planning one SQL expression of hundreds of filters costs more than
+    evaluating them); many, in SQL.
 
     An item the dimension lacks has no attributes: when such an item belongs to some line set
     (an include without fields), every id the facts use is added to the dimension first, so that
     the probe stays an inner equi-join.
     """
-    signature = (
-        "concat_ws(',', "
-        + ", ".join(
-            f"CASE WHEN {predicate} THEN '{set_no}' END" for set_no, predicate in predicates
-        )
-        + ")"
-    )
     columns = ", ".join(_identifier(c) for c in filter_columns)
     dimension_columns = "".join(f", d.{_identifier(c)}" for c in filter_columns)
     null_columns = "".join(f", NULL::VARCHAR AS {_identifier(c)}" for c in filter_columns)
@@ -309,18 +337,42 @@ def _classify(
                                      THEN d.id_text END AS named_id{dimension_columns}
         FROM {kind}_dim d"""
     )
-    # Distinct combinations by hashing (no sort of every item); the filters, one big SQL
-    # expression, are evaluated in this one statement. In a combination, id_text is the id only
-    # when some filter names it (otherwise NULL: it matches no id selector, exactly as the real
-    # id would not). The all-NULL combination stands for items the dimension lacks.
-    connection.execute(
-        f"""CREATE TEMP TABLE {kind}_combo AS
-        SELECT *, {signature} AS sig
-        FROM (SELECT DISTINCT named_id AS id_text{", " + columns if columns else ""}
-              FROM {kind}_keyed
-              UNION
-              SELECT NULL::VARCHAR AS id_text{null_columns})"""
+    # Distinct combinations by hashing (no sort of every item). In a combination, id_text is the
+    # id only when some filter names it (otherwise NULL: it matches no id selector, exactly as
+    # the real id would not). The all-NULL combination stands for items the dimension lacks.
+    distinct = (
+        f"SELECT DISTINCT named_id AS id_text{', ' + columns if columns else ''} "
+        f"FROM {kind}_keyed UNION SELECT NULL::VARCHAR AS id_text{null_columns}"
     )
+    count_row = connection.execute(f"SELECT count(*) FROM ({distinct})").fetchone()
+    combinations = int(count_row[0]) if count_row else 0
+    if combinations * max(len(filters), 1) <= PYTHON_FILTER_LIMIT:
+        names = ["id_text", *filter_columns]
+        rows = [
+            dict(zip(names, values, strict=True))
+            for values in connection.execute(distinct).fetchall()
+        ]
+        _create_table(
+            connection,
+            f"{kind}_combo",
+            [*((name, "VARCHAR") for name in names), ("sig", "VARCHAR")],
+            [
+                (
+                    *row.values(),
+                    ",".join(str(f.set_no) for f in filters if f.matches(row)),
+                )
+                for row in rows
+            ],
+        )
+    else:
+        signature = (
+            "concat_ws(',', "
+            + ", ".join(f"CASE WHEN {f.sql()} THEN '{f.set_no}' END" for f in filters)
+            + ")"
+        )
+        connection.execute(
+            f"CREATE TEMP TABLE {kind}_combo AS SELECT *, {signature} AS sig FROM ({distinct})"
+        )
     unknown_null = " AND ".join(
         ["id_text IS NULL", *(f"{_identifier(c)} IS NULL" for c in filter_columns)]
     )
@@ -344,7 +396,9 @@ def _classify(
     numbering = (
         # customers become beneficiaries by number: in text order, so sorting by number is
         # sorting by id
-        "CAST(row_number() OVER (ORDER BY k.id_text) AS INTEGER)" if kind == "customer" else "0"
+        f"CAST(row_number() OVER ({'ORDER BY k.id_text' if ordered else ''}) AS INTEGER)"
+        if kind == "customer"
+        else "0"
     )
     # Join the items back to their combination: an equi-join on a hash of the columns, checked
     # column by column with NULL-safe equality (a hash alone could collide).
@@ -426,7 +480,10 @@ def _create_table(
         arrays.append(pa.array(items, type=_ARROW_TYPES[sql_type]))
     staged = pa.Table.from_arrays(arrays, names=[column for column, _ in columns])
     connection.register(f"{name}_staged", staged)
-    casts = ", ".join(f"CAST({column} AS {sql_type}) AS {column}" for column, sql_type in columns)
+    casts = ", ".join(
+        f"CAST({_identifier(column)} AS {sql_type}) AS {_identifier(column)}"
+        for column, sql_type in columns
+    )
     connection.execute(f"CREATE TEMP TABLE {name} AS SELECT {casts} FROM {name}_staged")
     connection.unregister(f"{name}_staged")
 
@@ -1410,9 +1467,10 @@ def _prepare(
     customers: pa.Table | None,
     products: pa.Table | None,
     as_of: dt.date | None,
+    ordered: bool = True,
 ) -> tuple[list[CompiledAgreement], list[LineSetSpec], list[str]]:
-    ordered = sorted(agreements, key=lambda agreement: (agreement.id, agreement.version))
-    compiled = [compile_agreement(number, a) for number, a in enumerate(ordered)]
+    by_key = sorted(agreements, key=lambda agreement: (agreement.id, agreement.version))
+    compiled = [compile_agreement(number, a) for number, a in enumerate(by_key)]
     specs: list[LineSetSpec] = []
     for agreement in compiled:
         specs.extend(compile_sets(agreement, len(specs) + 1, as_of))
@@ -1436,14 +1494,16 @@ def _prepare(
     _classify(
         connection,
         "customer",
-        [(s.set_no, _predicate(s.customers.include, s.customers.exclude, s.pool)) for s in specs],
+        [_SetFilter(s.set_no, s.customers.include, s.customers.exclude, s.pool) for s in specs],
         sorted(set().union(*(_filter_columns(c, "customer") for c in compiled))),
+        ordered=ordered,
     )
     _classify(
         connection,
         "product",
-        [(s.set_no, _predicate(s.products.include, s.products.exclude, None)) for s in specs],
+        [_SetFilter(s.set_no, s.products.include, s.products.exclude, None) for s in specs],
         sorted(set().union(*(_filter_columns(c, "product") for c in compiled))),
+        ordered=ordered,
     )
     _load_small_tables(connection, compiled, specs, as_of)
     return compiled, specs, sales_columns
@@ -1475,6 +1535,7 @@ def calculate(
                 customers=customers,
                 products=products,
                 as_of=as_of,
+                ordered=ordered,
             )
             _aggregate_facts(connection, specs, sales_columns)
             _install_macros(connection)
