@@ -31,10 +31,10 @@ typecheck: $(STAMP)
 
 # Benchmarks print figures and compare against a hand-written reference query in the same run.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.engine --sf 1
+	$(BIN)/python -m benchmarks.engine --sf 1 --repeat 5
 
 bench-sf10: $(STAMP)
-	$(BIN)/python -m benchmarks.engine --sf 10
+	$(BIN)/python -m benchmarks.engine --sf 10 --repeat 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
