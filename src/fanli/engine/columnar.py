@@ -1118,8 +1118,10 @@ def _rate_and_settle(
         {window_clause}"""
     )
     connection.execute("CREATE TEMP VIEW rating_input AS SELECT * FROM windows")
+    # Read once (by the settling window pass) unless pro-rata splits read it again.
+    materialised = "TABLE" if features.pro_rata else "VIEW"
     connection.execute(
-        "CREATE TEMP TABLE rated AS "
+        f"CREATE TEMP {materialised} rated AS "
         + _rating_sql("rating_input", projected=False, carry=_WINDOW_COLUMNS)
     )
     if features.projection:
@@ -1161,9 +1163,8 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         "OVER (PARTITION BY key ORDER BY period_index "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     )
-    # Narrow tables only: window functions sort whole rows, so the wide rating columns stay in
-    # ``rated`` and the result joins them back once.
-    base = "r.key, r.agreement_no, r.period_index"
+    # The rating's columns ride along through the window pass: cheaper than joining them back.
+    base = "r.*"
     projection = features.projection
     projected = "pj.amount" if projection else "NULL::BIGINT"
     join_projected = "LEFT JOIN projected pj USING (key, period_index)" if projection else ""
@@ -1174,12 +1175,11 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         # With a projection the as-of row's R is replaced: the accrual total moves by Rp - R.
         connection.execute(
             f"""CREATE TEMP VIEW settled AS
-            SELECT key, period_index, f, f_cum,
-                   coalesce(f_cum + projected - window_rebate, f_cum) AS accrual_cum,
-                   coalesce(f_cum + projected - window_rebate, f_cum) - (f_cum - f)
-                     AS accrual_step
+            SELECT *,
+                   coalesce(f_cum + projected - amount, f_cum) AS accrual_cum,
+                   coalesce(f_cum + projected - amount, f_cum) - (f_cum - f) AS accrual_step
             FROM (
-              SELECT {base}, r.amount AS window_rebate, {projected} AS projected,
+              SELECT {base}, {projected} AS projected,
                 CASE WHEN a.scope_term THEN r.amount - {previous_r} ELSE r.amount END AS f,
                 CASE WHEN a.scope_term THEN r.amount ELSE sum(r.amount) {running} END AS f_cum
               FROM rated r JOIN agreement_params a USING (agreement_no) {join_projected})"""
@@ -1246,14 +1246,14 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         carry_projected = ""
     connection.execute(
         f"""CREATE TEMP VIEW guaranteed AS
-        SELECT x.key, x.agreement_no, x.period_index, {g_cum} AS g_cum,
+        SELECT x.*, {g_cum} AS g_cum,
           {g_previous} AS g_previous,
           CASE WHEN c_projected IS NULL THEN NULL
                {carry_projected}
                ELSE g_plain_cum - {guaranteed("c")} + {guaranteed("c_projected")}
           END AS g_cum_projected
         FROM (
-          SELECT e.key, e.agreement_no, e.period_index, c, c_projected,
+          SELECT e.*,
                  sum(c) {running} AS c_cum, sum({guaranteed("c")}) {running} AS g_plain_cum
           FROM (SELECT e.*, {cap_period("e.e")} AS c, {cap_period("e.e_projected")} AS c_projected
                 FROM earned e JOIN agreement_params a USING (agreement_no)) e
@@ -1262,10 +1262,10 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
     )
     connection.execute(
         f"""CREATE TEMP VIEW settled AS
-        SELECT key, period_index, f_cum - f_previous AS f, f_cum,
+        SELECT *, f_cum - f_previous AS f,
           coalesce(f_cum_projected, f_cum) AS accrual_cum,
           coalesce(f_cum_projected, f_cum) - f_previous AS accrual_step
-        FROM (SELECT g.key, g.period_index, {cap_term("g.g_cum")} AS f_cum,
+        FROM (SELECT g.*, {cap_term("g.g_cum")} AS f_cum,
                      {cap_term("g.g_previous")} AS f_previous,
                      {cap_term("g.g_cum_projected")} AS f_cum_projected
               FROM guaranteed g JOIN agreement_params a USING (agreement_no))"""
@@ -1360,30 +1360,28 @@ def _result_sql(*, pro_rata: bool) -> str:
     money = "CAST(({x}) * a.money_to_measure AS DECIMAL(38, 0))".format
     unscaled = "CAST({x} AS DECIMAL(38, 0))".format
     common = f"""
-        {{sort_key}} AS sort_key, r.agreement_no, {{beneficiary}} AS beneficiary_no,
+        {{sort_key}} AS sort_key, s.agreement_no, {{beneficiary}} AS beneficiary_no,
         s.period_index, {{lines}} AS lines,
-        {unscaled(x="{basis}")} AS basis, {unscaled(x="r.p")} AS window_basis,
-        {unscaled(x="r.t")} AS tier_basis,
-        CASE WHEN a.growth_mode IS NOT NULL THEN {unscaled(x="r.b")} END AS baseline,
-        CASE WHEN a.has_gate THEN {unscaled(x="r.g")} END AS gate_basis,
-        r.tier, CASE WHEN r.tier > 0 THEN {unscaled(x="r.display_rate")} END AS rate,
-        {money(x="r.amount")} AS window_rebate"""
+        {unscaled(x="{basis}")} AS basis, {unscaled(x="s.p")} AS window_basis,
+        {unscaled(x="s.t")} AS tier_basis,
+        CASE WHEN a.growth_mode IS NOT NULL THEN {unscaled(x="s.b")} END AS baseline,
+        CASE WHEN a.has_gate THEN {unscaled(x="s.g")} END AS gate_basis,
+        s.tier, CASE WHEN s.tier > 0 THEN {unscaled(x="s.display_rate")} END AS rate,
+        {money(x="s.amount")} AS window_rebate"""
     whole = common.format(
         beneficiary=f"CAST((s.key >> {_PERIOD_BITS}) & {(1 << _CUSTOMER_BITS) - 1} AS INTEGER)",
-        lines="r.lines",
-        basis="r.p_period",
+        lines="s.lines",
+        basis="s.p_period",
         sort_key="s.key | s.period_index",
     )
     member = common.format(
         beneficiary="m.cno",
         lines="m.own_lines",
         basis="m.own_p",
-        sort_key=f"(CAST(r.agreement_no AS BIGINT) << {_SET_SHIFT})"
+        sort_key=f"(CAST(s.agreement_no AS BIGINT) << {_SET_SHIFT})"
         f" | (CAST(m.cno AS BIGINT) << {_PERIOD_BITS}) | s.period_index",
     )
-    # One packed BIGINT joins the two halves of a row: (agreement, beneficiary, period).
-    joins = """JOIN rated r ON r.key | r.period_index = s.key | s.period_index
-        JOIN agreement_params a ON a.agreement_no = r.agreement_no"""
+    joins = "JOIN agreement_params a ON a.agreement_no = s.agreement_no"
     whole_rows = f"""
         SELECT {whole},
           {money(x="s.f")} AS rebate, {money(x="s.f_cum")} AS cumulative_rebate,
