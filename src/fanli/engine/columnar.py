@@ -288,19 +288,35 @@ class _SetFilter:
     def sql(self) -> str:
         return _predicate(self.include, self.exclude, self.pool)
 
-    def matches(self, row: dict[str, str | None]) -> bool:
+    def matcher(self) -> Callable[[dict[str, str | None]], bool]:
         """The same rule as ``sql()``, in Python: fields AND, values OR, any exclude field
-        excludes, NULL never matches."""
+        excludes, NULL never matches. Fields and value sets are prepared once."""
 
-        def hit(field: str, values: tuple[str, ...]) -> bool:
-            value = row["id_text"] if field == "id_text" else row[field.removeprefix("attr:")]
-            return value is not None and value in values
+        def prepared(
+            selector: CustomerSelector | ProductSelector,
+        ) -> list[tuple[str, frozenset[str]]]:
+            return [
+                (field.removeprefix("attr:"), frozenset(values))
+                for field, values in _selector_fields(selector)
+            ]
 
-        included = all(hit(f, v) for f, v in _selector_fields(self.include))
+        include = prepared(self.include)
         if self.pool is not None:
-            included = included and hit("id_text", self.pool)
-        excluded = any(hit(f, v) for f, v in _selector_fields(self.exclude))
-        return included and not excluded
+            include.append(("id_text", frozenset(self.pool)))
+        exclude = prepared(self.exclude)
+
+        def matches(row: dict[str, str | None]) -> bool:
+            # None (an empty value) is never in a set of text values: NULL never matches.
+            if any(row[column] not in values for column, values in include):
+                return False
+            return all(row[column] not in values for column, values in exclude)
+
+        return matches
+
+
+def _count(connection: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
 
 
 # Above this many (combination x line set) checks the filters run as one SQL expression.
@@ -331,10 +347,15 @@ def _classify(
     columns = ", ".join(_identifier(c) for c in filter_columns)
     dimension_columns = "".join(f", d.{_identifier(c)}" for c in filter_columns)
     null_columns = "".join(f", NULL::VARCHAR AS {_identifier(c)}" for c in filter_columns)
+    named = _count(connection, f"{kind}_named")
+    named_id = (
+        f"CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named) THEN d.id_text END"
+        if named
+        else "NULL::VARCHAR"
+    )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_keyed AS
-        SELECT d.id, d.id_text, CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named)
-                                     THEN d.id_text END AS named_id{dimension_columns}
+        SELECT d.id, d.id_text, {named_id} AS named_id{dimension_columns}
         FROM {kind}_dim d"""
     )
     # Distinct combinations by hashing (no sort of every item). In a combination, id_text is the
@@ -344,25 +365,23 @@ def _classify(
         f"SELECT DISTINCT named_id AS id_text{', ' + columns if columns else ''} "
         f"FROM {kind}_keyed UNION SELECT NULL::VARCHAR AS id_text{null_columns}"
     )
-    count_row = connection.execute(f"SELECT count(*) FROM ({distinct})").fetchone()
-    combinations = int(count_row[0]) if count_row else 0
-    if combinations * max(len(filters), 1) <= PYTHON_FILTER_LIMIT:
+    most = PYTHON_FILTER_LIMIT // max(len(filters), 1)
+    fetched = connection.execute(f"{distinct} LIMIT {most + 1}").fetchall()
+    unknown_matches: bool | None = None
+    if len(fetched) <= most:
         names = ["id_text", *filter_columns]
-        rows = [
-            dict(zip(names, values, strict=True))
-            for values in connection.execute(distinct).fetchall()
-        ]
+        rows = [dict(zip(names, values, strict=True)) for values in fetched]
+        matchers = [(str(f.set_no), f.matcher()) for f in filters]
+        signatures = [",".join(no for no, matches in matchers if matches(row)) for row in rows]
         _create_table(
             connection,
             f"{kind}_combo",
             [*((name, "VARCHAR") for name in names), ("sig", "VARCHAR")],
-            [
-                (
-                    *row.values(),
-                    ",".join(str(f.set_no) for f in filters if f.matches(row)),
-                )
-                for row in rows
-            ],
+            [(*row.values(), sig) for row, sig in zip(rows, signatures, strict=True)],
+        )
+        unknown_matches = any(
+            sig and all(value is None for value in row.values())
+            for row, sig in zip(rows, signatures, strict=True)
         )
     else:
         signature = (
@@ -373,13 +392,15 @@ def _classify(
         connection.execute(
             f"CREATE TEMP TABLE {kind}_combo AS SELECT *, {signature} AS sig FROM ({distinct})"
         )
-    unknown_null = " AND ".join(
-        ["id_text IS NULL", *(f"{_identifier(c)} IS NULL" for c in filter_columns)]
-    )
-    row = connection.execute(
-        f"SELECT sig FROM {kind}_combo WHERE {unknown_null} AND sig <> ''"
-    ).fetchone()
-    if row is not None:
+    if unknown_matches is None:
+        unknown_null = " AND ".join(
+            ["id_text IS NULL", *(f"{_identifier(c)} IS NULL" for c in filter_columns)]
+        )
+        row = connection.execute(
+            f"SELECT sig FROM {kind}_combo WHERE {unknown_null} AND sig <> ''"
+        ).fetchone()
+        unknown_matches = row is not None
+    if unknown_matches:
         # Items missing from the dimension belong to a line set: add every id the facts use,
         # so that the probe stays an inner equi-join.
         connection.execute(
