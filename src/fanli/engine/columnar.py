@@ -314,11 +314,6 @@ class _SetFilter:
         return matches
 
 
-def _count(connection: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(row[0]) if row else 0
-
-
 # Above this many (combination x line set) checks the filters run as one SQL expression.
 PYTHON_FILTER_LIMIT = 200_000
 
@@ -329,6 +324,7 @@ def _classify(
     filters: list[_SetFilter],
     filter_columns: list[str],
     *,
+    named_ids: set[str],
     ordered: bool,
 ) -> None:
     """``{kind}_class(id, cls, no)`` and ``{kind}_class_sets(cls, set_no)``.
@@ -347,14 +343,16 @@ def _classify(
     columns = ", ".join(_identifier(c) for c in filter_columns)
     dimension_columns = "".join(f", d.{_identifier(c)}" for c in filter_columns)
     null_columns = "".join(f", NULL::VARCHAR AS {_identifier(c)}" for c in filter_columns)
-    named = _count(connection, f"{kind}_named")
+    named = bool(named_ids)
     named_id = (
         f"CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named) THEN d.id_text END"
         if named
         else "NULL::VARCHAR"
     )
+    # A view: read twice (combinations, numbering) straight from the Arrow dimension, which is
+    # cheaper than materialising it; materialised only if ids must be added (below).
     connection.execute(
-        f"""CREATE TEMP TABLE {kind}_keyed AS
+        f"""CREATE TEMP VIEW {kind}_keyed AS
         SELECT d.id, d.id_text, {named_id} AS named_id{dimension_columns}
         FROM {kind}_dim d"""
     )
@@ -403,6 +401,8 @@ def _classify(
     if unknown_matches:
         # Items missing from the dimension belong to a line set: add every id the facts use,
         # so that the probe stays an inner equi-join.
+        connection.execute(f"ALTER VIEW {kind}_keyed RENAME TO {kind}_keyed_view")
+        connection.execute(f"CREATE TEMP TABLE {kind}_keyed AS SELECT * FROM {kind}_keyed_view")
         connection.execute(
             f"""INSERT INTO {kind}_keyed BY NAME
             SELECT id, CAST(id AS VARCHAR) AS id_text
@@ -863,12 +863,6 @@ def _install_macros(connection: duckdb.DuckDBPyConnection) -> None:
         "AND d < 4611686018427387904 THEN CAST(CAST(n AS BIGINT) % CAST(d AS BIGINT) AS HUGEINT) "
         "ELSE n % d END"
     )
-    # Round the non-negative fraction n/d to an integer: half up, or half to even.
-    connection.execute(
-        "CREATE TEMP MACRO round_fraction(n, d, half_even) AS exact_div(n, d) + "
-        "CASE WHEN 2 * exact_mod(n, d) > d OR (2 * exact_mod(n, d) = d "
-        "AND (NOT half_even OR exact_div(n, d) % 2 = 1)) THEN 1 ELSE 0 END"
-    )
 
 
 _BIGINT_TOP = 9223372036854775807  # above every band bound
@@ -961,11 +955,20 @@ def _rating_sql(source: str, *, projected: bool, carry: tuple[str, ...] = ()) ->
           CASE WHEN earns AND by_average AND tn <> 0 THEN x_den * tn * h ELSE x_den * h END
             * divisor AS denominator
         FROM raw
+    ),
+    divided AS (
+        -- each quotient and remainder once (the rounding rule reads them twice)
+        SELECT *, exact_div(abs(numerator), denominator) AS whole,
+               exact_mod(abs(numerator), denominator) AS remainder
+        FROM fraction
     )
     SELECT key, agreement_no, period_index{carried}, coalesce(band_no, 0) AS tier, display_rate,
            CAST((CASE WHEN numerator < 0 THEN -1 ELSE 1 END)
-                * round_fraction(abs(numerator), denominator, half_even) AS BIGINT) AS amount
-    FROM fraction"""
+                * (whole + CASE WHEN 2 * remainder > denominator
+                                  OR (2 * remainder = denominator
+                                      AND (NOT half_even OR whole % 2 = 1))
+                                THEN 1 ELSE 0 END) AS BIGINT) AS amount
+    FROM divided"""
 
 
 @dataclass(frozen=True)
@@ -1515,6 +1518,7 @@ def _prepare(
         "customer",
         [_SetFilter(s.set_no, s.customers.include, s.customers.exclude, s.pool) for s in specs],
         sorted(set().union(*(_filter_columns(c, "customer") for c in compiled))),
+        named_ids=_referenced_ids(specs, "customer"),
         ordered=ordered,
     )
     _classify(
@@ -1522,6 +1526,7 @@ def _prepare(
         "product",
         [_SetFilter(s.set_no, s.products.include, s.products.exclude, None) for s in specs],
         sorted(set().union(*(_filter_columns(c, "product") for c in compiled))),
+        named_ids=_referenced_ids(specs, "product"),
         ordered=ordered,
     )
     _load_small_tables(connection, compiled, specs, as_of)
