@@ -712,8 +712,6 @@ def explain_results(
     language: str = "en",
 ) -> list[str]:
     """Explanations of the selected result rows, each with the lines that counted for it."""
-    # The engine's line lookup, when this build has it; without it rows are still explained.
-    counted_lines: Any = getattr(columnar, "counted_lines", None)
     texts: list[str] = []
     for agreement, row, previous in select_rows(
         agreements,
@@ -722,16 +720,14 @@ def explain_results(
         beneficiary_id=beneficiary_id,
         period=period,
     ):
-        lines: pa.Table | None = None
-        if counted_lines is not None:
-            lines = counted_lines(
-                agreement,
-                beneficiary_id=row.beneficiary_id,
-                period_index=row.period_index,
-                sales=sales,
-                customers=customers,
-                products=products,
-                as_of=as_of,
-            )
+        lines = columnar.counted_lines(
+            agreement,
+            beneficiary_id=row.beneficiary_id,
+            period_index=row.period_index,
+            sales=sales,
+            customers=customers,
+            products=products,
+            as_of=as_of,
+        )
         texts.append(explain(agreement, row, lines, previous=previous, language=language))
     return texts
