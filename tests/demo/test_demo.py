@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-import pytest
-
 from fanli.demo import demo_agreements, load_demo, run_demo
 from fanli.engine.reference import calculate_reference
 from fanli.engine.results import ResultRow, rows_from_table
@@ -49,19 +47,13 @@ def test_demo_agreements_cover_the_kinds() -> None:
 
 
 def test_demo_runs_the_same_twice() -> None:
-    try:
-        first = run_demo()
-    except NotImplementedError:
-        pytest.skip("fanli.engine.columnar.calculate is not implemented yet")
+    first = run_demo()
     assert first.results.num_rows > 0
     assert rows_from_table(first.results) == rows_from_table(run_demo().results)
 
 
 def test_demo_engine_agrees_with_the_reference() -> None:
-    try:
-        outcome = run_demo(as_of=dt.date(2026, 11, 15))
-    except NotImplementedError:
-        pytest.skip("fanli.engine.columnar.calculate is not implemented yet")
+    outcome = run_demo(as_of=dt.date(2026, 11, 15))
     facts = outcome.facts
     reference = calculate_reference(
         outcome.agreements,

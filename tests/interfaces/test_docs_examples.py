@@ -1,7 +1,6 @@
 """Every worked example of docs/agreements.md, computed by ``fanli calc`` from its files.
 
-The amounts below are the ones the document states (with their arithmetic). While the columnar
-engine is not yet built, the CLI says so and these tests skip with that reason.
+The amounts below are the ones the document states (with their arithmetic).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from typer.testing import CliRunner
 from fanli.interfaces.cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
-ENGINE_MISSING = "the calculation engine is not available in this build"
 
 # (example, extra options, {(agreement, beneficiary, period): (rebate, cumulative, accrual)})
 CASES: list[tuple[str, list[str], dict[tuple[str, str, int], tuple[str, str, str]]]] = [
@@ -152,8 +150,6 @@ def test_documented_example(
             *options,
         ],
     )
-    if ENGINE_MISSING in result.output:
-        pytest.skip("fanli.engine.columnar.calculate is not implemented yet")
     assert result.exit_code == 0, result.output
     with out.open(encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))

@@ -1223,28 +1223,26 @@ def _settle(connection: duckdb.DuckDBPyConnection, features: _Features) -> None:
         FROM rated r JOIN agreement_params a USING (agreement_no) {join_projected}"""
     )
 
-    def cap_period(column: str) -> str:
-        if not features.cap_period:
+    def capped(column: str, cap: str, used: bool) -> str:
+        if not used:
             return column
         # least() skips NULLs in DuckDB: keep a missing projection NULL explicitly
         return (
-            f"CASE WHEN a.cap_period IS NULL OR {column} IS NULL THEN {column} "
-            f"ELSE least({column}, a.cap_period) END"
+            f"CASE WHEN a.{cap} IS NULL OR {column} IS NULL THEN {column} "
+            f"ELSE least({column}, a.{cap}) END"
         )
+
+    def cap_period(column: str) -> str:
+        return capped(column, "cap_period", features.cap_period)
+
+    def cap_term(column: str) -> str:
+        return capped(column, "cap_term", features.cap_term)
 
     def guaranteed(column: str) -> str:
         if not features.guarantee:
             return column
         return (
             f"CASE WHEN a.guarantee IS NULL THEN {column} ELSE greatest({column}, a.guarantee) END"
-        )
-
-    def cap_term(column: str) -> str:
-        if not features.cap_term:
-            return column
-        return (
-            f"CASE WHEN a.cap_term IS NULL OR {column} IS NULL THEN {column} "
-            f"ELSE least({column}, a.cap_term) END"
         )
 
     # g_cum: the running total after the guarantee; with carry-forward max(sum c, i x amount).

@@ -77,8 +77,6 @@ def _errors() -> Iterator[None]:
         raise _fail(str(error), EXIT_INPUT) from None
     except FanliError as error:
         raise _fail(str(error), EXIT_REFUSED) from None
-    except NotImplementedError:
-        raise _fail("the calculation engine is not available in this build", EXIT_REFUSED) from None
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         raise _fail(f"{where}{error.strerror or error}", EXIT_INPUT) from None
