@@ -31,6 +31,7 @@ from typing import TypeAlias
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from fanli.agreements.terms import Agreement, CustomerSelector, LineSet, ProductSelector
 from fanli.engine.compile import (
@@ -41,7 +42,13 @@ from fanli.engine.compile import (
     compile_agreement,
     compile_sets,
 )
-from fanli.engine.facts import check_fact_types
+from fanli.engine.facts import (
+    CUSTOMER_BUILTINS,
+    DATE_COLUMNS,
+    PRODUCT_BUILTINS,
+    REQUIRED_SALES_COLUMNS,
+    check_fact_types,
+)
 from fanli.engine.results import MEASURE_TYPE, MONEY_TYPE, RATE_TYPE, RESULT_SCHEMA
 from fanli.kit.errors import FanliError, InputError
 from fanli.kit.periods import add_months
@@ -145,24 +152,19 @@ def _register_sales(connection: duckdb.DuckDBPyConnection, sales: SalesInput) ->
         for path in paths:
             if not Path(path).exists():
                 raise InputError("file not found", file=path)
+        for path in paths:
+            try:
+                schema = pq.read_schema(path)
+            except (OSError, pa.ArrowInvalid) as error:
+                raise InputError(f"not a readable Parquet file: {error}", file=path) from None
+            check_fact_types(schema, source=path)
         listing = ", ".join(_literal(p) for p in paths)
         connection.execute(f"CREATE VIEW sales_raw AS SELECT * FROM read_parquet([{listing}])")
-        described = connection.execute("DESCRIBE sales_raw").fetchall()
-        for name, column_type, *_ in described:
-            if name in ("quantity", "net_amount", "gross_amount") and column_type in (
-                "FLOAT",
-                "DOUBLE",
-            ):
-                raise InputError(
-                    f"column is {column_type}, a binary float; amounts must be decimals",
-                    file=paths[0],
-                    field=name,
-                )
     names = [row[0] for row in connection.execute("DESCRIBE sales_raw").fetchall()]
-    for required in ("customer_id", "product_id", "quantity", "net_amount"):
+    for required in REQUIRED_SALES_COLUMNS:
         if required not in names:
             raise InputError("required column is missing", file="sales", field=required)
-    if not {"invoice_date", "order_date", "paid_date"} & set(names):
+    if not set(DATE_COLUMNS) & set(names):
         raise InputError("no date column (invoice_date, order_date or paid_date)", file="sales")
     defaults = {
         "line_id": "NULL::VARCHAR",
@@ -190,7 +192,8 @@ def _id_type(connection: duckdb.DuckDBPyConnection, column: str) -> str:
     raise InputError("required column is missing", file="sales", field=column)
 
 
-_BUILTIN_COLUMNS = {"customer": ("group",), "product": ("category", "brand")}
+# Built-in dimension columns a file may lack (they are then empty); attributes may not.
+_BUILTIN_COLUMNS = {"customer": CUSTOMER_BUILTINS, "product": PRODUCT_BUILTINS}
 
 
 def _build_dimension(

@@ -29,13 +29,8 @@ SALES_SCHEMA = pa.schema(
         ("currency", pa.string()),
     ]
 )
-REQUIRED_SALES_COLUMNS = (
-    "line_id",
-    "customer_id",
-    "product_id",
-    "quantity",
-    "net_amount",
-)
+# Columns the engine cannot do without; the others have defaults (docs/calculation.md).
+REQUIRED_SALES_COLUMNS = ("customer_id", "product_id", "quantity", "net_amount")
 MEASURE_COLUMNS = ("quantity", "net_amount", "gross_amount")
 DATE_COLUMNS = ("order_date", "invoice_date", "paid_date")
 
@@ -45,13 +40,20 @@ PRODUCT_BUILTINS = ("product_id", "name", "category", "brand")
 
 
 def check_fact_types(schema: pa.Schema, *, source: str = "sales") -> None:
-    """Refuse floating-point measures: they cannot hold money exactly."""
+    """Refuse measures the engine could not hold exactly: binary floats, and decimals with more
+    than ``FACT_SCALE`` places (scaling them to 10**-4 units would round silently)."""
     for name in MEASURE_COLUMNS:
         if name in schema.names:
             column_type = schema.field(name).type
             if pa.types.is_floating(column_type):
                 raise InputError(
                     f"column is {column_type}, a binary float; amounts must be decimals",
+                    file=source,
+                    field=name,
+                )
+            if pa.types.is_decimal(column_type) and column_type.scale > FACT_SCALE:
+                raise InputError(
+                    f"column is {column_type}: more than {FACT_SCALE} decimal places",
                     file=source,
                     field=name,
                 )
