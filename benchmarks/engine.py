@@ -59,6 +59,20 @@ TARGETS: dict[float, dict[str, float]] = {
 # ---- child: one measured calculation ------------------------------------------------------------
 
 
+def _peak_rss_mb() -> float:
+    """This process's own resident high-water mark, in MB.
+
+    ``ru_maxrss`` is not used: Linux carries the parent's high-water mark into a forked child
+    (and keeps it across exec), so a driver that had just generated the data made every child
+    report the driver's peak. ``VmHWM`` belongs to the address space, which exec replaces.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # reported in kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+
+
 def _child(kind: str, dataset: Dataset, out: Path | None) -> int:
     """Run one calculation in this (fresh) process and print its measurements as JSON."""
     agreements = benchmark_agreements()  # building the terms is not part of the calculation
@@ -86,8 +100,7 @@ def _child(kind: str, dataset: Dataset, out: Path | None) -> int:
         print(json.dumps({"error": f"NotImplementedError: {error}"}))
         return NOT_IMPLEMENTED
     seconds = time.perf_counter() - started
-    # Linux reports ru_maxrss in KiB: the high-water mark of this process, calculation included.
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     rows = table.num_rows
     if out is not None:
         pq.write_table(table, out)
