@@ -126,6 +126,14 @@ CUSTOMER_ALIASES: dict[str, tuple[str, ...]] = {
     "group": ("group", "customer group", "客户集团", "集团", "所属集团"),
     "segment": ("segment", "客户分类", "客户类别", "行业", "渠道"),
     "region": ("region", "区域", "大区", "销售区域", "地区"),
+    "credit_code": (
+        "credit_code",
+        "credit code",
+        "unified social credit code",
+        "统一社会信用代码",
+        "信用代码",
+    ),
+    "tax_number": ("tax_number", "tax number", "税号", "纳税人识别号"),
 }
 
 PRODUCT_ALIASES: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,57 @@
+"""Agreements and their versions.
+
+An agreement moves draft -> active -> expired or terminated. Its terms live in versions: a
+draft version may be edited; once active, a version's terms never change (the service refuses,
+and the stored ``terms_hash`` shows any tampering). A change is a new version with an effective
+date; it applies to sales dated on or after that date, the previous version to those before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fanli.db.base import Base, UtcDateTime
+
+
+class AgreementStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    TERMINATED = "terminated"
+
+
+class VersionStatus(StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+
+
+class AgreementRecord(Base):
+    __tablename__ = "agreement"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)  # the terms' ``id``
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default=AgreementStatus.DRAFT)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    ended_on: Mapped[dt.date | None] = mapped_column(Date)  # termination: no sale from here on
+
+
+class AgreementVersion(Base):
+    __tablename__ = "agreement_version"
+    __table_args__ = (UniqueConstraint("agreement_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreement.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    terms: Mapped[dict[str, Any]] = mapped_column(JSON)
+    terms_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=VersionStatus.DRAFT)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())

@@ -1,0 +1,58 @@
+"""Reading agreements: the versions an accrual run rates, with the dates each one counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
+from fanli.agreements.terms import Agreement, DateRange
+
+
+@dataclass(frozen=True)
+class RunVersion:
+    """An active version and its terms as the engine must see them: counting sales from its
+    effective date until the next version's (or the termination date)."""
+
+    version_id: int
+    code: str
+    version: int
+    counts_from: dt.date
+    counts_until: dt.date  # exclusive
+    terms: Agreement
+
+
+def terms_for_run(session: Session) -> list[RunVersion]:
+    rows = session.execute(
+        select(AgreementRecord, AgreementVersion)
+        .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
+        .where(AgreementVersion.status == VersionStatus.ACTIVE)
+        .order_by(AgreementRecord.code, AgreementVersion.version)
+    ).all()
+    by_agreement: dict[str, list[tuple[AgreementRecord, AgreementVersion]]] = {}
+    for agreement, version in rows:
+        by_agreement.setdefault(agreement.code, []).append((agreement, version))
+    result = []
+    for code, versions in by_agreement.items():
+        for position, (agreement, version) in enumerate(versions):
+            terms = Agreement.model_validate(version.terms)
+            assert terms.term.end is not None
+            until = terms.earning_end
+            if position + 1 < len(versions):
+                until = min(until, versions[position + 1][1].effective_from)
+            if agreement.ended_on is not None:
+                until = min(until, agreement.ended_on)
+            start = terms.earning_start
+            if until <= start:
+                continue  # superseded before it ever counted a day
+            if until < terms.earning_end:
+                dates = terms.eligibility.dates
+                eligibility = terms.eligibility.model_copy(
+                    update={"dates": DateRange(start=dates.start, end=until)}
+                )
+                terms = terms.model_copy(update={"eligibility": eligibility})
+            result.append(RunVersion(version.id, code, version.version, start, until, terms))
+    return result

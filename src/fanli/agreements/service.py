@@ -1,0 +1,252 @@
+"""Agreement lifecycle: versions are written as drafts, activated, and then never change.
+
+draft -> active -> expired (the term has ended) or terminated (ended early, from a date).
+A change to an active agreement is a new version with a later effective date; the earlier
+version keeps counting the sales dated before it (``queries.terms_for_run``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.models import (
+    AgreementRecord,
+    AgreementStatus,
+    AgreementVersion,
+    VersionStatus,
+)
+from fanli.agreements.terms import Agreement
+from fanli.audit.service import canonical_json, record
+from fanli.kit.errors import FanliError
+
+
+class AgreementError(FanliError):
+    code = "agreement_error"
+
+
+class ImmutableVersion(AgreementError):
+    code = "version_immutable"
+
+
+def stored_terms(terms: Agreement) -> dict[str, object]:
+    """The terms as stored: JSON-safe, amounts as decimal strings, names as written."""
+    return terms.model_dump(mode="json", by_alias=True)
+
+
+def terms_hash(data: dict[str, object]) -> str:
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+def add_version(
+    session: Session, terms: Agreement, *, actor: str, now: dt.datetime
+) -> AgreementVersion:
+    """A new draft version of agreement ``terms.id`` (the agreement is created if new).
+
+    The version number is assigned here (the next one); the effective date is the terms'
+    ``effective_from`` or, for a first version, the term start.
+    """
+    agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == terms.id))
+    if agreement is None:
+        agreement = AgreementRecord(
+            code=terms.id, name=terms.name, status=AgreementStatus.DRAFT, created_at=now
+        )
+        session.add(agreement)
+        session.flush()
+        record(
+            session,
+            type="agreement.created",
+            actor=actor,
+            entity_type="agreement",
+            entity_id=terms.id,
+            inputs={"name": terms.name},
+            outcome={"id": agreement.id, "status": agreement.status},
+            now=now,
+        )
+    if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
+        raise AgreementError(f"agreement {terms.id} is {agreement.status}; it takes no new version")
+    versions = session.scalars(
+        select(AgreementVersion)
+        .where(AgreementVersion.agreement_id == agreement.id)
+        .order_by(AgreementVersion.version)
+    ).all()
+    if any(v.status == VersionStatus.DRAFT for v in versions):
+        draft = next(v for v in versions if v.status == VersionStatus.DRAFT)
+        raise AgreementError(
+            f"agreement {terms.id} has draft version {draft.version}: edit or activate it first"
+        )
+    number = (versions[-1].version + 1) if versions else 1
+    assert terms.term.start is not None
+    effective = terms.effective_from or terms.term.start
+    active = [v for v in versions if v.status == VersionStatus.ACTIVE]
+    if active and effective <= active[-1].effective_from:
+        raise AgreementError(
+            f"version {number} of {terms.id} must take effect after {active[-1].effective_from} "
+            f"(version {active[-1].version}); got {effective}"
+        )
+    data = stored_terms(terms.model_copy(update={"version": number, "effective_from": effective}))
+    version = AgreementVersion(
+        agreement_id=agreement.id,
+        version=number,
+        effective_from=effective,
+        terms=data,
+        terms_hash=terms_hash(data),
+        status=VersionStatus.DRAFT,
+        created_at=now,
+    )
+    session.add(version)
+    session.flush()
+    record(
+        session,
+        type="agreement.version.created",
+        actor=actor,
+        entity_type="agreement_version",
+        entity_id=version.id,
+        inputs={"agreement": terms.id, "terms_hash": version.terms_hash},
+        outcome={"version": number, "effective_from": effective, "status": version.status},
+        now=now,
+    )
+    return version
+
+
+def edit_draft(
+    session: Session, version_id: int, terms: Agreement, *, actor: str, now: dt.datetime
+) -> AgreementVersion:
+    """Replace the terms of a draft version. An active version refuses: make a new version."""
+    version = _version(session, version_id)
+    agreement = session.get(AgreementRecord, version.agreement_id)
+    assert agreement is not None
+    if version.status != VersionStatus.DRAFT:
+        raise ImmutableVersion(
+            f"version {version.version} of {agreement.code} is {version.status}: its terms "
+            "cannot change; add a new version with an effective date instead"
+        )
+    if terms.id != agreement.code:
+        raise AgreementError(f"these terms are for {terms.id}, not {agreement.code}")
+    effective = terms.effective_from or version.effective_from
+    data = stored_terms(
+        terms.model_copy(update={"version": version.version, "effective_from": effective})
+    )
+    before = version.terms_hash
+    version.terms = data
+    version.terms_hash = terms_hash(data)
+    version.effective_from = effective
+    session.flush()
+    record(
+        session,
+        type="agreement.version.edited",
+        actor=actor,
+        entity_type="agreement_version",
+        entity_id=version.id,
+        inputs={"terms_hash_before": before},
+        outcome={"terms_hash": version.terms_hash},
+        now=now,
+    )
+    return version
+
+
+def activate_version(
+    session: Session, version_id: int, *, actor: str, now: dt.datetime
+) -> AgreementVersion:
+    """Make a draft version active (its terms are fixed from here on)."""
+    version = _version(session, version_id)
+    agreement = session.get(AgreementRecord, version.agreement_id)
+    assert agreement is not None
+    if version.status != VersionStatus.DRAFT:
+        raise AgreementError(f"version {version.version} of {agreement.code} is not a draft")
+    if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
+        raise AgreementError(f"agreement {agreement.code} is {agreement.status}")
+    if terms_hash(version.terms) != version.terms_hash:
+        raise AgreementError(f"version {version.version} of {agreement.code}: terms hash mismatch")
+    version.status = VersionStatus.ACTIVE
+    version.activated_at = now
+    agreement.status = AgreementStatus.ACTIVE
+    session.flush()
+    record(
+        session,
+        type="agreement.version.activated",
+        actor=actor,
+        entity_type="agreement_version",
+        entity_id=version.id,
+        inputs={"agreement": agreement.code, "version": version.version},
+        outcome={"terms_hash": version.terms_hash, "effective_from": version.effective_from},
+        now=now,
+    )
+    return version
+
+
+def terminate(
+    session: Session, code: str, *, on: dt.date, reason: str, actor: str, now: dt.datetime
+) -> AgreementRecord:
+    """End an agreement early: sales dated on or after ``on`` no longer count."""
+    agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == code))
+    if agreement is None:
+        raise AgreementError(f"there is no agreement {code}")
+    if agreement.status != AgreementStatus.ACTIVE:
+        raise AgreementError(f"agreement {code} is {agreement.status}, not active")
+    if not reason.strip():
+        raise AgreementError("terminating an agreement needs a reason")
+    agreement.status = AgreementStatus.TERMINATED
+    agreement.ended_at = now
+    agreement.ended_on = on
+    session.flush()
+    record(
+        session,
+        type="agreement.terminated",
+        actor=actor,
+        entity_type="agreement",
+        entity_id=code,
+        inputs={"on": on, "reason": reason},
+        outcome={"status": agreement.status},
+        now=now,
+    )
+    return agreement
+
+
+def expire_ended(session: Session, *, as_of: dt.date, actor: str, now: dt.datetime) -> list[str]:
+    """Mark active agreements whose term has ended by ``as_of`` as expired."""
+    expired = []
+    latest = (
+        select(AgreementVersion.agreement_id, func.max(AgreementVersion.version).label("version"))
+        .where(AgreementVersion.status == VersionStatus.ACTIVE)
+        .group_by(AgreementVersion.agreement_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(AgreementRecord, AgreementVersion)
+        .join(latest, latest.c.agreement_id == AgreementRecord.id)
+        .join(
+            AgreementVersion,
+            (AgreementVersion.agreement_id == AgreementRecord.id)
+            & (AgreementVersion.version == latest.c.version),
+        )
+        .where(AgreementRecord.status == AgreementStatus.ACTIVE)
+    ).all()
+    for agreement, version in rows:
+        end = dt.date.fromisoformat(version.terms["term"]["end"])
+        if end <= as_of:
+            agreement.status = AgreementStatus.EXPIRED
+            agreement.ended_at = now
+            expired.append(agreement.code)
+            record(
+                session,
+                type="agreement.expired",
+                actor=actor,
+                entity_type="agreement",
+                entity_id=agreement.code,
+                inputs={"as_of": as_of, "term_end": end},
+                outcome={"status": agreement.status},
+                now=now,
+            )
+    session.flush()
+    return expired
+
+
+def _version(session: Session, version_id: int) -> AgreementVersion:
+    version = session.get(AgreementVersion, version_id)
+    if version is None:
+        raise AgreementError(f"there is no agreement version {version_id}")
+    return version

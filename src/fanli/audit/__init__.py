@@ -1,0 +1,1 @@
+"""The audit trail: one hash-chained event per state change."""

@@ -1,0 +1,41 @@
+"""Reading the audit trail, and checking that its chain is intact."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.audit.models import AuditEvent
+from fanli.audit.service import GENESIS, event_hash
+
+
+def events(session: Session, *, type_prefix: str | None = None) -> Sequence[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.seq)
+    if type_prefix:
+        query = query.where(AuditEvent.type.startswith(type_prefix))
+    return session.scalars(query).all()
+
+
+def first_broken_event(session: Session) -> int | None:
+    """The ``seq`` of the first event whose link or hash does not match, or None."""
+    previous = GENESIS
+    expected_seq = 1
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq)):
+        recomputed = event_hash(
+            seq=event.seq,
+            occurred_at=event.occurred_at,
+            type=event.type,
+            actor=event.actor,
+            entity_type=event.entity_type,
+            entity_id=event.entity_id,
+            inputs=event.inputs,
+            outcome=event.outcome,
+            prev_hash=event.prev_hash,
+        )
+        if event.seq != expected_seq or event.prev_hash != previous or event.hash != recomputed:
+            return event.seq
+        previous = event.hash
+        expected_seq += 1
+    return None

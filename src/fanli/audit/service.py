@@ -1,0 +1,117 @@
+"""Writing audit events. Every service that changes state calls ``record`` in its own
+transaction, explicitly (no ORM signals), so the event commits or rolls back with the change.
+
+The chain: ``hash = sha256(canonical JSON of the event's fields and prev_hash)``; the first
+event's ``prev_hash`` is 64 zeros. Canonical JSON sorts keys, uses no spaces, keeps non-ASCII
+text as UTF-8, and writes Decimals and dates as strings, so the hash does not depend on the
+database or the Python version. A later verifier recomputes exactly this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from fanli.audit.models import AuditEvent
+
+GENESIS: Final = "0" * 64
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(item) for item in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(
+    *,
+    seq: int,
+    occurred_at: dt.datetime,
+    type: str,
+    actor: str,
+    entity_type: str,
+    entity_id: str,
+    inputs: dict[str, Any],
+    outcome: dict[str, Any],
+    prev_hash: str,
+) -> str:
+    body = canonical_json(
+        {
+            "seq": seq,
+            "occurred_at": occurred_at,
+            "type": type,
+            "actor": actor,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "inputs": inputs,
+            "outcome": outcome,
+            "prev_hash": prev_hash,
+        }
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def record(
+    session: Session,
+    *,
+    type: str,
+    actor: str,
+    entity_type: str,
+    entity_id: str | int,
+    inputs: dict[str, Any],
+    outcome: dict[str, Any],
+    now: dt.datetime,
+) -> AuditEvent:
+    """Append one event to the chain, in the caller's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Writers queue on the chain head; the unique prev_hash would refuse a fork anyway.
+        session.execute(text("SELECT pg_advisory_xact_lock(7305)"))
+    last = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    plain_inputs, plain_outcome = _plain(inputs), _plain(outcome)
+    event = AuditEvent(
+        seq=seq,
+        occurred_at=now,
+        type=type,
+        actor=actor,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        inputs=plain_inputs,
+        outcome=plain_outcome,
+        prev_hash=prev_hash,
+    )
+    event.hash = event_hash(
+        seq=seq,
+        occurred_at=now,
+        type=type,
+        actor=actor,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        inputs=plain_inputs,
+        outcome=plain_outcome,
+        prev_hash=prev_hash,
+    )
+    session.add(event)
+    session.flush()
+    return event

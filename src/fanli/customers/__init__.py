@@ -1,0 +1,1 @@
+"""Customers: legal entities, their identifiers and attributes, and buying groups."""

@@ -1,0 +1,35 @@
+"""The unified social credit code (统一社会信用代码) of GB 32100-2015 and its check character.
+
+Eighteen characters from a 31-character alphabet (digits and capitals without I, O, S, V and
+Z): registration authority, entity type, the six-digit administrative division, the nine-character
+organisation code and one check character. The check character makes the weighted sum of all
+eighteen values a multiple of 31, with weights 3**i mod 31.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_VALUE: Final = {character: value for value, character in enumerate(ALPHABET)}
+_WEIGHTS: Final = tuple(pow(3, position, 31) for position in range(17))
+LENGTH: Final = 18
+
+
+def check_character(first17: str) -> str:
+    """The check character for the first seventeen characters of a code."""
+    total = sum(_VALUE[character] * weight for character, weight in zip(first17, _WEIGHTS, strict=True))
+    return ALPHABET[(31 - total % 31) % 31]
+
+
+def credit_code_problem(code: str) -> str | None:
+    """Why ``code`` is not a valid unified social credit code, or None when it is."""
+    if len(code) != LENGTH:
+        return f"a unified social credit code has {LENGTH} characters, not {len(code)}"
+    for position, character in enumerate(code, start=1):
+        if character not in _VALUE:
+            return f"character {position} ({character!r}) is not allowed in a credit code"
+    expected = check_character(code[:17])
+    if code[17] != expected:
+        return f"check character is {code[17]!r}, GB 32100-2015 requires {expected!r}"
+    return None

@@ -1,0 +1,1 @@
+"""The relational store: SQLAlchemy engine and sessions, the declarative base, migrations."""

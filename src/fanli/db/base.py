@@ -1,0 +1,91 @@
+"""The declarative base, the naming convention for constraints, and the column types.
+
+Money and measures are exact. PostgreSQL holds them as NUMERIC. SQLite has no exact decimal
+type (its NUMERIC affinity turns values into 8-byte floats), so there ``Amount`` is stored as a
+64-bit integer count of 10**-4 units: SQLite sums integers exactly and raises on overflow,
+so ``SUM`` in SQL stays exact on both (ADR 0004).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import JSON, BigInteger, DateTime, MetaData, Numeric
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from fanli.kit.money import FACT_SCALE
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+_UNIT: Final = Decimal(1).scaleb(-FACT_SCALE)
+_FACTOR: Final = 10**FACT_SCALE
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: Final[dict[Any, Any]] = {dict[str, Any]: JSON}
+
+
+class Amount(TypeDecorator[Decimal]):
+    """An exact decimal with four places: NUMERIC(22, 4), or scaled BIGINT on SQLite."""
+
+    impl = Numeric(22, FACT_SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(22, FACT_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = Decimal(value)
+            else:
+                raise TypeError(f"an amount must be a Decimal, not {type(value).__name__}")
+        exact = value.quantize(_UNIT)
+        if exact != value:
+            raise ValueError(f"{value} has more than {FACT_SCALE} decimal places")
+        if dialect.name == "sqlite":
+            return int(exact.scaleb(FACT_SCALE))
+        return exact
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / _FACTOR).quantize(_UNIT)
+        return Decimal(value).quantize(_UNIT)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must carry a time zone")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)

@@ -1,0 +1,84 @@
+"""Accounting periods: calendar months that open on first use and close once, for good."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.audit.service import record
+from fanli.kit.errors import FanliError
+from fanli.kit.periods import add_months
+from fanli.ledger.models import AccountingPeriod, PeriodStatus
+
+
+class PeriodError(FanliError):
+    code = "period_error"
+
+
+def month_code(day: dt.date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def parse_code(code: str) -> dt.date:
+    try:
+        year, month = code.split("-")
+        return dt.date(int(year), int(month), 1)
+    except ValueError:
+        raise PeriodError(f"{code!r} is not an accounting period (YYYY-MM)") from None
+
+
+def ensure_period(session: Session, day: dt.date) -> AccountingPeriod:
+    """The accounting period containing ``day``, opened if it does not exist yet."""
+    code = month_code(day)
+    period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == code))
+    if period is None:
+        start = day.replace(day=1)
+        period = AccountingPeriod(
+            code=code, start=start, end=add_months(start, 1), status=PeriodStatus.OPEN
+        )
+        session.add(period)
+        session.flush()
+    return period
+
+
+def posting_period(session: Session, day: dt.date) -> AccountingPeriod:
+    """Where an entry dated ``day`` goes: its own month, or the first open month after it."""
+    period = ensure_period(session, day)
+    while period.status == PeriodStatus.CLOSED:
+        period = ensure_period(session, period.end)
+    return period
+
+
+def closed_periods(session: Session) -> list[AccountingPeriod]:
+    return list(
+        session.scalars(
+            select(AccountingPeriod)
+            .where(AccountingPeriod.status == PeriodStatus.CLOSED)
+            .order_by(AccountingPeriod.start)
+        )
+    )
+
+
+def close_period(session: Session, code: str, *, actor: str, now: dt.datetime) -> AccountingPeriod:
+    """Close an accounting period: nothing is posted into it again; later changes to the rebate
+    periods it covers are posted in the first open period as adjustments."""
+    period = ensure_period(session, parse_code(code))
+    if period.status == PeriodStatus.CLOSED:
+        raise PeriodError(f"accounting period {code} is closed already")
+    period.status = PeriodStatus.CLOSED
+    period.closed_at = now
+    period.closed_by = actor
+    session.flush()
+    record(
+        session,
+        type="ledger.period.closed",
+        actor=actor,
+        entity_type="accounting_period",
+        entity_id=code,
+        inputs={"code": code},
+        outcome={"status": period.status},
+        now=now,
+    )
+    return period

@@ -1,0 +1,412 @@
+"""Accrual runs: rate the active agreements, store the results, post the delta to the journal.
+
+For every agreement version x beneficiary x rebate period the liability it should hold is the
+period's share of the engine's ``accrual`` (the running total to hold). A run posts, per key,
+what should be held minus what the journal already holds: debit rebate contra-revenue, credit
+the rebate refund liability (reversed for a decrease). Running again with nothing new posts
+nothing; a voided batch's effect is reversed exactly by the next run.
+
+A run re-rates only the versions its new inputs can change: versions that are new or whose
+counting window changed, versions whose dates a new or voided sales batch touches, versions
+whose dates lie between the previous run's as-of date and this one's, and expected-mode
+versions whenever the as-of date moves. A change to the customer or product master re-rates
+everything. ``inputs`` records all of it, so a run can be reproduced.
+
+A delta for a rebate period that overlaps a closed accounting period is posted in the first
+open period as an entry of kind ``adjustment``; a closed period is never rewritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.queries import RunVersion, terms_for_run
+from fanli.agreements.service import expire_ended
+from fanli.agreements.terms import AccrualMode, GrowthBaseline
+from fanli.audit.service import record
+from fanli.engine.columnar import calculate
+from fanli.engine.facts import SALES_SCHEMA
+from fanli.kit.money import ZERO
+from fanli.ledger.dimensions import customer_table, product_table
+from fanli.ledger.models import (
+    Account,
+    AccrualResult,
+    AccrualRun,
+    EntryKind,
+    JournalEntry,
+    JournalLine,
+)
+from fanli.ledger.periods import closed_periods, posting_period
+from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
+from fanli.sales.store import FactStore
+
+_YEAR = dt.timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int
+    as_of: dt.date
+    rerated: tuple[str, ...]  # "<agreement> v<version>"
+    results_stored: int
+    lines_posted: int
+    net_change: Decimal  # change of the total liability this run posted
+    entry_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Batch:
+    id: int
+    facts_file: str
+    first: dt.date | None
+    last: dt.date | None
+
+
+def _reads_from(version: RunVersion) -> dt.date:
+    """The earliest sale date the version's results can depend on."""
+    growth = version.terms.growth
+    if growth is not None and growth.baseline is GrowthBaseline.PRIOR_YEAR:
+        assert version.terms.term.start is not None
+        return version.terms.term.start - _YEAR
+    return version.counts_from
+
+
+def _window(version: RunVersion) -> list[str]:
+    return [version.counts_from.isoformat(), version.counts_until.isoformat()]
+
+
+def _overlaps(version: RunVersion, first: dt.date | None, last: dt.date | None) -> bool:
+    if first is None or last is None:
+        return True
+    return first < version.counts_until and _reads_from(version) <= last
+
+
+def _affected(
+    versions: list[RunVersion],
+    sales: list[_Batch],
+    all_batches: dict[int, _Batch],
+    dimension_batches: list[int],
+    previous: AccrualRun | None,
+    as_of: dt.date,
+) -> list[RunVersion]:
+    if previous is None or previous.inputs.get("dimension_batches") != dimension_batches:
+        return versions
+    before: dict[str, list[str]] = previous.inputs["versions"]
+    previous_sales = set(previous.inputs["sales_batches"])
+    current_sales = {batch.id for batch in sales}
+    changed = [all_batches[i] for i in (current_sales ^ previous_sales) if i in all_batches]
+    previous_as_of = dt.date.fromisoformat(previous.inputs["as_of"])
+    low, high = sorted((previous_as_of, as_of))
+    chosen = []
+    for version in versions:
+        if before.get(str(version.version_id)) != _window(version) or any(_overlaps(version, batch.first, batch.last) for batch in changed) or (low != high and _overlaps(version, low + dt.timedelta(days=1), high)) or (low != high and version.terms.accrual.mode is AccrualMode.EXPECTED):
+            chosen.append(version)
+    return chosen
+
+
+def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
+    """The liability the journal holds per key of these versions (non-zero keys only)."""
+    balance = func.sum(JournalLine.credit) - func.sum(JournalLine.debit)
+    rows = session.execute(
+        select(
+            JournalLine.version_id,
+            JournalLine.beneficiary,
+            JournalLine.period_index,
+            func.min(JournalLine.period_start),
+            func.min(JournalLine.period_end),
+            balance,
+        )
+        .where(JournalLine.account == Account.LIABILITY, JournalLine.version_id.in_(version_ids))
+        .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
+    ).all() if version_ids else []
+    return pa.table(
+        {
+            "version_id": pa.array([r[0] for r in rows], pa.int64()),
+            "beneficiary": pa.array([r[1] for r in rows], pa.string()),
+            "period_index": pa.array([r[2] for r in rows], pa.int32()),
+            "period_start": pa.array([r[3] for r in rows], pa.date32()),
+            "period_end": pa.array([r[4] for r in rows], pa.date32()),
+            "balance": pa.array([r[5] for r in rows], pa.decimal128(38, 4)),
+        }
+    )
+
+
+def _deltas(
+    results: pa.Table,
+    versions: list[RunVersion],
+    posted: pa.Table,
+    closed: list[tuple[dt.date, dt.date]],
+) -> tuple[pa.Table, pa.Table]:
+    """(the results with their version id and period liability, the non-zero deltas)."""
+    connection = duckdb.connect()
+    try:
+        connection.register("results", results)
+        connection.register(
+            "versions",
+            pa.table(
+                {
+                    "agreement_id": pa.array([v.code for v in versions], pa.string()),
+                    "version": pa.array([v.version for v in versions], pa.int32()),
+                    "version_id": pa.array([v.version_id for v in versions], pa.int64()),
+                }
+            ),
+        )
+        connection.register("posted", posted)
+        connection.register(
+            "closed",
+            pa.table(
+                {
+                    "start": pa.array([c[0] for c in closed], pa.date32()),
+                    "end": pa.array([c[1] for c in closed], pa.date32()),
+                }
+            ),
+        )
+        connection.execute(
+            """CREATE TEMP TABLE rated AS
+            SELECT v.version_id, r.agreement_id, r.beneficiary_id AS beneficiary, r.period_index,
+                   r.period_start, r.period_end, r.lines, r.basis, r.tier,
+                   CAST(r.rate AS VARCHAR) AS rate, r.rebate, r.cumulative_rebate, r.accrual,
+                   r.accrual - coalesce(lag(r.accrual) OVER (
+                       PARTITION BY v.version_id, r.beneficiary_id ORDER BY r.period_index), 0)
+                     AS liability
+            FROM results r JOIN versions v USING (agreement_id, version)"""
+        )
+        rated = connection.sql("SELECT * FROM rated").to_arrow_table()
+        deltas = connection.sql(
+            """SELECT d.*, EXISTS (
+                     SELECT 1 FROM closed c WHERE c.start < d.period_end AND d.period_start < c.end
+                   ) AS adjustment
+            FROM (
+              SELECT coalesce(r.version_id, p.version_id) AS version_id,
+                     coalesce(r.beneficiary, p.beneficiary) AS beneficiary,
+                     coalesce(r.period_index, p.period_index) AS period_index,
+                     coalesce(r.period_start, p.period_start) AS period_start,
+                     coalesce(r.period_end, p.period_end) AS period_end,
+                     coalesce(r.liability, 0) - coalesce(p.balance, 0) AS delta
+              FROM rated r FULL OUTER JOIN posted p
+                ON r.version_id = p.version_id AND r.beneficiary = p.beneficiary
+               AND r.period_index = p.period_index
+            ) d
+            WHERE d.delta <> 0
+            ORDER BY version_id, beneficiary, period_index"""
+        ).to_arrow_table()
+    finally:
+        connection.close()
+    return rated, deltas
+
+
+def _sales_input(files: list[Path]) -> pa.Table | list[str]:
+    return [str(path) for path in files] if files else SALES_SCHEMA.empty_table()
+
+
+def accrue(
+    session: Session, store: FactStore, *, as_of: dt.date, actor: str, now: dt.datetime
+) -> RunSummary:
+    """One accrual run as of ``as_of`` over every active agreement version."""
+    expire_ended(session, as_of=as_of, actor=actor, now=now)
+    versions = terms_for_run(session)
+    batches = {
+        b.id: _Batch(b.id, b.facts_file or "", b.first_date, b.last_date)
+        for b in session.scalars(select(ImportBatch).where(ImportBatch.kind == BatchKind.SALES))
+    }
+    sales = [
+        batches[batch_id]
+        for batch_id in session.scalars(
+            select(ImportBatch.id).where(
+                ImportBatch.kind == BatchKind.SALES, ImportBatch.status == BatchStatus.ACTIVE
+            )
+        )
+    ]
+    dimension_batches = sorted(
+        session.scalars(
+            select(ImportBatch.id).where(
+                ImportBatch.kind.in_([BatchKind.CUSTOMERS, BatchKind.PRODUCTS])
+            )
+        )
+    )
+    previous = session.scalar(select(AccrualRun).order_by(AccrualRun.id.desc()).limit(1))
+    affected = _affected(versions, sales, batches, dimension_batches, previous, as_of)
+    # Versions rated before that no longer count at all (superseded before their first day).
+    current_ids = {v.version_id for v in versions}
+    dropped = (
+        [int(i) for i in previous.inputs["versions"] if int(i) not in current_ids]
+        if previous is not None
+        else []
+    )
+    run = AccrualRun(
+        as_of=as_of,
+        started_at=now,
+        actor=actor,
+        inputs={
+            "as_of": as_of.isoformat(),
+            "sales_batches": sorted(b.id for b in sales),
+            "dimension_batches": dimension_batches,
+            "versions": {str(v.version_id): _window(v) for v in versions},
+            "rerated": sorted(v.version_id for v in affected),
+        },
+    )
+    session.add(run)
+    session.flush()
+
+    if affected:
+        files = [
+            store.path(batch.facts_file)
+            for batch in sales
+            if any(_overlaps(version, batch.first, batch.last) for version in affected)
+        ]
+        results = calculate(
+            [version.terms for version in affected],
+            sales=_sales_input(files),
+            customers=customer_table(session, on=as_of),
+            products=product_table(session),
+            as_of=as_of,
+        )
+    else:
+        results = None
+    rated_ids = [v.version_id for v in affected] + dropped
+    posted = _posted_balances(session, rated_ids)
+    closed = [(p.start, p.end) for p in closed_periods(session)]
+    if results is None:
+        from fanli.engine.results import RESULT_SCHEMA
+
+        results = RESULT_SCHEMA.empty_table()
+    rated, deltas = _deltas(results, affected, posted, closed)
+
+    stored = _store_results(session, run.id, rated)
+    entry_ids, lines, net = _post(session, run, deltas, as_of=as_of, now=now)
+    run.results_stored = stored
+    run.lines_posted = lines
+    session.flush()
+    labels = tuple(f"{v.code} v{v.version}" for v in affected)
+    record(
+        session,
+        type="ledger.accrual.run",
+        actor=actor,
+        entity_type="accrual_run",
+        entity_id=run.id,
+        inputs=run.inputs,
+        outcome={
+            "results_stored": stored,
+            "lines_posted": lines,
+            "net_change": net,
+            "entries": list(entry_ids),
+        },
+        now=now,
+    )
+    return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids)
+
+
+def _store_results(session: Session, run_id: int, rated: pa.Table) -> int:
+    if rated.num_rows == 0:
+        return 0
+    rows: list[dict[str, Any]] = rated.select(
+        [
+            "version_id",
+            "beneficiary",
+            "period_index",
+            "period_start",
+            "period_end",
+            "lines",
+            "basis",
+            "tier",
+            "rate",
+            "rebate",
+            "cumulative_rebate",
+            "accrual",
+            "liability",
+        ]
+    ).to_pylist()
+    for row in rows:
+        row["run_id"] = run_id
+    session.execute(insert(AccrualResult), rows)
+    return len(rows)
+
+
+def _post(
+    session: Session, run: AccrualRun, deltas: pa.Table, *, as_of: dt.date, now: dt.datetime
+) -> tuple[tuple[int, ...], int, Decimal]:
+    """One entry per kind (accrual, adjustment) with two lines per changed key."""
+    if deltas.num_rows == 0:
+        return (), 0, ZERO
+    period = posting_period(session, as_of)
+    entry_date = as_of if period.start <= as_of < period.end else period.start
+    codes = {v_id: code for v_id, code in _version_codes(session, deltas)}
+    rows = deltas.to_pylist()
+    entry_ids = []
+    lines: list[dict[str, Any]] = []
+    net = ZERO
+    for kind in (EntryKind.ACCRUAL, EntryKind.ADJUSTMENT):
+        chosen = [row for row in rows if row["adjustment"] == (kind is EntryKind.ADJUSTMENT)]
+        if not chosen:
+            continue
+        entry = JournalEntry(
+            accounting_period_id=period.id,
+            run_id=run.id,
+            kind=kind,
+            entry_date=entry_date,
+            memo=(
+                f"rebate accrual as of {as_of} (run {run.id})"
+                if kind is EntryKind.ACCRUAL
+                else f"rebate accrual adjustment for closed periods, as of {as_of} (run {run.id})"
+            ),
+            posted_at=now,
+        )
+        session.add(entry)
+        session.flush()
+        entry_ids.append(entry.id)
+        for row in chosen:
+            delta: Decimal = row["delta"]
+            net += delta
+            amount = abs(delta)
+            increase = delta > 0
+            common = {
+                "entry_id": entry.id,
+                "agreement_code": codes[row["version_id"]],
+                "version_id": row["version_id"],
+                "beneficiary": row["beneficiary"],
+                "period_index": row["period_index"],
+                "period_start": row["period_start"],
+                "period_end": row["period_end"],
+            }
+            lines.append(
+                {
+                    **common,
+                    "account": Account.CONTRA_REVENUE,
+                    "debit": amount if increase else ZERO,
+                    "credit": ZERO if increase else amount,
+                }
+            )
+            lines.append(
+                {
+                    **common,
+                    "account": Account.LIABILITY,
+                    "debit": ZERO if increase else amount,
+                    "credit": amount if increase else ZERO,
+                }
+            )
+    session.execute(insert(JournalLine), lines)
+    return tuple(entry_ids), len(lines), net
+
+
+def _version_codes(session: Session, deltas: pa.Table) -> list[tuple[int, str]]:
+    from fanli.agreements.models import AgreementRecord, AgreementVersion
+
+    ids = sorted(set(deltas.column("version_id").to_pylist()))
+    return [
+        (int(version_id), code)
+        for version_id, code in session.execute(
+            select(AgreementVersion.id, AgreementRecord.code)
+            .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+            .where(AgreementVersion.id.in_(ids))
+        )
+    ]

@@ -1,0 +1,1 @@
+"""Products and their hierarchy (category, brand, any attribute)."""

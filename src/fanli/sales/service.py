@@ -1,0 +1,508 @@
+"""Imports of customers, products and sales lines: atomic, idempotent, validated row by row.
+
+Each import reads and checks the whole file first; a file with any bad row raises
+``InputFileError`` listing every problem (file, row, field, reason) and stores nothing. A good
+file is stored in the caller's transaction together with its ``import_batch`` row and one audit
+event. The same file again (same bytes) is recognised by its content hash and changes nothing;
+so does a retried call with the same idempotency key. Sales lines go to the fact store as one
+immutable Parquet file; a wrong sales batch is voided, never edited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from fanli.audit.service import record
+from fanli.customers.credit_code import credit_code_problem
+from fanli.customers.models import Customer, CustomerGroup, GroupMembership
+from fanli.engine.facts import DATE_COLUMNS
+from fanli.kit.errors import FanliError, InputError
+from fanli.products.models import Product
+from fanli.sales.files import (
+    PARQUET_SUFFIXES,
+    InputFileError,
+    ProgressHook,
+    RowIssue,
+    read_customers,
+    read_products,
+    read_sales,
+)
+from fanli.sales.mapping import ColumnMapping
+from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
+from fanli.sales.store import FactStore
+
+CUSTOMER_FIELDS = ("customer_id", "name", "group", "segment", "region", "credit_code", "tax_number")
+PRODUCT_FIELDS = ("product_id", "name", "category", "brand")
+
+
+class BatchError(FanliError):
+    code = "batch_error"
+
+
+class IdempotencyConflict(FanliError):
+    """The idempotency key was used before for a different file."""
+
+    code = "idempotency_conflict"
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    batch_id: int
+    kind: str
+    rows: int
+    already_imported: bool  # the same file (or key) was imported before; nothing changed
+    inserted: int = 0
+    updated: int = 0
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_row(path: Path) -> int:
+    """The row number of the first record as the user sees it (CSV/Excel: after the header)."""
+    return 1 if path.suffix.lower() in PARQUET_SUFFIXES else 2
+
+
+def _previous(
+    session: Session, kind: BatchKind, content_hash: str, idempotency_key: str | None
+) -> ImportOutcome | None:
+    """The earlier import this call repeats, if any."""
+    if idempotency_key is not None:
+        keyed = session.scalar(
+            select(ImportBatch).where(ImportBatch.idempotency_key == idempotency_key)
+        )
+        if keyed is not None:
+            if keyed.kind != kind or keyed.content_hash != content_hash:
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was used for another file "
+                    f"(batch {keyed.id})"
+                )
+            return ImportOutcome(keyed.id, kind, keyed.rows, already_imported=True)
+    same = session.scalar(
+        select(ImportBatch).where(
+            ImportBatch.kind == kind, ImportBatch.content_hash == content_hash
+        )
+    )
+    if same is None:
+        return None
+    if same.status == BatchStatus.VOIDED:
+        raise BatchError(
+            f"this file was imported as batch {same.id}, which was voided; "
+            "a voided batch is not restored: import a corrected file"
+        )
+    return ImportOutcome(same.id, kind, same.rows, already_imported=True)
+
+
+def _add_batch(
+    session: Session,
+    *,
+    kind: BatchKind,
+    path: Path,
+    content_hash: str,
+    idempotency_key: str | None,
+    rows: int,
+    actor: str,
+    now: dt.datetime,
+    facts_file: str | None = None,
+    dates: tuple[dt.date | None, dt.date | None] = (None, None),
+) -> ImportBatch:
+    batch = ImportBatch(
+        kind=kind,
+        source_name=path.name,
+        content_hash=content_hash,
+        idempotency_key=idempotency_key,
+        facts_file=facts_file,
+        rows=rows,
+        first_date=dates[0],
+        last_date=dates[1],
+        status=BatchStatus.ACTIVE,
+        imported_at=now,
+        imported_by=actor,
+    )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def _text_rows(table: pa.Table, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    present = [name for name in table.column_names]
+    rows = table.select(present).to_pylist()
+    for row in rows:
+        for name in names:
+            row.setdefault(name, None)
+    return rows
+
+
+# ---- customers -------------------------------------------------------------------------------
+
+
+def import_customers(
+    session: Session,
+    path: Path,
+    *,
+    actor: str,
+    now: dt.datetime,
+    mapping: ColumnMapping | None = None,
+    idempotency_key: str | None = None,
+    progress: ProgressHook | None = None,
+) -> ImportOutcome:
+    """Add new customers and update changed ones from a file; all rows or none."""
+    content_hash = file_hash(path)
+    repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
+    if repeated is not None:
+        return repeated
+    table = read_customers(path, mapping=mapping, progress=progress)
+    rows = _text_rows(table, CUSTOMER_FIELDS)
+    first = _first_row(path)
+    existing = {
+        code: (customer_id, credit)
+        for customer_id, code, credit in session.execute(
+            select(Customer.id, Customer.code, Customer.credit_code)
+        )
+    }
+    credit_owner = {credit: code for code, (_, credit) in existing.items() if credit}
+    issues: list[RowIssue] = []
+    seen_credit: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        number = first + index
+        if not row["name"]:
+            issues.append(RowIssue(number, "name", "a customer needs its legal entity name"))
+        credit = row["credit_code"]
+        if credit:
+            credit = credit.strip().upper()
+            row["credit_code"] = credit
+            problem = credit_code_problem(credit)
+            if problem:
+                issues.append(RowIssue(number, "credit_code", problem))
+            elif credit in seen_credit:
+                issues.append(
+                    RowIssue(number, "credit_code", f"{credit} is also on row {seen_credit[credit]}")
+                )
+            elif credit_owner.get(credit, row["customer_id"]) != row["customer_id"]:
+                issues.append(
+                    RowIssue(
+                        number,
+                        "credit_code",
+                        f"{credit} belongs to customer {credit_owner[credit]} already",
+                    )
+                )
+            seen_credit.setdefault(credit, number)
+    if issues:
+        raise InputFileError(issues, file=str(path))
+
+    attribute_names = [name for name in table.column_names if name not in CUSTOMER_FIELDS]
+    values = [
+        {
+            "code": row["customer_id"],
+            "legal_name": row["name"],
+            "credit_code": row["credit_code"] or None,
+            "tax_number": row["tax_number"],
+            "segment": row["segment"],
+            "region": row["region"],
+            "attributes": {name: row[name] for name in attribute_names if row[name] is not None},
+        }
+        for row in rows
+    ]
+    new = [value for value in values if value["code"] not in existing]
+    changed = [
+        {"id": existing[value["code"]][0], **value} for value in values if value["code"] in existing
+    ]
+    if new:
+        session.execute(insert(Customer), new)
+    if changed:
+        session.execute(update(Customer), changed)
+    _record_groups(session, rows, now.date())
+    batch = _add_batch(
+        session,
+        kind=BatchKind.CUSTOMERS,
+        path=path,
+        content_hash=content_hash,
+        idempotency_key=idempotency_key,
+        rows=len(rows),
+        actor=actor,
+        now=now,
+    )
+    record(
+        session,
+        type="customers.imported",
+        actor=actor,
+        entity_type="import_batch",
+        entity_id=batch.id,
+        inputs={"file": path.name, "sha256": content_hash},
+        outcome={"rows": len(rows), "inserted": len(new), "updated": len(changed)},
+        now=now,
+    )
+    return ImportOutcome(batch.id, BatchKind.CUSTOMERS, len(rows), False, len(new), len(changed))
+
+
+def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date) -> None:
+    """A customer's group column starts a membership today when it differs from the current."""
+    wanted = {row["customer_id"]: row["group"] for row in rows}
+    groups = dict(session.execute(select(CustomerGroup.code, CustomerGroup.id)).all())
+    for code in sorted({group for group in wanted.values() if group} - groups.keys()):
+        session.add(CustomerGroup(code=code))
+    session.flush()
+    groups = dict(session.execute(select(CustomerGroup.code, CustomerGroup.id)).all())
+    customer_ids = dict(session.execute(select(Customer.code, Customer.id)).all())
+    current = {
+        customer_id: (membership_id, group_id)
+        for membership_id, customer_id, group_id in session.execute(
+            select(GroupMembership.id, GroupMembership.customer_id, GroupMembership.group_id).where(
+                GroupMembership.valid_to.is_(None)
+            )
+        )
+    }
+    for code, group in wanted.items():
+        customer_id = customer_ids[code]
+        group_id = groups.get(group) if group else None
+        held = current.get(customer_id)
+        if held is not None and held[1] == group_id:
+            continue
+        if held is not None:
+            session.execute(
+                update(GroupMembership).where(GroupMembership.id == held[0]).values(valid_to=today)
+            )
+        if group_id is not None:
+            session.add(GroupMembership(group_id=group_id, customer_id=customer_id, valid_from=today))
+    session.flush()
+
+
+# ---- products --------------------------------------------------------------------------------
+
+
+def import_products(
+    session: Session,
+    path: Path,
+    *,
+    actor: str,
+    now: dt.datetime,
+    mapping: ColumnMapping | None = None,
+    idempotency_key: str | None = None,
+    progress: ProgressHook | None = None,
+) -> ImportOutcome:
+    """Add new products and update changed ones from a file; all rows or none."""
+    content_hash = file_hash(path)
+    repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
+    if repeated is not None:
+        return repeated
+    table = read_products(path, mapping=mapping, progress=progress)
+    rows = _text_rows(table, PRODUCT_FIELDS)
+    existing = dict(session.execute(select(Product.code, Product.id)).all())
+    attribute_names = [name for name in table.column_names if name not in PRODUCT_FIELDS]
+    values = [
+        {
+            "code": row["product_id"],
+            "name": row["name"],
+            "category": row["category"],
+            "brand": row["brand"],
+            "attributes": {name: row[name] for name in attribute_names if row[name] is not None},
+        }
+        for row in rows
+    ]
+    new = [value for value in values if value["code"] not in existing]
+    changed = [{"id": existing[v["code"]], **v} for v in values if v["code"] in existing]
+    if new:
+        session.execute(insert(Product), new)
+    if changed:
+        session.execute(update(Product), changed)
+    batch = _add_batch(
+        session,
+        kind=BatchKind.PRODUCTS,
+        path=path,
+        content_hash=content_hash,
+        idempotency_key=idempotency_key,
+        rows=len(rows),
+        actor=actor,
+        now=now,
+    )
+    record(
+        session,
+        type="products.imported",
+        actor=actor,
+        entity_type="import_batch",
+        entity_id=batch.id,
+        inputs={"file": path.name, "sha256": content_hash},
+        outcome={"rows": len(rows), "inserted": len(new), "updated": len(changed)},
+        now=now,
+    )
+    return ImportOutcome(batch.id, BatchKind.PRODUCTS, len(rows), False, len(new), len(changed))
+
+
+# ---- sales -----------------------------------------------------------------------------------
+
+
+def active_sales_files(session: Session, store: FactStore) -> list[tuple[int, Path]]:
+    return [
+        (batch_id, store.path(name))
+        for batch_id, name in session.execute(
+            select(ImportBatch.id, ImportBatch.facts_file)
+            .where(ImportBatch.kind == BatchKind.SALES, ImportBatch.status == BatchStatus.ACTIVE)
+            .order_by(ImportBatch.id)
+        )
+        if name
+    ]
+
+
+def _known_ids(session: Session, column: Any, name: str) -> pa.Table:
+    return pa.table({name: pa.array(session.scalars(select(column)).all(), pa.string())})
+
+
+def _lines_already_stored(
+    table: pa.Table, files: list[Path], first_row: int, source: str
+) -> list[RowIssue]:
+    """Rows whose line id is in an active batch already (it would count twice)."""
+    if not files:
+        return []
+    ids = pa.table(
+        {"line_id": table.column("line_id"), "row_index": pa.array(range(table.num_rows))}
+    )
+    connection = duckdb.connect()
+    try:
+        connection.register("incoming", ids)
+        listed = ", ".join(f"'{path}'" for path in files)
+        found = connection.execute(
+            f"""SELECT i.row_index, i.line_id, regexp_extract(s.filename, 'sales-(\\w{{12}})', 1)
+            FROM incoming i JOIN read_parquet([{listed}], filename = true) s
+              ON s.line_id = i.line_id
+            ORDER BY i.row_index LIMIT 1000"""
+        ).fetchall()
+    finally:
+        connection.close()
+    return [
+        RowIssue(first_row + int(index), "line_id", f"line {line} is already stored ({file}...)")
+        for index, line, file in found
+    ]
+
+
+def import_sales(
+    session: Session,
+    store: FactStore,
+    path: Path,
+    *,
+    actor: str,
+    now: dt.datetime,
+    mapping: ColumnMapping | None = None,
+    idempotency_key: str | None = None,
+    progress: ProgressHook | None = None,
+) -> ImportOutcome:
+    """Store a file of sales and return lines as one batch; all lines or none.
+
+    Every customer and product must be known, every line id new among the active batches.
+    Returns are lines with negative quantity and amounts.
+    """
+    content_hash = file_hash(path)
+    repeated = _previous(session, BatchKind.SALES, content_hash, idempotency_key)
+    if repeated is not None:
+        return repeated
+    table = read_sales(
+        path,
+        mapping=mapping,
+        customers=_known_ids(session, Customer.code, "customer_id"),
+        products=_known_ids(session, Product.code, "product_id"),
+        customers_source="the customer master",
+        products_source="the product master",
+        progress=progress,
+    )
+    if table.num_rows == 0:
+        raise InputError("the file has no sales lines", file=str(path))
+    files = [file for _, file in active_sales_files(session, store)]
+    issues = _lines_already_stored(table, files, _first_row(path), str(path))
+    if issues:
+        raise InputFileError(issues, file=str(path))
+    firsts = [pc.min(table.column(name)).as_py() for name in DATE_COLUMNS]
+    lasts = [pc.max(table.column(name)).as_py() for name in DATE_COLUMNS]
+    dates = (
+        min((d for d in firsts if d is not None), default=None),
+        max((d for d in lasts if d is not None), default=None),
+    )
+    name = store.write_batch(table, content_hash)
+    batch = _add_batch(
+        session,
+        kind=BatchKind.SALES,
+        path=path,
+        content_hash=content_hash,
+        idempotency_key=idempotency_key,
+        rows=table.num_rows,
+        actor=actor,
+        now=now,
+        facts_file=name,
+        dates=dates,
+    )
+    record(
+        session,
+        type="sales.batch.imported",
+        actor=actor,
+        entity_type="import_batch",
+        entity_id=batch.id,
+        inputs={"file": path.name, "sha256": content_hash},
+        outcome={"rows": table.num_rows, "facts_file": name, "dates": list(dates)},
+        now=now,
+    )
+    return ImportOutcome(batch.id, BatchKind.SALES, table.num_rows, False, table.num_rows, 0)
+
+
+def void_batch(
+    session: Session, batch_id: int, *, reason: str, actor: str, now: dt.datetime
+) -> ImportBatch:
+    """Void a sales batch: its lines stop counting from the next accrual run."""
+    batch = session.get(ImportBatch, batch_id)
+    if batch is None or batch.kind != BatchKind.SALES:
+        raise BatchError(f"there is no sales batch {batch_id}")
+    if batch.status == BatchStatus.VOIDED:
+        raise BatchError(f"batch {batch_id} is voided already")
+    if not reason.strip():
+        raise BatchError("voiding a batch needs a reason")
+    batch.status = BatchStatus.VOIDED
+    batch.voided_at = now
+    batch.voided_by = actor
+    batch.void_reason = reason
+    session.flush()
+    record(
+        session,
+        type="sales.batch.voided",
+        actor=actor,
+        entity_type="import_batch",
+        entity_id=batch.id,
+        inputs={"reason": reason},
+        outcome={"rows": batch.rows, "facts_file": batch.facts_file},
+        now=now,
+    )
+    return batch
+
+
+def write_issue_report(error: InputFileError, out: Path) -> None:
+    """Every problem of a refused file, as CSV or Excel: file, row, field, reason."""
+    header = ("file", "row", "field", "reason")
+    rows = [(error.file, issue.row, issue.field, issue.message) for issue in error.issues]
+    if out.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+
+        workbook = Workbook()
+        sheet = workbook.active
+        assert sheet is not None
+        sheet.append(header)
+        for row in rows:
+            sheet.append(row)
+        workbook.save(out)
+        return
+    import csv
+
+    with out.open("w", newline="", encoding="utf-8-sig") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
