@@ -28,7 +28,7 @@ class AgreementError(FanliError):
     code = "agreement_error"
 
 
-class ImmutableVersion(AgreementError):
+class ImmutableVersionError(AgreementError):
     code = "version_immutable"
 
 
@@ -120,7 +120,7 @@ def edit_draft(
     agreement = session.get(AgreementRecord, version.agreement_id)
     assert agreement is not None
     if version.status != VersionStatus.DRAFT:
-        raise ImmutableVersion(
+        raise ImmutableVersionError(
             f"version {version.version} of {agreement.code} is {version.status}: its terms "
             "cannot change; add a new version with an effective date instead"
         )

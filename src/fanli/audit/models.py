@@ -15,7 +15,9 @@ class AuditEvent(Base):
     __tablename__ = "audit_event"
 
     # ``seq`` is the position in the chain; ``prev_hash`` is unique, so the chain cannot fork.
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
     occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     type: Mapped[str] = mapped_column(String(80), index=True)
     actor: Mapped[str] = mapped_column(String(120))

@@ -18,7 +18,9 @@ LENGTH: Final = 18
 
 def check_character(first17: str) -> str:
     """The check character for the first seventeen characters of a code."""
-    total = sum(_VALUE[character] * weight for character, weight in zip(first17, _WEIGHTS, strict=True))
+    total = sum(
+        _VALUE[character] * weight for character, weight in zip(first17, _WEIGHTS, strict=True)
+    )
     return ALPHABET[(31 - total % 31) % 31]
 
 

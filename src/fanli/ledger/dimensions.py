@@ -54,8 +54,9 @@ def customer_table(session: Session, *, on: dt.date) -> pa.Table:
 def product_table(session: Session) -> pa.Table:
     """product_id, name, category, brand, then attributes."""
     rows = session.execute(
-        select(Product.code, Product.name, Product.category, Product.brand, Product.attributes)
-        .order_by(Product.code)
+        select(
+            Product.code, Product.name, Product.category, Product.brand, Product.attributes
+        ).order_by(Product.code)
     ).all()
     columns: dict[str, list[object]] = {
         "product_id": [row.code for row in rows],

@@ -90,7 +90,9 @@ class JournalEntry(Base):
     __tablename__ = "journal_entry"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    accounting_period_id: Mapped[int] = mapped_column(ForeignKey("accounting_period.id"), index=True)
+    accounting_period_id: Mapped[int] = mapped_column(
+        ForeignKey("accounting_period.id"), index=True
+    )
     run_id: Mapped[int | None] = mapped_column(ForeignKey("accrual_run.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     entry_date: Mapped[dt.date] = mapped_column(Date)
@@ -100,9 +102,7 @@ class JournalEntry(Base):
 
 class JournalLine(Base):
     __tablename__ = "journal_line"
-    __table_args__ = (
-        Index("ix_journal_line_key", "version_id", "beneficiary", "period_index"),
-    )
+    __table_args__ = (Index("ix_journal_line_key", "version_id", "beneficiary", "period_index"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entry.id"), index=True)

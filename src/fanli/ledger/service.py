@@ -27,15 +27,18 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, type_coerce
 from sqlalchemy.orm import Session
 
+from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.queries import RunVersion, terms_for_run
 from fanli.agreements.service import expire_ended
 from fanli.agreements.terms import AccrualMode, GrowthBaseline
 from fanli.audit.service import record
+from fanli.db.base import Amount
 from fanli.engine.columnar import calculate
 from fanli.engine.facts import SALES_SCHEMA
+from fanli.engine.results import RESULT_SCHEMA
 from fanli.kit.money import ZERO
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.models import (
@@ -93,6 +96,7 @@ def _overlaps(version: RunVersion, first: dt.date | None, last: dt.date | None) 
 
 def _affected(
     versions: list[RunVersion],
+    *,
     sales: list[_Batch],
     all_batches: dict[int, _Batch],
     dimension_batches: list[int],
@@ -109,26 +113,38 @@ def _affected(
     low, high = sorted((previous_as_of, as_of))
     chosen = []
     for version in versions:
-        if before.get(str(version.version_id)) != _window(version) or any(_overlaps(version, batch.first, batch.last) for batch in changed) or (low != high and _overlaps(version, low + dt.timedelta(days=1), high)) or (low != high and version.terms.accrual.mode is AccrualMode.EXPECTED):
+        if (
+            before.get(str(version.version_id)) != _window(version)
+            or any(_overlaps(version, batch.first, batch.last) for batch in changed)
+            or (low != high and _overlaps(version, low + dt.timedelta(days=1), high))
+            or (low != high and version.terms.accrual.mode is AccrualMode.EXPECTED)
+        ):
             chosen.append(version)
     return chosen
 
 
 def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
     """The liability the journal holds per key of these versions (non-zero keys only)."""
-    balance = func.sum(JournalLine.credit) - func.sum(JournalLine.debit)
-    rows = session.execute(
-        select(
-            JournalLine.version_id,
-            JournalLine.beneficiary,
-            JournalLine.period_index,
-            func.min(JournalLine.period_start),
-            func.min(JournalLine.period_end),
-            balance,
-        )
-        .where(JournalLine.account == Account.LIABILITY, JournalLine.version_id.in_(version_ids))
-        .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
-    ).all() if version_ids else []
+    # The difference of two sums must keep the column type (scaled integers on SQLite).
+    balance = type_coerce(func.sum(JournalLine.credit) - func.sum(JournalLine.debit), Amount())
+    rows = (
+        session.execute(
+            select(
+                JournalLine.version_id,
+                JournalLine.beneficiary,
+                JournalLine.period_index,
+                func.min(JournalLine.period_start),
+                func.min(JournalLine.period_end),
+                balance,
+            )
+            .where(
+                JournalLine.account == Account.LIABILITY, JournalLine.version_id.in_(version_ids)
+            )
+            .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
+        ).all()
+        if version_ids
+        else []
+    )
     return pa.table(
         {
             "version_id": pa.array([r[0] for r in rows], pa.int64()),
@@ -235,7 +251,14 @@ def accrue(
         )
     )
     previous = session.scalar(select(AccrualRun).order_by(AccrualRun.id.desc()).limit(1))
-    affected = _affected(versions, sales, batches, dimension_batches, previous, as_of)
+    affected = _affected(
+        versions,
+        sales=sales,
+        all_batches=batches,
+        dimension_batches=dimension_batches,
+        previous=previous,
+        as_of=as_of,
+    )
     # Versions rated before that no longer count at all (superseded before their first day).
     current_ids = {v.version_id for v in versions}
     dropped = (
@@ -252,7 +275,7 @@ def accrue(
             "sales_batches": sorted(b.id for b in sales),
             "dimension_batches": dimension_batches,
             "versions": {str(v.version_id): _window(v) for v in versions},
-            "rerated": sorted(v.version_id for v in affected),
+            "rerated": sorted([*(v.version_id for v in affected), *dropped]),
         },
     )
     session.add(run)
@@ -277,8 +300,6 @@ def accrue(
     posted = _posted_balances(session, rated_ids)
     closed = [(p.start, p.end) for p in closed_periods(session)]
     if results is None:
-        from fanli.engine.results import RESULT_SCHEMA
-
         results = RESULT_SCHEMA.empty_table()
     rated, deltas = _deltas(results, affected, posted, closed)
 
@@ -340,7 +361,7 @@ def _post(
         return (), 0, ZERO
     period = posting_period(session, as_of)
     entry_date = as_of if period.start <= as_of < period.end else period.start
-    codes = {v_id: code for v_id, code in _version_codes(session, deltas)}
+    codes = dict(_version_codes(session, deltas))
     rows = deltas.to_pylist()
     entry_ids = []
     lines: list[dict[str, Any]] = []
@@ -399,8 +420,6 @@ def _post(
 
 
 def _version_codes(session: Session, deltas: pa.Table) -> list[tuple[int, str]]:
-    from fanli.agreements.models import AgreementRecord, AgreementVersion
-
     ids = sorted(set(deltas.column("version_id").to_pylist()))
     return [
         (int(version_id), code)

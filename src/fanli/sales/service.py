@@ -10,6 +10,7 @@ immutable Parquet file; a wrong sales batch is voided, never edited.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from openpyxl import Workbook
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
@@ -49,7 +51,7 @@ class BatchError(FanliError):
     code = "batch_error"
 
 
-class IdempotencyConflict(FanliError):
+class IdempotencyConflictError(FanliError):
     """The idempotency key was used before for a different file."""
 
     code = "idempotency_conflict"
@@ -88,7 +90,7 @@ def _previous(
         )
         if keyed is not None:
             if keyed.kind != kind or keyed.content_hash != content_hash:
-                raise IdempotencyConflict(
+                raise IdempotencyConflictError(
                     f"idempotency key {idempotency_key!r} was used for another file "
                     f"(batch {keyed.id})"
                 )
@@ -140,8 +142,7 @@ def _add_batch(
 
 
 def _text_rows(table: pa.Table, names: tuple[str, ...]) -> list[dict[str, Any]]:
-    present = [name for name in table.column_names]
-    rows = table.select(present).to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
     for row in rows:
         for name in names:
             row.setdefault(name, None)
@@ -191,7 +192,9 @@ def import_customers(
                 issues.append(RowIssue(number, "credit_code", problem))
             elif credit in seen_credit:
                 issues.append(
-                    RowIssue(number, "credit_code", f"{credit} is also on row {seen_credit[credit]}")
+                    RowIssue(
+                        number, "credit_code", f"{credit} is also on row {seen_credit[credit]}"
+                    )
                 )
             elif credit_owner.get(credit, row["customer_id"]) != row["customer_id"]:
                 issues.append(
@@ -278,7 +281,9 @@ def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date)
                 update(GroupMembership).where(GroupMembership.id == held[0]).values(valid_to=today)
             )
         if group_id is not None:
-            session.add(GroupMembership(group_id=group_id, customer_id=customer_id, valid_from=today))
+            session.add(
+                GroupMembership(group_id=group_id, customer_id=customer_id, valid_from=today)
+            )
     session.flush()
 
 
@@ -490,8 +495,6 @@ def write_issue_report(error: InputFileError, out: Path) -> None:
     header = ("file", "row", "field", "reason")
     rows = [(error.file, issue.row, issue.field, issue.message) for issue in error.issues]
     if out.suffix.lower() == ".xlsx":
-        from openpyxl import Workbook
-
         workbook = Workbook()
         sheet = workbook.active
         assert sheet is not None
@@ -500,8 +503,6 @@ def write_issue_report(error: InputFileError, out: Path) -> None:
             sheet.append(row)
         workbook.save(out)
         return
-    import csv
-
     with out.open("w", newline="", encoding="utf-8-sig") as stream:
         writer = csv.writer(stream)
         writer.writerow(header)

@@ -33,8 +33,6 @@ class FactStore:
             return name
         ordered = table.sort_by([("invoice_date", "ascending"), ("line_id", "ascending")])
         partial = self.root / f".{name}.{os.getpid()}.partial"
-        pq.write_table(
-            ordered, partial, row_group_size=ROW_GROUP_LINES, compression="zstd"
-        )
+        pq.write_table(ordered, partial, row_group_size=ROW_GROUP_LINES, compression="zstd")
         os.replace(partial, final)
         return name

@@ -1,0 +1,107 @@
+"""What every ``fanli`` command shares: exit codes, the one-line error, dates, progress bars."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from fanli.kit.errors import FanliError, InputError
+from fanli.sales.files import ProgressHook
+
+EXIT_INPUT = 2  # bad input: a file, a field, an option
+EXIT_REFUSED = 1  # any other FanliError
+PROGRESS_THRESHOLD_BYTES = 8 << 20  # inputs below this are read before a bar would show
+
+T = TypeVar("T")
+
+
+class ExitError(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def stdout() -> Console:
+    """Standard output; wide enough for the summary table when it is not a terminal."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=160)
+    return console
+
+
+def fail(message: str, code: int) -> ExitError:
+    Console(stderr=True, soft_wrap=True, highlight=False).print(
+        Text(f"error: {message}", style="bold red")
+    )
+    return ExitError(code)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn expected failures into one line and an exit code."""
+    try:
+        yield
+    except InputError as error:
+        raise fail(str(error), EXIT_INPUT) from None
+    except FanliError as error:
+        raise fail(str(error), EXIT_REFUSED) from None
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        raise fail(f"{where}{error.strerror or error}", EXIT_INPUT) from None
+
+
+def run(step: Callable[[], T]) -> T:
+    try:
+        with errors():
+            return step()
+    except ExitError as failure:
+        raise typer.Exit(failure.code) from None
+
+
+def parse_date(text: str | None, option: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{text!r} is not a date (use 2026-03-31)", field=option) from None
+
+
+@contextmanager
+def progress(paths: list[Path], console: Console) -> Iterator[ProgressHook | None]:
+    """A progress bar over the reading of large inputs; None (no bar) for small ones."""
+    sizes = [path.stat().st_size for path in paths if path.is_file()]
+    if not sizes or max(sizes) < PROGRESS_THRESHOLD_BYTES:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("[bold]reading[/] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def hook(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(Path(label).name, total=total or None)
+        bar.update(tasks[label], completed=done, total=total or None)
+
+    with bar:
+        yield hook

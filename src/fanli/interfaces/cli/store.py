@@ -1,0 +1,421 @@
+"""Commands over the relational store: ``db``, ``import``, ``batch``, ``agreement``, ``accrue``,
+``period`` and ``gl``. Each opens one unit of work, calls one service, and renders the outcome.
+
+``FANLI_DATABASE_URL`` and ``FANLI_DATA_DIR`` select the store; ``--as`` names the actor written
+into the audit trail (sign-in comes with the API).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fanli.agreements.files import load_agreements
+from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.service import activate_version, add_version
+from fanli.config import Settings
+from fanli.db.migrate import upgrade
+from fanli.db.session import make_engine, session_factory, unit_of_work
+from fanli.db.status import require_current
+from fanli.interfaces.cli.common import (
+    EXIT_INPUT,
+    ExitError,
+    parse_date,
+    progress,
+    run,
+    stdout,
+)
+from fanli.kit.errors import InputError
+from fanli.ledger.export import export_gl, load_chart
+from fanli.ledger.models import AccountingPeriod
+from fanli.ledger.periods import close_period
+from fanli.ledger.service import accrue
+from fanli.sales.files import InputFileError
+from fanli.sales.mapping import load_mapping
+from fanli.sales.models import ImportBatch
+from fanli.sales.service import (
+    ImportOutcome,
+    import_customers,
+    import_products,
+    import_sales,
+    void_batch,
+    write_issue_report,
+)
+from fanli.sales.store import FactStore
+
+T = TypeVar("T")
+
+db_app = typer.Typer(help="Create or migrate the database.", no_args_is_help=True)
+import_app = typer.Typer(help="Import customers, products or sales lines.", no_args_is_help=True)
+batch_app = typer.Typer(help="List or void import batches.", no_args_is_help=True)
+agreement_app = typer.Typer(help="Add, activate and list agreements.", no_args_is_help=True)
+period_app = typer.Typer(help="List and close accounting periods.", no_args_is_help=True)
+gl_app = typer.Typer(help="Export the journal to the general ledger.", no_args_is_help=True)
+
+ActorOption = Annotated[str, typer.Option("--as", help="Who acts (recorded in the audit trail).")]
+MappingOption = Annotated[
+    Path | None, typer.Option(help="Column mapping, YAML: {fanli_field: 'your header'}.")
+]
+ReportOption = Annotated[
+    Path | None, typer.Option(help="Where to write the report of a refused file (.csv or .xlsx).")
+]
+KeyOption = Annotated[
+    str | None, typer.Option("--idempotency-key", help="Makes a retried import safe.")
+]
+DEFAULT_ACTOR = "cli"
+
+
+@dataclass(frozen=True)
+class _Store:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    facts: FactStore
+
+
+def _open(*, migrated: bool = True) -> _Store:
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url)
+    if migrated:
+        require_current(engine)
+    return _Store(engine, session_factory(engine), FactStore(settings.facts_dir))
+
+
+@contextmanager
+def _work() -> Iterator[tuple[Session, FactStore]]:
+    store = _open()
+    try:
+        with unit_of_work(store.sessions) as session:
+            yield session, store.facts
+    finally:
+        store.engine.dispose()
+
+
+def _in_store(step: Callable[[Session, FactStore], T]) -> T:
+    def whole() -> T:
+        with _work() as (session, facts):
+            return step(session, facts)
+
+    return run(whole)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ---- db ---------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database, or migrate it to the newest schema."""
+
+    def step() -> str:
+        store = _open(migrated=False)
+        try:
+            upgrade(store.engine)
+            return store.engine.url.render_as_string(hide_password=True)
+        finally:
+            store.engine.dispose()
+
+    stdout().print(Text(f"database {run(step)} is up to date"))
+
+
+# ---- import -----------------------------------------------------------------------------------
+
+
+def _import(
+    kind: str,
+    path: Path,
+    *,
+    mapping: Path | None,
+    report: Path | None,
+    key: str | None,
+    actor: str,
+) -> None:
+    console = stdout()
+    column_mapping = run(lambda: load_mapping(mapping)) if mapping else None
+
+    def step() -> ImportOutcome:
+        try:
+            with progress([path], console) as hook, _work() as (session, facts):
+                now = _now()
+                options = {
+                    "actor": actor,
+                    "now": now,
+                    "mapping": column_mapping,
+                    "idempotency_key": key,
+                    "progress": hook,
+                }
+                if kind == "customers":
+                    return import_customers(session, path, **options)  # type: ignore[arg-type]
+                if kind == "products":
+                    return import_products(session, path, **options)  # type: ignore[arg-type]
+                return import_sales(session, facts, path, **options)  # type: ignore[arg-type]
+        except InputFileError as error:
+            _show_issues(error, report)
+            raise ExitError(EXIT_INPUT) from None
+
+    outcome = run(step)
+    if outcome.already_imported:
+        console.print(
+            Text(f"{path.name}: already imported as batch {outcome.batch_id}; nothing added")
+        )
+    else:
+        console.print(
+            Text(
+                f"{path.name}: batch {outcome.batch_id}, {outcome.rows:,} {kind} rows "
+                f"({outcome.inserted:,} new, {outcome.updated:,} updated)"
+            )
+        )
+
+
+def _show_issues(error: InputFileError, report: Path | None) -> None:
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(
+        Text(
+            f"error: {error.file}: {error.total:,} problem(s); nothing was stored", style="bold red"
+        )
+    )
+    table = Table("row", "field", "reason")
+    for issue in error.issues[:50]:
+        table.add_row(str(issue.row or ""), issue.field or "", issue.message)
+    console.print(table)
+    if len(error.issues) > 50:
+        console.print(Text(f"... {len(error.issues) - 50:,} more in the report"))
+    if report is not None:
+        write_issue_report(error, report)
+        console.print(Text(f"report written to {report}"))
+    else:
+        console.print(Text("write every problem to a file with --report problems.csv (or .xlsx)"))
+
+
+@import_app.command("customers")
+def import_customers_command(
+    path: Path,
+    mapping: MappingOption = None,
+    report: ReportOption = None,
+    idempotency_key: KeyOption = None,
+    actor: ActorOption = DEFAULT_ACTOR,
+) -> None:
+    """Customers: code, legal name, 统一社会信用代码, tax number, segment, region, group, ..."""
+    _import("customers", path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
+
+
+@import_app.command("products")
+def import_products_command(
+    path: Path,
+    mapping: MappingOption = None,
+    report: ReportOption = None,
+    idempotency_key: KeyOption = None,
+    actor: ActorOption = DEFAULT_ACTOR,
+) -> None:
+    """Products: code, name, category, brand, any attribute columns."""
+    _import("products", path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
+
+
+@import_app.command("sales")
+def import_sales_command(
+    path: Path,
+    mapping: MappingOption = None,
+    report: ReportOption = None,
+    idempotency_key: KeyOption = None,
+    actor: ActorOption = DEFAULT_ACTOR,
+) -> None:
+    """Sales and return lines (returns: negative quantity and amounts)."""
+    _import("sales", path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
+
+
+# ---- batch ------------------------------------------------------------------------------------
+
+
+@batch_app.command("list")
+def batch_list() -> None:
+    """Every import batch, newest last."""
+
+    def step(session: Session, _facts: FactStore) -> Table:
+        table = Table("batch", "kind", "file", "rows", "dates", "status", "imported")
+        for batch in session.scalars(select(ImportBatch).order_by(ImportBatch.id)):
+            dates = f"{batch.first_date} .. {batch.last_date}" if batch.first_date else ""
+            table.add_row(
+                str(batch.id),
+                batch.kind,
+                batch.source_name,
+                f"{batch.rows:,}",
+                dates,
+                batch.status,
+                f"{batch.imported_at:%Y-%m-%d %H:%M} {batch.imported_by}",
+            )
+        return table
+
+    stdout().print(_in_store(step))
+
+
+@batch_app.command("void")
+def batch_void(
+    batch_id: int,
+    reason: Annotated[str, typer.Option(help="Why.")],
+    actor: ActorOption = DEFAULT_ACTOR,
+) -> None:
+    """Void a sales batch: its lines stop counting from the next accrual run."""
+    batch = _in_store(lambda s, _f: void_batch(s, batch_id, reason=reason, actor=actor, now=_now()))
+    stdout().print(Text(f"batch {batch.id} voided ({batch.rows:,} lines); run `fanli accrue`"))
+
+
+# ---- agreement --------------------------------------------------------------------------------
+
+
+@agreement_app.command("add")
+def agreement_add(
+    path: Path,
+    activate: Annotated[bool, typer.Option(help="Activate the new versions at once.")] = False,
+    actor: ActorOption = DEFAULT_ACTOR,
+) -> None:
+    """Add a new version of each agreement in a terms file (YAML or JSON), as a draft."""
+    agreements = run(lambda: load_agreements(path))
+
+    def step(session: Session, _facts: FactStore) -> list[str]:
+        now = _now()
+        added = []
+        for terms in agreements:
+            version = add_version(session, terms, actor=actor, now=now)
+            if activate:
+                activate_version(session, version.id, actor=actor, now=now)
+            added.append(
+                f"{terms.id} v{version.version} ({version.status}, from {version.effective_from})"
+            )
+        return added
+
+    for line in _in_store(step):
+        stdout().print(Text(line))
+
+
+@agreement_app.command("activate")
+def agreement_activate(code: str, actor: ActorOption = DEFAULT_ACTOR) -> None:
+    """Activate the draft version of an agreement."""
+
+    def step(session: Session, _facts: FactStore) -> str:
+        version = session.scalar(
+            select(AgreementVersion)
+            .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+            .where(AgreementRecord.code == code, AgreementVersion.status == "draft")
+        )
+        if version is None:
+            raise InputError(f"agreement {code} has no draft version", field="code")
+        activate_version(session, version.id, actor=actor, now=_now())
+        return f"{code} v{version.version} is active from {version.effective_from}"
+
+    stdout().print(Text(_in_store(step)))
+
+
+@agreement_app.command("list")
+def agreement_list() -> None:
+    """Agreements and their versions."""
+
+    def step(session: Session, _facts: FactStore) -> Table:
+        table = Table("agreement", "status", "version", "effective from", "version status")
+        for agreement, version in session.execute(
+            select(AgreementRecord, AgreementVersion)
+            .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
+            .order_by(AgreementRecord.code, AgreementVersion.version)
+        ):
+            table.add_row(
+                agreement.code,
+                agreement.status,
+                str(version.version),
+                str(version.effective_from),
+                version.status,
+            )
+        return table
+
+    stdout().print(_in_store(step))
+
+
+# ---- accrue, period, gl -----------------------------------------------------------------------
+
+
+def accrue_command(
+    as_of: Annotated[str, typer.Option("--as-of", help="The accrual date (2026-06-30).")],
+    actor: ActorOption = DEFAULT_ACTOR,
+) -> None:
+    """Run the accruals as of a date and post the change to the journal."""
+    day = run(lambda: parse_date(as_of, "--as-of"))
+    assert day is not None
+    summary = _in_store(lambda s, f: accrue(s, f, as_of=day, actor=actor, now=_now()))
+    console = stdout()
+    console.print(
+        Text(
+            f"accrual run {summary.run_id} as of {summary.as_of}: re-rated "
+            f"{len(summary.rerated)} agreement version(s), stored {summary.results_stored:,} "
+            f"results, posted {summary.lines_posted:,} journal lines, "
+            f"liability change {summary.net_change:,.2f}"
+        )
+    )
+    if not summary.lines_posted:
+        console.print(Text("nothing changed since the last run; nothing was posted"))
+
+
+@period_app.command("close")
+def period_close(code: str, actor: ActorOption = DEFAULT_ACTOR) -> None:
+    """Close an accounting period (YYYY-MM); later changes post as adjustments."""
+    period = _in_store(lambda s, _f: close_period(s, code, actor=actor, now=_now()))
+    stdout().print(Text(f"accounting period {period.code} is closed"))
+
+
+@period_app.command("list")
+def period_list() -> None:
+    """Accounting periods and their status."""
+
+    def step(session: Session, _facts: FactStore) -> Table:
+        table = Table("period", "status", "closed")
+        for period in session.scalars(select(AccountingPeriod).order_by(AccountingPeriod.start)):
+            closed = (
+                f"{period.closed_at:%Y-%m-%d %H:%M} {period.closed_by}" if period.closed_at else ""
+            )
+            table.add_row(period.code, period.status, closed)
+        return table
+
+    stdout().print(_in_store(step))
+
+
+@gl_app.command("export")
+def gl_export(
+    period: Annotated[str, typer.Option(help="Accounting period, YYYY-MM.")],
+    out: Annotated[Path, typer.Option(help="The file to write: .csv or .xlsx.")],
+    chart: Annotated[Path | None, typer.Option(help="Chart of accounts, YAML or JSON.")] = None,
+) -> None:
+    """Export one accounting period's journal lines with the company's account codes."""
+    if out.suffix.lower() not in (".csv", ".xlsx"):
+        raise run(lambda: _bad_suffix(out))
+    chart_of_accounts = run(lambda: load_chart(chart)) if chart else None
+    result = _in_store(lambda s, _f: export_gl(s, period, out, chart=chart_of_accounts))
+    stdout().print(
+        Text(
+            f"{result.rows:,} journal lines of {period} written to {out}: debit "
+            f"{result.debit_total:,.2f} = credit {result.credit_total:,.2f}"
+        )
+    )
+
+
+def _bad_suffix(out: Path) -> typer.Exit:
+    raise InputError("the GL export is written as .csv or .xlsx", field="--out", file=str(out))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+    app.add_typer(import_app, name="import")
+    app.add_typer(batch_app, name="batch")
+    app.add_typer(agreement_app, name="agreement")
+    app.command("accrue")(accrue_command)
+    app.add_typer(period_app, name="period")
+    app.add_typer(gl_app, name="gl")

@@ -1,0 +1,146 @@
+"""GL export: the journal of one accounting period as CSV or Excel, in the company's accounts.
+
+A chart of accounts (YAML or JSON) maps Fanli's accounts to account codes, optionally per
+entry kind, and names the cost centre. Each journal line becomes one row with the customer and
+the agreement; the last row holds the totals, which tie out to the ledger: debits equal credits,
+and per account they equal the period's movement in ``queries.account_movements``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from openpyxl import Workbook
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.files import parse_terms_text
+from fanli.customers.models import Customer
+from fanli.kit.errors import InputError
+from fanli.kit.money import ZERO
+from fanli.ledger.models import Account, AccountingPeriod, JournalEntry, JournalLine
+from fanli.ledger.periods import PeriodError
+
+
+class ChartOfAccounts(BaseModel):
+    """Account codes for Fanli's accounts; ``entry_kinds`` overrides them per entry kind."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accounts: dict[Account, str] = {
+        Account.CONTRA_REVENUE: "6001.05",  # 主营业务收入-销售折让
+        Account.LIABILITY: "2241.01",  # 其他应付款-应付返利
+    }
+    entry_kinds: dict[str, dict[Account, str]] = {}
+    cost_centre: str | None = None
+
+    def code(self, account: str, kind: str) -> str:
+        override = self.entry_kinds.get(kind, {})
+        chosen = override.get(Account(account)) or self.accounts.get(Account(account))
+        return chosen or account
+
+
+def load_chart(path: Path) -> ChartOfAccounts:
+    data = parse_terms_text(path.read_text(encoding="utf-8"), source=str(path))
+    try:
+        return ChartOfAccounts.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise InputError(first["msg"], file=str(path), field=field) from None
+
+
+HEADER = (
+    "entry",
+    "entry_date",
+    "accounting_period",
+    "entry_kind",
+    "account_code",
+    "fanli_account",
+    "debit",
+    "credit",
+    "cost_centre",
+    "customer_code",
+    "customer_name",
+    "agreement",
+    "rebate_period_start",
+    "rebate_period_end",
+    "memo",
+)
+
+
+@dataclass(frozen=True)
+class GlExport:
+    path: Path
+    rows: int
+    debit_total: Decimal
+    credit_total: Decimal
+    by_account: dict[str, tuple[Decimal, Decimal]]  # account code -> (debit, credit)
+
+
+def export_gl(
+    session: Session, period_code: str, out: Path, *, chart: ChartOfAccounts | None = None
+) -> GlExport:
+    """Write the period's journal lines to ``out`` (``.csv`` or ``.xlsx``)."""
+    chart = chart or ChartOfAccounts()
+    period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
+    if period is None:
+        raise PeriodError(f"there is no accounting period {period_code}")
+    names = dict(session.execute(select(Customer.code, Customer.legal_name)).all())
+    lines = session.execute(
+        select(JournalEntry, JournalLine)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(JournalEntry.accounting_period_id == period.id)
+        .order_by(JournalEntry.id, JournalLine.id)
+    ).all()
+    rows: list[tuple[object, ...]] = []
+    debit_total = credit_total = ZERO
+    by_account: dict[str, tuple[Decimal, Decimal]] = {}
+    for entry, line in lines:
+        code = chart.code(line.account, entry.kind)
+        debit, credit = by_account.get(code, (ZERO, ZERO))
+        by_account[code] = (debit + line.debit, credit + line.credit)
+        debit_total += line.debit
+        credit_total += line.credit
+        rows.append(
+            (
+                entry.id,
+                entry.entry_date.isoformat(),
+                period.code,
+                entry.kind,
+                code,
+                line.account,
+                line.debit,
+                line.credit,
+                chart.cost_centre or "",
+                line.beneficiary,
+                names.get(line.beneficiary, ""),
+                line.agreement_code,
+                line.period_start.isoformat(),
+                line.period_end.isoformat(),
+                entry.memo,
+            )
+        )
+    total = ("total", "", period.code, "", "", "", debit_total, credit_total, *[""] * 7)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".xlsx":
+        workbook = Workbook()
+        sheet = workbook.active
+        assert sheet is not None
+        sheet.title = f"GL {period.code}"
+        sheet.append(HEADER)
+        for row in [*rows, total]:
+            # Excel shows numbers; Decimal keeps every digit (openpyxl writes it as a number).
+            sheet.append(list(row))
+        workbook.save(out)
+    else:
+        with out.open("w", newline="", encoding="utf-8-sig") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(HEADER)
+            writer.writerows(rows)
+            writer.writerow(total)
+    return GlExport(out, len(rows), debit_total, credit_total, by_account)

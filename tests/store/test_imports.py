@@ -1,0 +1,269 @@
+"""Imports: atomic, idempotent, validated row by row; sales facts immutable; batches voided."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from fanli.audit.models import AuditEvent
+from fanli.customers.models import Customer, GroupMembership
+from fanli.products.models import Product
+from fanli.sales.files import InputFileError
+from fanli.sales.models import ImportBatch
+from fanli.sales.service import (
+    BatchError,
+    IdempotencyConflictError,
+    import_customers,
+    import_products,
+    import_sales,
+    void_batch,
+    write_issue_report,
+)
+from store.builders import customers_file, products_file, sales_file, write_csv
+from store.conftest import NOW, Store
+
+
+def _count(store: Store, column: object) -> int:
+    with store.work() as session:
+        return int(session.scalar(select(func.count(column))) or 0)
+
+
+def _masters(store: Store, directory: Path) -> None:
+    with store.work() as session:
+        import_customers(session, customers_file(directory), actor="ann", now=NOW)
+        import_products(session, products_file(directory), actor="ann", now=NOW)
+
+
+def test_customers_with_chinese_headers(store: Store, tmp_path: Path) -> None:
+    with store.work() as session:
+        outcome = import_customers(session, customers_file(tmp_path), actor="ann", now=NOW)
+    assert (outcome.rows, outcome.inserted, outcome.updated) == (3, 3, 0)
+    with store.work() as session:
+        c1 = session.scalar(select(Customer).where(Customer.code == "C1"))
+        assert c1 is not None
+        assert (c1.legal_name, c1.credit_code, c1.segment, c1.region) == (
+            "上海华东食品贸易有限公司",
+            "91350100M000100Y43",
+            "批发",
+            "华东",
+        )
+        event = session.scalars(select(AuditEvent)).one()
+        assert (event.type, event.actor, event.outcome) == (
+            "customers.imported",
+            "ann",
+            {"rows": 3, "inserted": 3, "updated": 0},
+        )
+
+
+def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    path = customers_file(
+        tmp_path,
+        [
+            ("C1", "上海华东食品贸易有限公司", "91350100M000100Y44", "批发", "华东"),
+            ("C2", "", "91110000600037341L", "零售", "华北"),
+            ("C3", "广州南粤连锁有限公司", "91110000600037341L", "零售", "华南"),
+        ],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_customers(session, path, actor="ann", now=NOW)
+    issues = [(i.row, i.field, i.message) for i in raised.value.issues]
+    assert issues == [
+        (2, "credit_code", "check character is '4', GB 32100-2015 requires '3'"),
+        (3, "name", "a customer needs its legal entity name"),
+        (4, "credit_code", "91110000600037341L is also on row 3"),
+    ]
+    assert str(raised.value).startswith(f"file {path}, row 2, field 'credit_code': check character")
+    assert _count(store, Customer.id) == 0
+    assert _count(store, ImportBatch.id) == 0
+    assert _count(store, AuditEvent.seq) == 0
+
+    write_issue_report(raised.value, tmp_path / "problems.csv")
+    lines = (tmp_path / "problems.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == "file,row,field,reason"
+    assert lines[3] == f"{path},4,credit_code,91110000600037341L is also on row 3"
+    write_issue_report(raised.value, tmp_path / "problems.xlsx")
+    sheet = load_workbook(tmp_path / "problems.xlsx").active
+    assert sheet is not None
+    assert [cell.value for cell in sheet[3]] == [
+        str(path),
+        3,
+        "name",
+        "a customer needs its legal entity name",
+    ]
+
+
+def test_the_same_file_again_adds_nothing(store: Store, tmp_path: Path) -> None:
+    path = customers_file(tmp_path)
+    with store.work() as session:
+        first = import_customers(session, path, actor="ann", now=NOW)
+    with store.work() as session:
+        again = import_customers(session, path, actor="bob", now=NOW)
+    assert again.already_imported
+    assert again.batch_id == first.batch_id
+    assert _count(store, Customer.id) == 3
+    assert _count(store, ImportBatch.id) == 1
+    assert _count(store, AuditEvent.seq) == 1
+
+
+def test_an_idempotency_key_replays_and_refuses_another_file(store: Store, tmp_path: Path) -> None:
+    _masters(store, tmp_path)
+    first = sales_file(tmp_path, "s1.csv", [("L1", "C1", "P1", "2026-02-01", "1", "100.00")])
+    other = sales_file(tmp_path, "s2.csv", [("L2", "C1", "P1", "2026-02-01", "1", "100.00")])
+    with store.work() as session:
+        done = import_sales(
+            session, store.facts, first, actor="api", now=NOW, idempotency_key="k-1"
+        )
+    with store.work() as session:
+        replay = import_sales(
+            session, store.facts, first, actor="api", now=NOW, idempotency_key="k-1"
+        )
+    assert (replay.batch_id, replay.already_imported) == (done.batch_id, True)
+    with store.work() as session, pytest.raises(IdempotencyConflictError, match="k-1"):
+        import_sales(session, store.facts, other, actor="api", now=NOW, idempotency_key="k-1")
+    assert _count(store, ImportBatch.id) == 3  # customers, products, one sales batch
+
+
+def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> None:
+    header = ("customer_id", "name", "group", "segment")
+    with store.work() as session:
+        import_customers(
+            session,
+            write_csv(tmp_path / "a.csv", header, [("C1", "甲公司", "G1", "批发")]),
+            actor="ann",
+            now=NOW,
+        )
+    with store.work() as session:
+        outcome = import_customers(
+            session,
+            write_csv(tmp_path / "b.csv", header, [("C1", "甲公司", "G2", "零售")]),
+            actor="ann",
+            now=NOW,
+        )
+    assert (outcome.inserted, outcome.updated) == (0, 1)
+    with store.work() as session:
+        customer = session.scalars(select(Customer)).one()
+        assert customer.segment == "零售"
+        memberships = session.scalars(select(GroupMembership).order_by(GroupMembership.id)).all()
+        assert [(m.valid_from, m.valid_to) for m in memberships] == [
+            (NOW.date(), NOW.date()),
+            (NOW.date(), None),
+        ]
+
+
+def test_sales_go_to_an_immutable_parquet_file(store: Store, tmp_path: Path) -> None:
+    _masters(store, tmp_path)
+    path = sales_file(
+        tmp_path,
+        "sales.csv",
+        [
+            ("L2", "C2", "P2", "2026-03-05", "3", "300.50"),
+            ("L1", "C1", "P1", "2026-01-10", "10", "1000.00"),
+            ("R1", "C1", "P1", "2026-01-20", "-2", "-200.00"),  # a return
+        ],
+    )
+    with store.work() as session:
+        outcome = import_sales(session, store.facts, path, actor="ann", now=NOW)
+    with store.work() as session:
+        batch = session.get(ImportBatch, outcome.batch_id)
+        assert batch is not None
+        assert (batch.kind, batch.rows, batch.status) == ("sales", 3, "active")
+        assert (str(batch.first_date), str(batch.last_date)) == ("2026-01-10", "2026-03-05")
+        assert batch.facts_file is not None
+        stored = store.facts.path(batch.facts_file)
+    rows = duckdb.sql(
+        f"SELECT line_id, net_amount, quantity FROM '{stored}'"
+    ).fetchall()  # sorted by invoice date
+    assert rows == [
+        ("L1", Decimal("1000.0000"), Decimal("10.0000")),
+        ("R1", Decimal("-200.0000"), Decimal("-2.0000")),
+        ("L2", Decimal("300.5000"), Decimal("3.0000")),
+    ]
+
+
+def test_bad_sales_lines_are_all_reported_and_nothing_stored(store: Store, tmp_path: Path) -> None:
+    _masters(store, tmp_path)
+    with store.work() as session:
+        import_sales(
+            session,
+            store.facts,
+            sales_file(tmp_path, "first.csv", [("L1", "C1", "P1", "2026-01-10", "1", "10.00")]),
+            actor="ann",
+            now=NOW,
+        )
+    bad = sales_file(
+        tmp_path,
+        "second.csv",
+        [
+            ("L1", "C1", "P1", "2026-01-11", "1", "10.00"),  # line id stored already
+            ("L2", "C9", "P1", "2026-01-11", "1", "10.00"),  # unknown customer
+            ("L3", "C1", "P1", "2026-01-11", "1", "10.001234"),  # too many places
+        ],
+    )
+    batches, events = _count(store, ImportBatch.id), _count(store, AuditEvent.seq)
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, bad, actor="ann", now=NOW)
+    fields = [(issue.row, issue.field) for issue in raised.value.issues]
+    assert (3, "customer_id") in fields
+    assert (4, "net_amount") in fields
+    assert (_count(store, ImportBatch.id), _count(store, AuditEvent.seq)) == (batches, events)
+    # Fixing the two cell errors leaves the duplicate line, reported with its row.
+    fixed = sales_file(
+        tmp_path,
+        "third.csv",
+        [
+            ("L1", "C1", "P1", "2026-01-11", "1", "10.00"),
+            ("L2", "C1", "P1", "2026-01-11", "1", "1"),
+        ],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, fixed, actor="ann", now=NOW)
+    assert [(i.row, i.field) for i in raised.value.issues] == [(2, "line_id")]
+    assert raised.value.issues[0].message.startswith("line L1 is already stored")
+    assert len(list(store.facts.root.glob("*.parquet"))) == 1
+
+
+def test_void_a_batch(store: Store, tmp_path: Path) -> None:
+    _masters(store, tmp_path)
+    path = sales_file(tmp_path, "s.csv", [("L1", "C1", "P1", "2026-01-10", "1", "10.00")])
+    with store.work() as session:
+        outcome = import_sales(session, store.facts, path, actor="ann", now=NOW)
+    with store.work() as session, pytest.raises(BatchError, match="needs a reason"):
+        void_batch(session, outcome.batch_id, reason=" ", actor="ann", now=NOW)
+    with store.work() as session:
+        void_batch(session, outcome.batch_id, reason="wrong month", actor="bob", now=NOW)
+    with store.work() as session:
+        batch = session.get(ImportBatch, outcome.batch_id)
+        assert batch is not None
+        assert (batch.status, batch.voided_by, batch.void_reason) == (
+            "voided",
+            "bob",
+            "wrong month",
+        )
+        event = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        assert event is not None
+        assert (event.type, event.inputs) == ("sales.batch.voided", {"reason": "wrong month"})
+    with store.work() as session, pytest.raises(BatchError, match="voided already"):
+        void_batch(session, outcome.batch_id, reason="again", actor="bob", now=NOW)
+    with store.work() as session, pytest.raises(BatchError, match="was voided"):
+        import_sales(session, store.facts, path, actor="ann", now=NOW)
+    # The voided line may come again in a corrected file.
+    corrected = sales_file(tmp_path, "s2.csv", [("L1", "C1", "P1", "2026-02-10", "1", "10.00")])
+    with store.work() as session:
+        assert not import_sales(
+            session, store.facts, corrected, actor="ann", now=NOW
+        ).already_imported
+
+
+def test_products(store: Store, tmp_path: Path) -> None:
+    with store.work() as session:
+        import_products(session, products_file(tmp_path), actor="ann", now=NOW)
+    with store.work() as session:
+        rows = session.execute(select(Product.code, Product.category, Product.brand)).all()
+    assert sorted(rows) == [("P1", "饮料", "清泉"), ("P2", "饮料", "清泉")]
