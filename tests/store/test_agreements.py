@@ -1,0 +1,92 @@
+"""Agreement versions in the store: drafts change, active versions never do."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.queries import terms_for_run
+from fanli.agreements.service import (
+    AgreementError,
+    ImmutableVersionError,
+    activate_version,
+    add_version,
+    edit_draft,
+    expire_ended,
+    terminate,
+)
+from fanli.audit.models import AuditEvent
+from store.builders import percent_agreement
+from store.conftest import NOW, Store
+
+
+def _events(store: Store) -> int:
+    with store.work() as session:
+        return int(session.scalar(select(func.count(AuditEvent.seq))) or 0)
+
+
+def test_lifecycle_and_immutability(store: Store) -> None:
+    with store.work() as session:
+        draft = add_version(session, percent_agreement(rate="2"), actor="ann", now=NOW)
+        edited = edit_draft(session, draft.id, percent_agreement(rate="2.5"), actor="ann", now=NOW)
+        assert edited.terms["rebate"]["tiers"][0]["rate"] == "2.5"
+        activate_version(session, draft.id, actor="bob", now=NOW)
+    before = _events(store)
+    with store.work() as session, pytest.raises(ImmutableVersionError, match="cannot change"):
+        edit_draft(session, draft.id, percent_agreement(rate="9"), actor="ann", now=NOW)
+    with store.work() as session:
+        version = session.get(AgreementVersion, draft.id)
+        assert version is not None
+        assert (version.status, version.terms["rebate"]["tiers"][0]["rate"]) == ("active", "2.5")
+        agreement = session.scalars(select(AgreementRecord)).one()
+        assert agreement.status == "active"
+    assert _events(store) == before  # a refused action writes no event
+
+
+def test_a_new_version_must_take_effect_later(store: Store) -> None:
+    with store.work() as session:
+        first = add_version(session, percent_agreement(), actor="ann", now=NOW)
+        activate_version(session, first.id, actor="bob", now=NOW)
+    with store.work() as session, pytest.raises(AgreementError, match="must take effect after"):
+        add_version(session, percent_agreement(effective_from="2026-01-01"), actor="ann", now=NOW)
+    with store.work() as session:
+        second = add_version(
+            session, percent_agreement(rate="3", effective_from="2026-07-01"), actor="ann", now=NOW
+        )
+        assert (second.version, second.terms["version"]) == (2, 2)
+        with pytest.raises(AgreementError, match="has draft version 2"):
+            add_version(
+                session, percent_agreement(effective_from="2026-08-01"), actor="ann", now=NOW
+            )
+        activate_version(session, second.id, actor="bob", now=NOW)
+    with store.work() as session:
+        windows = [(v.version, v.counts_from, v.counts_until) for v in terms_for_run(session)]
+    assert windows == [
+        (1, dt.date(2026, 1, 1), dt.date(2026, 7, 1)),
+        (2, dt.date(2026, 7, 1), dt.date(2027, 1, 1)),
+    ]
+
+
+def test_terminate_and_expire(store: Store) -> None:
+    with store.work() as session:
+        for terms in (percent_agreement("A1"), percent_agreement("A2", end="2026-07-01")):
+            activate_version(
+                session, add_version(session, terms, actor="ann", now=NOW).id, actor="bob", now=NOW
+            )
+    with store.work() as session:
+        terminate(
+            session, "A1", on=dt.date(2026, 5, 1), reason="contract ended", actor="ann", now=NOW
+        )
+        assert expire_ended(session, as_of=dt.date(2026, 7, 1), actor="sys", now=NOW) == ["A2"]
+    with store.work() as session:
+        statuses = dict(session.execute(select(AgreementRecord.code, AgreementRecord.status)).all())
+        windows = {v.code: v.counts_until for v in terms_for_run(session)}
+        with pytest.raises(AgreementError, match="is terminated; it takes no new version"):
+            add_version(
+                session, percent_agreement("A1", effective_from="2026-09-01"), actor="a", now=NOW
+            )
+    assert statuses == {"A1": "terminated", "A2": "expired"}
+    assert windows == {"A1": dt.date(2026, 5, 1), "A2": dt.date(2026, 7, 1)}

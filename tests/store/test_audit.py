@@ -1,0 +1,74 @@
+"""The audit chain: one event per state change, linked by hashes; any edit breaks the link."""
+
+from __future__ import annotations
+
+import datetime as dt
+from itertools import pairwise
+from pathlib import Path
+
+from sqlalchemy import select, text
+
+from fanli.agreements.service import activate_version, add_version
+from fanli.audit.models import AuditEvent
+from fanli.audit.queries import first_broken_event
+from fanli.audit.service import GENESIS
+from fanli.ledger.periods import close_period
+from fanli.ledger.service import accrue
+from fanli.sales.service import import_customers, import_products, import_sales, void_batch
+from store.builders import customers_file, percent_agreement, products_file, sales_file
+from store.conftest import NOW, Store
+
+
+def _scenario(store: Store, directory: Path) -> None:
+    with store.work() as session:
+        import_customers(session, customers_file(directory), actor="ann", now=NOW)
+        import_products(session, products_file(directory), actor="ann", now=NOW)
+        version = add_version(session, percent_agreement(), actor="ann", now=NOW)
+        activate_version(session, version.id, actor="bob", now=NOW)
+        batch = import_sales(
+            session,
+            store.facts,
+            sales_file(directory, "s.csv", [("L1", "C1", "P1", "2026-01-10", "1", "100.00")]),
+            actor="ann",
+            now=NOW,
+        )
+    with store.work() as session:
+        accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor="fin", now=NOW)
+        void_batch(session, batch.batch_id, reason="test", actor="ann", now=NOW)
+        close_period(session, "2026-03", actor="fin", now=NOW)
+
+
+def test_every_state_change_writes_one_linked_event(store: Store, tmp_path: Path) -> None:
+    _scenario(store, tmp_path)
+    with store.work() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        assert [e.type for e in events] == [
+            "customers.imported",
+            "products.imported",
+            "agreement.created",
+            "agreement.version.created",
+            "agreement.version.activated",
+            "sales.batch.imported",
+            "ledger.accrual.run",
+            "sales.batch.voided",
+            "ledger.period.closed",
+        ]
+        assert events[0].prev_hash == GENESIS
+        assert all(b.prev_hash == a.hash for a, b in pairwise(events))
+        assert first_broken_event(session) is None
+
+
+def test_an_edited_event_is_found(store: Store, tmp_path: Path) -> None:
+    _scenario(store, tmp_path)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE audit_event SET actor = 'mallory' WHERE seq = 6"))
+    with store.work() as session:
+        assert first_broken_event(session) == 6
+
+
+def test_a_deleted_event_is_found(store: Store, tmp_path: Path) -> None:
+    _scenario(store, tmp_path)
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_event WHERE seq = 4"))
+    with store.work() as session:
+        assert first_broken_event(session) == 5

@@ -1,0 +1,293 @@
+"""Accrual runs and the journal: deltas to the cent, re-runs that post nothing, voids that
+reverse exactly, closed periods adjusted in the next open one, GL export that ties out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from fanli.agreements.service import activate_version, add_version
+from fanli.agreements.terms import Agreement
+from fanli.ledger.export import ChartOfAccounts, export_gl
+from fanli.ledger.models import AccountingPeriod, JournalEntry, JournalLine
+from fanli.ledger.periods import PeriodError, close_period
+from fanli.ledger.queries import account_movements, latest_results, liabilities, unbalanced_entries
+from fanli.ledger.service import RunSummary, accrue
+from fanli.sales.service import import_customers, import_products, import_sales, void_batch
+from store.builders import customers_file, percent_agreement, products_file, sales_file
+from store.conftest import NOW, Store
+
+D = Decimal
+
+
+def _setup(store: Store, directory: Path, *agreements: Agreement) -> None:
+    with store.work() as session:
+        import_customers(session, customers_file(directory), actor="ann", now=NOW)
+        import_products(session, products_file(directory), actor="ann", now=NOW)
+        for terms in agreements or (percent_agreement(),):
+            version = add_version(session, terms, actor="ann", now=NOW)
+            activate_version(session, version.id, actor="bob", now=NOW)
+
+
+def _sales(store: Store, directory: Path, name: str, *lines: tuple[str, ...]) -> int:
+    with store.work() as session:
+        return import_sales(
+            session, store.facts, sales_file(directory, name, lines), actor="ann", now=NOW
+        ).batch_id
+
+
+def _accrue(store: Store, as_of: str) -> RunSummary:
+    with store.work() as session:
+        return accrue(
+            session, store.facts, as_of=dt.date.fromisoformat(as_of), actor="fin", now=NOW
+        )
+
+
+def _held(store: Store) -> dict[tuple[str, int], Decimal]:
+    """Liability per beneficiary x period index (one agreement version in these tests)."""
+    with store.work() as session:
+        return {(b, p): amount for (_, b, p), amount in sorted(liabilities(session).items())}
+
+
+def _check_invariants(store: Store) -> None:
+    with store.work() as session:
+        assert unbalanced_entries(session) == []
+        assert liabilities(session) == latest_results(session)
+
+
+def test_a_run_posts_the_liability_and_a_rerun_posts_nothing(store: Store, tmp_path: Path) -> None:
+    _setup(store, tmp_path)
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2026-01-10", "10", "10000.00"),
+        ("L2", "C2", "P1", "2026-02-10", "5", "5000.00"),
+        ("L3", "C1", "P2", "2026-04-05", "1", "1000.00"),
+    )
+    first = _accrue(store, "2026-04-30")
+    assert (first.results_stored, first.lines_posted, first.net_change) == (3, 6, D("320.0000"))
+    assert _held(store) == {
+        ("C1", 1): D("200.0000"),
+        ("C1", 2): D("20.0000"),
+        ("C2", 1): D("100.0000"),
+    }
+    with store.work() as session:
+        entry = session.scalars(select(JournalEntry)).one()
+        assert (entry.kind, entry.entry_date, entry.run_id) == (
+            "accrual",
+            dt.date(2026, 4, 30),
+            first.run_id,
+        )
+        c1_q1 = session.execute(
+            select(JournalLine.account, JournalLine.debit, JournalLine.credit)
+            .where(JournalLine.beneficiary == "C1", JournalLine.period_index == 1)
+            .order_by(JournalLine.account)
+        ).all()
+        assert c1_q1 == [
+            ("rebate_contra_revenue", D("200.0000"), D("0.0000")),
+            ("rebate_liability", D("0.0000"), D("200.0000")),
+        ]
+    again = _accrue(store, "2026-04-30")
+    assert (again.rerated, again.lines_posted, again.net_change) == ((), 0, D(0))
+    _check_invariants(store)
+
+
+def test_a_new_batch_posts_its_delta_and_a_void_reverses_it_exactly(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "10", "10000.00"))
+    _accrue(store, "2026-04-30")
+    late = _sales(store, tmp_path, "s2.csv", ("L4", "C1", "P1", "2026-03-15", "2", "2500.00"))
+    added = _accrue(store, "2026-04-30")
+    assert (added.rerated, added.lines_posted, added.net_change) == (("A1 v1",), 2, D("50.0000"))
+    assert _held(store) == {("C1", 1): D("250.0000")}
+    with store.work() as session:
+        void_batch(session, late, reason="duplicate export", actor="ann", now=NOW)
+    voided = _accrue(store, "2026-04-30")
+    assert (voided.lines_posted, voided.net_change) == (2, D("-50.0000"))
+    assert _held(store) == {("C1", 1): D("200.0000")}
+    with store.work() as session:
+        reversal = session.execute(
+            select(JournalLine.account, JournalLine.debit, JournalLine.credit)
+            .join(JournalEntry)
+            .where(JournalEntry.run_id == voided.run_id)
+            .order_by(JournalLine.account)
+        ).all()
+    assert reversal == [
+        ("rebate_contra_revenue", D("0.0000"), D("50.0000")),
+        ("rebate_liability", D("50.0000"), D("0.0000")),
+    ]
+    _check_invariants(store)
+
+
+def test_only_touched_agreements_are_rerated(store: Store, tmp_path: Path) -> None:
+    _setup(
+        store,
+        tmp_path,
+        percent_agreement("A1"),
+        percent_agreement("OLD", start="2025-01-01", end="2026-01-01", rate="1"),
+    )
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2025-06-10", "1", "1000.00"),
+        ("L2", "C1", "P1", "2026-01-10", "1", "1000.00"),
+    )
+    assert _accrue(store, "2026-04-30").rerated == ("A1 v1", "OLD v1")
+    _sales(store, tmp_path, "s2.csv", ("L3", "C2", "P1", "2026-04-20", "1", "100.00"))
+    assert _accrue(store, "2026-04-30").rerated == ("A1 v1",)
+    # A later as-of date re-rates what its dates can change: not the agreement that ended.
+    assert _accrue(store, "2026-05-31").rerated == ("A1 v1",)
+    _check_invariants(store)
+
+
+def test_a_new_version_counts_only_sales_from_its_effective_date(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2026-03-31", "1", "10000.00"),
+        ("L2", "C1", "P1", "2026-04-01", "1", "1000.00"),
+    )
+    _accrue(store, "2026-04-30")
+    assert _held(store) == {("C1", 1): D("200.0000"), ("C1", 2): D("20.0000")}
+    with store.work() as session:
+        version = add_version(
+            session, percent_agreement(rate="3", effective_from="2026-04-01"), actor="ann", now=NOW
+        )
+        activate_version(session, version.id, actor="bob", now=NOW)
+    run = _accrue(store, "2026-04-30")
+    assert run.rerated == ("A1 v1", "A1 v2")
+    with store.work() as session:
+        held = sorted(liabilities(session).items())
+    assert [(key[1], key[2], amount) for key, amount in held] == [
+        ("C1", 1, D("200.0000")),  # v1: the March sale only
+        ("C1", 2, D("30.0000")),  # v2: 3% of the April sale
+    ]
+    assert run.net_change == D("10.0000")  # v1 Q2 20.00 reversed, v2 Q2 30.00 posted
+    _check_invariants(store)
+
+
+def test_expected_accrual_posts_the_cumulative_catch_up(store: Store, tmp_path: Path) -> None:
+    terms = percent_agreement(
+        tiers=[{"from": "0", "to": "10000", "rate": "1"}, {"from": "10000", "rate": "3"}],
+        accrual={"mode": "expected"},
+    )
+    _setup(store, tmp_path, terms)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "4000.00"))
+    # 30 of Q1's 90 days: 4,000 projects to 12,000, band 2 (3%): 360.00 x 30/90 = 120.00.
+    assert _accrue(store, "2026-01-30").net_change == D("120.0000")
+    _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-02-20", "1", "1000.00"))
+    # 59 days: 5,000 projects to 7,627.12, band 1 (1%): 1% x 5,000 = 50.00; catch-up -70.00.
+    catch_up = _accrue(store, "2026-02-28")
+    assert catch_up.net_change == D("-70.0000")
+    assert _held(store) == {("C1", 1): D("50.0000")}
+    # The quarter has ended: the actual rebate, which is the same 50.00.
+    assert _accrue(store, "2026-04-10").net_change == D(0)
+    _check_invariants(store)
+
+
+def test_a_late_sale_in_a_closed_period_is_an_adjustment_in_the_next_open_one(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"))
+    _accrue(store, "2026-03-31")
+    with store.work() as session:
+        for month in ("2026-01", "2026-02", "2026-03"):
+            close_period(session, month, actor="fin", now=NOW)
+    with store.work() as session, pytest.raises(PeriodError, match="closed already"):
+        close_period(session, "2026-03", actor="fin", now=NOW)
+    with store.work() as session:
+        march = [
+            (line.account, line.debit, line.credit)
+            for line in session.scalars(select(JournalLine).order_by(JournalLine.id))
+        ]
+    _sales(store, tmp_path, "s2.csv", ("L2", "C2", "P1", "2026-02-20", "1", "1000.00"))
+    run = _accrue(store, "2026-03-31")  # dated in a closed period: posted in April
+    assert run.net_change == D("20.0000")
+    with store.work() as session:
+        entry = session.scalars(select(JournalEntry).where(JournalEntry.run_id == run.run_id)).one()
+        period = session.get(AccountingPeriod, entry.accounting_period_id)
+        assert period is not None
+        assert (entry.kind, period.code, entry.entry_date) == (
+            "adjustment",
+            "2026-04",
+            dt.date(2026, 4, 1),
+        )
+        assert "closed periods" in entry.memo
+        unchanged = [
+            (line.account, line.debit, line.credit)
+            for line in session.scalars(
+                select(JournalLine)
+                .join(JournalEntry)
+                .where(JournalEntry.run_id != run.run_id)
+                .order_by(JournalLine.id)
+            )
+        ]
+    assert unchanged == march
+    _check_invariants(store)
+
+
+def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
+    _setup(store, tmp_path)
+    batch = _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"),
+        ("L2", "C2", "P1", "2026-02-10", "1", "5000.55"),
+    )
+    _accrue(store, "2026-03-31")
+    with store.work() as session:
+        void_batch(session, batch, reason="wrong customer", actor="ann", now=NOW)
+    _sales(store, tmp_path, "s2.csv", ("L1", "C1", "P1", "2026-01-10", "1", "9000.00"))
+    _accrue(store, "2026-03-31")
+    chart = ChartOfAccounts(
+        accounts={"rebate_contra_revenue": "6001.05", "rebate_liability": "2241.01"},
+        cost_centre="SALES-EAST",
+    )
+    with store.work() as session:
+        csv_export = export_gl(session, "2026-03", tmp_path / "gl-2026-03.csv", chart=chart)
+        movements = account_movements(session, "2026-03")
+        xlsx_export = export_gl(session, "2026-03", tmp_path / "gl-2026-03.xlsx", chart=chart)
+    # Run 1: C1 200.00 + C2 100.01 (2% of 5,000.55 = 100.011, half-up) posted.
+    # Run 2: C1 200.00 -> 180.00 (-20.00), C2 100.01 -> 0 (-100.01).
+    assert movements == {
+        "rebate_contra_revenue": (D("300.0100"), D("120.0100")),
+        "rebate_liability": (D("120.0100"), D("300.0100")),
+    }
+    assert csv_export.debit_total == csv_export.credit_total == D("420.0200")
+    assert csv_export.by_account == {
+        "6001.05": movements["rebate_contra_revenue"],
+        "2241.01": movements["rebate_liability"],
+    }
+    rows = (tmp_path / "gl-2026-03.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(rows) == 1 + 8 + 1
+    assert rows[-1].startswith("total,,2026-03,,,,420.0200,420.0200")
+    first = rows[1].split(",")
+    assert first[4:11] == [
+        "6001.05",
+        "rebate_contra_revenue",
+        "200.0000",
+        "0.0000",
+        "SALES-EAST",
+        "C1",
+        "上海华东食品贸易有限公司",
+    ]
+    sheet = load_workbook(tmp_path / "gl-2026-03.xlsx").active
+    assert sheet is not None
+    assert xlsx_export.rows == 8
+    assert [sheet.cell(row=10, column=c).value for c in (1, 7, 8)] == ["total", 420.02, 420.02]
+    _check_invariants(store)
