@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench bench-sf10 clean
+.PHONY: install run test lint typecheck migrations-check bench bench-sf10 clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Models and migrations must not drift: migrate a scratch database, then `alembic check`.
+migrations-check: $(STAMP)
+	rm -rf .migrations-check
+	FANLI_DATA_DIR=.migrations-check $(BIN)/fanli db upgrade
+	FANLI_DATA_DIR=.migrations-check $(BIN)/alembic check
+	rm -rf .migrations-check
 
 # Benchmarks print figures and compare against a hand-written reference query in the same run.
 bench: $(STAMP)

@@ -1,10 +1,12 @@
-"""Alembic environment: runs migrations on the connection or URL the caller configured."""
+"""Alembic environment: runs migrations on the connection the caller passes, else on the URL
+configured (``fanli db upgrade``), else on FANLI_DATABASE_URL / the default SQLite database."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
+from fanli.config import Settings
 from fanli.db.session import make_engine
 from fanli.models import Base
 
@@ -27,7 +29,8 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    url = config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url
+    engine = make_engine(url)
     with engine.connect() as new_connection:
         _run(new_connection)
     engine.dispose()

@@ -1,0 +1,90 @@
+"""The store commands end to end on SQLite: db, import, batch, agreement, accrue, period, gl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fanli.interfaces.cli.main import app
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FANLI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("FANLI_DATABASE_URL", raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, list(args))
+        assert result.exception is None or isinstance(result.exception, SystemExit), (
+            result.exception
+        )
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = cli("accrue", "--as-of", "2026-03-31")
+    assert code == 1
+    assert "is not initialised: run `fanli db upgrade`" in err
+    assert cli("db", "upgrade")[0] == 0
+    customers = _write(
+        tmp_path / "customers.csv",
+        "客户编码,客户名称,统一社会信用代码\nC1,上海华东食品贸易有限公司,91350100M000100Y43\n",
+    )
+    products = _write(tmp_path / "products.csv", "物料编码,物料名称,品类\nP1,矿泉水,饮料\n")
+    sales = _write(
+        tmp_path / "sales.csv",
+        "客户编码,物料编码,开票日期,数量,不含税金额,单据编号,行号\n"
+        "C1,P1,2026-01-10,10,10000.00,INV1,1\n",
+    )
+    terms = _write(
+        tmp_path / "a.yaml",
+        "id: A1\nterm: {start: 2026-01-01, end: 2027-01-01}\n"
+        "rebate: {tiers: [{from: 0, rate: 2}]}\n",
+    )
+    code, out, _ = cli("import", "customers", str(customers))
+    assert (code, out.strip()) == (0, "customers.csv: batch 1, 1 customers rows (1 new, 0 updated)")
+    assert cli("import", "products", str(products))[0] == 0
+    code, out, _ = cli("import", "sales", str(sales))
+    assert (code, out.strip()) == (0, "sales.csv: batch 3, 1 sales rows (1 new, 0 updated)")
+    code, out, _ = cli("import", "sales", str(sales))
+    assert out.strip() == "sales.csv: already imported as batch 3; nothing added"
+    assert "A1 v1 (active, from 2026-01-01)" in cli("agreement", "add", str(terms), "--activate")[1]
+    code, out, _ = cli("accrue", "--as-of", "2026-03-31", "--as", "finance")
+    assert code == 0
+    assert "posted 2 journal lines, liability change 200.00" in out
+    assert "nothing was posted" in cli("accrue", "--as-of", "2026-03-31")[1]
+    assert "2026-03 is closed" in cli("period", "close", "2026-03")[1]
+    code, out, _ = cli("gl", "export", "--period", "2026-03", "--out", str(tmp_path / "gl.xlsx"))
+    assert (code, "debit 200.00 = credit 200.00" in out) == (0, True)
+    code, out, _ = cli("batch", "void", "3", "--reason", "wrong file")
+    assert "batch 3 voided (1 lines)" in out
+    assert "liability change -200.00" in cli("accrue", "--as-of", "2026-04-30")[1]
+
+
+def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "upgrade")
+    customers = _write(
+        tmp_path / "c.csv",
+        "customer_id,name,credit_code\nC1,甲,91350100M000100Y44\nC2,,\nC3,丙,123\n",
+    )
+    report = tmp_path / "problems.csv"
+    code, _, err = cli("import", "customers", str(customers), "--report", str(report))
+    assert code == 2
+    assert "3 problem(s); nothing was stored" in err
+    assert "Traceback" not in err
+    lines = report.read_text(encoding="utf-8-sig").splitlines()
+    assert [line.split(",")[1:3] for line in lines[1:]] == [
+        ["2", "credit_code"],
+        ["3", "name"],
+        ["4", "credit_code"],
+    ]
+    assert "customers" not in cli("batch", "list")[1]
