@@ -71,8 +71,8 @@ def _from_scratch(session, store: FactStore, as_of: dt.date) -> dict[tuple[int, 
     results = calculate(
         [v.terms for v in versions],
         sales=files,
-        customers=customer_table(session, on=as_of),
-        products=product_table(session),
+        customers=customer_table(session, store, on=as_of),
+        products=product_table(session, store),
         as_of=as_of,
     )
     ids = {(v.code, v.version): v.version_id for v in versions}

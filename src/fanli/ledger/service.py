@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import func, insert, select, type_coerce
+import pyarrow.compute as pc
+from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
@@ -36,6 +36,7 @@ from fanli.agreements.service import expire_ended
 from fanli.agreements.terms import AccrualMode, GrowthBaseline
 from fanli.audit.service import record
 from fanli.db.base import Amount
+from fanli.db.bulk import insert_arrow
 from fanli.engine.columnar import calculate
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.engine.results import RESULT_SCHEMA
@@ -290,8 +291,8 @@ def accrue(
         results = calculate(
             [version.terms for version in affected],
             sales=_sales_input(files),
-            customers=customer_table(session, on=as_of),
-            products=product_table(session),
+            customers=customer_table(session, store, on=as_of),
+            products=product_table(session, store),
             as_of=as_of,
         )
     else:
@@ -327,30 +328,28 @@ def accrue(
     return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids)
 
 
+_RESULT_COLUMNS = (
+    "version_id",
+    "beneficiary",
+    "period_index",
+    "period_start",
+    "period_end",
+    "lines",
+    "basis",
+    "tier",
+    "rate",
+    "rebate",
+    "cumulative_rebate",
+    "accrual",
+    "liability",
+)
+_AMOUNT = pa.decimal128(38, 4)
+
+
 def _store_results(session: Session, run_id: int, rated: pa.Table) -> int:
-    if rated.num_rows == 0:
-        return 0
-    rows: list[dict[str, Any]] = rated.select(
-        [
-            "version_id",
-            "beneficiary",
-            "period_index",
-            "period_start",
-            "period_end",
-            "lines",
-            "basis",
-            "tier",
-            "rate",
-            "rebate",
-            "cumulative_rebate",
-            "accrual",
-            "liability",
-        ]
-    ).to_pylist()
-    for row in rows:
-        row["run_id"] = run_id
-    session.execute(insert(AccrualResult), rows)
-    return len(rows)
+    table = rated.select(list(_RESULT_COLUMNS))
+    table = table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.int64()))
+    return insert_arrow(session, AccrualResult, table)
 
 
 def _post(
@@ -361,14 +360,17 @@ def _post(
         return (), 0, ZERO
     period = posting_period(session, as_of)
     entry_date = as_of if period.start <= as_of < period.end else period.start
-    codes = dict(_version_codes(session, deltas))
-    rows = deltas.to_pylist()
+    versions, codes = zip(*_version_codes(session, deltas), strict=True)
+    version_ids = pa.array(versions, pa.int64())
+    code_values = pa.array(codes, pa.string())
+    zero = pa.scalar(Decimal(0), _AMOUNT)
     entry_ids = []
-    lines: list[dict[str, Any]] = []
-    net = ZERO
+    lines = 0
     for kind in (EntryKind.ACCRUAL, EntryKind.ADJUSTMENT):
-        chosen = [row for row in rows if row["adjustment"] == (kind is EntryKind.ADJUSTMENT)]
-        if not chosen:
+        chosen = deltas.filter(
+            pc.equal(deltas.column("adjustment"), pa.scalar(kind is EntryKind.ADJUSTMENT))
+        )
+        if chosen.num_rows == 0:
             continue
         entry = JournalEntry(
             accounting_period_id=period.id,
@@ -385,38 +387,41 @@ def _post(
         session.add(entry)
         session.flush()
         entry_ids.append(entry.id)
-        for row in chosen:
-            delta: Decimal = row["delta"]
-            net += delta
-            amount = abs(delta)
-            increase = delta > 0
-            common = {
-                "entry_id": entry.id,
-                "agreement_code": codes[row["version_id"]],
-                "version_id": row["version_id"],
-                "beneficiary": row["beneficiary"],
-                "period_index": row["period_index"],
-                "period_start": row["period_start"],
-                "period_end": row["period_end"],
+        delta = pc.cast(chosen.column("delta"), _AMOUNT)
+        increase = pc.greater(delta, zero)
+        amount = pc.abs(delta)
+        common = {
+            "entry_id": pa.array([entry.id] * chosen.num_rows, pa.int64()),
+            "agreement_code": pc.take(
+                code_values, pc.index_in(chosen.column("version_id"), value_set=version_ids)
+            ),
+            "version_id": chosen.column("version_id"),
+            "beneficiary": chosen.column("beneficiary"),
+            "period_index": chosen.column("period_index"),
+            "period_start": chosen.column("period_start"),
+            "period_end": chosen.column("period_end"),
+        }
+        up = pc.if_else(increase, amount, zero)
+        down = pc.if_else(increase, zero, amount)
+        contra = pa.table(
+            {
+                **common,
+                "account": pa.array([Account.CONTRA_REVENUE.value] * chosen.num_rows),
+                "debit": up,
+                "credit": down,
             }
-            lines.append(
-                {
-                    **common,
-                    "account": Account.CONTRA_REVENUE,
-                    "debit": amount if increase else ZERO,
-                    "credit": ZERO if increase else amount,
-                }
-            )
-            lines.append(
-                {
-                    **common,
-                    "account": Account.LIABILITY,
-                    "debit": ZERO if increase else amount,
-                    "credit": amount if increase else ZERO,
-                }
-            )
-    session.execute(insert(JournalLine), lines)
-    return tuple(entry_ids), len(lines), net
+        )
+        liability = pa.table(
+            {
+                **common,
+                "account": pa.array([Account.LIABILITY.value] * chosen.num_rows),
+                "debit": down,
+                "credit": up,
+            }
+        )
+        lines += insert_arrow(session, JournalLine, pa.concat_tables([contra, liability]))
+    net = pc.sum(pc.cast(deltas.column("delta"), _AMOUNT)).as_py() or ZERO
+    return tuple(entry_ids), lines, Decimal(net)
 
 
 def _version_codes(session: Session, deltas: pa.Table) -> list[tuple[int, str]]:

@@ -313,6 +313,8 @@ def _read_parquet(path: Path, progress: ProgressHook | None) -> pa.Table:
     except pa.ArrowInvalid as error:
         raise InputError(f"not a readable Parquet file ({error})", file=str(path)) from None
     groups = parquet.num_row_groups
+    if progress is None:
+        return parquet.read(use_threads=True)  # columns decoded in parallel
     tables = []
     for index in range(groups):
         tables.append(parquet.read_row_group(index))
@@ -333,9 +335,43 @@ _DATE = (
 )
 
 
+# Clean files take a fast path: one anchored pattern over the column, then Arrow's own strict
+# cast (it refuses impossible days, overflow and lost decimals). Anything else, and any cast
+# that fails, goes through the general parsers below, which name every bad cell.
+_PLAIN_NUMBER = r"^[+-]?\d+(?:\.\d+)?$"
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _all_match(text: pa.ChunkedArray, pattern: str) -> bool:
+    return bool(pc.all(pc.match_substring_regex(text, pattern)).as_py() is not False)
+
+
+def _fast_cast(
+    column: pa.ChunkedArray, pattern: str, target: pa.DataType
+) -> pa.ChunkedArray | None:
+    """``column`` cast to ``target`` when it is typed already or every text cell is plain."""
+    kind = column.type
+    typed = (
+        pa.types.is_decimal(kind) or pa.types.is_integer(kind)
+        if pa.types.is_decimal(target)
+        else pa.types.is_date(kind) or pa.types.is_timestamp(kind)
+    )
+    if not typed:
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return None
+        if not _all_match(column, pattern):
+            return None
+    try:
+        return pc.cast(column, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
 def _text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
     """Trimmed text, with empty cells as null."""
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        if pa.types.is_integer(column.type):
+            return pc.cast(column, pa.string())  # digits: nothing to trim, never blank
         column = pc.cast(column, pa.string())
     trimmed = pc.utf8_trim_whitespace(column)
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
@@ -463,9 +499,8 @@ def _empty_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
 def _duplicates(values: pa.ChunkedArray) -> tuple[pa.Array, list[int]]:
     """Mask of rows whose value appeared on an earlier row, and for each the first row index."""
     length = len(values)
-    positions = pa.array(range(length), pa.int64())
-    table = pa.table({"value": values, "position": positions})
-    order = pc.sort_indices(table, sort_keys=[("value", "ascending"), ("position", "ascending")])
+    # Arrow's sort is stable: equal values keep their row order, so the first is the original.
+    order = pc.sort_indices(values)
     sorted_values = values.take(order)
     if length < 2:
         return pa.array([False] * length), []
@@ -549,10 +584,28 @@ def _sales_from_raw(
         output[name] = text_of(name)
         _empty_flag(checker, output[name], name)
 
-    dates = {
-        name: _parse_date(text_of(name), name, checker)
-        for name in ("order_date", "invoice_date", "paid_date")
-    }
+    def raw_of(name: str) -> pa.ChunkedArray | None:
+        header = columns.fields.get(name)
+        return None if header is None else table.column(header)
+
+    def missing(name: str) -> pa.ChunkedArray:
+        """Cells that are empty (null, or blank text)."""
+        raw_column = raw_of(name)
+        if raw_column is None:
+            return pa.chunked_array([pa.array([True] * length, pa.bool_())])
+        if pa.types.is_string(raw_column.type) or pa.types.is_large_string(raw_column.type):
+            return pc.is_null(_text(raw_column))
+        return pc.is_null(raw_column)
+
+    def parsed_date(name: str) -> pa.ChunkedArray:
+        raw_column = raw_of(name)
+        if raw_column is not None:
+            fast = _fast_cast(raw_column, _ISO_DATE, pa.date32())
+            if fast is not None:
+                return fast
+        return _parse_date(text_of(name), name, checker)
+
+    dates = {name: parsed_date(name) for name in ("order_date", "invoice_date", "paid_date")}
     if "order_date" not in columns.fields:
         dates["order_date"] = dates["invoice_date"]
     else:
@@ -560,16 +613,22 @@ def _sales_from_raw(
         dates["order_date"] = pc.coalesce(dates["order_date"], dates["invoice_date"])
     no_date = pc.and_(
         pc.is_null(dates["order_date"]),
-        pc.and_(
-            pc.is_null(text_of("order_date")),
-            pc.is_null(text_of("invoice_date")),
-        ),
+        pc.and_(missing("order_date"), missing("invoice_date")),
     )
     checker.flag(no_date, "invoice_date", lambda _value: "invoice_date and order_date are empty")
     output.update(dates)
 
     for name in MEASURE_COLUMNS:
         if name == "gross_amount" and name not in columns.fields:
+            continue
+        raw_column = raw_of(name)
+        fast = (
+            _fast_cast(raw_column, _PLAIN_NUMBER, FACT_DECIMAL) if raw_column is not None else None
+        )
+        if fast is not None:
+            if name != "gross_amount":
+                _empty_flag(checker, pc.if_else(missing(name), None, fast), name)
+            output[name] = fast
             continue
         text = text_of(name)
         if name != "gross_amount":
