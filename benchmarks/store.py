@@ -100,13 +100,13 @@ def _raw_read(path: Path) -> float:
     return seconds
 
 
-def _masters(sessions: Any, dataset: Dataset) -> dict[str, float]:
+def _masters(sessions: Any, facts: FactStore, dataset: Dataset) -> dict[str, float]:
     with unit_of_work(sessions) as session:
         customers_s, _ = _timed(
-            lambda: import_customers(session, dataset.customers, actor="bench", now=NOW)
+            lambda: import_customers(session, facts, dataset.customers, actor="bench", now=NOW)
         )
         products_s, _ = _timed(
-            lambda: import_products(session, dataset.products, actor="bench", now=NOW)
+            lambda: import_products(session, facts, dataset.products, actor="bench", now=NOW)
         )
     return {"customers_s": round(customers_s, 3), "products_s": round(products_s, 3)}
 
@@ -118,7 +118,7 @@ def bench_imports(dataset: Dataset, scratch_root: Path) -> dict[str, Any]:
         scratch = Path(tempfile.mkdtemp(dir=scratch_root))
         with _store("sqlite", scratch) as (engine, facts):
             sessions = session_factory(engine)
-            masters = _masters(sessions, dataset)
+            masters = _masters(sessions, facts, dataset)
             with unit_of_work(sessions) as session:
                 import_s, outcome = _timed(
                     lambda: import_sales(session, facts, path, actor="bench", now=NOW)  # noqa: B023
@@ -220,7 +220,7 @@ def bench_accrual(dataset: Dataset, backend: str, scratch_root: Path) -> dict[st
 
 
 def _load(sessions: Any, facts: FactStore, dataset: Dataset, agreements: list[Any]) -> None:
-    _masters(sessions, dataset)
+    _masters(sessions, facts, dataset)
     with unit_of_work(sessions) as session:
         for terms in agreements:
             version = add_version(session, terms, actor="bench", now=NOW)

@@ -6,7 +6,6 @@ from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.base import Base
 from fanli.ledger.models import (
     AccountingPeriod,
-    AccrualResult,
     AccrualRun,
     JournalEntry,
     JournalLine,
@@ -16,7 +15,6 @@ from fanli.sales.models import ImportBatch
 
 __all__ = [
     "AccountingPeriod",
-    "AccrualResult",
     "AccrualRun",
     "AgreementRecord",
     "AgreementVersion",

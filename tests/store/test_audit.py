@@ -21,8 +21,8 @@ from store.conftest import NOW, Store
 
 def _scenario(store: Store, directory: Path) -> None:
     with store.work() as session:
-        import_customers(session, customers_file(directory), actor="ann", now=NOW)
-        import_products(session, products_file(directory), actor="ann", now=NOW)
+        import_customers(session, store.facts, customers_file(directory), actor="ann", now=NOW)
+        import_products(session, store.facts, products_file(directory), actor="ann", now=NOW)
         version = add_version(session, percent_agreement(), actor="ann", now=NOW)
         activate_version(session, version.id, actor="bob", now=NOW)
         batch = import_sales(

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from fanli.audit.models import AuditEvent
 from fanli.customers.models import Customer, GroupMembership
+from fanli.ledger.dimensions import customer_table
 from fanli.products.models import Product
 from fanli.sales.files import InputFileError
 from fanli.sales.models import ImportBatch
@@ -35,13 +36,15 @@ def _count(store: Store, column: object) -> int:
 
 def _masters(store: Store, directory: Path) -> None:
     with store.work() as session:
-        import_customers(session, customers_file(directory), actor="ann", now=NOW)
-        import_products(session, products_file(directory), actor="ann", now=NOW)
+        import_customers(session, store.facts, customers_file(directory), actor="ann", now=NOW)
+        import_products(session, store.facts, products_file(directory), actor="ann", now=NOW)
 
 
 def test_customers_with_chinese_headers(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
-        outcome = import_customers(session, customers_file(tmp_path), actor="ann", now=NOW)
+        outcome = import_customers(
+            session, store.facts, customers_file(tmp_path), actor="ann", now=NOW
+        )
     assert (outcome.rows, outcome.inserted, outcome.updated) == (3, 3, 0)
     with store.work() as session:
         c1 = session.scalar(select(Customer).where(Customer.code == "C1"))
@@ -72,7 +75,7 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
         ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
-        import_customers(session, path, actor="ann", now=NOW)
+        import_customers(session, store.facts, path, actor="ann", now=NOW)
     issues = [(i.row, i.field, i.message) for i in raised.value.issues]
     assert issues == [
         (2, "credit_code", "check character is '4', GB 32100-2015 requires '3'"),
@@ -102,9 +105,9 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
 def test_the_same_file_again_adds_nothing(store: Store, tmp_path: Path) -> None:
     path = customers_file(tmp_path)
     with store.work() as session:
-        first = import_customers(session, path, actor="ann", now=NOW)
+        first = import_customers(session, store.facts, path, actor="ann", now=NOW)
     with store.work() as session:
-        again = import_customers(session, path, actor="bob", now=NOW)
+        again = import_customers(session, store.facts, path, actor="bob", now=NOW)
     assert again.already_imported
     assert again.batch_id == first.batch_id
     assert _count(store, Customer.id) == 3
@@ -135,6 +138,7 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
     with store.work() as session:
         import_customers(
             session,
+            store.facts,
             write_csv(tmp_path / "a.csv", header, [("C1", "甲公司", "G1", "批发")]),
             actor="ann",
             now=NOW,
@@ -142,13 +146,25 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
     with store.work() as session:
         outcome = import_customers(
             session,
-            write_csv(tmp_path / "b.csv", header, [("C1", "甲公司", "G2", "零售")]),
+            store.facts,
+            write_csv(
+                tmp_path / "b.csv",
+                header,
+                [("C1", "甲公司", "G2", "零售"), ("C2", "乙公司", "", "批发")],
+            ),
             actor="ann",
             now=NOW,
         )
-    assert (outcome.inserted, outcome.updated) == (0, 1)
+    assert (outcome.inserted, outcome.updated) == (1, 1)
     with store.work() as session:
-        customer = session.scalars(select(Customer)).one()
+        # the engine's view: the snapshot written by the import, and today's group
+        dimension = customer_table(session, store.facts, on=NOW.date())
+    assert dimension.select(["customer_id", "name", "segment", "group"]).to_pylist() == [
+        {"customer_id": "C1", "name": "甲公司", "segment": "零售", "group": "G2"},
+        {"customer_id": "C2", "name": "乙公司", "segment": "批发", "group": None},
+    ]
+    with store.work() as session:
+        customer = session.scalars(select(Customer).where(Customer.code == "C1")).one()
         assert customer.segment == "零售"
         memberships = session.scalars(select(GroupMembership).order_by(GroupMembership.id)).all()
         assert [(m.valid_from, m.valid_to) for m in memberships] == [
@@ -263,7 +279,7 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
 
 def test_products(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
-        import_products(session, products_file(tmp_path), actor="ann", now=NOW)
+        import_products(session, store.facts, products_file(tmp_path), actor="ann", now=NOW)
     with store.work() as session:
         rows = session.execute(select(Product.code, Product.category, Product.brand)).all()
     assert sorted(rows) == [("P1", "饮料", "清泉"), ("P2", "饮料", "清泉")]

@@ -1,9 +1,10 @@
 """GL export: the journal of one accounting period as CSV or Excel, in the company's accounts.
 
 A chart of accounts (YAML or JSON) maps Fanli's accounts to account codes, optionally per
-entry kind, and names the cost centre. Each journal line becomes one row with the customer and
-the agreement; the last row holds the totals, which tie out to the ledger: debits equal credits,
-and per account they equal the period's movement in ``queries.account_movements``.
+entry kind, and names the cost centre. Each journal line (a posting from one account to another)
+becomes two rows, its debit and its credit, with the customer and the agreement. The last row
+holds the totals, which tie out to the ledger: debits equal credits, and per account they equal
+the period's movement in ``queries.account_movements``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def load_chart(path: Path) -> ChartOfAccounts:
         raise InputError(first["msg"], file=str(path), field=field) from None
 
 
+_NONE = Decimal("0.0000")  # the empty side of a row, written with the amounts' four places
+
 HEADER = (
     "entry",
     "entry_date",
@@ -101,30 +104,35 @@ def export_gl(
     debit_total = credit_total = ZERO
     by_account: dict[str, tuple[Decimal, Decimal]] = {}
     for entry, line in lines:
-        code = chart.code(line.account, entry.kind)
-        debit, credit = by_account.get(code, (ZERO, ZERO))
-        by_account[code] = (debit + line.debit, credit + line.credit)
-        debit_total += line.debit
-        credit_total += line.credit
-        rows.append(
-            (
-                entry.id,
-                entry.entry_date.isoformat(),
-                period.code,
-                entry.kind,
-                code,
-                line.account,
-                line.debit,
-                line.credit,
-                chart.cost_centre or "",
-                line.beneficiary,
-                names.get(line.beneficiary, ""),
-                line.agreement_code,
-                line.period_start.isoformat(),
-                line.period_end.isoformat(),
-                entry.memo,
+        # Each posting line is shown as its debit row and its credit row.
+        for account, debit, credit in (
+            (line.debit_account, line.amount, _NONE),
+            (line.credit_account, _NONE, line.amount),
+        ):
+            code = chart.code(account, entry.kind)
+            held_debit, held_credit = by_account.get(code, (ZERO, ZERO))
+            by_account[code] = (held_debit + debit, held_credit + credit)
+            debit_total += debit
+            credit_total += credit
+            rows.append(
+                (
+                    entry.id,
+                    entry.entry_date.isoformat(),
+                    period.code,
+                    entry.kind,
+                    code,
+                    account,
+                    debit,
+                    credit,
+                    chart.cost_centre or "",
+                    line.beneficiary,
+                    names.get(line.beneficiary, ""),
+                    line.agreement_code,
+                    line.period_start.isoformat(),
+                    line.period_end.isoformat(),
+                    entry.memo,
+                )
             )
-        )
     total = ("total", "", period.code, "", "", "", debit_total, credit_total, *[""] * 7)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".xlsx":

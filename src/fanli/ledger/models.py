@@ -1,8 +1,9 @@
 """Accounting periods, accrual runs and their results, journal entries and lines.
 
 Journal lines are never updated or deleted: a correction is a new entry. The liability of an
-agreement version x beneficiary x rebate period is the sum of its ``rebate_liability`` lines
-(credit minus debit); an accrual run posts only the difference to what it should be.
+agreement version x beneficiary x rebate period is what its lines credited to
+``rebate_liability`` minus what they debited to it; an accrual run posts only the difference
+to what it should be.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fanli.db.base import Amount, Base, UtcDateTime
@@ -50,6 +51,9 @@ class AccountingPeriod(Base):
 
 
 class AccrualRun(Base):
+    """One run. Its result rows are facts, not records: they live in the fact store as one
+    immutable Parquet file per run (``results_file``, checked by ``results_sha256``)."""
+
     __tablename__ = "accrual_run"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -57,33 +61,12 @@ class AccrualRun(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     actor: Mapped[str] = mapped_column(String(120))
     # What the run read, so any result can be reproduced: batch ids (sales and dimensions),
-    # agreement version ids, the versions it re-rated, as-of.
+    # agreement version ids with their counting windows, the versions it re-rated, as-of.
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    results_file: Mapped[str | None] = mapped_column(String(255))
+    results_sha256: Mapped[str | None] = mapped_column(String(64))
     results_stored: Mapped[int] = mapped_column(Integer, default=0)
     lines_posted: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class AccrualResult(Base):
-    """One engine result row of a run (only versions the run re-rated are stored)."""
-
-    __tablename__ = "accrual_result"
-    __table_args__ = (Index("ix_accrual_result_key", "version_id", "beneficiary", "period_index"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("accrual_run.id"), index=True)
-    version_id: Mapped[int] = mapped_column(ForeignKey("agreement_version.id"))
-    beneficiary: Mapped[str] = mapped_column(String(64))
-    period_index: Mapped[int] = mapped_column(Integer)
-    period_start: Mapped[dt.date] = mapped_column(Date)
-    period_end: Mapped[dt.date] = mapped_column(Date)
-    lines: Mapped[int] = mapped_column(Integer)
-    basis: Mapped[Decimal] = mapped_column(Amount())
-    tier: Mapped[int] = mapped_column(Integer)
-    rate: Mapped[str | None] = mapped_column(String(40))  # as written in the terms
-    rebate: Mapped[Decimal] = mapped_column(Amount())
-    cumulative_rebate: Mapped[Decimal] = mapped_column(Amount())
-    accrual: Mapped[Decimal] = mapped_column(Amount())  # running total to hold as liability
-    liability: Mapped[Decimal] = mapped_column(Amount())  # this period's share of it
 
 
 class JournalEntry(Base):
@@ -101,16 +84,28 @@ class JournalEntry(Base):
 
 
 class JournalLine(Base):
+    """A posting: ``amount`` moves from ``credit_account`` to ``debit_account``.
+
+    Each line debits one account and credits another by the same positive amount, so every entry
+    balances by construction (CHECK constraints refuse anything else). The GL export shows each
+    line as its debit row and its credit row. The key columns say which agreement version x
+    beneficiary x rebate period the amount belongs to.
+    """
+
     __tablename__ = "journal_line"
-    __table_args__ = (Index("ix_journal_line_key", "version_id", "beneficiary", "period_index"),)
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("debit_account <> credit_account", name="two_accounts"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entry.id"), index=True)
-    account: Mapped[str] = mapped_column(String(40))
-    debit: Mapped[Decimal] = mapped_column(Amount())
-    credit: Mapped[Decimal] = mapped_column(Amount())
+    debit_account: Mapped[str] = mapped_column(String(40))
+    credit_account: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[Decimal] = mapped_column(Amount())
     agreement_code: Mapped[str] = mapped_column(String(64))
-    version_id: Mapped[int] = mapped_column(ForeignKey("agreement_version.id"))
+    # No foreign key: lines are written in bulk and never change; the entry is the reference.
+    version_id: Mapped[int] = mapped_column(Integer, index=True)
     beneficiary: Mapped[str] = mapped_column(String(64))
     period_index: Mapped[int] = mapped_column(Integer)
     period_start: Mapped[dt.date] = mapped_column(Date)  # the rebate period the amount is for

@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import case, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
@@ -44,7 +45,6 @@ from fanli.kit.money import ZERO
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.models import (
     Account,
-    AccrualResult,
     AccrualRun,
     EntryKind,
     JournalEntry,
@@ -55,6 +55,7 @@ from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.store import FactStore
 
 _YEAR = dt.timedelta(days=366)
+_AMOUNT = pa.decimal128(38, 4)
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,20 @@ def _affected(
     return chosen
 
 
-def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
-    """The liability the journal holds per key of these versions (non-zero keys only)."""
+def liability_balance() -> Any:
+    """SQL for what lines hold on the liability account: credited minus debited."""
+    credited = func.sum(
+        case((JournalLine.credit_account == Account.LIABILITY, JournalLine.amount), else_=ZERO)
+    )
+    debited = func.sum(
+        case((JournalLine.debit_account == Account.LIABILITY, JournalLine.amount), else_=ZERO)
+    )
     # The difference of two sums must keep the column type (scaled integers on SQLite).
-    balance = type_coerce(func.sum(JournalLine.credit) - func.sum(JournalLine.debit), Amount())
+    return type_coerce(credited - debited, Amount())
+
+
+def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
+    """The liability the journal holds per key of these versions."""
     rows = (
         session.execute(
             select(
@@ -136,11 +147,9 @@ def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
                 JournalLine.period_index,
                 func.min(JournalLine.period_start),
                 func.min(JournalLine.period_end),
-                balance,
+                liability_balance(),
             )
-            .where(
-                JournalLine.account == Account.LIABILITY, JournalLine.version_id.in_(version_ids)
-            )
+            .where(JournalLine.version_id.in_(version_ids))
             .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
         ).all()
         if version_ids
@@ -153,7 +162,7 @@ def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
             "period_index": pa.array([r[2] for r in rows], pa.int32()),
             "period_start": pa.array([r[3] for r in rows], pa.date32()),
             "period_end": pa.array([r[4] for r in rows], pa.date32()),
-            "balance": pa.array([r[5] for r in rows], pa.decimal128(38, 4)),
+            "balance": pa.array([r[5] for r in rows], _AMOUNT),
         }
     )
 
@@ -190,9 +199,10 @@ def _deltas(
         )
         connection.execute(
             """CREATE TEMP TABLE rated AS
-            SELECT v.version_id, r.agreement_id, r.beneficiary_id AS beneficiary, r.period_index,
-                   r.period_start, r.period_end, r.lines, r.basis, r.tier,
-                   CAST(r.rate AS VARCHAR) AS rate, r.rebate, r.cumulative_rebate, r.accrual,
+            SELECT v.version_id, r.agreement_id, r.version, r.beneficiary_id AS beneficiary,
+                   r.period_index, r.period_start, r.period_end, r.currency, r.lines, r.basis,
+                   r.window_basis, r.tier_basis, r.baseline, r.gate_basis, r.tier, r.rate,
+                   r.window_rebate, r.rebate, r.cumulative_rebate, r.accrual,
                    r.accrual - coalesce(lag(r.accrual) OVER (
                        PARTITION BY v.version_id, r.beneficiary_id ORDER BY r.period_index), 0)
                      AS liability
@@ -304,7 +314,9 @@ def accrue(
         results = RESULT_SCHEMA.empty_table()
     rated, deltas = _deltas(results, affected, posted, closed)
 
-    stored = _store_results(session, run.id, rated)
+    stored = rated.num_rows
+    if stored:
+        run.results_file, run.results_sha256 = store.write_results(rated, run.id)
     entry_ids, lines, net = _post(session, run, deltas, as_of=as_of, now=now)
     run.results_stored = stored
     run.lines_posted = lines
@@ -328,34 +340,10 @@ def accrue(
     return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids)
 
 
-_RESULT_COLUMNS = (
-    "version_id",
-    "beneficiary",
-    "period_index",
-    "period_start",
-    "period_end",
-    "lines",
-    "basis",
-    "tier",
-    "rate",
-    "rebate",
-    "cumulative_rebate",
-    "accrual",
-    "liability",
-)
-_AMOUNT = pa.decimal128(38, 4)
-
-
-def _store_results(session: Session, run_id: int, rated: pa.Table) -> int:
-    table = rated.select(list(_RESULT_COLUMNS))
-    table = table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.int64()))
-    return insert_arrow(session, AccrualResult, table)
-
-
 def _post(
     session: Session, run: AccrualRun, deltas: pa.Table, *, as_of: dt.date, now: dt.datetime
 ) -> tuple[tuple[int, ...], int, Decimal]:
-    """One entry per kind (accrual, adjustment) with two lines per changed key."""
+    """One entry per kind (accrual, adjustment), one posting line per changed key."""
     if deltas.num_rows == 0:
         return (), 0, ZERO
     period = posting_period(session, as_of)
@@ -364,6 +352,8 @@ def _post(
     version_ids = pa.array(versions, pa.int64())
     code_values = pa.array(codes, pa.string())
     zero = pa.scalar(Decimal(0), _AMOUNT)
+    contra = pa.scalar(Account.CONTRA_REVENUE.value)
+    liability = pa.scalar(Account.LIABILITY.value)
     entry_ids = []
     lines = 0
     for kind in (EntryKind.ACCRUAL, EntryKind.ADJUSTMENT):
@@ -388,38 +378,25 @@ def _post(
         session.flush()
         entry_ids.append(entry.id)
         delta = pc.cast(chosen.column("delta"), _AMOUNT)
+        # An increase debits contra-revenue and credits the liability; a decrease reverses it.
         increase = pc.greater(delta, zero)
-        amount = pc.abs(delta)
-        common = {
-            "entry_id": pa.array([entry.id] * chosen.num_rows, pa.int64()),
-            "agreement_code": pc.take(
-                code_values, pc.index_in(chosen.column("version_id"), value_set=version_ids)
-            ),
-            "version_id": chosen.column("version_id"),
-            "beneficiary": chosen.column("beneficiary"),
-            "period_index": chosen.column("period_index"),
-            "period_start": chosen.column("period_start"),
-            "period_end": chosen.column("period_end"),
-        }
-        up = pc.if_else(increase, amount, zero)
-        down = pc.if_else(increase, zero, amount)
-        contra = pa.table(
+        postings = pa.table(
             {
-                **common,
-                "account": pa.array([Account.CONTRA_REVENUE.value] * chosen.num_rows),
-                "debit": up,
-                "credit": down,
+                "entry_id": pa.array([entry.id] * chosen.num_rows, pa.int64()),
+                "debit_account": pc.if_else(increase, contra, liability),
+                "credit_account": pc.if_else(increase, liability, contra),
+                "amount": pc.abs(delta),
+                "agreement_code": pc.take(
+                    code_values, pc.index_in(chosen.column("version_id"), value_set=version_ids)
+                ),
+                "version_id": chosen.column("version_id"),
+                "beneficiary": chosen.column("beneficiary"),
+                "period_index": chosen.column("period_index"),
+                "period_start": chosen.column("period_start"),
+                "period_end": chosen.column("period_end"),
             }
         )
-        liability = pa.table(
-            {
-                **common,
-                "account": pa.array([Account.LIABILITY.value] * chosen.num_rows),
-                "debit": down,
-                "credit": up,
-            }
-        )
-        lines += insert_arrow(session, JournalLine, pa.concat_tables([contra, liability]))
+        lines += insert_arrow(session, JournalLine, postings)
     net = pc.sum(pc.cast(deltas.column("delta"), _AMOUNT)).as_py() or ZERO
     return tuple(entry_ids), lines, Decimal(net)
 

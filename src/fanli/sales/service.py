@@ -30,6 +30,7 @@ from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.engine.facts import DATE_COLUMNS
 from fanli.kit.errors import FanliError, InputError
 from fanli.products.models import Product
+from fanli.sales.dimensions import revision, shape, write_after_import
 from fanli.sales.files import (
     PARQUET_SUFFIXES,
     InputFileError,
@@ -154,6 +155,7 @@ def _text_rows(table: pa.Table, names: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def import_customers(
     session: Session,
+    store: FactStore,
     path: Path,
     *,
     actor: str,
@@ -221,6 +223,7 @@ def import_customers(
         }
         for row in rows
     ]
+    previous_revision = revision(session, BatchKind.CUSTOMERS)
     new = [value for value in values if value["code"] not in existing]
     changed = [
         {"id": existing[value["code"]][0], **value} for value in values if value["code"] in existing
@@ -249,6 +252,20 @@ def import_customers(
         inputs={"file": path.name, "sha256": content_hash},
         outcome={"rows": len(rows), "inserted": len(new), "updated": len(changed)},
         now=now,
+    )
+    write_after_import(
+        session,
+        store,
+        BatchKind.CUSTOMERS,
+        previous_revision=previous_revision,
+        imported=shape(
+            BatchKind.CUSTOMERS,
+            [
+                (v["code"], v["legal_name"], v["segment"], v["region"], v["attributes"])
+                for v in values
+            ],
+        ),
+        complete=not existing,
     )
     return ImportOutcome(batch.id, BatchKind.CUSTOMERS, len(rows), False, len(new), len(changed))
 
@@ -292,6 +309,7 @@ def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date)
 
 def import_products(
     session: Session,
+    store: FactStore,
     path: Path,
     *,
     actor: str,
@@ -319,6 +337,7 @@ def import_products(
         }
         for row in rows
     ]
+    previous_revision = revision(session, BatchKind.PRODUCTS)
     new = [value for value in values if value["code"] not in existing]
     changed = [{"id": existing[v["code"]], **v} for v in values if v["code"] in existing]
     if new:
@@ -344,6 +363,17 @@ def import_products(
         inputs={"file": path.name, "sha256": content_hash},
         outcome={"rows": len(rows), "inserted": len(new), "updated": len(changed)},
         now=now,
+    )
+    write_after_import(
+        session,
+        store,
+        BatchKind.PRODUCTS,
+        previous_revision=previous_revision,
+        imported=shape(
+            BatchKind.PRODUCTS,
+            [(v["code"], v["name"], v["category"], v["brand"], v["attributes"]) for v in values],
+        ),
+        complete=not existing,
     )
     return ImportOutcome(batch.id, BatchKind.PRODUCTS, len(rows), False, len(new), len(changed))
 

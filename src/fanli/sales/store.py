@@ -9,6 +9,7 @@ every accrual run, and snappy writes and reads faster for a modest size cost.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -45,3 +46,20 @@ class FactStore:
             connection.close()
         os.replace(partial, final)
         return name
+
+    def write_results(self, table: pa.Table, run_id: int) -> tuple[str, str]:
+        """Write an accrual run's result rows; (file name, sha256 of the file)."""
+        directory = self.root / "results"
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".run-{run_id}.{os.getpid()}.partial"
+        connection = duckdb.connect()
+        try:
+            connection.register("results", table)
+            connection.execute(f"COPY results TO '{partial}' (FORMAT parquet, COMPRESSION snappy)")
+        finally:
+            connection.close()
+        digest = hashlib.sha256(partial.read_bytes()).hexdigest()
+        # Named by run and content: a rolled-back run's file never takes another's name.
+        name = f"results/run-{run_id}-{digest[:16]}.parquet"
+        os.replace(partial, self.root / name)
+        return name, digest

@@ -158,9 +158,9 @@ def _import(
                     "progress": hook,
                 }
                 if kind == "customers":
-                    return import_customers(session, path, **options)  # type: ignore[arg-type]
+                    return import_customers(session, facts, path, **options)  # type: ignore[arg-type]
                 if kind == "products":
-                    return import_products(session, path, **options)  # type: ignore[arg-type]
+                    return import_products(session, facts, path, **options)  # type: ignore[arg-type]
                 return import_sales(session, facts, path, **options)  # type: ignore[arg-type]
         except InputFileError as error:
             _show_issues(error, report)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 10:18:10.138109
+Create Date: 2026-11-27 10:44:02.840881
 """
 
 from collections.abc import Sequence
@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("started_at", fanli.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=120), nullable=False),
         sa.Column("inputs", sa.JSON(), nullable=False),
+        sa.Column("results_file", sa.String(length=255), nullable=True),
+        sa.Column("results_sha256", sa.String(length=64), nullable=True),
         sa.Column("results_stored", sa.Integer(), nullable=False),
         sa.Column("lines_posted", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accrual_run")),
@@ -211,65 +213,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_journal_entry_run_id"), ["run_id"], unique=False)
 
     op.create_table(
-        "accrual_result",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("run_id", sa.Integer(), nullable=False),
-        sa.Column("version_id", sa.Integer(), nullable=False),
-        sa.Column("beneficiary", sa.String(length=64), nullable=False),
-        sa.Column("period_index", sa.Integer(), nullable=False),
-        sa.Column("period_start", sa.Date(), nullable=False),
-        sa.Column("period_end", sa.Date(), nullable=False),
-        sa.Column("lines", sa.Integer(), nullable=False),
-        sa.Column("basis", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("rate", sa.String(length=40), nullable=True),
-        sa.Column("rebate", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
-        sa.Column("cumulative_rebate", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
-        sa.Column("accrual", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
-        sa.Column("liability", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["accrual_run.id"], name=op.f("fk_accrual_result_run_id_accrual_run")
-        ),
-        sa.ForeignKeyConstraint(
-            ["version_id"],
-            ["agreement_version.id"],
-            name=op.f("fk_accrual_result_version_id_agreement_version"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_accrual_result")),
-    )
-    with op.batch_alter_table("accrual_result", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_accrual_result_key", ["version_id", "beneficiary", "period_index"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_accrual_result_run_id"), ["run_id"], unique=False)
-
-    op.create_table(
         "journal_line",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("entry_id", sa.Integer(), nullable=False),
-        sa.Column("account", sa.String(length=40), nullable=False),
-        sa.Column("debit", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
-        sa.Column("credit", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
+        sa.Column("debit_account", sa.String(length=40), nullable=False),
+        sa.Column("credit_account", sa.String(length=40), nullable=False),
+        sa.Column("amount", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
         sa.Column("agreement_code", sa.String(length=64), nullable=False),
         sa.Column("version_id", sa.Integer(), nullable=False),
         sa.Column("beneficiary", sa.String(length=64), nullable=False),
         sa.Column("period_index", sa.Integer(), nullable=False),
         sa.Column("period_start", sa.Date(), nullable=False),
         sa.Column("period_end", sa.Date(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["entry_id"], ["journal_entry.id"], name=op.f("fk_journal_line_entry_id_journal_entry")
+        sa.CheckConstraint("amount > 0", name=op.f("ck_journal_line_amount_positive")),
+        sa.CheckConstraint(
+            "debit_account <> credit_account", name=op.f("ck_journal_line_two_accounts")
         ),
         sa.ForeignKeyConstraint(
-            ["version_id"],
-            ["agreement_version.id"],
-            name=op.f("fk_journal_line_version_id_agreement_version"),
+            ["entry_id"], ["journal_entry.id"], name=op.f("fk_journal_line_entry_id_journal_entry")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_journal_line")),
     )
     with op.batch_alter_table("journal_line", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_journal_line_entry_id"), ["entry_id"], unique=False)
         batch_op.create_index(
-            "ix_journal_line_key", ["version_id", "beneficiary", "period_index"], unique=False
+            batch_op.f("ix_journal_line_version_id"), ["version_id"], unique=False
         )
 
     # ### end Alembic commands ###
@@ -278,15 +246,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table("journal_line", schema=None) as batch_op:
-        batch_op.drop_index("ix_journal_line_key")
+        batch_op.drop_index(batch_op.f("ix_journal_line_version_id"))
         batch_op.drop_index(batch_op.f("ix_journal_line_entry_id"))
 
     op.drop_table("journal_line")
-    with op.batch_alter_table("accrual_result", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_accrual_result_run_id"))
-        batch_op.drop_index("ix_accrual_result_key")
-
-    op.drop_table("accrual_result")
     with op.batch_alter_table("journal_entry", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_journal_entry_run_id"))
         batch_op.drop_index(batch_op.f("ix_journal_entry_accounting_period_id"))

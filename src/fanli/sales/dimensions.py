@@ -1,0 +1,113 @@
+"""Snapshots of the customer and product masters as the engine reads them, in the fact store.
+
+Reading 150,000 customers through the ORM (and decoding their JSON attributes) costs seconds,
+and every accrual run needs the same tables until a master changes. Each master is therefore
+kept as a Parquet snapshot named by a hash of the import batches that shaped it: an import
+writes the next snapshot in its own transaction (so a rolled-back import never reuses a name
+for other content), and a missing snapshot is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.sales.models import BatchKind, ImportBatch
+from fanli.sales.store import FactStore
+
+# Per master: the SQL that reads it, and the names its first columns take in the snapshot.
+_SHAPES: dict[BatchKind, tuple[str, tuple[str, ...]]] = {
+    BatchKind.CUSTOMERS: (
+        "SELECT code, legal_name, segment, region, attributes FROM customer ORDER BY code",
+        ("customer_id", "name", "segment", "region"),
+    ),
+    BatchKind.PRODUCTS: (
+        "SELECT code, name, category, brand, attributes FROM product ORDER BY code",
+        ("product_id", "name", "category", "brand"),
+    ),
+}
+
+
+def revision(session: Session, kind: BatchKind) -> str:
+    rows = session.execute(
+        select(ImportBatch.id, ImportBatch.content_hash)
+        .where(ImportBatch.kind == kind)
+        .order_by(ImportBatch.id)
+    ).all()
+    return hashlib.sha256(json.dumps([list(row) for row in rows]).encode()).hexdigest()[:24]
+
+
+def _path(store: FactStore, kind: BatchKind, name: str) -> Path:
+    return store.root / "dimensions" / f"{kind}-{name}.parquet"
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):  # SQLite hands JSON over as text
+        decoded: dict[str, Any] = json.loads(value)
+        return decoded
+    return dict(value)
+
+
+def shape(kind: BatchKind, rows: list[tuple[Any, ...]]) -> pa.Table:
+    """A snapshot table from rows of (the first columns..., attributes dict or JSON)."""
+    names = _SHAPES[kind][1]
+    columns: dict[str, list[Any]] = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    attributes = [_attributes(row[len(names)]) for row in rows]
+    for name in sorted({key for values in attributes for key in values} - set(names)):
+        columns[name] = [None if a.get(name) is None else str(a[name]) for a in attributes]
+    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+
+
+def _write(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    pq.write_table(table, partial)
+    os.replace(partial, path)
+
+
+def read_master(session: Session, store: FactStore, kind: BatchKind) -> pa.Table:
+    """The master as of the latest import, from its snapshot (rebuilt if missing)."""
+    path = _path(store, kind, revision(session, kind))
+    if path.exists():
+        return pq.read_table(path)
+    sql, _names = _SHAPES[kind]
+    table = shape(kind, [tuple(row) for row in session.connection().exec_driver_sql(sql)])
+    _write(path, table)
+    return table
+
+
+def write_after_import(
+    session: Session,
+    store: FactStore,
+    kind: BatchKind,
+    *,
+    previous_revision: str,
+    imported: pa.Table,
+    complete: bool,
+) -> None:
+    """Write the snapshot of the new revision: the previous one with ``imported`` rows replacing
+    theirs. ``complete`` says the import holds every row (the master was empty before)."""
+    key = _SHAPES[kind][1][0]
+    if complete:
+        table = imported
+    else:
+        previous = _path(store, kind, previous_revision)
+        if not previous.exists():
+            read_master(session, store, kind)  # rebuilt from the database, new rows included
+            return
+        kept = pq.read_table(previous)
+        kept = kept.filter(pc.invert(pc.is_in(kept.column(key), value_set=imported.column(key))))
+        table = pa.concat_tables([kept, imported], promote_options="default")
+    table = table.sort_by(key)
+    _write(_path(store, kind, revision(session, kind)), table)
