@@ -30,31 +30,30 @@ def liabilities(session: Session) -> dict[Key, Decimal]:
 
 
 def latest_results(session: Session, store: FactStore) -> dict[Key, Decimal]:
-    """The liability of each key in the latest run that rated its version (non-zero)."""
-    latest: dict[int, int] = {}
-    files: dict[int, str | None] = {}
-    for run_id, inputs, results_file in session.execute(
-        select(AccrualRun.id, AccrualRun.inputs, AccrualRun.results_file).order_by(AccrualRun.id)
+    """Each key's liability in the latest run that rated it (non-zero), replayed run by run:
+    a run replaces every key of the versions it re-rated whole, and the keys of the touched
+    customers of the versions it re-rated for them."""
+    held: dict[Key, Decimal] = {}
+    for inputs, results_file in session.execute(
+        select(AccrualRun.inputs, AccrualRun.results_file).order_by(AccrualRun.id)
     ):
-        files[run_id] = results_file
-        for version_id in inputs.get("rerated", []):
-            latest[int(version_id)] = run_id
-    result: dict[Key, Decimal] = {}
-    by_run: dict[int, list[int]] = {}
-    for version_id, run_id in latest.items():
-        by_run.setdefault(run_id, []).append(version_id)
-    for run_id, version_ids in by_run.items():
-        name = files[run_id]
-        if name is None:
-            continue  # the run found nothing to hold for these versions
+        whole = {int(v) for v in inputs.get("rerated", [])}
+        partial = {int(v) for v in inputs.get("rerated_for_customers", [])}
+        customers = set(inputs.get("customers", []))
+        held = {
+            key: amount
+            for key, amount in held.items()
+            if key[0] not in whole and not (key[0] in partial and key[1] in customers)
+        }
+        if results_file is None:
+            continue
         rows = duckdb.execute(
             f"""SELECT version_id, beneficiary, period_index, liability
-            FROM read_parquet('{store.path(name)}')
-            WHERE version_id IN ({", ".join(str(v) for v in version_ids)}) AND liability <> 0"""
+            FROM read_parquet('{store.path(results_file)}') WHERE liability <> 0"""
         ).fetchall()
         for version_id, beneficiary, period_index, liability in rows:
-            result[(int(version_id), beneficiary, int(period_index))] = liability
-    return result
+            held[(int(version_id), beneficiary, int(period_index))] = liability
+    return held
 
 
 def account_movements(session: Session, period_code: str) -> dict[str, tuple[Decimal, Decimal]]:

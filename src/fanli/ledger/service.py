@@ -96,33 +96,74 @@ def _overlaps(version: RunVersion, first: dt.date | None, last: dt.date | None) 
     return first < version.counts_until and _reads_from(version) <= last
 
 
-def _affected(
+@dataclass(frozen=True)
+class _Plan:
+    """What a run re-rates: ``full`` versions for every beneficiary, ``partial`` versions only
+    for ``customers`` (those with lines in new or voided batches), ``dropped`` versions to zero."""
+
+    full: list[RunVersion]
+    partial: list[RunVersion]
+    customers: list[str]
+    dropped: list[int]
+
+    @property
+    def rated(self) -> list[RunVersion]:
+        return [*self.full, *self.partial]
+
+
+# Above this many touched customers a partial re-rating costs about what a full one does.
+PARTIAL_CUSTOMERS_LIMIT = 50_000
+
+
+def _customers_of(store: FactStore, batches: list[_Batch]) -> list[str]:
+    files = ", ".join(f"'{store.path(batch.facts_file)}'" for batch in batches)
+    rows = duckdb.execute(
+        f"SELECT DISTINCT customer_id FROM read_parquet([{files}]) ORDER BY customer_id"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _plan(
     versions: list[RunVersion],
+    store: FactStore,
     *,
     sales: list[_Batch],
     all_batches: dict[int, _Batch],
     dimension_batches: list[int],
     previous: AccrualRun | None,
     as_of: dt.date,
-) -> list[RunVersion]:
-    if previous is None or previous.inputs.get("dimension_batches") != dimension_batches:
-        return versions
+) -> _Plan:
+    if previous is None:
+        return _Plan(versions, [], [], [])
+    current_ids = {v.version_id for v in versions}
+    dropped = [int(i) for i in previous.inputs["versions"] if int(i) not in current_ids]
+    if previous.inputs.get("dimension_batches") != dimension_batches:
+        return _Plan(versions, [], [], dropped)
     before: dict[str, list[str]] = previous.inputs["versions"]
     previous_sales = set(previous.inputs["sales_batches"])
     current_sales = {batch.id for batch in sales}
-    changed = [all_batches[i] for i in (current_sales ^ previous_sales) if i in all_batches]
+    changed = [all_batches[i] for i in sorted(current_sales ^ previous_sales) if i in all_batches]
     previous_as_of = dt.date.fromisoformat(previous.inputs["as_of"])
     low, high = sorted((previous_as_of, as_of))
-    chosen = []
+    full: list[RunVersion] = []
+    partial: list[RunVersion] = []
     for version in versions:
         if (
             before.get(str(version.version_id)) != _window(version)
-            or any(_overlaps(version, batch.first, batch.last) for batch in changed)
             or (low != high and _overlaps(version, low + dt.timedelta(days=1), high))
             or (low != high and version.terms.accrual.mode is AccrualMode.EXPECTED)
         ):
-            chosen.append(version)
-    return chosen
+            full.append(version)
+        elif any(_overlaps(version, batch.first, batch.last) for batch in changed):
+            # A pool pays its counterparty on the members' lines: rate it whole.
+            (full if version.terms.parties is not None else partial).append(version)
+    customers: list[str] = []
+    if partial:
+        touching = [b for b in changed if any(_overlaps(v, b.first, b.last) for v in partial)]
+        customers = _customers_of(store, touching)
+        if len(customers) > PARTIAL_CUSTOMERS_LIMIT:
+            full, partial, customers = [*full, *partial], [], []
+    return _Plan(full, partial, customers, dropped)
 
 
 def liability_balance() -> Any:
@@ -139,8 +180,10 @@ def liability_balance() -> Any:
 
 def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
     """The liability the journal holds per key of these versions."""
+    # Core, not the ORM: tens of thousands of rows come back on a large run.
     rows = (
-        session.execute(
+        session.connection()
+        .execute(
             select(
                 JournalLine.version_id,
                 JournalLine.beneficiary,
@@ -151,7 +194,8 @@ def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
             )
             .where(JournalLine.version_id.in_(version_ids))
             .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
-        ).all()
+        )
+        .all()
         if version_ids
         else []
     )
@@ -236,6 +280,23 @@ def _sales_input(files: list[Path]) -> pa.Table | list[str]:
     return [str(path) for path in files] if files else SALES_SCHEMA.empty_table()
 
 
+def _lines_of(files: list[Path], customers: pa.Array) -> pa.Table:
+    """Every line of these customers in these batch files."""
+    if not files:
+        return SALES_SCHEMA.empty_table()
+    connection = duckdb.connect()
+    try:
+        connection.register("touched", pa.table({"customer_id": customers}))
+        listed = ", ".join(f"'{path}'" for path in files)
+        table = connection.sql(
+            f"""SELECT s.* FROM read_parquet([{listed}]) s
+            SEMI JOIN touched t ON t.customer_id = s.customer_id"""
+        ).to_arrow_table()
+    finally:
+        connection.close()
+    return table.cast(SALES_SCHEMA)
+
+
 def accrue(
     session: Session, store: FactStore, *, as_of: dt.date, actor: str, now: dt.datetime
 ) -> RunSummary:
@@ -262,57 +323,75 @@ def accrue(
         )
     )
     previous = session.scalar(select(AccrualRun).order_by(AccrualRun.id.desc()).limit(1))
-    affected = _affected(
+    plan = _plan(
         versions,
+        store,
         sales=sales,
         all_batches=batches,
         dimension_batches=dimension_batches,
         previous=previous,
         as_of=as_of,
     )
-    # Versions rated before that no longer count at all (superseded before their first day).
-    current_ids = {v.version_id for v in versions}
-    dropped = (
-        [int(i) for i in previous.inputs["versions"] if int(i) not in current_ids]
-        if previous is not None
-        else []
-    )
-    run = AccrualRun(
-        as_of=as_of,
-        started_at=now,
-        actor=actor,
-        inputs={
-            "as_of": as_of.isoformat(),
-            "sales_batches": sorted(b.id for b in sales),
-            "dimension_batches": dimension_batches,
-            "versions": {str(v.version_id): _window(v) for v in versions},
-            "rerated": sorted([*(v.version_id for v in affected), *dropped]),
-        },
-    )
+    inputs: dict[str, Any] = {
+        "as_of": as_of.isoformat(),
+        "sales_batches": sorted(b.id for b in sales),
+        "dimension_batches": dimension_batches,
+        "versions": {str(v.version_id): _window(v) for v in versions},
+        "rerated": sorted([*(v.version_id for v in plan.full), *plan.dropped]),
+    }
+    if plan.partial:
+        inputs["rerated_for_customers"] = sorted(v.version_id for v in plan.partial)
+        inputs["customers"] = plan.customers
+    run = AccrualRun(as_of=as_of, started_at=now, actor=actor, inputs=inputs)
     session.add(run)
     session.flush()
 
-    if affected:
+    customers = customer_table(session, store, on=as_of) if plan.rated else None
+    products = product_table(session, store) if plan.rated else None
+    parts = []
+    if plan.full:
         files = [
             store.path(batch.facts_file)
             for batch in sales
-            if any(_overlaps(version, batch.first, batch.last) for version in affected)
+            if any(_overlaps(version, batch.first, batch.last) for version in plan.full)
         ]
-        results = calculate(
-            [version.terms for version in affected],
-            sales=_sales_input(files),
-            customers=customer_table(session, store, on=as_of),
-            products=product_table(session, store),
-            as_of=as_of,
+        parts.append(
+            calculate(
+                [version.terms for version in plan.full],
+                sales=_sales_input(files),
+                customers=customers,
+                products=products,
+                as_of=as_of,
+            )
         )
-    else:
-        results = None
-    rated_ids = [v.version_id for v in affected] + dropped
-    posted = _posted_balances(session, rated_ids)
+    if plan.partial:
+        assert customers is not None
+        files = [
+            store.path(batch.facts_file)
+            for batch in sales
+            if any(_overlaps(version, batch.first, batch.last) for version in plan.partial)
+        ]
+        touched = pa.array(plan.customers, pa.string())
+        parts.append(
+            calculate(
+                [version.terms for version in plan.partial],
+                sales=_lines_of(files, touched),
+                customers=customers.filter(pc.is_in(customers.column("customer_id"), touched)),
+                products=products,
+                as_of=as_of,
+            )
+        )
+    results = pa.concat_tables(parts) if parts else RESULT_SCHEMA.empty_table()
+    posted = _posted_balances(session, [*(v.version_id for v in plan.rated), *plan.dropped])
+    if plan.partial:
+        partial_ids = pa.array([v.version_id for v in plan.partial], pa.int64())
+        in_scope = pc.or_(
+            pc.invert(pc.is_in(posted.column("version_id"), partial_ids)),
+            pc.is_in(posted.column("beneficiary"), pa.array(plan.customers, pa.string())),
+        )
+        posted = posted.filter(in_scope)
     closed = [(p.start, p.end) for p in closed_periods(session)]
-    if results is None:
-        results = RESULT_SCHEMA.empty_table()
-    rated, deltas = _deltas(results, affected, posted, closed)
+    rated, deltas = _deltas(results, plan.rated, posted, closed)
 
     stored = rated.num_rows
     if stored:
@@ -321,7 +400,7 @@ def accrue(
     run.results_stored = stored
     run.lines_posted = lines
     session.flush()
-    labels = tuple(f"{v.code} v{v.version}" for v in affected)
+    labels = tuple(sorted(f"{v.code} v{v.version}" for v in plan.rated))
     record(
         session,
         type="ledger.accrual.run",
