@@ -25,6 +25,21 @@ class RunVersion:
     terms: Agreement
 
 
+# Active terms never change (the hash is checked on activation), so parsed terms are kept by
+# hash: validating 200 agreements on every run costs more than an incremental run's calculation.
+_PARSED: dict[str, Agreement] = {}
+
+
+def _parsed(version: AgreementVersion) -> Agreement:
+    terms = _PARSED.get(version.terms_hash)
+    if terms is None:
+        terms = Agreement.model_validate(version.terms)
+        if len(_PARSED) > 10_000:
+            _PARSED.clear()
+        _PARSED[version.terms_hash] = terms
+    return terms
+
+
 def terms_for_run(session: Session) -> list[RunVersion]:
     rows = session.execute(
         select(AgreementRecord, AgreementVersion)
@@ -38,7 +53,7 @@ def terms_for_run(session: Session) -> list[RunVersion]:
     result = []
     for code, versions in by_agreement.items():
         for position, (agreement, version) in enumerate(versions):
-            terms = Agreement.model_validate(version.terms)
+            terms = _parsed(version)
             assert terms.term.end is not None
             until = terms.earning_end
             if position + 1 < len(versions):

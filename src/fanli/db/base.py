@@ -28,7 +28,6 @@ NAMING_CONVENTION: Final = {
 }
 
 _UNIT: Final = Decimal(1).scaleb(-FACT_SCALE)
-_FACTOR: Final = 10**FACT_SCALE
 
 
 class Base(DeclarativeBase):
@@ -66,7 +65,7 @@ class Amount(TypeDecorator[Decimal]):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return (Decimal(int(value)) / _FACTOR).quantize(_UNIT)
+            return Decimal(int(value)).scaleb(-FACT_SCALE)
         return Decimal(value).quantize(_UNIT)
 
 

@@ -39,6 +39,7 @@ from fanli.audit.service import record
 from fanli.db.base import Amount
 from fanli.db.bulk import insert_arrow
 from fanli.engine.columnar import calculate
+from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.engine.results import RESULT_SCHEMA
 from fanli.kit.money import ZERO
@@ -178,12 +179,17 @@ def liability_balance() -> Any:
     return type_coerce(credited - debited, Amount())
 
 
-def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
-    """The liability the journal holds per key of these versions."""
-    # Core, not the ORM: tens of thousands of rows come back on a large run.
-    rows = (
-        session.connection()
-        .execute(
+def _posted_balances(
+    session: Session, version_ids: Sequence[int], *, customers: Sequence[str] | None = None
+) -> pa.Table:
+    """The liability the journal holds per key of these versions (of these customers only,
+    when given)."""
+    rows: list[Any] = []
+    # Lists of ids are bound in chunks: SQLite allows some tens of thousands of parameters.
+    for chunk in _chunks(list(customers)) if customers is not None else [None]:
+        if not version_ids:
+            break
+        query = (
             select(
                 JournalLine.version_id,
                 JournalLine.beneficiary,
@@ -195,10 +201,10 @@ def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
             .where(JournalLine.version_id.in_(version_ids))
             .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
         )
-        .all()
-        if version_ids
-        else []
-    )
+        if chunk is not None:
+            query = query.where(JournalLine.beneficiary.in_(chunk))
+        # Core, not the ORM: tens of thousands of rows come back on a large run.
+        rows.extend(session.connection().execute(query).all())
     return pa.table(
         {
             "version_id": pa.array([r[0] for r in rows], pa.int64()),
@@ -209,6 +215,10 @@ def _posted_balances(session: Session, version_ids: Sequence[int]) -> pa.Table:
             "balance": pa.array([r[5] for r in rows], _AMOUNT),
         }
     )
+
+
+def _chunks(values: list[str], size: int = 10_000) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _deltas(
@@ -280,17 +290,27 @@ def _sales_input(files: list[Path]) -> pa.Table | list[str]:
     return [str(path) for path in files] if files else SALES_SCHEMA.empty_table()
 
 
-def _lines_of(files: list[Path], customers: pa.Array) -> pa.Table:
-    """Every line of these customers in these batch files."""
+def _lines_of(
+    files: list[Path], customers: pa.Array, versions: list[RunVersion], as_of: dt.date
+) -> pa.Table:
+    """The lines of these customers in these batch files that these versions can read. The
+    date bounds let DuckDB skip row groups (batch files are sorted by invoice date)."""
     if not files:
         return SALES_SCHEMA.empty_table()
+    first = min(_reads_from(version) for version in versions)
+    until = min(max(version.counts_until for version in versions), as_of + dt.timedelta(days=1))
+    events = sorted({EVENT_COLUMN[version.terms.eligibility.event] for version in versions})
+    dated = " OR ".join(
+        f"(s.{column} >= DATE '{first}' AND s.{column} < DATE '{until}')" for column in events
+    )
     connection = duckdb.connect()
     try:
         connection.register("touched", pa.table({"customer_id": customers}))
         listed = ", ".join(f"'{path}'" for path in files)
         table = connection.sql(
             f"""SELECT s.* FROM read_parquet([{listed}]) s
-            SEMI JOIN touched t ON t.customer_id = s.customer_id"""
+            SEMI JOIN touched t ON t.customer_id = s.customer_id
+            WHERE {dated}"""
         ).to_arrow_table()
     finally:
         connection.close()
@@ -375,21 +395,23 @@ def accrue(
         parts.append(
             calculate(
                 [version.terms for version in plan.partial],
-                sales=_lines_of(files, touched),
+                sales=_lines_of(files, touched, plan.partial, as_of),
                 customers=customers.filter(pc.is_in(customers.column("customer_id"), touched)),
                 products=products,
                 as_of=as_of,
             )
         )
     results = pa.concat_tables(parts) if parts else RESULT_SCHEMA.empty_table()
-    posted = _posted_balances(session, [*(v.version_id for v in plan.rated), *plan.dropped])
+    posted = _posted_balances(session, [*(v.version_id for v in plan.full), *plan.dropped])
     if plan.partial:
-        partial_ids = pa.array([v.version_id for v in plan.partial], pa.int64())
-        in_scope = pc.or_(
-            pc.invert(pc.is_in(posted.column("version_id"), partial_ids)),
-            pc.is_in(posted.column("beneficiary"), pa.array(plan.customers, pa.string())),
+        posted = pa.concat_tables(
+            [
+                posted,
+                _posted_balances(
+                    session, [v.version_id for v in plan.partial], customers=plan.customers
+                ),
+            ]
         )
-        posted = posted.filter(in_scope)
     closed = [(p.start, p.end) for p in closed_periods(session)]
     rated, deltas = _deltas(results, plan.rated, posted, closed)
 
