@@ -234,6 +234,7 @@ def main() -> None:
     parser.add_argument("--sf", type=float, default=1.0)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-accrual", action="store_true")
     args = parser.parse_args()
     dataset = prepare(args.sf)
     report: dict[str, Any] = {"sf": args.sf, "lines": dataset.lines, "as_of": str(AS_OF)}
@@ -241,10 +242,11 @@ def main() -> None:
     try:
         if not args.skip_import:
             report["import"] = bench_imports(dataset, scratch_root)
-        report["accrual"] = {
-            backend: bench_accrual(dataset, backend, scratch_root)
-            for backend in args.backends.split(",")
-        }
+        if not args.skip_accrual:
+            report["accrual"] = {
+                backend: bench_accrual(dataset, backend, scratch_root)
+                for backend in args.backends.split(",")
+            }
     finally:
         shutil.rmtree(scratch_root, ignore_errors=True)
     report["measured_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

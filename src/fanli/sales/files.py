@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -496,9 +497,21 @@ def _empty_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
     checker.flag(pc.is_null(values), name, lambda _value: f"{name} is empty")
 
 
+def _distinct_count(values: pa.ChunkedArray) -> int:
+    connection = duckdb.connect()
+    try:
+        connection.register("ids", pa.table({"value": values}))
+        row = connection.execute("SELECT count(DISTINCT value) FROM ids").fetchone()
+    finally:
+        connection.close()
+    return int(row[0]) if row else 0
+
+
 def _duplicates(values: pa.ChunkedArray) -> tuple[pa.Array, list[int]]:
     """Mask of rows whose value appeared on an earlier row, and for each the first row index."""
     length = len(values)
+    if length < 2 or _distinct_count(values) == length:
+        return pa.array([False] * length), []  # the usual case: one parallel hash pass
     # Arrow's sort is stable: equal values keep their row order, so the first is the original.
     order = pc.sort_indices(values)
     sorted_values = values.take(order)

@@ -30,7 +30,7 @@ from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.engine.facts import DATE_COLUMNS
 from fanli.kit.errors import FanliError, InputError
 from fanli.products.models import Product
-from fanli.sales.dimensions import revision, shape, write_after_import
+from fanli.sales.dimensions import read_master, revision, shape, write_after_import
 from fanli.sales.files import (
     PARQUET_SUFFIXES,
     InputFileError,
@@ -393,10 +393,6 @@ def active_sales_files(session: Session, store: FactStore) -> list[tuple[int, Pa
     ]
 
 
-def _known_ids(session: Session, column: Any, name: str) -> pa.Table:
-    return pa.table({name: pa.array(session.scalars(select(column)).all(), pa.string())})
-
-
 def _lines_already_stored(
     table: pa.Table, files: list[Path], first_row: int, source: str
 ) -> list[RowIssue]:
@@ -447,8 +443,8 @@ def import_sales(
     table = read_sales(
         path,
         mapping=mapping,
-        customers=_known_ids(session, Customer.code, "customer_id"),
-        products=_known_ids(session, Product.code, "product_id"),
+        customers=read_master(session, store, BatchKind.CUSTOMERS).select(["customer_id"]),
+        products=read_master(session, store, BatchKind.PRODUCTS).select(["product_id"]),
         customers_source="the customer master",
         products_source="the product master",
         progress=progress,
