@@ -283,3 +283,42 @@ def test_products(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
         rows = session.execute(select(Product.code, Product.category, Product.brand)).all()
     assert sorted(rows) == [("P1", "饮料", "清泉"), ("P2", "饮料", "清泉")]
+
+
+def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: Path) -> None:
+    _masters(store, tmp_path)
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount")
+    with store.work() as session:
+        import_sales(
+            session,
+            store.facts,
+            write_csv(tmp_path / "s1.csv", header, [("L1", "C1", "P1", "2026-01-10", "3", "300")]),
+            actor="ann",
+            now=NOW,
+        )
+    linked = (*header, "原发票行")
+    bad = write_csv(
+        tmp_path / "s2.csv",
+        linked,
+        [
+            ("R1", "C1", "P1", "2026-01-20", "-1", "-100", "L1"),  # fine: reverses a stored line
+            ("R2", "C1", "P1", "2026-01-21", "-1", "-100", "L9"),  # no such line
+            ("R3", "C1", "P1", "2026-01-22", "1", "100", "L1"),  # not a return
+            ("R4", "C1", "P1", "2026-01-23", "-1", "-100", "R1"),  # a line of this file: fine
+        ],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, bad, actor="ann", now=NOW)
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (3, "原发票行", "original line L9 is not stored"),
+        (4, "原发票行", "only a return (negative net amount) names an original line"),
+    ]
+    good = write_csv(
+        tmp_path / "s3.csv", linked, [("R1", "C1", "P1", "2026-01-20", "-1", "-100", "L1")]
+    )
+    with store.work() as session:
+        outcome = import_sales(session, store.facts, good, actor="ann", now=NOW)
+        name = session.get(ImportBatch, outcome.batch_id).facts_file  # type: ignore[union-attr]
+    assert duckdb.sql(
+        f"SELECT line_id, original_line_id FROM '{store.facts.path(str(name))}'"
+    ).fetchall() == [("R1", "L1")]

@@ -308,7 +308,8 @@ def _lines_of(
         connection.register("touched", pa.table({"customer_id": customers}))
         listed = ", ".join(f"'{path}'" for path in files)
         table = connection.sql(
-            f"""SELECT s.* FROM read_parquet([{listed}]) s
+            f"""SELECT {", ".join(f"s.{name}" for name in SALES_SCHEMA.names)}
+            FROM read_parquet([{listed}]) s
             SEMI JOIN touched t ON t.customer_id = s.customer_id
             WHERE {dated}"""
         ).to_arrow_table()

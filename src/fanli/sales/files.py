@@ -19,6 +19,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import json
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ ProgressHook = Callable[[str, int, int], None]
 """Called while a file is read as ``hook(file, done, total)``; bytes for CSV and Parquet, rows
 for Excel. The CLI turns it into a progress bar."""
 
+HEADERS_METADATA = "fanli.headers"  # schema metadata: Fanli field -> the file's header
 MAX_ISSUES = 1000  # issues kept in detail; the count of the rest is still reported
 _MAX_INTEGER_DIGITS = 18 - FACT_SCALE
 
@@ -673,7 +675,14 @@ def _sales_from_raw(
         checker.flag(unknown, name, describe, output[name])
     checker.raise_if_any()
     arrays = [_as_array(output[field.name], field.type, length) for field in SALES_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=SALES_SCHEMA)
+    facts = pa.Table.from_arrays(arrays, schema=SALES_SCHEMA)
+    if "original_line_id" in columns.fields:
+        # Kept beside the facts (the engine does not read it): the line a return reverses.
+        facts = facts.append_column("original_line_id", text_of("original_line_id"))
+    # The user's own headers, so that later checks (the import's) name columns as they do.
+    return facts.replace_schema_metadata(
+        {HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False)}
+    )
 
 
 def _as_array(values: Any, type_: pa.DataType, length: int) -> pa.ChunkedArray:
@@ -717,6 +726,14 @@ def _dimension_from_raw(
     return pa.table(
         {name: _as_array(values, pa.string(), length) for name, values in output.items()}
     )
+
+
+def header_of(table: pa.Table, field: str) -> str:
+    """The header the file used for ``field`` (the field name when unknown)."""
+    metadata = table.schema.metadata or {}
+    raw = metadata.get(HEADERS_METADATA.encode())
+    headers: dict[str, str] = json.loads(raw) if raw else {}
+    return headers.get(field, field)
 
 
 # ---- public API --------------------------------------------------------------------------------

@@ -37,6 +37,16 @@ class FileKind(StrEnum):
 # Aliases per field, canonical name first. Order matters: the first alias found wins.
 SALES_ALIASES: dict[str, tuple[str, ...]] = {
     "line_id": ("line_id", "line id", "line", "明细id", "行id", "分录id", "明细编号"),
+    # A return or credit note may name the invoice line it reverses.
+    "original_line_id": (
+        "original_line_id",
+        "original line id",
+        "original line",
+        "原发票行",
+        "原单据行",
+        "原明细id",
+        "原行id",
+    ),
     "document_type": (
         "document_type",
         "document type",

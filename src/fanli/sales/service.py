@@ -36,13 +36,14 @@ from fanli.sales.files import (
     InputFileError,
     ProgressHook,
     RowIssue,
+    header_of,
     read_customers,
     read_products,
     read_sales,
 )
 from fanli.sales.mapping import ColumnMapping
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
-from fanli.sales.store import FactStore
+from fanli.sales.store import LINK_COLUMN, FactStore
 
 CUSTOMER_FIELDS = ("customer_id", "name", "group", "segment", "region", "credit_code", "tax_number")
 PRODUCT_FIELDS = ("product_id", "name", "category", "brand")
@@ -415,9 +416,57 @@ def _lines_already_stored(
     finally:
         connection.close()
     return [
-        RowIssue(first_row + int(index), "line_id", f"line {line} is already stored ({file}...)")
+        RowIssue(
+            first_row + int(index),
+            header_of(table, "line_id"),
+            f"line {line} is already stored ({file}...)",
+        )
         for index, line, file in found
     ]
+
+
+def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[RowIssue]:
+    """Rows that name an original line which is neither in the file nor stored, or that name
+    one without being a return (a negative amount)."""
+    if LINK_COLUMN not in table.column_names:
+        return []
+    links = table.column(LINK_COLUMN)
+    linked = pc.is_valid(links)
+    issues = [
+        RowIssue(
+            first_row + index,
+            header_of(table, LINK_COLUMN),
+            "only a return (negative net amount) names an original line",
+        )
+        for index in pc.indices_nonzero(
+            pc.and_(linked, pc.greater_equal(table.column("net_amount"), 0))
+        ).to_pylist()[:1000]
+    ]
+    wanted = pa.table({"link": links, "row_index": pa.array(range(table.num_rows))}).filter(linked)
+    if wanted.num_rows == 0:
+        return issues
+    connection = duckdb.connect()
+    try:
+        connection.register("wanted", wanted)
+        connection.register("incoming", table.select(["line_id"]))
+        listed = ", ".join(f"'{path}'" for path in files)
+        stored = f"UNION ALL SELECT line_id FROM read_parquet([{listed}])" if files else ""
+        missing = connection.execute(
+            f"""SELECT w.row_index, w.link FROM wanted w
+            ANTI JOIN (SELECT line_id FROM incoming {stored}) known ON known.line_id = w.link
+            ORDER BY w.row_index LIMIT 1000"""
+        ).fetchall()
+    finally:
+        connection.close()
+    issues += [
+        RowIssue(
+            first_row + int(index),
+            header_of(table, LINK_COLUMN),
+            f"original line {link} is not stored",
+        )
+        for index, link in missing
+    ]
+    return sorted(issues, key=lambda issue: issue.row or 0)
 
 
 def import_sales(
@@ -453,6 +502,7 @@ def import_sales(
         raise InputError("the file has no sales lines", file=str(path))
     files = [file for _, file in active_sales_files(session, store)]
     issues = _lines_already_stored(table, files, _first_row(path), str(path))
+    issues += _unknown_links(table, files, _first_row(path))
     if issues:
         raise InputFileError(issues, file=str(path))
     firsts = [pc.min(table.column(name)).as_py() for name in DATE_COLUMNS]

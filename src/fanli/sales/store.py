@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 ROW_GROUP_LINES = 128 * 1024
+LINK_COLUMN = "original_line_id"  # the invoice line a return reverses, or null
 
 
 class FactStore:
@@ -33,6 +34,9 @@ class FactStore:
         final = self.root / name
         if final.exists():
             return name
+        if LINK_COLUMN not in table.column_names:
+            # every batch file has the same columns, so that they can be read as one
+            table = table.append_column(LINK_COLUMN, pa.nulls(table.num_rows, pa.string()))
         partial = self.root / f".{name}.{os.getpid()}.partial"
         # DuckDB sorts and encodes on every core; pyarrow's writer would use one.
         connection = duckdb.connect()
