@@ -279,3 +279,25 @@ def test_large_csv_is_vectorised(tmp_path: Path) -> None:
     assert table.num_rows == 200_000
     assert seen[-1] == path.stat().st_size
     assert table.column("net_amount")[199_999].as_py() == Decimal("199999.25")
+
+
+def test_fast_and_careful_parsers_agree_on_plain_numbers(tmp_path: Path) -> None:
+    """A clean column takes Arrow's cast; one odd cell sends the column through the careful
+    parser. Both read ".5" and "5." the same way, and both refuse exponents."""
+    header = "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+    clean = tmp_path / "clean.csv"
+    clean.write_text(header + "L1,C1,P1,2026-01-01,5.,.5\n", encoding="utf-8")
+    odd = tmp_path / "odd.csv"
+    odd.write_text(
+        header + 'L1,C1,P1,2026-01-01,5.,.5\nL2,C1,P1,2026-01-01,1,"1,234.50"\n', encoding="utf-8"
+    )
+    fast = read_sales(clean)
+    careful = read_sales(odd)
+    assert fast.column("quantity").to_pylist() == [Decimal("5.0000")]
+    assert careful.column("quantity").to_pylist()[:1] == [Decimal("5.0000")]
+    assert fast.column("net_amount").to_pylist() == [Decimal("0.5000")]
+    assert careful.column("net_amount").to_pylist() == [Decimal("0.5000"), Decimal("1234.5000")]
+    exponent = tmp_path / "exponent.csv"
+    exponent.write_text(header + "L1,C1,P1,2026-01-01,1,1e5\n", encoding="utf-8")
+    with pytest.raises(InputFileError, match="net_amount '1e5' is not a number"):
+        read_sales(exponent)

@@ -330,28 +330,22 @@ def _read_parquet(path: Path, progress: ProgressHook | None) -> pa.Table:
 
 # ---- vectorised conversions ------------------------------------------------------------------
 
-_NUMBER = r"^(?:[+-]?[¥￥]?|[¥￥][+-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$"
-_FITS = rf"^[+-]?0*\d{{1,{_MAX_INTEGER_DIGITS}}}(?:\.|$)"  # fits decimal128(18, 4)
+# "5.", ".5" and "1,234.50" are numbers (as they are to Arrow's cast on the fast path)
+_NUMBER = r"^(?:[+-]?[¥￥]?|[¥￥][+-])(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)$"
+_FITS = rf"^[+-]?(?:0*\d{{1,{_MAX_INTEGER_DIGITS}}})?(?:\.|$)"  # fits decimal128(18, 4)
 _DATE = (
     r"^(?P<y>\d{4})[-/.年](?P<m>\d{1,2})[-/.月](?P<d>\d{1,2})日?"
     r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
 )
 
 
-# Clean files take a fast path: one anchored pattern over the column, then Arrow's own strict
-# cast (it refuses impossible days, overflow and lost decimals). Anything else, and any cast
-# that fails, goes through the general parsers below, which name every bad cell.
-_PLAIN_NUMBER = r"^[+-]?\d+(?:\.\d+)?$"
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+# Clean files take a fast path: Arrow's own strict cast (it refuses impossible days, other date
+# formats, overflow and lost decimals), after blank cells become missing. Exponents ("1e5") are
+# the one thing it accepts that Fanli does not. Anything else, and any cast that fails, goes
+# through the general parsers below, which name every bad cell.
 
 
-def _all_match(text: pa.ChunkedArray, pattern: str) -> bool:
-    return bool(pc.all(pc.match_substring_regex(text, pattern)).as_py() is not False)
-
-
-def _fast_cast(
-    column: pa.ChunkedArray, pattern: str, target: pa.DataType
-) -> pa.ChunkedArray | None:
+def _fast_cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray | None:
     """``column`` cast to ``target`` when it is typed already or every text cell is plain."""
     kind = column.type
     typed = (
@@ -362,7 +356,11 @@ def _fast_cast(
     if not typed:
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             return None
-        if not _all_match(column, pattern):
+        column = pc.if_else(pc.equal(column, ""), pa.scalar(None, kind), column)
+        if (
+            pa.types.is_decimal(target)
+            and pc.any(pc.match_substring(column, "e", ignore_case=True)).as_py()
+        ):
             return None
     try:
         return pc.cast(column, target)
@@ -615,7 +613,7 @@ def _sales_from_raw(
     def parsed_date(name: str) -> pa.ChunkedArray:
         raw_column = raw_of(name)
         if raw_column is not None:
-            fast = _fast_cast(raw_column, _ISO_DATE, pa.date32())
+            fast = _fast_cast(raw_column, pa.date32())
             if fast is not None:
                 return fast
         return _parse_date(text_of(name), name, checker)
@@ -637,9 +635,7 @@ def _sales_from_raw(
         if name == "gross_amount" and name not in columns.fields:
             continue
         raw_column = raw_of(name)
-        fast = (
-            _fast_cast(raw_column, _PLAIN_NUMBER, FACT_DECIMAL) if raw_column is not None else None
-        )
+        fast = _fast_cast(raw_column, FACT_DECIMAL) if raw_column is not None else None
         if fast is not None:
             if name != "gross_amount":
                 _empty_flag(checker, pc.if_else(missing(name), None, fast), name)
