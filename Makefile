@@ -39,6 +39,7 @@ migrations-check: $(STAMP)
 # Benchmarks print figures and compare against a hand-written reference query in the same run.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine --sf 1 --repeat 5
+	$(BIN)/python -m benchmarks.store --sf 1
 
 bench-sf10: $(STAMP)
 	$(BIN)/python -m benchmarks.engine --sf 10 --repeat 2
