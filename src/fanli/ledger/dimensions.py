@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,8 +33,11 @@ def customer_table(session: Session, store: FactStore, *, on: dt.date) -> pa.Tab
             )
         ).all()
     )
-    column = [groups.get(code) for code in table.column("customer_id").to_pylist()]
-    return table.append_column("group", pa.array(column, pa.string()))
+    if not groups:
+        return table.append_column("group", pa.nulls(table.num_rows, pa.string()))
+    positions = pc.index_in(table.column("customer_id"), value_set=pa.array(list(groups)))
+    column = pc.take(pa.array(list(groups.values()), pa.string()), positions)
+    return table.append_column("group", column)
 
 
 def product_table(session: Session, store: FactStore) -> pa.Table:

@@ -182,8 +182,8 @@ def liability_balance() -> Any:
 def _posted_balances(
     session: Session, version_ids: Sequence[int], *, customers: Sequence[str] | None = None
 ) -> pa.Table:
-    """The liability the journal holds per key of these versions (of these customers only,
-    when given)."""
+    """What accrual runs have posted per key of these versions (of these customers only, when
+    given)."""
     rows: list[Any] = []
     # Lists of ids are bound in chunks: SQLite allows some tens of thousands of parameters.
     for chunk in _chunks(list(customers)) if customers is not None else [None]:
@@ -198,7 +198,10 @@ def _posted_balances(
                 func.min(JournalLine.period_end),
                 liability_balance(),
             )
-            .where(JournalLine.version_id.in_(version_ids))
+            # What accrual runs posted: settlements (a later issue) also move the liability,
+            # but a run's delta is measured against accruals only.
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalLine.version_id.in_(version_ids), JournalEntry.run_id.is_not(None))
             .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
         )
         if chunk is not None:
@@ -393,12 +396,16 @@ def accrue(
             if any(_overlaps(version, batch.first, batch.last) for version in plan.partial)
         ]
         touched = pa.array(plan.customers, pa.string())
+        lines = _lines_of(files, touched, plan.partial, as_of)
+        assert products is not None
+        # Only the masters' rows these lines use: classifying them is the engine's fixed cost.
+        sold = pc.unique(lines.column("product_id"))
         parts.append(
             calculate(
                 [version.terms for version in plan.partial],
-                sales=_lines_of(files, touched, plan.partial, as_of),
+                sales=lines,
                 customers=customers.filter(pc.is_in(customers.column("customer_id"), touched)),
-                products=products,
+                products=products.filter(pc.is_in(products.column("product_id"), sold)),
                 as_of=as_of,
             )
         )
