@@ -52,7 +52,8 @@ def _postgres_admin() -> tuple[Engine | None, str]:
             connection.execute(text("SELECT 1"))
     except Exception as error:
         engine.dispose()
-        return None, f"PostgreSQL not reachable at {url.render_as_string()}: {error}"[:300]
+        first_line = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        return None, f"PostgreSQL not reachable at {url.render_as_string()}: {first_line}"
     return engine, ""
 
 
