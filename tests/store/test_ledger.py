@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from fanli.agreements.service import activate_version, add_version
 from fanli.agreements.terms import Agreement
 from fanli.ledger.export import ChartOfAccounts, export_gl
-from fanli.ledger.models import AccountingPeriod, JournalEntry, JournalLine
+from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
 from fanli.ledger.periods import PeriodError, close_period
 from fanli.ledger.queries import account_movements, latest_results, liabilities
 from fanli.ledger.service import RunSummary, accrue
@@ -137,8 +137,16 @@ def test_only_touched_agreements_are_rerated(store: Store, tmp_path: Path) -> No
     assert _accrue(store, "2026-04-30").rerated == ("A1 v1", "OLD v1")
     _sales(store, tmp_path, "s2.csv", ("L3", "C2", "P1", "2026-04-20", "1", "100.00"))
     assert _accrue(store, "2026-04-30").rerated == ("A1 v1",)
-    # A later as-of date re-rates what its dates can change: not the agreement that ended.
-    assert _accrue(store, "2026-05-31").rerated == ("A1 v1",)
+    # A later as-of date re-rates the customers with lines dated since the last one: none here.
+    assert _accrue(store, "2026-05-31").rerated == ()
+    _sales(store, tmp_path, "s3.csv", ("L4", "C3", "P1", "2026-06-20", "1", "100.00"))
+    _accrue(store, "2026-06-10")  # C3's line is dated after this as-of date: it does not count
+    daily = _accrue(store, "2026-06-30")  # now it does, and only C3 is re-rated
+    assert daily.rerated == ("A1 v1",)
+    with store.work() as session:
+        run = session.get(AccrualRun, daily.run_id)
+        assert run is not None
+        assert (run.inputs["rerated"], run.inputs["customers"]) == ([], ["C3"])
     _check_invariants(store)
 
 

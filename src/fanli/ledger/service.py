@@ -6,10 +6,11 @@ what should be held minus what the journal already holds: debit rebate contra-re
 the rebate refund liability (reversed for a decrease). Running again with nothing new posts
 nothing; a voided batch's effect is reversed exactly by the next run.
 
-A run re-rates only the versions its new inputs can change: versions that are new or whose
-counting window changed, versions whose dates a new or voided sales batch touches, versions
-whose dates lie between the previous run's as-of date and this one's, and expected-mode
-versions whenever the as-of date moves. A change to the customer or product master re-rates
+A run re-rates only what its new inputs can change (ADR 0004). A version is re-rated whole when
+it is new or its counting window changed, when it projects (expected mode) and the as-of date
+moved, when it pays without lines (guarantee, fixed amount) or pools a group and its dates saw
+a change; otherwise only for the customers with lines in new or voided batches or dated between
+the previous as-of date and this one. A change to the customer or product master re-rates
 everything. ``inputs`` records all of it, so a run can be reproduced.
 
 A delta for a rebate period that overlaps a closed accounting period is posted in the first
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.queries import RunVersion, terms_for_run
 from fanli.agreements.service import expire_ended
-from fanli.agreements.terms import AccrualMode, GrowthBaseline
+from fanli.agreements.terms import AccrualMode, GrowthBaseline, RateForm
 from fanli.audit.service import record
 from fanli.db.base import Amount
 from fanli.db.bulk import insert_arrow
@@ -124,6 +125,34 @@ def _customers_of(store: FactStore, batches: list[_Batch]) -> list[str]:
     return [row[0] for row in rows]
 
 
+def _customers_dated(
+    store: FactStore,
+    sales: list[_Batch],
+    versions: list[RunVersion],
+    *,
+    after: dt.date,
+    until: dt.date,
+) -> set[str]:
+    """Customers with a line dated in ``(after, until]`` (on the versions' event dates)."""
+    files = [
+        f"'{store.path(batch.facts_file)}'"
+        for batch in sales
+        if batch.first is None
+        or batch.last is None
+        or (batch.first <= until and after < batch.last)
+    ]
+    if not files:
+        return set()
+    events = sorted({EVENT_COLUMN[version.terms.eligibility.event] for version in versions})
+    dated = " OR ".join(
+        f"({column} > DATE '{after}' AND {column} <= DATE '{until}')" for column in events
+    )
+    rows = duckdb.execute(
+        f"SELECT DISTINCT customer_id FROM read_parquet([{', '.join(files)}]) WHERE {dated}"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 def _plan(
     versions: list[RunVersion],
     store: FactStore,
@@ -146,23 +175,41 @@ def _plan(
     changed = [all_batches[i] for i in sorted(current_sales ^ previous_sales) if i in all_batches]
     previous_as_of = dt.date.fromisoformat(previous.inputs["as_of"])
     low, high = sorted((previous_as_of, as_of))
+    moved = low != high
     full: list[RunVersion] = []
     partial: list[RunVersion] = []
+    dated_in_move: list[RunVersion] = []
     for version in versions:
+        terms = version.terms
+        by_date = moved and _overlaps(version, low + dt.timedelta(days=1), high)
+        by_batch = any(_overlaps(version, batch.first, batch.last) for batch in changed)
+        # Whole versions: a new window; a projection (it moves with the as-of date); rows that
+        # exist without lines (a guarantee or a fixed amount: a new period gives every
+        # beneficiary a row); a pool (it pays its counterparty on the members' lines).
+        dense = terms.guarantee is not None or terms.rebate.form is RateForm.FIXED
         if (
             before.get(str(version.version_id)) != _window(version)
-            or (low != high and _overlaps(version, low + dt.timedelta(days=1), high))
-            or (low != high and version.terms.accrual.mode is AccrualMode.EXPECTED)
+            or (moved and terms.accrual.mode is AccrualMode.EXPECTED)
+            or (by_date and dense)
+            or ((by_date or by_batch) and terms.parties is not None)
         ):
             full.append(version)
-        elif any(_overlaps(version, batch.first, batch.last) for batch in changed):
-            # A pool pays its counterparty on the members' lines: rate it whole.
-            (full if version.terms.parties is not None else partial).append(version)
+        elif by_date or by_batch:
+            # Only customers with lines in a new or voided batch, or dated between the two
+            # as-of dates, can have different results.
+            partial.append(version)
+            if by_date:
+                dated_in_move.append(version)
     customers: list[str] = []
     if partial:
         touching = [b for b in changed if any(_overlaps(v, b.first, b.last) for v in partial)]
-        customers = _customers_of(store, touching)
-        if len(customers) > PARTIAL_CUSTOMERS_LIMIT:
+        chosen = set(_customers_of(store, touching)) if touching else set()
+        if dated_in_move:
+            chosen |= _customers_dated(store, sales, dated_in_move, after=low, until=high)
+        customers = sorted(chosen)
+        if not customers:
+            partial = []  # no line of theirs changed: nothing to re-rate
+        elif len(customers) > PARTIAL_CUSTOMERS_LIMIT:
             full, partial, customers = [*full, *partial], [], []
     return _Plan(full, partial, customers, dropped)
 
