@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
@@ -167,8 +168,9 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
         customer = session.scalars(select(Customer).where(Customer.code == "C1")).one()
         assert customer.segment == "零售"
         memberships = session.scalars(select(GroupMembership).order_by(GroupMembership.id)).all()
+        # the first group holds for all earlier dates; the change starts today
         assert [(m.valid_from, m.valid_to) for m in memberships] == [
-            (NOW.date(), NOW.date()),
+            (dt.date.min, NOW.date()),
             (NOW.date(), None),
         ]
 

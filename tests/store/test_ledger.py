@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from fanli.agreements.service import activate_version, add_version
+from fanli.agreements.service import AgreementError, activate_version, add_version, terminate
 from fanli.agreements.terms import Agreement
 from fanli.ledger.export import ChartOfAccounts, export_gl
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
@@ -20,8 +20,10 @@ from fanli.ledger.periods import PeriodError, close_period
 from fanli.ledger.queries import account_movements, latest_results, liabilities
 from fanli.ledger.service import RunSummary, accrue
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
-from store.builders import customers_file, percent_agreement, products_file, sales_file
+from fanli.sales.store import FactStore
+from store.builders import customers_file, percent_agreement, products_file, sales_file, write_csv
 from store.conftest import NOW, Store
+from store.replay import from_scratch
 
 D = Decimal
 
@@ -307,3 +309,172 @@ def test_the_database_refuses_an_unbalanced_line(store: Store, tmp_path: Path) -
         assert session.execute(
             select(JournalLine.debit_account, JournalLine.credit_account, JournalLine.amount)
         ).all() == [("rebate_contra_revenue", "rebate_liability", D("2.0000"))]
+
+
+# ---- regressions found in review: each compares the journal with a calculation from scratch
+
+
+def _journal_and_scratch(store: Store, as_of: str) -> tuple[dict, dict]:  # type: ignore[type-arg]
+    with store.work() as session:
+        return liabilities(session), from_scratch(
+            session, store.facts, dt.date.fromisoformat(as_of)
+        )
+
+
+def test_a_guarantee_pays_only_for_periods_of_its_own_version(store: Store, tmp_path: Path) -> None:
+    _setup(store, tmp_path, percent_agreement(guarantee={"amount": "100"}))
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-02-10", "1", "1000.00"))
+    mid_quarter = percent_agreement(guarantee={"amount": "100"}, effective_from="2026-08-15")
+    with (
+        store.work() as session,
+        pytest.raises(AgreementError, match="must take effect at the start of a calculation"),
+    ):
+        add_version(session, mid_quarter, actor="ann", now=NOW)
+    with store.work() as session:
+        version = add_version(
+            session,
+            percent_agreement(guarantee={"amount": "100"}, effective_from="2026-07-01"),
+            actor="ann",
+            now=NOW,
+        )
+        activate_version(session, version.id, actor="bob", now=NOW)
+    _accrue(store, "2026-06-30")
+    _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-08-10", "1", "1000.00"))
+    _accrue(store, "2026-09-30")
+    journal, scratch = _journal_and_scratch(store, "2026-09-30")
+    # v1 (id 1) guarantees Q1 and Q2; v2 (id 2), under which C1 buys again, Q3: 300.00 in all,
+    # where paying every version for every started period had given 600.00
+    assert journal == scratch
+    assert journal == {
+        (1, "C1", 1): D("100.0000"),
+        (1, "C1", 2): D("100.0000"),
+        (2, "C1", 3): D("100.0000"),
+    }
+
+
+def test_a_terminated_guarantee_stops_paying(store: Store, tmp_path: Path) -> None:
+    _setup(store, tmp_path, percent_agreement(guarantee={"amount": "100"}))
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-02-10", "1", "1000.00"))
+    with store.work() as session:
+        terminate(session, "A1", on=dt.date(2026, 4, 15), reason="ended", actor="ann", now=NOW)
+    _accrue(store, "2026-06-30")
+    _accrue(store, "2026-09-30")
+    journal, scratch = _journal_and_scratch(store, "2026-09-30")
+    # Q2 contains the last day; Q3 pays nothing
+    assert journal == scratch == {(1, "C1", 1): D("100.0000"), (1, "C1", 2): D("100.0000")}
+
+
+def test_a_group_change_is_seen_when_the_as_of_date_passes_it(store: Store, tmp_path: Path) -> None:
+    header = ("customer_id", "name", "group")
+    terms = percent_agreement(eligibility={"customers": {"include": {"group": ["G1"]}}})
+    with store.work() as session:
+        import_customers(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "c1.csv", header, [("C1", "甲公司", "G1"), ("C2", "乙公司", "G1")]
+            ),
+            actor="ann",
+            now=NOW.replace(year=2026, month=1, day=1),
+        )
+        import_products(session, store.facts, products_file(tmp_path), actor="ann", now=NOW)
+        activate_version(
+            session, add_version(session, terms, actor="ann", now=NOW).id, actor="bob", now=NOW
+        )
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2026-02-10", "1", "1000.00"),
+        ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+    )
+    with store.work() as session:  # C1 moves to G2 on 2026-05-01
+        import_customers(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "c2.csv", header, [("C1", "甲公司", "G2"), ("C2", "乙公司", "G1")]
+            ),
+            actor="ann",
+            now=NOW.replace(year=2026, month=5, day=1),
+        )
+    _accrue(store, "2026-03-31")
+    assert _held(store) == {("C1", 1): D("20.0000"), ("C2", 1): D("10.0000")}
+    _accrue(store, "2026-06-30")  # C1 is in G2 from here on: the programme no longer counts it
+    journal, scratch = _journal_and_scratch(store, "2026-06-30")
+    assert journal == scratch == {(1, "C2", 1): D("10.0000")}
+
+
+@pytest.mark.parametrize("scope", ["period", "term"])
+def test_prior_year_baselines_open_rows_as_the_as_of_date_moves(
+    store: Store, tmp_path: Path, scope: str
+) -> None:
+    terms = percent_agreement(
+        tiers=[{"from": "0", "to": "100", "rate": "0"}, {"from": "100", "rate": "5"}],
+        growth={"baseline": "prior_year", "mode": "whole_basis"},
+        periods={"kind": "quarter", "scope": scope},
+    )
+    _setup(store, tmp_path, terms)
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2025-02-10", "1", "1000.00"),
+        ("L2", "C1", "P1", "2025-05-10", "1", "1000.00"),
+        ("L3", "C1", "P1", "2026-02-10", "1", "1500.00"),
+    )
+    _accrue(store, "2026-03-31")
+    _accrue(store, "2026-06-30")
+    journal, scratch = _journal_and_scratch(store, "2026-06-30")
+    # Q1: 1,500 is 150% of 1,000 -> 5% of 1,500 = 75.00. Q2 (term scope): 1,500 against 2,000
+    # is below the baseline -> the term-to-date rebate falls to 0: -75.00 in Q2.
+    expected = {(1, "C1", 1): D("75.0000")}
+    if scope == "term":
+        expected[(1, "C1", 2)] = D("-75.0000")
+    assert journal == scratch == expected
+
+
+def test_liabilities_stay_exact_beyond_a_double(store: Store) -> None:
+    """900,719,925,474.0993 is 2**53 + 1 units of 0.0001: a float sum would drop the last one."""
+    amount = D("900719925474.0993")
+    with store.work() as session:
+        period = AccountingPeriod(
+            code="2026-01", start=dt.date(2026, 1, 1), end=dt.date(2026, 2, 1), status="open"
+        )
+        session.add(period)
+        session.flush()
+        entry = JournalEntry(
+            accounting_period_id=period.id,
+            kind="accrual",
+            entry_date=dt.date(2026, 1, 31),
+            memo="exactness",
+            posted_at=NOW,
+        )
+        session.add(entry)
+        session.flush()
+        session.add(
+            JournalLine(
+                entry_id=entry.id,
+                debit_account="rebate_contra_revenue",
+                credit_account="rebate_liability",
+                amount=amount,
+                agreement_code="A1",
+                version_id=1,
+                beneficiary="C1",
+                period_index=1,
+                period_start=dt.date(2026, 1, 1),
+                period_end=dt.date(2026, 4, 1),
+            )
+        )
+    with store.work() as session:
+        assert liabilities(session) == {(1, "C1", 1): amount}
+
+
+def test_a_data_directory_with_a_quote_in_its_name(store: Store, tmp_path: Path) -> None:
+    store.facts = FactStore(tmp_path / "o'neil" / "facts")
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "1000.00"))
+    assert _accrue(store, "2026-03-31").net_change == D("20.0000")
+    _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-02-10", "1", "1000.00"))
+    assert _accrue(store, "2026-03-31").net_change == D("20.0000")
+    _check_invariants(store)

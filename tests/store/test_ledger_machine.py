@@ -32,17 +32,13 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from fanli.agreements.models import AgreementRecord
-from fanli.agreements.queries import terms_for_run
 from fanli.agreements.service import activate_version, add_version
 from fanli.db.session import make_engine, session_factory, unit_of_work
-from fanli.engine.columnar import calculate
-from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.models import AccountingPeriod
 from fanli.ledger.periods import close_period
 from fanli.ledger.queries import latest_results, liabilities
 from fanli.ledger.service import accrue
 from fanli.sales.service import (
-    active_sales_files,
     import_customers,
     import_products,
     import_sales,
@@ -51,6 +47,7 @@ from fanli.sales.service import (
 from fanli.sales.store import FactStore
 from store.builders import customers_file, percent_agreement, products_file, sales_file
 from store.conftest import NOW, _empty_postgres
+from store.replay import from_scratch
 
 TIERS = [{"from": "0", "to": "5000", "rate": "1"}, {"from": "5000", "rate": "3"}]
 YEAR_START = dt.date(2026, 1, 1)
@@ -62,35 +59,6 @@ line_strategy = st.tuples(
     st.integers(1, 400_000),  # net amount in cents
     st.booleans(),  # a return (negative line)?
 )
-
-
-def _from_scratch(session, store: FactStore, as_of: dt.date) -> dict[tuple[int, str, int], Decimal]:  # type: ignore[no-untyped-def]
-    versions = terms_for_run(session)
-    files = [str(path) for _, path in active_sales_files(session, store)]
-    if not versions or not files:
-        return {}
-    results = calculate(
-        [v.terms for v in versions],
-        sales=files,
-        customers=customer_table(session, store, on=as_of),
-        products=product_table(session, store),
-        as_of=as_of,
-    )
-    ids = {(v.code, v.version): v.version_id for v in versions}
-    held: dict[tuple[int, str, int], Decimal] = {}
-    previous: dict[tuple[int, str], Decimal] = {}
-    rows = sorted(
-        results.to_pylist(),
-        key=lambda r: (r["agreement_id"], r["version"], r["beneficiary_id"], r["period_index"]),
-    )
-    for row in rows:
-        version_id = ids[(row["agreement_id"], row["version"])]
-        key = (version_id, row["beneficiary_id"])
-        share = row["accrual"] - previous.get(key, Decimal(0))
-        previous[key] = row["accrual"]
-        if share:
-            held[(version_id, row["beneficiary_id"], row["period_index"])] = share
-    return held
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -172,7 +140,7 @@ class LedgerMachine(RuleBasedStateMachine):
         with unit_of_work(self.sessions) as session:
             accrue(session, self.facts, as_of=as_of, actor="t", now=NOW)
         with unit_of_work(self.sessions) as session:
-            assert liabilities(session) == _from_scratch(session, self.facts, as_of)
+            assert liabilities(session) == from_scratch(session, self.facts, as_of)
 
     @rule(month=st.integers(1, 12))
     def close(self, month: int) -> None:
@@ -223,7 +191,7 @@ def test_the_machine_would_notice_a_missing_reversal(sqlite_template: Path) -> N
         with unit_of_work(machine.sessions) as session:
             void_batch(session, batch, reason="probe", actor="t", now=NOW)
             held = liabilities(session)
-            scratch = _from_scratch(session, machine.facts, YEAR_START + dt.timedelta(days=100))
+            scratch = from_scratch(session, machine.facts, YEAR_START + dt.timedelta(days=100))
         assert held != scratch
         assert held == {(1, "C1", 1): Decimal("180.0000")}  # 3% of 6,000.00
         assert scratch == {}

@@ -19,7 +19,7 @@ from fanli.agreements.models import (
     AgreementVersion,
     VersionStatus,
 )
-from fanli.agreements.terms import Agreement
+from fanli.agreements.terms import Agreement, RateForm
 from fanli.audit.service import canonical_json, record
 from fanli.kit.errors import FanliError
 
@@ -87,6 +87,17 @@ def add_version(
             f"version {number} of {terms.id} must take effect after {active[-1].effective_from} "
             f"(version {active[-1].version}); got {effective}"
         )
+    pays_without_lines = terms.guarantee is not None or terms.rebate.form is RateForm.FIXED
+    if active and pays_without_lines:
+        starts = [period.start for period in terms.calculation_periods()]
+        if effective not in starts:
+            # Otherwise both versions would pay the guarantee (or fixed amount) of the period
+            # the change falls in.
+            raise AgreementError(
+                f"version {number} of {terms.id} pays without lines (a guarantee or a fixed "
+                f"amount), so it must take effect at the start of a calculation period, not "
+                f"{effective}"
+            )
     data = stored_terms(terms.model_copy(update={"version": number, "effective_from": effective}))
     version = AgreementVersion(
         agreement_id=agreement.id,

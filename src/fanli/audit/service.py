@@ -15,10 +15,11 @@ import json
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.models import AuditEvent
+from fanli.db.session import Lock, serialize
 
 GENESIS: Final = "0" * 64
 
@@ -82,9 +83,8 @@ def record(
     now: dt.datetime,
 ) -> AuditEvent:
     """Append one event to the chain, in the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Writers queue on the chain head; the unique prev_hash would refuse a fork anyway.
-        session.execute(text("SELECT pg_advisory_xact_lock(7305)"))
+    # Writers queue on the chain head; the unique prev_hash would refuse a fork anyway.
+    serialize(session, Lock.AUDIT_CHAIN)
     last = session.execute(
         select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()

@@ -50,6 +50,16 @@ def insert_arrow(session: Session, model: type[Base], data: pa.Table) -> int:
     names = data.column_names
     quoted = ", ".join(f'"{name}"' for name in names)
     if connection.dialect.name == "postgresql":
+        # Amounts are cast exactly to four places first (Arrow refuses to drop a digit), as
+        # Amount does on the other paths: NUMERIC(22, 4) would round silently.
+        data = pa.table(
+            {
+                name: pc.cast(data.column(name), pa.decimal128(22, FACT_SCALE))
+                if isinstance(table.columns[name].type, Amount)
+                else data.column(name)
+                for name in names
+            }
+        )
         buffer = io.BytesIO()
         pcsv.write_csv(data, buffer, pcsv.WriteOptions(include_header=False))
         driver = connection.connection.driver_connection

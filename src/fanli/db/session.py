@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -43,6 +44,24 @@ def make_engine(url: str, **options: Any) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, **options)
+
+
+class Lock(IntEnum):
+    """Transaction-scoped locks for operations that must not run side by side."""
+
+    ACCRUAL = 7301
+    SALES_IMPORT = 7302
+    AUDIT_CHAIN = 7305
+
+
+def serialize(session: Session, lock: Lock) -> None:
+    """Wait for, then hold until commit or rollback, the lock of one kind of operation.
+
+    PostgreSQL takes an advisory transaction lock. SQLite needs nothing: every transaction
+    begins IMMEDIATE, so writers already run one at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(lock)})
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -52,6 +52,7 @@ from fanli.engine.facts import (
 from fanli.engine.results import MEASURE_TYPE, MONEY_TYPE, RATE_TYPE, RESULT_SCHEMA
 from fanli.kit.errors import FanliError, InputError
 from fanli.kit.periods import add_months
+from fanli.kit.sql import sql_literal
 
 SalesInput: TypeAlias = "pa.Table | Sequence[str | Path]"
 
@@ -66,8 +67,7 @@ class CalculationError(FanliError):
 # SQL text helpers
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+_literal = sql_literal
 
 
 def _identifier(name: str) -> str:

@@ -142,7 +142,8 @@ def export_gl(
         sheet.title = f"GL {period.code}"
         sheet.append(HEADER)
         for row in [*rows, total]:
-            # Excel shows numbers; Decimal keeps every digit (openpyxl writes it as a number).
+            # Amounts go in as numbers, which Excel holds as doubles: exact to 15 significant
+            # digits (every amount below 100 billion, to the 0.0001). The CSV keeps every digit.
             sheet.append(list(row))
         workbook.save(out)
     else:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.kit.money import ZERO
+from fanli.kit.sql import sql_literal
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
 from fanli.ledger.service import liability_balance
 from fanli.sales.store import FactStore
@@ -49,7 +50,7 @@ def latest_results(session: Session, store: FactStore) -> dict[Key, Decimal]:
             continue
         rows = duckdb.execute(
             f"""SELECT version_id, beneficiary, period_index, liability
-            FROM read_parquet('{store.path(results_file)}') WHERE liability <> 0"""
+            FROM read_parquet({sql_literal(store.path(results_file))}) WHERE liability <> 0"""
         ).fetchall()
         for version_id, beneficiary, period_index, liability in rows:
             held[(int(version_id), beneficiary, int(period_index))] = liability

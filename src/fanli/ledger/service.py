@@ -29,21 +29,24 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import case, func, select, type_coerce
+from sqlalchemy import case, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.queries import RunVersion, terms_for_run
 from fanli.agreements.service import expire_ended
-from fanli.agreements.terms import AccrualMode, GrowthBaseline, RateForm
+from fanli.agreements.terms import AccrualMode, Agreement, GrowthBaseline, RateForm
 from fanli.audit.service import record
+from fanli.customers.models import Customer, GroupMembership
 from fanli.db.base import Amount
 from fanli.db.bulk import insert_arrow
+from fanli.db.session import Lock, serialize
 from fanli.engine.columnar import calculate
 from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.engine.results import RESULT_SCHEMA
 from fanli.kit.money import ZERO
+from fanli.kit.sql import sql_list
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.models import (
     Account,
@@ -118,7 +121,7 @@ PARTIAL_CUSTOMERS_LIMIT = 50_000
 
 
 def _customers_of(store: FactStore, batches: list[_Batch]) -> list[str]:
-    files = ", ".join(f"'{store.path(batch.facts_file)}'" for batch in batches)
+    files = sql_list([store.path(batch.facts_file) for batch in batches])
     rows = duckdb.execute(
         f"SELECT DISTINCT customer_id FROM read_parquet([{files}]) ORDER BY customer_id"
     ).fetchall()
@@ -135,7 +138,7 @@ def _customers_dated(
 ) -> set[str]:
     """Customers with a line dated in ``(after, until]`` (on the versions' event dates)."""
     files = [
-        f"'{store.path(batch.facts_file)}'"
+        store.path(batch.facts_file)
         for batch in sales
         if batch.first is None
         or batch.last is None
@@ -148,12 +151,37 @@ def _customers_dated(
         f"({column} > DATE '{after}' AND {column} <= DATE '{until}')" for column in events
     )
     rows = duckdb.execute(
-        f"SELECT DISTINCT customer_id FROM read_parquet([{', '.join(files)}]) WHERE {dated}"
+        f"SELECT DISTINCT customer_id FROM read_parquet([{sql_list(files)}]) WHERE {dated}"
     ).fetchall()
     return {row[0] for row in rows}
 
 
+def _selects_groups(terms: Agreement) -> bool:
+    selectors = [terms.eligibility.customers]
+    for line_set in (terms.target, terms.gate):
+        if line_set is not None:
+            selectors.append(line_set.customers)
+    return any(
+        selector.include.group is not None or selector.exclude.group is not None
+        for selector in selectors
+    )
+
+
+def _regrouped(session: Session, *, after: dt.date, until: dt.date) -> set[str]:
+    """Customers whose group membership starts or ends in ``(after, until]``."""
+    changes = (GroupMembership.valid_from > after) & (GroupMembership.valid_from <= until)
+    ends = (GroupMembership.valid_to > after) & (GroupMembership.valid_to <= until)
+    return set(
+        session.scalars(
+            select(Customer.code)
+            .join(GroupMembership, GroupMembership.customer_id == Customer.id)
+            .where(changes | ends)
+        )
+    )
+
+
 def _plan(
+    session: Session,
     versions: list[RunVersion],
     store: FactStore,
     *,
@@ -176,6 +204,8 @@ def _plan(
     previous_as_of = dt.date.fromisoformat(previous.inputs["as_of"])
     low, high = sorted((previous_as_of, as_of))
     moved = low != high
+    # The engine reads group membership on the as-of date.
+    regrouped = _regrouped(session, after=low, until=high) if moved else set()
     full: list[RunVersion] = []
     partial: list[RunVersion] = []
     dated_in_move: list[RunVersion] = []
@@ -187,16 +217,20 @@ def _plan(
         # exist without lines (a guarantee or a fixed amount: a new period gives every
         # beneficiary a row); a pool (it pays its counterparty on the members' lines).
         dense = terms.guarantee is not None or terms.rebate.form is RateForm.FIXED
+        # A prior-year baseline is not cut at the as-of date: a new period can open a row for
+        # customers with baseline lines only.
+        prior_year = terms.growth is not None and terms.growth.baseline is GrowthBaseline.PRIOR_YEAR
+        by_group = bool(regrouped) and _selects_groups(terms)
         if (
             before.get(str(version.version_id)) != _window(version)
             or (moved and terms.accrual.mode is AccrualMode.EXPECTED)
-            or (by_date and dense)
-            or ((by_date or by_batch) and terms.parties is not None)
+            or (by_date and (dense or prior_year))
+            or ((by_date or by_batch or by_group) and terms.parties is not None)
         ):
             full.append(version)
-        elif by_date or by_batch:
-            # Only customers with lines in a new or voided batch, or dated between the two
-            # as-of dates, can have different results.
+        elif by_date or by_batch or by_group:
+            # Only customers with lines in a new or voided batch, with lines dated between the
+            # two as-of dates, or whose group changed in between, can have different results.
             partial.append(version)
             if by_date:
                 dated_in_move.append(version)
@@ -206,6 +240,7 @@ def _plan(
         chosen = set(_customers_of(store, touching)) if touching else set()
         if dated_in_move:
             chosen |= _customers_dated(store, sales, dated_in_move, after=low, until=high)
+        chosen |= regrouped
         customers = sorted(chosen)
         if not customers:
             partial = []  # no line of theirs changed: nothing to re-rate
@@ -216,11 +251,13 @@ def _plan(
 
 def liability_balance() -> Any:
     """SQL for what lines hold on the liability account: credited minus debited."""
+    # The zero is an Amount too: a plain Decimal would reach SQLite as 0.0 and make SUM a float.
+    zero = literal(ZERO, Amount())
     credited = func.sum(
-        case((JournalLine.credit_account == Account.LIABILITY, JournalLine.amount), else_=ZERO)
+        case((JournalLine.credit_account == Account.LIABILITY, JournalLine.amount), else_=zero)
     )
     debited = func.sum(
-        case((JournalLine.debit_account == Account.LIABILITY, JournalLine.amount), else_=ZERO)
+        case((JournalLine.debit_account == Account.LIABILITY, JournalLine.amount), else_=zero)
     )
     # The difference of two sums must keep the column type (scaled integers on SQLite).
     return type_coerce(credited - debited, Amount())
@@ -288,6 +325,8 @@ def _deltas(
                     "agreement_id": pa.array([v.code for v in versions], pa.string()),
                     "version": pa.array([v.version for v in versions], pa.int32()),
                     "version_id": pa.array([v.version_id for v in versions], pa.int64()),
+                    "counts_from": pa.array([v.counts_from for v in versions], pa.date32()),
+                    "counts_until": pa.array([v.counts_until for v in versions], pa.date32()),
                 }
             ),
         )
@@ -303,14 +342,20 @@ def _deltas(
         )
         connection.execute(
             """CREATE TEMP TABLE rated AS
-            SELECT v.version_id, r.agreement_id, r.version, r.beneficiary_id AS beneficiary,
+            SELECT * EXCLUDE (counts_from, counts_until) FROM (
+            SELECT v.version_id, v.counts_from, v.counts_until, r.agreement_id, r.version,
+                   r.beneficiary_id AS beneficiary,
                    r.period_index, r.period_start, r.period_end, r.currency, r.lines, r.basis,
                    r.window_basis, r.tier_basis, r.baseline, r.gate_basis, r.tier, r.rate,
                    r.window_rebate, r.rebate, r.cumulative_rebate, r.accrual,
                    r.accrual - coalesce(lag(r.accrual) OVER (
                        PARTITION BY v.version_id, r.beneficiary_id ORDER BY r.period_index), 0)
                      AS liability
-            FROM results r JOIN versions v USING (agreement_id, version)"""
+            FROM results r JOIN versions v USING (agreement_id, version))
+            -- A version accrues only for periods that overlap its own dates: a guarantee or a
+            -- fixed amount would otherwise pay for periods another version (or nobody) covers.
+            -- The period's share is taken first, so running totals stay consistent.
+            WHERE period_end > counts_from AND period_start < counts_until"""
         )
         rated = connection.sql("SELECT * FROM rated").to_arrow_table()
         deltas = connection.sql(
@@ -356,7 +401,7 @@ def _lines_of(
     connection = duckdb.connect()
     try:
         connection.register("touched", pa.table({"customer_id": customers}))
-        listed = ", ".join(f"'{path}'" for path in files)
+        listed = sql_list(files)
         table = connection.sql(
             f"""SELECT {", ".join(f"s.{name}" for name in SALES_SCHEMA.names)}
             FROM read_parquet([{listed}]) s
@@ -372,6 +417,8 @@ def accrue(
     session: Session, store: FactStore, *, as_of: dt.date, actor: str, now: dt.datetime
 ) -> RunSummary:
     """One accrual run as of ``as_of`` over every active agreement version."""
+    # Two runs at once would both post the same delta: they queue (SQLite's writers always do).
+    serialize(session, Lock.ACCRUAL)
     expire_ended(session, as_of=as_of, actor=actor, now=now)
     versions = terms_for_run(session)
     batches = {
@@ -395,6 +442,7 @@ def accrue(
     )
     previous = session.scalar(select(AccrualRun).order_by(AccrualRun.id.desc()).limit(1))
     plan = _plan(
+        session,
         versions,
         store,
         sales=sales,

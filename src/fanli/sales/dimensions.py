@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.sales.models import BatchKind, ImportBatch
-from fanli.sales.store import FactStore
+from fanli.sales.store import FactStore, durable_replace
 
 # Per master: the SQL that reads it, and the names its first columns take in the snapshot.
 _SHAPES: dict[BatchKind, tuple[str, tuple[str, ...]]] = {
@@ -73,7 +73,7 @@ def _write(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     pq.write_table(table, partial)
-    os.replace(partial, path)
+    durable_replace(partial, path)
 
 
 def read_master(session: Session, store: FactStore, kind: BatchKind) -> pa.Table:

@@ -27,8 +27,10 @@ from sqlalchemy.orm import Session
 from fanli.audit.service import record
 from fanli.customers.credit_code import credit_code_problem
 from fanli.customers.models import Customer, CustomerGroup, GroupMembership
+from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
 from fanli.kit.errors import FanliError, InputError
+from fanli.kit.sql import sql_list
 from fanli.products.models import Product
 from fanli.sales.dimensions import read_master, revision, shape, write_after_import
 from fanli.sales.files import (
@@ -271,8 +273,14 @@ def import_customers(
     return ImportOutcome(batch.id, BatchKind.CUSTOMERS, len(rows), False, len(new), len(changed))
 
 
+# A customer's first group is taken to hold for all earlier dates: the file says which group it
+# is in, not since when, and a back-dated accrual must not lose it.
+ALWAYS = dt.date.min
+
+
 def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date) -> None:
-    """A customer's group column starts a membership today when it differs from the current."""
+    """A group column that differs from the current membership ends it today and starts the new
+    one today; a customer's first membership holds since ``ALWAYS``."""
     wanted = {row["customer_id"]: row["group"] for row in rows}
     groups = dict(session.execute(select(CustomerGroup.code, CustomerGroup.id)).all())
     for code in sorted({group for group in wanted.values() if group} - groups.keys()):
@@ -288,6 +296,7 @@ def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date)
             )
         )
     }
+    had_membership = set(session.scalars(select(GroupMembership.customer_id).distinct()))
     for code, group in wanted.items():
         customer_id = customer_ids[code]
         group_id = groups.get(group) if group else None
@@ -300,7 +309,11 @@ def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date)
             )
         if group_id is not None:
             session.add(
-                GroupMembership(group_id=group_id, customer_id=customer_id, valid_from=today)
+                GroupMembership(
+                    group_id=group_id,
+                    customer_id=customer_id,
+                    valid_from=today if customer_id in had_membership else ALWAYS,
+                )
             )
     session.flush()
 
@@ -406,7 +419,7 @@ def _lines_already_stored(
     connection = duckdb.connect()
     try:
         connection.register("incoming", ids)
-        listed = ", ".join(f"'{path}'" for path in files)
+        listed = sql_list(files)
         found = connection.execute(
             f"""SELECT i.row_index, i.line_id, regexp_extract(s.filename, 'sales-(\\w{{12}})', 1)
             FROM incoming i JOIN read_parquet([{listed}], filename = true) s
@@ -449,7 +462,7 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
     try:
         connection.register("wanted", wanted)
         connection.register("incoming", table.select(["line_id"]))
-        listed = ", ".join(f"'{path}'" for path in files)
+        listed = sql_list(files)
         stored = f"UNION ALL SELECT line_id FROM read_parquet([{listed}])" if files else ""
         missing = connection.execute(
             f"""SELECT w.row_index, w.link FROM wanted w
@@ -485,6 +498,8 @@ def import_sales(
     Every customer and product must be known, every line id new among the active batches.
     Returns are lines with negative quantity and amounts.
     """
+    # Two imports at once could each find the other's line ids not yet stored.
+    serialize(session, Lock.SALES_IMPORT)
     content_hash = file_hash(path)
     repeated = _previous(session, BatchKind.SALES, content_hash, idempotency_key)
     if repeated is not None:

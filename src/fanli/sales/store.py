@@ -16,8 +16,23 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from fanli.kit.sql import sql_literal
+
 ROW_GROUP_LINES = 128 * 1024
 LINK_COLUMN = "original_line_id"  # the invoice line a return reverses, or null
+
+
+def durable_replace(partial: Path, final: Path) -> None:
+    """Move a fully written file into place so that it survives a crash: the file's bytes and
+    then the directory entry reach the disk before the database row that names it commits."""
+    with partial.open("rb") as stream:
+        os.fsync(stream.fileno())
+    os.replace(partial, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 class FactStore:
@@ -32,8 +47,8 @@ class FactStore:
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"sales-{content_hash}.parquet"
         final = self.root / name
-        if final.exists():
-            return name
+        # A file of this name is never registered here (the import would have been recognised):
+        # at most one left by a rolled-back import, perhaps with another mapping. Rewrite it.
         if LINK_COLUMN not in table.column_names:
             # every batch file has the same columns, so that they can be read as one
             table = table.append_column(LINK_COLUMN, pa.nulls(table.num_rows, pa.string()))
@@ -43,12 +58,12 @@ class FactStore:
         try:
             connection.register("batch", table)
             connection.execute(
-                f"""COPY (SELECT * FROM batch ORDER BY invoice_date) TO '{partial}'
+                f"""COPY (SELECT * FROM batch ORDER BY invoice_date) TO {sql_literal(partial)}
                 (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {ROW_GROUP_LINES})"""
             )
         finally:
             connection.close()
-        os.replace(partial, final)
+        durable_replace(partial, final)
         return name
 
     def write_results(self, table: pa.Table, run_id: int) -> tuple[str, str]:
@@ -59,11 +74,13 @@ class FactStore:
         connection = duckdb.connect()
         try:
             connection.register("results", table)
-            connection.execute(f"COPY results TO '{partial}' (FORMAT parquet, COMPRESSION snappy)")
+            connection.execute(
+                f"COPY results TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION snappy)"
+            )
         finally:
             connection.close()
         digest = hashlib.sha256(partial.read_bytes()).hexdigest()
         # Named by run and content: a rolled-back run's file never takes another's name.
         name = f"results/run-{run_id}-{digest[:16]}.parquet"
-        os.replace(partial, self.root / name)
+        durable_replace(partial, self.root / name)
         return name, digest
