@@ -1,13 +1,13 @@
 """The ledger's invariants under random histories (hypothesis state machine, real databases).
 
-Random sequences of sales imports (returns included), voids, new agreement versions, accrual
-runs at any as-of date, and period closes. After every step the journal holds per agreement
-version x beneficiary x period exactly the latest run's results (accrued minus settled; nothing
-is settled before settlements exist); entries balance by construction (one amount, two
-accounts, CHECK constraints). After every run, a
-calculation from scratch over everything active gives the same liabilities as the incremental
-history, so a voided batch's effect is reversed exactly and the incremental selection of
-versions misses nothing.
+Random sequences of sales imports (returns included), voids, new versions of a tiered
+programme, accrual runs at any as-of date, and period closes, over that programme and a second
+one that pays a guarantee without lines. After every step the journal holds, per agreement
+version x beneficiary x period, exactly the latest run's results (accrued minus settled; nothing
+is settled before settlements exist). Entries balance by construction (one amount, two
+accounts, CHECK constraints). After every run, a calculation from scratch over everything
+active gives the same liabilities as the incremental history: a voided batch's effect is
+reversed exactly, and the incremental choice of versions and customers misses nothing.
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ class LedgerMachine(RuleBasedStateMachine):
             import_products(session, self.facts, products_file(self.directory), actor="t", now=NOW)
             version = add_version(session, percent_agreement(tiers=TIERS), actor="t", now=NOW)
             activate_version(session, version.id, actor="t", now=NOW)
+            # A second programme that pays without lines: a guarantee per quarter.
+            guaranteed = percent_agreement("B1", rate="1", guarantee={"amount": "50"})
+            version = add_version(session, guaranteed, actor="t", now=NOW)
+            activate_version(session, version.id, actor="t", now=NOW)
 
     def teardown(self) -> None:
         self.engine.dispose()
@@ -123,7 +127,8 @@ class LedgerMachine(RuleBasedStateMachine):
         effective = effective.replace(month=month)
         tiers = [{**TIERS[0]}, {**TIERS[1], "rate": rate}]
         with unit_of_work(self.sessions) as session:
-            if session.scalar(select(AgreementRecord.status)) != "active":
+            status = select(AgreementRecord.status).where(AgreementRecord.code == "A1")
+            if session.scalar(status) != "active":
                 return  # expired by a run after the term: it takes no new version
             version = add_version(
                 session,
@@ -193,7 +198,11 @@ def test_the_machine_would_notice_a_missing_reversal(sqlite_template: Path) -> N
             held = liabilities(session)
             scratch = from_scratch(session, machine.facts, YEAR_START + dt.timedelta(days=100))
         assert held != scratch
-        assert held == {(1, "C1", 1): Decimal("180.0000")}  # 3% of 6,000.00
+        assert held == {
+            (1, "C1", 1): Decimal("180.0000"),  # A1: 3% of 6,000.00
+            (2, "C1", 1): Decimal("60.0000"),  # B1: 1% of 6,000.00, above the guarantee
+            (2, "C1", 2): Decimal("50.0000"),  # B1: the guarantee of the started Q2
+        }
         assert scratch == {}
     finally:
         machine.teardown()
