@@ -4,6 +4,7 @@ reverse exactly, closed periods adjusted in the next open one, GL export that ti
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -478,3 +479,24 @@ def test_a_data_directory_with_a_quote_in_its_name(store: Store, tmp_path: Path)
     _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-02-10", "1", "1000.00"))
     assert _accrue(store, "2026-03-31").net_change == D("20.0000")
     _check_invariants(store)
+
+
+def test_two_runs_at_once_post_once(store: Store, tmp_path: Path) -> None:
+    """Runs started together queue (an advisory lock on PostgreSQL, IMMEDIATE transactions on
+    SQLite): the second finds the first's postings and posts nothing."""
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "1000.00"))
+    start = threading.Barrier(2)
+    outcomes: list[RunSummary] = []
+
+    def run() -> None:
+        start.wait()
+        outcomes.append(_accrue(store, "2026-03-31"))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcome.net_change for outcome in outcomes) == [D(0), D("20.0000")]
+    assert _held(store) == {("C1", 1): D("20.0000")}
