@@ -89,29 +89,18 @@ def record(
         select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    plain_inputs, plain_outcome = _plain(inputs), _plain(outcome)
-    event = AuditEvent(
-        seq=seq,
-        occurred_at=now,
-        type=type,
-        actor=actor,
-        entity_type=entity_type,
-        entity_id=str(entity_id),
-        inputs=plain_inputs,
-        outcome=plain_outcome,
-        prev_hash=prev_hash,
-    )
-    event.hash = event_hash(
-        seq=seq,
-        occurred_at=now,
-        type=type,
-        actor=actor,
-        entity_type=entity_type,
-        entity_id=str(entity_id),
-        inputs=plain_inputs,
-        outcome=plain_outcome,
-        prev_hash=prev_hash,
-    )
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "occurred_at": now,
+        "type": type,
+        "actor": actor,
+        "entity_type": entity_type,
+        "entity_id": str(entity_id),
+        "inputs": _plain(inputs),
+        "outcome": _plain(outcome),
+        "prev_hash": prev_hash,
+    }
+    event = AuditEvent(**fields, hash=event_hash(**fields))
     session.add(event)
     session.flush()
     return event

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,64 @@ def _text_rows(table: pa.Table, names: tuple[str, ...]) -> list[dict[str, Any]]:
     return rows
 
 
+def _upsert_master(
+    session: Session,
+    store: FactStore,
+    *,
+    kind: BatchKind,
+    model: type[Customer] | type[Product],
+    path: Path,
+    content_hash: str,
+    idempotency_key: str | None,
+    values: list[dict[str, Any]],
+    ids: dict[str, int],
+    snapshot: tuple[str, ...],
+    after_upsert: Callable[[], None] | None,
+    actor: str,
+    now: dt.datetime,
+) -> ImportOutcome:
+    """Insert new and update known rows of a master (``ids``: code -> id of the rows stored),
+    then register the batch, write its audit event and the master's next snapshot."""
+    previous_revision = revision(session, kind)
+    new = [value for value in values if value["code"] not in ids]
+    changed = [{"id": ids[value["code"]], **value} for value in values if value["code"] in ids]
+    if new:
+        session.execute(insert(model), new)
+    if changed:
+        session.execute(update(model), changed)
+    if after_upsert is not None:
+        after_upsert()
+    batch = _add_batch(
+        session,
+        kind=kind,
+        path=path,
+        content_hash=content_hash,
+        idempotency_key=idempotency_key,
+        rows=len(values),
+        actor=actor,
+        now=now,
+    )
+    record(
+        session,
+        type=f"{kind}.imported",
+        actor=actor,
+        entity_type="import_batch",
+        entity_id=batch.id,
+        inputs={"file": path.name, "sha256": content_hash},
+        outcome={"rows": len(values), "inserted": len(new), "updated": len(changed)},
+        now=now,
+    )
+    write_after_import(
+        session,
+        store,
+        kind,
+        previous_revision=previous_revision,
+        imported=shape(kind, [tuple(value[name] for name in snapshot) for value in values]),
+        complete=not ids,
+    )
+    return ImportOutcome(batch.id, kind, len(values), False, len(new), len(changed))
+
+
 # ---- customers -------------------------------------------------------------------------------
 
 
@@ -226,51 +285,21 @@ def import_customers(
         }
         for row in rows
     ]
-    previous_revision = revision(session, BatchKind.CUSTOMERS)
-    new = [value for value in values if value["code"] not in existing]
-    changed = [
-        {"id": existing[value["code"]][0], **value} for value in values if value["code"] in existing
-    ]
-    if new:
-        session.execute(insert(Customer), new)
-    if changed:
-        session.execute(update(Customer), changed)
-    _record_groups(session, rows, now.date())
-    batch = _add_batch(
+    return _upsert_master(
         session,
+        store,
         kind=BatchKind.CUSTOMERS,
+        model=Customer,
         path=path,
         content_hash=content_hash,
         idempotency_key=idempotency_key,
-        rows=len(rows),
+        values=values,
+        ids={code: ids[0] for code, ids in existing.items()},
+        snapshot=("code", "legal_name", "segment", "region", "attributes"),
+        after_upsert=lambda: _record_groups(session, rows, now.date()),
         actor=actor,
         now=now,
     )
-    record(
-        session,
-        type="customers.imported",
-        actor=actor,
-        entity_type="import_batch",
-        entity_id=batch.id,
-        inputs={"file": path.name, "sha256": content_hash},
-        outcome={"rows": len(rows), "inserted": len(new), "updated": len(changed)},
-        now=now,
-    )
-    write_after_import(
-        session,
-        store,
-        BatchKind.CUSTOMERS,
-        previous_revision=previous_revision,
-        imported=shape(
-            BatchKind.CUSTOMERS,
-            [
-                (v["code"], v["legal_name"], v["segment"], v["region"], v["attributes"])
-                for v in values
-            ],
-        ),
-        complete=not existing,
-    )
-    return ImportOutcome(batch.id, BatchKind.CUSTOMERS, len(rows), False, len(new), len(changed))
 
 
 # A customer's first group is taken to hold for all earlier dates: the file says which group it
@@ -351,45 +380,21 @@ def import_products(
         }
         for row in rows
     ]
-    previous_revision = revision(session, BatchKind.PRODUCTS)
-    new = [value for value in values if value["code"] not in existing]
-    changed = [{"id": existing[v["code"]], **v} for v in values if v["code"] in existing]
-    if new:
-        session.execute(insert(Product), new)
-    if changed:
-        session.execute(update(Product), changed)
-    batch = _add_batch(
+    return _upsert_master(
         session,
+        store,
         kind=BatchKind.PRODUCTS,
+        model=Product,
         path=path,
         content_hash=content_hash,
         idempotency_key=idempotency_key,
-        rows=len(rows),
+        values=values,
+        ids=existing,
+        snapshot=("code", "name", "category", "brand", "attributes"),
+        after_upsert=None,
         actor=actor,
         now=now,
     )
-    record(
-        session,
-        type="products.imported",
-        actor=actor,
-        entity_type="import_batch",
-        entity_id=batch.id,
-        inputs={"file": path.name, "sha256": content_hash},
-        outcome={"rows": len(rows), "inserted": len(new), "updated": len(changed)},
-        now=now,
-    )
-    write_after_import(
-        session,
-        store,
-        BatchKind.PRODUCTS,
-        previous_revision=previous_revision,
-        imported=shape(
-            BatchKind.PRODUCTS,
-            [(v["code"], v["name"], v["category"], v["brand"], v["attributes"]) for v in values],
-        ),
-        complete=not existing,
-    )
-    return ImportOutcome(batch.id, BatchKind.PRODUCTS, len(rows), False, len(new), len(changed))
 
 
 # ---- sales -----------------------------------------------------------------------------------
