@@ -43,7 +43,7 @@ from fanli.ledger.periods import close_period
 from fanli.ledger.service import accrue
 from fanli.sales.files import InputFileError
 from fanli.sales.mapping import load_mapping
-from fanli.sales.models import ImportBatch
+from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.service import (
     ImportOutcome,
     import_customers,
@@ -57,7 +57,6 @@ from fanli.sales.store import FactStore
 T = TypeVar("T")
 
 db_app = typer.Typer(help="Create or migrate the database.", no_args_is_help=True)
-import_app = typer.Typer(help="Import customers, products or sales lines.", no_args_is_help=True)
 batch_app = typer.Typer(help="List or void import batches.", no_args_is_help=True)
 agreement_app = typer.Typer(help="Add, activate and list agreements.", no_args_is_help=True)
 period_app = typer.Typer(help="List and close accounting periods.", no_args_is_help=True)
@@ -135,7 +134,7 @@ def db_upgrade() -> None:
 
 
 def _import(
-    kind: str,
+    kind: BatchKind,
     path: Path,
     *,
     mapping: Path | None,
@@ -157,9 +156,9 @@ def _import(
                     "idempotency_key": key,
                     "progress": hook,
                 }
-                if kind == "customers":
+                if kind is BatchKind.CUSTOMERS:
                     return import_customers(session, facts, path, **options)  # type: ignore[arg-type]
-                if kind == "products":
+                if kind is BatchKind.PRODUCTS:
                     return import_products(session, facts, path, **options)  # type: ignore[arg-type]
                 return import_sales(session, facts, path, **options)  # type: ignore[arg-type]
         except InputFileError as error:
@@ -174,7 +173,7 @@ def _import(
     else:
         console.print(
             Text(
-                f"{path.name}: batch {outcome.batch_id}, {outcome.rows:,} {kind} rows "
+                f"{path.name}: batch {outcome.batch_id}, {outcome.rows:,} {kind.value} rows "
                 f"({outcome.inserted:,} new, {outcome.updated:,} updated)"
             )
         )
@@ -200,40 +199,23 @@ def _show_issues(error: InputFileError, report: Path | None) -> None:
         console.print(Text("write every problem to a file with --report problems.csv (or .xlsx)"))
 
 
-@import_app.command("customers")
-def import_customers_command(
+def import_command(  # noqa: PLR0917 - Typer maps parameters to arguments and options
+    kind: Annotated[
+        BatchKind,
+        typer.Argument(
+            help="customers (code, legal name, 统一社会信用代码, tax number, segment, region, "
+            "group, ...), products (code, name, category, brand, ...) or sales (returns: "
+            "negative quantity and amounts)."
+        ),
+    ],
     path: Path,
     mapping: MappingOption = None,
     report: ReportOption = None,
     idempotency_key: KeyOption = None,
     actor: ActorOption = DEFAULT_ACTOR,
 ) -> None:
-    """Customers: code, legal name, 统一社会信用代码, tax number, segment, region, group, ..."""
-    _import("customers", path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
-
-
-@import_app.command("products")
-def import_products_command(
-    path: Path,
-    mapping: MappingOption = None,
-    report: ReportOption = None,
-    idempotency_key: KeyOption = None,
-    actor: ActorOption = DEFAULT_ACTOR,
-) -> None:
-    """Products: code, name, category, brand, any attribute columns."""
-    _import("products", path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
-
-
-@import_app.command("sales")
-def import_sales_command(
-    path: Path,
-    mapping: MappingOption = None,
-    report: ReportOption = None,
-    idempotency_key: KeyOption = None,
-    actor: ActorOption = DEFAULT_ACTOR,
-) -> None:
-    """Sales and return lines (returns: negative quantity and amounts)."""
-    _import("sales", path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
+    """Import customers, products or sales lines from CSV, Excel or Parquet: all rows or none."""
+    _import(kind, path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
 
 
 # ---- batch ------------------------------------------------------------------------------------
@@ -413,7 +395,7 @@ def _bad_suffix(out: Path) -> typer.Exit:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
-    app.add_typer(import_app, name="import")
+    app.command("import")(import_command)
     app.add_typer(batch_app, name="batch")
     app.add_typer(agreement_app, name="agreement")
     app.command("accrue")(accrue_command)
