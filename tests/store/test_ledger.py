@@ -207,10 +207,12 @@ def test_a_late_sale_in_a_closed_period_is_an_adjustment_in_the_next_open_one(
 ) -> None:
     _setup(store, tmp_path)
     _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"))
-    _accrue(store, "2026-03-31")
+    before_close = _accrue(store, "2026-03-31")
     with store.work() as session:
         for month in ("2026-01", "2026-02", "2026-03"):
-            close_period(session, month, actor="fin", now=NOW)
+            closed = close_period(session, month, actor="fin", now=NOW)
+            # the period's results are frozen as they stood after this run
+            assert closed.closed_after_run_id == before_close.run_id
     with store.work() as session, pytest.raises(PeriodError, match="closed already"):
         close_period(session, "2026-03", actor="fin", now=NOW)
     with store.work() as session:

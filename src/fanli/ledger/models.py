@@ -48,6 +48,8 @@ class AccountingPeriod(Base):
     status: Mapped[str] = mapped_column(String(8), default=PeriodStatus.OPEN)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
     closed_by: Mapped[str | None] = mapped_column(String(120))
+    # The results the period was closed on: the state after this run (None: no run yet).
+    closed_after_run_id: Mapped[int | None] = mapped_column(ForeignKey("accrual_run.id"))
 
 
 class AccrualRun(Base):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.kit.errors import FanliError
 from fanli.kit.periods import add_months
-from fanli.ledger.models import AccountingPeriod, PeriodStatus
+from fanli.ledger.models import AccountingPeriod, AccrualRun, PeriodStatus
 
 
 class PeriodError(FanliError):
@@ -70,6 +70,9 @@ def close_period(session: Session, code: str, *, actor: str, now: dt.datetime) -
     period.status = PeriodStatus.CLOSED
     period.closed_at = now
     period.closed_by = actor
+    # Freezes the period's results: they are the state after the latest run, whose files and
+    # postings never change; later runs post adjustments in an open period instead.
+    period.closed_after_run_id = session.scalar(select(func.max(AccrualRun.id)))
     session.flush()
     record(
         session,
@@ -78,7 +81,7 @@ def close_period(session: Session, code: str, *, actor: str, now: dt.datetime) -
         entity_type="accounting_period",
         entity_id=code,
         inputs={"code": code},
-        outcome={"status": period.status},
+        outcome={"status": period.status, "closed_after_run": period.closed_after_run_id},
         now=now,
     )
     return period
