@@ -1,8 +1,9 @@
 """The ledger's invariants under random histories (hypothesis state machine, real databases).
 
-Random sequences of sales imports (returns included), voids, new versions of a tiered
-programme, accrual runs at any as-of date, and period closes, over that programme and a second
-one that pays a guarantee without lines. After every step the journal holds, per agreement
+Random sequences of sales imports (returns included, dated in 2025 and 2026), voids, new
+versions of a tiered programme, changes of a customer's group, accrual runs at any as-of date,
+and period closes, over that programme, a second one that pays a guarantee without lines and a
+third for one group on growth over the prior year. After every step the journal holds, per agreement
 version x beneficiary x period, exactly the latest run's results (accrued minus settled; nothing
 is settled before settlements exist). Entries balance by construction (one amount, two
 accounts, CHECK constraints). After every run, a calculation from scratch over everything
@@ -45,7 +46,7 @@ from fanli.sales.service import (
     void_batch,
 )
 from fanli.sales.store import FactStore
-from store.builders import customers_file, percent_agreement, products_file, sales_file
+from store.builders import percent_agreement, products_file, sales_file, write_csv
 from store.conftest import NOW, _empty_postgres
 from store.replay import from_scratch
 
@@ -55,7 +56,7 @@ YEAR_START = dt.date(2026, 1, 1)
 line_strategy = st.tuples(
     st.sampled_from(["C1", "C2", "C3"]),
     st.sampled_from(["P1", "P2"]),
-    st.integers(0, 364),  # day of 2026
+    st.integers(-365, 364),  # a day of 2025 (prior-year baselines) or 2026
     st.integers(1, 400_000),  # net amount in cents
     st.booleans(),  # a return (negative line)?
 )
@@ -83,10 +84,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.file_number = 0
         self.line_number = 0
         self.last_effective = YEAR_START
+        self.groups = {"C1": "GA", "C2": "GA", "C3": "GB"}
+        self.regrouped_on = YEAR_START
         with unit_of_work(self.sessions) as session:
-            import_customers(
-                session, self.facts, customers_file(self.directory), actor="t", now=NOW
-            )
+            import_customers(session, self.facts, self._customers_file(), actor="t", now=NOW)
             import_products(session, self.facts, products_file(self.directory), actor="t", now=NOW)
             version = add_version(session, percent_agreement(tiers=TIERS), actor="t", now=NOW)
             activate_version(session, version.id, actor="t", now=NOW)
@@ -94,6 +95,23 @@ class LedgerMachine(RuleBasedStateMachine):
             guaranteed = percent_agreement("B1", rate="1", guarantee={"amount": "50"})
             version = add_version(session, guaranteed, actor="t", now=NOW)
             activate_version(session, version.id, actor="t", now=NOW)
+            # A third for group GA, on growth over the same quarter of 2025.
+            growth = percent_agreement(
+                "G1",
+                tiers=[{"from": "0", "to": "100", "rate": "0"}, {"from": "100", "rate": "5"}],
+                growth={"baseline": "prior_year", "mode": "whole_basis"},
+                eligibility={"customers": {"include": {"group": ["GA"]}}},
+            )
+            version = add_version(session, growth, actor="t", now=NOW)
+            activate_version(session, version.id, actor="t", now=NOW)
+
+    def _customers_file(self) -> Path:
+        self.file_number += 1
+        return write_csv(
+            self.directory / f"customers{self.file_number}.csv",
+            ("customer_id", "name", "group"),
+            [(code, f"{code} 有限公司", group) for code, group in sorted(self.groups.items())],
+        )
 
     def teardown(self) -> None:
         self.engine.dispose()
@@ -112,6 +130,21 @@ class LedgerMachine(RuleBasedStateMachine):
         path = sales_file(self.directory, f"s{self.file_number}.csv", rows)
         with unit_of_work(self.sessions) as session:
             return import_sales(session, self.facts, path, actor="t", now=NOW).batch_id
+
+    @rule(
+        customer=st.sampled_from(["C1", "C2", "C3"]),
+        group=st.sampled_from(["GA", "GB"]),
+        days=st.integers(1, 90),
+    )
+    def regroup(self, customer: str, group: str, days: int) -> None:
+        """The customer master says a customer is in another group, from the import's day."""
+        if self.groups[customer] == group:
+            return
+        self.groups[customer] = group
+        self.regrouped_on += dt.timedelta(days=days)
+        on = dt.datetime.combine(self.regrouped_on, dt.time(9), tzinfo=dt.UTC)
+        with unit_of_work(self.sessions) as session:
+            import_customers(session, self.facts, self._customers_file(), actor="t", now=on)
 
     @rule(batch=consumes(batches))
     def void(self, batch: int) -> None:
