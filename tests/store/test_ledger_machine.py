@@ -3,12 +3,12 @@
 Random sequences of sales imports (returns included, dated in 2025 and 2026), voids, new
 versions of a tiered programme, changes of a customer's group, accrual runs at any as-of date,
 and period closes, over that programme, a second one that pays a guarantee without lines and a
-third for one group on growth over the prior year. After every step the journal holds, per agreement
-version x beneficiary x period, exactly the latest run's results (accrued minus settled; nothing
-is settled before settlements exist). Entries balance by construction (one amount, two
-accounts, CHECK constraints). After every run, a calculation from scratch over everything
-active gives the same liabilities as the incremental history: a voided batch's effect is
-reversed exactly, and the incremental choice of versions and customers misses nothing.
+third for one group on growth over the prior year. After every step the journal holds, per
+agreement version x beneficiary x period, exactly the latest run's results (accrued minus
+settled; nothing is settled before settlements exist). Entries balance by construction (one
+amount, two accounts, CHECK constraints). After every run, a calculation from scratch over
+everything active gives the same liabilities as the incremental history: a voided batch's
+effect is reversed exactly, and the incremental choice of versions and customers misses nothing.
 """
 
 from __future__ import annotations
