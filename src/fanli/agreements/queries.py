@@ -71,3 +71,13 @@ def terms_for_run(session: Session) -> list[RunVersion]:
                 terms = terms.model_copy(update={"eligibility": eligibility})
             result.append(RunVersion(version.id, code, version.version, start, until, terms))
     return result
+
+
+def versions(session: Session) -> list[tuple[AgreementRecord, AgreementVersion]]:
+    """Every agreement with each of its versions, by code and version number."""
+    rows = session.execute(
+        select(AgreementRecord, AgreementVersion)
+        .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
+        .order_by(AgreementRecord.code, AgreementVersion.version)
+    ).all()
+    return [(agreement, version) for agreement, version in rows]

@@ -19,7 +19,7 @@ from fanli.agreements.models import (
     AgreementVersion,
     VersionStatus,
 )
-from fanli.agreements.terms import Agreement, RateForm
+from fanli.agreements.terms import Agreement
 from fanli.audit.service import canonical_json, record
 from fanli.kit.errors import FanliError
 
@@ -87,8 +87,7 @@ def add_version(
             f"version {number} of {terms.id} must take effect after {active[-1].effective_from} "
             f"(version {active[-1].version}); got {effective}"
         )
-    pays_without_lines = terms.guarantee is not None or terms.rebate.form is RateForm.FIXED
-    if active and pays_without_lines:
+    if active and terms.pays_without_lines:
         starts = [period.start for period in terms.calculation_periods()]
         if effective not in starts:
             # Otherwise both versions would pay the guarantee (or fixed amount) of the period
@@ -261,3 +260,35 @@ def _version(session: Session, version_id: int) -> AgreementVersion:
     if version is None:
         raise AgreementError(f"there is no agreement version {version_id}")
     return version
+
+
+def add_versions(
+    session: Session,
+    agreements: list[Agreement],
+    *,
+    activate: bool,
+    actor: str,
+    now: dt.datetime,
+) -> list[AgreementVersion]:
+    """A new version of each agreement in a terms file, activated at once if asked."""
+    versions = []
+    for terms in agreements:
+        version = add_version(session, terms, actor=actor, now=now)
+        if activate:
+            activate_version(session, version.id, actor=actor, now=now)
+        versions.append(version)
+    return versions
+
+
+def activate_draft(
+    session: Session, code: str, *, actor: str, now: dt.datetime
+) -> AgreementVersion:
+    """Activate the draft version of agreement ``code``."""
+    version = session.scalar(
+        select(AgreementVersion)
+        .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+        .where(AgreementRecord.code == code, AgreementVersion.status == VersionStatus.DRAFT)
+    )
+    if version is None:
+        raise AgreementError(f"agreement {code} has no draft version")
+    return activate_version(session, version.id, actor=actor, now=now)

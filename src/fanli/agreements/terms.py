@@ -296,6 +296,16 @@ class Agreement(Terms):
             end = self.eligibility.dates.end
         return end
 
+    @property
+    def pays_without_lines(self) -> bool:
+        """A guarantee, or a fixed amount, can pay in a period without lines."""
+        return self.guarantee is not None or self.rebate.form is RateForm.FIXED
+
+    @property
+    def prior_year_baseline(self) -> bool:
+        """Growth is measured against the same period of the year before."""
+        return self.growth is not None and self.growth.baseline is GrowthBaseline.PRIOR_YEAR
+
     def calculation_periods(self) -> list[Period]:
         if self.periods.kind is PeriodKind.CUSTOM:
             assert self.periods.custom is not None

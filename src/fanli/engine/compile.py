@@ -209,7 +209,7 @@ def compile_agreement(agreement_no: int, agreement: Agreement) -> CompiledAgreem
         divisor=10**AMOUNT_EXPONENT // minor,
         money_to_measure=MEASURE_UNIT // minor,
         expected=agreement.accrual.mode.value == "expected",
-        dense=agreement.guarantee is not None or rebate.form is RateForm.FIXED,
+        dense=agreement.pays_without_lines,
         bands=compile_bands(agreement_no, agreement),
     )
 
@@ -289,8 +289,7 @@ def compile_sets(
                 **common,  # type: ignore[arg-type]
             )
         )
-    growth = agreement.growth
-    if growth is not None and growth.baseline is GrowthBaseline.PRIOR_YEAR:
+    if agreement.prior_year_baseline:
         shifted = [(i, shift_years(start, -1), shift_years(end, -1)) for i, start, end in ranges]
         specs.append(
             LineSetSpec(

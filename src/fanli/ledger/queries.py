@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import duckdb
@@ -77,3 +78,7 @@ def account_movements(session: Session, period_code: str) -> dict[str, tuple[Dec
                 (debit + total, credit) if side == "debit" else (debit, credit + total)
             )
     return movements
+
+
+def accounting_periods(session: Session) -> Sequence[AccountingPeriod]:
+    return session.scalars(select(AccountingPeriod).order_by(AccountingPeriod.start)).all()

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.queries import RunVersion, terms_for_run
 from fanli.agreements.service import expire_ended
-from fanli.agreements.terms import AccrualMode, Agreement, GrowthBaseline, RateForm
+from fanli.agreements.terms import AccrualMode, Agreement
 from fanli.audit.service import record
 from fanli.customers.models import Customer, GroupMembership
 from fanli.db.base import Amount
@@ -84,8 +84,7 @@ class _Batch:
 
 def _reads_from(version: RunVersion) -> dt.date:
     """The earliest sale date the version's results can depend on."""
-    growth = version.terms.growth
-    if growth is not None and growth.baseline is GrowthBaseline.PRIOR_YEAR:
+    if version.terms.prior_year_baseline:
         assert version.terms.term.start is not None
         return version.terms.term.start - _YEAR
     return version.counts_from
@@ -104,7 +103,8 @@ def _overlaps(version: RunVersion, first: dt.date | None, last: dt.date | None) 
 @dataclass(frozen=True)
 class _Plan:
     """What a run re-rates: ``full`` versions for every beneficiary, ``partial`` versions only
-    for ``customers`` (those with lines in new or voided batches), ``dropped`` versions to zero."""
+    for ``customers`` (with lines in new or voided batches, dated between the two as-of dates,
+    or regrouped in between), ``dropped`` versions to zero."""
 
     full: list[RunVersion]
     partial: list[RunVersion]
@@ -120,40 +120,37 @@ class _Plan:
 PARTIAL_CUSTOMERS_LIMIT = 50_000
 
 
-def _customers_of(store: FactStore, batches: list[_Batch]) -> list[str]:
-    files = sql_list([store.path(batch.facts_file) for batch in batches])
-    rows = duckdb.execute(
-        f"SELECT DISTINCT customer_id FROM read_parquet([{files}]) ORDER BY customer_id"
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def _customers_dated(
-    store: FactStore,
-    sales: list[_Batch],
-    versions: list[RunVersion],
-    *,
-    after: dt.date,
-    until: dt.date,
-) -> set[str]:
-    """Customers with a line dated in ``(after, until]`` (on the versions' event dates)."""
-    files = [
+def _files_read_by(store: FactStore, sales: list[_Batch], versions: list[RunVersion]) -> list[Path]:
+    """The batch files whose dates some of these versions can see."""
+    return [
         store.path(batch.facts_file)
         for batch in sales
-        if batch.first is None
-        or batch.last is None
-        or (batch.first <= until and after < batch.last)
+        if any(_overlaps(version, batch.first, batch.last) for version in versions)
     ]
+
+
+def _overlaps_dates(batch: _Batch, *, after: dt.date, until: dt.date) -> bool:
+    if batch.first is None or batch.last is None:
+        return True
+    return batch.first <= until and after < batch.last
+
+
+def _customers_in(files: list[Path], where: str = "TRUE") -> set[str]:
+    """Customers with a line in these batch files (that meets ``where``)."""
     if not files:
         return set()
-    events = sorted({EVENT_COLUMN[version.terms.eligibility.event] for version in versions})
-    dated = " OR ".join(
-        f"({column} > DATE '{after}' AND {column} <= DATE '{until}')" for column in events
-    )
     rows = duckdb.execute(
-        f"SELECT DISTINCT customer_id FROM read_parquet([{sql_list(files)}]) WHERE {dated}"
+        f"SELECT DISTINCT customer_id FROM read_parquet([{sql_list(files)}]) WHERE {where}"
     ).fetchall()
     return {row[0] for row in rows}
+
+
+def _dated_between(versions: list[RunVersion], *, after: dt.date, until: dt.date) -> str:
+    """SQL: a line dated in ``(after, until]`` on one of these versions' event dates."""
+    events = sorted({EVENT_COLUMN[version.terms.eligibility.event] for version in versions})
+    return " OR ".join(
+        f"({column} > DATE '{after}' AND {column} <= DATE '{until}')" for column in events
+    )
 
 
 def _selects_groups(terms: Agreement) -> bool:
@@ -213,18 +210,16 @@ def _plan(
         terms = version.terms
         by_date = moved and _overlaps(version, low + dt.timedelta(days=1), high)
         by_batch = any(_overlaps(version, batch.first, batch.last) for batch in changed)
+        by_group = bool(regrouped) and _selects_groups(terms)
         # Whole versions: a new window; a projection (it moves with the as-of date); rows that
         # exist without lines (a guarantee or a fixed amount: a new period gives every
         # beneficiary a row); a pool (it pays its counterparty on the members' lines).
-        dense = terms.guarantee is not None or terms.rebate.form is RateForm.FIXED
-        # A prior-year baseline is not cut at the as-of date: a new period can open a row for
-        # customers with baseline lines only.
-        prior_year = terms.growth is not None and terms.growth.baseline is GrowthBaseline.PRIOR_YEAR
-        by_group = bool(regrouped) and _selects_groups(terms)
         if (
             before.get(str(version.version_id)) != _window(version)
             or (moved and terms.accrual.mode is AccrualMode.EXPECTED)
-            or (by_date and (dense or prior_year))
+            # A prior-year baseline is not cut at the as-of date: a new period can open a row
+            # for customers with baseline lines only.
+            or (by_date and (terms.pays_without_lines or terms.prior_year_baseline))
             or ((by_date or by_batch or by_group) and terms.parties is not None)
         ):
             full.append(version)
@@ -237,9 +232,14 @@ def _plan(
     customers: list[str] = []
     if partial:
         touching = [b for b in changed if any(_overlaps(v, b.first, b.last) for v in partial)]
-        chosen = set(_customers_of(store, touching)) if touching else set()
+        chosen = _customers_in([store.path(batch.facts_file) for batch in touching])
         if dated_in_move:
-            chosen |= _customers_dated(store, sales, dated_in_move, after=low, until=high)
+            # batches with a line dated in (low, high]
+            dated = [b for b in sales if _overlaps_dates(b, after=low, until=high)]
+            chosen |= _customers_in(
+                [store.path(batch.facts_file) for batch in dated],
+                _dated_between(dated_in_move, after=low, until=high),
+            )
         chosen |= regrouped
         customers = sorted(chosen)
         if not customers:
@@ -469,11 +469,7 @@ def accrue(
     products = product_table(session, store) if plan.rated else None
     parts = []
     if plan.full:
-        files = [
-            store.path(batch.facts_file)
-            for batch in sales
-            if any(_overlaps(version, batch.first, batch.last) for version in plan.full)
-        ]
+        files = _files_read_by(store, sales, plan.full)
         parts.append(
             calculate(
                 [version.terms for version in plan.full],
@@ -485,11 +481,7 @@ def accrue(
         )
     if plan.partial:
         assert customers is not None
-        files = [
-            store.path(batch.facts_file)
-            for batch in sales
-            if any(_overlaps(version, batch.first, batch.last) for version in plan.partial)
-        ]
+        files = _files_read_by(store, sales, plan.partial)
         touched = pa.array(plan.customers, pa.string())
         lines = _lines_of(files, touched, plan.partial, as_of)
         assert products is not None

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -105,3 +105,8 @@ def progress(paths: list[Path], console: Console) -> Iterator[ProgressHook | Non
 
     with bar:
         yield hook
+
+
+MappingOption = Annotated[
+    Path | None, typer.Option(help="Column mapping, YAML: {fanli_field: 'your header'}.")
+]

@@ -20,12 +20,7 @@ from fanli.agreements.files import load_agreements
 from fanli.demo import export_demo, run_demo
 from fanli.engine.columnar import calculate
 from fanli.engine.explain import explain_results, summarize
-from fanli.interfaces.cli.common import (
-    parse_date,
-    progress,
-    run,
-    stdout,
-)
+from fanli.interfaces.cli.common import MappingOption, parse_date, progress, run, stdout
 from fanli.interfaces.cli.output import RESULT_SUFFIXES, summary_table, write_results
 from fanli.interfaces.cli.store import register
 from fanli.kit.errors import InputError
@@ -51,9 +46,6 @@ CustomersOption = Annotated[
 ]
 ProductsOption = Annotated[
     Path | None, typer.Option(help="Products file (id, category, brand, ...).")
-]
-MappingOption = Annotated[
-    Path | None, typer.Option(help="Column mapping, YAML: {fanli_field: 'your header'}.")
 ]
 AsOfOption = Annotated[
     str | None, typer.Option("--as-of", help="Count lines dated up to this day (2026-06-30).")

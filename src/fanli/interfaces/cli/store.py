@@ -18,12 +18,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fanli.agreements.files import load_agreements
-from fanli.agreements.models import AgreementRecord, AgreementVersion
-from fanli.agreements.service import activate_version, add_version
+from fanli.agreements.queries import versions
+from fanli.agreements.service import activate_draft, add_versions
 from fanli.config import Settings
 from fanli.db.migrate import upgrade
 from fanli.db.session import make_engine, session_factory, unit_of_work
@@ -31,6 +31,7 @@ from fanli.db.status import require_current
 from fanli.interfaces.cli.common import (
     EXIT_INPUT,
     ExitError,
+    MappingOption,
     parse_date,
     progress,
     run,
@@ -38,12 +39,13 @@ from fanli.interfaces.cli.common import (
 )
 from fanli.kit.errors import InputError
 from fanli.ledger.export import export_gl, load_chart
-from fanli.ledger.models import AccountingPeriod
 from fanli.ledger.periods import close_period
+from fanli.ledger.queries import accounting_periods
 from fanli.ledger.service import accrue
 from fanli.sales.files import InputFileError
 from fanli.sales.mapping import load_mapping
-from fanli.sales.models import BatchKind, ImportBatch
+from fanli.sales.models import BatchKind
+from fanli.sales.queries import batches
 from fanli.sales.service import (
     ImportOutcome,
     import_customers,
@@ -63,9 +65,6 @@ period_app = typer.Typer(help="List and close accounting periods.", no_args_is_h
 gl_app = typer.Typer(help="Export the journal to the general ledger.", no_args_is_help=True)
 
 ActorOption = Annotated[str, typer.Option("--as", help="Who acts (recorded in the audit trail).")]
-MappingOption = Annotated[
-    Path | None, typer.Option(help="Column mapping, YAML: {fanli_field: 'your header'}.")
-]
 ReportOption = Annotated[
     Path | None, typer.Option(help="Where to write the report of a refused file (.csv or .xlsx).")
 ]
@@ -227,7 +226,7 @@ def batch_list() -> None:
 
     def step(session: Session, _facts: FactStore) -> Table:
         table = Table("batch", "kind", "file", "rows", "dates", "status", "imported")
-        for batch in session.scalars(select(ImportBatch).order_by(ImportBatch.id)):
+        for batch in batches(session):
             dates = f"{batch.first_date} .. {batch.last_date}" if batch.first_date else ""
             table.add_row(
                 str(batch.id),
@@ -267,16 +266,11 @@ def agreement_add(
     agreements = run(lambda: load_agreements(path))
 
     def step(session: Session, _facts: FactStore) -> list[str]:
-        now = _now()
-        added = []
-        for terms in agreements:
-            version = add_version(session, terms, actor=actor, now=now)
-            if activate:
-                activate_version(session, version.id, actor=actor, now=now)
-            added.append(
-                f"{terms.id} v{version.version} ({version.status}, from {version.effective_from})"
-            )
-        return added
+        added = add_versions(session, agreements, activate=activate, actor=actor, now=_now())
+        return [
+            f"{terms.id} v{version.version} ({version.status}, from {version.effective_from})"
+            for terms, version in zip(agreements, added, strict=True)
+        ]
 
     for line in _in_store(step):
         stdout().print(Text(line))
@@ -287,14 +281,7 @@ def agreement_activate(code: str, actor: ActorOption = DEFAULT_ACTOR) -> None:
     """Activate the draft version of an agreement."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        version = session.scalar(
-            select(AgreementVersion)
-            .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
-            .where(AgreementRecord.code == code, AgreementVersion.status == "draft")
-        )
-        if version is None:
-            raise InputError(f"agreement {code} has no draft version", field="code")
-        activate_version(session, version.id, actor=actor, now=_now())
+        version = activate_draft(session, code, actor=actor, now=_now())
         return f"{code} v{version.version} is active from {version.effective_from}"
 
     stdout().print(Text(_in_store(step)))
@@ -306,11 +293,7 @@ def agreement_list() -> None:
 
     def step(session: Session, _facts: FactStore) -> Table:
         table = Table("agreement", "status", "version", "effective from", "version status")
-        for agreement, version in session.execute(
-            select(AgreementRecord, AgreementVersion)
-            .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
-            .order_by(AgreementRecord.code, AgreementVersion.version)
-        ):
+        for agreement, version in versions(session):
             table.add_row(
                 agreement.code,
                 agreement.status,
@@ -360,7 +343,7 @@ def period_list() -> None:
 
     def step(session: Session, _facts: FactStore) -> Table:
         table = Table("period", "status", "closed")
-        for period in session.scalars(select(AccountingPeriod).order_by(AccountingPeriod.start)):
+        for period in accounting_periods(session):
             closed = (
                 f"{period.closed_at:%Y-%m-%d %H:%M} {period.closed_by}" if period.closed_at else ""
             )
