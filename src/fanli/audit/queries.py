@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.models import AuditEvent
-from fanli.audit.service import GENESIS, event_hash
+from fanli.audit.service import GENESIS, HASHED_FIELDS, event_hash
 
 
 def events(session: Session, *, type_prefix: str | None = None) -> Sequence[AuditEvent]:
@@ -23,17 +23,7 @@ def first_broken_event(session: Session) -> int | None:
     previous = GENESIS
     expected_seq = 1
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq)):
-        recomputed = event_hash(
-            seq=event.seq,
-            occurred_at=event.occurred_at,
-            type=event.type,
-            actor=event.actor,
-            entity_type=event.entity_type,
-            entity_id=event.entity_id,
-            inputs=event.inputs,
-            outcome=event.outcome,
-            prev_hash=event.prev_hash,
-        )
+        recomputed = event_hash({name: getattr(event, name) for name in HASHED_FIELDS})
         if event.seq != expected_seq or event.prev_hash != previous or event.hash != recomputed:
             return event.seq
         previous = event.hash

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -43,31 +44,23 @@ def canonical_json(value: Any) -> str:
     return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def event_hash(
-    *,
-    seq: int,
-    occurred_at: dt.datetime,
-    type: str,
-    actor: str,
-    entity_type: str,
-    entity_id: str,
-    inputs: dict[str, Any],
-    outcome: dict[str, Any],
-    prev_hash: str,
-) -> str:
-    body = canonical_json(
-        {
-            "seq": seq,
-            "occurred_at": occurred_at,
-            "type": type,
-            "actor": actor,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "inputs": inputs,
-            "outcome": outcome,
-            "prev_hash": prev_hash,
-        }
-    )
+# The fields an event's hash covers, in the order the chain documents them.
+HASHED_FIELDS = (
+    "seq",
+    "occurred_at",
+    "type",
+    "actor",
+    "entity_type",
+    "entity_id",
+    "inputs",
+    "outcome",
+    "prev_hash",
+)
+
+
+def event_hash(fields: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``HASHED_FIELDS``."""
+    body = canonical_json({name: fields[name] for name in HASHED_FIELDS})
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -100,7 +93,7 @@ def record(
         "outcome": _plain(outcome),
         "prev_hash": prev_hash,
     }
-    event = AuditEvent(**fields, hash=event_hash(**fields))
+    event = AuditEvent(**fields, hash=event_hash(fields))
     session.add(event)
     session.flush()
     return event
