@@ -41,23 +41,17 @@ def _parsed(version: AgreementVersion) -> Agreement:
 
 
 def terms_for_run(session: Session) -> list[RunVersion]:
-    rows = session.execute(
-        select(AgreementRecord, AgreementVersion)
-        .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
-        .where(AgreementVersion.status == VersionStatus.ACTIVE)
-        .order_by(AgreementRecord.code, AgreementVersion.version)
-    ).all()
     by_agreement: dict[str, list[tuple[AgreementRecord, AgreementVersion]]] = {}
-    for agreement, version in rows:
+    for agreement, version in versions(session, status=VersionStatus.ACTIVE):
         by_agreement.setdefault(agreement.code, []).append((agreement, version))
     result = []
-    for code, versions in by_agreement.items():
-        for position, (agreement, version) in enumerate(versions):
+    for code, chain in by_agreement.items():
+        for position, (agreement, version) in enumerate(chain):
             terms = _parsed(version)
             assert terms.term.end is not None
             until = terms.earning_end
-            if position + 1 < len(versions):
-                until = min(until, versions[position + 1][1].effective_from)
+            if position + 1 < len(chain):
+                until = min(until, chain[position + 1][1].effective_from)
             if agreement.ended_on is not None:
                 until = min(until, agreement.ended_on)
             start = terms.earning_start
@@ -73,11 +67,16 @@ def terms_for_run(session: Session) -> list[RunVersion]:
     return result
 
 
-def versions(session: Session) -> list[tuple[AgreementRecord, AgreementVersion]]:
-    """Every agreement with each of its versions, by code and version number."""
-    rows = session.execute(
+def versions(
+    session: Session, *, status: VersionStatus | None = None
+) -> list[tuple[AgreementRecord, AgreementVersion]]:
+    """Every agreement with each of its versions (of one status), by code and version."""
+    query = (
         select(AgreementRecord, AgreementVersion)
         .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
         .order_by(AgreementRecord.code, AgreementVersion.version)
-    ).all()
+    )
+    if status is not None:
+        query = query.where(AgreementVersion.status == status)
+    rows = session.execute(query).all()
     return [(agreement, version) for agreement, version in rows]
