@@ -1,8 +1,15 @@
 """Every ORM model, imported in one place so that metadata (and Alembic) see every table."""
 
-from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.models import AgreementApproval, AgreementRecord, AgreementVersion
 from fanli.audit.models import AuditEvent
-from fanli.customers.models import Customer, CustomerGroup, GroupMembership
+from fanli.compliance.models import PolicyVersion
+from fanli.customers.models import (
+    BankAccount,
+    Customer,
+    CustomerGroup,
+    DueDiligenceRecord,
+    GroupMembership,
+)
 from fanli.db.base import Base
 from fanli.ledger.models import (
     AccountingPeriod,
@@ -12,19 +19,42 @@ from fanli.ledger.models import (
 )
 from fanli.products.models import Product
 from fanli.sales.models import ImportBatch
+from fanli.settlements.models import (
+    BalanceCredit,
+    BalanceUse,
+    IdempotencyRecord,
+    Payout,
+    Settlement,
+    SettlementApproval,
+    SettlementLine,
+)
+from fanli.users.models import Delegation, User
 
 __all__ = [
     "AccountingPeriod",
     "AccrualRun",
+    "AgreementApproval",
     "AgreementRecord",
     "AgreementVersion",
     "AuditEvent",
+    "BalanceCredit",
+    "BalanceUse",
+    "BankAccount",
     "Base",
     "Customer",
     "CustomerGroup",
+    "Delegation",
+    "DueDiligenceRecord",
     "GroupMembership",
+    "IdempotencyRecord",
     "ImportBatch",
     "JournalEntry",
     "JournalLine",
+    "Payout",
+    "PolicyVersion",
     "Product",
+    "Settlement",
+    "SettlementApproval",
+    "SettlementLine",
+    "User",
 ]

@@ -48,7 +48,8 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
     terms = _write(
         tmp_path / "a.yaml",
         "id: A1\nterm: {start: 2026-01-01, end: 2027-01-01}\n"
-        "rebate: {tiers: [{from: 0, rate: 2}]}\n",
+        "rebate: {tiers: [{from: 0, rate: 2}]}\n"
+        f"contract: {{reference: HT-1, document_sha256: '{'0' * 64}'}}\n",
     )
     code, out, _ = cli("import", "customers", str(customers))
     assert (code, out.strip()) == (0, "customers.csv: batch 1, 1 customers rows (1 new, 0 updated)")
@@ -57,7 +58,15 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
     assert (code, out.strip()) == (0, "sales.csv: batch 3, 1 sales rows (1 new, 0 updated)")
     code, out, _ = cli("import", "sales", str(sales))
     assert out.strip() == "sales.csv: already imported as batch 3; nothing added"
-    assert "A1 v1 (active, from 2026-01-01)" in cli("agreement", "add", str(terms), "--activate")[1]
+    assert "A1 v1 (draft, from 2026-01-01" in cli("agreement", "add", str(terms), "--as", "sam")[1]
+    people(cli)
+    assert "needs approver x1" in cli("agreement", "submit", "A1", "--as", "sam")[1]
+    code, out, _ = cli("agreement", "list")
+    terms_hash = approve_hash(cli, "A1")
+    assert (
+        "A1 v1: active"
+        in cli("agreement", "approve", "A1", "--terms-hash", terms_hash, "--as", "abe")[1]
+    )
     code, out, _ = cli("accrue", "--as-of", "2026-03-31", "--as", "finance")
     assert code == 0
     assert "posted 1 journal lines, liability change 200.00" in out
@@ -68,6 +77,36 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
     code, out, _ = cli("batch", "void", "3", "--reason", "wrong file")
     assert "batch 3 voided (1 lines)" in out
     assert "liability change -200.00" in cli("accrue", "--as-of", "2026-04-30")[1]
+
+
+POLICY = Path(__file__).parents[2] / "docs" / "examples" / "policy.yaml"
+
+
+def people(cli) -> None:  # type: ignore[no-untyped-def]
+    """An administrator, the users the approval path needs, and the example policy."""
+    code, out, err = cli("user", "create", "admin", "--name", "Admin", "--role", "administrator")
+    assert (code, err) == (0, ""), err
+    for user, role, limit in (
+        ("sam", "sales", None),
+        ("fay", "finance", None),
+        ("fred", "finance", "600000"),
+        ("abe", "approver", "1000000"),
+        ("amy", "approver", "1000000"),
+        ("cora", "compliance", None),
+    ):
+        extra = ("--limit", limit) if limit else ()
+        code, _, err = cli(
+            "user", "create", user, "--name", user, "--role", role, *extra, "--as", "admin"
+        )
+        assert code == 0, err
+    assert "policy version 1" in cli("policy", "publish", str(POLICY), "--as", "cora")[1]
+
+
+def approve_hash(cli, code: str) -> str:  # type: ignore[no-untyped-def]
+    """The terms hash `fanli settlement waiting` shows an approver for agreement ``code``."""
+    out = cli("settlement", "waiting", "--as", "abe")[1]
+    line = next(line for line in out.splitlines() if line.startswith(f"agreement {code} "))
+    return line.split("terms ")[1].rstrip(")")
 
 
 def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
+from fanli.agreements.models import AgreementVersion
 from fanli.agreements.terms import Agreement
+from fanli.compliance import review
+from fanli.compliance.policy import Policy
+from fanli.compliance.service import publish
+from fanli.users.models import User
+from fanli.users.queries import actor, as_actor
+from fanli.users.service import create_user
 
 CUSTOMERS = [
     # code, legal name, 统一社会信用代码 (valid check characters), segment, region
@@ -68,8 +78,90 @@ def percent_agreement(
             "tiers": tiers or [{"from": "0", "rate": rate}],
         },
         "periods": {"kind": "quarter"},
+        "contract": CONTRACT,
         **extra,
     }
     if effective_from:
         data["effective_from"] = effective_from
     return Agreement.model_validate(data)
+
+
+# ---- people, policy and the approval path ---------------------------------------------------
+
+CONTRACT = {"reference": "HT-2026-001", "document_sha256": "ab" * 32}
+POLICY = {
+    "title": "返利政策 2026",
+    "effective_from": "2000-01-01",
+    "text": "Rebates are written, approved, paid only to the customer entity.",
+    "rates": [
+        {"max_percent": "10"},
+        {"segment": "零售", "max_percent": "5"},
+        {"max_per_unit": "2"},
+    ],
+    "max_settlement": [{"amount": "1000000"}],
+    "settlement_forms": [
+        "credit_note",
+        "red_invoice",
+        "bank_transfer",
+        "rebate_balance",
+        "receivable_offset",
+    ],
+    "agreement_approval": [{"role": "approver", "count": 1}],
+    "deviation": {"role": "compliance"},
+    "settlement_approval": [
+        {"from": "0", "to": "10000", "steps": [{"role": "approver"}]},
+        {"from": "10000", "steps": [{"role": "approver"}, {"role": "finance"}]},
+    ],
+    "due_diligence": {"required": []},
+    "rebate_balance": {"validity_days": 90},
+}
+# code, roles, approval limit
+PEOPLE = [
+    ("admin", ("administrator",), None),
+    ("sam", ("sales",), None),
+    ("fay", ("finance",), None),
+    ("fred", ("finance",), "50000"),  # a second finance user who approves
+    ("amy", ("approver",), "20000"),
+    ("abe", ("approver",), "1000000"),
+    ("cora", ("compliance",), None),
+    ("ivan", ("internal_auditor",), None),
+    ("eve", ("external_auditor",), None),
+]
+
+
+def people(session: Any, now: Any, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The users of ``PEOPLE`` and the policy, created once per store; their actors by code."""
+    if session.scalar(select(User.id).where(User.code == "admin")) is None:
+        admin = as_actor(
+            create_user(
+                session, "admin", name="Admin", roles=["administrator"], actor=None, now=now
+            )
+        )
+        for code, roles, limit in PEOPLE[1:]:
+            create_user(
+                session,
+                code,
+                name=code.title(),
+                roles=roles,
+                approval_limit=Decimal(limit) if limit else None,
+                actor=admin,
+                now=now,
+            )
+        publish(
+            session, Policy.model_validate(policy or POLICY), actor=actor(session, "cora"), now=now
+        )
+    return {code: actor(session, code) for code, _roles, _limit in PEOPLE}
+
+
+def activate(session: Any, version_id: int, *, now: Any, justification: str | None = None) -> Any:
+    """Submit a draft version and approve it the way the policy asks: sales submits, an
+    approver (and compliance, for a deviation) approves."""
+    who = people(session, now)
+    review.submit(session, version_id, justification=justification, actor=who["sam"], now=now)
+    version = session.get(AgreementVersion, version_id)
+    review.approve(session, version_id, terms_hash=version.terms_hash, actor=who["abe"], now=now)
+    if version.status != "active":
+        review.approve(
+            session, version_id, terms_hash=version.terms_hash, actor=who["cora"], now=now
+        )
+    return version

@@ -12,14 +12,13 @@ from fanli.agreements.queries import terms_for_run
 from fanli.agreements.service import (
     AgreementError,
     ImmutableVersionError,
-    activate_version,
     add_version,
     edit_draft,
     expire_ended,
     terminate,
 )
 from fanli.audit.models import AuditEvent
-from store.builders import percent_agreement
+from store.builders import activate, percent_agreement
 from store.conftest import NOW, Store
 
 
@@ -33,7 +32,7 @@ def test_lifecycle_and_immutability(store: Store) -> None:
         draft = add_version(session, percent_agreement(rate="2"), actor="ann", now=NOW)
         edited = edit_draft(session, draft.id, percent_agreement(rate="2.5"), actor="ann", now=NOW)
         assert edited.terms["rebate"]["tiers"][0]["rate"] == "2.5"
-        activate_version(session, draft.id, actor="bob", now=NOW)
+        activate(session, draft.id, now=NOW)
     before = _events(store)
     with store.work() as session, pytest.raises(ImmutableVersionError, match="cannot change"):
         edit_draft(session, draft.id, percent_agreement(rate="9"), actor="ann", now=NOW)
@@ -49,7 +48,7 @@ def test_lifecycle_and_immutability(store: Store) -> None:
 def test_a_new_version_must_take_effect_later(store: Store) -> None:
     with store.work() as session:
         first = add_version(session, percent_agreement(), actor="ann", now=NOW)
-        activate_version(session, first.id, actor="bob", now=NOW)
+        activate(session, first.id, now=NOW)
     with store.work() as session, pytest.raises(AgreementError, match="must take effect after"):
         add_version(session, percent_agreement(effective_from="2026-01-01"), actor="ann", now=NOW)
     with store.work() as session:
@@ -61,7 +60,7 @@ def test_a_new_version_must_take_effect_later(store: Store) -> None:
             add_version(
                 session, percent_agreement(effective_from="2026-08-01"), actor="ann", now=NOW
             )
-        activate_version(session, second.id, actor="bob", now=NOW)
+        activate(session, second.id, now=NOW)
     with store.work() as session:
         windows = [(v.version, v.counts_from, v.counts_until) for v in terms_for_run(session)]
     assert windows == [
@@ -73,9 +72,7 @@ def test_a_new_version_must_take_effect_later(store: Store) -> None:
 def test_terminate_and_expire(store: Store) -> None:
     with store.work() as session:
         for terms in (percent_agreement("A1"), percent_agreement("A2", end="2026-07-01")):
-            activate_version(
-                session, add_version(session, terms, actor="ann", now=NOW).id, actor="bob", now=NOW
-            )
+            activate(session, add_version(session, terms, actor="ann", now=NOW).id, now=NOW)
     with store.work() as session:
         terminate(
             session, "A1", on=dt.date(2026, 5, 1), reason="contract ended", actor="ann", now=NOW

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
-from fanli.agreements.service import activate_version, add_version
+from fanli.agreements.service import add_version
 from fanli.audit.models import AuditEvent
 from fanli.audit.queries import first_broken_event
 from fanli.audit.service import GENESIS
 from fanli.ledger.periods import close_period
 from fanli.ledger.service import accrue
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
-from store.builders import customers_file, percent_agreement, products_file, sales_file
+from store.builders import activate, customers_file, percent_agreement, products_file, sales_file
 from store.conftest import NOW, Store
 
 
@@ -24,7 +24,7 @@ def _scenario(store: Store, directory: Path) -> None:
         import_customers(session, store.facts, customers_file(directory), actor="ann", now=NOW)
         import_products(session, store.facts, products_file(directory), actor="ann", now=NOW)
         version = add_version(session, percent_agreement(), actor="ann", now=NOW)
-        activate_version(session, version.id, actor="bob", now=NOW)
+        activate(session, version.id, now=NOW)
         batch = import_sales(
             session,
             store.facts,
@@ -47,6 +47,9 @@ def test_every_state_change_writes_one_linked_event(store: Store, tmp_path: Path
             "products.imported",
             "agreement.created",
             "agreement.version.created",
+            *["user.created"] * 9,
+            "policy.published",
+            "agreement.version.submitted",
             "agreement.version.activated",
             "sales.batch.imported",
             "ledger.accrual.run",

@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from fanli.agreements.service import AgreementError, activate_version, add_version, terminate
+from fanli.agreements.service import AgreementError, add_version, terminate
 from fanli.agreements.terms import Agreement
 from fanli.ledger.export import ChartOfAccounts, export_gl
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
@@ -22,7 +22,14 @@ from fanli.ledger.queries import account_movements, latest_results, liabilities
 from fanli.ledger.service import RunSummary, accrue
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
 from fanli.sales.store import FactStore
-from store.builders import customers_file, percent_agreement, products_file, sales_file, write_csv
+from store.builders import (
+    activate,
+    customers_file,
+    percent_agreement,
+    products_file,
+    sales_file,
+    write_csv,
+)
 from store.conftest import NOW, Store
 from store.replay import from_scratch
 
@@ -35,7 +42,7 @@ def _setup(store: Store, directory: Path, *agreements: Agreement) -> None:
         import_products(session, store.facts, products_file(directory), actor="ann", now=NOW)
         for terms in agreements or (percent_agreement(),):
             version = add_version(session, terms, actor="ann", now=NOW)
-            activate_version(session, version.id, actor="bob", now=NOW)
+            activate(session, version.id, now=NOW)
 
 
 def _sales(store: Store, directory: Path, name: str, *lines: tuple[str, ...]) -> int:
@@ -170,7 +177,7 @@ def test_a_new_version_counts_only_sales_from_its_effective_date(
         version = add_version(
             session, percent_agreement(rate="3", effective_from="2026-04-01"), actor="ann", now=NOW
         )
-        activate_version(session, version.id, actor="bob", now=NOW)
+        activate(session, version.id, now=NOW)
     run = _accrue(store, "2026-04-30")
     assert run.rerated == ("A1 v1", "A1 v2")
     with store.work() as session:
@@ -340,7 +347,7 @@ def test_a_guarantee_pays_only_for_periods_of_its_own_version(store: Store, tmp_
             actor="ann",
             now=NOW,
         )
-        activate_version(session, version.id, actor="bob", now=NOW)
+        activate(session, version.id, now=NOW)
     _accrue(store, "2026-06-30")
     _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-08-10", "1", "1000.00"))
     _accrue(store, "2026-09-30")
@@ -381,9 +388,7 @@ def test_a_group_change_is_seen_when_the_as_of_date_passes_it(store: Store, tmp_
             now=NOW.replace(year=2026, month=1, day=1),
         )
         import_products(session, store.facts, products_file(tmp_path), actor="ann", now=NOW)
-        activate_version(
-            session, add_version(session, terms, actor="ann", now=NOW).id, actor="bob", now=NOW
-        )
+        activate(session, add_version(session, terms, actor="ann", now=NOW).id, now=NOW)
     _sales(
         store,
         tmp_path,

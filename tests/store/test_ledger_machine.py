@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from fanli.agreements.models import AgreementRecord
-from fanli.agreements.service import activate_version, add_version
+from fanli.agreements.service import add_version
 from fanli.db.session import make_engine, session_factory, unit_of_work
 from fanli.ledger.models import AccountingPeriod
 from fanli.ledger.periods import close_period
@@ -46,7 +46,7 @@ from fanli.sales.service import (
     void_batch,
 )
 from fanli.sales.store import FactStore
-from store.builders import percent_agreement, products_file, sales_file, write_csv
+from store.builders import activate, percent_agreement, products_file, sales_file, write_csv
 from store.conftest import NOW, _empty_postgres
 from store.replay import from_scratch
 
@@ -90,11 +90,11 @@ class LedgerMachine(RuleBasedStateMachine):
             import_customers(session, self.facts, self._customers_file(), actor="t", now=NOW)
             import_products(session, self.facts, products_file(self.directory), actor="t", now=NOW)
             version = add_version(session, percent_agreement(tiers=TIERS), actor="t", now=NOW)
-            activate_version(session, version.id, actor="t", now=NOW)
+            activate(session, version.id, now=NOW)
             # A second programme that pays without lines: a guarantee per quarter.
             guaranteed = percent_agreement("B1", rate="1", guarantee={"amount": "50"})
             version = add_version(session, guaranteed, actor="t", now=NOW)
-            activate_version(session, version.id, actor="t", now=NOW)
+            activate(session, version.id, now=NOW)
             # A third for group GA, on growth over the same quarter of 2025.
             growth = percent_agreement(
                 "G1",
@@ -103,7 +103,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 eligibility={"customers": {"include": {"group": ["GA"]}}},
             )
             version = add_version(session, growth, actor="t", now=NOW)
-            activate_version(session, version.id, actor="t", now=NOW)
+            activate(session, version.id, now=NOW)
 
     def _customers_file(self) -> Path:
         self.file_number += 1
@@ -169,7 +169,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 actor="t",
                 now=NOW,
             )
-            activate_version(session, version.id, actor="t", now=NOW)
+            activate(session, version.id, now=NOW)
         self.last_effective = effective
 
     @rule(day=st.integers(0, 420))

@@ -27,6 +27,7 @@ class AgreementStatus(StrEnum):
 
 class VersionStatus(StrEnum):
     DRAFT = "draft"
+    SUBMITTED = "submitted"  # compliance checks passed; waiting for the approvals it needs
     ACTIVE = "active"
 
 
@@ -55,3 +56,33 @@ class AgreementVersion(Base):
     status: Mapped[str] = mapped_column(String(16), default=VersionStatus.DRAFT)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     activated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    # The latest submission: who, when, its number, and the review it passed (policy version,
+    # deviations and their justification, the approval steps required).
+    submission: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_by: Mapped[str | None] = mapped_column(String(64))
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    review: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class AgreementApproval(Base):
+    """One approval of one submission of a version, given for the terms with ``terms_hash``.
+
+    ``principal`` is whom the approval counts for: the approver, or the user they stand in for
+    under a delegation. Each person counts once per submission (unique constraints).
+    """
+
+    __tablename__ = "agreement_approval"
+    __table_args__ = (
+        UniqueConstraint("version_id", "submission", "approver"),
+        UniqueConstraint("version_id", "submission", "principal"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("agreement_version.id"), index=True)
+    submission: Mapped[int] = mapped_column(Integer)
+    approver: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(64))
+    delegation_id: Mapped[int | None] = mapped_column(ForeignKey("delegation.id"))
+    role: Mapped[str] = mapped_column(String(32))
+    terms_hash: Mapped[str] = mapped_column(String(64))
+    approved_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

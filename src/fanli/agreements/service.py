@@ -1,6 +1,9 @@
 """Agreement lifecycle: versions are written as drafts, activated, and then never change.
 
-draft -> active -> expired (the term has ended) or terminated (ended early, from a date).
+A version goes draft -> submitted (``fanli.compliance.review`` ran the policy checks) -> active
+(every approval step the review named is filled); a rejected or withdrawn submission returns to
+draft. An agreement is active from its first active version until it expires (the term has
+ended) or is terminated (ended early, from a date).
 A change to an active agreement is a new version with a later effective date; the earlier
 version keeps counting the sales dated before it (``queries.terms_for_run``).
 """
@@ -9,11 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import (
+    AgreementApproval,
     AgreementRecord,
     AgreementStatus,
     AgreementVersion,
@@ -73,10 +78,11 @@ def add_version(
         .where(AgreementVersion.agreement_id == agreement.id)
         .order_by(AgreementVersion.version)
     ).all()
-    if any(v.status == VersionStatus.DRAFT for v in versions):
-        draft = next(v for v in versions if v.status == VersionStatus.DRAFT)
+    pending = [v for v in versions if v.status in (VersionStatus.DRAFT, VersionStatus.SUBMITTED)]
+    if pending:
         raise AgreementError(
-            f"agreement {terms.id} has draft version {draft.version}: edit or activate it first"
+            f"agreement {terms.id} has {pending[0].status} version {pending[0].version}: "
+            "finish it first"
         )
     number = (versions[-1].version + 1) if versions else 1
     assert terms.term.start is not None
@@ -158,19 +164,121 @@ def edit_draft(
     return version
 
 
-def activate_version(
-    session: Session, version_id: int, *, actor: str, now: dt.datetime
+def submit_version(
+    session: Session, version_id: int, *, review: dict[str, Any], actor: str, now: dt.datetime
 ) -> AgreementVersion:
-    """Make a draft version active (its terms are fixed from here on)."""
+    """Mark a draft as submitted with the review it passed (``fanli.compliance.review`` runs
+    the checks and decides the approval steps: ``review["steps"]`` = [{role, count}])."""
+    version = _version(session, version_id)
+    code = _code(session, version)
+    if version.status != VersionStatus.DRAFT:
+        raise AgreementError(
+            f"version {version.version} of {code} is {version.status}, not a draft"
+        )
+    version.status = VersionStatus.SUBMITTED
+    version.submission += 1
+    version.submitted_by = actor
+    version.submitted_at = now
+    version.review = {**review, "terms_hash": version.terms_hash}
+    session.flush()
+    record(
+        session,
+        type="agreement.version.submitted",
+        actor=actor,
+        entity_type="agreement_version",
+        entity_id=version.id,
+        inputs={"agreement": code, "version": version.version, "terms_hash": version.terms_hash},
+        outcome={"submission": version.submission, "review": version.review},
+        now=now,
+    )
+    return version
+
+
+def return_to_draft(
+    session: Session, version_id: int, *, reason: str, event: str, actor: str, now: dt.datetime
+) -> AgreementVersion:
+    """A submitted version goes back to draft (rejected or withdrawn); its approvals lapse,
+    because approvals count only for the submission they were given to."""
+    version = _version(session, version_id)
+    code = _code(session, version)
+    if version.status != VersionStatus.SUBMITTED:
+        raise AgreementError(
+            f"version {version.version} of {code} is {version.status}, not submitted"
+        )
+    if not reason.strip():
+        raise AgreementError("sending a version back to draft needs a reason")
+    version.status = VersionStatus.DRAFT
+    session.flush()
+    record(
+        session,
+        type=event,
+        actor=actor,
+        entity_type="agreement_version",
+        entity_id=version.id,
+        inputs={"agreement": code, "version": version.version, "reason": reason},
+        outcome={"status": version.status},
+        now=now,
+    )
+    return version
+
+
+def missing_approvals(version: AgreementVersion, approvals: list[AgreementApproval]) -> list[str]:
+    """The approval steps of the current submission still unfilled, as "role xN"."""
+    assert version.review is not None
+    counted = [
+        a
+        for a in approvals
+        if a.submission == version.submission and a.terms_hash == version.terms_hash
+    ]
+    missing = []
+    for step in version.review["steps"]:
+        have = sum(1 for a in counted if a.role == step["role"])
+        if have < step["count"]:
+            missing.append(f"{step['role']} x{step['count'] - have}")
+    return missing
+
+
+def approvals_of(session: Session, version: AgreementVersion) -> list[AgreementApproval]:
+    return list(
+        session.scalars(
+            select(AgreementApproval)
+            .where(
+                AgreementApproval.version_id == version.id,
+                AgreementApproval.submission == version.submission,
+            )
+            .order_by(AgreementApproval.id)
+        )
+    )
+
+
+def activate_version(
+    session: Session,
+    version_id: int,
+    *,
+    last_approval: dict[str, Any],
+    actor: str,
+    now: dt.datetime,
+) -> AgreementVersion:
+    """Make a submitted version active once every approval step of its submission is filled;
+    its terms are fixed from here on. There is no other way to activate a version."""
     version = _version(session, version_id)
     agreement = session.get(AgreementRecord, version.agreement_id)
     assert agreement is not None
-    if version.status != VersionStatus.DRAFT:
-        raise AgreementError(f"version {version.version} of {agreement.code} is not a draft")
+    if version.status != VersionStatus.SUBMITTED:
+        raise AgreementError(
+            f"version {version.version} of {agreement.code} is {version.status}: only a "
+            "submitted and approved version becomes active"
+        )
     if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
         raise AgreementError(f"agreement {agreement.code} is {agreement.status}")
     if terms_hash(version.terms) != version.terms_hash:
         raise AgreementError(f"version {version.version} of {agreement.code}: terms hash mismatch")
+    missing = missing_approvals(version, approvals_of(session, version))
+    if missing:
+        raise AgreementError(
+            f"version {version.version} of {agreement.code} still needs approvals: "
+            + ", ".join(missing)
+        )
     version.status = VersionStatus.ACTIVE
     version.activated_at = now
     agreement.status = AgreementStatus.ACTIVE
@@ -181,7 +289,11 @@ def activate_version(
         actor=actor,
         entity_type="agreement_version",
         entity_id=version.id,
-        inputs={"agreement": agreement.code, "version": version.version},
+        inputs={
+            "agreement": agreement.code,
+            "version": version.version,
+            "last_approval": last_approval,
+        },
         outcome={"terms_hash": version.terms_hash, "effective_from": version.effective_from},
         now=now,
     )
@@ -263,32 +375,28 @@ def _version(session: Session, version_id: int) -> AgreementVersion:
 
 
 def add_versions(
-    session: Session,
-    agreements: list[Agreement],
-    *,
-    activate: bool,
-    actor: str,
-    now: dt.datetime,
+    session: Session, agreements: list[Agreement], *, actor: str, now: dt.datetime
 ) -> list[AgreementVersion]:
-    """A new version of each agreement in a terms file, activated at once if asked."""
-    versions = []
-    for terms in agreements:
-        version = add_version(session, terms, actor=actor, now=now)
-        if activate:
-            activate_version(session, version.id, actor=actor, now=now)
-        versions.append(version)
-    return versions
+    """A new draft version of each agreement in a terms file."""
+    return [add_version(session, terms, actor=actor, now=now) for terms in agreements]
 
 
-def activate_draft(
-    session: Session, code: str, *, actor: str, now: dt.datetime
-) -> AgreementVersion:
-    """Activate the draft version of agreement ``code``."""
+def draft_of(session: Session, code: str) -> AgreementVersion:
+    """The version of agreement ``code`` that is a draft or submitted (at most one is)."""
     version = session.scalar(
         select(AgreementVersion)
         .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
-        .where(AgreementRecord.code == code, AgreementVersion.status == VersionStatus.DRAFT)
+        .where(
+            AgreementRecord.code == code,
+            AgreementVersion.status.in_([VersionStatus.DRAFT, VersionStatus.SUBMITTED]),
+        )
     )
     if version is None:
-        raise AgreementError(f"agreement {code} has no draft version")
-    return activate_version(session, version.id, actor=actor, now=now)
+        raise AgreementError(f"agreement {code} has no draft or submitted version")
+    return version
+
+
+def _code(session: Session, version: AgreementVersion) -> str:
+    agreement = session.get(AgreementRecord, version.agreement_id)
+    assert agreement is not None
+    return agreement.code

@@ -246,6 +246,14 @@ class Accrual(Terms):
 class Settlement(Terms):
     form: SettlementForm = SettlementForm.CREDIT_NOTE
     payment_method: str | None = None
+    clawback: bool = False  # a settlement may be negative (the customer repays an overpayment)
+
+
+class Contract(Terms):
+    """The signed document the terms come from (R1: written terms first)."""
+
+    reference: str = Field(min_length=1, max_length=100)
+    document_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class Agreement(Terms):
@@ -270,6 +278,7 @@ class Agreement(Terms):
     accrual: Accrual = Accrual()
     rounding: RoundingMode = RoundingMode.HALF_UP
     settlement: Settlement = Settlement()
+    contract: Contract | None = None
 
     # ---- derived views -------------------------------------------------------------------
 

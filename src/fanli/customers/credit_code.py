@@ -35,3 +35,22 @@ def credit_code_problem(code: str) -> str | None:
     if code[17] != expected:
         return f"check character is {code[17]!r}, GB 32100-2015 requires {expected!r}"
     return None
+
+
+# Entity-type codes (the second character, under registration authority 9, 工商) that register
+# a natural person's business: 个体工商户. They may trade, but a rebate is paid to legal entities.
+_INDIVIDUAL_BUSINESS: Final = frozenset({"92"})
+
+
+def legal_entity_problem(code: str | None) -> str | None:
+    """Why a customer with this credit code is not a registered legal entity, or None."""
+    if not code:
+        return "it has no unified social credit code, so it is not a registered legal entity"
+    problem = credit_code_problem(code)
+    if problem:
+        return problem
+    if code[:2] in _INDIVIDUAL_BUSINESS:
+        return (
+            f"credit code {code} registers an individual business (个体工商户), not a legal entity"
+        )
+    return None

@@ -52,6 +52,7 @@ class Lock(IntEnum):
     ACCRUAL = 7301
     SALES_IMPORT = 7302
     AUDIT_CHAIN = 7305
+    SETTLEMENT = 7306
 
 
 def serialize(session: Session, lock: Lock) -> None:

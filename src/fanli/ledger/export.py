@@ -35,6 +35,9 @@ class ChartOfAccounts(BaseModel):
     accounts: dict[Account, str] = {
         Account.CONTRA_REVENUE: "6001.05",  # 主营业务收入-销售折让
         Account.LIABILITY: "2241.01",  # 其他应付款-应付返利
+        Account.RECEIVABLE: "1122",  # 应收账款
+        Account.BANK: "1002",  # 银行存款
+        Account.REBATE_BALANCE: "2241.02",  # 其他应付款-返利账户
     }
     entry_kinds: dict[str, dict[Account, str]] = {}
     cost_centre: str | None = None

@@ -27,6 +27,9 @@ class PeriodStatus(StrEnum):
 class EntryKind(StrEnum):
     ACCRUAL = "accrual"
     ADJUSTMENT = "adjustment"  # a change to a rebate period that overlaps a closed period
+    PAYOUT = "payout"  # a settlement paid (or clawed back) in its form
+    BALANCE_USE = "balance_use"  # rebate balance spent against an order
+    BALANCE_EXPIRY = "balance_expiry"  # rebate balance released when it expires
 
 
 class Account(StrEnum):
@@ -34,6 +37,9 @@ class Account(StrEnum):
 
     CONTRA_REVENUE = "rebate_contra_revenue"  # 销售折让/返利 (debit: reduces revenue)
     LIABILITY = "rebate_liability"  # 应付返利 (credit: refund liability)
+    RECEIVABLE = "accounts_receivable"  # 应收账款 (credit notes, red invoices, offsets)
+    BANK = "bank"  # 银行存款 (transfers to the customer's verified account)
+    REBATE_BALANCE = "rebate_balance"  # 返利账户 (what the customer may spend on later orders)
 
 
 class AccountingPeriod(Base):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import duckdb
 from sqlalchemy import func, select
@@ -31,31 +34,71 @@ def liabilities(session: Session) -> dict[Key, Decimal]:
     return {(v, b, p): amount for v, b, p, amount in rows if amount != ZERO}
 
 
-def latest_results(session: Session, store: FactStore) -> dict[Key, Decimal]:
-    """Each key's liability in the latest run that rated it (non-zero), replayed run by run:
-    a run replaces every key of the versions it re-rated whole, and the keys of the touched
-    customers of the versions it re-rated for them."""
-    held: dict[Key, Decimal] = {}
-    for inputs, results_file in session.execute(
-        select(AccrualRun.inputs, AccrualRun.results_file).order_by(AccrualRun.id)
+def _replay(
+    session: Session, store: FactStore, columns: str, where: str
+) -> dict[Key, tuple[int, tuple[Any, ...]]]:
+    """Each key's latest row (with the run that wrote it) among the rows matching ``where``,
+    replayed run by run: a run replaces every key of the versions it re-rated whole, and the
+    keys of the touched customers of the versions it re-rated for them."""
+    held: dict[Key, tuple[int, tuple[Any, ...]]] = {}
+    for run_id, inputs, results_file in session.execute(
+        select(AccrualRun.id, AccrualRun.inputs, AccrualRun.results_file).order_by(AccrualRun.id)
     ):
         whole = {int(v) for v in inputs.get("rerated", [])}
         partial = {int(v) for v in inputs.get("rerated_for_customers", [])}
         customers = set(inputs.get("customers", []))
         held = {
-            key: amount
-            for key, amount in held.items()
+            key: row
+            for key, row in held.items()
             if key[0] not in whole and not (key[0] in partial and key[1] in customers)
         }
         if results_file is None:
             continue
         rows = duckdb.execute(
-            f"""SELECT version_id, beneficiary, period_index, liability
-            FROM read_parquet({sql_literal(store.path(results_file))}) WHERE liability <> 0"""
+            f"""SELECT version_id, beneficiary, period_index, {columns}
+            FROM read_parquet({sql_literal(store.path(results_file))}) WHERE {where}"""
         ).fetchall()
-        for version_id, beneficiary, period_index, liability in rows:
-            held[(int(version_id), beneficiary, int(period_index))] = liability
+        for version_id, beneficiary, period_index, *rest in rows:
+            held[(int(version_id), beneficiary, int(period_index))] = (run_id, tuple(rest))
     return held
+
+
+def latest_results(session: Session, store: FactStore) -> dict[Key, Decimal]:
+    """Each key's liability in the latest run that rated it (non-zero)."""
+    return {
+        key: row[0]
+        for key, (_run, row) in _replay(session, store, "liability", "liability <> 0").items()
+    }
+
+
+@dataclass(frozen=True)
+class EarnedRow:
+    """What the latest run says one version earned for a beneficiary in one rebate period."""
+
+    run_id: int
+    version_id: int
+    period_index: int
+    period_start: dt.date
+    period_end: dt.date
+    currency: str
+    rebate: Decimal  # the period's rebate on the basis so far (actual, after caps)
+
+
+def earned(
+    session: Session, store: FactStore, agreement_code: str, beneficiary: str
+) -> list[EarnedRow]:
+    """The latest result rows of every version of one agreement for one beneficiary."""
+    where = (
+        f"agreement_id = {sql_literal(agreement_code)} AND beneficiary = {sql_literal(beneficiary)}"
+    )
+    rows = _replay(session, store, "period_start, period_end, currency, rebate", where)
+    return sorted(
+        (
+            EarnedRow(run_id, key[0], key[2], start, end, currency, Decimal(rebate))
+            for key, (run_id, (start, end, currency, rebate)) in rows.items()
+        ),
+        key=lambda row: (row.period_start, row.version_id),
+    )
 
 
 def account_movements(session: Session, period_code: str) -> dict[str, tuple[Decimal, Decimal]]:

@@ -20,9 +20,9 @@ from fanli.agreements.files import load_agreements
 from fanli.demo import export_demo, run_demo
 from fanli.engine.columnar import calculate
 from fanli.engine.explain import explain_results, summarize
+from fanli.interfaces.cli import money, store
 from fanli.interfaces.cli.common import MappingOption, parse_date, progress, run, stdout
 from fanli.interfaces.cli.output import RESULT_SUFFIXES, summary_table, write_results
-from fanli.interfaces.cli.store import register
 from fanli.kit.errors import InputError
 from fanli.sales.files import Facts, read_facts
 from fanli.sales.mapping import load_mapping
@@ -177,7 +177,8 @@ def demo(
         )
 
 
-register(app)
+store.register(app)
+money.register(app)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fanli.agreements.files import load_agreements
 from fanli.agreements.queries import versions
-from fanli.agreements.service import activate_draft, add_versions
+from fanli.agreements.service import add_versions
 from fanli.config import Settings
 from fanli.db.migrate import upgrade
 from fanli.db.session import make_engine, session_factory, unit_of_work
@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 db_app = typer.Typer(help="Create or migrate the database.", no_args_is_help=True)
 batch_app = typer.Typer(help="List or void import batches.", no_args_is_help=True)
-agreement_app = typer.Typer(help="Add, activate and list agreements.", no_args_is_help=True)
+agreement_app = typer.Typer(help="Add, submit, approve and list agreements.", no_args_is_help=True)
 period_app = typer.Typer(help="List and close accounting periods.", no_args_is_help=True)
 gl_app = typer.Typer(help="Export the journal to the general ledger.", no_args_is_help=True)
 
@@ -99,7 +99,7 @@ def _work() -> Iterator[tuple[Session, FactStore]]:
         store.engine.dispose()
 
 
-def _in_store(step: Callable[[Session, FactStore], T]) -> T:
+def in_store(step: Callable[[Session, FactStore], T]) -> T:
     def whole() -> T:
         with _work() as (session, facts):
             return step(session, facts)
@@ -107,7 +107,7 @@ def _in_store(step: Callable[[Session, FactStore], T]) -> T:
     return run(whole)
 
 
-def _now() -> dt.datetime:
+def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
@@ -147,7 +147,7 @@ def _import(
     def step() -> ImportOutcome:
         try:
             with progress([path], console) as hook, _work() as (session, facts):
-                now = _now()
+                now = now_utc()
                 options = {
                     "actor": actor,
                     "now": now,
@@ -239,7 +239,7 @@ def batch_list() -> None:
             )
         return table
 
-    stdout().print(_in_store(step))
+    stdout().print(in_store(step))
 
 
 @batch_app.command("void")
@@ -249,7 +249,9 @@ def batch_void(
     actor: ActorOption = DEFAULT_ACTOR,
 ) -> None:
     """Void a sales batch: its lines stop counting from the next accrual run."""
-    batch = _in_store(lambda s, _f: void_batch(s, batch_id, reason=reason, actor=actor, now=_now()))
+    batch = in_store(
+        lambda s, _f: void_batch(s, batch_id, reason=reason, actor=actor, now=now_utc())
+    )
     stdout().print(Text(f"batch {batch.id} voided ({batch.rows:,} lines); run `fanli accrue`"))
 
 
@@ -257,34 +259,21 @@ def batch_void(
 
 
 @agreement_app.command("add")
-def agreement_add(
-    path: Path,
-    activate: Annotated[bool, typer.Option(help="Activate the new versions at once.")] = False,
-    actor: ActorOption = DEFAULT_ACTOR,
-) -> None:
-    """Add a new version of each agreement in a terms file (YAML or JSON), as a draft."""
+def agreement_add(path: Path, actor: ActorOption = DEFAULT_ACTOR) -> None:
+    """Add a new version of each agreement in a terms file (YAML or JSON), as a draft.
+    It becomes active once submitted (`fanli agreement submit`) and approved."""
     agreements = run(lambda: load_agreements(path))
 
     def step(session: Session, _facts: FactStore) -> list[str]:
-        added = add_versions(session, agreements, activate=activate, actor=actor, now=_now())
+        added = add_versions(session, agreements, actor=actor, now=now_utc())
         return [
-            f"{terms.id} v{version.version} ({version.status}, from {version.effective_from})"
+            f"{terms.id} v{version.version} ({version.status}, from {version.effective_from}, "
+            f"terms {version.terms_hash})"
             for terms, version in zip(agreements, added, strict=True)
         ]
 
-    for line in _in_store(step):
+    for line in in_store(step):
         stdout().print(Text(line))
-
-
-@agreement_app.command("activate")
-def agreement_activate(code: str, actor: ActorOption = DEFAULT_ACTOR) -> None:
-    """Activate the draft version of an agreement."""
-
-    def step(session: Session, _facts: FactStore) -> str:
-        version = activate_draft(session, code, actor=actor, now=_now())
-        return f"{code} v{version.version} is active from {version.effective_from}"
-
-    stdout().print(Text(_in_store(step)))
 
 
 @agreement_app.command("list")
@@ -303,7 +292,7 @@ def agreement_list() -> None:
             )
         return table
 
-    stdout().print(_in_store(step))
+    stdout().print(in_store(step))
 
 
 # ---- accrue, period, gl -----------------------------------------------------------------------
@@ -316,7 +305,7 @@ def accrue_command(
     """Run the accruals as of a date and post the change to the journal."""
     day = run(lambda: parse_date(as_of, "--as-of"))
     assert day is not None
-    summary = _in_store(lambda s, f: accrue(s, f, as_of=day, actor=actor, now=_now()))
+    summary = in_store(lambda s, f: accrue(s, f, as_of=day, actor=actor, now=now_utc()))
     console = stdout()
     console.print(
         Text(
@@ -333,7 +322,7 @@ def accrue_command(
 @period_app.command("close")
 def period_close(code: str, actor: ActorOption = DEFAULT_ACTOR) -> None:
     """Close an accounting period (YYYY-MM); later changes post as adjustments."""
-    period = _in_store(lambda s, _f: close_period(s, code, actor=actor, now=_now()))
+    period = in_store(lambda s, _f: close_period(s, code, actor=actor, now=now_utc()))
     stdout().print(Text(f"accounting period {period.code} is closed"))
 
 
@@ -350,7 +339,7 @@ def period_list() -> None:
             table.add_row(period.code, period.status, closed)
         return table
 
-    stdout().print(_in_store(step))
+    stdout().print(in_store(step))
 
 
 @gl_app.command("export")
@@ -363,7 +352,7 @@ def gl_export(
     if out.suffix.lower() not in (".csv", ".xlsx"):
         raise run(lambda: _bad_suffix(out))
     chart_of_accounts = run(lambda: load_chart(chart)) if chart else None
-    result = _in_store(lambda s, _f: export_gl(s, period, out, chart=chart_of_accounts))
+    result = in_store(lambda s, _f: export_gl(s, period, out, chart=chart_of_accounts))
     stdout().print(
         Text(
             f"{result.rows:,} journal lines of {period} written to {out}: debit "

@@ -1,0 +1,313 @@
+"""Agreement approval: submission runs the compliance checks, approvals follow the policy.
+
+Submitting a draft checks, against the policy in force on the version's effective date:
+
+1. the counterparty (and every named member) is a registered legal entity, not a person;
+2. the written terms carry a contract reference and the sha256 of the signed document;
+3. the settlement form is one the policy allows;
+4. the tier bands are valid (contiguous, half-open; the terms model refuses anything else);
+5. every rate is within the policy's limits, or the submitter gives a written justification,
+   which makes the version a deviation needing one more approver (R23).
+
+Any failure blocks with every reason at once and changes nothing. The review records the policy
+version, the deviations and the approval steps. Approvers confirm the terms hash they reviewed;
+the submitter never approves; each person counts once; a delegate approves with the delegator's
+roles. When the last step is filled the version becomes active.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.models import (
+    AgreementApproval,
+    AgreementRecord,
+    AgreementVersion,
+    VersionStatus,
+)
+from fanli.agreements.service import (
+    activate_version,
+    approvals_of,
+    missing_approvals,
+    return_to_draft,
+    submit_version,
+)
+from fanli.agreements.terms import Agreement, RateForm
+from fanli.audit.service import record
+from fanli.compliance.policy import Policy, RateLimit
+from fanli.compliance.queries import policy_in_force
+from fanli.customers.credit_code import legal_entity_problem
+from fanli.customers.models import Customer
+from fanli.kit.errors import FanliError
+from fanli.users.actor import Actor, PermissionDeniedError, Role, require
+from fanli.users.queries import principals
+
+
+class ComplianceError(FanliError):
+    """A check failed; ``reasons`` lists every one."""
+
+    code = "compliance_blocked"
+
+    def __init__(self, subject: str, reasons: list[str]) -> None:
+        self.reasons = reasons
+        listed = "; ".join(f"({n}) {reason}" for n, reason in enumerate(reasons, start=1))
+        super().__init__(f"{subject} is blocked: {listed}")
+
+
+_LIMIT_FIELD = {
+    RateForm.PERCENT: ("max_percent", "%"),
+    RateForm.PER_UNIT: ("max_per_unit", " per unit"),
+    RateForm.FIXED: ("max_fixed", " fixed"),
+}
+
+
+def _segments(session: Session, terms: Agreement) -> set[str | None] | None:
+    """The customer segments the agreement can pay: its parties' (None: any segment)."""
+    if terms.pool is None:
+        return None
+    return set(session.scalars(select(Customer.segment).where(Customer.code.in_(terms.pool))).all())
+
+
+def _applies(
+    limit: RateLimit, segments: set[str | None] | None, categories: set[str] | None
+) -> bool:
+    segment_ok = limit.segment is None or segments is None or limit.segment in segments
+    category_ok = limit.category is None or categories is None or limit.category in categories
+    return segment_ok and category_ok
+
+
+def rate_deviations(session: Session, terms: Agreement, policy: Policy) -> list[str]:
+    """Each band whose rate is above the lowest policy limit that can apply to it."""
+    field, unit = _LIMIT_FIELD[terms.rebate.form]
+    include = terms.eligibility.products.include.category
+    categories = set(include) if include else None
+    segments = _segments(session, terms)
+    limits = [
+        getattr(limit, field)
+        for limit in policy.rates
+        if getattr(limit, field) is not None and _applies(limit, segments, categories)
+    ]
+    if not limits:
+        return []
+    ceiling = min(limits)
+    return [
+        f"band {position} rate {band.rate}{unit} is above the policy limit {ceiling}{unit}"
+        for position, band in enumerate(terms.rebate.tiers, start=1)
+        if band.rate > ceiling
+    ]
+
+
+def _party_problems(session: Session, terms: Agreement) -> list[str]:
+    if terms.pool is None:
+        return []  # a programme: each beneficiary is checked when it is settled
+    problems = []
+    for code in terms.pool:
+        customer = session.scalar(select(Customer).where(Customer.code == code))
+        if customer is None:
+            problems.append(f"party {code} is not a known customer")
+            continue
+        problem = legal_entity_problem(customer.credit_code)
+        if problem:
+            problems.append(f"party {code} ({customer.legal_name}): {problem}")
+    return problems
+
+
+def check_terms(
+    session: Session, terms: Agreement, policy: Policy, *, justification: str | None
+) -> tuple[list[str], list[str]]:
+    """(blocking reasons, deviations). Deviations block only without a justification."""
+    reasons = _party_problems(session, terms)
+    if terms.contract is None:
+        reasons.append(
+            "the terms carry no contract (reference and document_sha256 of the signed document)"
+        )
+    if terms.settlement.form not in policy.settlement_forms:
+        allowed = ", ".join(form.value for form in policy.settlement_forms)
+        reasons.append(
+            f"settlement form {terms.settlement.form.value} is not allowed by the policy "
+            f"(allowed: {allowed})"
+        )
+    deviations = rate_deviations(session, terms, policy)
+    if deviations and not (justification and justification.strip()):
+        reasons.extend(
+            f"{deviation}: a deviation needs a written justification" for deviation in deviations
+        )
+    return reasons, deviations
+
+
+def _parsed(version: AgreementVersion) -> Agreement:
+    # The stored terms were validated when written; parsing again re-checks the bands (R12).
+    return Agreement.model_validate(version.terms)
+
+
+def submit(
+    session: Session,
+    version_id: int,
+    *,
+    justification: str | None = None,
+    actor: Actor,
+    now: dt.datetime,
+) -> AgreementVersion:
+    """Run the compliance checks on a draft version and submit it for approval."""
+    require(actor, Role.SALES, Role.FINANCE, to="submit agreements")
+    version = _version(session, version_id)
+    terms = _parsed(version)
+    policy_version, policy = policy_in_force(session, version.effective_from)
+    reasons, deviations = check_terms(session, terms, policy, justification=justification)
+    if reasons:
+        raise ComplianceError(f"agreement {terms.id} version {version.version}", reasons)
+    steps = [{"role": step.role.value, "count": step.count} for step in policy.agreement_approval]
+    if deviations:
+        steps.append({"role": policy.deviation.role.value, "count": 1})
+    review = {
+        "policy_version": policy_version.version,
+        "deviations": deviations,
+        "justification": justification.strip() if deviations and justification else None,
+        "steps": steps,
+    }
+    return submit_version(session, version.id, review=review, actor=actor.code, now=now)
+
+
+def approve(
+    session: Session,
+    version_id: int,
+    *,
+    terms_hash: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> AgreementVersion:
+    """Approve the submitted version whose terms hash is ``terms_hash`` (what the approver
+    reviewed). The version becomes active when this fills its last step."""
+    version = _version(session, version_id, lock=True)
+    code = _code(session, version)
+    if version.status != VersionStatus.SUBMITTED:
+        raise ComplianceError(
+            f"agreement {code} version {version.version}",
+            [f"it is {version.status}, not submitted"],
+        )
+    if terms_hash != version.terms_hash:
+        raise ComplianceError(
+            f"approving agreement {code} version {version.version}",
+            [
+                f"its terms changed since they were reviewed (reviewed {terms_hash[:12]}, "
+                f"now {version.terms_hash[:12]}): review them again"
+            ],
+        )
+    approvals = approvals_of(session, version)
+    role, principal, delegation_id = _slot(session, version, approvals, actor, now.date())
+    approval = AgreementApproval(
+        version_id=version.id,
+        submission=version.submission,
+        approver=actor.code,
+        principal=principal,
+        delegation_id=delegation_id,
+        role=role,
+        terms_hash=version.terms_hash,
+        approved_at=now,
+    )
+    session.add(approval)
+    session.flush()
+    evidence = {
+        "terms_hash": terms_hash,
+        "submission": version.submission,
+        "role": role,
+        "for": principal,
+        "delegation": delegation_id,
+    }
+    # One event per call: the approval that fills the last step is recorded in the activation.
+    if missing_approvals(version, [*approvals, approval]):
+        record(
+            session,
+            type="agreement.version.approved",
+            actor=actor.code,
+            entity_type="agreement_version",
+            entity_id=version.id,
+            inputs={"terms_hash": terms_hash, "submission": version.submission},
+            outcome=evidence,
+            now=now,
+        )
+    else:
+        activate_version(session, version.id, last_approval=evidence, actor=actor.code, now=now)
+    return version
+
+
+def _slot(
+    session: Session,
+    version: AgreementVersion,
+    approvals: list[AgreementApproval],
+    actor: Actor,
+    day: dt.date,
+) -> tuple[str, str, int | None]:
+    """(role, principal, delegation) of the first unfilled step this approver can fill."""
+    assert version.review is not None
+    if actor.code == version.submitted_by:
+        raise PermissionDeniedError(f"{actor.code} submitted this version and cannot approve it")
+    people = {a.approver for a in approvals} | {a.principal for a in approvals}
+    if actor.code in people:
+        raise PermissionDeniedError(f"{actor.code} has approved this submission already")
+    candidates = principals(session, actor, day)
+    for step in version.review["steps"]:
+        filled = sum(1 for a in approvals if a.role == step["role"])
+        if filled >= step["count"]:
+            continue
+        for principal, delegation_id in candidates:
+            if principal.code == version.submitted_by or principal.code in people:
+                continue
+            if principal.has(Role(step["role"])):
+                return step["role"], principal.code, delegation_id
+    needed = ", ".join(missing_approvals(version, approvals)) or "none"
+    raise PermissionDeniedError(
+        f"{actor.code} cannot fill any open approval step (still needed: {needed})"
+    )
+
+
+def reject(
+    session: Session, version_id: int, *, reason: str, actor: Actor, now: dt.datetime
+) -> AgreementVersion:
+    """Send a submitted version back to draft, with the reason."""
+    require(actor, Role.APPROVER, Role.COMPLIANCE, to="reject agreements")
+    return return_to_draft(
+        session,
+        version_id,
+        reason=reason,
+        event="agreement.version.rejected",
+        actor=actor.code,
+        now=now,
+    )
+
+
+def withdraw(
+    session: Session, version_id: int, *, reason: str, actor: Actor, now: dt.datetime
+) -> AgreementVersion:
+    """The submitter (or compliance) takes a submitted version back to draft to change it."""
+    version = _version(session, version_id)
+    if actor.code != version.submitted_by:
+        require(actor, Role.COMPLIANCE, to="withdraw another user's submission")
+    return return_to_draft(
+        session,
+        version_id,
+        reason=reason,
+        event="agreement.version.withdrawn",
+        actor=actor.code,
+        now=now,
+    )
+
+
+def _version(session: Session, version_id: int, *, lock: bool = False) -> AgreementVersion:
+    query = select(AgreementVersion).where(AgreementVersion.id == version_id)
+    if lock:
+        # Concurrent approvals of one version queue here (PostgreSQL; SQLite writers always do).
+        query = query.with_for_update()
+    version = session.scalar(query)
+    if version is None:
+        raise FanliError(f"there is no agreement version {version_id}")
+    return version
+
+
+def _code(session: Session, version: AgreementVersion) -> str:
+    agreement = session.get(AgreementRecord, version.agreement_id)
+    assert agreement is not None
+    return agreement.code

@@ -1,0 +1,58 @@
+"""Reading customers: by code, their verified accounts, and what their due diligence lacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.customers.models import BankAccount, Customer, DueDiligenceRecord
+from fanli.kit.errors import FanliError
+
+
+class CustomerError(FanliError):
+    code = "customer_error"
+
+
+def customer_by_code(session: Session, code: str) -> Customer:
+    customer = session.scalar(select(Customer).where(Customer.code == code))
+    if customer is None:
+        raise CustomerError(f"there is no customer {code}")
+    return customer
+
+
+def bank_accounts(session: Session, customer_code: str) -> list[BankAccount]:
+    customer = customer_by_code(session, customer_code)
+    return list(
+        session.scalars(
+            select(BankAccount)
+            .where(BankAccount.customer_id == customer.id)
+            .order_by(BankAccount.id)
+        )
+    )
+
+
+def due_diligence_gaps(
+    session: Session, customer: Customer, required: Iterable[str], day: dt.date
+) -> list[str]:
+    """For each required kind, why the customer's due diligence does not cover ``day``: no
+    record, only expired ones, or the latest check failed. Empty when it is complete."""
+    records = session.scalars(
+        select(DueDiligenceRecord)
+        .where(DueDiligenceRecord.customer_id == customer.id)
+        .order_by(DueDiligenceRecord.checked_on, DueDiligenceRecord.id)
+    ).all()
+    gaps = []
+    for kind in sorted(set(required)):
+        of_kind = [r for r in records if r.kind == kind and r.checked_on <= day]
+        if not of_kind:
+            gaps.append(f"{kind}: never recorded")
+            continue
+        latest = of_kind[-1]
+        if not latest.passed:
+            gaps.append(f"{kind}: the check of {latest.checked_on} failed ({latest.reference})")
+        elif latest.expires_on <= day:
+            gaps.append(f"{kind}: lapsed on {latest.expires_on}")
+    return gaps

@@ -1,0 +1,162 @@
+"""Registering and verifying customers' bank accounts, recording due diligence.
+
+Imports of the customer master live in ``fanli.sales.service``; this module holds what people
+record about a customer one at a time, each with an audit event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.audit.service import record
+from fanli.customers.models import BankAccount, DueDiligenceKind, DueDiligenceRecord
+from fanli.customers.queries import CustomerError, customer_by_code
+from fanli.users.actor import Actor, Role, require
+
+
+def register_account(
+    session: Session,
+    customer_code: str,
+    *,
+    bank_name: str,
+    account_number: str,
+    holder_name: str,
+    country: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> BankAccount:
+    """Register a bank account of a customer (the maker). It takes no payment until a second
+    person verifies it."""
+    require(actor, Role.FINANCE, to="register bank accounts")
+    customer = customer_by_code(session, customer_code)
+    number = "".join(account_number.split())
+    if not number or not bank_name.strip():
+        raise CustomerError("a bank account needs a bank name and an account number")
+    if holder_name.strip() != customer.legal_name:
+        # R3: the account must be in the contracting entity's own name.
+        raise CustomerError(
+            f"the account holder {holder_name!r} is not {customer_code}'s legal name "
+            f"{customer.legal_name!r}: a rebate is paid only to the customer entity itself"
+        )
+    if len(country) != 2 or not country.isalpha():
+        raise CustomerError(f"{country!r} is not a two-letter country code")
+    if session.scalar(
+        select(BankAccount.id).where(
+            BankAccount.customer_id == customer.id, BankAccount.account_number == number
+        )
+    ):
+        raise CustomerError(f"account {number} of {customer_code} is registered already")
+    account = BankAccount(
+        customer_id=customer.id,
+        bank_name=bank_name.strip(),
+        account_number=number,
+        holder_name=holder_name.strip(),
+        country=country.upper(),
+        registered_by=actor.code,
+        registered_at=now,
+    )
+    session.add(account)
+    session.flush()
+    record(
+        session,
+        type="customer.bank_account.registered",
+        actor=actor.code,
+        entity_type="bank_account",
+        entity_id=account.id,
+        inputs={
+            "customer": customer_code,
+            "bank": account.bank_name,
+            "account_number": number,
+            "holder": account.holder_name,
+            "country": account.country,
+        },
+        outcome={"id": account.id, "verified": False},
+        now=now,
+    )
+    return account
+
+
+def verify_account(
+    session: Session, account_id: int, *, actor: Actor, now: dt.datetime
+) -> BankAccount:
+    """Verify a registered account (the checker): someone other than who registered it."""
+    require(actor, Role.FINANCE, Role.COMPLIANCE, to="verify bank accounts")
+    account = session.get(BankAccount, account_id)
+    if account is None:
+        raise CustomerError(f"there is no bank account {account_id}")
+    if account.verified_by is not None:
+        raise CustomerError(f"bank account {account_id} is verified already")
+    if account.registered_by == actor.code:
+        raise CustomerError(
+            f"{actor.code} registered bank account {account_id}; a second person must verify it"
+        )
+    account.verified_by = actor.code
+    account.verified_at = now
+    session.flush()
+    record(
+        session,
+        type="customer.bank_account.verified",
+        actor=actor.code,
+        entity_type="bank_account",
+        entity_id=account.id,
+        inputs={"registered_by": account.registered_by},
+        outcome={"verified": True},
+        now=now,
+    )
+    return account
+
+
+def add_due_diligence(
+    session: Session,
+    customer_code: str,
+    *,
+    kind: DueDiligenceKind,
+    passed: bool,
+    reference: str,
+    checked_on: dt.date,
+    expires_on: dt.date,
+    note: str = "",
+    actor: Actor,
+    now: dt.datetime,
+) -> DueDiligenceRecord:
+    """Record one due-diligence check of a customer, valid from ``checked_on`` until
+    ``expires_on``. A failed check is recorded too: it blocks until a later check passes."""
+    require(actor, Role.COMPLIANCE, to="record due diligence")
+    customer = customer_by_code(session, customer_code)
+    if checked_on >= expires_on:
+        raise CustomerError(f"a check made on {checked_on} must expire after it, not {expires_on}")
+    if not reference.strip():
+        raise CustomerError("a due-diligence record needs a reference (document or registry)")
+    entry = DueDiligenceRecord(
+        customer_id=customer.id,
+        kind=DueDiligenceKind(kind).value,
+        passed=passed,
+        reference=reference.strip(),
+        checked_on=checked_on,
+        expires_on=expires_on,
+        note=note,
+        recorded_by=actor.code,
+        recorded_at=now,
+    )
+    session.add(entry)
+    session.flush()
+    record(
+        session,
+        type="customer.due_diligence.recorded",
+        actor=actor.code,
+        entity_type="customer",
+        entity_id=customer_code,
+        inputs={
+            "kind": entry.kind,
+            "passed": passed,
+            "reference": entry.reference,
+            "checked_on": checked_on,
+            "expires_on": expires_on,
+        },
+        outcome={"id": entry.id},
+        now=now,
+    )
+    return entry

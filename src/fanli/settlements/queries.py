@@ -1,0 +1,74 @@
+"""Reading settlements: one settlement's approval status, and what waits for a user."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
+from fanli.agreements.service import approvals_of, missing_approvals
+from fanli.settlements.models import Payout, Settlement, SettlementApproval, SettlementStatus
+from fanli.settlements.service import SettlementError, approval_slot, approvals, missing_steps
+from fanli.users.actor import Actor, Role
+
+
+@dataclass(frozen=True)
+class ApprovalStatus:
+    settlement: Settlement
+    approvals: list[SettlementApproval]  # those given for the current inputs
+    missing: list[str]  # open steps, "role xN"
+    payout: Payout | None
+
+
+def approval_status(session: Session, settlement_id: int) -> ApprovalStatus:
+    settlement = session.get(Settlement, settlement_id)
+    if settlement is None:
+        raise SettlementError(f"there is no settlement {settlement_id}")
+    given = approvals(session, settlement)
+    payout = session.scalar(select(Payout).where(Payout.settlement_id == settlement.id))
+    return ApprovalStatus(settlement, given, missing_steps(settlement, given), payout)
+
+
+def settlements(
+    session: Session, *, status: SettlementStatus | None = None, beneficiary: str | None = None
+) -> list[Settlement]:
+    query = select(Settlement).order_by(Settlement.id)
+    if status is not None:
+        query = query.where(Settlement.status == status)
+    if beneficiary is not None:
+        query = query.where(Settlement.beneficiary == beneficiary)
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    settlements: list[Settlement]
+    agreement_versions: list[tuple[str, AgreementVersion]]  # (agreement code, version)
+
+
+def waiting_for(session: Session, actor: Actor, day: dt.date) -> Waiting:
+    """What ``actor`` can approve now (themself or for whoever delegated to them)."""
+    ready = [
+        settlement
+        for settlement in settlements(session, status=SettlementStatus.PROPOSED)
+        if approval_slot(session, settlement, approvals(session, settlement), actor, day)
+    ]
+    versions = []
+    for code, version in session.execute(
+        select(AgreementRecord.code, AgreementVersion)
+        .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
+        .where(AgreementVersion.status == VersionStatus.SUBMITTED)
+        .order_by(AgreementVersion.id)
+    ).all():
+        given = approvals_of(session, version)
+        if not missing_approvals(version, given) or actor.code == version.submitted_by:
+            continue
+        if actor.code in {a.approver for a in given} | {a.principal for a in given}:
+            continue
+        open_roles = {part.split(" x")[0] for part in missing_approvals(version, given)}
+        if any(actor.has(Role(role)) for role in open_roles):
+            versions.append((code, version))
+    return Waiting(ready, versions)

@@ -1,0 +1,763 @@
+"""Settlements: propose, approve, reject, refresh, pay.
+
+A settlement is for one agreement x beneficiary x rebate period. ``propose`` computes the
+period-to-date amount due from the latest accrual results: the rebate on the basis so far, per
+agreement version, minus what paid settlements already took. It may be negative (a claw-back)
+only where the agreement allows. The policy in force decides the approval steps by amount.
+
+Allowed transitions (``TRANSITIONS``; anything else is refused and changes nothing):
+
+    proposed --approve (last step)--> approved --pay--> paid
+    proposed | approved --reject--> rejected
+    proposed | approved --refresh (inputs changed)--> proposed
+
+Every call that moves money or records a decision on it takes an idempotency key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.terms import Agreement, SettlementForm
+from fanli.audit.service import canonical_json, record
+from fanli.compliance.policy import Policy
+from fanli.compliance.queries import policy_in_force
+from fanli.customers.credit_code import legal_entity_problem
+from fanli.customers.models import BankAccount, Customer
+from fanli.customers.queries import due_diligence_gaps
+from fanli.db.session import Lock, serialize
+from fanli.kit.errors import FanliError
+from fanli.ledger.models import Account, EntryKind
+from fanli.ledger.postings import Posting, post_entry, signed
+from fanli.ledger.queries import earned
+from fanli.sales.queries import invoice_lines_of
+from fanli.sales.store import FactStore
+from fanli.settlements.idempotency import claim, remember
+from fanli.settlements.models import (
+    BalanceCredit,
+    CreditStatus,
+    Payout,
+    Settlement,
+    SettlementApproval,
+    SettlementLine,
+    SettlementStatus,
+)
+from fanli.users.actor import Actor, PermissionDeniedError, Role, require
+from fanli.users.queries import principals
+
+
+class SettlementError(FanliError):
+    code = "settlement_refused"
+
+
+class TransitionError(SettlementError):
+    code = "transition_refused"
+
+
+# (state, action) -> the roles that may attempt it. The policy narrows ``approve`` further (its
+# steps, the approver's limit), and the proposer never approves.
+TRANSITIONS: dict[tuple[SettlementStatus, str], frozenset[Role]] = {
+    (SettlementStatus.PROPOSED, "approve"): frozenset({Role.APPROVER, Role.FINANCE}),
+    (SettlementStatus.PROPOSED, "reject"): frozenset(
+        {Role.APPROVER, Role.FINANCE, Role.COMPLIANCE}
+    ),
+    (SettlementStatus.APPROVED, "reject"): frozenset(
+        {Role.APPROVER, Role.FINANCE, Role.COMPLIANCE}
+    ),
+    (SettlementStatus.PROPOSED, "refresh"): frozenset({Role.FINANCE}),
+    (SettlementStatus.APPROVED, "refresh"): frozenset({Role.FINANCE}),
+    (SettlementStatus.APPROVED, "pay"): frozenset({Role.FINANCE}),
+}
+ACTIONS = ("approve", "reject", "refresh", "pay")
+OPEN = (SettlementStatus.PROPOSED, SettlementStatus.APPROVED)
+
+# Where a payout's money goes, per form.
+_TARGET = {
+    SettlementForm.CREDIT_NOTE: Account.RECEIVABLE,
+    SettlementForm.RED_INVOICE: Account.RECEIVABLE,
+    SettlementForm.RECEIVABLE_OFFSET: Account.RECEIVABLE,
+    SettlementForm.BANK_TRANSFER: Account.BANK,
+    SettlementForm.REBATE_BALANCE: Account.REBATE_BALANCE,
+}
+# A claw-back is collected with a document or by offset; money is never pulled from an account.
+_CLAWBACK_FORMS = (
+    SettlementForm.CREDIT_NOTE,
+    SettlementForm.RED_INVOICE,
+    SettlementForm.RECEIVABLE_OFFSET,
+)
+
+
+@dataclass(frozen=True)
+class Due:
+    """What is due for one key: per version line, and the inputs that decide it."""
+
+    agreement_code: str
+    beneficiary: str
+    period_start: dt.date
+    period_end: dt.date
+    currency: str
+    terms: Agreement  # of the latest version with a result for the period
+    lines: list[dict[str, Any]]  # version_id, period_index, run_id, rebate, settled, due
+    amount: Decimal
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return {"period_end": self.period_end, "lines": self.lines}
+
+    @property
+    def inputs_hash(self) -> str:
+        return hashlib.sha256(canonical_json(self.inputs).encode("utf-8")).hexdigest()
+
+
+def _open_key(agreement_code: str, beneficiary: str, period_start: dt.date) -> str:
+    return f"{agreement_code}|{beneficiary}|{period_start.isoformat()}"
+
+
+def compute_due(
+    session: Session,
+    store: FactStore,
+    agreement_code: str,
+    beneficiary: str,
+    period_start: dt.date,
+) -> Due:
+    """Rebate on the basis so far minus what paid settlements took, per version."""
+    rows = [
+        row
+        for row in earned(session, store, agreement_code, beneficiary)
+        if row.period_start == period_start
+    ]
+    if not rows:
+        raise SettlementError(
+            f"no accrual result for {agreement_code} / {beneficiary} in the rebate period "
+            f"starting {period_start}: run an accrual first, or check the period"
+        )
+    settled: dict[int, Decimal] = dict(
+        session.execute(
+            select(SettlementLine.version_id, func.sum(SettlementLine.amount))
+            .join(Settlement, Settlement.id == SettlementLine.settlement_id)
+            .where(
+                Settlement.agreement_code == agreement_code,
+                Settlement.beneficiary == beneficiary,
+                Settlement.period_start == period_start,
+                Settlement.status == SettlementStatus.PAID,
+            )
+            .group_by(SettlementLine.version_id)
+        ).all()
+    )
+    lines: list[dict[str, Any]] = []
+    for row in rows:
+        before = settled.get(row.version_id, Decimal(0))
+        lines.append(
+            {
+                "version_id": row.version_id,
+                "period_index": row.period_index,
+                "run_id": row.run_id,
+                "rebate": row.rebate,
+                "settled": before,
+                "due": row.rebate - before,
+            }
+        )
+    latest = session.get(AgreementVersion, max(row.version_id for row in rows))
+    assert latest is not None
+    return Due(
+        agreement_code=agreement_code,
+        beneficiary=beneficiary,
+        period_start=period_start,
+        period_end=rows[0].period_end,
+        currency=rows[0].currency,
+        terms=Agreement.model_validate(latest.terms),
+        lines=lines,
+        amount=sum((Decimal(line["due"]) for line in lines), Decimal(0)),
+    )
+
+
+def _beneficiary(session: Session, code: str) -> Customer:
+    customer = session.scalar(select(Customer).where(Customer.code == code))
+    if customer is None:
+        raise SettlementError(f"there is no customer {code}")
+    return customer
+
+
+def _payee_problems(
+    session: Session, customer: Customer, policy: Policy, day: dt.date
+) -> list[str]:
+    problems = []
+    entity = legal_entity_problem(customer.credit_code)
+    if entity:
+        problems.append(f"{customer.code} ({customer.legal_name}): {entity}")
+    gaps = due_diligence_gaps(session, customer, policy.due_diligence.required, day)
+    if gaps:
+        problems.append(f"due diligence of {customer.code} is not current: " + "; ".join(gaps))
+    return problems
+
+
+def _refuse(subject: str, problems: list[str]) -> None:
+    if problems:
+        listed = "; ".join(f"({n}) {p}" for n, p in enumerate(problems, start=1))
+        raise SettlementError(f"{subject} is blocked: {listed}")
+
+
+def _amount_problems(due: Due, policy: Policy, customer: Customer) -> list[str]:
+    problems = []
+    if due.amount == 0:
+        problems.append("nothing is due: the rebate so far equals what was settled")
+    if due.amount < 0 and not due.terms.settlement.clawback:
+        problems.append(
+            f"the amount due is {due.amount} (a claw-back) and agreement {due.agreement_code} "
+            "does not allow claw-backs"
+        )
+    ceiling = policy.max_settlement_for(customer.segment)
+    if ceiling is not None and abs(due.amount) > ceiling:
+        problems.append(
+            f"{abs(due.amount)} is above the policy's largest settlement {ceiling} for segment "
+            f"{customer.segment or '(none)'}"
+        )
+    return problems
+
+
+def _steps(policy: Policy, amount: Decimal) -> list[dict[str, Any]]:
+    return [{"role": s.role.value, "count": s.count} for s in policy.settlement_steps(amount)]
+
+
+def propose(
+    session: Session,
+    store: FactStore,
+    *,
+    agreement_code: str,
+    beneficiary: str,
+    period_start: dt.date,
+    idempotency_key: str | None,
+    actor: Actor,
+    now: dt.datetime,
+) -> Settlement:
+    """Propose the settlement of what is due for one agreement x beneficiary x period."""
+    require(actor, Role.FINANCE, to="propose settlements")
+    request = {"agreement": agreement_code, "beneficiary": beneficiary, "period": period_start}
+    replay = claim(session, idempotency_key, "settlement.propose", request, now)
+    if replay is not None:
+        return _settlement(session, replay["settlement_id"])
+    assert idempotency_key is not None
+    # Two proposals for one key would both see none open; they queue here.
+    serialize(session, Lock.SETTLEMENT)
+    if (
+        session.scalar(select(AgreementRecord.id).where(AgreementRecord.code == agreement_code))
+        is None
+    ):
+        raise SettlementError(f"there is no agreement {agreement_code}")
+    customer = _beneficiary(session, beneficiary)
+    open_key = _open_key(agreement_code, beneficiary, period_start)
+    existing = session.scalar(select(Settlement).where(Settlement.open_key == open_key))
+    if existing is not None:
+        raise SettlementError(
+            f"settlement {existing.id} is already {existing.status} for {agreement_code} / "
+            f"{beneficiary} / {period_start}: approve, pay or reject it first"
+        )
+    day = now.date()
+    policy_version, policy = policy_in_force(session, day)
+    due = compute_due(session, store, agreement_code, beneficiary, period_start)
+    _refuse(
+        f"settling {agreement_code} / {beneficiary} / {period_start}",
+        _payee_problems(session, customer, policy, day) + _amount_problems(due, policy, customer),
+    )
+    settlement = Settlement(
+        agreement_code=agreement_code,
+        beneficiary=beneficiary,
+        period_start=period_start,
+        period_end=due.period_end,
+        currency=due.currency,
+        amount=due.amount,
+        form=due.terms.settlement.form.value,
+        status=SettlementStatus.PROPOSED,
+        inputs=canonical_inputs(due),
+        inputs_hash=due.inputs_hash,
+        steps=_steps(policy, due.amount),
+        policy_version=policy_version.version,
+        open_key=open_key,
+        proposed_by=actor.code,
+        proposed_at=now,
+    )
+    session.add(settlement)
+    session.flush()
+    _write_lines(session, settlement, due)
+    record(
+        session,
+        type="settlement.proposed",
+        actor=actor.code,
+        entity_type="settlement",
+        entity_id=settlement.id,
+        inputs={**request, "idempotency_key": idempotency_key},
+        outcome={
+            "amount": settlement.amount,
+            "inputs_hash": settlement.inputs_hash,
+            "inputs": settlement.inputs,
+            "steps": settlement.steps,
+            "policy_version": settlement.policy_version,
+        },
+        now=now,
+    )
+    remember(session, idempotency_key, {"settlement_id": settlement.id})
+    return settlement
+
+
+def canonical_inputs(due: Due) -> dict[str, Any]:
+    """The inputs as stored (JSON): amounts and dates as strings, exactly as hashed."""
+    stored: dict[str, Any] = json.loads(canonical_json(due.inputs))
+    return stored
+
+
+def _write_lines(session: Session, settlement: Settlement, due: Due) -> None:
+    session.execute(delete(SettlementLine).where(SettlementLine.settlement_id == settlement.id))
+    for line in due.lines:
+        session.add(
+            SettlementLine(
+                settlement_id=settlement.id,
+                version_id=line["version_id"],
+                period_index=line["period_index"],
+                amount=line["due"],
+            )
+        )
+    session.flush()
+
+
+def _settlement(session: Session, settlement_id: int, *, lock: bool = False) -> Settlement:
+    query = select(Settlement).where(Settlement.id == settlement_id)
+    if lock:
+        # Concurrent decisions on one settlement queue on its row (PostgreSQL; SQLite's
+        # writers always queue), so exactly one of them sees each state.
+        query = query.with_for_update()
+    settlement = session.scalar(query.execution_options(populate_existing=True))
+    if settlement is None:
+        raise SettlementError(f"there is no settlement {settlement_id}")
+    return settlement
+
+
+def check_transition(settlement: Settlement, action: str, actor: Actor) -> None:
+    """Refuse an action the transition table does not allow in this state for this actor."""
+    roles = TRANSITIONS.get((SettlementStatus(settlement.status), action))
+    if roles is None:
+        raise TransitionError(
+            f"settlement {settlement.id} is {settlement.status}: it cannot be {_past(action)}"
+        )
+    if not any(actor.has(role) for role in roles):
+        needed = " or ".join(sorted(role.value for role in roles))
+        raise PermissionDeniedError(
+            f"{actor.code} may not {action} settlement {settlement.id}: it needs the role {needed}"
+        )
+
+
+def _past(action: str) -> str:
+    return {"approve": "approved", "reject": "rejected", "refresh": "refreshed", "pay": "paid"}[
+        action
+    ]
+
+
+def approvals(session: Session, settlement: Settlement) -> list[SettlementApproval]:
+    """The approvals that count: those given for the settlement's current inputs."""
+    return list(
+        session.scalars(
+            select(SettlementApproval)
+            .where(
+                SettlementApproval.settlement_id == settlement.id,
+                SettlementApproval.inputs_hash == settlement.inputs_hash,
+            )
+            .order_by(SettlementApproval.id)
+        )
+    )
+
+
+def missing_steps(settlement: Settlement, given: list[SettlementApproval]) -> list[str]:
+    missing = []
+    for step in settlement.steps:
+        have = sum(1 for a in given if a.role == step["role"])
+        if have < step["count"]:
+            missing.append(f"{step['role']} x{step['count'] - have}")
+    return missing
+
+
+def approval_slot(
+    session: Session,
+    settlement: Settlement,
+    given: list[SettlementApproval],
+    actor: Actor,
+    day: dt.date,
+) -> tuple[str, str, int | None] | None:
+    """(role, principal, delegation) of the first open step ``actor`` can fill, or None."""
+    if actor.code == settlement.proposed_by:
+        return None
+    people = {a.approver for a in given} | {a.principal for a in given}
+    if actor.code in people:
+        return None
+    size = abs(settlement.amount)
+    for step in settlement.steps:
+        if sum(1 for a in given if a.role == step["role"]) >= step["count"]:
+            continue
+        for principal, delegation_id in principals(session, actor, day):
+            if principal.code == settlement.proposed_by or principal.code in people:
+                continue
+            limit = principal.approval_limit
+            if principal.has(Role(step["role"])) and limit is not None and limit >= size:
+                return step["role"], principal.code, delegation_id
+    return None
+
+
+def approve(
+    session: Session,
+    store: FactStore,
+    settlement_id: int,
+    *,
+    idempotency_key: str | None,
+    actor: Actor,
+    now: dt.datetime,
+) -> Settlement:
+    """Approve one step of a proposed settlement; the last step makes it approved."""
+    request = {"settlement": settlement_id, "approver": actor.code}
+    replay = claim(session, idempotency_key, "settlement.approve", request, now)
+    if replay is not None:
+        return _settlement(session, replay["settlement_id"])
+    assert idempotency_key is not None
+    settlement = _settlement(session, settlement_id, lock=True)
+    check_transition(settlement, "approve", actor)
+    if actor.code == settlement.proposed_by:
+        raise PermissionDeniedError(
+            f"{actor.code} proposed settlement {settlement.id} and cannot approve it"
+        )
+    _require_fresh(session, store, settlement, "approved")
+    given = approvals(session, settlement)
+    slot = approval_slot(session, settlement, given, actor, now.date())
+    if slot is None:
+        needed = ", ".join(missing_steps(settlement, given))
+        raise PermissionDeniedError(
+            f"{actor.code} cannot approve settlement {settlement.id} of {abs(settlement.amount)}: "
+            f"already approved by them, or no open step ({needed}) matches their roles and "
+            "approval limit"
+        )
+    role, principal, delegation_id = slot
+    approval = SettlementApproval(
+        settlement_id=settlement.id,
+        inputs_hash=settlement.inputs_hash,
+        approver=actor.code,
+        principal=principal,
+        delegation_id=delegation_id,
+        role=role,
+        approved_at=now,
+    )
+    session.add(approval)
+    session.flush()
+    complete = not missing_steps(settlement, [*given, approval])
+    if complete:
+        settlement.status = SettlementStatus.APPROVED
+        settlement.approved_hash = settlement.inputs_hash
+        settlement.decided_at = now
+        session.flush()
+    record(
+        session,
+        type="settlement.approved" if complete else "settlement.approval.recorded",
+        actor=actor.code,
+        entity_type="settlement",
+        entity_id=settlement.id,
+        inputs={"inputs_hash": settlement.inputs_hash, "idempotency_key": idempotency_key},
+        outcome={
+            "role": role,
+            "for": principal,
+            "delegation": delegation_id,
+            "status": settlement.status,
+            "amount": settlement.amount,
+        },
+        now=now,
+    )
+    remember(session, idempotency_key, {"settlement_id": settlement.id})
+    return settlement
+
+
+def reject(
+    session: Session, settlement_id: int, *, reason: str, actor: Actor, now: dt.datetime
+) -> Settlement:
+    """Reject an open settlement, with the reason; the key may be proposed again."""
+    settlement = _settlement(session, settlement_id, lock=True)
+    check_transition(settlement, "reject", actor)
+    if not reason.strip():
+        raise SettlementError("rejecting a settlement needs a reason")
+    before = settlement.status
+    settlement.status = SettlementStatus.REJECTED
+    settlement.open_key = None
+    settlement.rejection_reason = reason.strip()
+    settlement.decided_at = now
+    session.flush()
+    record(
+        session,
+        type="settlement.rejected",
+        actor=actor.code,
+        entity_type="settlement",
+        entity_id=settlement.id,
+        inputs={"reason": reason.strip(), "status_before": before},
+        outcome={"status": settlement.status},
+        now=now,
+    )
+    return settlement
+
+
+def _require_fresh(session: Session, store: FactStore, settlement: Settlement, verb: str) -> None:
+    due = compute_due(
+        session, store, settlement.agreement_code, settlement.beneficiary, settlement.period_start
+    )
+    if due.inputs_hash != settlement.inputs_hash:
+        raise SettlementError(
+            f"settlement {settlement.id} cannot be {verb}: its inputs changed since it was "
+            f"proposed (amount now {due.amount}, was {settlement.amount}); refresh it, and it "
+            "needs approving again"
+        )
+
+
+def refresh(
+    session: Session, store: FactStore, settlement_id: int, *, actor: Actor, now: dt.datetime
+) -> Settlement:
+    """Recompute an open settlement whose inputs changed; it goes back to proposed and every
+    approval lapses (approvals count only for the inputs they were given to)."""
+    settlement = _settlement(session, settlement_id, lock=True)
+    check_transition(settlement, "refresh", actor)
+    due = compute_due(
+        session, store, settlement.agreement_code, settlement.beneficiary, settlement.period_start
+    )
+    if due.inputs_hash == settlement.inputs_hash:
+        raise SettlementError(f"settlement {settlement.id}: its inputs have not changed")
+    day = now.date()
+    policy_version, policy = policy_in_force(session, day)
+    customer = _beneficiary(session, settlement.beneficiary)
+    _refuse(f"refreshing settlement {settlement.id}", _amount_problems(due, policy, customer))
+    before = {"amount": settlement.amount, "inputs_hash": settlement.inputs_hash}
+    settlement.amount = due.amount
+    settlement.inputs = canonical_inputs(due)
+    settlement.inputs_hash = due.inputs_hash
+    settlement.steps = _steps(policy, due.amount)
+    settlement.policy_version = policy_version.version
+    settlement.status = SettlementStatus.PROPOSED
+    settlement.approved_hash = None
+    settlement.decided_at = None
+    session.flush()
+    _write_lines(session, settlement, due)
+    record(
+        session,
+        type="settlement.refreshed",
+        actor=actor.code,
+        entity_type="settlement",
+        entity_id=settlement.id,
+        inputs=before,
+        outcome={
+            "amount": settlement.amount,
+            "inputs_hash": settlement.inputs_hash,
+            "inputs": settlement.inputs,
+            "status": settlement.status,
+        },
+        now=now,
+    )
+    return settlement
+
+
+def payout_form(settlement: Settlement) -> SettlementForm:
+    """The agreement's form; a claw-back is collected by document or offset instead of a
+    transfer or a balance debit."""
+    form = SettlementForm(settlement.form)
+    if settlement.amount < 0 and form not in _CLAWBACK_FORMS:
+        return SettlementForm.RECEIVABLE_OFFSET
+    return form
+
+
+def pay(
+    session: Session,
+    store: FactStore,
+    settlement_id: int,
+    *,
+    idempotency_key: str | None,
+    document_number: str | None = None,
+    original_invoices: list[str] | None = None,
+    bank_account_id: int | None = None,
+    actor: Actor,
+    now: dt.datetime,
+) -> Payout:
+    """Pay an approved settlement in the agreement's form, with its journal entry."""
+    request = {
+        "settlement": settlement_id,
+        "document_number": document_number,
+        "original_invoices": sorted(original_invoices or []),
+        "bank_account": bank_account_id,
+    }
+    replay = claim(session, idempotency_key, "settlement.pay", request, now)
+    if replay is not None:
+        payout = session.get(Payout, replay["payout_id"])
+        assert payout is not None
+        return payout
+    assert idempotency_key is not None
+    settlement = _settlement(session, settlement_id, lock=True)
+    check_transition(settlement, "pay", actor)
+    approvers = {a.approver for a in approvals(session, settlement)} | {
+        a.principal for a in approvals(session, settlement)
+    }
+    if actor.code in approvers:
+        raise PermissionDeniedError(
+            f"{actor.code} approved settlement {settlement.id} and cannot also pay it"
+        )
+    _require_fresh(session, store, settlement, "paid")
+    day = now.date()
+    _version, policy = policy_in_force(session, day)
+    customer = _beneficiary(session, settlement.beneficiary)
+    form = payout_form(settlement)
+    problems = _payee_problems(session, customer, policy, day)
+    problems += _form_problems(
+        session,
+        store,
+        settlement,
+        customer,
+        form,
+        document_number=document_number,
+        original_invoices=original_invoices or [],
+        bank_account_id=bank_account_id,
+    )
+    _refuse(f"paying settlement {settlement.id}", problems)
+    target = _TARGET[form]
+    lines = session.scalars(
+        select(SettlementLine).where(SettlementLine.settlement_id == settlement.id)
+    ).all()
+    postings = []
+    for line in lines:
+        if line.amount == 0:
+            continue
+        debit, credit, amount = signed(line.amount, debit=Account.LIABILITY, credit=target)
+        postings.append(
+            Posting(
+                debit=debit,
+                credit=credit,
+                amount=amount,
+                agreement_code=settlement.agreement_code,
+                version_id=line.version_id,
+                beneficiary=settlement.beneficiary,
+                period_index=line.period_index,
+                period_start=settlement.period_start,
+                period_end=settlement.period_end,
+            )
+        )
+    entry = post_entry(
+        session,
+        kind=EntryKind.PAYOUT,
+        day=day,
+        memo=(
+            f"settlement {settlement.id} {form.value}: {settlement.agreement_code} / "
+            f"{settlement.beneficiary} / {settlement.period_start}"
+        ),
+        postings=postings,
+        now=now,
+    )
+    assert settlement.approved_hash is not None
+    payout = Payout(
+        settlement_id=settlement.id,
+        approved_hash=settlement.approved_hash,
+        journal_entry_id=entry.id,
+        form=form.value,
+        amount=settlement.amount,
+        document_number=document_number,
+        original_invoices=sorted(original_invoices or []),
+        bank_account_id=bank_account_id if form is SettlementForm.BANK_TRANSFER else None,
+        paid_by=actor.code,
+        paid_at=now,
+    )
+    session.add(payout)
+    settlement.status = SettlementStatus.PAID
+    settlement.open_key = None
+    session.flush()
+    credit_id = None
+    if form is SettlementForm.REBATE_BALANCE:
+        first = lines[0]
+        balance_credit = BalanceCredit(
+            customer_code=settlement.beneficiary,
+            amount=settlement.amount,
+            valid_until=day + dt.timedelta(days=policy.rebate_balance.validity_days),
+            status=CreditStatus.AVAILABLE,
+            payout_id=payout.id,
+            agreement_code=settlement.agreement_code,
+            version_id=first.version_id,
+            period_index=first.period_index,
+            period_start=settlement.period_start,
+            period_end=settlement.period_end,
+            created_at=now,
+        )
+        session.add(balance_credit)
+        session.flush()
+        credit_id = balance_credit.id
+    record(
+        session,
+        type="settlement.paid",
+        actor=actor.code,
+        entity_type="settlement",
+        entity_id=settlement.id,
+        inputs={**request, "idempotency_key": idempotency_key},
+        outcome={
+            "payout": payout.id,
+            "form": form.value,
+            "amount": payout.amount,
+            "journal_entry": entry.id,
+            "balance_credit": credit_id,
+        },
+        now=now,
+    )
+    remember(session, idempotency_key, {"payout_id": payout.id})
+    return payout
+
+
+def _form_problems(
+    session: Session,
+    store: FactStore,
+    settlement: Settlement,
+    customer: Customer,
+    form: SettlementForm,
+    *,
+    document_number: str | None,
+    original_invoices: list[str],
+    bank_account_id: int | None,
+) -> list[str]:
+    problems = []
+    if form in (SettlementForm.CREDIT_NOTE, SettlementForm.RED_INVOICE) and not (
+        document_number and document_number.strip()
+    ):
+        problems.append(f"a {form.value} payout needs its document number")
+    if form is SettlementForm.RED_INVOICE:
+        if not original_invoices:
+            problems.append("a red-letter invoice must reference the original invoice lines")
+        else:
+            found = invoice_lines_of(session, store, customer.code, original_invoices)
+            unknown = sorted(set(original_invoices) - found)
+            if unknown:
+                problems.append(
+                    f"original invoice lines {', '.join(unknown)} are not {customer.code}'s "
+                    "lines in active batches"
+                )
+    if form is SettlementForm.BANK_TRANSFER:
+        problems.extend(_account_problems(session, customer, bank_account_id))
+    elif bank_account_id is not None:
+        problems.append(f"this settlement is paid as {form.value}; a bank account is not used")
+    return problems
+
+
+def _account_problems(
+    session: Session, customer: Customer, bank_account_id: int | None
+) -> list[str]:
+    if bank_account_id is None:
+        return ["a bank transfer needs the beneficiary's verified bank account"]
+    account = session.get(BankAccount, bank_account_id)
+    if account is None:
+        return [f"there is no bank account {bank_account_id}"]
+    problems = []
+    if account.customer_id != customer.id:
+        problems.append(f"bank account {bank_account_id} is not registered to {customer.code}")
+    if account.holder_name != customer.legal_name:
+        problems.append(f"bank account {bank_account_id} is not in {customer.legal_name}'s name")
+    if account.verified_by is None:
+        problems.append(f"bank account {bank_account_id} has not been verified by a second person")
+    return problems

@@ -1,0 +1,1 @@
+"""Users, their roles and approval limits, and dated delegations. See README.md."""

@@ -1,0 +1,45 @@
+"""Users and delegations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, Date, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fanli.db.base import Amount, Base, UtcDateTime
+
+
+class User(Base):
+    __tablename__ = "app_user"  # "user" is reserved in PostgreSQL
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)  # the sign-in name
+    name: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    # The largest settlement (absolute amount) this user may approve; None: may approve none.
+    approval_limit: Mapped[Decimal | None] = mapped_column(Amount())
+    customer_code: Mapped[str | None] = mapped_column(String(64))  # customer users: their entity
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class Delegation(Base):
+    """``delegate`` may approve on behalf of ``delegator`` on days in ``[valid_from, valid_to)``."""
+
+    __tablename__ = "delegation"
+    __table_args__ = (
+        CheckConstraint("delegator_id <> delegate_id", name="two_people"),
+        CheckConstraint("valid_from < valid_to", name="dates_ordered"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delegator_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    delegate_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(300))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())

@@ -1,0 +1,191 @@
+"""Creating and disabling users, granting and revoking delegations. Each writes an audit event."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fanli.audit.service import record
+from fanli.kit.errors import FanliError
+from fanli.users.actor import Actor, Role, require
+from fanli.users.models import Delegation, User
+from fanli.users.queries import user_by_code
+
+BOOTSTRAP = "system"  # the actor recorded for the very first administrator
+
+
+class UserError(FanliError):
+    code = "user_error"
+
+
+def create_user(
+    session: Session,
+    code: str,
+    *,
+    name: str,
+    roles: Iterable[Role],
+    approval_limit: Decimal | None = None,
+    customer_code: str | None = None,
+    actor: Actor | None,
+    now: dt.datetime,
+) -> User:
+    """A new user. An administrator creates users; with no users yet, the first one is created
+    without an actor and must be an administrator."""
+    chosen = sorted({Role(role) for role in roles})
+    if actor is None:
+        if session.scalar(select(func.count()).select_from(User)):
+            raise UserError("users exist already: name an administrator with --as")
+        if Role.ADMINISTRATOR not in chosen:
+            raise UserError("the first user must hold the administrator role")
+    else:
+        require(actor, Role.ADMINISTRATOR, to="create users")
+    if not code.strip() or not name.strip():
+        raise UserError("a user needs a code and a name")
+    if not chosen:
+        raise UserError(f"user {code} needs at least one role")
+    if session.scalar(select(User.id).where(User.code == code)) is not None:
+        raise UserError(f"user {code} exists already")
+    if approval_limit is not None and approval_limit < 0:
+        raise UserError("an approval limit cannot be negative")
+    if Role.CUSTOMER in chosen:
+        if not customer_code:
+            raise UserError(f"customer user {code} must name its customer")
+        if len(chosen) > 1:
+            # A customer's own staff must never hold a role inside the company.
+            raise UserError(f"customer user {code} cannot hold staff roles")
+    elif customer_code:
+        raise UserError(f"only customer users name a customer; {code} is staff")
+    user = User(
+        code=code,
+        name=name,
+        roles=[role.value for role in chosen],
+        approval_limit=approval_limit,
+        customer_code=customer_code,
+        active=True,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    record(
+        session,
+        type="user.created",
+        actor=actor.code if actor else BOOTSTRAP,
+        entity_type="user",
+        entity_id=code,
+        inputs={"name": name, "roles": user.roles, "approval_limit": approval_limit},
+        outcome={"id": user.id, "active": True},
+        now=now,
+    )
+    return user
+
+
+def disable_user(
+    session: Session, code: str, *, reason: str, actor: Actor, now: dt.datetime
+) -> User:
+    require(actor, Role.ADMINISTRATOR, to="disable users")
+    user = user_by_code(session, code)
+    if not user.active:
+        raise UserError(f"user {code} is disabled already")
+    if not reason.strip():
+        raise UserError("disabling a user needs a reason")
+    user.active = False
+    session.flush()
+    record(
+        session,
+        type="user.disabled",
+        actor=actor.code,
+        entity_type="user",
+        entity_id=code,
+        inputs={"reason": reason},
+        outcome={"active": False},
+        now=now,
+    )
+    return user
+
+
+def delegate(
+    session: Session,
+    *,
+    delegator: str,
+    delegate_to: str,
+    valid_from: dt.date,
+    valid_to: dt.date,
+    reason: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> Delegation:
+    """Let ``delegate_to`` approve for ``delegator`` on days in ``[valid_from, valid_to)``.
+    The delegator grants it, or an administrator does."""
+    if actor.code != delegator:
+        require(actor, Role.ADMINISTRATOR, to=f"grant a delegation for {delegator}")
+    source = user_by_code(session, delegator)
+    target = user_by_code(session, delegate_to)
+    if source.id == target.id:
+        raise UserError("a user cannot delegate to themself")
+    if not target.active:
+        raise UserError(f"user {delegate_to} is disabled")
+    if Role.CUSTOMER in target.roles:
+        raise UserError("a customer user cannot approve for staff")
+    if valid_from >= valid_to:
+        raise UserError(f"a delegation must end after it starts ({valid_from} to {valid_to})")
+    if not reason.strip():
+        raise UserError("a delegation needs a reason")
+    grant = Delegation(
+        delegator_id=source.id,
+        delegate_id=target.id,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        reason=reason,
+        created_by=actor.code,
+        created_at=now,
+    )
+    session.add(grant)
+    session.flush()
+    record(
+        session,
+        type="user.delegation.granted",
+        actor=actor.code,
+        entity_type="delegation",
+        entity_id=grant.id,
+        inputs={
+            "delegator": delegator,
+            "delegate": delegate_to,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            "reason": reason,
+        },
+        outcome={"id": grant.id},
+        now=now,
+    )
+    return grant
+
+
+def revoke_delegation(
+    session: Session, delegation_id: int, *, actor: Actor, now: dt.datetime
+) -> Delegation:
+    grant = session.get(Delegation, delegation_id)
+    if grant is None:
+        raise UserError(f"there is no delegation {delegation_id}")
+    delegator = session.get(User, grant.delegator_id)
+    assert delegator is not None
+    if actor.code != delegator.code:
+        require(actor, Role.ADMINISTRATOR, to=f"revoke a delegation of {delegator.code}")
+    if grant.revoked_at is not None:
+        raise UserError(f"delegation {delegation_id} is revoked already")
+    grant.revoked_at = now
+    session.flush()
+    record(
+        session,
+        type="user.delegation.revoked",
+        actor=actor.code,
+        entity_type="delegation",
+        entity_id=grant.id,
+        inputs={},
+        outcome={"revoked_at": now},
+        now=now,
+    )
+    return grant
