@@ -75,7 +75,7 @@ def latest_results(session: Session, store: FactStore) -> dict[Key, Decimal]:
 class EarnedRow:
     """What the latest run says one version earned for a beneficiary in one rebate period."""
 
-    run_id: int
+    run_id: int | None  # None: no run holds a row for it any more (its rebate is zero)
     version_id: int
     period_index: int
     period_start: dt.date

@@ -36,9 +36,10 @@ from fanli.customers.models import BankAccount, Customer
 from fanli.customers.queries import due_diligence_gaps
 from fanli.db.session import Lock, serialize
 from fanli.kit.errors import FanliError
+from fanli.kit.money import RoundingMode, quantize_money
 from fanli.ledger.models import Account, EntryKind
 from fanli.ledger.postings import Posting, post_entry, signed
-from fanli.ledger.queries import earned
+from fanli.ledger.queries import EarnedRow, earned
 from fanli.sales.queries import invoice_lines_of
 from fanli.sales.store import FactStore
 from fanli.settlements.idempotency import claim, remember
@@ -135,35 +136,50 @@ def compute_due(
         for row in earned(session, store, agreement_code, beneficiary)
         if row.period_start == period_start
     ]
+    paid = session.execute(
+        select(
+            SettlementLine.version_id,
+            SettlementLine.period_index,
+            func.sum(SettlementLine.amount),
+            func.min(Settlement.period_end),
+            func.min(Settlement.currency),
+        )
+        .join(Settlement, Settlement.id == SettlementLine.settlement_id)
+        .where(
+            Settlement.agreement_code == agreement_code,
+            Settlement.beneficiary == beneficiary,
+            Settlement.period_start == period_start,
+            Settlement.status == SettlementStatus.PAID,
+        )
+        .group_by(SettlementLine.version_id, SettlementLine.period_index)
+    ).all()
+    settled = {version_id: amount for version_id, _index, amount, _end, _cur in paid}
+    # A version whose lines are all gone (voided, returned) has no result row any more, but
+    # what was paid for it is still to be netted: its rebate is now zero.
+    rated = {row.version_id for row in rows}
+    rows += [
+        EarnedRow(None, version_id, index, period_start, end, currency, Decimal(0))
+        for version_id, index, _amount, end, currency in paid
+        if version_id not in rated
+    ]
     if not rows:
         raise SettlementError(
             f"no accrual result for {agreement_code} / {beneficiary} in the rebate period "
             f"starting {period_start}: run an accrual first, or check the period"
         )
-    settled: dict[int, Decimal] = dict(
-        session.execute(
-            select(SettlementLine.version_id, func.sum(SettlementLine.amount))
-            .join(Settlement, Settlement.id == SettlementLine.settlement_id)
-            .where(
-                Settlement.agreement_code == agreement_code,
-                Settlement.beneficiary == beneficiary,
-                Settlement.period_start == period_start,
-                Settlement.status == SettlementStatus.PAID,
-            )
-            .group_by(SettlementLine.version_id)
-        ).all()
-    )
+    currency = rows[0].currency
     lines: list[dict[str, Any]] = []
-    for row in rows:
-        before = settled.get(row.version_id, Decimal(0))
+    for row in sorted(rows, key=lambda row: row.version_id):
+        rebate = _exact(row.rebate, currency)
+        before = _exact(settled.get(row.version_id, Decimal(0)), currency)
         lines.append(
             {
                 "version_id": row.version_id,
                 "period_index": row.period_index,
                 "run_id": row.run_id,
-                "rebate": row.rebate,
+                "rebate": rebate,
                 "settled": before,
-                "due": row.rebate - before,
+                "due": rebate - before,
             }
         )
     latest = session.get(AgreementVersion, max(row.version_id for row in rows))
@@ -178,6 +194,14 @@ def compute_due(
         lines=lines,
         amount=sum((Decimal(line["due"]) for line in lines), Decimal(0)),
     )
+
+
+def _exact(value: Decimal, currency: str) -> Decimal:
+    """An amount at the currency's minor unit; results and settlements are already exact
+    there (the database keeps four places), so this only fixes how they are written."""
+    amount = quantize_money(value, currency, RoundingMode.HALF_UP)
+    assert amount == value, f"{value} is not a whole number of {currency} minor units"
+    return amount
 
 
 def _beneficiary(session: Session, code: str) -> Customer:
@@ -340,14 +364,17 @@ def _settlement(session: Session, settlement_id: int, *, lock: bool = False) -> 
     return settlement
 
 
-def check_transition(settlement: Settlement, action: str, actor: Actor) -> None:
-    """Refuse an action the transition table does not allow in this state for this actor."""
+def check_transition(
+    settlement: Settlement, action: str, actor: Actor, *, acting_for: list[Actor] | None = None
+) -> None:
+    """Refuse an action the transition table does not allow in this state for this actor (or,
+    for approvals, for anyone the actor stands in for under a delegation)."""
     roles = TRANSITIONS.get((SettlementStatus(settlement.status), action))
     if roles is None:
         raise TransitionError(
             f"settlement {settlement.id} is {settlement.status}: it cannot be {_past(action)}"
         )
-    if not any(actor.has(role) for role in roles):
+    if not any(who.has(role) for role in roles for who in (acting_for or [actor])):
         needed = " or ".join(sorted(role.value for role in roles))
         raise PermissionDeniedError(
             f"{actor.code} may not {action} settlement {settlement.id}: it needs the role {needed}"
@@ -425,7 +452,8 @@ def approve(
         return _settlement(session, replay["settlement_id"])
     assert idempotency_key is not None
     settlement = _settlement(session, settlement_id, lock=True)
-    check_transition(settlement, "approve", actor)
+    standing_for = [who for who, _grant in principals(session, actor, now.date())]
+    check_transition(settlement, "approve", actor, acting_for=standing_for)
     if actor.code == settlement.proposed_by:
         raise PermissionDeniedError(
             f"{actor.code} proposed settlement {settlement.id} and cannot approve it"
