@@ -39,7 +39,11 @@ from sqlalchemy import Engine, text
 from benchmarks.agreements import benchmark_agreements
 from benchmarks.tpch import Dataset, prepare
 from fanli.agreements.queries import terms_for_run
-from fanli.agreements.service import activate_version, add_version
+from fanli.agreements.service import add_version
+from fanli.agreements.terms import Contract
+from fanli.compliance import review
+from fanli.compliance.policy import Policy
+from fanli.compliance.service import publish
 from fanli.db.migrate import upgrade
 from fanli.db.session import make_engine, session_factory, unit_of_work
 from fanli.engine.columnar import calculate
@@ -47,6 +51,9 @@ from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.service import accrue
 from fanli.sales.service import active_sales_files, import_customers, import_products, import_sales
 from fanli.sales.store import FactStore
+from fanli.users.actor import Role
+from fanli.users.queries import as_actor
+from fanli.users.service import create_user
 
 RESULTS = Path(__file__).parent / "results"
 POSTGRES_URL = os.environ.get("FANLI_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -230,12 +237,47 @@ def bench_accrual(dataset: Dataset, backend: str, scratch_root: Path) -> dict[st
     return figures
 
 
+def _approval_path(session: Any) -> tuple[Any, Any]:
+    """The people and the policy that let the benchmark's programmes be approved: every
+    version goes through submission and approval, as in production."""
+    admin = as_actor(
+        create_user(session, "admin", name="Admin", roles=[Role.ADMINISTRATOR], actor=None, now=NOW)
+    )
+    people = {
+        code: as_actor(create_user(session, code, name=code, roles=[role], actor=admin, now=NOW))
+        for code, role in (
+            ("sales", Role.SALES),
+            ("approver", Role.APPROVER),
+            ("compliance", Role.COMPLIANCE),
+        )
+    }
+    policy = Policy.model_validate(
+        {
+            "title": "benchmark policy",
+            "effective_from": "1990-01-01",
+            "text": "No rate limits: the benchmark measures the calculation, not the policy.",
+            "settlement_forms": ["credit_note"],
+            "agreement_approval": [{"role": "approver"}],
+            "settlement_approval": [{"from": "0", "steps": [{"role": "approver"}]}],
+        }
+    )
+    publish(session, policy, actor=people["compliance"], now=NOW)
+    return people["sales"], people["approver"]
+
+
 def _load(sessions: Any, facts: FactStore, dataset: Dataset, agreements: list[Any]) -> None:
     _masters(sessions, facts, dataset)
     with unit_of_work(sessions) as session:
+        sales, approver = _approval_path(session)
+        contract = Contract(reference="BENCH", document_sha256="0" * 64)
         for terms in agreements:
-            version = add_version(session, terms, actor="bench", now=NOW)
-            activate_version(session, version.id, actor="bench", now=NOW)
+            version = add_version(
+                session, terms.model_copy(update={"contract": contract}), actor="bench", now=NOW
+            )
+            review.submit(session, version.id, actor=sales, now=NOW)
+            review.approve(
+                session, version.id, terms_hash=version.terms_hash, actor=approver, now=NOW
+            )
     with unit_of_work(sessions) as session:
         import_sales(session, facts, dataset.sales, actor="bench", now=NOW)
 

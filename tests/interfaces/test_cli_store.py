@@ -84,7 +84,7 @@ POLICY = Path(__file__).parents[2] / "docs" / "examples" / "policy.yaml"
 
 def people(cli) -> None:  # type: ignore[no-untyped-def]
     """An administrator, the users the approval path needs, and the example policy."""
-    code, out, err = cli("user", "create", "admin", "--name", "Admin", "--role", "administrator")
+    code, _out, err = cli("user", "create", "admin", "--name", "Admin", "--role", "administrator")
     assert (code, err) == (0, ""), err
     for user, role, limit in (
         ("sam", "sales", None),

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
+from fanli.customers.queries import customer_by_code
 from fanli.kit.errors import FanliError
 from fanli.ledger.models import Account, EntryKind
 from fanli.ledger.postings import Posting, post_entry
@@ -266,6 +267,7 @@ class Balance:
 
 
 def balance(session: Session, customer_code: str, day: dt.date) -> Balance:
+    customer_by_code(session, customer_code)  # an unknown customer is an error, not zero
     credits = list(
         session.scalars(
             select(BalanceCredit)

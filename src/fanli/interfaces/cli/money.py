@@ -26,6 +26,7 @@ from fanli.customers.service import add_due_diligence, register_account, verify_
 from fanli.interfaces.cli.common import parse_date, run, stdout
 from fanli.interfaces.cli.store import agreement_app, in_store, now_utc
 from fanli.kit.errors import InputError
+from fanli.kit.money import RoundingMode, quantize_money
 from fanli.sales.store import FactStore
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
@@ -65,6 +66,11 @@ def _date(text: str, option: str) -> dt.date:
     day = parse_date(text, option)
     assert day is not None
     return day
+
+
+def _amount(value: Decimal, currency: str = "CNY") -> str:
+    """Money as the currency writes it (the database keeps four places)."""
+    return format(quantize_money(value, currency, RoundingMode.HALF_UP), "f")
 
 
 def _say(line: str) -> None:
@@ -253,7 +259,7 @@ def agreement_reject(code: str, reason: Annotated[str, typer.Option()], actor: A
 def _settlement_line(s: Settlement) -> str:
     return (
         f"settlement {s.id}: {s.agreement_code} / {s.beneficiary} / {s.period_start} to "
-        f"{s.period_end}: {s.amount} {s.currency} ({s.form}), {s.status}"
+        f"{s.period_end}: {_amount(s.amount, s.currency)} {s.currency} ({s.form}), {s.status}"
     )
 
 
@@ -359,7 +365,7 @@ def settlement_pay(  # noqa: PLR0917 - Typer maps parameters to options
             now=now_utc(),
         )
         return (
-            f"settlement {settlement_id} paid: payout {payout.id}, {payout.amount} as "
+            f"settlement {settlement_id} paid: payout {payout.id}, {_amount(payout.amount)} as "
             f"{payout.form}, journal entry {payout.journal_entry_id}"
         )
 
@@ -409,24 +415,19 @@ def settlement_waiting(actor: AsOption) -> None:
 # ---- balance ----------------------------------------------------------------------------------
 
 
-@balance_app.callback(invoke_without_command=True)
-def balance_show(
-    ctx: typer.Context, customer: Annotated[str | None, typer.Argument()] = None
-) -> None:
+@balance_app.command("show")
+def balance_show(customer: str) -> None:
     """A customer's rebate balance and its credits."""
-    if ctx.invoked_subcommand is not None:
-        return
-    if customer is None:
-        raise typer.BadParameter("name a customer")
 
     def step(session: Session, _facts: FactStore) -> tuple[str, Table]:
         found = balances.balance(session, customer, now_utc().date())
         table = Table("credit", "amount", "valid until", "status")
         for credit in found.credits:
             table.add_row(
-                str(credit.id), str(credit.amount), str(credit.valid_until), credit.status
+                str(credit.id), _amount(credit.amount), str(credit.valid_until), credit.status
             )
-        return f"{customer}: available {found.available}, locked {found.locked}", table
+        head = f"{customer}: available {_amount(found.available)}, locked {_amount(found.locked)}"
+        return head, table
 
     head, table = in_store(step)
     _say(head)
@@ -454,7 +455,7 @@ def balance_use(
             actor=load_actor(session, actor),
             now=now_utc(),
         )
-        return f"balance use {use.id}: {use.amount} on {use.order_reference}, {use.status}"
+        return f"balance use {use.id}: {_amount(use.amount)} on {use.order_reference}, {use.status}"
 
     _say(in_store(step))
 
@@ -499,7 +500,7 @@ def balance_expire(
             now=now_utc(),
         )
         total = sum((c.amount for c in done), Decimal(0))
-        return f"{len(done)} credits expired, {total} released"
+        return f"{len(done)} credits expired, {_amount(total)} released"
 
     _say(in_store(step))
 

@@ -1,0 +1,258 @@
+"""Policy, agreement submission and approval, users and delegations: every blocked case gives
+its reason and leaves the store as it was."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from fanli.agreements.models import AgreementApproval, AgreementVersion
+from fanli.agreements.service import AgreementError, activate_version, add_version, edit_draft
+from fanli.audit.models import AuditEvent
+from fanli.compliance import review
+from fanli.compliance.policy import Policy
+from fanli.compliance.queries import NoPolicyError, policy_in_force, policy_versions
+from fanli.compliance.service import PolicyError, load_policy, publish
+from fanli.customers.credit_code import check_character
+from fanli.kit.errors import InputError
+from fanli.sales.service import import_customers
+from fanli.users.actor import PermissionDeniedError
+from fanli.users.queries import actor
+from fanli.users.service import UserError, create_user, delegate, disable_user
+from store.builders import POLICY, customers_file, people, percent_agreement
+from store.conftest import NOW, Store
+
+EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "policy.yaml"
+
+
+def _draft(store: Store, tmp_path: Path, **terms: Any) -> tuple[dict[str, Any], int]:
+    with store.work() as session:
+        who = people(session, NOW)
+        import_customers(session, store.facts, customers_file(tmp_path), actor="ann", now=NOW)
+        version = add_version(session, percent_agreement(**terms), actor="sam", now=NOW)
+        return who, version.id
+
+
+def _state(store: Store, version_id: int) -> tuple[Any, ...]:
+    with store.work() as session:
+        version = session.get(AgreementVersion, version_id)
+        assert version is not None
+        return (
+            version.status,
+            version.submission,
+            version.terms_hash,
+            session.scalar(select(func.count()).select_from(AgreementApproval)),
+            session.scalar(select(func.count()).select_from(AuditEvent)),
+        )
+
+
+def _submit(store: Store, version_id: int, who: Any, justification: str | None = None) -> None:
+    with store.work() as session:
+        review.submit(session, version_id, justification=justification, actor=who, now=NOW)
+
+
+def _approve(store: Store, version_id: int, who: Any, terms_hash: str | None = None) -> str:
+    with store.work() as session:
+        version = session.get(AgreementVersion, version_id)
+        assert version is not None
+        return review.approve(
+            session, version_id, terms_hash=terms_hash or version.terms_hash, actor=who, now=NOW
+        ).status
+
+
+def test_submit_then_approve_activates(store: Store, tmp_path: Path) -> None:
+    who, version_id = _draft(store, tmp_path, parties={"counterparty": "C1"})
+    _submit(store, version_id, who["sam"])
+    with pytest.raises(PermissionDeniedError, match="submitted this version"):
+        _approve(store, version_id, who["sam"])
+    with pytest.raises(PermissionDeniedError, match=r"cannot fill any open approval step"):
+        _approve(store, version_id, who["fay"])  # finance holds no role the policy asks
+    assert _approve(store, version_id, who["amy"]) == "active"
+    with store.work() as session:
+        version = session.get(AgreementVersion, version_id)
+        assert version is not None
+        assert version.review == {
+            "policy_version": 1,
+            "deviations": [],
+            "justification": None,
+            "steps": [{"role": "approver", "count": 1}],
+            "terms_hash": version.terms_hash,
+        }
+        last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        assert last is not None
+        assert last.type == "agreement.version.activated"
+        assert last.inputs["last_approval"]["role"] == "approver"
+
+
+def test_every_failed_check_is_named_and_nothing_changes(store: Store, tmp_path: Path) -> None:
+    who, version_id = _draft(
+        store,
+        tmp_path,
+        parties={"counterparty": "C3", "members": ["C9"]},  # C3 has no credit code
+        rate="12",
+        contract=None,
+        settlement={"form": "bank_transfer"},
+    )
+    with store.work() as session:
+        publish(
+            session,
+            Policy.model_validate(
+                {**POLICY, "effective_from": "2001-01-01", "settlement_forms": ["credit_note"]}
+            ),
+            actor=who["cora"],
+            now=NOW,
+        )
+    before = _state(store, version_id)
+    with pytest.raises(review.ComplianceError) as blocked:
+        _submit(store, version_id, who["sam"])
+    assert blocked.value.reasons == [
+        "party C3 (广州南粤连锁有限公司): it has no unified social credit code, so it is not a "
+        "registered legal entity",
+        "party C9 is not a known customer",
+        "the terms carry no contract (reference and document_sha256 of the signed document)",
+        "settlement form bank_transfer is not allowed by the policy (allowed: credit_note)",
+        "band 1 rate 12% is above the policy limit 5%: a deviation needs a written justification",
+    ]
+    assert _state(store, version_id) == before
+
+
+def test_an_individual_business_is_not_a_legal_entity(store: Store, tmp_path: Path) -> None:
+    with store.work() as session:
+        who = people(session, NOW)
+        code = "92110105MA01234X5" + check_character("92110105MA01234X5")
+        rows = [("G1", "李四个体商行", code, "零售", "华北")]
+        import_customers(session, store.facts, customers_file(tmp_path, rows), actor="a", now=NOW)
+        version = add_version(
+            session, percent_agreement(parties={"counterparty": "G1"}), actor="sam", now=NOW
+        )
+    with pytest.raises(review.ComplianceError, match="个体工商户"):
+        _submit(store, version.id, who["sam"])
+
+
+def test_a_deviation_needs_a_justification_and_compliance(store: Store, tmp_path: Path) -> None:
+    # C1 is wholesale (批发): the general limit of 10% applies; 12% deviates.
+    who, version_id = _draft(store, tmp_path, parties={"counterparty": "C1"}, rate="12")
+    _submit(store, version_id, who["sam"], justification="matching a competitor's offer")
+    assert _approve(store, version_id, who["amy"]) == "submitted"
+    with pytest.raises(PermissionDeniedError, match="compliance x1"):
+        _approve(store, version_id, who["abe"])  # a second approver is not compliance
+    assert _approve(store, version_id, who["cora"]) == "active"
+
+
+def test_a_retail_counterparty_has_the_lower_limit(store: Store, tmp_path: Path) -> None:
+    who, version_id = _draft(store, tmp_path, parties={"counterparty": "C2"}, rate="6")
+    with pytest.raises(review.ComplianceError, match="rate 6% is above the policy limit 5%"):
+        _submit(store, version_id, who["sam"])
+
+
+def test_approving_changed_terms_fails(store: Store, tmp_path: Path) -> None:
+    who, version_id = _draft(store, tmp_path)
+    _submit(store, version_id, who["sam"])
+    reviewed = _state(store, version_id)[2]
+    with store.work() as session:
+        review.withdraw(session, version_id, reason="rate typo", actor=who["sam"], now=NOW)
+        edit_draft(session, version_id, percent_agreement(rate="3"), actor="sam", now=NOW)
+    _submit(store, version_id, who["sam"])
+    before = _state(store, version_id)
+    with pytest.raises(review.ComplianceError, match="changed since they were reviewed"):
+        _approve(store, version_id, who["amy"], terms_hash=reviewed)
+    assert _state(store, version_id) == before
+    assert _approve(store, version_id, who["amy"]) == "active"
+
+
+def test_a_version_cannot_skip_approval(store: Store, tmp_path: Path) -> None:
+    who, version_id = _draft(store, tmp_path)
+    with store.work() as session, pytest.raises(AgreementError, match="only a submitted"):
+        activate_version(session, version_id, last_approval={}, actor="sam", now=NOW)
+    _submit(store, version_id, who["sam"])
+    with store.work() as session, pytest.raises(AgreementError, match="needs approvals"):
+        activate_version(session, version_id, last_approval={}, actor="sam", now=NOW)
+    with store.work() as session:
+        review.reject(session, version_id, reason="wrong customer", actor=who["amy"], now=NOW)
+    assert _state(store, version_id)[0] == "draft"
+
+
+def test_policy_versions_stay_readable(store: Store) -> None:
+    with store.work() as session:
+        who = people(session, NOW)
+        with pytest.raises(PermissionDeniedError, match="needs the role compliance"):
+            publish(session, load_policy(EXAMPLE), actor=who["sam"], now=NOW)
+        publish(session, load_policy(EXAMPLE), actor=who["cora"], now=NOW)
+        with pytest.raises(PolicyError, match="never back-dated"):
+            publish(
+                session,
+                Policy.model_validate({**POLICY, "effective_from": "2025-12-31"}),
+                actor=who["cora"],
+                now=NOW,
+            )
+    with store.work() as session:
+        assert [v.version for v in policy_versions(session)] == [1, 2]
+        assert policy_in_force(session, dt.date(2025, 6, 1))[0].version == 1
+        assert policy_in_force(session, dt.date(2026, 6, 1))[0].version == 2
+        with pytest.raises(NoPolicyError, match="no rebate policy is in force on 1999-01-01"):
+            policy_in_force(session, dt.date(1999, 1, 1))
+
+
+def test_a_bad_policy_names_the_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace(
+            '{from: "50000", to: "500000"', '{from: "60000", to: "500000"'
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match=r"p\.yaml.*band 2 starts at 60000"):
+        load_policy(bad)
+
+
+def test_users_roles_and_delegations(store: Store) -> None:
+    with (
+        store.work() as session,
+        pytest.raises(UserError, match="first user must hold the administrator role"),
+    ):
+        create_user(session, "x", name="X", roles=["sales"], actor=None, now=NOW)
+    with store.work() as session:
+        who = people(session, NOW)
+        with pytest.raises(UserError, match="users exist already"):
+            create_user(session, "y", name="Y", roles=["administrator"], actor=None, now=NOW)
+        with pytest.raises(PermissionDeniedError, match="needs the role administrator"):
+            create_user(session, "y", name="Y", roles=["sales"], actor=who["sam"], now=NOW)
+        with pytest.raises(UserError, match="cannot hold staff roles"):
+            create_user(
+                session,
+                "c1user",
+                name="C1",
+                roles=["customer", "approver"],
+                customer_code="C1",
+                actor=who["admin"],
+                now=NOW,
+            )
+        with pytest.raises(UserError, match="cannot delegate to themself"):
+            delegate(
+                session,
+                delegator="amy",
+                delegate_to="amy",
+                valid_from=NOW.date(),
+                valid_to=NOW.date() + dt.timedelta(days=1),
+                reason="x",
+                actor=who["amy"],
+                now=NOW,
+            )
+        with pytest.raises(PermissionDeniedError, match="grant a delegation for abe"):
+            delegate(
+                session,
+                delegator="abe",
+                delegate_to="amy",
+                valid_from=NOW.date(),
+                valid_to=NOW.date() + dt.timedelta(days=1),
+                reason="x",
+                actor=who["amy"],
+                now=NOW,
+            )
+        disable_user(session, "amy", reason="left the company", actor=who["admin"], now=NOW)
+    with store.work() as session, pytest.raises(PermissionDeniedError, match="amy is disabled"):
+        actor(session, "amy")
