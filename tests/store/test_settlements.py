@@ -721,3 +721,17 @@ def return_after_payment(world: World) -> None:
     """After a payout nothing is due; add a sale so the next setup has an amount to propose."""
     world.sales((f"N{world.files}", "C1", "P1", "2026-03-02", "1", "600000.00"))
     world.accrue()
+
+
+def test_a_settlement_above_the_policy_maximum_is_refused(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path)
+    capped = {
+        **POLICY,
+        "effective_from": "2026-06-01",
+        "max_settlement": [{"amount": "1000000"}, {"segment": "批发", "amount": "150"}],
+    }
+    with store.work() as session:
+        publish(session, Policy.model_validate(capped), actor=world["cora"], now=NOW)
+    with pytest.raises(settlements.SettlementError, match="above the policy's largest settlement"):
+        world.propose(key="too-much")  # C1 is wholesale (批发): 200.00 > 150
+    assert world.settlement(world.propose("C2", key="fine")).amount == D("10.00")

@@ -755,17 +755,18 @@ def _form_problems(
         document_number and document_number.strip()
     ):
         problems.append(f"a {form.value} payout needs its document number")
-    if form is SettlementForm.RED_INVOICE:
-        if not original_invoices:
-            problems.append("a red-letter invoice must reference the original invoice lines")
-        else:
-            found = invoice_lines_of(session, store, customer.code, original_invoices)
-            unknown = sorted(set(original_invoices) - found)
-            if unknown:
-                problems.append(
-                    f"original invoice lines {', '.join(unknown)} are not {customer.code}'s "
-                    "lines in active batches"
-                )
+    if form is SettlementForm.RED_INVOICE and not original_invoices:
+        problems.append("a red-letter invoice must reference the original invoice lines")
+    if original_invoices:
+        if form not in (SettlementForm.CREDIT_NOTE, SettlementForm.RED_INVOICE):
+            problems.append(f"a {form.value} payout does not reference invoices")
+        found = invoice_lines_of(session, store, customer.code, original_invoices)
+        unknown = sorted(set(original_invoices) - found)
+        if unknown:
+            problems.append(
+                f"original invoice lines {', '.join(unknown)} are not {customer.code}'s "
+                "lines in active batches"
+            )
     if form is SettlementForm.BANK_TRANSFER:
         problems.extend(_account_problems(session, customer, bank_account_id))
     elif bank_account_id is not None:
