@@ -32,14 +32,14 @@ def test_propose_approve_and_pay_by_transfer(cli, tmp_path: Path) -> None:  # ty
         f"contract: {{reference: HT-7, document_sha256: '{'a' * 64}'}}\n",
     )
     for kind, name in (("customers", "c.csv"), ("products", "p.csv"), ("sales", "s.csv")):
-        assert cli("import", kind, str(tmp_path / name))[0] == 0
+        assert cli("import", kind, str(tmp_path / name), "--as", "fay")[0] == 0
     cli("agreement", "add", str(tmp_path / "a.yaml"), "--as", "sam")
     cli("agreement", "submit", "A1", "--as", "sam")
     code, _, err = cli("agreement", "approve", "A1", "--terms-hash", "0" * 64, "--as", "abe")
     assert (code, "its terms changed since they were reviewed" in err) == (1, True)
     terms_hash = approve_hash(cli, "A1")
     assert cli("agreement", "approve", "A1", "--terms-hash", terms_hash, "--as", "abe")[0] == 0
-    assert "liability change 600.00" in cli("accrue", "--as-of", "2026-03-31")[1]
+    assert "liability change 600.00" in cli("accrue", "--as-of", "2026-03-31", "--as", "fay")[1]
 
     propose = ("settlement", "propose", "A1", "C1", "--period", "2026-01-01", "--as", "fay")
     code, _, err = cli(*propose)

@@ -31,10 +31,11 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    code, _, err = cli("accrue", "--as-of", "2026-03-31")
+    code, _, err = cli("accrue", "--as-of", "2026-03-31", "--as", "fay")
     assert code == 1
     assert "is not initialised: run `fanli db upgrade`" in err
     assert cli("db", "upgrade")[0] == 0
+    people(cli)
     customers = _write(
         tmp_path / "customers.csv",
         "客户编码,客户名称,统一社会信用代码\nC1,上海华东食品贸易有限公司,91350100M000100Y43\n",
@@ -51,15 +52,14 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
         "rebate: {tiers: [{from: 0, rate: 2}]}\n"
         f"contract: {{reference: HT-1, document_sha256: '{'0' * 64}'}}\n",
     )
-    code, out, _ = cli("import", "customers", str(customers))
+    code, out, _ = cli("import", "customers", str(customers), "--as", "fay")
     assert (code, out.strip()) == (0, "customers.csv: batch 1, 1 customers rows (1 new, 0 updated)")
-    assert cli("import", "products", str(products))[0] == 0
-    code, out, _ = cli("import", "sales", str(sales))
+    assert cli("import", "products", str(products), "--as", "fay")[0] == 0
+    code, out, _ = cli("import", "sales", str(sales), "--as", "fay")
     assert (code, out.strip()) == (0, "sales.csv: batch 3, 1 sales rows (1 new, 0 updated)")
-    code, out, _ = cli("import", "sales", str(sales))
+    code, out, _ = cli("import", "sales", str(sales), "--as", "fay")
     assert out.strip() == "sales.csv: already imported as batch 3; nothing added"
     assert "A1 v1 (draft, from 2026-01-01" in cli("agreement", "add", str(terms), "--as", "sam")[1]
-    people(cli)
     assert "needs approver x1" in cli("agreement", "submit", "A1", "--as", "sam")[1]
     code, out, _ = cli("agreement", "list")
     terms_hash = approve_hash(cli, "A1")
@@ -67,16 +67,16 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
         "A1 v1: active"
         in cli("agreement", "approve", "A1", "--terms-hash", terms_hash, "--as", "abe")[1]
     )
-    code, out, _ = cli("accrue", "--as-of", "2026-03-31", "--as", "finance")
+    code, out, _ = cli("accrue", "--as-of", "2026-03-31", "--as", "fay")
     assert code == 0
     assert "posted 1 journal lines, liability change 200.00" in out
-    assert "nothing was posted" in cli("accrue", "--as-of", "2026-03-31")[1]
-    assert "2026-03 is closed" in cli("period", "close", "2026-03")[1]
+    assert "nothing was posted" in cli("accrue", "--as-of", "2026-03-31", "--as", "fay")[1]
+    assert "2026-03 is closed" in cli("period", "close", "2026-03", "--as", "fay")[1]
     code, out, _ = cli("gl", "export", "--period", "2026-03", "--out", str(tmp_path / "gl.xlsx"))
     assert (code, "debit 200.00 = credit 200.00" in out) == (0, True)
-    code, out, _ = cli("batch", "void", "3", "--reason", "wrong file")
+    code, out, _ = cli("batch", "void", "3", "--reason", "wrong file", "--as", "fay")
     assert "batch 3 voided (1 lines)" in out
-    assert "liability change -200.00" in cli("accrue", "--as-of", "2026-04-30")[1]
+    assert "liability change -200.00" in cli("accrue", "--as-of", "2026-04-30", "--as", "fay")[1]
 
 
 POLICY = Path(__file__).parents[2] / "docs" / "examples" / "policy.yaml"
@@ -111,12 +111,15 @@ def approve_hash(cli, code: str) -> str:  # type: ignore[no-untyped-def]
 
 def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cli("db", "upgrade")
+    people(cli)
     customers = _write(
         tmp_path / "c.csv",
         "customer_id,name,credit_code\nC1,甲,91350100M000100Y44\nC2,,\nC3,丙,123\n",
     )
     report = tmp_path / "problems.csv"
-    code, _, err = cli("import", "customers", str(customers), "--report", str(report))
+    code, _, err = cli(
+        "import", "customers", str(customers), "--report", str(report), "--as", "fay"
+    )
     assert code == 2
     assert "3 problem(s); nothing was stored" in err
     assert "Traceback" not in err

@@ -15,6 +15,7 @@ from fanli.agreements.terms import Agreement
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
 from fanli.compliance.service import publish
+from fanli.users.actor import Actor, Role
 from fanli.users.models import User
 from fanli.users.queries import actor, as_actor
 from fanli.users.service import create_user
@@ -165,3 +166,9 @@ def activate(session: Any, version_id: int, *, now: Any, justification: str | No
             session, version_id, terms_hash=version.terms_hash, actor=who["cora"], now=now
         )
     return version
+
+
+def staff(code: str) -> Actor:
+    """An actor holding every staff role, for tests about something other than permissions.
+    Services check roles, not the user table; the audit trail records ``code``."""
+    return Actor(id=0, code=code, roles=frozenset(Role) - {Role.CUSTOMER})

@@ -18,7 +18,7 @@ from fanli.agreements.service import (
     terminate,
 )
 from fanli.audit.models import AuditEvent
-from store.builders import activate, percent_agreement
+from store.builders import activate, percent_agreement, staff
 from store.conftest import NOW, Store
 
 
@@ -29,13 +29,15 @@ def _events(store: Store) -> int:
 
 def test_lifecycle_and_immutability(store: Store) -> None:
     with store.work() as session:
-        draft = add_version(session, percent_agreement(rate="2"), actor="ann", now=NOW)
-        edited = edit_draft(session, draft.id, percent_agreement(rate="2.5"), actor="ann", now=NOW)
+        draft = add_version(session, percent_agreement(rate="2"), actor=staff("ann"), now=NOW)
+        edited = edit_draft(
+            session, draft.id, percent_agreement(rate="2.5"), actor=staff("ann"), now=NOW
+        )
         assert edited.terms["rebate"]["tiers"][0]["rate"] == "2.5"
         activate(session, draft.id, now=NOW)
     before = _events(store)
     with store.work() as session, pytest.raises(ImmutableVersionError, match="cannot change"):
-        edit_draft(session, draft.id, percent_agreement(rate="9"), actor="ann", now=NOW)
+        edit_draft(session, draft.id, percent_agreement(rate="9"), actor=staff("ann"), now=NOW)
     with store.work() as session:
         version = session.get(AgreementVersion, draft.id)
         assert version is not None
@@ -47,18 +49,23 @@ def test_lifecycle_and_immutability(store: Store) -> None:
 
 def test_a_new_version_must_take_effect_later(store: Store) -> None:
     with store.work() as session:
-        first = add_version(session, percent_agreement(), actor="ann", now=NOW)
+        first = add_version(session, percent_agreement(), actor=staff("ann"), now=NOW)
         activate(session, first.id, now=NOW)
     with store.work() as session, pytest.raises(AgreementError, match="must take effect after"):
-        add_version(session, percent_agreement(effective_from="2026-01-01"), actor="ann", now=NOW)
+        add_version(
+            session, percent_agreement(effective_from="2026-01-01"), actor=staff("ann"), now=NOW
+        )
     with store.work() as session:
         second = add_version(
-            session, percent_agreement(rate="3", effective_from="2026-07-01"), actor="ann", now=NOW
+            session,
+            percent_agreement(rate="3", effective_from="2026-07-01"),
+            actor=staff("ann"),
+            now=NOW,
         )
         assert (second.version, second.terms["version"]) == (2, 2)
         with pytest.raises(AgreementError, match="has draft version 2"):
             add_version(
-                session, percent_agreement(effective_from="2026-08-01"), actor="ann", now=NOW
+                session, percent_agreement(effective_from="2026-08-01"), actor=staff("ann"), now=NOW
             )
         activate(session, second.id, now=NOW)
     with store.work() as session:
@@ -72,18 +79,28 @@ def test_a_new_version_must_take_effect_later(store: Store) -> None:
 def test_terminate_and_expire(store: Store) -> None:
     with store.work() as session:
         for terms in (percent_agreement("A1"), percent_agreement("A2", end="2026-07-01")):
-            activate(session, add_version(session, terms, actor="ann", now=NOW).id, now=NOW)
+            activate(session, add_version(session, terms, actor=staff("ann"), now=NOW).id, now=NOW)
     with store.work() as session:
         terminate(
-            session, "A1", on=dt.date(2026, 5, 1), reason="contract ended", actor="ann", now=NOW
+            session,
+            "A1",
+            on=dt.date(2026, 5, 1),
+            reason="contract ended",
+            actor=staff("ann"),
+            now=NOW,
         )
-        assert expire_ended(session, as_of=dt.date(2026, 7, 1), actor="sys", now=NOW) == ["A2"]
+        assert expire_ended(session, as_of=dt.date(2026, 7, 1), actor=staff("sys"), now=NOW) == [
+            "A2"
+        ]
     with store.work() as session:
         statuses = dict(session.execute(select(AgreementRecord.code, AgreementRecord.status)).all())
         windows = {v.code: v.counts_until for v in terms_for_run(session)}
         with pytest.raises(AgreementError, match="is terminated; it takes no new version"):
             add_version(
-                session, percent_agreement("A1", effective_from="2026-09-01"), actor="a", now=NOW
+                session,
+                percent_agreement("A1", effective_from="2026-09-01"),
+                actor=staff("a"),
+                now=NOW,
             )
     assert statuses == {"A1": "terminated", "A2": "expired"}
     assert windows == {"A1": dt.date(2026, 5, 1), "A2": dt.date(2026, 7, 1)}

@@ -15,27 +15,36 @@ from fanli.audit.service import GENESIS
 from fanli.ledger.periods import close_period
 from fanli.ledger.service import accrue
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
-from store.builders import activate, customers_file, percent_agreement, products_file, sales_file
+from store.builders import (
+    activate,
+    customers_file,
+    percent_agreement,
+    products_file,
+    sales_file,
+    staff,
+)
 from store.conftest import NOW, Store
 
 
 def _scenario(store: Store, directory: Path) -> None:
     with store.work() as session:
-        import_customers(session, store.facts, customers_file(directory), actor="ann", now=NOW)
-        import_products(session, store.facts, products_file(directory), actor="ann", now=NOW)
-        version = add_version(session, percent_agreement(), actor="ann", now=NOW)
+        import_customers(
+            session, store.facts, customers_file(directory), actor=staff("ann"), now=NOW
+        )
+        import_products(session, store.facts, products_file(directory), actor=staff("ann"), now=NOW)
+        version = add_version(session, percent_agreement(), actor=staff("ann"), now=NOW)
         activate(session, version.id, now=NOW)
         batch = import_sales(
             session,
             store.facts,
             sales_file(directory, "s.csv", [("L1", "C1", "P1", "2026-01-10", "1", "100.00")]),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW,
         )
     with store.work() as session:
-        accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor="fin", now=NOW)
-        void_batch(session, batch.batch_id, reason="test", actor="ann", now=NOW)
-        close_period(session, "2026-03", actor="fin", now=NOW)
+        accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
+        void_batch(session, batch.batch_id, reason="test", actor=staff("ann"), now=NOW)
+        close_period(session, "2026-03", actor=staff("fin"), now=NOW)
 
 
 def test_every_state_change_writes_one_linked_event(store: Store, tmp_path: Path) -> None:

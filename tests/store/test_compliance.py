@@ -19,11 +19,13 @@ from fanli.compliance.queries import NoPolicyError, policy_in_force, policy_vers
 from fanli.compliance.service import PolicyError, load_policy, publish
 from fanli.customers.credit_code import check_character
 from fanli.kit.errors import InputError
-from fanli.sales.service import import_customers
+from fanli.ledger.periods import close_period
+from fanli.ledger.service import accrue
+from fanli.sales.service import import_customers, void_batch
 from fanli.users.actor import PermissionDeniedError
 from fanli.users.queries import actor
 from fanli.users.service import UserError, create_user, delegate, disable_user
-from store.builders import POLICY, customers_file, people, percent_agreement
+from store.builders import POLICY, customers_file, people, percent_agreement, staff
 from store.conftest import NOW, Store
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "policy.yaml"
@@ -32,8 +34,10 @@ EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "policy.yaml"
 def _draft(store: Store, tmp_path: Path, **terms: Any) -> tuple[dict[str, Any], int]:
     with store.work() as session:
         who = people(session, NOW)
-        import_customers(session, store.facts, customers_file(tmp_path), actor="ann", now=NOW)
-        version = add_version(session, percent_agreement(**terms), actor="sam", now=NOW)
+        import_customers(
+            session, store.facts, customers_file(tmp_path), actor=staff("ann"), now=NOW
+        )
+        version = add_version(session, percent_agreement(**terms), actor=staff("sam"), now=NOW)
         return who, version.id
 
 
@@ -125,9 +129,11 @@ def test_an_individual_business_is_not_a_legal_entity(store: Store, tmp_path: Pa
         who = people(session, NOW)
         code = "92110105MA01234X5" + check_character("92110105MA01234X5")
         rows = [("G1", "李四个体商行", code, "零售", "华北")]
-        import_customers(session, store.facts, customers_file(tmp_path, rows), actor="a", now=NOW)
+        import_customers(
+            session, store.facts, customers_file(tmp_path, rows), actor=staff("a"), now=NOW
+        )
         version = add_version(
-            session, percent_agreement(parties={"counterparty": "G1"}), actor="sam", now=NOW
+            session, percent_agreement(parties={"counterparty": "G1"}), actor=staff("sam"), now=NOW
         )
     with pytest.raises(review.ComplianceError, match="个体工商户"):
         _submit(store, version.id, who["sam"])
@@ -155,7 +161,7 @@ def test_approving_changed_terms_fails(store: Store, tmp_path: Path) -> None:
     reviewed = _state(store, version_id)[2]
     with store.work() as session:
         review.withdraw(session, version_id, reason="rate typo", actor=who["sam"], now=NOW)
-        edit_draft(session, version_id, percent_agreement(rate="3"), actor="sam", now=NOW)
+        edit_draft(session, version_id, percent_agreement(rate="3"), actor=staff("sam"), now=NOW)
     _submit(store, version_id, who["sam"])
     before = _state(store, version_id)
     with pytest.raises(review.ComplianceError, match="changed since they were reviewed"):
@@ -256,3 +262,45 @@ def test_users_roles_and_delegations(store: Store) -> None:
         disable_user(session, "amy", reason="left the company", actor=who["admin"], now=NOW)
     with store.work() as session, pytest.raises(PermissionDeniedError, match="amy is disabled"):
         actor(session, "amy")
+
+
+def test_services_check_the_actors_role(store: Store, tmp_path: Path) -> None:
+    """The store's services refuse an actor without the role, before anything is written."""
+    with store.work() as session:
+        who = people(session, NOW)
+    before = _count_events(store)
+    attempts = [
+        (
+            "import customers",
+            lambda s: import_customers(
+                s, store.facts, customers_file(tmp_path), actor=who["sam"], now=NOW
+            ),
+        ),
+        (
+            "draft agreements",
+            lambda s: add_version(s, percent_agreement(), actor=who["abe"], now=NOW),
+        ),
+        (
+            "run accruals",
+            lambda s: accrue(
+                s, store.facts, as_of=dt.date(2026, 3, 31), actor=who["cora"], now=NOW
+            ),
+        ),
+        (
+            "close accounting periods",
+            lambda s: close_period(s, "2026-03", actor=who["eve"], now=NOW),
+        ),
+        (
+            "void batches",
+            lambda s: void_batch(s, 1, reason="x", actor=who["ivan"], now=NOW),
+        ),
+    ]
+    for what, attempt in attempts:
+        with store.work() as session, pytest.raises(PermissionDeniedError, match=f"may not {what}"):
+            attempt(session)
+    assert _count_events(store) == before
+
+
+def _count_events(store: Store) -> int:
+    with store.work() as session:
+        return session.scalar(select(func.count()).select_from(AuditEvent)) or 0

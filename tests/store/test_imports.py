@@ -26,7 +26,7 @@ from fanli.sales.service import (
     void_batch,
     write_issue_report,
 )
-from store.builders import customers_file, products_file, sales_file, write_csv
+from store.builders import customers_file, products_file, sales_file, staff, write_csv
 from store.conftest import NOW, Store
 
 
@@ -37,14 +37,16 @@ def _count(store: Store, column: object) -> int:
 
 def _masters(store: Store, directory: Path) -> None:
     with store.work() as session:
-        import_customers(session, store.facts, customers_file(directory), actor="ann", now=NOW)
-        import_products(session, store.facts, products_file(directory), actor="ann", now=NOW)
+        import_customers(
+            session, store.facts, customers_file(directory), actor=staff("ann"), now=NOW
+        )
+        import_products(session, store.facts, products_file(directory), actor=staff("ann"), now=NOW)
 
 
 def test_customers_with_chinese_headers(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
         outcome = import_customers(
-            session, store.facts, customers_file(tmp_path), actor="ann", now=NOW
+            session, store.facts, customers_file(tmp_path), actor=staff("ann"), now=NOW
         )
     assert (outcome.rows, outcome.inserted, outcome.updated) == (3, 3, 0)
     with store.work() as session:
@@ -76,7 +78,7 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
         ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
-        import_customers(session, store.facts, path, actor="ann", now=NOW)
+        import_customers(session, store.facts, path, actor=staff("ann"), now=NOW)
     issues = [(i.row, i.field, i.message) for i in raised.value.issues]
     assert issues == [
         (2, "credit_code", "check character is '4', GB 32100-2015 requires '3'"),
@@ -106,9 +108,9 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
 def test_the_same_file_again_adds_nothing(store: Store, tmp_path: Path) -> None:
     path = customers_file(tmp_path)
     with store.work() as session:
-        first = import_customers(session, store.facts, path, actor="ann", now=NOW)
+        first = import_customers(session, store.facts, path, actor=staff("ann"), now=NOW)
     with store.work() as session:
-        again = import_customers(session, store.facts, path, actor="bob", now=NOW)
+        again = import_customers(session, store.facts, path, actor=staff("bob"), now=NOW)
     assert again.already_imported
     assert again.batch_id == first.batch_id
     assert _count(store, Customer.id) == 3
@@ -122,15 +124,17 @@ def test_an_idempotency_key_replays_and_refuses_another_file(store: Store, tmp_p
     other = sales_file(tmp_path, "s2.csv", [("L2", "C1", "P1", "2026-02-01", "1", "100.00")])
     with store.work() as session:
         done = import_sales(
-            session, store.facts, first, actor="api", now=NOW, idempotency_key="k-1"
+            session, store.facts, first, actor=staff("api"), now=NOW, idempotency_key="k-1"
         )
     with store.work() as session:
         replay = import_sales(
-            session, store.facts, first, actor="api", now=NOW, idempotency_key="k-1"
+            session, store.facts, first, actor=staff("api"), now=NOW, idempotency_key="k-1"
         )
     assert (replay.batch_id, replay.already_imported) == (done.batch_id, True)
     with store.work() as session, pytest.raises(IdempotencyConflictError, match="k-1"):
-        import_sales(session, store.facts, other, actor="api", now=NOW, idempotency_key="k-1")
+        import_sales(
+            session, store.facts, other, actor=staff("api"), now=NOW, idempotency_key="k-1"
+        )
     assert _count(store, ImportBatch.id) == 3  # customers, products, one sales batch
 
 
@@ -141,7 +145,7 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
             session,
             store.facts,
             write_csv(tmp_path / "a.csv", header, [("C1", "甲公司", "G1", "批发")]),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW,
         )
     with store.work() as session:
@@ -153,7 +157,7 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
                 header,
                 [("C1", "甲公司", "G2", "零售"), ("C2", "乙公司", "", "批发")],
             ),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW,
         )
     assert (outcome.inserted, outcome.updated) == (1, 1)
@@ -187,7 +191,7 @@ def test_sales_go_to_an_immutable_parquet_file(store: Store, tmp_path: Path) -> 
         ],
     )
     with store.work() as session:
-        outcome = import_sales(session, store.facts, path, actor="ann", now=NOW)
+        outcome = import_sales(session, store.facts, path, actor=staff("ann"), now=NOW)
     with store.work() as session:
         batch = session.get(ImportBatch, outcome.batch_id)
         assert batch is not None
@@ -212,7 +216,7 @@ def test_bad_sales_lines_are_all_reported_and_nothing_stored(store: Store, tmp_p
             session,
             store.facts,
             sales_file(tmp_path, "first.csv", [("L1", "C1", "P1", "2026-01-10", "1", "10.00")]),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW,
         )
     bad = sales_file(
@@ -226,7 +230,7 @@ def test_bad_sales_lines_are_all_reported_and_nothing_stored(store: Store, tmp_p
     )
     batches, events = _count(store, ImportBatch.id), _count(store, AuditEvent.seq)
     with store.work() as session, pytest.raises(InputFileError) as raised:
-        import_sales(session, store.facts, bad, actor="ann", now=NOW)
+        import_sales(session, store.facts, bad, actor=staff("ann"), now=NOW)
     fields = [(issue.row, issue.field) for issue in raised.value.issues]
     assert (3, "customer_id") in fields
     assert (4, "net_amount") in fields
@@ -241,7 +245,7 @@ def test_bad_sales_lines_are_all_reported_and_nothing_stored(store: Store, tmp_p
         ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
-        import_sales(session, store.facts, fixed, actor="ann", now=NOW)
+        import_sales(session, store.facts, fixed, actor=staff("ann"), now=NOW)
     assert [(i.row, i.field) for i in raised.value.issues] == [(2, "line_id")]
     assert raised.value.issues[0].message.startswith("line L1 is already stored")
     assert len(list(store.facts.root.glob("*.parquet"))) == 1
@@ -251,11 +255,11 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
     _masters(store, tmp_path)
     path = sales_file(tmp_path, "s.csv", [("L1", "C1", "P1", "2026-01-10", "1", "10.00")])
     with store.work() as session:
-        outcome = import_sales(session, store.facts, path, actor="ann", now=NOW)
+        outcome = import_sales(session, store.facts, path, actor=staff("ann"), now=NOW)
     with store.work() as session, pytest.raises(BatchError, match="needs a reason"):
-        void_batch(session, outcome.batch_id, reason=" ", actor="ann", now=NOW)
+        void_batch(session, outcome.batch_id, reason=" ", actor=staff("ann"), now=NOW)
     with store.work() as session:
-        void_batch(session, outcome.batch_id, reason="wrong month", actor="bob", now=NOW)
+        void_batch(session, outcome.batch_id, reason="wrong month", actor=staff("bob"), now=NOW)
     with store.work() as session:
         batch = session.get(ImportBatch, outcome.batch_id)
         assert batch is not None
@@ -268,20 +272,20 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
         assert event is not None
         assert (event.type, event.inputs) == ("sales.batch.voided", {"reason": "wrong month"})
     with store.work() as session, pytest.raises(BatchError, match="voided already"):
-        void_batch(session, outcome.batch_id, reason="again", actor="bob", now=NOW)
+        void_batch(session, outcome.batch_id, reason="again", actor=staff("bob"), now=NOW)
     with store.work() as session, pytest.raises(BatchError, match="was voided"):
-        import_sales(session, store.facts, path, actor="ann", now=NOW)
+        import_sales(session, store.facts, path, actor=staff("ann"), now=NOW)
     # The voided line may come again in a corrected file.
     corrected = sales_file(tmp_path, "s2.csv", [("L1", "C1", "P1", "2026-02-10", "1", "10.00")])
     with store.work() as session:
         assert not import_sales(
-            session, store.facts, corrected, actor="ann", now=NOW
+            session, store.facts, corrected, actor=staff("ann"), now=NOW
         ).already_imported
 
 
 def test_products(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
-        import_products(session, store.facts, products_file(tmp_path), actor="ann", now=NOW)
+        import_products(session, store.facts, products_file(tmp_path), actor=staff("ann"), now=NOW)
     with store.work() as session:
         rows = session.execute(select(Product.code, Product.category, Product.brand)).all()
     assert sorted(rows) == [("P1", "饮料", "清泉"), ("P2", "饮料", "清泉")]
@@ -295,7 +299,7 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
             session,
             store.facts,
             write_csv(tmp_path / "s1.csv", header, [("L1", "C1", "P1", "2026-01-10", "3", "300")]),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW,
         )
     linked = (*header, "原发票行")
@@ -310,7 +314,7 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
         ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
-        import_sales(session, store.facts, bad, actor="ann", now=NOW)
+        import_sales(session, store.facts, bad, actor=staff("ann"), now=NOW)
     assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
         (3, "原发票行", "original line L9 is not stored"),
         (4, "原发票行", "only a return (negative net amount) names an original line"),
@@ -319,7 +323,7 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
         tmp_path / "s3.csv", linked, [("R1", "C1", "P1", "2026-01-20", "-1", "-100", "L1")]
     )
     with store.work() as session:
-        outcome = import_sales(session, store.facts, good, actor="ann", now=NOW)
+        outcome = import_sales(session, store.facts, good, actor=staff("ann"), now=NOW)
         name = session.get(ImportBatch, outcome.batch_id).facts_file  # type: ignore[union-attr]
     assert duckdb.sql(
         f"SELECT line_id, original_line_id FROM '{store.facts.path(str(name))}'"

@@ -28,6 +28,7 @@ from store.builders import (
     percent_agreement,
     products_file,
     sales_file,
+    staff,
     write_csv,
 )
 from store.conftest import NOW, Store
@@ -38,24 +39,26 @@ D = Decimal
 
 def _setup(store: Store, directory: Path, *agreements: Agreement) -> None:
     with store.work() as session:
-        import_customers(session, store.facts, customers_file(directory), actor="ann", now=NOW)
-        import_products(session, store.facts, products_file(directory), actor="ann", now=NOW)
+        import_customers(
+            session, store.facts, customers_file(directory), actor=staff("ann"), now=NOW
+        )
+        import_products(session, store.facts, products_file(directory), actor=staff("ann"), now=NOW)
         for terms in agreements or (percent_agreement(),):
-            version = add_version(session, terms, actor="ann", now=NOW)
+            version = add_version(session, terms, actor=staff("ann"), now=NOW)
             activate(session, version.id, now=NOW)
 
 
 def _sales(store: Store, directory: Path, name: str, *lines: tuple[str, ...]) -> int:
     with store.work() as session:
         return import_sales(
-            session, store.facts, sales_file(directory, name, lines), actor="ann", now=NOW
+            session, store.facts, sales_file(directory, name, lines), actor=staff("ann"), now=NOW
         ).batch_id
 
 
 def _accrue(store: Store, as_of: str) -> RunSummary:
     with store.work() as session:
         return accrue(
-            session, store.facts, as_of=dt.date.fromisoformat(as_of), actor="fin", now=NOW
+            session, store.facts, as_of=dt.date.fromisoformat(as_of), actor=staff("fin"), now=NOW
         )
 
 
@@ -116,7 +119,7 @@ def test_a_new_batch_posts_its_delta_and_a_void_reverses_it_exactly(
     assert (added.rerated, added.lines_posted, added.net_change) == (("A1 v1",), 1, D("50.0000"))
     assert _held(store) == {("C1", 1): D("250.0000")}
     with store.work() as session:
-        void_batch(session, late, reason="duplicate export", actor="ann", now=NOW)
+        void_batch(session, late, reason="duplicate export", actor=staff("ann"), now=NOW)
     voided = _accrue(store, "2026-04-30")
     assert (voided.lines_posted, voided.net_change) == (1, D("-50.0000"))
     assert _held(store) == {("C1", 1): D("200.0000")}
@@ -175,7 +178,10 @@ def test_a_new_version_counts_only_sales_from_its_effective_date(
     assert _held(store) == {("C1", 1): D("200.0000"), ("C1", 2): D("20.0000")}
     with store.work() as session:
         version = add_version(
-            session, percent_agreement(rate="3", effective_from="2026-04-01"), actor="ann", now=NOW
+            session,
+            percent_agreement(rate="3", effective_from="2026-04-01"),
+            actor=staff("ann"),
+            now=NOW,
         )
         activate(session, version.id, now=NOW)
     run = _accrue(store, "2026-04-30")
@@ -217,11 +223,11 @@ def test_a_late_sale_in_a_closed_period_is_an_adjustment_in_the_next_open_one(
     before_close = _accrue(store, "2026-03-31")
     with store.work() as session:
         for month in ("2026-01", "2026-02", "2026-03"):
-            closed = close_period(session, month, actor="fin", now=NOW)
+            closed = close_period(session, month, actor=staff("fin"), now=NOW)
             # the period's results are frozen as they stood after this run
             assert closed.closed_after_run_id == before_close.run_id
     with store.work() as session, pytest.raises(PeriodError, match="closed already"):
-        close_period(session, "2026-03", actor="fin", now=NOW)
+        close_period(session, "2026-03", actor=staff("fin"), now=NOW)
     with store.work() as session:
         march = [
             (line.debit_account, line.credit_account, line.amount)
@@ -264,7 +270,7 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     )
     _accrue(store, "2026-03-31")
     with store.work() as session:
-        void_batch(session, batch, reason="wrong customer", actor="ann", now=NOW)
+        void_batch(session, batch, reason="wrong customer", actor=staff("ann"), now=NOW)
     _sales(store, tmp_path, "s2.csv", ("L1", "C1", "P1", "2026-01-10", "1", "9000.00"))
     _accrue(store, "2026-03-31")
     chart = ChartOfAccounts(
@@ -339,12 +345,12 @@ def test_a_guarantee_pays_only_for_periods_of_its_own_version(store: Store, tmp_
         store.work() as session,
         pytest.raises(AgreementError, match="must take effect at the start of a calculation"),
     ):
-        add_version(session, mid_quarter, actor="ann", now=NOW)
+        add_version(session, mid_quarter, actor=staff("ann"), now=NOW)
     with store.work() as session:
         version = add_version(
             session,
             percent_agreement(guarantee={"amount": "100"}, effective_from="2026-07-01"),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW,
         )
         activate(session, version.id, now=NOW)
@@ -366,7 +372,9 @@ def test_a_terminated_guarantee_stops_paying(store: Store, tmp_path: Path) -> No
     _setup(store, tmp_path, percent_agreement(guarantee={"amount": "100"}))
     _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-02-10", "1", "1000.00"))
     with store.work() as session:
-        terminate(session, "A1", on=dt.date(2026, 4, 15), reason="ended", actor="ann", now=NOW)
+        terminate(
+            session, "A1", on=dt.date(2026, 4, 15), reason="ended", actor=staff("ann"), now=NOW
+        )
     _accrue(store, "2026-06-30")
     _accrue(store, "2026-09-30")
     journal, scratch = _journal_and_scratch(store, "2026-09-30")
@@ -384,11 +392,11 @@ def test_a_group_change_is_seen_when_the_as_of_date_passes_it(store: Store, tmp_
             write_csv(
                 tmp_path / "c1.csv", header, [("C1", "甲公司", "G1"), ("C2", "乙公司", "G1")]
             ),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW.replace(year=2026, month=1, day=1),
         )
-        import_products(session, store.facts, products_file(tmp_path), actor="ann", now=NOW)
-        activate(session, add_version(session, terms, actor="ann", now=NOW).id, now=NOW)
+        import_products(session, store.facts, products_file(tmp_path), actor=staff("ann"), now=NOW)
+        activate(session, add_version(session, terms, actor=staff("ann"), now=NOW).id, now=NOW)
     _sales(
         store,
         tmp_path,
@@ -403,7 +411,7 @@ def test_a_group_change_is_seen_when_the_as_of_date_passes_it(store: Store, tmp_
             write_csv(
                 tmp_path / "c2.csv", header, [("C1", "甲公司", "G2"), ("C2", "乙公司", "G1")]
             ),
-            actor="ann",
+            actor=staff("ann"),
             now=NOW.replace(year=2026, month=5, day=1),
         )
     _accrue(store, "2026-03-31")

@@ -46,7 +46,7 @@ from fanli.sales.service import (
     void_batch,
 )
 from fanli.sales.store import FactStore
-from store.builders import activate, percent_agreement, products_file, sales_file, write_csv
+from store.builders import activate, percent_agreement, products_file, sales_file, staff, write_csv
 from store.conftest import NOW, _empty_postgres
 from store.replay import from_scratch
 
@@ -87,13 +87,17 @@ class LedgerMachine(RuleBasedStateMachine):
         self.groups = {"C1": "GA", "C2": "GA", "C3": "GB"}
         self.regrouped_on = YEAR_START
         with unit_of_work(self.sessions) as session:
-            import_customers(session, self.facts, self._customers_file(), actor="t", now=NOW)
-            import_products(session, self.facts, products_file(self.directory), actor="t", now=NOW)
-            version = add_version(session, percent_agreement(tiers=TIERS), actor="t", now=NOW)
+            import_customers(session, self.facts, self._customers_file(), actor=staff("t"), now=NOW)
+            import_products(
+                session, self.facts, products_file(self.directory), actor=staff("t"), now=NOW
+            )
+            version = add_version(
+                session, percent_agreement(tiers=TIERS), actor=staff("t"), now=NOW
+            )
             activate(session, version.id, now=NOW)
             # A second programme that pays without lines: a guarantee per quarter.
             guaranteed = percent_agreement("B1", rate="1", guarantee={"amount": "50"})
-            version = add_version(session, guaranteed, actor="t", now=NOW)
+            version = add_version(session, guaranteed, actor=staff("t"), now=NOW)
             activate(session, version.id, now=NOW)
             # A third for group GA, on growth over the same quarter of 2025.
             growth = percent_agreement(
@@ -102,7 +106,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 growth={"baseline": "prior_year", "mode": "whole_basis"},
                 eligibility={"customers": {"include": {"group": ["GA"]}}},
             )
-            version = add_version(session, growth, actor="t", now=NOW)
+            version = add_version(session, growth, actor=staff("t"), now=NOW)
             activate(session, version.id, now=NOW)
 
     def _customers_file(self) -> Path:
@@ -129,7 +133,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.file_number += 1
         path = sales_file(self.directory, f"s{self.file_number}.csv", rows)
         with unit_of_work(self.sessions) as session:
-            return import_sales(session, self.facts, path, actor="t", now=NOW).batch_id
+            return import_sales(session, self.facts, path, actor=staff("t"), now=NOW).batch_id
 
     @rule(
         customer=st.sampled_from(["C1", "C2", "C3"]),
@@ -144,12 +148,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.regrouped_on += dt.timedelta(days=days)
         on = dt.datetime.combine(self.regrouped_on, dt.time(9), tzinfo=dt.UTC)
         with unit_of_work(self.sessions) as session:
-            import_customers(session, self.facts, self._customers_file(), actor="t", now=on)
+            import_customers(session, self.facts, self._customers_file(), actor=staff("t"), now=on)
 
     @rule(batch=consumes(batches))
     def void(self, batch: int) -> None:
         with unit_of_work(self.sessions) as session:
-            void_batch(session, batch, reason="random void", actor="t", now=NOW)
+            void_batch(session, batch, reason="random void", actor=staff("t"), now=NOW)
 
     @rule(rate=st.sampled_from(["1", "2", "4"]), months=st.integers(1, 6))
     def new_version(self, rate: str, months: int) -> None:
@@ -166,7 +170,7 @@ class LedgerMachine(RuleBasedStateMachine):
             version = add_version(
                 session,
                 percent_agreement(tiers=tiers, effective_from=effective.isoformat()),
-                actor="t",
+                actor=staff("t"),
                 now=NOW,
             )
             activate(session, version.id, now=NOW)
@@ -176,7 +180,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def accrue(self, day: int) -> None:
         as_of = YEAR_START + dt.timedelta(days=day)
         with unit_of_work(self.sessions) as session:
-            accrue(session, self.facts, as_of=as_of, actor="t", now=NOW)
+            accrue(session, self.facts, as_of=as_of, actor=staff("t"), now=NOW)
         with unit_of_work(self.sessions) as session:
             assert liabilities(session) == from_scratch(session, self.facts, as_of)
 
@@ -186,7 +190,7 @@ class LedgerMachine(RuleBasedStateMachine):
         with unit_of_work(self.sessions) as session:
             period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == code))
             if period is None or period.status == "open":
-                close_period(session, code, actor="t", now=NOW)
+                close_period(session, code, actor=staff("t"), now=NOW)
 
     @invariant()
     def the_journal_holds_the_latest_results(self) -> None:
@@ -227,7 +231,7 @@ def test_the_machine_would_notice_a_missing_reversal(sqlite_template: Path) -> N
         batch = machine.import_batch([("C1", "P1", 10, 600_000, False)])
         machine.accrue(100)
         with unit_of_work(machine.sessions) as session:
-            void_batch(session, batch, reason="probe", actor="t", now=NOW)
+            void_batch(session, batch, reason="probe", actor=staff("t"), now=NOW)
             held = liabilities(session)
             scratch = from_scratch(session, machine.facts, YEAR_START + dt.timedelta(days=100))
         assert held != scratch

@@ -47,6 +47,7 @@ from store.builders import (
     percent_agreement,
     products_file,
     sales_file,
+    staff,
 )
 from store.conftest import NOW, Store
 
@@ -71,12 +72,20 @@ class World:
     def agreement(self, terms: Agreement) -> None:
         with self.store.work() as session:
             import_customers(
-                session, self.store.facts, customers_file(self.directory), actor="ann", now=NOW
+                session,
+                self.store.facts,
+                customers_file(self.directory),
+                actor=staff("ann"),
+                now=NOW,
             )
             import_products(
-                session, self.store.facts, products_file(self.directory), actor="ann", now=NOW
+                session,
+                self.store.facts,
+                products_file(self.directory),
+                actor=staff("ann"),
+                now=NOW,
             )
-            activate(session, add_version(session, terms, actor="sam", now=NOW).id, now=NOW)
+            activate(session, add_version(session, terms, actor=staff("sam"), now=NOW).id, now=NOW)
 
     def sales(self, *lines: tuple[str, ...]) -> int:
         self.files += 1
@@ -85,14 +94,18 @@ class World:
                 session,
                 self.store.facts,
                 sales_file(self.directory, f"s{self.files}.csv", lines),
-                actor="ann",
+                actor=staff("ann"),
                 now=NOW,
             ).batch_id
 
     def accrue(self, as_of: str = "2026-03-31") -> None:
         with self.store.work() as session:
             accrue(
-                session, self.store.facts, as_of=dt.date.fromisoformat(as_of), actor="f", now=NOW
+                session,
+                self.store.facts,
+                as_of=dt.date.fromisoformat(as_of),
+                actor=staff("f"),
+                now=NOW,
             )
 
     def propose(self, beneficiary: str = "C1", *, key: str | None = None, by: str = "fay") -> int:
@@ -235,7 +248,7 @@ def test_a_clawback_needs_the_agreement_to_allow_it(store: Store, tmp_path: Path
     world.approve(first, "amy")
     world.pay(first, document_number="CN-1")
     with store.work() as session:
-        void_batch(session, 1 + 2, reason="wrong file", actor="ann", now=NOW)
+        void_batch(session, 1 + 2, reason="wrong file", actor=staff("ann"), now=NOW)
     world.accrue()
     with pytest.raises(settlements.SettlementError, match=r"-200\.00 \(a claw-back\)"):
         world.propose(key="claw")
@@ -735,3 +748,45 @@ def test_a_settlement_above_the_policy_maximum_is_refused(store: Store, tmp_path
     with pytest.raises(settlements.SettlementError, match="above the policy's largest settlement"):
         world.propose(key="too-much")  # C1 is wholesale (批发): 200.00 > 150
     assert world.settlement(world.propose("C2", key="fine")).amount == D("10.00")
+
+
+def test_offset_against_receivables(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("receivable_offset"))
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    payout = world.pay(settlement_id, document_number="OFFSET-7")
+    assert (payout.form, payout.amount) == ("receivable_offset", D("200.00"))
+    assert world.account(Account.RECEIVABLE) == D("-200.00")
+
+
+def test_a_clawback_on_a_transfer_agreement_is_an_offset(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("bank_transfer", clawback=True))
+    with store.work() as session:
+        account_id = register_account(
+            session,
+            "C1",
+            bank_name="工商银行",
+            account_number="1",
+            holder_name="上海华东食品贸易有限公司",
+            country="CN",
+            actor=world["fay"],
+            now=NOW,
+        ).id
+        verify_account(session, account_id, actor=world["fred"], now=NOW)
+    first = world.propose()
+    world.approve(first, "amy")
+    world.pay(first, bank_account_id=account_id)
+    world.sales(("R1", "C1", "P1", "2026-03-25", "-5", "-5000.00"))
+    world.accrue()
+    claw = world.propose(key="claw")
+    world.approve(claw, "amy")
+    with pytest.raises(settlements.SettlementError, match="a bank account is not used"):
+        world.pay(claw, bank_account_id=account_id, key="claw-1")
+    payout = world.pay(claw, key="claw-2")
+    assert (payout.form, payout.amount) == ("receivable_offset", D("-100.00"))
+    # Money went out by transfer; the overpayment comes back as a receivable, never a debit.
+    assert (world.account(Account.BANK), world.account(Account.RECEIVABLE)) == (
+        D("-200.00"),
+        D("100.00"),
+    )
+    assert world.liability() == D("0.00")

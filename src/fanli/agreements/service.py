@@ -27,6 +27,7 @@ from fanli.agreements.models import (
 from fanli.agreements.terms import Agreement
 from fanli.audit.service import canonical_json, record
 from fanli.kit.errors import FanliError
+from fanli.users.actor import Actor, Role, require
 
 
 class AgreementError(FanliError):
@@ -47,13 +48,14 @@ def terms_hash(data: dict[str, object]) -> str:
 
 
 def add_version(
-    session: Session, terms: Agreement, *, actor: str, now: dt.datetime
+    session: Session, terms: Agreement, *, actor: Actor, now: dt.datetime
 ) -> AgreementVersion:
     """A new draft version of agreement ``terms.id`` (the agreement is created if new).
 
     The version number is assigned here (the next one); the effective date is the terms'
     ``effective_from`` or, for a first version, the term start.
     """
+    require(actor, Role.SALES, Role.FINANCE, to="draft agreements")
     agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == terms.id))
     if agreement is None:
         agreement = AgreementRecord(
@@ -64,7 +66,7 @@ def add_version(
         record(
             session,
             type="agreement.created",
-            actor=actor,
+            actor=actor.code,
             entity_type="agreement",
             entity_id=terms.id,
             inputs={"name": terms.name},
@@ -118,7 +120,7 @@ def add_version(
     record(
         session,
         type="agreement.version.created",
-        actor=actor,
+        actor=actor.code,
         entity_type="agreement_version",
         entity_id=version.id,
         inputs={"agreement": terms.id, "terms_hash": version.terms_hash},
@@ -129,9 +131,10 @@ def add_version(
 
 
 def edit_draft(
-    session: Session, version_id: int, terms: Agreement, *, actor: str, now: dt.datetime
+    session: Session, version_id: int, terms: Agreement, *, actor: Actor, now: dt.datetime
 ) -> AgreementVersion:
     """Replace the terms of a draft version. An active version refuses: make a new version."""
+    require(actor, Role.SALES, Role.FINANCE, to="edit agreements")
     version = _version(session, version_id)
     agreement = session.get(AgreementRecord, version.agreement_id)
     assert agreement is not None
@@ -154,7 +157,7 @@ def edit_draft(
     record(
         session,
         type="agreement.version.edited",
-        actor=actor,
+        actor=actor.code,
         entity_type="agreement_version",
         entity_id=version.id,
         inputs={"terms_hash_before": before},
@@ -301,9 +304,10 @@ def activate_version(
 
 
 def terminate(
-    session: Session, code: str, *, on: dt.date, reason: str, actor: str, now: dt.datetime
+    session: Session, code: str, *, on: dt.date, reason: str, actor: Actor, now: dt.datetime
 ) -> AgreementRecord:
     """End an agreement early: sales dated on or after ``on`` no longer count."""
+    require(actor, Role.SALES, Role.FINANCE, Role.COMPLIANCE, to="terminate agreements")
     agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == code))
     if agreement is None:
         raise AgreementError(f"there is no agreement {code}")
@@ -318,7 +322,7 @@ def terminate(
     record(
         session,
         type="agreement.terminated",
-        actor=actor,
+        actor=actor.code,
         entity_type="agreement",
         entity_id=code,
         inputs={"on": on, "reason": reason},
@@ -328,8 +332,9 @@ def terminate(
     return agreement
 
 
-def expire_ended(session: Session, *, as_of: dt.date, actor: str, now: dt.datetime) -> list[str]:
+def expire_ended(session: Session, *, as_of: dt.date, actor: Actor, now: dt.datetime) -> list[str]:
     """Mark active agreements whose term has ended by ``as_of`` as expired."""
+    require(actor, Role.FINANCE, to="expire agreements")
     expired = []
     latest = (
         select(AgreementVersion.agreement_id, func.max(AgreementVersion.version).label("version"))
@@ -356,7 +361,7 @@ def expire_ended(session: Session, *, as_of: dt.date, actor: str, now: dt.dateti
             record(
                 session,
                 type="agreement.expired",
-                actor=actor,
+                actor=actor.code,
                 entity_type="agreement",
                 entity_id=agreement.code,
                 inputs={"as_of": as_of, "term_end": end},
@@ -375,7 +380,7 @@ def _version(session: Session, version_id: int) -> AgreementVersion:
 
 
 def add_versions(
-    session: Session, agreements: list[Agreement], *, actor: str, now: dt.datetime
+    session: Session, agreements: list[Agreement], *, actor: Actor, now: dt.datetime
 ) -> list[AgreementVersion]:
     """A new draft version of each agreement in a terms file."""
     return [add_version(session, terms, actor=actor, now=now) for terms in agreements]

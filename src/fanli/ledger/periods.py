@@ -11,6 +11,7 @@ from fanli.audit.service import record
 from fanli.kit.errors import FanliError
 from fanli.kit.periods import add_months
 from fanli.ledger.models import AccountingPeriod, AccrualRun, PeriodStatus
+from fanli.users.actor import Actor, Role, require
 
 
 class PeriodError(FanliError):
@@ -61,15 +62,18 @@ def closed_periods(session: Session) -> list[AccountingPeriod]:
     )
 
 
-def close_period(session: Session, code: str, *, actor: str, now: dt.datetime) -> AccountingPeriod:
+def close_period(
+    session: Session, code: str, *, actor: Actor, now: dt.datetime
+) -> AccountingPeriod:
     """Close an accounting period: nothing is posted into it again; later changes to the rebate
     periods it covers are posted in the first open period as adjustments."""
+    require(actor, Role.FINANCE, to="close accounting periods")
     period = ensure_period(session, parse_code(code))
     if period.status == PeriodStatus.CLOSED:
         raise PeriodError(f"accounting period {code} is closed already")
     period.status = PeriodStatus.CLOSED
     period.closed_at = now
-    period.closed_by = actor
+    period.closed_by = actor.code
     # Freezes the period's results: they are the state after the latest run, whose files and
     # postings never change; later runs post adjustments in an open period instead.
     period.closed_after_run_id = session.scalar(select(func.max(AccrualRun.id)))
@@ -77,7 +81,7 @@ def close_period(session: Session, code: str, *, actor: str, now: dt.datetime) -
     record(
         session,
         type="ledger.period.closed",
-        actor=actor,
+        actor=actor.code,
         entity_type="accounting_period",
         entity_id=code,
         inputs={"code": code},

@@ -58,6 +58,7 @@ from fanli.ledger.models import (
 from fanli.ledger.periods import closed_periods, posting_period
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.store import FactStore
+from fanli.users.actor import Actor, Role, require
 
 _YEAR = dt.timedelta(days=366)
 _AMOUNT = pa.decimal128(38, 4)
@@ -414,9 +415,10 @@ def _lines_of(
 
 
 def accrue(
-    session: Session, store: FactStore, *, as_of: dt.date, actor: str, now: dt.datetime
+    session: Session, store: FactStore, *, as_of: dt.date, actor: Actor, now: dt.datetime
 ) -> RunSummary:
     """One accrual run as of ``as_of`` over every active agreement version."""
+    require(actor, Role.FINANCE, to="run accruals")
     # Two runs at once would both post the same delta: they queue (SQLite's writers always do).
     serialize(session, Lock.ACCRUAL)
     expire_ended(session, as_of=as_of, actor=actor, now=now)
@@ -461,7 +463,7 @@ def accrue(
     if plan.partial:
         inputs["rerated_for_customers"] = sorted(v.version_id for v in plan.partial)
         inputs["customers"] = plan.customers
-    run = AccrualRun(as_of=as_of, started_at=now, actor=actor, inputs=inputs)
+    run = AccrualRun(as_of=as_of, started_at=now, actor=actor.code, inputs=inputs)
     session.add(run)
     session.flush()
 
@@ -521,7 +523,7 @@ def accrue(
     record(
         session,
         type="ledger.accrual.run",
-        actor=actor,
+        actor=actor.code,
         entity_type="accrual_run",
         entity_id=run.id,
         inputs=run.inputs,

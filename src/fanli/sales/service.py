@@ -47,6 +47,7 @@ from fanli.sales.files import (
 from fanli.sales.mapping import ColumnMapping
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.store import LINK_COLUMN, FactStore
+from fanli.users.actor import Actor, Role, require
 
 CUSTOMER_FIELDS = ("customer_id", "name", "group", "segment", "region", "credit_code", "tax_number")
 PRODUCT_FIELDS = ("product_id", "name", "category", "brand")
@@ -220,13 +221,14 @@ def import_customers(
     store: FactStore,
     path: Path,
     *,
-    actor: str,
+    actor: Actor,
     now: dt.datetime,
     mapping: ColumnMapping | None = None,
     idempotency_key: str | None = None,
     progress: ProgressHook | None = None,
 ) -> ImportOutcome:
     """Add new customers and update changed ones from a file; all rows or none."""
+    require(actor, Role.FINANCE, to="import customers")
     content_hash = file_hash(path)
     repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
     if repeated is not None:
@@ -297,7 +299,7 @@ def import_customers(
         ids={code: ids[0] for code, ids in existing.items()},
         snapshot=("code", "legal_name", "segment", "region", "attributes"),
         after_upsert=lambda: _record_groups(session, rows, now.date()),
-        actor=actor,
+        actor=actor.code,
         now=now,
     )
 
@@ -355,13 +357,14 @@ def import_products(
     store: FactStore,
     path: Path,
     *,
-    actor: str,
+    actor: Actor,
     now: dt.datetime,
     mapping: ColumnMapping | None = None,
     idempotency_key: str | None = None,
     progress: ProgressHook | None = None,
 ) -> ImportOutcome:
     """Add new products and update changed ones from a file; all rows or none."""
+    require(actor, Role.FINANCE, to="import products")
     content_hash = file_hash(path)
     repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
     if repeated is not None:
@@ -392,7 +395,7 @@ def import_products(
         ids=existing,
         snapshot=("code", "name", "category", "brand", "attributes"),
         after_upsert=None,
-        actor=actor,
+        actor=actor.code,
         now=now,
     )
 
@@ -492,7 +495,7 @@ def import_sales(
     store: FactStore,
     path: Path,
     *,
-    actor: str,
+    actor: Actor,
     now: dt.datetime,
     mapping: ColumnMapping | None = None,
     idempotency_key: str | None = None,
@@ -503,6 +506,7 @@ def import_sales(
     Every customer and product must be known, every line id new among the active batches.
     Returns are lines with negative quantity and amounts.
     """
+    require(actor, Role.FINANCE, to="import sales")
     # Two imports at once could each find the other's line ids not yet stored.
     serialize(session, Lock.SALES_IMPORT)
     content_hash = file_hash(path)
@@ -539,7 +543,7 @@ def import_sales(
         content_hash=content_hash,
         idempotency_key=idempotency_key,
         rows=table.num_rows,
-        actor=actor,
+        actor=actor.code,
         now=now,
         facts_file=name,
         dates=dates,
@@ -547,7 +551,7 @@ def import_sales(
     record(
         session,
         type="sales.batch.imported",
-        actor=actor,
+        actor=actor.code,
         entity_type="import_batch",
         entity_id=batch.id,
         inputs={"file": path.name, "sha256": content_hash},
@@ -558,9 +562,10 @@ def import_sales(
 
 
 def void_batch(
-    session: Session, batch_id: int, *, reason: str, actor: str, now: dt.datetime
+    session: Session, batch_id: int, *, reason: str, actor: Actor, now: dt.datetime
 ) -> ImportBatch:
     """Void a sales batch: its lines stop counting from the next accrual run."""
+    require(actor, Role.FINANCE, to="void batches")
     batch = session.get(ImportBatch, batch_id)
     if batch is None or batch.kind != BatchKind.SALES:
         raise BatchError(f"there is no sales batch {batch_id}")
@@ -570,13 +575,13 @@ def void_batch(
         raise BatchError("voiding a batch needs a reason")
     batch.status = BatchStatus.VOIDED
     batch.voided_at = now
-    batch.voided_by = actor
+    batch.voided_by = actor.code
     batch.void_reason = reason
     session.flush()
     record(
         session,
         type="sales.batch.voided",
-        actor=actor,
+        actor=actor.code,
         entity_type="import_batch",
         entity_id=batch.id,
         inputs={"reason": reason},

@@ -1,8 +1,9 @@
 """Commands over the relational store: ``db``, ``import``, ``batch``, ``agreement``, ``accrue``,
 ``period`` and ``gl``. Each opens one unit of work, calls one service, and renders the outcome.
 
-``FANLI_DATABASE_URL`` and ``FANLI_DATA_DIR`` select the store; ``--as`` names the actor written
-into the audit trail (sign-in comes with the API).
+``FANLI_DATABASE_URL`` and ``FANLI_DATA_DIR`` select the store; ``--as`` names the acting user,
+whose roles the services check and whose code the audit trail records (sign-in comes with the
+API).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from fanli.sales.service import (
     write_issue_report,
 )
 from fanli.sales.store import FactStore
+from fanli.users.queries import actor as load_actor
 
 T = TypeVar("T")
 
@@ -64,14 +66,15 @@ agreement_app = typer.Typer(help="Add, submit, approve and list agreements.", no
 period_app = typer.Typer(help="List and close accounting periods.", no_args_is_help=True)
 gl_app = typer.Typer(help="Export the journal to the general ledger.", no_args_is_help=True)
 
-ActorOption = Annotated[str, typer.Option("--as", help="Who acts (recorded in the audit trail).")]
+ActorOption = Annotated[
+    str, typer.Option("--as", help="The acting user; the audit trail records who acted.")
+]
 ReportOption = Annotated[
     Path | None, typer.Option(help="Where to write the report of a refused file (.csv or .xlsx).")
 ]
 KeyOption = Annotated[
     str | None, typer.Option("--idempotency-key", help="Makes a retried import safe.")
 ]
-DEFAULT_ACTOR = "cli"
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def _import(
             with progress([path], console) as hook, _work() as (session, facts):
                 now = now_utc()
                 options = {
-                    "actor": actor,
+                    "actor": load_actor(session, actor),
                     "now": now,
                     "mapping": column_mapping,
                     "idempotency_key": key,
@@ -208,10 +211,10 @@ def import_command(  # noqa: PLR0917 - Typer maps parameters to arguments and op
         ),
     ],
     path: Path,
+    actor: ActorOption,
     mapping: MappingOption = None,
     report: ReportOption = None,
     idempotency_key: KeyOption = None,
-    actor: ActorOption = DEFAULT_ACTOR,
 ) -> None:
     """Import customers, products or sales lines from CSV, Excel or Parquet: all rows or none."""
     _import(kind, path, mapping=mapping, report=report, key=idempotency_key, actor=actor)
@@ -246,11 +249,13 @@ def batch_list() -> None:
 def batch_void(
     batch_id: int,
     reason: Annotated[str, typer.Option(help="Why.")],
-    actor: ActorOption = DEFAULT_ACTOR,
+    actor: ActorOption,
 ) -> None:
     """Void a sales batch: its lines stop counting from the next accrual run."""
     batch = in_store(
-        lambda s, _f: void_batch(s, batch_id, reason=reason, actor=actor, now=now_utc())
+        lambda s, _f: void_batch(
+            s, batch_id, reason=reason, actor=load_actor(s, actor), now=now_utc()
+        )
     )
     stdout().print(Text(f"batch {batch.id} voided ({batch.rows:,} lines); run `fanli accrue`"))
 
@@ -259,13 +264,13 @@ def batch_void(
 
 
 @agreement_app.command("add")
-def agreement_add(path: Path, actor: ActorOption = DEFAULT_ACTOR) -> None:
+def agreement_add(path: Path, actor: ActorOption) -> None:
     """Add a new version of each agreement in a terms file (YAML or JSON), as a draft.
     It becomes active once submitted (`fanli agreement submit`) and approved."""
     agreements = run(lambda: load_agreements(path))
 
     def step(session: Session, _facts: FactStore) -> list[str]:
-        added = add_versions(session, agreements, actor=actor, now=now_utc())
+        added = add_versions(session, agreements, actor=load_actor(session, actor), now=now_utc())
         return [
             f"{terms.id} v{version.version} ({version.status}, from {version.effective_from}, "
             f"terms {version.terms_hash})"
@@ -300,12 +305,14 @@ def agreement_list() -> None:
 
 def accrue_command(
     as_of: Annotated[str, typer.Option("--as-of", help="The accrual date (2026-06-30).")],
-    actor: ActorOption = DEFAULT_ACTOR,
+    actor: ActorOption,
 ) -> None:
     """Run the accruals as of a date and post the change to the journal."""
     day = run(lambda: parse_date(as_of, "--as-of"))
     assert day is not None
-    summary = in_store(lambda s, f: accrue(s, f, as_of=day, actor=actor, now=now_utc()))
+    summary = in_store(
+        lambda s, f: accrue(s, f, as_of=day, actor=load_actor(s, actor), now=now_utc())
+    )
     console = stdout()
     console.print(
         Text(
@@ -320,9 +327,11 @@ def accrue_command(
 
 
 @period_app.command("close")
-def period_close(code: str, actor: ActorOption = DEFAULT_ACTOR) -> None:
+def period_close(code: str, actor: ActorOption) -> None:
     """Close an accounting period (YYYY-MM); later changes post as adjustments."""
-    period = in_store(lambda s, _f: close_period(s, code, actor=actor, now=now_utc()))
+    period = in_store(
+        lambda s, _f: close_period(s, code, actor=load_actor(s, actor), now=now_utc())
+    )
     stdout().print(Text(f"accounting period {period.code} is closed"))
 
 
