@@ -40,6 +40,7 @@ from fanli.settlements.queries import approval_status, waiting_for
 from fanli.users.actor import PermissionDeniedError
 from fanli.users.service import delegate
 from store.builders import (
+    CUSTOMERS,
     POLICY,
     activate,
     customers_file,
@@ -790,3 +791,56 @@ def test_a_clawback_on_a_transfer_agreement_is_an_offset(store: Store, tmp_path:
         D("100.00"),
     )
     assert world.liability() == D("0.00")
+
+
+def test_a_new_run_with_the_same_amounts_keeps_the_approval(store: Store, tmp_path: Path) -> None:
+    """A change to the customer master re-rates everything: new runs, same amounts. Approvals
+    stand on the amounts an approver saw, so the payment goes ahead."""
+    world = _world(store, tmp_path)
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    moved = [(*row[:4], "华南") for row in CUSTOMERS]  # every customer changes region
+    with store.work() as session:
+        import_customers(
+            session, store.facts, customers_file(tmp_path, moved), actor=world["fay"], now=NOW
+        )
+    world.accrue()
+    approved_run = world.settlement(settlement_id).inputs["lines"][0]["run_id"]
+    with store.work() as session:
+        due = settlements.compute_due(session, store.facts, "A1", "C1", Q1)
+    assert due.lines[0]["run_id"] != approved_run
+    assert world.pay(settlement_id, document_number="CN-1").amount == D("200.00")
+
+
+def test_an_expired_credit_cannot_be_spent(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("rebate_balance"))
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    world.pay(settlement_id)
+    with store.work() as session:
+        use = balances.request_use(
+            session,
+            "C1",
+            amount=D("50"),
+            order_reference="SO-1",
+            idempotency_key="u",
+            actor=world["fay"],
+            now=NOW,
+        )
+    late = NOW + dt.timedelta(days=91)
+    with store.work() as session, pytest.raises(balances.BalanceError, match="expired on"):
+        balances.decide_use(
+            session, use.id, approve=True, idempotency_key="d", actor=world["fred"], now=late
+        )
+    with store.work() as session:
+        balances.decide_use(
+            session,
+            use.id,
+            approve=False,
+            reason="credit expired",
+            idempotency_key="d2",
+            actor=world["fred"],
+            now=late,
+        )
+        expired = balances.expire_credits(session, as_of=late.date(), actor=world["fay"], now=late)
+        assert [c.amount for c in expired] == [D("200.00")]

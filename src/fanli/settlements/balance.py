@@ -145,6 +145,11 @@ def decide_use(
         select(BalanceCredit).where(BalanceCredit.id == use.credit_id).with_for_update()
     )
     assert credit is not None
+    if approve and credit.valid_until <= now.date():
+        raise BalanceError(
+            f"credit {credit.id} expired on {credit.valid_until}: the use cannot be approved; "
+            "reject it to release the credit"
+        )
     use.decided_by = actor.code
     use.decided_at = now
     remainder_id = None

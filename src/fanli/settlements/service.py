@@ -116,7 +116,14 @@ class Due:
 
     @property
     def inputs_hash(self) -> str:
-        return hashlib.sha256(canonical_json(self.inputs).encode("utf-8")).hexdigest()
+        """What approvals are given for: per version, the rebate and what was settled. The run
+        that produced a rebate is kept in ``inputs`` for tracing but not hashed: a later run
+        with the same amounts changes nothing an approver saw."""
+        decisive = [
+            {key: value for key, value in line.items() if key != "run_id"} for line in self.lines
+        ]
+        body = canonical_json({"period_end": self.period_end, "lines": decisive})
+        return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def _open_key(agreement_code: str, beneficiary: str, period_start: dt.date) -> str:
