@@ -255,7 +255,6 @@ def _approval_path(session: Any) -> tuple[Any, Any]:
     policy = Policy.model_validate(
         {
             "title": "benchmark policy",
-            "effective_from": "1990-01-01",
             "text": "No rate limits: the benchmark measures the calculation, not the policy.",
             "settlement_forms": ["credit_note"],
             "agreement_approval": [{"role": "approver"}],

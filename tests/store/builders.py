@@ -92,7 +92,6 @@ def percent_agreement(
 CONTRACT = {"reference": "HT-2026-001", "document_sha256": "ab" * 32}
 POLICY = {
     "title": "返利政策 2026",
-    "effective_from": "2000-01-01",
     "text": "Rebates are written, approved, paid only to the customer entity.",
     "rates": [
         {"max_percent": "10"},

@@ -4,6 +4,8 @@ its reason and leaves the store as it was."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +106,7 @@ def test_every_failed_check_is_named_and_nothing_changes(store: Store, tmp_path:
     with store.work() as session:
         publish(
             session,
-            Policy.model_validate(
-                {**POLICY, "effective_from": "2001-01-01", "settlement_forms": ["credit_note"]}
-            ),
+            Policy.model_validate({**POLICY, "settlement_forms": ["credit_note"]}),
             actor=who["cora"],
             now=NOW,
         )
@@ -183,24 +183,33 @@ def test_a_version_cannot_skip_approval(store: Store, tmp_path: Path) -> None:
 
 
 def test_policy_versions_stay_readable(store: Store) -> None:
+    later = NOW.date() + dt.timedelta(days=30)
     with store.work() as session:
-        who = people(session, NOW)
+        who = people(session, NOW)  # publishes version 1, in force from today
         with pytest.raises(PermissionDeniedError, match="needs the role compliance"):
             publish(session, load_policy(EXAMPLE), actor=who["sam"], now=NOW)
         publish(session, load_policy(EXAMPLE), actor=who["cora"], now=NOW)
+        publish(
+            session,
+            Policy.model_validate({**POLICY, "effective_from": str(later)}),
+            actor=who["cora"],
+            now=NOW,
+        )
         with pytest.raises(PolicyError, match="never back-dated"):
             publish(
                 session,
-                Policy.model_validate({**POLICY, "effective_from": "2025-12-31"}),
+                Policy.model_validate({**POLICY, "effective_from": "2026-11-26"}),
                 actor=who["cora"],
                 now=NOW,
             )
+        with pytest.raises(PolicyError, match="before version 3"):
+            publish(session, Policy.model_validate(POLICY), actor=who["cora"], now=NOW)
     with store.work() as session:
-        assert [v.version for v in policy_versions(session)] == [1, 2]
-        assert policy_in_force(session, dt.date(2025, 6, 1))[0].version == 1
-        assert policy_in_force(session, dt.date(2026, 6, 1))[0].version == 2
-        with pytest.raises(NoPolicyError, match="no rebate policy is in force on 1999-01-01"):
-            policy_in_force(session, dt.date(1999, 1, 1))
+        assert [v.version for v in policy_versions(session)] == [1, 2, 3]
+        assert policy_in_force(session, NOW.date())[0].version == 2  # the later of today's
+        assert policy_in_force(session, later)[0].version == 3
+        with pytest.raises(NoPolicyError, match="no rebate policy is in force on 2026-11-26"):
+            policy_in_force(session, NOW.date() - dt.timedelta(days=1))
 
 
 def test_a_bad_policy_names_the_file_and_field(tmp_path: Path) -> None:
@@ -304,3 +313,83 @@ def test_services_check_the_actors_role(store: Store, tmp_path: Path) -> None:
 def _count_events(store: Store) -> int:
     with store.work() as session:
         return session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+
+
+def test_an_edit_committed_during_submission_is_checked(store: Store, tmp_path: Path) -> None:
+    """The submission locks the version before its checks: an edit that commits first is what
+    gets checked (a 50% rate, refused), never the terms read before the edit."""
+    who, version_id = _draft(store, tmp_path, parties={"counterparty": "C1"})
+    edited = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def submit_while_editing() -> None:
+        edited.wait()
+        try:
+            _submit(store, version_id, who["sam"])
+            outcome.append(None)
+        except review.ComplianceError as refused:
+            outcome.append(refused)
+
+    submitter = threading.Thread(target=submit_while_editing)
+    submitter.start()
+    with store.work() as session:
+        edit_draft(
+            session,
+            version_id,
+            percent_agreement(rate="50", parties={"counterparty": "C1"}),
+            actor=who["sam"],
+            now=NOW,
+        )
+        edited.set()
+        time.sleep(0.3)  # the submission is now waiting for this transaction's lock
+    submitter.join()
+    assert isinstance(outcome[0], review.ComplianceError)
+    assert "rate 50% is above the policy limit 10%" in str(outcome[0])
+    assert _state(store, version_id)[0] == "draft"
+
+
+def test_a_policy_names_each_role_once(store: Store) -> None:
+    twice = {**POLICY, "agreement_approval": [{"role": "approver"}, {"role": "approver"}]}
+    with pytest.raises(ValueError, match="agreement_approval names approver twice"):
+        Policy.model_validate(twice)
+
+
+def test_a_deviation_adds_one_approver_to_a_role_already_asked(
+    store: Store, tmp_path: Path
+) -> None:
+    """With compliance already in the standard steps, a deviation needs two compliance
+    approvals, not one approval counted twice."""
+    with store.work() as session:
+        who = people(session, NOW)
+        create_user(session, "cole", name="Cole", roles=["compliance"], actor=who["admin"], now=NOW)
+        publish(
+            session,
+            Policy.model_validate(
+                {
+                    **POLICY,
+                    "agreement_approval": [{"role": "approver"}, {"role": "compliance"}],
+                }
+            ),
+            actor=who["cora"],
+            now=NOW,
+        )
+        import_customers(session, store.facts, customers_file(tmp_path), actor=who["fay"], now=NOW)
+        version_id = add_version(
+            session,
+            percent_agreement(rate="12", parties={"counterparty": "C1"}),
+            actor=who["sam"],
+            now=NOW,
+        ).id
+    _submit(store, version_id, who["sam"], justification="competitor")
+    with store.work() as session:
+        version = session.get(AgreementVersion, version_id)
+        assert version is not None
+        assert version.review is not None
+        assert version.review["steps"] == [
+            {"role": "approver", "count": 1},
+            {"role": "compliance", "count": 2},
+        ]
+        cole = actor(session, "cole")
+    assert _approve(store, version_id, who["amy"]) == "submitted"
+    assert _approve(store, version_id, who["cora"]) == "submitted"
+    assert _approve(store, version_id, cole) == "active"

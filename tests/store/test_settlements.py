@@ -5,6 +5,7 @@ constraints that keep money moving once and only on the legal path."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from fanli.settlements.models import (
 )
 from fanli.settlements.queries import approval_status, waiting_for
 from fanli.users.actor import PermissionDeniedError
-from fanli.users.service import delegate
+from fanli.users.service import delegate, revoke_delegation
 from store.builders import (
     CUSTOMERS,
     POLICY,
@@ -379,7 +380,10 @@ def test_rebate_balance_is_credited_used_once_and_expires(store: Store, tmp_path
         assert [c.status for c in found.credits] == ["used", "available"]
     expiry = NOW.date() + dt.timedelta(days=90)
     with store.work() as session:
-        expired = balances.expire_credits(session, as_of=expiry, actor=world["fay"], now=NOW)
+        with pytest.raises(balances.BalanceError, match="ahead of time"):
+            balances.expire_credits(session, as_of=expiry, actor=world["fay"], now=NOW)
+        on_expiry = dt.datetime.combine(expiry, dt.time(18), tzinfo=dt.UTC)
+        expired = balances.expire_credits(session, as_of=expiry, actor=world["fay"], now=on_expiry)
         assert [c.amount for c in expired] == [D("50.00")]
     assert world.account(Account.REBATE_BALANCE) == D("0.00")  # 200 in, 150 used, 50 released
     assert world.account(Account.RECEIVABLE) == D("-150.00")
@@ -398,7 +402,6 @@ def test_due_diligence_blocks_until_current(store: Store, tmp_path: Path) -> Non
     world = _world(store, tmp_path)
     strict = {
         **POLICY,
-        "effective_from": "2026-06-01",
         "due_diligence": {"required": ["business_licence", "blacklist_check"]},
     }
     with store.work() as session:
@@ -534,48 +537,82 @@ def test_one_open_settlement_per_key_and_rejection(store: Store, tmp_path: Path)
     assert world.settlement(second).amount == D("200.00")
 
 
+_HAND = itertools.count(1)
+
+
+def _refused_by_database(store: Store, fragment: dict[str, str], **payout: Any) -> None:
+    """A hand-written payout row fails with the named constraint (the message differs per
+    database), and nothing is stored."""
+    values = {
+        "form": "credit_note",
+        "amount": D("200.00"),
+        "document_number": f"HAND-{next(_HAND)}",
+        "paid_by": "x",
+        "paid_at": NOW,
+        **payout,
+    }
+    with pytest.raises(IntegrityError) as refused, store.work() as session:
+        session.add(Payout(**values))
+    assert fragment[store.backend] in str(refused.value)
+
+
 def test_the_database_refuses_what_the_services_never_write(store: Store, tmp_path: Path) -> None:
     world = _world(store, tmp_path)
-    settlement_id = world.propose()
+    first = world.propose()
     with store.work() as session:
-        proposed = session.get(Settlement, settlement_id)
-        assert proposed is not None
-        entry_id = session.scalar(select(func.max(JournalLine.entry_id)))
+        accrual_entry = session.scalar(select(func.max(JournalLine.entry_id)))
+    unmatched = {
+        "sqlite": "FOREIGN KEY constraint failed",
+        "postgresql": "violates foreign key constraint",
+    }
     # A payout of a settlement that was never approved: the composite key has nothing to match.
-    with pytest.raises(IntegrityError), store.work() as session:
-        session.add(
-            Payout(
-                settlement_id=settlement_id,
-                approved_hash=proposed.inputs_hash,
-                journal_entry_id=entry_id,
-                form="credit_note",
-                amount=D("200.00"),
-                document_number="X",
-                paid_by="x",
-                paid_at=NOW,
-            )
-        )
-    world.approve(settlement_id, "amy")
-    payout = world.pay(settlement_id, document_number="CN-1")
-    # A second payout of the same settlement, and a payout without a journal entry.
-    for values in ({"journal_entry_id": entry_id}, {"journal_entry_id": None}):
-        with pytest.raises(IntegrityError), store.work() as session:
-            session.add(
-                Payout(
-                    settlement_id=settlement_id,
-                    approved_hash=proposed.inputs_hash,
-                    form="credit_note",
-                    amount=D("200.00"),
-                    document_number="X",
-                    paid_by="x",
-                    paid_at=NOW,
-                    **values,
-                )
-            )
-    assert world.settlement(settlement_id).status == "paid"
+    _refused_by_database(
+        store,
+        unmatched,
+        settlement_id=first,
+        approved_hash=world.settlement(first).inputs_hash,
+        journal_entry_id=accrual_entry,
+    )
+    world.approve(first, "amy")
+    paid = world.pay(first, document_number="CN-1")
+    second = world.propose("C2")
+    world.approve(second, "amy")
+    approved_hash = world.settlement(second).approved_hash
+    # A second payout of a paid settlement (with an entry no payout uses).
+    _refused_by_database(
+        store,
+        {"sqlite": "payout.settlement_id", "postgresql": "uq_payout_settlement_id"},
+        settlement_id=first,
+        approved_hash=paid.approved_hash,
+        journal_entry_id=accrual_entry,
+    )
+    # A payout that reuses another payout's journal entry, and one without an entry.
+    _refused_by_database(
+        store,
+        {"sqlite": "payout.journal_entry_id", "postgresql": "uq_payout_journal_entry_id"},
+        settlement_id=second,
+        approved_hash=approved_hash,
+        journal_entry_id=paid.journal_entry_id,
+    )
+    _refused_by_database(
+        store,
+        {"sqlite": "NOT NULL constraint failed", "postgresql": "journal_entry_id"},
+        settlement_id=second,
+        approved_hash=approved_hash,
+        journal_entry_id=None,
+    )
+    # A settlement approved and then rejected loses its approval: nothing can reference it.
     with store.work() as session:
-        assert session.scalar(select(func.count()).select_from(Payout)) == 1
-        assert session.get(Payout, payout.id) is not None
+        settlements.reject(session, second, reason="wrong", actor=world["cora"], now=NOW)
+    _refused_by_database(
+        store,
+        unmatched,
+        settlement_id=second,
+        approved_hash=approved_hash,
+        journal_entry_id=accrual_entry,
+    )
+    with store.work() as session:
+        assert [p.id for p in session.scalars(select(Payout))] == [paid.id]
 
 
 def test_a_credit_has_one_live_use(store: Store, tmp_path: Path) -> None:
@@ -617,10 +654,12 @@ STATE_SETUPS = ("proposed", "approved", "rejected", "paid")
 def _in_state(world: World, state: str) -> int:
     world.files += 1  # a fresh idempotency key for each setup
     settlement_id = world.propose(key=f"setup-{state}-{world.files}")
-    if state in ("approved", "paid") and world.approve(settlement_id, "amy") == "proposed":
+    if state in ("approved", "paid") and world.approve(settlement_id, "abe") == "proposed":
         world.approve(settlement_id, "fred")
     if state == "paid":
-        world.pay(settlement_id, document_number="CN-1", key=f"pay-setup-{settlement_id}")
+        world.pay(
+            settlement_id, document_number=f"CN-{settlement_id}", key=f"pay-setup-{settlement_id}"
+        )
     if state == "rejected":
         with world.store.work() as session:
             settlements.reject(session, settlement_id, reason="setup", actor=world["amy"], now=NOW)
@@ -661,7 +700,7 @@ def _act(world: World, settlement_id: int, action: str, actor: Any) -> None:
                 world.store.facts,
                 settlement_id,
                 idempotency_key=f"p-{actor.code}",
-                document_number="CN-9",
+                document_number=f"CN-9-{settlement_id}",
                 actor=actor,
                 now=NOW,
             )
@@ -683,7 +722,7 @@ def test_every_state_action_and_role_against_the_table(
             # fred approves where finance approves; fay (the proposer) acts otherwise, because
             # whoever approved a settlement may not pay it.
             "finance": world["fred"] if action == "approve" else world["fay"],
-            "approver": world["abe"],
+            "approver": world["abe"] if action != "approve" else world["amy"],
             "compliance": world["cora"],
             "internal_auditor": world["ivan"],
             "external_auditor": world["eve"],
@@ -732,8 +771,9 @@ def _attempt(world: World, settlement_id: int, action: str, actor: Any) -> str |
 
 
 def return_after_payment(world: World) -> None:
-    """After a payout nothing is due; add a sale so the next setup has an amount to propose."""
-    world.sales((f"N{world.files}", "C1", "P1", "2026-03-02", "1", "600000.00"))
+    """After a payout nothing is due; add a sale so the next setup has an amount to propose.
+    Its approval basis stays the period's total (over 12,000): the same two steps."""
+    world.sales((f"N{world.files}", "C1", "P1", "2026-03-02", "1", "100.00"))
     world.accrue()
 
 
@@ -741,7 +781,6 @@ def test_a_settlement_above_the_policy_maximum_is_refused(store: Store, tmp_path
     world = _world(store, tmp_path)
     capped = {
         **POLICY,
-        "effective_from": "2026-06-01",
         "max_settlement": [{"amount": "1000000"}, {"segment": "批发", "amount": "150"}],
     }
     with store.work() as session:
@@ -844,3 +883,100 @@ def test_an_expired_credit_cannot_be_spent(store: Store, tmp_path: Path) -> None
         )
         expired = balances.expire_credits(session, as_of=late.date(), actor=world["fay"], now=late)
         assert [c.amount for c in expired] == [D("200.00")]
+
+
+def test_instalments_are_approved_on_the_period_total(store: Store, tmp_path: Path) -> None:
+    """Settling a period in instalments of 8,000 does not stay under the 10,000 band: the
+    second is judged on the period's 16,000 (approver and finance), the third on 24,000, above
+    amy's 20,000 limit."""
+    world = World(store, tmp_path)
+    world.agreement(_form("credit_note"))
+    both = [{"role": "approver", "count": 1}, {"role": "finance", "count": 1}]
+    expected = [(D("8000.00"), [{"role": "approver", "count": 1}]), (D("16000.00"), both)]
+    for n, (basis, steps) in enumerate(expected):
+        world.sales((f"L{n}", "C1", "P1", "2026-02-10", "1", "400000.00"))
+        world.accrue()
+        settlement_id = world.propose(key=f"part-{n}")
+        proposed = world.settlement(settlement_id)
+        assert (proposed.amount, proposed.approval_basis, proposed.steps) == (
+            D("8000.00"),
+            basis,
+            steps,
+        )
+        if world.approve(settlement_id, "amy") == "proposed":
+            world.approve(settlement_id, "fred")
+        world.pay(settlement_id, document_number=f"CN-{n}")
+    world.sales(("L2", "C1", "P1", "2026-02-10", "1", "400000.00"))
+    world.accrue()
+    third = world.propose(key="part-2")
+    assert world.settlement(third).approval_basis == D("24000.00")
+    with pytest.raises(PermissionDeniedError, match="approval basis 24000"):
+        world.approve(third, "amy")
+    assert world.approve(third, "abe") == "proposed"
+    assert world.approve(third, "fred") == "approved"
+
+
+def test_inputs_that_change_and_change_back_need_a_fresh_round(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path)
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    batch = world.sales(("L3", "C1", "P1", "2026-03-01", "1", "1000.00"))
+    world.accrue()
+    with store.work() as session:
+        settlements.refresh(session, store.facts, settlement_id, actor=world["fay"], now=NOW)
+        void_batch(session, batch, reason="duplicate", actor=world["fay"], now=NOW)
+    world.accrue()
+    with store.work() as session:
+        back = settlements.refresh(session, store.facts, settlement_id, actor=world["fay"], now=NOW)
+        assert (back.amount, back.round, back.status) == (D("200.00"), 3, "proposed")
+    with store.work() as session:
+        assert approval_status(session, settlement_id).missing == ["approver x1"]
+    assert world.approve(settlement_id, "amy", now=LATER) == "approved"
+
+
+def test_a_document_number_is_booked_once(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path)
+    first, second = world.propose(), world.propose("C2")
+    for settlement_id in (first, second):
+        world.approve(settlement_id, "amy")
+    world.pay(first, document_number="CN-7")
+    with pytest.raises(settlements.SettlementError, match="credit_note CN-7 is booked already"):
+        world.pay(second, document_number="CN-7")
+
+
+def test_delegations_count_only_within_their_dates(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path)
+    settlement_id = world.propose()
+    with store.work() as session:
+        with pytest.raises(PermissionDeniedError, match="cannot grant themself"):
+            delegate(
+                session,
+                delegator="amy",
+                delegate_to="admin",
+                valid_from=NOW.date(),
+                valid_to=NOW.date() + dt.timedelta(days=7),
+                reason="taking over",
+                actor=world["admin"],
+                now=NOW,
+            )
+        grant = delegate(
+            session,
+            delegator="amy",
+            delegate_to="ivan",
+            valid_from=NOW.date() + dt.timedelta(days=1),
+            valid_to=NOW.date() + dt.timedelta(days=3),
+            reason="holiday",
+            actor=world["amy"],
+            now=NOW,
+        )
+    with pytest.raises(PermissionDeniedError, match="needs the role approver or finance"):
+        world.approve(settlement_id, "ivan")  # not yet
+    with pytest.raises(PermissionDeniedError):
+        world.approve(settlement_id, "ivan", now=NOW + dt.timedelta(days=3))  # over
+    with store.work() as session:
+        revoke_delegation(session, grant.id, actor=world["amy"], now=NOW)
+    with pytest.raises(PermissionDeniedError):
+        world.approve(settlement_id, "ivan", now=LATER)  # revoked
+    assert world.settlement(settlement_id).status == "proposed"

@@ -26,7 +26,7 @@ from fanli.agreements.models import (
 )
 from fanli.agreements.terms import Agreement
 from fanli.audit.service import canonical_json, record
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, NotFoundError
 from fanli.users.actor import Actor, Role, require
 
 
@@ -135,7 +135,7 @@ def edit_draft(
 ) -> AgreementVersion:
     """Replace the terms of a draft version. An active version refuses: make a new version."""
     require(actor, Role.SALES, Role.FINANCE, to="edit agreements")
-    version = _version(session, version_id)
+    version = locked_version(session, version_id)
     agreement = session.get(AgreementRecord, version.agreement_id)
     assert agreement is not None
     if version.status != VersionStatus.DRAFT:
@@ -172,7 +172,7 @@ def submit_version(
 ) -> AgreementVersion:
     """Mark a draft as submitted with the review it passed (``fanli.compliance.review`` runs
     the checks and decides the approval steps: ``review["steps"]`` = [{role, count}])."""
-    version = _version(session, version_id)
+    version = locked_version(session, version_id)
     code = _code(session, version)
     if version.status != VersionStatus.DRAFT:
         raise AgreementError(
@@ -202,7 +202,7 @@ def return_to_draft(
 ) -> AgreementVersion:
     """A submitted version goes back to draft (rejected or withdrawn); its approvals lapse,
     because approvals count only for the submission they were given to."""
-    version = _version(session, version_id)
+    version = locked_version(session, version_id)
     code = _code(session, version)
     if version.status != VersionStatus.SUBMITTED:
         raise AgreementError(
@@ -264,7 +264,7 @@ def activate_version(
 ) -> AgreementVersion:
     """Make a submitted version active once every approval step of its submission is filled;
     its terms are fixed from here on. There is no other way to activate a version."""
-    version = _version(session, version_id)
+    version = locked_version(session, version_id)
     agreement = session.get(AgreementRecord, version.agreement_id)
     assert agreement is not None
     if version.status != VersionStatus.SUBMITTED:
@@ -274,8 +274,12 @@ def activate_version(
         )
     if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
         raise AgreementError(f"agreement {agreement.code} is {agreement.status}")
-    if terms_hash(version.terms) != version.terms_hash:
-        raise AgreementError(f"version {version.version} of {agreement.code}: terms hash mismatch")
+    if terms_hash(version.terms) != version.terms_hash or (
+        version.review is None or version.review.get("terms_hash") != version.terms_hash
+    ):
+        raise AgreementError(
+            f"version {version.version} of {agreement.code}: its terms are not the ones reviewed"
+        )
     missing = missing_approvals(version, approvals_of(session, version))
     if missing:
         raise AgreementError(
@@ -372,10 +376,18 @@ def expire_ended(session: Session, *, as_of: dt.date, actor: Actor, now: dt.date
     return expired
 
 
-def _version(session: Session, version_id: int) -> AgreementVersion:
-    version = session.get(AgreementVersion, version_id)
+def locked_version(session: Session, version_id: int) -> AgreementVersion:
+    """The version, its row locked until the transaction ends (PostgreSQL; SQLite's writers
+    always queue) and re-read, so that a lifecycle step never acts on terms or a status that
+    another transaction has just changed."""
+    version = session.scalar(
+        select(AgreementVersion)
+        .where(AgreementVersion.id == version_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if version is None:
-        raise AgreementError(f"there is no agreement version {version_id}")
+        raise NotFoundError(f"there is no agreement version {version_id}")
     return version
 
 

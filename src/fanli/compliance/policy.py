@@ -79,9 +79,27 @@ class RebateBalance(Part):
     validity_days: int = Field(default=365, ge=1, le=3660)
 
 
+def _unique_roles(where: str, steps: tuple[Step, ...]) -> None:
+    # Approvals are counted per role; two steps of one role would both be filled by one
+    # approval. Ask for the role once, with the count needed.
+    roles = [step.role for step in steps]
+    for role in set(roles):
+        if roles.count(role) > 1:
+            raise ValueError(f"{where} names {role.value} twice: give it once with a count")
+
+
+def step_list(steps: tuple[Step, ...], *, plus: Role | None = None) -> list[dict[str, object]]:
+    """Steps as stored: [{role, count}], with one more approver of ``plus`` if given (merged
+    into that role's step, so that every role appears once)."""
+    counts = {step.role: step.count for step in steps}
+    if plus is not None:
+        counts[plus] = counts.get(plus, 0) + 1
+    return [{"role": role.value, "count": count} for role, count in counts.items()]
+
+
 class Policy(Part):
     title: str = Field(min_length=1, max_length=200)
-    effective_from: dt.date
+    effective_from: dt.date | None = None  # None: in force from the day it is published
     text: str = Field(min_length=1)
     rates: tuple[RateLimit, ...] = ()
     max_settlement: tuple[AmountLimit, ...] = ()
@@ -109,6 +127,9 @@ class Policy(Part):
             if last and band.upper is not None:
                 raise ValueError("the last settlement_approval band must be open (no 'to')")
             expected = band.upper if band.upper is not None else expected
+        _unique_roles("agreement_approval", self.agreement_approval)
+        for position, band in enumerate(self.settlement_approval, start=1):
+            _unique_roles(f"settlement_approval band {position}", band.steps)
         for limit in self.rates:
             if limit.max_percent is None and limit.max_per_unit is None and limit.max_fixed is None:
                 raise ValueError("a rates entry must set max_percent, max_per_unit or max_fixed")

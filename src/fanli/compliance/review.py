@@ -1,6 +1,6 @@
 """Agreement approval: submission runs the compliance checks, approvals follow the policy.
 
-Submitting a draft checks, against the policy in force on the version's effective date:
+Submitting a draft checks, against the policy in force on the day of submission:
 
 1. the counterparty (and every named member) is a registered legal entity, not a person;
 2. the written terms carry a contract reference and the sha256 of the signed document;
@@ -31,13 +31,14 @@ from fanli.agreements.models import (
 from fanli.agreements.service import (
     activate_version,
     approvals_of,
+    locked_version,
     missing_approvals,
     return_to_draft,
     submit_version,
 )
 from fanli.agreements.terms import Agreement, RateForm
 from fanli.audit.service import record
-from fanli.compliance.policy import Policy, RateLimit
+from fanli.compliance.policy import Policy, RateLimit, step_list
 from fanli.compliance.queries import policy_in_force
 from fanli.customers.credit_code import legal_entity_problem
 from fanli.customers.models import Customer
@@ -153,15 +154,15 @@ def submit(
 ) -> AgreementVersion:
     """Run the compliance checks on a draft version and submit it for approval."""
     require(actor, Role.SALES, Role.FINANCE, to="submit agreements")
-    version = _version(session, version_id)
+    # Locked before the checks: an edit committed meanwhile cannot slip past them.
+    version = locked_version(session, version_id)
     terms = _parsed(version)
-    policy_version, policy = policy_in_force(session, version.effective_from)
+    # The policy in force now governs the decision being made now.
+    policy_version, policy = policy_in_force(session, now.date())
     reasons, deviations = check_terms(session, terms, policy, justification=justification)
     if reasons:
         raise ComplianceError(f"agreement {terms.id} version {version.version}", reasons)
-    steps = [{"role": step.role.value, "count": step.count} for step in policy.agreement_approval]
-    if deviations:
-        steps.append({"role": policy.deviation.role.value, "count": 1})
+    steps = step_list(policy.agreement_approval, plus=policy.deviation.role if deviations else None)
     review = {
         "policy_version": policy_version.version,
         "deviations": deviations,
@@ -181,14 +182,15 @@ def approve(
 ) -> AgreementVersion:
     """Approve the submitted version whose terms hash is ``terms_hash`` (what the approver
     reviewed). The version becomes active when this fills its last step."""
-    version = _version(session, version_id, lock=True)
+    version = locked_version(session, version_id)
     code = _code(session, version)
     if version.status != VersionStatus.SUBMITTED:
         raise ComplianceError(
             f"agreement {code} version {version.version}",
             [f"it is {version.status}, not submitted"],
         )
-    if terms_hash != version.terms_hash:
+    assert version.review is not None
+    if terms_hash != version.terms_hash or version.review.get("terms_hash") != terms_hash:
         raise ComplianceError(
             f"approving agreement {code} version {version.version}",
             [
@@ -283,7 +285,7 @@ def withdraw(
     session: Session, version_id: int, *, reason: str, actor: Actor, now: dt.datetime
 ) -> AgreementVersion:
     """The submitter (or compliance) takes a submitted version back to draft to change it."""
-    version = _version(session, version_id)
+    version = locked_version(session, version_id)
     if actor.code != version.submitted_by:
         require(actor, Role.COMPLIANCE, to="withdraw another user's submission")
     return return_to_draft(
@@ -294,17 +296,6 @@ def withdraw(
         actor=actor.code,
         now=now,
     )
-
-
-def _version(session: Session, version_id: int, *, lock: bool = False) -> AgreementVersion:
-    query = select(AgreementVersion).where(AgreementVersion.id == version_id)
-    if lock:
-        # Concurrent approvals of one version queue here (PostgreSQL; SQLite writers always do).
-        query = query.with_for_update()
-    version = session.scalar(query)
-    if version is None:
-        raise FanliError(f"there is no agreement version {version_id}")
-    return version
 
 
 def _code(session: Session, version: AgreementVersion) -> str:

@@ -39,19 +39,27 @@ def load_policy(path: Path) -> Policy:
 def publish(session: Session, policy: Policy, *, actor: Actor, now: dt.datetime) -> PolicyVersion:
     """Make ``policy`` the next version, in force from its effective date."""
     require(actor, Role.COMPLIANCE, to="publish the rebate policy")
-    latest = session.scalar(select(PolicyVersion).order_by(PolicyVersion.version.desc()).limit(1))
-    if latest is not None and policy.effective_from < latest.effective_from:
+    today = now.date()
+    effective = policy.effective_from or today
+    if effective < today:
         raise PolicyError(
-            f"the new policy takes effect on {policy.effective_from}, before version "
-            f"{latest.version} ({latest.effective_from}); a policy is never back-dated"
+            f"the policy would take effect on {effective}, before today ({today}): a policy "
+            "governs decisions from its publication on, never back-dated"
         )
+    latest = session.scalar(select(PolicyVersion).order_by(PolicyVersion.version.desc()).limit(1))
+    if latest is not None and effective < latest.effective_from:
+        raise PolicyError(
+            f"the new policy takes effect on {effective}, before version "
+            f"{latest.version} ({latest.effective_from})"
+        )
+    policy = policy.model_copy(update={"effective_from": effective})
     document = policy.model_dump(mode="json", by_alias=True)
     sha256 = hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
     number = (session.scalar(select(func.max(PolicyVersion.version))) or 0) + 1
     version = PolicyVersion(
         version=number,
         title=policy.title,
-        effective_from=policy.effective_from,
+        effective_from=effective,
         text=policy.text,
         document=document,
         sha256=sha256,
@@ -66,7 +74,7 @@ def publish(session: Session, policy: Policy, *, actor: Actor, now: dt.datetime)
         actor=actor.code,
         entity_type="policy_version",
         entity_id=number,
-        inputs={"title": policy.title, "effective_from": policy.effective_from},
+        inputs={"title": policy.title, "effective_from": effective},
         outcome={"version": number, "sha256": sha256},
         now=now,
     )

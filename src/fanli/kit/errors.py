@@ -43,3 +43,9 @@ class InputError(FanliError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class NotFoundError(FanliError):
+    """Nothing with this identity exists (or the actor may not know that it does)."""
+
+    code = "not_found"

@@ -56,7 +56,12 @@ def request_use(
     """Ask to spend ``amount`` of a customer's balance on an order. The credit that expires
     first among those large enough is locked until the use is approved or rejected."""
     require(actor, Role.FINANCE, Role.SALES, to="request rebate balance uses")
-    request = {"customer": customer_code, "amount": amount, "order": order_reference}
+    request = {
+        "customer": customer_code,
+        "amount": amount,
+        "order": order_reference,
+        "actor": actor.code,
+    }
     replay = claim(session, idempotency_key, "balance.use", request, now)
     if replay is not None:
         use = session.get(BalanceUse, replay["use_id"])
@@ -123,7 +128,7 @@ def decide_use(
 ) -> BalanceUse:
     """Approve (spend the credit; any remainder becomes a new credit) or reject (unlock it)."""
     require(actor, Role.APPROVER, Role.FINANCE, to="decide rebate balance uses")
-    request = {"use": use_id, "approve": approve, "reason": reason}
+    request = {"use": use_id, "approve": approve, "reason": reason, "actor": actor.code}
     replay = claim(session, idempotency_key, "balance.decide", request, now)
     if replay is not None:
         done = session.get(BalanceUse, replay["use_id"])
@@ -217,6 +222,8 @@ def expire_credits(
 ) -> list[BalanceCredit]:
     """Expire every available credit whose validity ended by ``as_of`` and release it."""
     require(actor, Role.FINANCE, to="expire rebate balances")
+    if as_of > now.date():
+        raise BalanceError(f"credits cannot be expired ahead of time ({as_of} is after today)")
     credits = list(
         session.scalars(
             select(BalanceCredit)

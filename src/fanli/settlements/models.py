@@ -9,7 +9,8 @@ The database itself keeps money moving once and only on the legal path:
   ``settlement_id`` is unique (one payout per settlement) and ``journal_entry_id`` is NOT NULL
   and unique (no payout without its own ledger entry);
 - a bank transfer names a bank account, a credit note or red invoice its document number;
-- a rebate balance credit has at most one live use (``live`` is 1 or NULL, unique per credit).
+- a rebate balance credit has at most one live use (``live`` is 1 or NULL, unique per credit);
+- ``approved_hash`` is set only while a settlement is approved or paid (a rejected one loses it).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Settlement(Base):
     __table_args__ = (
         UniqueConstraint("open_key"),
         UniqueConstraint("id", "approved_hash"),  # the target of the payout's composite key
+        CheckConstraint(
+            "approved_hash IS NULL OR status IN ('approved', 'paid')", name="approved_only"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -62,6 +66,9 @@ class Settlement(Base):
     inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     inputs_hash: Mapped[str] = mapped_column(String(64))
     steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # [{role, count}] from the policy
+    # What bands and limits are judged on: the larger of the amount and the period's total.
+    approval_basis: Mapped[Decimal] = mapped_column(Amount())
+    round: Mapped[int] = mapped_column(Integer, default=1)  # +1 at each refresh
     policy_version: Mapped[int] = mapped_column(Integer)
     approved_hash: Mapped[str | None] = mapped_column(String(64))  # set once fully approved
     open_key: Mapped[str | None] = mapped_column(String(200))
@@ -85,17 +92,19 @@ class SettlementLine(Base):
 
 
 class SettlementApproval(Base):
-    """One approval of a settlement's inputs; each person counts once per inputs hash."""
+    """One approval of one round of a settlement (a refresh starts a new round); each person
+    counts once per round. ``inputs_hash`` records what the approver saw."""
 
     __tablename__ = "settlement_approval"
     __table_args__ = (
-        UniqueConstraint("settlement_id", "inputs_hash", "approver"),
-        UniqueConstraint("settlement_id", "inputs_hash", "principal"),
+        UniqueConstraint("settlement_id", "round", "approver"),
+        UniqueConstraint("settlement_id", "round", "principal"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     settlement_id: Mapped[int] = mapped_column(ForeignKey("settlement.id"), index=True)
     inputs_hash: Mapped[str] = mapped_column(String(64))
+    round: Mapped[int] = mapped_column(Integer)
     approver: Mapped[str] = mapped_column(String(64))
     principal: Mapped[str] = mapped_column(String(64))  # whom it counts for (delegations)
     delegation_id: Mapped[int | None] = mapped_column(ForeignKey("delegation.id"))
@@ -108,6 +117,7 @@ class Payout(Base):
     __table_args__ = (
         UniqueConstraint("settlement_id"),
         UniqueConstraint("journal_entry_id"),
+        UniqueConstraint("form", "document_number"),  # a document number is booked once
         ForeignKeyConstraint(
             ["settlement_id", "approved_hash"], ["settlement.id", "settlement.approved_hash"]
         ),

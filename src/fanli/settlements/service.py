@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.terms import Agreement, SettlementForm
 from fanli.audit.service import canonical_json, record
-from fanli.compliance.policy import Policy
+from fanli.compliance.policy import Policy, step_list
 from fanli.compliance.queries import policy_in_force
 from fanli.customers.credit_code import legal_entity_problem
 from fanli.customers.models import BankAccount, Customer
@@ -111,6 +111,17 @@ class Due:
     amount: Decimal
 
     @property
+    def period_total(self) -> Decimal:
+        """The rebate of the whole period so far: what earlier settlements paid plus this one."""
+        return sum((Decimal(line["rebate"]) for line in self.lines), Decimal(0))
+
+    @property
+    def approval_basis(self) -> Decimal:
+        """What approval bands and limits are judged on: the larger of this amount and the
+        period's total, so that settling a period in instalments never stays under a band."""
+        return max(abs(self.amount), abs(self.period_total))
+
+    @property
     def inputs(self) -> dict[str, Any]:
         return {"period_end": self.period_end, "lines": self.lines}
 
@@ -189,6 +200,13 @@ def compute_due(
                 "due": rebate - before,
             }
         )
+    ends = {row.period_end for row in rows}
+    if len(ends) > 1:
+        raise SettlementError(
+            f"the versions of {agreement_code} end the rebate period starting {period_start} on "
+            f"different days ({', '.join(sorted(str(end) for end in ends))}): settle them once "
+            "the versions agree"
+        )
     latest = session.get(AgreementVersion, max(row.version_id for row in rows))
     assert latest is not None
     return Due(
@@ -247,16 +265,17 @@ def _amount_problems(due: Due, policy: Policy, customer: Customer) -> list[str]:
             "does not allow claw-backs"
         )
     ceiling = policy.max_settlement_for(customer.segment)
-    if ceiling is not None and abs(due.amount) > ceiling:
+    if ceiling is not None and due.approval_basis > ceiling:
         problems.append(
-            f"{abs(due.amount)} is above the policy's largest settlement {ceiling} for segment "
+            f"{due.approval_basis} (this settlement, or the period's total with it) is above "
+            f"the policy's largest settlement {ceiling} for segment "
             f"{customer.segment or '(none)'}"
         )
     return problems
 
 
-def _steps(policy: Policy, amount: Decimal) -> list[dict[str, Any]]:
-    return [{"role": s.role.value, "count": s.count} for s in policy.settlement_steps(amount)]
+def _steps(policy: Policy, due: Due) -> list[dict[str, Any]]:
+    return step_list(policy.settlement_steps(due.approval_basis))
 
 
 def propose(
@@ -272,7 +291,12 @@ def propose(
 ) -> Settlement:
     """Propose the settlement of what is due for one agreement x beneficiary x period."""
     require(actor, Role.FINANCE, to="propose settlements")
-    request = {"agreement": agreement_code, "beneficiary": beneficiary, "period": period_start}
+    request = {
+        "agreement": agreement_code,
+        "beneficiary": beneficiary,
+        "period": period_start,
+        "actor": actor.code,
+    }
     replay = claim(session, idempotency_key, "settlement.propose", request, now)
     if replay is not None:
         return _settlement(session, replay["settlement_id"])
@@ -310,7 +334,8 @@ def propose(
         status=SettlementStatus.PROPOSED,
         inputs=canonical_inputs(due),
         inputs_hash=due.inputs_hash,
-        steps=_steps(policy, due.amount),
+        steps=_steps(policy, due),
+        approval_basis=due.approval_basis,
         policy_version=policy_version.version,
         open_key=open_key,
         proposed_by=actor.code,
@@ -401,7 +426,7 @@ def approvals(session: Session, settlement: Settlement) -> list[SettlementApprov
             select(SettlementApproval)
             .where(
                 SettlementApproval.settlement_id == settlement.id,
-                SettlementApproval.inputs_hash == settlement.inputs_hash,
+                SettlementApproval.round == settlement.round,
             )
             .order_by(SettlementApproval.id)
         )
@@ -430,7 +455,7 @@ def approval_slot(
     people = {a.approver for a in given} | {a.principal for a in given}
     if actor.code in people:
         return None
-    size = abs(settlement.amount)
+    size = settlement.approval_basis
     for step in settlement.steps:
         if sum(1 for a in given if a.role == step["role"]) >= step["count"]:
             continue
@@ -471,7 +496,8 @@ def approve(
     if slot is None:
         needed = ", ".join(missing_steps(settlement, given))
         raise PermissionDeniedError(
-            f"{actor.code} cannot approve settlement {settlement.id} of {abs(settlement.amount)}: "
+            f"{actor.code} cannot approve settlement {settlement.id} (approval basis "
+            f"{settlement.approval_basis}): "
             f"already approved by them, or no open step ({needed}) matches their roles and "
             "approval limit"
         )
@@ -479,6 +505,7 @@ def approve(
     approval = SettlementApproval(
         settlement_id=settlement.id,
         inputs_hash=settlement.inputs_hash,
+        round=settlement.round,
         approver=actor.code,
         principal=principal,
         delegation_id=delegation_id,
@@ -524,6 +551,7 @@ def reject(
     before = settlement.status
     settlement.status = SettlementStatus.REJECTED
     settlement.open_key = None
+    settlement.approved_hash = None  # nothing can be paid against it any more
     settlement.rejection_reason = reason.strip()
     settlement.decided_at = now
     session.flush()
@@ -572,7 +600,9 @@ def refresh(
     settlement.amount = due.amount
     settlement.inputs = canonical_inputs(due)
     settlement.inputs_hash = due.inputs_hash
-    settlement.steps = _steps(policy, due.amount)
+    settlement.steps = _steps(policy, due)
+    settlement.approval_basis = due.approval_basis
+    settlement.round += 1
     settlement.policy_version = policy_version.version
     settlement.status = SettlementStatus.PROPOSED
     settlement.approved_hash = None
@@ -621,6 +651,7 @@ def pay(
     """Pay an approved settlement in the agreement's form, with its journal entry."""
     request = {
         "settlement": settlement_id,
+        "actor": actor.code,
         "document_number": document_number,
         "original_invoices": sorted(original_invoices or []),
         "bank_account": bank_account_id,
@@ -709,7 +740,8 @@ def pay(
     session.flush()
     credit_id = None
     if form is SettlementForm.REBATE_BALANCE:
-        first = lines[0]
+        # The credit's journal key: the version line that carries most of the amount.
+        first = max(lines, key=lambda line: line.amount)
         balance_credit = BalanceCredit(
             customer_code=settlement.beneficiary,
             amount=settlement.amount,
@@ -762,6 +794,14 @@ def _form_problems(
         document_number and document_number.strip()
     ):
         problems.append(f"a {form.value} payout needs its document number")
+    if document_number:
+        booked = session.scalar(
+            select(Payout.id).where(
+                Payout.form == form.value, Payout.document_number == document_number
+            )
+        )
+        if booked is not None:
+            problems.append(f"{form.value} {document_number} is booked already (payout {booked})")
     if form is SettlementForm.RED_INVOICE and not original_invoices:
         problems.append("a red-letter invoice must reference the original invoice lines")
     if original_invoices:

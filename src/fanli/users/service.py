@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.kit.errors import FanliError
-from fanli.users.actor import Actor, Role, require
+from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.models import Delegation, User
 from fanli.users.queries import user_by_code
 
@@ -122,6 +122,12 @@ def delegate(
     The delegator grants it, or an administrator does."""
     if actor.code != delegator:
         require(actor, Role.ADMINISTRATOR, to=f"grant a delegation for {delegator}")
+        if actor.code == delegate_to:
+            # Nobody takes someone else's authority for themself.
+            raise PermissionDeniedError(
+                f"{actor.code} cannot grant themself {delegator}'s authority; {delegator} "
+                "grants it, or another administrator does"
+            )
     source = user_by_code(session, delegator)
     target = user_by_code(session, delegate_to)
     if source.id == target.id:

@@ -6,7 +6,7 @@ approvals existed.
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-27 12:32:24.878572
+Create Date: 2026-11-27 13:02:31.186783
 """
 
 from collections.abc import Sequence
@@ -74,6 +74,8 @@ def upgrade() -> None:
         sa.Column("inputs", sa.JSON(), nullable=False),
         sa.Column("inputs_hash", sa.String(length=64), nullable=False),
         sa.Column("steps", sa.JSON(), nullable=False),
+        sa.Column("approval_basis", fanli.db.base.Amount(precision=22, scale=4), nullable=False),
+        sa.Column("round", sa.Integer(), nullable=False),
         sa.Column("policy_version", sa.Integer(), nullable=False),
         sa.Column("approved_hash", sa.String(length=64), nullable=True),
         sa.Column("open_key", sa.String(length=200), nullable=True),
@@ -81,6 +83,10 @@ def upgrade() -> None:
         sa.Column("proposed_at", fanli.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("decided_at", fanli.db.base.UtcDateTime(timezone=True), nullable=True),
         sa.Column("rejection_reason", sa.String(length=500), nullable=True),
+        sa.CheckConstraint(
+            "approved_hash IS NULL OR status IN ('approved', 'paid')",
+            name=op.f("ck_settlement_approved_only"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement")),
         sa.UniqueConstraint("id", "approved_hash", name=op.f("uq_settlement_id_approved_hash")),
         sa.UniqueConstraint("open_key", name=op.f("uq_settlement_open_key")),
@@ -219,6 +225,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("settlement_id", sa.Integer(), nullable=False),
         sa.Column("inputs_hash", sa.String(length=64), nullable=False),
+        sa.Column("round", sa.Integer(), nullable=False),
         sa.Column("approver", sa.String(length=64), nullable=False),
         sa.Column("principal", sa.String(length=64), nullable=False),
         sa.Column("delegation_id", sa.Integer(), nullable=True),
@@ -237,15 +244,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_approval")),
         sa.UniqueConstraint(
             "settlement_id",
-            "inputs_hash",
+            "round",
             "approver",
-            name=op.f("uq_settlement_approval_settlement_id_inputs_hash_approver"),
+            name=op.f("uq_settlement_approval_settlement_id_round_approver"),
         ),
         sa.UniqueConstraint(
             "settlement_id",
-            "inputs_hash",
+            "round",
             "principal",
-            name=op.f("uq_settlement_approval_settlement_id_inputs_hash_principal"),
+            name=op.f("uq_settlement_approval_settlement_id_round_principal"),
         ),
     )
     with op.batch_alter_table("settlement_approval", schema=None) as batch_op:
@@ -321,6 +328,7 @@ def upgrade() -> None:
             name=op.f("fk_payout_settlement_id_settlement"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payout")),
+        sa.UniqueConstraint("form", "document_number", name=op.f("uq_payout_form_document_number")),
         sa.UniqueConstraint("journal_entry_id", name=op.f("uq_payout_journal_entry_id")),
         sa.UniqueConstraint("settlement_id", name=op.f("uq_payout_settlement_id")),
     )
