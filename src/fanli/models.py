@@ -6,11 +6,13 @@ from fanli.compliance.models import PolicyVersion
 from fanli.customers.models import (
     BankAccount,
     Customer,
+    CustomerAssignment,
     CustomerGroup,
     DueDiligenceRecord,
     GroupMembership,
 )
 from fanli.db.base import Base
+from fanli.interfaces.api.models import HttpIdempotency
 from fanli.ledger.models import (
     AccountingPeriod,
     AccrualRun,
@@ -28,7 +30,7 @@ from fanli.settlements.models import (
     SettlementApproval,
     SettlementLine,
 )
-from fanli.users.models import Delegation, User
+from fanli.users.models import ApiToken, Delegation, LoginAttempt, User, WebSession
 
 __all__ = [
     "AccountingPeriod",
@@ -36,20 +38,24 @@ __all__ = [
     "AgreementApproval",
     "AgreementRecord",
     "AgreementVersion",
+    "ApiToken",
     "AuditEvent",
     "BalanceCredit",
     "BalanceUse",
     "BankAccount",
     "Base",
     "Customer",
+    "CustomerAssignment",
     "CustomerGroup",
     "Delegation",
     "DueDiligenceRecord",
     "GroupMembership",
+    "HttpIdempotency",
     "IdempotencyRecord",
     "ImportBatch",
     "JournalEntry",
     "JournalLine",
+    "LoginAttempt",
     "Payout",
     "PolicyVersion",
     "Product",
@@ -57,4 +63,5 @@ __all__ = [
     "SettlementApproval",
     "SettlementLine",
     "User",
+    "WebSession",
 ]

@@ -90,3 +90,16 @@ class DueDiligenceRecord(Base):
     note: Mapped[str] = mapped_column(String(500), default="")
     recorded_by: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class CustomerAssignment(Base):
+    """A sales user looks after a customer: they see its data, and only theirs."""
+
+    __tablename__ = "customer_assignment"
+    __table_args__ = (UniqueConstraint("customer_id", "user_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    user_code: Mapped[str] = mapped_column(String(64), index=True)
+    assigned_by: Mapped[str] = mapped_column(String(64))
+    assigned_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -8,19 +8,34 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fanli.customers.models import BankAccount, Customer, DueDiligenceRecord
-from fanli.kit.errors import FanliError
+from fanli.customers.models import BankAccount, Customer, CustomerAssignment, DueDiligenceRecord
+from fanli.kit.errors import FanliError, NotFoundError
 
 
 class CustomerError(FanliError):
     code = "customer_error"
 
 
+class CustomerNotFoundError(CustomerError, NotFoundError):
+    code = "not_found"
+
+
 def customer_by_code(session: Session, code: str) -> Customer:
     customer = session.scalar(select(Customer).where(Customer.code == code))
     if customer is None:
-        raise CustomerError(f"there is no customer {code}")
+        raise CustomerNotFoundError(f"there is no customer {code}")
     return customer
+
+
+def assigned_codes(session: Session, user_code: str) -> set[str]:
+    """The customers assigned to a sales user."""
+    return set(
+        session.scalars(
+            select(Customer.code)
+            .join(CustomerAssignment, CustomerAssignment.customer_id == Customer.id)
+            .where(CustomerAssignment.user_code == user_code)
+        )
+    )
 
 
 def bank_accounts(session: Session, customer_code: str) -> list[BankAccount]:

@@ -12,7 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.customers.models import BankAccount, DueDiligenceKind, DueDiligenceRecord
+from fanli.customers.models import (
+    BankAccount,
+    CustomerAssignment,
+    DueDiligenceKind,
+    DueDiligenceRecord,
+)
 from fanli.customers.queries import CustomerError, customer_by_code
 from fanli.users.actor import Actor, Role, require
 
@@ -160,3 +165,34 @@ def add_due_diligence(
         now=now,
     )
     return entry
+
+
+def assign(
+    session: Session, customer_code: str, user_code: str, *, actor: Actor, now: dt.datetime
+) -> CustomerAssignment:
+    """Assign a customer to a sales user."""
+    require(actor, Role.ADMINISTRATOR, Role.FINANCE, to="assign customers")
+    customer = customer_by_code(session, customer_code)
+    if session.scalar(
+        select(CustomerAssignment.id).where(
+            CustomerAssignment.customer_id == customer.id,
+            CustomerAssignment.user_code == user_code,
+        )
+    ):
+        raise CustomerError(f"{customer_code} is assigned to {user_code} already")
+    row = CustomerAssignment(
+        customer_id=customer.id, user_code=user_code, assigned_by=actor.code, assigned_at=now
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        type="customer.assigned",
+        actor=actor.code,
+        entity_type="customer",
+        entity_id=customer_code,
+        inputs={"user": user_code},
+        outcome={"id": row.id},
+        now=now,
+    )
+    return row

@@ -1,4 +1,4 @@
-"""Users and delegations."""
+"""Users, delegations, browser sessions, API tokens and sign-in attempts."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class User(Base):
     customer_code: Mapped[str | None] = mapped_column(String(64))  # customer users: their entity
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2id; None: no sign-in
+    totp_secret: Mapped[str | None] = mapped_column(String(64))  # base32, once enrolled
 
 
 class Delegation(Base):
@@ -43,3 +45,47 @@ class Delegation(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class WebSession(Base):
+    """A browser session. The cookie holds a random token; only its sha256 is stored."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    second_factor: Mapped[bool] = mapped_column(Boolean, default=False)  # TOTP checked
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class ApiToken(Base):
+    """A token for an integration: scoped to some of its user's roles, expiring, revocable.
+    Only the sha256 of the token is stored; the token is shown once, when it is created."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime())
+
+
+class LoginAttempt(Base):
+    """Every sign-in attempt, for throttling per account and per source address."""
+
+    __tablename__ = "login_attempt"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_code: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), index=True)

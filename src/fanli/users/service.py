@@ -6,13 +6,13 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.kit.errors import FanliError
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
-from fanli.users.models import Delegation, User
+from fanli.users.models import Delegation, User, WebSession
 from fanli.users.queries import user_by_code
 
 BOOTSTRAP = "system"  # the actor recorded for the very first administrator
@@ -93,6 +93,12 @@ def disable_user(
     if not reason.strip():
         raise UserError("disabling a user needs a reason")
     user.active = False
+    # Their sessions end now, not at their next request.
+    session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user.id, WebSession.ended_at.is_(None))
+        .values(ended_at=now, end_reason="disabled")
+    )
     session.flush()
     record(
         session,

@@ -1,0 +1,71 @@
+"""One error shape for every failure: ``{"error": code, "detail": ...}`` with the right status.
+
+Expected failures are ``FanliError``s; their class decides the status. A request that does not
+match the schema is 422 with the field named. Anything else is a 500 with no detail (the cause
+goes to the log), and the unit of work has already rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fanli.kit.errors import FanliError, InputError, NotFoundError
+from fanli.settlements.idempotency import IdempotencyError, KeyReusedError
+from fanli.users.actor import PermissionDeniedError
+from fanli.users.auth import AuthError
+from fanli.users.queries import UnknownUserError
+
+log = logging.getLogger("fanli.api")
+
+# Most specific first.
+_STATUS: list[tuple[type[FanliError], int]] = [
+    (AuthError, 401),
+    (PermissionDeniedError, 403),
+    (NotFoundError, 404),
+    (UnknownUserError, 404),
+    (KeyReusedError, 422),
+    (IdempotencyError, 400),
+    (InputError, 422),
+]
+REFUSED = 409  # any other rule refused the request in the state it found
+
+
+def status_of(error: FanliError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return REFUSED
+
+
+def error_body(code: str, detail: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(FanliError)
+    async def _fanli(_request: Request, error: FanliError) -> JSONResponse:
+        return JSONResponse(error_body(error.code, str(error)), status_code=status_of(error))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
+            for e in error.errors()
+        ]
+        return JSONResponse(error_body("invalid_input", problems), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse(error_body(code, error.detail), status_code=error.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(_request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=error)
+        return JSONResponse(error_body("internal_error", "see the server log"), status_code=500)

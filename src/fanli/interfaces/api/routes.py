@@ -1,0 +1,327 @@
+"""The routes. Each parses its input, calls one service or query, and returns its result; the
+business rules live in the services. Object-level checks answer another customer's id exactly
+as a missing one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select
+
+from fanli.audit.models import AuditEvent
+from fanli.compliance.queries import policy_versions
+from fanli.customers.models import Customer
+from fanli.customers.queries import customer_by_code
+from fanli.kit.errors import InputError, NotFoundError
+from fanli.settlements import service as settlements
+from fanli.settlements.models import Settlement, SettlementStatus
+from fanli.settlements.queries import settlements as list_settlements
+from fanli.settlements.queries import waiting_for
+from fanli.users.actor import Actor, Role
+from fanli.users.auth import Outcome, create_token, revoke_token, sign_in, sign_out
+
+from .deps import (
+    SESSION_COOKIE,
+    Authorized,
+    Caller,
+    Db,
+    Facts,
+    check_customer,
+    credential,
+    now_utc,
+    visible_customers,
+)
+from .errors import error_body
+from .schemas import (
+    CustomerOut,
+    EventOut,
+    Me,
+    Page,
+    PayoutOut,
+    PayRequest,
+    PolicyOut,
+    ProposeRequest,
+    RejectRequest,
+    SettlementOut,
+    SignInRequest,
+    TokenCreated,
+    TokenRequest,
+)
+
+router = APIRouter(prefix="/api")
+
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description="Required: a retry with the same key and body returns the first response.",
+    ),
+]
+
+
+# ---- sign-in ----------------------------------------------------------------------------------
+
+
+@router.post("/session", response_model=Me, responses={401: {}, 429: {}})
+def create_session(
+    body: SignInRequest, request: Request, response: Response, session: Db
+) -> Me | JSONResponse:
+    """Sign in; the session cookie is Secure, HttpOnly and SameSite=Strict. A refusal is a
+    response, not an exception, so that the recorded attempt commits (throttling counts it)."""
+    source = request.client.host if request.client else "unknown"
+    result = sign_in(
+        session, body.user, body.password, totp_code=body.totp, source=source, now=now_utc()
+    )
+    if result.outcome is Outcome.THROTTLED:
+        return JSONResponse(
+            error_body("throttled", "too many failed sign-ins; wait 15 minutes"), status_code=429
+        )
+    if result.outcome is not Outcome.SIGNED_IN or result.actor is None:
+        return JSONResponse(
+            error_body("unauthenticated", "wrong user, password or second-factor code"),
+            status_code=401,
+        )
+    assert result.token is not None
+    response.set_cookie(
+        SESSION_COOKIE,
+        result.token,
+        httponly=True,
+        secure=True,
+        samesite="strict",
+        path="/",
+    )
+    return _me(result.actor, result.csrf_token)
+
+
+@router.delete("/session", status_code=204)
+def end_session(request: Request, who: Caller, _access: Authorized, session: Db) -> Response:
+    found = credential(request)
+    if found and found[0] == "cookie":
+        sign_out(session, found[1], now=now_utc())
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _me(actor: Actor, csrf: str | None) -> Me:
+    return Me(
+        code=actor.code,
+        roles=sorted(role.value for role in actor.roles),
+        customer=actor.customer_code,
+        approval_limit=actor.approval_limit,
+        csrf_token=csrf,
+    )
+
+
+@router.get("/me", response_model=Me)
+def me(who: Caller, _access: Authorized) -> Me:
+    return _me(who.actor, who.csrf_token)
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201)
+def new_token(body: TokenRequest, access: Authorized, session: Db) -> TokenCreated:
+    roles = []
+    for name in body.roles:
+        try:
+            roles.append(Role(name))
+        except ValueError:
+            raise InputError(f"unknown role {name!r}", field="roles") from None
+    token, row = create_token(
+        session, name=body.name, roles=roles, days=body.days, actor=access.actor, now=now_utc()
+    )
+    return TokenCreated(id=row.id, token=token, roles=row.roles, expires_at=row.expires_at)
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def delete_token(token_id: int, access: Authorized, session: Db) -> Response:
+    revoke_token(session, token_id, actor=access.actor, now=now_utc())
+    return Response(status_code=204)
+
+
+# ---- customers --------------------------------------------------------------------------------
+
+
+@router.get("/customers", response_model=Page[CustomerOut])
+def customers(
+    access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    segment: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[CustomerOut]:
+    query = select(Customer)
+    visible = visible_customers(session, access)
+    if visible is not None:
+        query = query.where(Customer.code.in_(sorted(visible)))
+    if segment is not None:
+        query = query.where(Customer.segment == segment)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Customer.code).offset(offset).limit(limit)).all()
+    return Page[CustomerOut](
+        items=[CustomerOut.model_validate(row) for row in rows],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
+
+
+@router.get("/customers/{code}", response_model=CustomerOut, responses={404: {}})
+def customer(code: str, access: Authorized, session: Db) -> CustomerOut:
+    check_customer(session, access, code, f"customer {code}")
+    return CustomerOut.model_validate(customer_by_code(session, code))
+
+
+# ---- settlements ------------------------------------------------------------------------------
+
+
+def _visible_settlement(session: Db, access: Authorized, settlement_id: int) -> Settlement:
+    found = session.get(Settlement, settlement_id)
+    if found is None:
+        raise NotFoundError(f"there is no settlement {settlement_id}")
+    check_customer(session, access, found.beneficiary, f"settlement {settlement_id}")
+    return found
+
+
+@router.get("/settlements", response_model=Page[SettlementOut])
+def settlement_list(  # noqa: PLR0917 - FastAPI maps parameters to query and dependencies
+    access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    status: Annotated[SettlementStatus | None, Query()] = None,
+    beneficiary: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[SettlementOut]:
+    rows = list_settlements(session, status=status, beneficiary=beneficiary)
+    visible = visible_customers(session, access)
+    if visible is not None:
+        rows = [row for row in rows if row.beneficiary in visible]
+    return Page[SettlementOut](
+        items=[SettlementOut.model_validate(row) for row in rows[offset : offset + limit]],
+        total=len(rows),
+        offset=offset,
+        limit=limit,
+    )
+
+
+@router.get("/settlements/waiting", response_model=list[SettlementOut])
+def settlements_waiting(access: Authorized, session: Db) -> list[SettlementOut]:
+    found = waiting_for(session, access.actor, now_utc().date())
+    return [SettlementOut.model_validate(row) for row in found.settlements]
+
+
+@router.get("/settlements/{settlement_id}", response_model=SettlementOut, responses={404: {}})
+def settlement(settlement_id: int, access: Authorized, session: Db) -> SettlementOut:
+    return SettlementOut.model_validate(_visible_settlement(session, access, settlement_id))
+
+
+@router.post("/settlements", response_model=SettlementOut, status_code=201)
+def propose(
+    body: ProposeRequest,
+    access: Authorized,
+    session: Db,
+    store: Facts,
+    idempotency_key: IdempotencyKey = None,
+) -> SettlementOut:
+    """Propose the period-to-date settlement. Needs an ``Idempotency-Key``."""
+    created = settlements.propose(
+        session,
+        store,
+        agreement_code=body.agreement,
+        beneficiary=body.beneficiary,
+        period_start=body.period_start,
+        idempotency_key=idempotency_key,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return SettlementOut.model_validate(created)
+
+
+@router.post("/settlements/{settlement_id}/approvals", response_model=SettlementOut)
+def approve(
+    settlement_id: int,
+    access: Authorized,
+    session: Db,
+    store: Facts,
+    idempotency_key: IdempotencyKey = None,
+) -> SettlementOut:
+    """Approve one step. Needs an ``Idempotency-Key``."""
+    _visible_settlement(session, access, settlement_id)
+    done = settlements.approve(
+        session,
+        store,
+        settlement_id,
+        idempotency_key=idempotency_key,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return SettlementOut.model_validate(done)
+
+
+@router.post("/settlements/{settlement_id}/rejection", response_model=SettlementOut)
+def reject(
+    settlement_id: int, body: RejectRequest, access: Authorized, session: Db
+) -> SettlementOut:
+    _visible_settlement(session, access, settlement_id)
+    done = settlements.reject(
+        session, settlement_id, reason=body.reason, actor=access.actor, now=now_utc()
+    )
+    return SettlementOut.model_validate(done)
+
+
+@router.post("/settlements/{settlement_id}/payout", response_model=PayoutOut, status_code=201)
+def pay(  # noqa: PLR0917 - FastAPI maps parameters to path, body and dependencies
+    settlement_id: int,
+    body: PayRequest,
+    access: Authorized,
+    session: Db,
+    store: Facts,
+    idempotency_key: IdempotencyKey = None,
+) -> PayoutOut:
+    """Pay an approved settlement in its agreement's form. Needs an ``Idempotency-Key``."""
+    _visible_settlement(session, access, settlement_id)
+    payout = settlements.pay(
+        session,
+        store,
+        settlement_id,
+        idempotency_key=idempotency_key,
+        document_number=body.document_number,
+        original_invoices=body.original_invoices,
+        bank_account_id=body.bank_account_id,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return PayoutOut.model_validate(payout)
+
+
+# ---- policy and audit -------------------------------------------------------------------------
+
+
+@router.get("/policy", response_model=list[PolicyOut])
+def policy(_access: Authorized, session: Db) -> list[PolicyOut]:
+    return [PolicyOut.model_validate(version) for version in policy_versions(session)]
+
+
+@router.get("/audit/events", response_model=Page[EventOut])
+def audit_events(
+    _access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 100,
+    type: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[EventOut]:
+    query = select(AuditEvent)
+    if type is not None:
+        query = query.where(AuditEvent.type == type)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEvent.seq).offset(offset).limit(limit)).all()
+    return Page[EventOut](
+        items=[EventOut.model_validate(row) for row in rows],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )

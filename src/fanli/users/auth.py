@@ -1,0 +1,357 @@
+"""Sign-in: passwords (argon2id), the TOTP second factor, browser sessions, API tokens, throttling.
+
+- A password is stored as an argon2id hash and never leaves this module.
+- Users holding a role that moves or approves money (approver, finance, administrator) sign in
+  with a TOTP code as well; they cannot sign in until a second factor is enrolled.
+- A session token and an API token are random; only their sha256 is stored, so a copy of the
+  database signs nobody in.
+- Sign-in is throttled per account (5 failures in 15 minutes) and per source address (20):
+  further attempts are refused before the password is even checked.
+- A session ends on sign-out, after 30 idle minutes, after 12 hours, and when its user is
+  disabled. An API token carries some of its user's roles, expires, and can be revoked.
+
+Failed sign-ins do not raise: ``sign_in`` records the attempt and returns the outcome, so the
+edge can commit the record and answer 401 without telling which part was wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from fanli.audit.service import record
+from fanli.kit.errors import FanliError
+from fanli.users.actor import Actor, Role, require
+from fanli.users.models import ApiToken, LoginAttempt, User, WebSession
+from fanli.users.queries import as_actor, user_by_code
+
+SECOND_FACTOR_ROLES = frozenset({Role.APPROVER, Role.FINANCE, Role.ADMINISTRATOR})
+IDLE_TIMEOUT = dt.timedelta(minutes=30)
+SESSION_LIFETIME = dt.timedelta(hours=12)
+THROTTLE_WINDOW = dt.timedelta(minutes=15)
+MAX_ACCOUNT_FAILURES = 5
+MAX_SOURCE_FAILURES = 20
+MIN_PASSWORD_LENGTH = 12
+MAX_TOKEN_DAYS = 366
+
+_HASHER = PasswordHasher()
+# Verified against when the account does not exist, so that timing does not reveal it.
+_DUMMY_HASH = _HASHER.hash("fanli: no such account")
+
+
+class AuthError(FanliError):
+    code = "unauthenticated"
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def needs_second_factor(roles: list[str] | frozenset[Role]) -> bool:
+    return any(Role(role) in SECOND_FACTOR_ROLES for role in roles)
+
+
+def set_password(
+    session: Session, code: str, password: str, *, actor: Actor, now: dt.datetime
+) -> None:
+    """Set a user's password: the user themself, or an administrator."""
+    if actor.code != code:
+        require(actor, Role.ADMINISTRATOR, to=f"set the password of {code}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+    user = user_by_code(session, code)
+    user.password_hash = _HASHER.hash(password)
+    _end_sessions(session, user.id, reason="password", now=now)
+    session.flush()
+    record(
+        session,
+        type="user.password.set",
+        actor=actor.code,
+        entity_type="user",
+        entity_id=code,
+        inputs={},
+        outcome={"sessions_ended": True},
+        now=now,
+    )
+
+
+def enrol_second_factor(session: Session, code: str, *, actor: Actor, now: dt.datetime) -> str:
+    """Give a user a new TOTP secret (returned once, to show as a QR code or type into an
+    authenticator app). An administrator provisions it, or the user renews their own."""
+    if actor.code != code:
+        require(actor, Role.ADMINISTRATOR, to=f"enrol a second factor for {code}")
+    user = user_by_code(session, code)
+    user.totp_secret = pyotp.random_base32()
+    _end_sessions(session, user.id, reason="second_factor", now=now)
+    session.flush()
+    record(
+        session,
+        type="user.second_factor.enrolled",
+        actor=actor.code,
+        entity_type="user",
+        entity_id=code,
+        inputs={},
+        outcome={"enrolled": True},
+        now=now,
+    )
+    return user.totp_secret
+
+
+def provisioning_uri(secret: str, code: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=code, issuer_name="Fanli")
+
+
+class Outcome(StrEnum):
+    SIGNED_IN = "signed_in"
+    REFUSED = "refused"  # wrong account, password or code: one answer for all three
+    THROTTLED = "throttled"
+
+
+@dataclass(frozen=True)
+class SignIn:
+    outcome: Outcome
+    token: str | None = None  # the session cookie's value, on success
+    csrf_token: str | None = None
+    actor: Actor | None = None
+
+
+def _failures(session: Session, column: Any, value: str, since: dt.datetime) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(LoginAttempt)
+            .where(
+                column == value,
+                LoginAttempt.succeeded.is_(False),
+                LoginAttempt.at >= since,
+            )
+        )
+        or 0
+    )
+
+
+def sign_in(
+    session: Session,
+    code: str,
+    password: str,
+    *,
+    totp_code: str | None,
+    source: str,
+    now: dt.datetime,
+) -> SignIn:
+    """Check a sign-in; on success open a session. Every attempt is recorded."""
+    since = now - THROTTLE_WINDOW
+    if (
+        _failures(session, LoginAttempt.user_code, code, since) >= MAX_ACCOUNT_FAILURES
+        or _failures(session, LoginAttempt.source, source, since) >= MAX_SOURCE_FAILURES
+    ):
+        _attempt(session, code, source, succeeded=False, reason="throttled", now=now)
+        return SignIn(Outcome.THROTTLED)
+    user = session.scalar(select(User).where(User.code == code))
+    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    try:
+        password_ok = _HASHER.verify(stored, password) and stored is not _DUMMY_HASH
+    except (VerificationError, InvalidHashError):
+        password_ok = False
+    ok = password_ok and user is not None and user.active
+    if ok and user is not None and needs_second_factor(user.roles):
+        ok = bool(
+            user.totp_secret
+            and totp_code
+            and pyotp.TOTP(user.totp_secret).verify(totp_code, for_time=now, valid_window=1)
+        )
+    if not ok or user is None:
+        _attempt(session, code, source, succeeded=False, reason="refused", now=now)
+        return SignIn(Outcome.REFUSED)
+    if _HASHER.check_needs_rehash(stored):
+        user.password_hash = _HASHER.hash(password)
+    token = secrets.token_urlsafe(32)
+    web = WebSession(
+        token_sha256=digest(token),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        second_factor=needs_second_factor(user.roles),
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(web)
+    _attempt(session, code, source, succeeded=True, reason="signed_in", now=now)
+    return SignIn(Outcome.SIGNED_IN, token, web.csrf_token, as_actor(user))
+
+
+def _attempt(
+    session: Session, code: str, source: str, *, succeeded: bool, reason: str, now: dt.datetime
+) -> None:
+    session.add(LoginAttempt(user_code=code[:64], source=source[:64], succeeded=succeeded, at=now))
+    session.flush()
+    record(
+        session,
+        type="user.signed_in" if succeeded else "user.sign_in_refused",
+        actor=code[:64],
+        entity_type="user",
+        entity_id=code[:64],
+        inputs={"source": source[:64]},
+        outcome={"result": reason},
+        now=now,
+    )
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    actor: Actor
+    csrf_token: str | None  # browser sessions: the token state-changing requests must echo
+    session_id: int | None
+    token_id: int | None
+
+
+def session_actor(session: Session, token: str, *, now: dt.datetime) -> Authenticated:
+    """The user of a browser session; an ended, idle, expired or disabled one is refused (and
+    ended, so that it cannot come back)."""
+    web = session.scalar(select(WebSession).where(WebSession.token_sha256 == digest(token)))
+    if web is None or web.ended_at is not None:
+        raise AuthError("sign in first")
+    user = session.get(User, web.user_id)
+    assert user is not None
+    reason = None
+    if not user.active:
+        reason = "disabled"
+    elif now - web.last_seen_at > IDLE_TIMEOUT:
+        reason = "idle"
+    elif now - web.created_at > SESSION_LIFETIME:
+        reason = "expired"
+    if reason:
+        web.ended_at = now
+        web.end_reason = reason
+        session.flush()
+        raise AuthError(f"the session has ended ({reason}); sign in again")
+    if now - web.last_seen_at > dt.timedelta(minutes=1):  # one write a minute, not per request
+        web.last_seen_at = now
+    return Authenticated(as_actor(user), web.csrf_token, web.id, None)
+
+
+def sign_out(session: Session, token: str, *, now: dt.datetime) -> None:
+    web = session.scalar(select(WebSession).where(WebSession.token_sha256 == digest(token)))
+    if web is None or web.ended_at is not None:
+        return
+    web.ended_at = now
+    web.end_reason = "logout"
+    user = session.get(User, web.user_id)
+    assert user is not None
+    session.flush()
+    record(
+        session,
+        type="user.signed_out",
+        actor=user.code,
+        entity_type="web_session",
+        entity_id=web.id,
+        inputs={},
+        outcome={"reason": "logout"},
+        now=now,
+    )
+
+
+def _end_sessions(session: Session, user_id: int, *, reason: str, now: dt.datetime) -> None:
+    session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user_id, WebSession.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason)
+    )
+
+
+def create_token(
+    session: Session,
+    *,
+    name: str,
+    roles: list[Role],
+    days: int,
+    actor: Actor,
+    now: dt.datetime,
+) -> tuple[str, ApiToken]:
+    """An API token for the actor, carrying ``roles`` (a subset of theirs). The token itself
+    is returned once; only its hash is kept."""
+    if not roles:
+        raise AuthError("a token carries at least one role")
+    if not set(roles) <= set(actor.roles):
+        extra = ", ".join(sorted(role.value for role in set(roles) - set(actor.roles)))
+        raise AuthError(f"{actor.code} cannot give a token roles they do not hold: {extra}")
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise AuthError(f"a token lives between 1 and {MAX_TOKEN_DAYS} days")
+    if not name.strip():
+        raise AuthError("a token needs a name (what uses it)")
+    token = "fanli_" + secrets.token_urlsafe(32)
+    row = ApiToken(
+        token_sha256=digest(token),
+        user_id=actor.id,
+        name=name.strip(),
+        roles=sorted(role.value for role in roles),
+        created_at=now,
+        expires_at=now + dt.timedelta(days=days),
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        type="user.token.created",
+        actor=actor.code,
+        entity_type="api_token",
+        entity_id=row.id,
+        inputs={"name": row.name, "roles": row.roles, "days": days},
+        outcome={"expires_at": row.expires_at},
+        now=now,
+    )
+    return token, row
+
+
+def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datetime) -> ApiToken:
+    row = session.get(ApiToken, token_id)
+    if row is None or (row.user_id != actor.id and not actor.has(Role.ADMINISTRATOR)):
+        raise AuthError(f"there is no token {token_id} of yours")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        session.flush()
+        record(
+            session,
+            type="user.token.revoked",
+            actor=actor.code,
+            entity_type="api_token",
+            entity_id=row.id,
+            inputs={},
+            outcome={"revoked_at": now},
+            now=now,
+        )
+    return row
+
+
+def token_actor(session: Session, token: str, *, now: dt.datetime) -> Authenticated:
+    """The user of an API token, with the token's roles (only those the user still holds)."""
+    row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == digest(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise AuthError("the token is unknown, expired or revoked")
+    user = session.get(User, row.user_id)
+    assert user is not None
+    if not user.active:
+        raise AuthError("the token's user is disabled")
+    held = as_actor(user)
+    roles = frozenset(Role(role) for role in row.roles) & held.roles
+    return Authenticated(
+        Actor(
+            id=held.id,
+            code=held.code,
+            roles=roles,
+            approval_limit=held.approval_limit,
+            customer_code=held.customer_code,
+        ),
+        None,
+        None,
+        row.id,
+    )

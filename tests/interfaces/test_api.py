@@ -1,0 +1,257 @@
+"""The HTTP API over a real SQLite store: sign-in (password, second factor, throttling, sessions,
+CSRF), API tokens, the error shape, money as strings, object-level 404s, and Idempotency-Key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from fanli.agreements.service import add_version
+from fanli.config import Settings
+from fanli.db.migrate import upgrade
+from fanli.db.session import make_engine, session_factory, unit_of_work
+from fanli.interfaces.api.app import create_app
+from fanli.ledger.service import accrue
+from fanli.sales.service import import_customers, import_products, import_sales
+from fanli.sales.store import FactStore
+from fanli.users.auth import enrol_second_factor, set_password
+from fanli.users.models import WebSession
+from fanli.users.service import create_user, disable_user
+from store.builders import (
+    activate,
+    customers_file,
+    people,
+    percent_agreement,
+    products_file,
+    sales_file,
+)
+from store.conftest import NOW
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Api:
+    client: TestClient
+    sessions: Any
+    secrets: dict[str, str]
+    who: dict[str, Any]
+
+    def sign_in(self, user: str, *, totp: bool = True, password: str = PASSWORD) -> Any:
+        body: dict[str, Any] = {"user": user, "password": password}
+        if totp and user in self.secrets:
+            body["totp"] = pyotp.TOTP(self.secrets[user]).now()
+        return self.client.post("/api/session", json=body)
+
+    def token(self, user: str, roles: list[str]) -> str:
+        self.client.cookies.clear()
+        signed = self.sign_in(user)
+        assert signed.status_code == 200, signed.text
+        made = self.client.post(
+            "/api/tokens",
+            json={"name": "test", "roles": roles, "days": 30},
+            headers={"X-CSRF-Token": signed.json()["csrf_token"]},
+        )
+        assert made.status_code == 201, made.text
+        self.client.cookies.clear()
+        return str(made.json()["token"])
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings(data_dir=tmp_path / "data")
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    facts = FactStore(settings.facts_dir)
+    secrets: dict[str, str] = {}
+    with unit_of_work(sessions) as session:
+        who = people(session, NOW)
+        create_user(
+            session,
+            "c1",
+            name="C1 buyer",
+            roles=["customer"],
+            customer_code="C1",
+            actor=who["admin"],
+            now=NOW,
+        )
+        for code in ("admin", "sam", "fay", "fred", "amy", "abe", "cora", "ivan", "eve", "c1"):
+            set_password(session, code, PASSWORD, actor=who["admin"], now=NOW)
+        for code in ("admin", "fay", "fred", "amy", "abe"):
+            secrets[code] = enrol_second_factor(session, code, actor=who["admin"], now=NOW)
+        import_customers(session, facts, customers_file(tmp_path), actor=who["fay"], now=NOW)
+        import_products(session, facts, products_file(tmp_path), actor=who["fay"], now=NOW)
+        activate(
+            session,
+            add_version(session, percent_agreement(), actor=who["sam"], now=NOW).id,
+            now=NOW,
+        )
+    lines = [
+        ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
+        ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+    ]
+    with unit_of_work(sessions) as session:
+        import_sales(
+            session, facts, sales_file(tmp_path, "s.csv", lines), actor=who["fay"], now=NOW
+        )
+    with unit_of_work(sessions) as session:
+        accrue(session, facts, as_of=dt.date(2026, 3, 31), actor=who["fay"], now=NOW)
+    client = TestClient(create_app(settings), base_url="https://testserver")
+    yield Api(client, sessions, secrets, who)
+    client.close()
+    engine.dispose()
+
+
+def test_sign_in_needs_the_password_and_for_approvers_a_second_factor(api: Api) -> None:
+    wrong = api.sign_in("amy", password="nope nope nope")
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "unauthenticated")
+    assert api.sign_in("amy", totp=False).status_code == 401  # approver: TOTP required
+    assert api.sign_in("nobody").json() == wrong.json()  # no account: the same answer
+    signed = api.sign_in("amy")
+    assert signed.status_code == 200
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "secure" in cookie
+    assert "samesite=strict" in cookie
+    me = api.client.get("/api/me").json()
+    assert (me["code"], me["roles"], me["approval_limit"]) == ("amy", ["approver"], "20000.00")
+    # A state-changing request with the cookie needs the CSRF token.
+    refused = api.client.post("/api/tokens", json={"name": "x", "roles": ["approver"], "days": 1})
+    assert (refused.status_code, refused.json()["error"]) == (403, "forbidden")
+    assert (
+        api.client.delete("/api/session", headers={"X-CSRF-Token": me["csrf_token"]}).status_code
+        == 204
+    )
+    assert api.client.get("/api/me").status_code == 401
+
+
+def test_sign_in_is_throttled_per_account(api: Api) -> None:
+    for _ in range(5):
+        assert api.sign_in("sam", password="wrong password!").status_code == 401
+    throttled = api.sign_in("sam")
+    assert (throttled.status_code, throttled.json()["error"]) == (429, "throttled")
+    assert api.sign_in("cora").status_code == 200  # another account is not affected
+
+
+def test_sessions_end_when_idle_and_when_the_user_is_disabled(api: Api) -> None:
+    assert api.sign_in("sam").status_code == 200
+    with unit_of_work(api.sessions) as session:
+        session.execute(
+            update(WebSession).values(last_seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        )
+    ended = api.client.get("/api/me")
+    assert (ended.status_code, "idle" in ended.json()["detail"]) == (401, True)
+    assert api.sign_in("cora").status_code == 200
+    with unit_of_work(api.sessions) as session:
+        disable_user(session, "cora", reason="left", actor=api.who["admin"], now=NOW)
+    assert api.client.get("/api/me").status_code == 401
+
+
+def test_tokens_carry_some_roles_and_can_be_revoked(api: Api) -> None:
+    token = api.token("fay", ["finance"])
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert api.client.get("/api/me", headers=bearer).json()["roles"] == ["finance"]
+    signed = api.sign_in("fay")
+    csrf = {"X-CSRF-Token": signed.json()["csrf_token"]}
+    too_much = api.client.post(
+        "/api/tokens", json={"name": "x", "roles": ["approver"], "days": 1}, headers=csrf
+    )
+    assert too_much.status_code == 401  # fay does not hold approver
+    token_id = api.client.get("/api/me", headers=bearer).status_code
+    assert token_id == 200
+    assert api.client.delete("/api/tokens/1", headers=csrf).status_code == 204
+    api.client.cookies.clear()
+    assert api.client.get("/api/me", headers=bearer).status_code == 401
+
+
+def test_money_is_a_string_and_moving_it_needs_a_key(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    body = {"agreement": "A1", "beneficiary": "C1", "period_start": "2026-01-01"}
+    missing = api.client.post("/api/settlements", json=body, headers=fay)
+    assert (missing.status_code, missing.json()["error"]) == (400, "idempotency_key_missing")
+    first = api.client.post("/api/settlements", json=body, headers={**fay, "Idempotency-Key": "k1"})
+    assert first.status_code == 201, first.text
+    assert first.json()["amount"] == "200.00"
+    again = api.client.post("/api/settlements", json=body, headers={**fay, "Idempotency-Key": "k1"})
+    assert (again.status_code, again.content) == (201, first.content)  # byte for byte
+    other = api.client.post(
+        "/api/settlements",
+        json={**body, "beneficiary": "C2"},
+        headers={**fay, "Idempotency-Key": "k1"},
+    )
+    assert (other.status_code, other.json()["error"]) == (422, "idempotency_key_reused")
+    # Approve and pay through the API, each with its own key.
+    amy = {"Authorization": f"Bearer {api.token('amy', ['approver'])}"}
+    sid = first.json()["id"]
+    approved = api.client.post(
+        f"/api/settlements/{sid}/approvals", headers={**amy, "Idempotency-Key": "a1"}
+    )
+    assert approved.json()["status"] == "approved"
+    paid = api.client.post(
+        f"/api/settlements/{sid}/payout",
+        json={"document_number": "CN-1"},
+        headers={**fay, "Idempotency-Key": "p1"},
+    )
+    assert (paid.status_code, paid.json()["amount"], paid.json()["form"]) == (
+        201,
+        "200.00",
+        "credit_note",
+    )
+    refused = api.client.post(
+        f"/api/settlements/{sid}/payout",
+        json={"document_number": "CN-2"},
+        headers={**fay, "Idempotency-Key": "p2"},
+    )
+    assert refused.json() == {
+        "error": "transition_refused",
+        "detail": f"settlement {sid} is paid: it cannot be paid",
+    }
+    assert refused.status_code == 409
+    assert Decimal(json.loads(paid.content)["amount"]) == Decimal("200.00")
+
+
+def test_another_customers_object_is_the_same_404_as_a_missing_one(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    for beneficiary, key in (("C1", "x1"), ("C2", "x2")):
+        made = api.client.post(
+            "/api/settlements",
+            json={"agreement": "A1", "beneficiary": beneficiary, "period_start": "2026-01-01"},
+            headers={**fay, "Idempotency-Key": key},
+        )
+        assert made.status_code == 201
+    assert api.sign_in("c1").status_code == 200
+    mine = api.client.get("/api/settlements").json()
+    assert [(s["beneficiary"], s["amount"]) for s in mine["items"]] == [("C1", "200.00")]
+    other = api.client.get("/api/settlements/2")
+    missing = api.client.get("/api/settlements/99")
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["error"] == missing.json()["error"] == "not_found"
+    assert other.json()["detail"] == "there is no settlement 2"
+    assert api.client.get("/api/customers/C2").json() == {
+        "error": "not_found",
+        "detail": "there is no customer C2",
+    }
+    assert api.client.get("/api/customers/C1").json()["legal_name"] == "上海华东食品贸易有限公司"
+
+
+def test_a_bad_request_names_the_field(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    bad = api.client.post(
+        "/api/settlements",
+        json={"agreement": "A1", "beneficiary": "C1", "period_start": "yesterday"},
+        headers={**fay, "Idempotency-Key": "bad"},
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"] == "invalid_input"
+    assert bad.json()["detail"][0]["field"] == "body.period_start"

@@ -1,0 +1,145 @@
+"""Every route x every role x own/other object against ``authorization.yaml``.
+
+A route missing from the matrix fails here. A role the matrix does not list gets the matrix's
+403; a listed role never does. Where the matrix narrows a role to its own or assigned
+customers, their objects answer and another customer's answer 404, exactly as a missing one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from fanli.customers.service import assign
+from fanli.db.session import unit_of_work
+from fanli.interfaces.api.deps import matrix, scope_for
+from fanli.settlements import service as settlements
+from fanli.users.actor import Actor, Role
+from fanli.users.auth import create_token
+from fanli.users.queries import actor
+from interfaces.test_api import Api, api
+from store.conftest import NOW
+
+__all__ = ["api"]
+
+# One user per role (c1 is C1's buyer; sam is assigned C1).
+USERS = {
+    Role.SALES: "sam",
+    Role.FINANCE: "fred",
+    Role.APPROVER: "abe",
+    Role.COMPLIANCE: "cora",
+    Role.INTERNAL_AUDITOR: "ivan",
+    Role.EXTERNAL_AUDITOR: "eve",
+    Role.CUSTOMER: "c1",
+    Role.ADMINISTRATOR: "admin",
+}
+BODIES: dict[str, dict[str, Any]] = {
+    "POST /api/session": {"user": "x", "password": "y"},
+    "POST /api/tokens": {"name": "t", "roles": ["sales"], "days": 1},
+    "POST /api/settlements": {"agreement": "A1", "beneficiary": "C1", "period_start": "2026-01-01"},
+    "POST /api/settlements/{settlement_id}/rejection": {"reason": "no"},
+    "POST /api/settlements/{settlement_id}/payout": {"document_number": "CN-1"},
+}
+
+
+def _routes(api: Api) -> list[str]:
+    """Every operation the published OpenAPI document lists."""
+    paths = api.client.get("/api/openapi.json").json()["paths"]
+    return sorted(f"{method.upper()} {path}" for path, item in paths.items() for method in item)
+
+
+def test_every_route_is_in_the_matrix(api: Api) -> None:
+    assert _routes(api) == sorted(matrix())
+
+
+def _tokens(api: Api) -> dict[Role, str]:
+    tokens = {}
+    with unit_of_work(api.sessions) as session:
+        assign(session, "C1", "sam", actor=api.who["admin"], now=NOW)
+        for role, code in USERS.items():
+            holder = actor(session, code)
+            assert role in holder.roles
+            token, _row = create_token(
+                session, name="matrix", roles=[role], days=1, actor=holder, now=NOW
+            )
+            tokens[role] = token
+    return tokens
+
+
+def _settlements(api: Api) -> dict[str, int]:
+    """A proposed settlement for C1 (own) and one for C2 (other)."""
+    ids = {}
+    with unit_of_work(api.sessions) as session:
+        for which, beneficiary in (("own", "C1"), ("other", "C2")):
+            ids[which] = settlements.propose(
+                session,
+                api.client.app.state.facts,  # type: ignore[attr-defined]
+                agreement_code="A1",
+                beneficiary=beneficiary,
+                period_start=NOW.date().replace(month=1, day=1),
+                idempotency_key=f"matrix-{which}",
+                actor=api.who["fay"],
+                now=NOW,
+            ).id
+    return ids
+
+
+def _path(template: str, which: str, ids: dict[str, int]) -> str:
+    return (
+        template.replace("{code}", "C1" if which == "own" else "C2")
+        .replace("{settlement_id}", str(ids[which]))
+        .replace("{token_id}", "999")
+    )
+
+
+def test_every_route_for_every_role(api: Api) -> None:
+    tokens = _tokens(api)
+    ids = _settlements(api)
+    checked = 0
+    for route, entry in sorted(matrix().items()):
+        method, template = route.split(" ", 1)
+        has_object = "{code}" in template or "{settlement_id}" in template
+        for role, token in tokens.items():
+            scope = "all" if entry in ("public", "signed_in") else scope_for(entry, _only(role))
+            for which in ("own", "other") if has_object else ("own",):
+                response = api.client.request(
+                    method,
+                    _path(template, which, ids),
+                    json=BODIES.get(route),
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Idempotency-Key": f"{role}-{which}-{checked}",
+                    },
+                )
+                checked += 1
+                where = (route, role.value, which, response.status_code, response.text[:200])
+                body = response.json() if response.content else {}
+                denied_by_matrix = response.status_code == 403 and "may not call" in str(
+                    body.get("detail", "")
+                )
+                if scope is None:
+                    assert denied_by_matrix, where
+                    continue
+                assert not denied_by_matrix, where
+                assert response.status_code < 500, where
+                if has_object and which == "other" and scope in ("own", "assigned"):
+                    assert response.status_code == 404, where
+                    assert re.fullmatch(r"there is no (customer|settlement) \w+", body["detail"])
+    assert checked > 100
+
+
+def _only(role: Role) -> Actor:
+    return Actor(id=0, code="probe", roles=frozenset({role}))
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_auditors_change_nothing(role: Role) -> None:
+    """No state-changing route lists an auditor."""
+    if role not in (Role.INTERNAL_AUDITOR, Role.EXTERNAL_AUDITOR):
+        return
+    for route, entry in matrix().items():
+        if route.startswith("GET ") or entry in ("public", "signed_in"):
+            continue
+        assert scope_for(entry, _only(role)) is None, route
