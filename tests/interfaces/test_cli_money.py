@@ -103,6 +103,13 @@ def test_propose_approve_and_pay_by_transfer(cli, tmp_path: Path) -> None:  # ty
     assert "approved by amy as approver" in status
     assert "payout 1: bank_transfer" in status
     code, out, _ = cli(
-        "gl", "export", "--period", today.strftime("%Y-%m"), "--out", str(tmp_path / "gl.csv")
+        "gl",
+        "export",
+        "--period",
+        today.strftime("%Y-%m"),
+        "--out",
+        str(tmp_path / "gl.csv"),
+        "--as",
+        "fay",
     )
     assert (code, "debit 600.00 = credit 600.00" in out) == (0, True)

@@ -72,7 +72,9 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
     assert "posted 1 journal lines, liability change 200.00" in out
     assert "nothing was posted" in cli("accrue", "--as-of", "2026-03-31", "--as", "fay")[1]
     assert "2026-03 is closed" in cli("period", "close", "2026-03", "--as", "fay")[1]
-    code, out, _ = cli("gl", "export", "--period", "2026-03", "--out", str(tmp_path / "gl.xlsx"))
+    code, out, _ = cli(
+        "gl", "export", "--period", "2026-03", "--out", str(tmp_path / "gl.xlsx"), "--as", "fay"
+    )
     assert (code, "debit 200.00 = credit 200.00" in out) == (0, True)
     code, out, _ = cli("batch", "void", "3", "--reason", "wrong file", "--as", "fay")
     assert "batch 3 voided (1 lines)" in out

@@ -12,6 +12,7 @@ from fanli.agreements.service import add_version
 from fanli.audit.models import AuditEvent
 from fanli.audit.queries import first_broken_event
 from fanli.audit.service import GENESIS
+from fanli.ledger.export import export_gl
 from fanli.ledger.periods import close_period
 from fanli.ledger.service import accrue
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
@@ -45,6 +46,7 @@ def _scenario(store: Store, directory: Path) -> None:
         accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
         void_batch(session, batch.batch_id, reason="test", actor=staff("ann"), now=NOW)
         close_period(session, "2026-03", actor=staff("fin"), now=NOW)
+        export_gl(session, "2026-03", directory / "gl.csv", actor=staff("fin"), now=NOW)
 
 
 def test_every_state_change_writes_one_linked_event(store: Store, tmp_path: Path) -> None:
@@ -64,6 +66,7 @@ def test_every_state_change_writes_one_linked_event(store: Store, tmp_path: Path
             "ledger.accrual.run",
             "sales.batch.voided",
             "ledger.period.closed",
+            "ledger.gl.exported",
         ]
         assert events[0].prev_hash == GENESIS
         assert all(b.prev_hash == a.hash for a, b in pairwise(events))

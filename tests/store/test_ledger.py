@@ -278,9 +278,23 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
         cost_centre="SALES-EAST",
     )
     with store.work() as session:
-        csv_export = export_gl(session, "2026-03", tmp_path / "gl-2026-03.csv", chart=chart)
+        csv_export = export_gl(
+            session,
+            "2026-03",
+            tmp_path / "gl-2026-03.csv",
+            chart=chart,
+            actor=staff("fin"),
+            now=NOW,
+        )
         movements = account_movements(session, "2026-03")
-        xlsx_export = export_gl(session, "2026-03", tmp_path / "gl-2026-03.xlsx", chart=chart)
+        xlsx_export = export_gl(
+            session,
+            "2026-03",
+            tmp_path / "gl-2026-03.xlsx",
+            chart=chart,
+            actor=staff("fin"),
+            now=NOW,
+        )
     # Run 1: C1 200.00 + C2 100.01 (2% of 5,000.55 = 100.011, half-up) posted.
     # Run 2: C1 200.00 -> 180.00 (-20.00), C2 100.01 -> 0 (-100.01).
     assert movements == {

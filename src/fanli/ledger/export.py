@@ -10,6 +10,7 @@ the period's movement in ``queries.account_movements``.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,11 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.files import parse_terms_text
+from fanli.audit.service import record
 from fanli.customers.models import Customer
 from fanli.kit.errors import InputError
 from fanli.kit.money import ZERO
 from fanli.ledger.models import Account, AccountingPeriod, JournalEntry, JournalLine
 from fanli.ledger.periods import PeriodError
+from fanli.users.actor import Actor, Role, require
 
 
 class ChartOfAccounts(BaseModel):
@@ -89,9 +92,23 @@ class GlExport:
 
 
 def export_gl(
-    session: Session, period_code: str, out: Path, *, chart: ChartOfAccounts | None = None
+    session: Session,
+    period_code: str,
+    out: Path,
+    *,
+    chart: ChartOfAccounts | None = None,
+    actor: Actor,
+    now: dt.datetime,
 ) -> GlExport:
-    """Write the period's journal lines to ``out`` (``.csv`` or ``.xlsx``)."""
+    """Write the period's journal lines to ``out`` (``.csv`` or ``.xlsx``); the export is
+    audited with its totals, so what left the system is on record."""
+    require(
+        actor,
+        Role.FINANCE,
+        Role.INTERNAL_AUDITOR,
+        Role.EXTERNAL_AUDITOR,
+        to="export the general ledger",
+    )
     chart = chart or ChartOfAccounts()
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
@@ -155,4 +172,14 @@ def export_gl(
             writer.writerow(HEADER)
             writer.writerows(rows)
             writer.writerow(total)
+    record(
+        session,
+        type="ledger.gl.exported",
+        actor=actor.code,
+        entity_type="accounting_period",
+        entity_id=period.code,
+        inputs={"format": out.suffix.lower().lstrip("."), "chart": chart.model_dump(mode="json")},
+        outcome={"rows": len(rows), "debit": debit_total, "credit": credit_total},
+        now=now,
+    )
     return GlExport(out, len(rows), debit_total, credit_total, by_account)

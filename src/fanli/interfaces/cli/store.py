@@ -355,13 +355,18 @@ def period_list() -> None:
 def gl_export(
     period: Annotated[str, typer.Option(help="Accounting period, YYYY-MM.")],
     out: Annotated[Path, typer.Option(help="The file to write: .csv or .xlsx.")],
+    actor: ActorOption,
     chart: Annotated[Path | None, typer.Option(help="Chart of accounts, YAML or JSON.")] = None,
 ) -> None:
     """Export one accounting period's journal lines with the company's account codes."""
     if out.suffix.lower() not in (".csv", ".xlsx"):
         raise run(lambda: _bad_suffix(out))
     chart_of_accounts = run(lambda: load_chart(chart)) if chart else None
-    result = in_store(lambda s, _f: export_gl(s, period, out, chart=chart_of_accounts))
+    result = in_store(
+        lambda s, _f: export_gl(
+            s, period, out, chart=chart_of_accounts, actor=load_actor(s, actor), now=now_utc()
+        )
+    )
     stdout().print(
         Text(
             f"{result.rows:,} journal lines of {period} written to {out}: debit "
