@@ -255,3 +255,79 @@ def test_a_bad_request_names_the_field(api: Api) -> None:
     assert bad.status_code == 422
     assert bad.json()["error"] == "invalid_input"
     assert bad.json()["detail"][0]["field"] == "body.period_start"
+
+
+def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
+    """Import (a refused file first), agreement draft -> submit -> approve, accrue, statement,
+    journal, GL export: every step through the API."""
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
+    amy = {"Authorization": f"Bearer {api.token('amy', ['approver'])}"}
+    bad = b"line_id,customer_id,product_id,invoice_date,quantity,net_amount\nL9,C1,P1,2026-13-01,1,1\nL10,C9,P1,2026-03-01,1,1\n"
+    refused = api.client.post(
+        "/api/imports/sales", files={"file": ("march.csv", bad, "text/csv")}, headers=fay
+    )
+    assert refused.status_code == 422
+    problems = refused.json()["detail"]["problems"]
+    assert [(p["row"], p["field"]) for p in problems] == [(2, "invoice_date"), (3, "customer_id")]
+    as_file = api.client.post(
+        "/api/imports/sales?report=csv", files={"file": ("march.csv", bad)}, headers=fay
+    )
+    assert (as_file.status_code, as_file.headers["content-type"].startswith("text/csv")) == (
+        422,
+        True,
+    )
+    good = b"line_id,customer_id,product_id,invoice_date,quantity,net_amount\nL9,C1,P1,2026-03-01,1,5000.00\n"
+    imported = api.client.post(
+        "/api/imports/sales", files={"file": ("march.csv", good)}, headers=fay
+    )
+    assert (imported.status_code, imported.json()["rows"]) == (201, 1)
+    terms = {
+        "id": "B1",
+        "term": {"start": "2026-01-01", "end": "2027-01-01"},
+        "parties": {"counterparty": "C1"},
+        "rebate": {"tiers": [{"from": "0", "rate": "1"}]},
+        "contract": {"reference": "HT-9", "document_sha256": "c" * 64},
+    }
+    draft = api.client.post("/api/agreements", json=terms, headers=sam)
+    assert draft.status_code == 201, draft.text
+    assert api.client.post("/api/agreements/B1/submission", json={}, headers=sam).status_code == 200
+    approved = api.client.post(
+        "/api/agreements/B1/approvals", json={"terms_hash": draft.json()["terms_hash"]}, headers=amy
+    )
+    assert approved.json()["status"] == "active"
+    run = api.client.post("/api/accrual-runs", json={"as_of": "2026-03-31"}, headers=fay)
+    assert (run.status_code, run.json()["net_change"]) == (201, "250.00")  # A1 100 + B1 150
+    statement = api.client.get("/api/customers/C1/statement", headers=sam)
+    assert statement.status_code == 404  # sam has no customers assigned
+    statement = api.client.get("/api/customers/C1/statement", headers=fay).json()
+    assert [
+        (line["agreement_code"], line["period_start"], line["rebate"])
+        for line in statement["lines"]
+    ] == [
+        ("A1", "2026-01-01", "300.00"),
+        ("B1", "2026-01-01", "150.00"),
+    ]
+    journal = api.client.get("/api/periods/2026-03/journal", headers=fay).json()
+    assert journal["total"] == 4
+    gl = api.client.get("/api/periods/2026-03/gl?format=csv", headers=fay)
+    assert gl.status_code == 200
+    assert gl.text.splitlines()[-1].startswith("total,,2026-03,,,,460.0000,460.0000")
+
+
+def test_fields_a_caller_may_not_set_are_refused(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    body = {
+        "agreement": "A1",
+        "beneficiary": "C1",
+        "period_start": "2026-01-01",
+        "amount": "999999.00",
+        "status": "approved",
+    }
+    refused = api.client.post(
+        "/api/settlements", json=body, headers={**fay, "Idempotency-Key": "f"}
+    )
+    assert refused.status_code == 422
+    assert {p["field"] for p in refused.json()["detail"]} == {"body.amount", "body.status"}
+    listed = api.client.get("/api/settlements", headers=fay).json()
+    assert listed["total"] == 0  # nothing stored

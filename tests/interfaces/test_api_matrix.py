@@ -91,6 +91,10 @@ def _path(template: str, which: str, ids: dict[str, int]) -> str:
         template.replace("{code}", "C1" if which == "own" else "C2")
         .replace("{settlement_id}", str(ids[which]))
         .replace("{token_id}", "999")
+        .replace("{kind}", "sales")
+        .replace("{batch_id}", "999")
+        .replace("{account_id}", "999")
+        .replace("{use_id}", "999")
     )
 
 

@@ -125,3 +125,71 @@ def account_movements(session: Session, period_code: str) -> dict[str, tuple[Dec
 
 def accounting_periods(session: Session) -> Sequence[AccountingPeriod]:
     return session.scalars(select(AccountingPeriod).order_by(AccountingPeriod.start)).all()
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    """One agreement version's latest result for a customer in one rebate period."""
+
+    agreement_code: str
+    version: int
+    period_index: int
+    period_start: dt.date
+    period_end: dt.date
+    currency: str
+    lines: int
+    basis: Decimal
+    tier_basis: Decimal
+    tier: int
+    rate: Decimal | None
+    rebate: Decimal  # earned so far (actual)
+    accrued: Decimal  # what the ledger holds for it (expected mode may differ)
+
+
+def statement_rows(session: Session, store: FactStore, beneficiary: str) -> list[StatementRow]:
+    """What every agreement earned for a customer, period by period, from the latest runs:
+    the same numbers the accrual posted and settlements are computed from."""
+    rows = _replay(
+        session,
+        store,
+        "agreement_id, version, period_start, period_end, currency, lines, basis, tier_basis, "
+        "tier, rate, rebate, liability",
+        f"beneficiary = {sql_literal(beneficiary)}",
+    )
+    return sorted(
+        (
+            StatementRow(
+                code,
+                int(version),
+                key[2],
+                start,
+                end,
+                currency,
+                int(lines),
+                Decimal(basis),
+                Decimal(tier_basis),
+                int(tier),
+                None if rate is None else Decimal(rate),
+                Decimal(rebate),
+                Decimal(liability),
+            )
+            for key, (
+                _run,
+                (
+                    code,
+                    version,
+                    start,
+                    end,
+                    currency,
+                    lines,
+                    basis,
+                    tier_basis,
+                    tier,
+                    rate,
+                    rebate,
+                    liability,
+                ),
+            ) in rows.items()
+        ),
+        key=lambda row: (row.agreement_code, row.period_start, row.version),
+    )

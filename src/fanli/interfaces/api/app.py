@@ -14,9 +14,8 @@ from fanli.db.session import make_engine, session_factory
 from fanli.db.status import require_current
 from fanli.sales.store import FactStore
 
-from . import errors
+from . import errors, routes, routes_store
 from .idempotency import IdempotencyMiddleware
-from .routes import router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,5 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.facts = FactStore(settings.facts_dir)
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
-    app.include_router(router)
+    app.include_router(routes.router)
+    app.include_router(routes_store.router)
     return app

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fanli.kit.errors import FanliError, InputError, NotFoundError
+from fanli.sales.files import InputFileError
 from fanli.settlements.idempotency import IdempotencyError, KeyReusedError
 from fanli.users.actor import PermissionDeniedError
 from fanli.users.auth import AuthError
@@ -48,6 +49,16 @@ def error_body(code: str, detail: Any) -> dict[str, Any]:
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(InputFileError)
+    async def _file(_request: Request, error: InputFileError) -> JSONResponse:
+        # A refused import: every problem with its row, field and reason (the first 1,000).
+        problems = [
+            {"row": issue.row, "field": issue.field, "reason": issue.message}
+            for issue in error.issues[:1000]
+        ]
+        detail = {"file": error.file, "total": error.total, "problems": problems}
+        return JSONResponse(error_body(error.code, detail), status_code=422)
+
     @app.exception_handler(FanliError)
     async def _fanli(_request: Request, error: FanliError) -> JSONResponse:
         return JSONResponse(error_body(error.code, str(error)), status_code=status_of(error))

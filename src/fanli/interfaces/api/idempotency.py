@@ -32,7 +32,7 @@ from .errors import error_body
 from .models import HttpIdempotency
 
 MONEY_ROUTES = re.compile(
-    r"^/api/settlements(/\d+/(approvals|payout))?$",
+    r"^/api/(settlements(/\d+/(approvals|payout))?|balance-uses(/\d+/decision)?)$",
 )
 MAX_KEY = 128
 

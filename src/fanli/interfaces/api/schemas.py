@@ -6,7 +6,14 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 
 def _money_text(value: Decimal) -> str:
@@ -20,6 +27,19 @@ Money = Annotated[
     Decimal,
     PlainSerializer(_money_text, return_type=str, when_used="always"),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2,4}$", "examples": ["1234.50"]}),
+]
+
+
+def _no_float(value: object) -> object:
+    if isinstance(value, float):
+        raise ValueError('write amounts as decimal strings ("150.00"), not JSON numbers')
+    return value
+
+
+MoneyIn = Annotated[
+    Decimal,
+    BeforeValidator(_no_float),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d{1,4})?$", "examples": ["150.00"]}),
 ]
 
 
@@ -129,3 +149,223 @@ class EventOut(Shape):
     entity_type: str
     entity_id: str
     hash: str
+
+
+class ProductOut(Shape):
+    code: str
+    name: str
+    category: str | None
+    brand: str | None
+
+
+class BatchOut(Shape):
+    id: int
+    kind: str
+    source_name: str
+    rows: int
+    status: str
+    imported_at: dt.datetime
+    imported_by: str
+    first_date: dt.date | None
+    last_date: dt.date | None
+
+
+class ImportOut(Shape):
+    batch_id: int
+    kind: str
+    rows: int
+    already_imported: bool
+    inserted: int
+    updated: int
+
+
+class ReasonRequest(Shape):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class VersionOut(Shape):
+    id: int
+    version: int
+    status: str
+    effective_from: dt.date
+    terms_hash: str
+    terms: dict[str, Any]
+    review: dict[str, Any] | None
+
+
+class AgreementOut(Shape):
+    code: str
+    name: str
+    status: str
+    versions: list[VersionOut]
+
+
+class SubmitRequest(Shape):
+    justification: str | None = Field(default=None, max_length=2000)
+
+
+class ApproveRequest(Shape):
+    terms_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class AccrualRequest(Shape):
+    as_of: dt.date
+
+
+class RunOut(Shape):
+    run_id: int
+    as_of: dt.date
+    results_stored: int
+    lines_posted: int
+    net_change: Money
+
+
+class RunListOut(Shape):
+    id: int
+    as_of: dt.date
+    actor: str
+    results_stored: int
+    lines_posted: int
+
+
+class PeriodOut(Shape):
+    code: str
+    start: dt.date
+    end: dt.date
+    status: str
+    closed_by: str | None
+
+
+class JournalLineOut(Shape):
+    entry_id: int
+    entry_kind: str
+    entry_date: dt.date
+    debit_account: str
+    credit_account: str
+    amount: Money
+    agreement_code: str
+    beneficiary: str
+    period_start: dt.date
+    period_end: dt.date
+
+
+class BankAccountIn(Shape):
+    bank_name: str = Field(min_length=1, max_length=200)
+    account_number: str = Field(min_length=1, max_length=64)
+    holder_name: str = Field(min_length=1, max_length=200)
+    country: str = Field(default="CN", pattern=r"^[A-Za-z]{2}$")
+
+
+class BankAccountOut(Shape):
+    id: int
+    bank_name: str
+    account_number: str
+    holder_name: str
+    country: str
+    registered_by: str
+    verified_by: str | None
+
+
+class DueDiligenceIn(Shape):
+    kind: str
+    passed: bool = True
+    reference: str = Field(min_length=1, max_length=200)
+    checked_on: dt.date
+    expires_on: dt.date
+    note: str = Field(default="", max_length=500)
+
+
+class DueDiligenceOut(Shape):
+    id: int
+    kind: str
+    passed: bool
+    reference: str
+    checked_on: dt.date
+    expires_on: dt.date
+    recorded_by: str
+
+
+class CreditOut(Shape):
+    id: int
+    amount: Money
+    valid_until: dt.date
+    status: str
+
+
+class BalanceOut(Shape):
+    customer: str
+    available: Money
+    locked: Money
+    credits: list[CreditOut]
+
+
+class BalanceUseIn(Shape):
+    customer: str = Field(min_length=1, max_length=64)
+    amount: Annotated[MoneyIn, Field(gt=0, max_digits=22, decimal_places=4)]
+    order_reference: str = Field(min_length=1, max_length=64)
+
+
+class BalanceDecisionIn(Shape):
+    approve: bool
+    reason: str = Field(default="", max_length=500)
+
+
+class BalanceUseOut(Shape):
+    id: int
+    credit_id: int
+    amount: Money
+    order_reference: str
+    status: str
+
+
+class StatementLine(Shape):
+    agreement_code: str
+    version: int
+    period_start: dt.date
+    period_end: dt.date
+    currency: str
+    lines: int
+    basis: Money
+    tier: int
+    rate: Annotated[Decimal, PlainSerializer(str, return_type=str)] | None
+    rebate: Money
+    accrued: Money
+
+
+class Statement(Shape):
+    customer: str
+    legal_name: str
+    lines: list[StatementLine]
+    settlements: list[SettlementOut]
+    balance: BalanceOut
+
+
+class UserIn(Shape):
+    code: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(min_length=1)
+    approval_limit: Annotated[MoneyIn, Field(ge=0, max_digits=22, decimal_places=4)] | None = None
+    customer: str | None = Field(default=None, max_length=64)
+
+
+class UserOut(Shape):
+    code: str
+    name: str
+    roles: list[str]
+    approval_limit: Money | None
+    customer_code: str | None
+    active: bool
+
+
+class DelegationIn(Shape):
+    delegator: str = Field(min_length=1, max_length=64)
+    delegate: str = Field(min_length=1, max_length=64)
+    valid_from: dt.date
+    valid_to: dt.date
+    reason: str = Field(min_length=1, max_length=300)
+
+
+class DelegationOut(Shape):
+    id: int
+    valid_from: dt.date
+    valid_to: dt.date

@@ -1,0 +1,605 @@
+"""Routes over the store: products, imports and batches, agreements, accrual runs, periods,
+the journal and the GL export, policy publication, bank accounts, due diligence, rebate
+balances, customer statements, users and delegations. Thin: one service or query each."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Header, Query, UploadFile
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy import func, select
+
+from fanli.agreements.files import agreements_from_data
+from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.service import add_version, draft_of
+from fanli.compliance import review
+from fanli.compliance.policy import Policy
+from fanli.compliance.service import publish
+from fanli.customers.models import BankAccount, DueDiligenceKind, DueDiligenceRecord
+from fanli.customers.queries import bank_accounts, customer_by_code
+from fanli.customers.service import add_due_diligence, register_account, verify_account
+from fanli.kit.errors import InputError, NotFoundError
+from fanli.ledger.export import export_gl
+from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
+from fanli.ledger.periods import close_period
+from fanli.ledger.queries import accounting_periods, statement_rows
+from fanli.ledger.service import accrue
+from fanli.products.models import Product
+from fanli.sales.files import InputFileError
+from fanli.sales.models import BatchKind
+from fanli.sales.queries import batches
+from fanli.sales.service import (
+    import_customers,
+    import_products,
+    import_sales,
+    void_batch,
+    write_issue_report,
+)
+from fanli.settlements import balance as balances
+from fanli.settlements.queries import settlements as list_settlements
+from fanli.users.actor import Role
+from fanli.users.queries import users
+from fanli.users.service import create_user, delegate, disable_user
+
+from .deps import Authorized, Db, Facts, check_customer, now_utc
+from .schemas import (
+    AccrualRequest,
+    AgreementOut,
+    ApproveRequest,
+    BalanceDecisionIn,
+    BalanceOut,
+    BalanceUseIn,
+    BalanceUseOut,
+    BankAccountIn,
+    BankAccountOut,
+    BatchOut,
+    CreditOut,
+    DelegationIn,
+    DelegationOut,
+    DueDiligenceIn,
+    DueDiligenceOut,
+    ImportOut,
+    JournalLineOut,
+    Page,
+    PeriodOut,
+    PolicyOut,
+    ProductOut,
+    ReasonRequest,
+    RunListOut,
+    RunOut,
+    SettlementOut,
+    Statement,
+    StatementLine,
+    SubmitRequest,
+    UserIn,
+    UserOut,
+    VersionOut,
+)
+
+router = APIRouter(prefix="/api")
+
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=128, description="Required for money moves."),
+]
+_SAFE_NAME = re.compile(r"[^\w.\-]+")
+MAX_UPLOAD = 2 << 30  # 2 GiB
+
+
+# ---- products ---------------------------------------------------------------------------------
+
+
+@router.get("/products", response_model=Page[ProductOut])
+def products(
+    _access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[ProductOut]:
+    query = select(Product)
+    if category is not None:
+        query = query.where(Product.category == category)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Product.code).offset(offset).limit(limit)).all()
+    return Page[ProductOut](
+        items=[ProductOut.model_validate(r) for r in rows], total=total, offset=offset, limit=limit
+    )
+
+
+@router.get("/products/{code}", response_model=ProductOut, responses={404: {}})
+def product(code: str, _access: Authorized, session: Db) -> ProductOut:
+    found = session.scalar(select(Product).where(Product.code == code))
+    if found is None:
+        raise NotFoundError(f"there is no product {code}")
+    return ProductOut.model_validate(found)
+
+
+# ---- imports and batches ----------------------------------------------------------------------
+
+
+@router.post(
+    "/imports/{kind}",
+    response_model=ImportOut,
+    status_code=201,
+    responses={422: {"description": "every bad row: file, row, field, reason"}},
+)
+def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and dependencies
+    kind: BatchKind,
+    file: Annotated[UploadFile, File(description="CSV (UTF-8 or GBK), Excel or Parquet")],
+    access: Authorized,
+    session: Db,
+    store: Facts,
+    report: Annotated[str | None, Query(pattern="^(csv|xlsx)$")] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> ImportOut | Response:
+    """Import a file: all rows or none. A refused file answers 422 listing every bad row, or
+    with ``report=csv|xlsx`` the same list as a file to download."""
+    name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name)[:120] or "upload"
+    importer = {
+        BatchKind.CUSTOMERS: import_customers,
+        BatchKind.PRODUCTS: import_products,
+        BatchKind.SALES: import_sales,
+    }[kind]
+    with tempfile.TemporaryDirectory(prefix="fanli-upload-") as folder:
+        path = Path(folder) / name
+        with path.open("wb") as out:
+            size = 0
+            while chunk := file.file.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise InputError("the file is larger than 2 GiB", file=name)
+                out.write(chunk)
+        try:
+            outcome = importer(
+                session,
+                store,
+                path,
+                actor=access.actor,
+                now=now_utc(),
+                idempotency_key=idempotency_key,
+            )
+        except InputFileError as refused:
+            if report is None:
+                raise
+            out_path = Path(folder) / f"problems.{report}"
+            write_issue_report(refused, out_path)
+            media = (
+                "text/csv"
+                if report == "csv"
+                else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            )
+            return Response(
+                out_path.read_bytes(),
+                status_code=422,
+                media_type=media,
+                headers={"Content-Disposition": f'attachment; filename="problems.{report}"'},
+            )
+    return ImportOut(
+        batch_id=outcome.batch_id,
+        kind=outcome.kind,
+        rows=outcome.rows,
+        already_imported=outcome.already_imported,
+        inserted=outcome.inserted,
+        updated=outcome.updated,
+    )
+
+
+@router.get("/batches", response_model=list[BatchOut])
+def batch_list(_access: Authorized, session: Db) -> list[BatchOut]:
+    return [BatchOut.model_validate(batch) for batch in batches(session)]
+
+
+@router.post("/batches/{batch_id}/void", response_model=BatchOut)
+def batch_void(batch_id: int, body: ReasonRequest, access: Authorized, session: Db) -> BatchOut:
+    done = void_batch(session, batch_id, reason=body.reason, actor=access.actor, now=now_utc())
+    return BatchOut.model_validate(done)
+
+
+# ---- agreements -------------------------------------------------------------------------------
+
+
+def _agreement_out(session: Db, record: AgreementRecord) -> AgreementOut:
+    versions = session.scalars(
+        select(AgreementVersion)
+        .where(AgreementVersion.agreement_id == record.id)
+        .order_by(AgreementVersion.version)
+    ).all()
+    return AgreementOut(
+        code=record.code,
+        name=record.name,
+        status=record.status,
+        versions=[VersionOut.model_validate(v) for v in versions],
+    )
+
+
+def _agreement(session: Db, code: str) -> AgreementRecord:
+    record = session.scalar(select(AgreementRecord).where(AgreementRecord.code == code))
+    if record is None:
+        raise NotFoundError(f"there is no agreement {code}")
+    return record
+
+
+@router.get("/agreements", response_model=Page[AgreementOut])
+def agreements(
+    _access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+) -> Page[AgreementOut]:
+    query = select(AgreementRecord)
+    if status is not None:
+        query = query.where(AgreementRecord.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AgreementRecord.code).offset(offset).limit(limit)).all()
+    return Page[AgreementOut](
+        items=[_agreement_out(session, r) for r in rows], total=total, offset=offset, limit=limit
+    )
+
+
+@router.get("/agreements/{code}", response_model=AgreementOut, responses={404: {}})
+def agreement(code: str, _access: Authorized, session: Db) -> AgreementOut:
+    return _agreement_out(session, _agreement(session, code))
+
+
+@router.post("/agreements", response_model=VersionOut, status_code=201)
+def agreement_draft(body: dict[str, Any], access: Authorized, session: Db) -> VersionOut:
+    """A new draft version from terms (the same format as the YAML/JSON terms files)."""
+    terms = agreements_from_data(body, source="request body")
+    if len(terms) != 1:
+        raise InputError("send one agreement's terms per request")
+    return VersionOut.model_validate(
+        add_version(session, terms[0], actor=access.actor, now=now_utc())
+    )
+
+
+@router.post("/agreements/{code}/submission", response_model=VersionOut)
+def agreement_submit(code: str, body: SubmitRequest, access: Authorized, session: Db) -> VersionOut:
+    version = draft_of(session, code)
+    review.submit(
+        session, version.id, justification=body.justification, actor=access.actor, now=now_utc()
+    )
+    return VersionOut.model_validate(version)
+
+
+@router.post("/agreements/{code}/approvals", response_model=VersionOut)
+def agreement_approve(
+    code: str, body: ApproveRequest, access: Authorized, session: Db
+) -> VersionOut:
+    version = draft_of(session, code)
+    review.approve(
+        session, version.id, terms_hash=body.terms_hash, actor=access.actor, now=now_utc()
+    )
+    return VersionOut.model_validate(version)
+
+
+@router.post("/agreements/{code}/rejection", response_model=VersionOut)
+def agreement_reject(code: str, body: ReasonRequest, access: Authorized, session: Db) -> VersionOut:
+    version = draft_of(session, code)
+    review.reject(session, version.id, reason=body.reason, actor=access.actor, now=now_utc())
+    return VersionOut.model_validate(version)
+
+
+# ---- accruals, periods, journal, GL -----------------------------------------------------------
+
+
+@router.post("/accrual-runs", response_model=RunOut, status_code=201)
+def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Facts) -> RunOut:
+    summary = accrue(session, store, as_of=body.as_of, actor=access.actor, now=now_utc())
+    return RunOut(
+        run_id=summary.run_id,
+        as_of=summary.as_of,
+        results_stored=summary.results_stored,
+        lines_posted=summary.lines_posted,
+        net_change=summary.net_change,
+    )
+
+
+@router.get("/accrual-runs", response_model=list[RunListOut])
+def accrual_runs(_access: Authorized, session: Db) -> list[RunListOut]:
+    runs = session.scalars(select(AccrualRun).order_by(AccrualRun.id)).all()
+    return [RunListOut.model_validate(run) for run in runs]
+
+
+@router.get("/periods", response_model=list[PeriodOut])
+def periods(_access: Authorized, session: Db) -> list[PeriodOut]:
+    return [PeriodOut.model_validate(period) for period in accounting_periods(session)]
+
+
+@router.post("/periods/{code}/close", response_model=PeriodOut)
+def period_close(code: str, access: Authorized, session: Db) -> PeriodOut:
+    return PeriodOut.model_validate(close_period(session, code, actor=access.actor, now=now_utc()))
+
+
+def _period(session: Db, code: str) -> AccountingPeriod:
+    period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == code))
+    if period is None:
+        raise NotFoundError(f"there is no accounting period {code}")
+    return period
+
+
+@router.get("/periods/{code}/journal", response_model=Page[JournalLineOut])
+def journal(
+    code: str, _access: Authorized, session: Db, offset: Offset = 0, limit: Limit = 100
+) -> Page[JournalLineOut]:
+    period = _period(session, code)
+    query = (
+        select(JournalEntry, JournalLine)
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .where(JournalEntry.accounting_period_id == period.id)
+    )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.order_by(JournalLine.id).offset(offset).limit(limit)).all()
+    items = [
+        JournalLineOut(
+            entry_id=entry.id,
+            entry_kind=entry.kind,
+            entry_date=entry.entry_date,
+            debit_account=line.debit_account,
+            credit_account=line.credit_account,
+            amount=line.amount,
+            agreement_code=line.agreement_code,
+            beneficiary=line.beneficiary,
+            period_start=line.period_start,
+            period_end=line.period_end,
+        )
+        for entry, line in rows
+    ]
+    return Page[JournalLineOut](items=items, total=total, offset=offset, limit=limit)
+
+
+@router.get(
+    "/periods/{code}/gl",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/octet-stream": {}}}},
+)
+def gl_export(
+    code: str,
+    access: Authorized,
+    session: Db,
+    format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv",
+) -> Response:
+    """The period's journal in the company's accounts, as CSV or Excel (audited)."""
+    _period(session, code)
+    with tempfile.TemporaryDirectory(prefix="fanli-gl-") as folder:
+        out = Path(folder) / f"gl-{code}.{format}"
+        export_gl(session, code, out, actor=access.actor, now=now_utc())
+        content = out.read_bytes()
+    media = "text/csv" if format == "csv" else "application/octet-stream"
+    return Response(
+        content,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="gl-{code}.{format}"'},
+    )
+
+
+# ---- policy -----------------------------------------------------------------------------------
+
+
+@router.post("/policy", response_model=PolicyOut, status_code=201)
+def policy_publish(body: dict[str, Any], access: Authorized, session: Db) -> PolicyOut:
+    try:
+        policy = Policy.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        raise InputError(first["msg"].removeprefix("Value error, "), field=field) from None
+    return PolicyOut.model_validate(publish(session, policy, actor=access.actor, now=now_utc()))
+
+
+# ---- bank accounts and due diligence ----------------------------------------------------------
+
+
+@router.get("/customers/{code}/bank-accounts", response_model=list[BankAccountOut])
+def customer_accounts(code: str, access: Authorized, session: Db) -> list[BankAccountOut]:
+    check_customer(session, access, code, f"customer {code}")
+    return [BankAccountOut.model_validate(a) for a in bank_accounts(session, code)]
+
+
+@router.post("/customers/{code}/bank-accounts", response_model=BankAccountOut, status_code=201)
+def customer_account_add(
+    code: str, body: BankAccountIn, access: Authorized, session: Db
+) -> BankAccountOut:
+    account = register_account(
+        session,
+        code,
+        bank_name=body.bank_name,
+        account_number=body.account_number,
+        holder_name=body.holder_name,
+        country=body.country,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return BankAccountOut.model_validate(account)
+
+
+@router.post("/bank-accounts/{account_id}/verification", response_model=BankAccountOut)
+def account_verify(account_id: int, access: Authorized, session: Db) -> BankAccountOut:
+    if session.get(BankAccount, account_id) is None:
+        raise NotFoundError(f"there is no bank account {account_id}")
+    return BankAccountOut.model_validate(
+        verify_account(session, account_id, actor=access.actor, now=now_utc())
+    )
+
+
+@router.get("/customers/{code}/due-diligence", response_model=list[DueDiligenceOut])
+def due_diligence(code: str, _access: Authorized, session: Db) -> list[DueDiligenceOut]:
+    customer = customer_by_code(session, code)
+    records = session.scalars(
+        select(DueDiligenceRecord)
+        .where(DueDiligenceRecord.customer_id == customer.id)
+        .order_by(DueDiligenceRecord.checked_on, DueDiligenceRecord.id)
+    ).all()
+    return [DueDiligenceOut.model_validate(r) for r in records]
+
+
+@router.post("/customers/{code}/due-diligence", response_model=DueDiligenceOut, status_code=201)
+def due_diligence_add(
+    code: str, body: DueDiligenceIn, access: Authorized, session: Db
+) -> DueDiligenceOut:
+    try:
+        kind = DueDiligenceKind(body.kind)
+    except ValueError:
+        known = ", ".join(k.value for k in DueDiligenceKind)
+        raise InputError(f"unknown kind {body.kind!r} (known: {known})", field="kind") from None
+    entry = add_due_diligence(
+        session,
+        code,
+        kind=kind,
+        passed=body.passed,
+        reference=body.reference,
+        checked_on=body.checked_on,
+        expires_on=body.expires_on,
+        note=body.note,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return DueDiligenceOut.model_validate(entry)
+
+
+# ---- rebate balances and statements -----------------------------------------------------------
+
+
+def _balance_out(session: Db, code: str) -> BalanceOut:
+    found = balances.balance(session, code, now_utc().date())
+    return BalanceOut(
+        customer=code,
+        available=found.available,
+        locked=found.locked,
+        credits=[CreditOut.model_validate(c) for c in found.credits],
+    )
+
+
+@router.get("/customers/{code}/balance", response_model=BalanceOut, responses={404: {}})
+def customer_balance(code: str, access: Authorized, session: Db) -> BalanceOut:
+    check_customer(session, access, code, f"customer {code}")
+    return _balance_out(session, code)
+
+
+@router.post("/balance-uses", response_model=BalanceUseOut, status_code=201)
+def balance_use(
+    body: BalanceUseIn, access: Authorized, session: Db, idempotency_key: IdempotencyKey = None
+) -> BalanceUseOut:
+    """Spend rebate balance on an order (locked until a second person decides)."""
+    check_customer(session, access, body.customer, f"customer {body.customer}")
+    use = balances.request_use(
+        session,
+        body.customer,
+        amount=body.amount,
+        order_reference=body.order_reference,
+        idempotency_key=idempotency_key,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return BalanceUseOut.model_validate(use)
+
+
+@router.post("/balance-uses/{use_id}/decision", response_model=BalanceUseOut)
+def balance_decide(
+    use_id: int,
+    body: BalanceDecisionIn,
+    access: Authorized,
+    session: Db,
+    idempotency_key: IdempotencyKey = None,
+) -> BalanceUseOut:
+    use = balances.decide_use(
+        session,
+        use_id,
+        approve=body.approve,
+        reason=body.reason,
+        idempotency_key=idempotency_key,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return BalanceUseOut.model_validate(use)
+
+
+@router.get("/customers/{code}/statement", response_model=Statement, responses={404: {}})
+def statement(code: str, access: Authorized, session: Db, store: Facts) -> Statement:
+    """What the customer earned per agreement and period, its settlements and its balance:
+    the numbers the staff see, from the same runs."""
+    check_customer(session, access, code, f"customer {code}")
+    customer = customer_by_code(session, code)
+    lines = [
+        StatementLine(
+            agreement_code=row.agreement_code,
+            version=row.version,
+            period_start=row.period_start,
+            period_end=row.period_end,
+            currency=row.currency,
+            lines=row.lines,
+            basis=row.basis,
+            tier=row.tier,
+            rate=row.rate,
+            rebate=row.rebate,
+            accrued=row.accrued,
+        )
+        for row in statement_rows(session, store, code)
+    ]
+    return Statement(
+        customer=code,
+        legal_name=customer.legal_name,
+        lines=lines,
+        settlements=[
+            SettlementOut.model_validate(s) for s in list_settlements(session, beneficiary=code)
+        ],
+        balance=_balance_out(session, code),
+    )
+
+
+# ---- users and delegations --------------------------------------------------------------------
+
+
+@router.get("/users", response_model=list[UserOut])
+def user_list(_access: Authorized, session: Db) -> list[UserOut]:
+    return [UserOut.model_validate(user) for user in users(session)]
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def user_create(body: UserIn, access: Authorized, session: Db) -> UserOut:
+    roles = []
+    for name in body.roles:
+        try:
+            roles.append(Role(name))
+        except ValueError:
+            raise InputError(f"unknown role {name!r}", field="roles") from None
+    user = create_user(
+        session,
+        body.code,
+        name=body.name,
+        roles=roles,
+        approval_limit=body.approval_limit,
+        customer_code=body.customer,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return UserOut.model_validate(user)
+
+
+@router.post("/users/{code}/disable", response_model=UserOut)
+def user_disable(code: str, body: ReasonRequest, access: Authorized, session: Db) -> UserOut:
+    user = disable_user(session, code, reason=body.reason, actor=access.actor, now=now_utc())
+    return UserOut.model_validate(user)
+
+
+@router.post("/delegations", response_model=DelegationOut, status_code=201)
+def delegation_create(body: DelegationIn, access: Authorized, session: Db) -> DelegationOut:
+    grant = delegate(
+        session,
+        delegator=body.delegator,
+        delegate_to=body.delegate,
+        valid_from=body.valid_from,
+        valid_to=body.valid_to,
+        reason=body.reason,
+        actor=access.actor,
+        now=now_utc(),
+    )
+    return DelegationOut.model_validate(grant)
