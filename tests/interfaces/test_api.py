@@ -263,7 +263,8 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
     sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
     amy = {"Authorization": f"Bearer {api.token('amy', ['approver'])}"}
-    bad = b"line_id,customer_id,product_id,invoice_date,quantity,net_amount\nL9,C1,P1,2026-13-01,1,1\nL10,C9,P1,2026-03-01,1,1\n"
+    header = b"line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+    bad = header + b"L9,C1,P1,2026-13-01,1,1\nL10,C9,P1,2026-03-01,1,1\n"
     refused = api.client.post(
         "/api/imports/sales", files={"file": ("march.csv", bad, "text/csv")}, headers=fay
     )
@@ -277,7 +278,7 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
         422,
         True,
     )
-    good = b"line_id,customer_id,product_id,invoice_date,quantity,net_amount\nL9,C1,P1,2026-03-01,1,5000.00\n"
+    good = header + b"L9,C1,P1,2026-03-01,1,5000.00\n"
     imported = api.client.post(
         "/api/imports/sales", files={"file": ("march.csv", good)}, headers=fay
     )
