@@ -20,7 +20,7 @@ from importlib.resources import files
 from typing import Annotated, Any
 
 import yaml
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from fanli.customers.queries import assigned_codes
@@ -31,6 +31,8 @@ from fanli.users.actor import Actor, PermissionDeniedError
 from fanli.users.auth import Authenticated, AuthError, session_actor, token_actor
 
 SESSION_COOKIE = "fanli_session"
+# Ids in paths: database integers (an id beyond them is simply not found, never a crash).
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -28,6 +28,7 @@ from .deps import (
     Caller,
     Db,
     Facts,
+    Id,
     check_customer,
     credential,
     now_utc,
@@ -35,6 +36,7 @@ from .deps import (
 )
 from .errors import error_body
 from .schemas import (
+    ERRORS,
     CustomerOut,
     EventOut,
     Me,
@@ -50,7 +52,7 @@ from .schemas import (
     TokenRequest,
 )
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=ERRORS)
 
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -138,7 +140,7 @@ def new_token(body: TokenRequest, access: Authorized, session: Db) -> TokenCreat
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def delete_token(token_id: int, access: Authorized, session: Db) -> Response:
+def delete_token(token_id: Id, access: Authorized, session: Db) -> Response:
     revoke_token(session, token_id, actor=access.actor, now=now_utc())
     return Response(status_code=204)
 
@@ -179,7 +181,7 @@ def customer(code: str, access: Authorized, session: Db) -> CustomerOut:
 # ---- settlements ------------------------------------------------------------------------------
 
 
-def _visible_settlement(session: Db, access: Authorized, settlement_id: int) -> Settlement:
+def _visible_settlement(session: Db, access: Authorized, settlement_id: Id) -> Settlement:
     found = session.get(Settlement, settlement_id)
     if found is None:
         raise NotFoundError(f"there is no settlement {settlement_id}")
@@ -215,7 +217,7 @@ def settlements_waiting(access: Authorized, session: Db) -> list[SettlementOut]:
 
 
 @router.get("/settlements/{settlement_id}", response_model=SettlementOut, responses={404: {}})
-def settlement(settlement_id: int, access: Authorized, session: Db) -> SettlementOut:
+def settlement(settlement_id: Id, access: Authorized, session: Db) -> SettlementOut:
     return SettlementOut.model_validate(_visible_settlement(session, access, settlement_id))
 
 
@@ -243,7 +245,7 @@ def propose(
 
 @router.post("/settlements/{settlement_id}/approvals", response_model=SettlementOut)
 def approve(
-    settlement_id: int,
+    settlement_id: Id,
     access: Authorized,
     session: Db,
     store: Facts,
@@ -264,7 +266,7 @@ def approve(
 
 @router.post("/settlements/{settlement_id}/rejection", response_model=SettlementOut)
 def reject(
-    settlement_id: int, body: RejectRequest, access: Authorized, session: Db
+    settlement_id: Id, body: RejectRequest, access: Authorized, session: Db
 ) -> SettlementOut:
     _visible_settlement(session, access, settlement_id)
     done = settlements.reject(
@@ -275,7 +277,7 @@ def reject(
 
 @router.post("/settlements/{settlement_id}/payout", response_model=PayoutOut, status_code=201)
 def pay(  # noqa: PLR0917 - FastAPI maps parameters to path, body and dependencies
-    settlement_id: int,
+    settlement_id: Id,
     body: PayRequest,
     access: Authorized,
     session: Db,

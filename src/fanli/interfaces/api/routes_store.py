@@ -46,8 +46,9 @@ from fanli.users.actor import Role
 from fanli.users.queries import users
 from fanli.users.service import create_user, delegate, disable_user
 
-from .deps import Authorized, Db, Facts, check_customer, now_utc
+from .deps import Authorized, Db, Facts, Id, check_customer, now_utc
 from .schemas import (
+    ERRORS,
     AccrualRequest,
     AgreementOut,
     ApproveRequest,
@@ -81,7 +82,7 @@ from .schemas import (
     VersionOut,
 )
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=ERRORS)
 
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -198,7 +199,7 @@ def batch_list(_access: Authorized, session: Db) -> list[BatchOut]:
 
 
 @router.post("/batches/{batch_id}/void", response_model=BatchOut)
-def batch_void(batch_id: int, body: ReasonRequest, access: Authorized, session: Db) -> BatchOut:
+def batch_void(batch_id: Id, body: ReasonRequest, access: Authorized, session: Db) -> BatchOut:
     done = void_batch(session, batch_id, reason=body.reason, actor=access.actor, now=now_utc())
     return BatchOut.model_validate(done)
 
@@ -422,7 +423,7 @@ def customer_account_add(
 
 
 @router.post("/bank-accounts/{account_id}/verification", response_model=BankAccountOut)
-def account_verify(account_id: int, access: Authorized, session: Db) -> BankAccountOut:
+def account_verify(account_id: Id, access: Authorized, session: Db) -> BankAccountOut:
     if session.get(BankAccount, account_id) is None:
         raise NotFoundError(f"there is no bank account {account_id}")
     return BankAccountOut.model_validate(
@@ -504,7 +505,7 @@ def balance_use(
 
 @router.post("/balance-uses/{use_id}/decision", response_model=BalanceUseOut)
 def balance_decide(
-    use_id: int,
+    use_id: Id,
     body: BalanceDecisionIn,
     access: Authorized,
     session: Db,

@@ -369,3 +369,25 @@ class DelegationOut(Shape):
     id: int
     valid_from: dt.date
     valid_to: dt.date
+
+
+class ErrorOut(BaseModel):
+    """Every error: a stable code, and a detail (a message, or a list of field problems)."""
+
+    error: str
+    detail: Any
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in (
+        (400, "a required header (Idempotency-Key) is missing"),
+        (401, "not signed in"),
+        (403, "the caller's role may not do this"),
+        (404, "no such object (or not one the caller may see)"),
+        (409, "refused by a rule in the current state, or a request with this key in flight"),
+        (422, "invalid input: the fields and reasons"),
+        (429, "too many failed sign-ins"),
+        (500, "an unexpected error"),
+    )
+}
