@@ -311,7 +311,7 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     ]
     journal = api.client.get("/api/periods/2026-03/journal", headers=fay).json()
     assert journal["total"] == 4
-    gl = api.client.get("/api/periods/2026-03/gl?format=csv", headers=fay)
+    gl = api.client.post("/api/periods/2026-03/gl-exports?format=csv", headers=fay)
     assert gl.status_code == 200
     assert gl.text.splitlines()[-1].startswith("total,,2026-03,,,,460.0000,460.0000")
 

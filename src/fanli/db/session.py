@@ -2,7 +2,9 @@
 an API request) opens one unit of work and commits once, so an operation is all or nothing.
 
 SQLite runs in WAL mode with ``synchronous=FULL`` and enforced foreign keys; its transactions
-begin IMMEDIATE, so two writers queue instead of one failing half-way on a lock upgrade.
+begin IMMEDIATE, so two writers queue instead of one failing half-way on a lock upgrade. Read
+transactions (``read_session_factory``) begin DEFERRED and take no lock; on PostgreSQL they are
+READ ONLY.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+READ_ONLY = "fanli_read_only"  # the execution option that marks a read transaction
 
 
 def make_engine(url: str, **options: Any) -> Engine:
@@ -38,12 +42,28 @@ def make_engine(url: str, **options: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers take no lock (WAL lets them run beside the writer); writers queue.
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, **options)
+    engine = create_engine(url, **options)
+
+    @event.listens_for(engine, "begin")
+    def _read_only(connection: Any) -> None:
+        # A read transaction that tries to write fails at once instead of changing anything.
+        if connection.get_execution_options().get(READ_ONLY, False):
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    return engine
+
+
+def read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for transactions that only read: no write lock on SQLite, READ ONLY on
+    PostgreSQL."""
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 class Lock(IntEnum):

@@ -48,6 +48,11 @@ _DECIMAL_ROUNDING: Final = {
 }
 
 
+# The largest amount any one value may hold: the stores keep four places in 64-bit integers
+# (SQLite) or NUMERIC(22, 4) (PostgreSQL); 10^14 leaves room in both, and in their sums.
+MAX_AMOUNT: Final = Decimal(10) ** 14
+
+
 class UnknownCurrencyError(ValueError):
     """A currency code Fanli has no minor unit for."""
 

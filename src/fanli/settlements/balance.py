@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from fanli.audit.service import record
 from fanli.customers.queries import customer_by_code
 from fanli.kit.errors import FanliError
+from fanli.kit.money import MAX_AMOUNT
 from fanli.ledger.models import Account, EntryKind
 from fanli.ledger.postings import Posting, post_entry
 from fanli.settlements.idempotency import claim, remember
@@ -68,8 +69,8 @@ def request_use(
         assert use is not None
         return use
     assert idempotency_key is not None
-    if amount <= 0:
-        raise BalanceError(f"a use spends a positive amount, not {amount}")
+    if not 0 < amount < MAX_AMOUNT:
+        raise BalanceError(f"a use spends a positive amount below {MAX_AMOUNT}, not {amount}")
     if not order_reference.strip():
         raise BalanceError("a use names the order it pays")
     day = now.date()

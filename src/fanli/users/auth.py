@@ -214,12 +214,21 @@ class Authenticated:
     token_id: int | None
 
 
-def session_actor(session: Session, token: str, *, now: dt.datetime) -> Authenticated:
-    """The user of a browser session; an ended, idle, expired or disabled one is refused (and
-    ended, so that it cannot come back)."""
+@dataclass(frozen=True)
+class SessionCheck:
+    """What a session cookie is worth now, and what must be written about it."""
+
+    who: Authenticated | None  # None: refused
+    session_id: int | None
+    end_reason: str | None  # it ends now: disabled, idle or expired
+    touch: bool  # the last activity is over a minute old
+
+
+def check_session(session: Session, token: str, *, now: dt.datetime) -> SessionCheck:
+    """Check a browser session without writing (``settle_session`` writes what it found)."""
     web = session.scalar(select(WebSession).where(WebSession.token_sha256 == digest(token)))
     if web is None or web.ended_at is not None:
-        raise AuthError("sign in first")
+        return SessionCheck(None, None, None, False)
     user = session.get(User, web.user_id)
     assert user is not None
     reason = None
@@ -230,13 +239,40 @@ def session_actor(session: Session, token: str, *, now: dt.datetime) -> Authenti
     elif now - web.created_at > SESSION_LIFETIME:
         reason = "expired"
     if reason:
+        return SessionCheck(None, web.id, reason, False)
+    who = Authenticated(as_actor(user), web.csrf_token, web.id, None)
+    # One write a minute at most, not one per request.
+    return SessionCheck(who, web.id, None, now - web.last_seen_at > dt.timedelta(minutes=1))
+
+
+def settle_session(session: Session, check: SessionCheck, *, now: dt.datetime) -> None:
+    """End the session the check found over, or note its activity."""
+    if check.session_id is None:
+        return
+    web = session.get(WebSession, check.session_id)
+    assert web is not None
+    if check.end_reason and web.ended_at is None:
         web.ended_at = now
-        web.end_reason = reason
-        session.flush()
-        raise AuthError(f"the session has ended ({reason}); sign in again")
-    if now - web.last_seen_at > dt.timedelta(minutes=1):  # one write a minute, not per request
-        web.last_seen_at = now
-    return Authenticated(as_actor(user), web.csrf_token, web.id, None)
+        web.end_reason = check.end_reason
+    elif check.touch:
+        web.last_seen_at = max(web.last_seen_at, now)
+    session.flush()
+
+
+def session_actor(session: Session, token: str, *, now: dt.datetime) -> Authenticated:
+    """The user of a browser session, in one transaction that may write."""
+    check = check_session(session, token, now=now)
+    settle_session(session, check, now=now)
+    if check.who is None:
+        raise AuthError(refusal(check))
+    return check.who
+
+
+def refusal(check: SessionCheck) -> str:
+    """Why a checked session is refused."""
+    if check.end_reason:
+        return f"the session has ended ({check.end_reason}); sign in again"
+    return "sign in first"
 
 
 def sign_out(session: Session, token: str, *, now: dt.datetime) -> None:
@@ -279,6 +315,7 @@ def create_token(
 ) -> tuple[str, ApiToken]:
     """An API token for the actor, carrying ``roles`` (a subset of theirs). The token itself
     is returned once; only its hash is kept."""
+    roles = [Role(role) for role in roles]
     if not roles:
         raise AuthError("a token carries at least one role")
     if not set(roles) <= set(actor.roles):

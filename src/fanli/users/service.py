@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.kit.errors import FanliError
+from fanli.kit.money import MAX_AMOUNT
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.models import Delegation, User, WebSession
 from fanli.users.queries import user_by_code
@@ -49,8 +50,8 @@ def create_user(
         raise UserError(f"user {code} needs at least one role")
     if session.scalar(select(User.id).where(User.code == code)) is not None:
         raise UserError(f"user {code} exists already")
-    if approval_limit is not None and approval_limit < 0:
-        raise UserError("an approval limit cannot be negative")
+    if approval_limit is not None and not 0 <= approval_limit < MAX_AMOUNT:
+        raise UserError(f"an approval limit lies between 0 and {MAX_AMOUNT}")
     if Role.CUSTOMER in chosen:
         if not customer_code:
             raise UserError(f"customer user {code} must name its customer")

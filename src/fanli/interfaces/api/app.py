@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from fanli import __version__
 from fanli.config import Settings
-from fanli.db.session import make_engine, session_factory
+from fanli.db.session import make_engine, read_session_factory, session_factory
 from fanli.db.status import require_current
 from fanli.sales.store import FactStore
 
@@ -20,7 +20,8 @@ from .idempotency import IdempotencyMiddleware
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = make_engine(settings.resolved_database_url)
+    # Enough connections for the worker threads (40 by default) to wait little for one.
+    engine = make_engine(settings.resolved_database_url, pool_size=20, max_overflow=20)
     require_current(engine)
     app = FastAPI(
         title="Fanli",
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
+    app.state.read_sessions = read_session_factory(engine)
     app.state.facts = FactStore(settings.facts_dir)
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)

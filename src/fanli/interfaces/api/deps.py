@@ -28,7 +28,14 @@ from fanli.db.session import unit_of_work
 from fanli.kit.errors import NotFoundError
 from fanli.sales.store import FactStore
 from fanli.users.actor import Actor, PermissionDeniedError
-from fanli.users.auth import Authenticated, AuthError, session_actor, token_actor
+from fanli.users.auth import (
+    Authenticated,
+    AuthError,
+    check_session,
+    refusal,
+    settle_session,
+    token_actor,
+)
 
 SESSION_COOKIE = "fanli_session"
 # Ids in paths: database integers (an id beyond them is simply not found, never a crash).
@@ -42,7 +49,14 @@ def now_utc() -> dt.datetime:
 
 
 def db(request: Request) -> Iterator[Session]:
-    with unit_of_work(request.app.state.sessions) as session:
+    # A request that only reads runs in a read transaction: on SQLite it takes no lock, so
+    # readers never queue behind each other or a writer; on PostgreSQL it is READ ONLY.
+    factory = (
+        request.app.state.read_sessions
+        if request.method in SAFE_METHODS
+        else request.app.state.sessions
+    )
+    with unit_of_work(factory) as session:
         yield session
 
 
@@ -66,14 +80,24 @@ def credential(request: Request) -> tuple[str, str] | None:
     return ("cookie", cookie) if cookie else None
 
 
-def caller(request: Request, session: Db) -> Authenticated:
+def caller(request: Request) -> Authenticated:
+    """Who calls. Checked in its own short transactions, before the request's own one begins:
+    a read, and a write only when a session ends or its activity is a minute old."""
     found = credential(request)
     if found is None:
         raise AuthError("sign in first (session cookie or Authorization: Bearer token)")
     kind, value = found
-    if kind == "token":
-        return token_actor(session, value, now=now_utc())
-    who = session_actor(session, value, now=now_utc())
+    now = now_utc()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        if kind == "token":
+            return token_actor(session, value, now=now)
+        check = check_session(session, value, now=now)
+    if check.end_reason or check.touch:
+        with unit_of_work(request.app.state.sessions) as session:
+            settle_session(session, check, now=now)
+    if check.who is None:
+        raise AuthError(refusal(check))
+    who = check.who
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not who.csrf_token or not hmac.compare_digest(sent, who.csrf_token):

@@ -357,8 +357,8 @@ def journal(
     return Page[JournalLineOut](items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get(
-    "/periods/{code}/gl",
+@router.post(
+    "/periods/{code}/gl-exports",
     response_class=Response,
     responses={200: {"content": {"text/csv": {}, "application/octet-stream": {}}}},
 )
@@ -368,7 +368,8 @@ def gl_export(
     session: Db,
     format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv",
 ) -> Response:
-    """The period's journal in the company's accounts, as CSV or Excel (audited)."""
+    """The period's journal in the company's accounts, as CSV or Excel. A POST: each export is
+    recorded in the audit trail."""
     _period(session, code)
     with tempfile.TemporaryDirectory(prefix="fanli-gl-") as folder:
         out = Path(folder) / f"gl-{code}.{format}"

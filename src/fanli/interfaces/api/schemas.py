@@ -15,6 +15,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from fanli.kit.money import MAX_AMOUNT
+
 
 def _money_text(value: Decimal) -> str:
     # Amounts are stored with four places; they are written with the currency's two unless a
@@ -301,7 +303,7 @@ class BalanceOut(Shape):
 
 class BalanceUseIn(Shape):
     customer: str = Field(min_length=1, max_length=64)
-    amount: Annotated[MoneyIn, Field(gt=0, max_digits=22, decimal_places=4)]
+    amount: Annotated[MoneyIn, Field(gt=0, lt=MAX_AMOUNT, decimal_places=4)]
     order_reference: str = Field(min_length=1, max_length=64)
 
 
@@ -344,7 +346,7 @@ class UserIn(Shape):
     code: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     roles: list[str] = Field(min_length=1)
-    approval_limit: Annotated[MoneyIn, Field(ge=0, max_digits=22, decimal_places=4)] | None = None
+    approval_limit: Annotated[MoneyIn, Field(ge=0, lt=MAX_AMOUNT, decimal_places=4)] | None = None
     customer: str | None = Field(default=None, max_length=64)
 
 
