@@ -40,6 +40,7 @@ migrations-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine --sf 1 --repeat 5
 	$(BIN)/python -m benchmarks.store --sf 1
+	$(BIN)/python -m benchmarks.api_load
 
 bench-sf10: $(STAMP)
 	$(BIN)/python -m benchmarks.engine --sf 10 --repeat 2

@@ -238,11 +238,13 @@ def _serve(url: str, scratch: Path, workers: int) -> tuple[subprocess.Popen[byte
     raise RuntimeError("the API did not start")
 
 
-def _wrk(url: str, token: str, seconds: int, script: Path) -> dict[str, float]:
+def _wrk(
+    url: str, token: str, seconds: int, script: Path, *, clients: int = CLIENTS
+) -> dict[str, float]:
     command = [
         "wrk",
-        "-t2",
-        f"-c{CLIENTS}",
+        f"-t{min(2, clients)}",
+        f"-c{clients}",
         f"-d{seconds}s",
         "--timeout",
         "10s",

@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -34,32 +36,59 @@ def liabilities(session: Session) -> dict[Key, Decimal]:
     return {(v, b, p): amount for v, b, p, amount in rows if amount != ZERO}
 
 
+_Run = tuple[int, frozenset[int], frozenset[int], frozenset[str], str | None]
+
+
 def _replay(
     session: Session, store: FactStore, columns: str, where: str
 ) -> dict[Key, tuple[int, tuple[Any, ...]]]:
     """Each key's latest row (with the run that wrote it) among the rows matching ``where``,
     replayed run by run: a run replaces every key of the versions it re-rated whole, and the
-    keys of the touched customers of the versions it re-rated for them."""
+    keys of the touched customers of the versions it re-rated for them.
+
+    Runs and their result files never change, so the replay is cached per list of runs: a
+    statement read again after no new run costs one query for the run list. Callers must not
+    change the returned dict."""
+    runs: tuple[_Run, ...] = tuple(
+        (
+            run_id,
+            frozenset(int(v) for v in inputs.get("rerated", [])),
+            frozenset(int(v) for v in inputs.get("rerated_for_customers", [])),
+            frozenset(inputs.get("customers", [])),
+            results_file,
+        )
+        for run_id, inputs, results_file in session.execute(
+            select(AccrualRun.id, AccrualRun.inputs, AccrualRun.results_file).order_by(
+                AccrualRun.id
+            )
+        )
+    )
+    return _replay_runs(runs, str(store.root), columns, where)
+
+
+@lru_cache(maxsize=512)
+def _replay_runs(
+    runs: tuple[_Run, ...], root: str, columns: str, where: str
+) -> dict[Key, tuple[int, tuple[Any, ...]]]:
     held: dict[Key, tuple[int, tuple[Any, ...]]] = {}
-    for run_id, inputs, results_file in session.execute(
-        select(AccrualRun.id, AccrualRun.inputs, AccrualRun.results_file).order_by(AccrualRun.id)
-    ):
-        whole = {int(v) for v in inputs.get("rerated", [])}
-        partial = {int(v) for v in inputs.get("rerated_for_customers", [])}
-        customers = set(inputs.get("customers", []))
-        held = {
-            key: row
-            for key, row in held.items()
-            if key[0] not in whole and not (key[0] in partial and key[1] in customers)
-        }
-        if results_file is None:
-            continue
-        rows = duckdb.execute(
-            f"""SELECT version_id, beneficiary, period_index, {columns}
-            FROM read_parquet({sql_literal(store.path(results_file))}) WHERE {where}"""
-        ).fetchall()
-        for version_id, beneficiary, period_index, *rest in rows:
-            held[(int(version_id), beneficiary, int(period_index))] = (run_id, tuple(rest))
+    store = FactStore(Path(root))
+    # A DuckDB connection of its own: the process-wide default one must not be shared by the
+    # threads of concurrent requests.
+    with duckdb.connect() as connection:
+        for run_id, whole, partial, customers, results_file in runs:
+            held = {
+                key: row
+                for key, row in held.items()
+                if key[0] not in whole and not (key[0] in partial and key[1] in customers)
+            }
+            if results_file is None:
+                continue
+            rows = connection.execute(
+                f"""SELECT version_id, beneficiary, period_index, {columns}
+                FROM read_parquet({sql_literal(store.path(results_file))}) WHERE {where}"""
+            ).fetchall()
+            for version_id, beneficiary, period_index, *rest in rows:
+                held[(int(version_id), beneficiary, int(period_index))] = (run_id, tuple(rest))
     return held
 
 

@@ -140,9 +140,12 @@ def _customers_in(files: list[Path], where: str = "TRUE") -> set[str]:
     """Customers with a line in these batch files (that meets ``where``)."""
     if not files:
         return set()
-    rows = duckdb.execute(
-        f"SELECT DISTINCT customer_id FROM read_parquet([{sql_list(files)}]) WHERE {where}"
-    ).fetchall()
+    # A connection of its own: DuckDB's default connection is one for the whole process, and
+    # two threads (two API requests) must not share it.
+    with duckdb.connect() as connection:
+        rows = connection.execute(
+            f"SELECT DISTINCT customer_id FROM read_parquet([{sql_list(files)}]) WHERE {where}"
+        ).fetchall()
     return {row[0] for row in rows}
 
 

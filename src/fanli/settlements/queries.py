@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
@@ -41,6 +42,53 @@ def settlements(
     if beneficiary is not None:
         query = query.where(Settlement.beneficiary == beneficiary)
     return list(session.scalars(query))
+
+
+LISTED = (
+    Settlement.id,
+    Settlement.agreement_code,
+    Settlement.beneficiary,
+    Settlement.period_start,
+    Settlement.period_end,
+    Settlement.currency,
+    Settlement.amount,
+    Settlement.approval_basis,
+    Settlement.form,
+    Settlement.status,
+    Settlement.steps,
+    Settlement.proposed_by,
+    Settlement.rejection_reason,
+)
+
+
+def settlement_page(
+    session: Session,
+    *,
+    status: SettlementStatus | None = None,
+    beneficiary: str | None = None,
+    customers: set[str] | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of settlements, newest first, as rows of ``LISTED`` columns, and how many
+    match (``customers``: only these beneficiaries). Rows, not objects: a list page is read
+    often and shows neither the inputs nor anything to change."""
+    conditions = []
+    if status is not None:
+        conditions.append(Settlement.status == status)
+    if beneficiary is not None:
+        conditions.append(Settlement.beneficiary == beneficiary)
+    if customers is not None:
+        conditions.append(Settlement.beneficiary.in_(sorted(customers)))
+    total = session.scalar(select(func.count(Settlement.id)).where(*conditions)) or 0
+    rows = session.execute(
+        select(*LISTED)
+        .where(*conditions)
+        .order_by(Settlement.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in rows], total
 
 
 @dataclass(frozen=True)

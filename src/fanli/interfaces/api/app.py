@@ -6,6 +6,10 @@ interactive documentation at ``/api/docs``. The web UI of a later issue mounts i
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 
 from fanli import __version__
@@ -17,13 +21,26 @@ from fanli.sales.store import FactStore
 from . import errors, routes, routes_store
 from .idempotency import IdempotencyMiddleware
 
+WORKER_THREADS = 16  # threads for the synchronous routes and dependencies, per process
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Fewer threads than the default 40: the routes are CPU-bound Python, and more threads only
+    # queue on the GIL while each holds a database connection.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+    yield
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    # Enough connections for the worker threads (40 by default) to wait little for one.
-    engine = make_engine(settings.resolved_database_url, pool_size=20, max_overflow=20)
+    # More connections than worker threads (WORKER_THREADS): a request holds one connection at a
+    # time, and its cleanup (the commit) needs a thread, so with fewer connections than threads
+    # every thread could wait for a connection that only a cleanup would free.
+    engine = make_engine(settings.resolved_database_url, pool_size=24, max_overflow=16)
     require_current(engine)
     app = FastAPI(
+        lifespan=_lifespan,
         title="Fanli",
         version=__version__,
         summary="Rebate management: agreements, accruals, settlements, payouts, audit.",

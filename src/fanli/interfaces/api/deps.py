@@ -60,7 +60,7 @@ def db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def facts(request: Request) -> FactStore:
+async def facts(request: Request) -> FactStore:
     store: FactStore = request.app.state.facts
     return store
 
@@ -105,9 +105,6 @@ def caller(request: Request) -> Authenticated:
     return who
 
 
-Caller = Annotated[Authenticated, Depends(caller)]
-
-
 @cache
 def matrix() -> dict[str, Any]:
     text = files("fanli.interfaces.api").joinpath("authorization.yaml").read_text("utf-8")
@@ -125,6 +122,7 @@ def route_id(request: Request) -> str:
 class Access:
     actor: Actor
     scope: str  # all, assigned, own (signed_in routes: all)
+    who: Authenticated
 
 
 def scope_for(entry: Any, actor: Actor) -> str | None:
@@ -139,11 +137,14 @@ def scope_for(entry: Any, actor: Actor) -> str | None:
     return None
 
 
-def authorized(request: Request, who: Caller) -> Access:
+def authorized(request: Request) -> Access:
+    """The caller, and the scope the matrix grants them on this route (one dependency, so one
+    trip to the worker threads)."""
+    who = caller(request)
     scope = scope_for(matrix().get(route_id(request)), who.actor)
     if scope is None:
         raise PermissionDeniedError(f"{who.actor.code} may not call {route_id(request)}")
-    return Access(who.actor, scope)
+    return Access(who.actor, scope, who)
 
 
 Authorized = Annotated[Access, Depends(authorized)]

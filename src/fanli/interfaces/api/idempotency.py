@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fanli.db.session import unit_of_work
 
@@ -86,15 +85,21 @@ def _claim(
 
 
 def _finish(
-    sessions: sessionmaker[Session], key: str, caller: str, response: Response, body: bytes
+    sessions: sessionmaker[Session],
+    key: str,
+    caller: str,
+    *,
+    status: int,
+    content_type: str | None,
+    body: bytes,
 ) -> None:
     with unit_of_work(sessions) as session:
         row = session.get(HttpIdempotency, (key, caller))
         if row is None:
             return
-        if 200 <= response.status_code < 300:
-            row.status = response.status_code
-            row.content_type = response.headers.get("content-type")
+        if 200 <= status < 300:
+            row.status = status
+            row.content_type = content_type
             row.body = body
         else:
             session.execute(
@@ -104,15 +109,25 @@ def _finish(
             )
 
 
-class IdempotencyMiddleware(BaseHTTPMiddleware):
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.method != "POST" or not MONEY_ROUTES.match(request.url.path):
-            return await call_next(request)
+class IdempotencyMiddleware:
+    """Plain ASGI (no per-request task or stream for the requests it lets through): only
+    POSTs to the money routes are buffered, claimed and recorded."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not MONEY_ROUTES.match(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
         key = request.headers.get("idempotency-key", "").strip()
         if not key or len(key) > MAX_KEY:
-            return JSONResponse(
+            missing = JSONResponse(
                 error_body(
                     "idempotency_key_missing",
                     f"this request moves money: send an Idempotency-Key of 1 to {MAX_KEY} "
@@ -120,28 +135,49 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
                 ),
                 status_code=400,
             )
+            await missing(scope, receive, send)
+            return
         found = credential(request)
         if found is None:
-            return await call_next(request)  # answered 401 by the route
+            await self.app(scope, receive, send)  # answered 401 by the route
+            return
         caller = _sha(found[1].encode("utf-8"))
         body = await request.body()
-        sessions = request.app.state.sessions
-        method_path = f"POST {request.url.path}"
+        sessions = scope["app"].state.sessions
+        method_path = f"POST {scope['path']}"
         answer = await run_in_threadpool(_claim, sessions, key, caller, method_path, _sha(body))
         if answer is not None:
-            return answer
+            await answer(scope, receive, send)
+            return
+
+        async def replay_body() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        status = 500
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
         try:
-            response = await call_next(request)
-            chunks = [chunk async for chunk in response.body_iterator]  # type: ignore[attr-defined]
-            content = b"".join(
-                chunk if isinstance(chunk, bytes) else chunk.encode() for chunk in chunks
-            )
+            await self.app(scope, replay_body, capture)
         except BaseException:
-            await run_in_threadpool(_finish, sessions, key, caller, Response(status_code=500), b"")
+            await run_in_threadpool(
+                _finish, sessions, key, caller, status=500, content_type=None, body=b""
+            )
             raise
-        await run_in_threadpool(_finish, sessions, key, caller, response, content)
-        return Response(
-            content=content,
-            status_code=response.status_code,
-            headers={k: v for k, v in response.headers.items() if k != "content-length"},
+        content = b"".join(chunks)
+        content_type = next(
+            (value.decode("latin-1") for name, value in headers if name == b"content-type"), None
         )
+        await run_in_threadpool(
+            _finish, sessions, key, caller, status=status, content_type=content_type, body=content
+        )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})

@@ -17,15 +17,13 @@ from fanli.customers.queries import customer_by_code
 from fanli.kit.errors import InputError, NotFoundError
 from fanli.settlements import service as settlements
 from fanli.settlements.models import Settlement, SettlementStatus
-from fanli.settlements.queries import settlements as list_settlements
-from fanli.settlements.queries import waiting_for
+from fanli.settlements.queries import settlement_page, waiting_for
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import Outcome, create_token, revoke_token, sign_in, sign_out
 
 from .deps import (
     SESSION_COOKIE,
     Authorized,
-    Caller,
     Db,
     Facts,
     Id,
@@ -101,7 +99,7 @@ def create_session(
 
 
 @router.delete("/session", status_code=204)
-def end_session(request: Request, who: Caller, _access: Authorized, session: Db) -> Response:
+def end_session(request: Request, _access: Authorized, session: Db) -> Response:
     found = credential(request)
     if found and found[0] == "cookie":
         sign_out(session, found[1], now=now_utc())
@@ -121,8 +119,8 @@ def _me(actor: Actor, csrf: str | None) -> Me:
 
 
 @router.get("/me", response_model=Me)
-def me(who: Caller, _access: Authorized) -> Me:
-    return _me(who.actor, who.csrf_token)
+def me(access: Authorized) -> Me:
+    return _me(access.actor, access.who.csrf_token)
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
@@ -198,13 +196,17 @@ def settlement_list(  # noqa: PLR0917 - FastAPI maps parameters to query and dep
     status: Annotated[SettlementStatus | None, Query()] = None,
     beneficiary: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[SettlementOut]:
-    rows = list_settlements(session, status=status, beneficiary=beneficiary)
-    visible = visible_customers(session, access)
-    if visible is not None:
-        rows = [row for row in rows if row.beneficiary in visible]
+    rows, total = settlement_page(
+        session,
+        status=status,
+        beneficiary=beneficiary,
+        customers=visible_customers(session, access),
+        offset=offset,
+        limit=limit,
+    )
     return Page[SettlementOut](
-        items=[SettlementOut.model_validate(row) for row in rows[offset : offset + limit]],
-        total=len(rows),
+        items=[SettlementOut.model_validate(row) for row in rows],
+        total=total,
         offset=offset,
         limit=limit,
     )
