@@ -27,6 +27,7 @@ from fanli.sales.store import FactStore
 from fanli.users.auth import enrol_second_factor, set_password
 from fanli.users.models import WebSession
 from fanli.users.service import create_user, disable_user
+from postgres import empty_postgres
 from store.builders import (
     activate,
     customers_file,
@@ -67,11 +68,19 @@ class Api:
         return str(made.json()["token"])
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    settings = Settings(data_dir=tmp_path / "data")
-    engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+    """The API over a store on each database, with users, a policy, one agreement, Q1 sales
+    and an accrual run."""
+    if request.param == "sqlite":
+        settings = Settings(data_dir=tmp_path / "data")
+        engine = make_engine(settings.resolved_database_url)
+        upgrade(engine)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        settings = Settings(data_dir=tmp_path / "data", database_url=url)
+        engine = make_engine(url)
+        empty_postgres(engine)
     sessions = session_factory(engine)
     facts = FactStore(settings.facts_dir)
     secrets: dict[str, str] = {}
@@ -110,6 +119,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     client = TestClient(create_app(settings), base_url="https://testserver")
     yield Api(client, sessions, secrets, who)
     client.close()
+    client.app.state.engine.dispose()  # type: ignore[attr-defined]
     engine.dispose()
 
 

@@ -10,7 +10,6 @@ so a missing database can never pass as green.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -18,16 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fanli.db.migrate import upgrade
 from fanli.db.session import make_engine, session_factory, unit_of_work
-from fanli.models import Base
 from fanli.sales.store import FactStore
+from postgres import empty_postgres
 
-POSTGRES_URL = os.environ.get("FANLI_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = dt.datetime(2026, 11, 27, 9, 30, tzinfo=dt.UTC)
 
 
@@ -44,40 +41,6 @@ class Store:
         return unit_of_work(self.sessions)
 
 
-def _postgres_admin() -> tuple[Engine | None, str]:
-    url = make_url(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as error:
-        engine.dispose()
-        first_line = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        return None, f"PostgreSQL not reachable at {url.render_as_string()}: {first_line}"
-    return engine, ""
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    admin, problem = _postgres_admin()
-    if admin is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs PostgreSQL: {problem}")
-        pytest.skip(problem)
-    name = f"fanli_test_{os.getpid()}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "fanli.db"
@@ -86,12 +49,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine.dispose()  # closing the last connection checkpoints the WAL into the file
     assert not path.with_name("fanli.db-wal").exists()
     return path
-
-
-def _empty_postgres(engine: Engine) -> None:
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -103,6 +60,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         engine = make_engine(f"sqlite:///{database}")
     else:
         engine = make_engine(request.getfixturevalue("postgres_url"))
-        _empty_postgres(engine)
+        empty_postgres(engine)
     yield Store(engine, session_factory(engine), FactStore(tmp_path / "facts"), request.param)
     engine.dispose()

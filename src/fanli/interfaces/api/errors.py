@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fanli.kit.errors import FanliError, InputError, NotFoundError
@@ -75,6 +76,14 @@ def install(app: FastAPI) -> None:
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return JSONResponse(error_body(code, error.detail), status_code=error.status_code)
+
+    @app.exception_handler(DataError)
+    async def _data(_request: Request, error: DataError) -> JSONResponse:
+        # The database refused a value the request carried (a NUL character, a string longer
+        # than its column, a number out of range): bad input, and the transaction rolled back.
+        log.info("input refused by the database: %s", error.orig)
+        detail = "a value is not valid here (too long, out of range, or with NUL characters)"
+        return JSONResponse(error_body("invalid_input", detail), status_code=422)
 
     @app.exception_handler(Exception)
     async def _crash(_request: Request, error: Exception) -> JSONResponse:
