@@ -4,6 +4,7 @@ CSRF), API tokens, the error shape, money as strings, object-level 404s, and Ide
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from fanli.config import Settings
 from fanli.db.migrate import upgrade
 from fanli.db.session import make_engine, session_factory, unit_of_work
 from fanli.interfaces.api.app import create_app
+from fanli.interfaces.api.models import HttpIdempotency
 from fanli.ledger.service import accrue
 from fanli.sales.service import import_customers, import_products, import_sales
 from fanli.sales.store import FactStore
@@ -342,3 +344,41 @@ def test_fields_a_caller_may_not_set_are_refused(api: Api) -> None:
     assert {p["field"] for p in refused.json()["detail"]} == {"body.amount", "body.status"}
     listed = api.client.get("/api/settlements", headers=fay).json()
     assert listed["total"] == 0  # nothing stored
+
+
+def test_a_key_still_in_flight_is_a_409(api: Api) -> None:
+    token = api.token("fay", ["finance"])
+    fay = {"Authorization": f"Bearer {token}"}
+    body = {"agreement": "A1", "beneficiary": "C1", "period_start": "2026-01-01"}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    with unit_of_work(api.sessions) as session:
+        # What the middleware writes when a first request with this key starts.
+        session.add(
+            HttpIdempotency(
+                key="slow",
+                caller=hashlib.sha256(token.encode()).hexdigest(),
+                method_path="POST /api/settlements",
+                body_sha256=hashlib.sha256(raw).hexdigest(),
+                created_at=NOW,
+            )
+        )
+    second = api.client.post(
+        "/api/settlements",
+        content=raw,
+        headers={**fay, "Idempotency-Key": "slow", "Content-Type": "application/json"},
+    )
+    assert (second.status_code, second.json()["error"]) == (409, "in_flight")
+    assert api.client.get("/api/settlements", headers=fay).json()["total"] == 0
+
+
+def test_approval_status_and_refresh_over_http(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    made = api.client.post(
+        "/api/settlements",
+        json={"agreement": "A1", "beneficiary": "C1", "period_start": "2026-01-01"},
+        headers={**fay, "Idempotency-Key": "s"},
+    ).json()
+    status = api.client.get(f"/api/settlements/{made['id']}/approvals", headers=fay).json()
+    assert (status["approvals"], status["missing"]) == ([], ["approver x1"])
+    unchanged = api.client.post(f"/api/settlements/{made['id']}/refresh", headers=fay)
+    assert (unchanged.status_code, unchanged.json()["error"]) == (409, "settlement_refused")

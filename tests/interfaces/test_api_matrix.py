@@ -95,6 +95,7 @@ def _path(template: str, which: str, ids: dict[str, int]) -> str:
         .replace("{batch_id}", "999")
         .replace("{account_id}", "999")
         .replace("{use_id}", "999")
+        .replace("{delegation_id}", "999")
     )
 
 

@@ -46,8 +46,9 @@ from fanli.sales.service import (
     void_batch,
 )
 from fanli.sales.store import FactStore
+from postgres import empty_postgres
 from store.builders import activate, percent_agreement, products_file, sales_file, staff, write_csv
-from store.conftest import NOW, _empty_postgres
+from store.conftest import NOW
 from store.replay import from_scratch
 
 TIERS = [{"from": "0", "to": "5000", "rate": "1"}, {"from": "5000", "rate": "3"}]
@@ -78,7 +79,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.engine = make_engine(f"sqlite:///{database}")
         else:
             self.engine = make_engine(self.postgres_url)
-            _empty_postgres(self.engine)
+            empty_postgres(self.engine)
         self.sessions = session_factory(self.engine)
         self.facts = FactStore(self.directory / "facts")
         self.file_number = 0

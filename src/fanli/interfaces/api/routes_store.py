@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,13 +17,18 @@ from sqlalchemy import func, select
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
-from fanli.agreements.service import add_version, draft_of
+from fanli.agreements.service import add_version, draft_of, terminate
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
 from fanli.compliance.service import publish
 from fanli.customers.models import BankAccount, DueDiligenceKind, DueDiligenceRecord
 from fanli.customers.queries import bank_accounts, customer_by_code
-from fanli.customers.service import add_due_diligence, register_account, verify_account
+from fanli.customers.service import (
+    add_due_diligence,
+    assign,
+    register_account,
+    verify_account,
+)
 from fanli.kit.errors import InputError, NotFoundError
 from fanli.ledger.export import export_gl
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
@@ -41,17 +47,24 @@ from fanli.sales.service import (
     write_issue_report,
 )
 from fanli.settlements import balance as balances
+from fanli.settlements import service as settlements
+from fanli.settlements.models import Settlement
+from fanli.settlements.queries import approval_status
 from fanli.settlements.queries import settlements as list_settlements
 from fanli.users.actor import Role
+from fanli.users.auth import enrol_second_factor, provisioning_uri, set_password
 from fanli.users.queries import users
-from fanli.users.service import create_user, delegate, disable_user
+from fanli.users.service import create_user, delegate, disable_user, revoke_delegation
 
 from .deps import Authorized, Db, Facts, Id, check_customer, now_utc
 from .schemas import (
     ERRORS,
     AccrualRequest,
     AgreementOut,
+    ApprovalOut,
+    ApprovalStatusOut,
     ApproveRequest,
+    AssignmentIn,
     BalanceDecisionIn,
     BalanceOut,
     BalanceUseIn,
@@ -64,19 +77,24 @@ from .schemas import (
     DelegationOut,
     DueDiligenceIn,
     DueDiligenceOut,
+    ExpiryIn,
+    ExpiryOut,
     ImportOut,
     JournalLineOut,
     Page,
+    PasswordIn,
     PeriodOut,
     PolicyOut,
     ProductOut,
     ReasonRequest,
     RunListOut,
     RunOut,
+    SecondFactorOut,
     SettlementOut,
     Statement,
     StatementLine,
     SubmitRequest,
+    TerminationIn,
     UserIn,
     UserOut,
     VersionOut,
@@ -605,3 +623,75 @@ def delegation_create(body: DelegationIn, access: Authorized, session: Db) -> De
         now=now_utc(),
     )
     return DelegationOut.model_validate(grant)
+
+
+# ---- the rest of the services -------------------------------------------------------------
+
+
+@router.get(
+    "/settlements/{settlement_id}/approvals", response_model=ApprovalStatusOut, responses={404: {}}
+)
+def settlement_approvals(settlement_id: Id, access: Authorized, session: Db) -> ApprovalStatusOut:
+    """A settlement's approvals for its current inputs, and the steps still open."""
+    found = session.get(Settlement, settlement_id)
+    if found is None:
+        raise NotFoundError(f"there is no settlement {settlement_id}")
+    check_customer(session, access, found.beneficiary, f"settlement {settlement_id}")
+    status = approval_status(session, settlement_id)
+    return ApprovalStatusOut(
+        settlement=SettlementOut.model_validate(status.settlement),
+        approvals=[ApprovalOut.model_validate(a) for a in status.approvals],
+        missing=status.missing,
+    )
+
+
+@router.post("/settlements/{settlement_id}/refresh", response_model=SettlementOut)
+def settlement_refresh(
+    settlement_id: Id, access: Authorized, session: Db, store: Facts
+) -> SettlementOut:
+    """Recompute a settlement whose inputs changed; it needs approving again."""
+    done = settlements.refresh(session, store, settlement_id, actor=access.actor, now=now_utc())
+    return SettlementOut.model_validate(done)
+
+
+@router.post("/agreements/{code}/termination", response_model=AgreementOut)
+def agreement_terminate(
+    code: str, body: TerminationIn, access: Authorized, session: Db
+) -> AgreementOut:
+    record = terminate(
+        session, code, on=body.on, reason=body.reason, actor=access.actor, now=now_utc()
+    )
+    return _agreement_out(session, record)
+
+
+@router.post("/balance-expiries", response_model=ExpiryOut, status_code=201)
+def balance_expiry(body: ExpiryIn, access: Authorized, session: Db) -> ExpiryOut:
+    """Expire the rebate balance credits whose validity has ended, and release them."""
+    done = balances.expire_credits(session, as_of=body.as_of, actor=access.actor, now=now_utc())
+    return ExpiryOut(credits=len(done), released=sum((c.amount for c in done), Decimal(0)))
+
+
+@router.post("/customers/{code}/assignments", status_code=204)
+def customer_assign(code: str, body: AssignmentIn, access: Authorized, session: Db) -> Response:
+    assign(session, code, body.user, actor=access.actor, now=now_utc())
+    return Response(status_code=204)
+
+
+@router.delete("/delegations/{delegation_id}", status_code=204)
+def delegation_revoke(delegation_id: Id, access: Authorized, session: Db) -> Response:
+    revoke_delegation(session, delegation_id, actor=access.actor, now=now_utc())
+    return Response(status_code=204)
+
+
+@router.post("/users/{code}/password", status_code=204)
+def user_password(code: str, body: PasswordIn, access: Authorized, session: Db) -> Response:
+    """Set a password: your own, or anyone's as an administrator. Their sessions end."""
+    set_password(session, code, body.password, actor=access.actor, now=now_utc())
+    return Response(status_code=204)
+
+
+@router.post("/users/{code}/second-factor", response_model=SecondFactorOut, status_code=201)
+def user_second_factor(code: str, access: Authorized, session: Db) -> SecondFactorOut:
+    """A new TOTP secret (shown once): an administrator enrols a user, or a user renews theirs."""
+    secret = enrol_second_factor(session, code, actor=access.actor, now=now_utc())
+    return SecondFactorOut(secret=secret, provisioning_uri=provisioning_uri(secret, code))

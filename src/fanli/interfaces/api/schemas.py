@@ -393,3 +393,43 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (500, "an unexpected error"),
     )
 }
+
+
+class ApprovalOut(Shape):
+    approver: str
+    principal: str
+    role: str
+    approved_at: dt.datetime
+
+
+class ApprovalStatusOut(Shape):
+    settlement: SettlementOut
+    approvals: list[ApprovalOut]
+    missing: list[str]
+
+
+class TerminationIn(Shape):
+    on: dt.date
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ExpiryIn(Shape):
+    as_of: dt.date
+
+
+class ExpiryOut(Shape):
+    credits: int
+    released: Money
+
+
+class AssignmentIn(Shape):
+    user: str = Field(min_length=1, max_length=64)
+
+
+class PasswordIn(Shape):
+    password: str = Field(min_length=12, max_length=200)
+
+
+class SecondFactorOut(Shape):
+    secret: str
+    provisioning_uri: str
