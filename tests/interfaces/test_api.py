@@ -156,6 +156,14 @@ def test_sign_in_is_throttled_per_account(api: Api) -> None:
     assert api.sign_in("cora").status_code == 200  # another account is not affected
 
 
+def test_sign_in_is_throttled_per_source_address(api: Api) -> None:
+    """Twenty failures from one address, spread over accounts, block that address."""
+    for n in range(20):
+        assert api.sign_in(f"guess{n}", password="wrong password!").status_code == 401
+    throttled = api.sign_in("cora")  # a right password, from the same address
+    assert (throttled.status_code, throttled.json()["error"]) == (429, "throttled")
+
+
 def test_sessions_end_when_idle_and_when_the_user_is_disabled(api: Api) -> None:
     assert api.sign_in("sam").status_code == 200
     with unit_of_work(api.sessions) as session:
