@@ -164,7 +164,7 @@ def test_sign_in_is_throttled_per_source_address(api: Api) -> None:
     assert (throttled.status_code, throttled.json()["error"]) == (429, "throttled")
 
 
-def test_sessions_end_when_idle_and_when_the_user_is_disabled(api: Api) -> None:
+def test_sessions_end_when_idle_expired_or_the_user_is_disabled(api: Api) -> None:
     assert api.sign_in("sam").status_code == 200
     with unit_of_work(api.sessions) as session:
         session.execute(
@@ -172,6 +172,16 @@ def test_sessions_end_when_idle_and_when_the_user_is_disabled(api: Api) -> None:
         )
     ended = api.client.get("/api/me")
     assert (ended.status_code, "idle" in ended.json()["detail"]) == (401, True)
+    assert api.sign_in("sam").status_code == 200
+    with unit_of_work(api.sessions) as session:
+        # Active all along (seen a minute ago), but signed in 13 hours ago: over the lifetime.
+        session.execute(
+            update(WebSession)
+            .where(WebSession.ended_at.is_(None))
+            .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=13))
+        )
+    expired = api.client.get("/api/me")
+    assert (expired.status_code, "expired" in expired.json()["detail"]) == (401, True)
     assert api.sign_in("cora").status_code == 200
     with unit_of_work(api.sessions) as session:
         disable_user(session, "cora", reason="left", actor=api.who["admin"], now=NOW)
