@@ -146,6 +146,22 @@ class World:
                 **options,
             )
 
+    def verified_account(self, customer: str) -> int:
+        """A bank account of C1 (上海华东食品贸易有限公司) registered by fay, verified by fred."""
+        with self.store.work() as session:
+            account_id = register_account(
+                session,
+                customer,
+                bank_name="工商银行",
+                account_number="1",
+                holder_name="上海华东食品贸易有限公司",
+                country="CN",
+                actor=self.who["fay"],
+                now=NOW,
+            ).id
+            verify_account(session, account_id, actor=self.who["fred"], now=NOW)
+        return account_id
+
     def settlement(self, settlement_id: int) -> Settlement:
         with self.store.work() as session:
             found = session.get(Settlement, settlement_id)
@@ -307,18 +323,7 @@ def test_an_account_of_another_customer_is_refused(store: Store, tmp_path: Path)
     world = _world(store, tmp_path, _form("bank_transfer"))
     settlement_id = world.propose("C2")
     world.approve(settlement_id, "amy")
-    with store.work() as session:
-        other = register_account(
-            session,
-            "C1",
-            bank_name="工商银行",
-            account_number="1",
-            holder_name="上海华东食品贸易有限公司",
-            country="CN",
-            actor=world["fay"],
-            now=NOW,
-        ).id
-        verify_account(session, other, actor=world["fred"], now=NOW)
+    other = world.verified_account("C1")
     with pytest.raises(settlements.SettlementError, match="not registered to C2"):
         world.pay(settlement_id, bank_account_id=other)
 
@@ -801,18 +806,7 @@ def test_offset_against_receivables(store: Store, tmp_path: Path) -> None:
 
 def test_a_clawback_on_a_transfer_agreement_is_an_offset(store: Store, tmp_path: Path) -> None:
     world = _world(store, tmp_path, _form("bank_transfer", clawback=True))
-    with store.work() as session:
-        account_id = register_account(
-            session,
-            "C1",
-            bank_name="工商银行",
-            account_number="1",
-            holder_name="上海华东食品贸易有限公司",
-            country="CN",
-            actor=world["fay"],
-            now=NOW,
-        ).id
-        verify_account(session, account_id, actor=world["fred"], now=NOW)
+    account_id = world.verified_account("C1")
     first = world.propose()
     world.approve(first, "amy")
     world.pay(first, bank_account_id=account_id)

@@ -27,7 +27,7 @@ from fanli.agreements.models import (
 from fanli.agreements.terms import Agreement
 from fanli.audit.service import canonical_json, record
 from fanli.kit.errors import FanliError, NotFoundError
-from fanli.users.actor import Actor, Role, require
+from fanli.users.actor import Actor, Role, open_steps, require
 
 
 class AgreementError(FanliError):
@@ -229,16 +229,11 @@ def missing_approvals(version: AgreementVersion, approvals: list[AgreementApprov
     """The approval steps of the current submission still unfilled, as "role xN"."""
     assert version.review is not None
     counted = [
-        a
+        a.role
         for a in approvals
         if a.submission == version.submission and a.terms_hash == version.terms_hash
     ]
-    missing = []
-    for step in version.review["steps"]:
-        have = sum(1 for a in counted if a.role == step["role"])
-        if have < step["count"]:
-            missing.append(f"{step['role']} x{step['count'] - have}")
-    return missing
+    return open_steps(version.review["steps"], counted)
 
 
 def approvals_of(session: Session, version: AgreementVersion) -> list[AgreementApproval]:

@@ -52,7 +52,7 @@ from fanli.settlements.models import (
     SettlementLine,
     SettlementStatus,
 )
-from fanli.users.actor import Actor, PermissionDeniedError, Role, require
+from fanli.users.actor import Actor, PermissionDeniedError, Role, open_steps, require
 from fanli.users.queries import principals
 
 
@@ -434,12 +434,7 @@ def approvals(session: Session, settlement: Settlement) -> list[SettlementApprov
 
 
 def missing_steps(settlement: Settlement, given: list[SettlementApproval]) -> list[str]:
-    missing = []
-    for step in settlement.steps:
-        have = sum(1 for a in given if a.role == step["role"])
-        if have < step["count"]:
-            missing.append(f"{step['role']} x{step['count'] - have}")
-    return missing
+    return open_steps(settlement.steps, (a.role for a in given))
 
 
 def approval_slot(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from fanli.kit.errors import FanliError
 
@@ -41,3 +43,15 @@ def require(actor: Actor, *roles: Role, to: str) -> None:
     if not any(actor.has(role) for role in roles):
         needed = " or ".join(role.value for role in roles)
         raise PermissionDeniedError(f"{actor.code} may not {to}: it needs the role {needed}")
+
+
+def open_steps(steps: Iterable[Mapping[str, Any]], roles_given: Iterable[str]) -> list[str]:
+    """The approval steps ([{role, count}]) the given approvals (their roles) leave unfilled,
+    as "role xN"."""
+    given = list(roles_given)
+    missing = []
+    for step in steps:
+        have = given.count(step["role"])
+        if have < step["count"]:
+            missing.append(f"{step['role']} x{step['count'] - have}")
+    return missing

@@ -17,16 +17,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from fanli.customers.queries import assigned_codes
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import NotFoundError
 from fanli.sales.store import FactStore
+from fanli.settlements.models import Settlement
 from fanli.users.actor import Actor, PermissionDeniedError
 from fanli.users.auth import (
     Authenticated,
@@ -37,9 +39,21 @@ from fanli.users.auth import (
     token_actor,
 )
 
+Q = TypeVar("Q", bound=Select)  # type: ignore[type-arg]  # any select, of any row shape
 SESSION_COOKIE = "fanli_session"
 # Ids in paths: database integers (an id beyond them is simply not found, never a crash).
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description="Required where money moves: a retry with the same key and body returns "
+        "the first response.",
+    ),
+]
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -164,3 +178,19 @@ def check_customer(session: Session, access: Access, code: str, what: str) -> No
     visible = visible_customers(session, access)
     if visible is not None and code not in visible:
         raise NotFoundError(f"there is no {what}")
+
+
+def window(session: Session, query: Q, order: Any, offset: int, limit: int) -> tuple[Q, int]:
+    """A list page: the query narrowed to ``[offset, offset + limit)`` in ``order``, and how
+    many rows match in all."""
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return query.order_by(order).offset(offset).limit(limit), total
+
+
+def visible_settlement(session: Session, access: Access, settlement_id: int) -> Settlement:
+    """A settlement the caller may see; another customer's answers as a missing one."""
+    found = session.get(Settlement, settlement_id)
+    if found is None:
+        raise NotFoundError(f"there is no settlement {settlement_id}")
+    check_customer(session, access, found.beneficiary, f"settlement {settlement_id}")
+    return found

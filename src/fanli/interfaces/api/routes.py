@@ -6,19 +6,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from fanli.audit.models import AuditEvent
 from fanli.compliance.queries import policy_versions
 from fanli.customers.models import Customer
 from fanli.customers.queries import customer_by_code
-from fanli.kit.errors import InputError, NotFoundError
 from fanli.settlements import service as settlements
-from fanli.settlements.models import Settlement, SettlementStatus
+from fanli.settlements.models import SettlementStatus
 from fanli.settlements.queries import settlement_page, waiting_for
-from fanli.users.actor import Actor, Role
+from fanli.users.actor import Actor
 from fanli.users.auth import Outcome, create_token, revoke_token, sign_in, sign_out
 
 from .deps import (
@@ -27,10 +26,15 @@ from .deps import (
     Db,
     Facts,
     Id,
+    IdempotencyKey,
+    Limit,
+    Offset,
     check_customer,
     credential,
     now_utc,
     visible_customers,
+    visible_settlement,
+    window,
 )
 from .errors import error_body
 from .schemas import (
@@ -51,17 +55,6 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/api", responses=ERRORS)
-
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-Limit = Annotated[int, Query(ge=1, le=500)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=128,
-        description="Required: a retry with the same key and body returns the first response.",
-    ),
-]
 
 
 # ---- sign-in ----------------------------------------------------------------------------------
@@ -125,14 +118,8 @@ def me(access: Authorized) -> Me:
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
 def new_token(body: TokenRequest, access: Authorized, session: Db) -> TokenCreated:
-    roles = []
-    for name in body.roles:
-        try:
-            roles.append(Role(name))
-        except ValueError:
-            raise InputError(f"unknown role {name!r}", field="roles") from None
     token, row = create_token(
-        session, name=body.name, roles=roles, days=body.days, actor=access.actor, now=now_utc()
+        session, name=body.name, roles=body.roles, days=body.days, actor=access.actor, now=now_utc()
     )
     return TokenCreated(id=row.id, token=token, roles=row.roles, expires_at=row.expires_at)
 
@@ -160,8 +147,8 @@ def customers(
         query = query.where(Customer.code.in_(sorted(visible)))
     if segment is not None:
         query = query.where(Customer.segment == segment)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Customer.code).offset(offset).limit(limit)).all()
+    page, total = window(session, query, Customer.code, offset, limit)
+    rows = session.scalars(page).all()
     return Page[CustomerOut](
         items=[CustomerOut.model_validate(row) for row in rows],
         total=total,
@@ -177,14 +164,6 @@ def customer(code: str, access: Authorized, session: Db) -> CustomerOut:
 
 
 # ---- settlements ------------------------------------------------------------------------------
-
-
-def _visible_settlement(session: Db, access: Authorized, settlement_id: Id) -> Settlement:
-    found = session.get(Settlement, settlement_id)
-    if found is None:
-        raise NotFoundError(f"there is no settlement {settlement_id}")
-    check_customer(session, access, found.beneficiary, f"settlement {settlement_id}")
-    return found
 
 
 @router.get("/settlements", response_model=Page[SettlementOut])
@@ -220,7 +199,7 @@ def settlements_waiting(access: Authorized, session: Db) -> list[SettlementOut]:
 
 @router.get("/settlements/{settlement_id}", response_model=SettlementOut, responses={404: {}})
 def settlement(settlement_id: Id, access: Authorized, session: Db) -> SettlementOut:
-    return SettlementOut.model_validate(_visible_settlement(session, access, settlement_id))
+    return SettlementOut.model_validate(visible_settlement(session, access, settlement_id))
 
 
 @router.post("/settlements", response_model=SettlementOut, status_code=201)
@@ -254,7 +233,7 @@ def approve(
     idempotency_key: IdempotencyKey = None,
 ) -> SettlementOut:
     """Approve one step. Needs an ``Idempotency-Key``."""
-    _visible_settlement(session, access, settlement_id)
+    visible_settlement(session, access, settlement_id)
     done = settlements.approve(
         session,
         store,
@@ -270,7 +249,7 @@ def approve(
 def reject(
     settlement_id: Id, body: RejectRequest, access: Authorized, session: Db
 ) -> SettlementOut:
-    _visible_settlement(session, access, settlement_id)
+    visible_settlement(session, access, settlement_id)
     done = settlements.reject(
         session, settlement_id, reason=body.reason, actor=access.actor, now=now_utc()
     )
@@ -287,7 +266,7 @@ def pay(  # noqa: PLR0917 - FastAPI maps parameters to path, body and dependenci
     idempotency_key: IdempotencyKey = None,
 ) -> PayoutOut:
     """Pay an approved settlement in its agreement's form. Needs an ``Idempotency-Key``."""
-    _visible_settlement(session, access, settlement_id)
+    visible_settlement(session, access, settlement_id)
     payout = settlements.pay(
         session,
         store,
@@ -321,8 +300,8 @@ def audit_events(
     query = select(AuditEvent)
     if type is not None:
         query = query.where(AuditEvent.type == type)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AuditEvent.seq).offset(offset).limit(limit)).all()
+    page, total = window(session, query, AuditEvent.seq, offset, limit)
+    rows = session.scalars(page).all()
     return Page[EventOut](
         items=[EventOut.model_validate(row) for row in rows],
         total=total,

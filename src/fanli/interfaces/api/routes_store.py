@@ -10,10 +10,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
@@ -48,15 +48,25 @@ from fanli.sales.service import (
 )
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
-from fanli.settlements.models import Settlement
 from fanli.settlements.queries import approval_status
 from fanli.settlements.queries import settlements as list_settlements
-from fanli.users.actor import Role
 from fanli.users.auth import enrol_second_factor, provisioning_uri, set_password
 from fanli.users.queries import users
 from fanli.users.service import create_user, delegate, disable_user, revoke_delegation
 
-from .deps import Authorized, Db, Facts, Id, check_customer, now_utc
+from .deps import (
+    Authorized,
+    Db,
+    Facts,
+    Id,
+    IdempotencyKey,
+    Limit,
+    Offset,
+    check_customer,
+    now_utc,
+    visible_settlement,
+    window,
+)
 from .schemas import (
     ERRORS,
     AccrualRequest,
@@ -102,12 +112,6 @@ from .schemas import (
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-Limit = Annotated[int, Query(ge=1, le=500)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", max_length=128, description="Required for money moves."),
-]
 _SAFE_NAME = re.compile(r"[^\w.\-]+")
 MAX_UPLOAD = 2 << 30  # 2 GiB
 
@@ -126,8 +130,8 @@ def products(
     query = select(Product)
     if category is not None:
         query = query.where(Product.category == category)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Product.code).offset(offset).limit(limit)).all()
+    page, total = window(session, query, Product.code, offset, limit)
+    rows = session.scalars(page).all()
     return Page[ProductOut](
         items=[ProductOut.model_validate(r) for r in rows], total=total, offset=offset, limit=limit
     )
@@ -257,8 +261,8 @@ def agreements(
     query = select(AgreementRecord)
     if status is not None:
         query = query.where(AgreementRecord.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AgreementRecord.code).offset(offset).limit(limit)).all()
+    page, total = window(session, query, AgreementRecord.code, offset, limit)
+    rows = session.scalars(page).all()
     return Page[AgreementOut](
         items=[_agreement_out(session, r) for r in rows], total=total, offset=offset, limit=limit
     )
@@ -355,8 +359,8 @@ def journal(
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
         .where(JournalEntry.accounting_period_id == period.id)
     )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.order_by(JournalLine.id).offset(offset).limit(limit)).all()
+    page, total = window(session, query, JournalLine.id, offset, limit)
+    rows = session.execute(page).all()
     items = [
         JournalLineOut(
             entry_id=entry.id,
@@ -585,17 +589,11 @@ def user_list(_access: Authorized, session: Db) -> list[UserOut]:
 
 @router.post("/users", response_model=UserOut, status_code=201)
 def user_create(body: UserIn, access: Authorized, session: Db) -> UserOut:
-    roles = []
-    for name in body.roles:
-        try:
-            roles.append(Role(name))
-        except ValueError:
-            raise InputError(f"unknown role {name!r}", field="roles") from None
     user = create_user(
         session,
         body.code,
         name=body.name,
-        roles=roles,
+        roles=body.roles,
         approval_limit=body.approval_limit,
         customer_code=body.customer,
         actor=access.actor,
@@ -633,10 +631,7 @@ def delegation_create(body: DelegationIn, access: Authorized, session: Db) -> De
 )
 def settlement_approvals(settlement_id: Id, access: Authorized, session: Db) -> ApprovalStatusOut:
     """A settlement's approvals for its current inputs, and the steps still open."""
-    found = session.get(Settlement, settlement_id)
-    if found is None:
-        raise NotFoundError(f"there is no settlement {settlement_id}")
-    check_customer(session, access, found.beneficiary, f"settlement {settlement_id}")
+    visible_settlement(session, access, settlement_id)
     status = approval_status(session, settlement_id)
     return ApprovalStatusOut(
         settlement=SettlementOut.model_validate(status.settlement),

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from fanli.kit.money import MAX_AMOUNT
+from fanli.users.actor import Role
 
 
 def _money_text(value: Decimal) -> str:
@@ -75,7 +76,7 @@ class Me(Shape):
 
 class TokenRequest(Shape):
     name: str = Field(min_length=1, max_length=100)
-    roles: list[str] = Field(min_length=1)
+    roles: list[Role] = Field(min_length=1)
     days: int = Field(ge=1, le=366)
 
 
@@ -345,7 +346,7 @@ class Statement(Shape):
 class UserIn(Shape):
     code: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
-    roles: list[str] = Field(min_length=1)
+    roles: list[Role] = Field(min_length=1)
     approval_limit: Annotated[MoneyIn, Field(ge=0, lt=MAX_AMOUNT, decimal_places=4)] | None = None
     customer: str | None = Field(default=None, max_length=64)
 
