@@ -2,12 +2,15 @@
 
 ``FANLI_DATABASE_URL`` selects the relational store (default: SQLite in the data directory);
 ``FANLI_DATA_DIR`` holds that database and the sales fact store (immutable Parquet per batch).
+``FANLI_READ_CACHE_SIZE`` is how many bodies of hot API reads each server process keeps
+(ADR 0007); 0 turns the cache off.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +19,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("fanli-data")
     database_url: str | None = None
+    read_cache_size: int = Field(default=2_000, ge=0)
 
     @property
     def resolved_database_url(self) -> str:

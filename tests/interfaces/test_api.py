@@ -400,3 +400,27 @@ def test_approval_status_and_refresh_over_http(api: Api) -> None:
     assert (status["approvals"], status["missing"]) == ([], ["approver x1"])
     unchanged = api.client.post(f"/api/settlements/{made['id']}/refresh", headers=fay)
     assert (unchanged.status_code, unchanged.json()["error"]) == (409, "settlement_refused")
+
+
+def test_growing_lists_are_pages_with_filters(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    admin = {"Authorization": f"Bearer {api.token('admin', ['administrator'])}"}
+    batches = api.client.get("/api/batches?limit=2", headers=fay).json()
+    assert [(b["kind"], b["rows"]) for b in batches["items"]] == [("sales", 2), ("products", 2)]
+    assert (batches["total"], batches["offset"], batches["limit"]) == (3, 0, 2)
+    sales = api.client.get("/api/batches?kind=sales&status=active", headers=fay).json()
+    assert [(b["kind"], b["first_date"]) for b in sales["items"]] == [("sales", "2026-02-10")]
+    voided = api.client.get("/api/batches?status=voided", headers=fay).json()
+    assert (voided["items"], voided["total"]) == ([], 0)
+    runs = api.client.get("/api/accrual-runs?as_of=2026-03-31", headers=fay).json()
+    assert [(r["as_of"], r["lines_posted"] > 0) for r in runs["items"]] == [("2026-03-31", True)]
+    assert api.client.get("/api/accrual-runs?as_of=2026-04-30", headers=fay).json()["total"] == 0
+    people = api.client.get("/api/users?offset=1&limit=2", headers=admin).json()
+    assert [u["code"] for u in people["items"]] == ["admin", "amy"]  # after abe
+    assert people["total"] == 10
+    with unit_of_work(api.sessions) as session:
+        disable_user(session, "eve", reason="left", actor=api.who["admin"], now=NOW)
+    gone = api.client.get("/api/users?active=false", headers=admin).json()
+    assert [u["code"] for u in gone["items"]] == ["eve"]
+    bad = api.client.get("/api/batches?kind=invoices", headers=fay)
+    assert (bad.status_code, bad.json()["error"]) == (422, "invalid_input")

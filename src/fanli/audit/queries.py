@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.models import AuditEvent
@@ -16,6 +16,15 @@ def events(session: Session, *, type_prefix: str | None = None) -> Sequence[Audi
     if type_prefix:
         query = query.where(AuditEvent.type.startswith(type_prefix))
     return session.scalars(query).all()
+
+
+def store_version(session: Session) -> int:
+    """How many audit events there are: a number that grows with every change to the store.
+
+    Every state change writes an audit event in its own transaction, and events are appended
+    one transaction at a time (the chain lock), so two reads that see the same version see the
+    same store. Caches of values computed from the store key on it (ADR 0007)."""
+    return session.scalar(select(func.coalesce(func.max(AuditEvent.seq), 0))) or 0
 
 
 def first_broken_event(session: Session) -> int | None:

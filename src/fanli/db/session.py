@@ -4,7 +4,8 @@ an API request) opens one unit of work and commits once, so an operation is all 
 SQLite runs in WAL mode with ``synchronous=FULL`` and enforced foreign keys; its transactions
 begin IMMEDIATE, so two writers queue instead of one failing half-way on a lock upgrade. Read
 transactions (``read_session_factory``) begin DEFERRED and take no lock; on PostgreSQL they are
-READ ONLY.
+READ ONLY and REPEATABLE READ. Either way a read transaction sees one snapshot from its first
+query to its end, which the API's read cache relies on (ADR 0007).
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ def make_engine(url: str, **options: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _read_only(connection: Any) -> None:
-        # A read transaction that tries to write fails at once instead of changing anything.
+        # A read transaction that tries to write fails at once instead of changing anything,
+        # and sees one snapshot throughout (as SQLite's WAL readers do), not each statement's own.
         if connection.get_execution_options().get(READ_ONLY, False):
-            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     return engine
 

@@ -212,6 +212,7 @@ class Authenticated:
     csrf_token: str | None  # browser sessions: the token state-changing requests must echo
     session_id: int | None
     token_id: int | None
+    expires_at: dt.datetime | None = None  # API tokens: when the token stops being accepted
 
 
 @dataclass(frozen=True)
@@ -391,4 +392,5 @@ def token_actor(session: Session, token: str, *, now: dt.datetime) -> Authentica
         None,
         None,
         row.id,
+        row.expires_at,
     )

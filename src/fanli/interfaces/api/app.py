@@ -19,8 +19,10 @@ from fanli.db.status import require_current
 from fanli.sales.store import FactStore
 
 from . import errors, routes, routes_store
+from .cache import VersionedCache
 from .idempotency import IdempotencyMiddleware
 
+TOKEN_CACHE_SIZE = 10_000  # API tokens whose user is known, per process
 WORKER_THREADS = 16  # threads for the synchronous routes and dependencies, per process
 
 
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = read_session_factory(engine)
     app.state.facts = FactStore(settings.facts_dir)
+    app.state.token_cache = VersionedCache(TOKEN_CACHE_SIZE)
+    app.state.read_cache = VersionedCache(settings.read_cache_size)
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.include_router(routes.router)

@@ -7,23 +7,27 @@
   in ``X-CSRF-Token``: another site can make the browser send the cookie, not read the token.
 - ``authorized``: the route's entry in ``authorization.yaml`` decides, deny by default; the
   scope it grants (all, assigned, own) comes back for the route's object-level checks.
+- ``cached_json``: the body of a hot read, kept while the store has not changed (ADR 0007).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from fastapi import Depends, Header, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request, Response
+from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from fanli.audit.queries import store_version
 from fanli.customers.queries import assigned_codes
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import NotFoundError
@@ -34,10 +38,13 @@ from fanli.users.auth import (
     Authenticated,
     AuthError,
     check_session,
+    digest,
     refusal,
     settle_session,
     token_actor,
 )
+
+from .cache import VersionedCache
 
 Q = TypeVar("Q", bound=Select)  # type: ignore[type-arg]  # any select, of any row shape
 SESSION_COOKIE = "fanli_session"
@@ -94,21 +101,20 @@ def credential(request: Request) -> tuple[str, str] | None:
     return ("cookie", cookie) if cookie else None
 
 
-def caller(request: Request) -> Authenticated:
-    """Who calls. Checked in its own short transactions, before the request's own one begins:
-    a read, and a write only when a session ends or its activity is a minute old."""
+def caller(request: Request, session: Session) -> Authenticated:
+    """Who calls, read in ``session`` (a read transaction). A session cookie may also need a
+    write of its own: when the session ends or its activity is a minute old."""
     found = credential(request)
     if found is None:
         raise AuthError("sign in first (session cookie or Authorization: Bearer token)")
     kind, value = found
     now = now_utc()
-    with unit_of_work(request.app.state.read_sessions) as session:
-        if kind == "token":
-            return token_actor(session, value, now=now)
-        check = check_session(session, value, now=now)
+    if kind == "token":
+        return token_caller(request.app.state.token_cache, session, value, now)
+    check = check_session(session, value, now=now)
     if check.end_reason or check.touch:
-        with unit_of_work(request.app.state.sessions) as session:
-            settle_session(session, check, now=now)
+        with unit_of_work(request.app.state.sessions) as writing:
+            settle_session(writing, check, now=now)
     if check.who is None:
         raise AuthError(refusal(check))
     who = check.who
@@ -116,6 +122,30 @@ def caller(request: Request) -> Authenticated:
         sent = request.headers.get(CSRF_HEADER, "")
         if not who.csrf_token or not hmac.compare_digest(sent, who.csrf_token):
             raise PermissionDeniedError(f"a state-changing request needs the {CSRF_HEADER} header")
+    return who
+
+
+def version_of(session: Session) -> int:
+    """The store version a read transaction sees: read once, since its snapshot cannot change
+    (the session lives for one transaction)."""
+    version: int | None = session.info.get("store_version")
+    if version is None:
+        version = session.info["store_version"] = store_version(session)
+    return version
+
+
+def token_caller(
+    tokens: VersionedCache[Authenticated], session: Session, token: str, now: dt.datetime
+) -> Authenticated:
+    """The user of an API token, looked up once per store version: a revocation, a disabled
+    user or changed roles each write an audit event, so they count from the next request."""
+    version = version_of(session)
+    key = digest(token)
+    known = tokens.get(key, version)
+    if known is not None and known.expires_at is not None and now < known.expires_at:
+        return known
+    who = token_actor(session, token, now=now)
+    tokens.put(key, version, who)
     return who
 
 
@@ -151,10 +181,19 @@ def scope_for(entry: Any, actor: Actor) -> str | None:
     return None
 
 
-def authorized(request: Request) -> Access:
+def authorized(request: Request, session: Db) -> Access:
     """The caller, and the scope the matrix grants them on this route (one dependency, so one
-    trip to the worker threads)."""
-    who = caller(request)
+    trip to the worker threads).
+
+    A read request checks its caller in its own read transaction, the one its route then uses:
+    one snapshot and one transaction per read. Any other request checks its caller in a short
+    read transaction first, so a caller who is refused never opens (on SQLite: never locks) the
+    write transaction."""
+    if request.method in SAFE_METHODS:
+        who = caller(request, session)
+    else:
+        with unit_of_work(request.app.state.read_sessions) as reading:
+            who = caller(request, reading)
     scope = scope_for(matrix().get(route_id(request)), who.actor)
     if scope is None:
         raise PermissionDeniedError(f"{who.actor.code} may not call {route_id(request)}")
@@ -194,3 +233,34 @@ def visible_settlement(session: Session, access: Access, settlement_id: int) -> 
         raise NotFoundError(f"there is no settlement {settlement_id}")
     check_customer(session, access, found.beneficiary, f"settlement {settlement_id}")
     return found
+
+
+def cached_json(
+    request: Request, session: Session, key: Hashable, compute: Callable[[], BaseModel]
+) -> Response:
+    """The JSON body ``compute`` makes, computed once per store version for ``key``.
+
+    ``key`` must name everything the body depends on besides the store: the path's ids, the
+    query, what the caller may see, the day. The body carries an ``ETag``; a client that sends
+    it back in ``If-None-Match`` while nothing has changed gets ``304 Not Modified``."""
+    if request.method not in SAFE_METHODS:
+        raise TypeError("only a read transaction has one store version throughout")
+    bodies: VersionedCache[tuple[bytes, str]] = request.app.state.read_cache
+    version = version_of(session)
+    found = bodies.get(key, version)
+    if found is None:
+        body = compute().model_dump_json(by_alias=True).encode("utf-8")
+        found = (body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+        bodies.put(key, version, found)
+    body, etag = found
+    # Private (another caller may see another body) and revalidated on every use.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    sent = request.headers.get("if-none-match", "")
+    if etag in (tag.strip() for tag in sent.split(",")):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: the body named by `If-None-Match` is still current."}
+}

@@ -21,6 +21,7 @@ from fanli.users.actor import Actor
 from fanli.users.auth import Outcome, create_token, revoke_token, sign_in, sign_out
 
 from .deps import (
+    NOT_MODIFIED,
     SESSION_COOKIE,
     Authorized,
     Db,
@@ -29,6 +30,7 @@ from .deps import (
     IdempotencyKey,
     Limit,
     Offset,
+    cached_json,
     check_customer,
     credential,
     now_utc,
@@ -166,29 +168,37 @@ def customer(code: str, access: Authorized, session: Db) -> CustomerOut:
 # ---- settlements ------------------------------------------------------------------------------
 
 
-@router.get("/settlements", response_model=Page[SettlementOut])
+@router.get("/settlements", response_model=Page[SettlementOut], responses=NOT_MODIFIED)
 def settlement_list(  # noqa: PLR0917 - FastAPI maps parameters to query and dependencies
+    request: Request,
     access: Authorized,
     session: Db,
     offset: Offset = 0,
     limit: Limit = 50,
     status: Annotated[SettlementStatus | None, Query()] = None,
     beneficiary: Annotated[str | None, Query(max_length=64)] = None,
-) -> Page[SettlementOut]:
-    rows, total = settlement_page(
-        session,
-        status=status,
-        beneficiary=beneficiary,
-        customers=visible_customers(session, access),
-        offset=offset,
-        limit=limit,
-    )
-    return Page[SettlementOut](
-        items=[SettlementOut.model_validate(row) for row in rows],
-        total=total,
-        offset=offset,
-        limit=limit,
-    )
+) -> Response:
+    visible = visible_customers(session, access)
+
+    def page() -> Page[SettlementOut]:
+        rows, total = settlement_page(
+            session,
+            status=status,
+            beneficiary=beneficiary,
+            customers=visible,
+            offset=offset,
+            limit=limit,
+        )
+        return Page[SettlementOut](
+            items=[SettlementOut.model_validate(row) for row in rows],
+            total=total,
+            offset=offset,
+            limit=limit,
+        )
+
+    frozen = None if visible is None else frozenset(visible)
+    key = ("settlements", offset, limit, status, beneficiary, frozen)
+    return cached_json(request, session, key, page)
 
 
 @router.get("/settlements/waiting", response_model=list[SettlementOut])

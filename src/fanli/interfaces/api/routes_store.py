@@ -4,16 +4,18 @@ balances, customer statements, users and delegations. Thin: one service or query
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
@@ -37,8 +39,7 @@ from fanli.ledger.queries import accounting_periods, statement_rows
 from fanli.ledger.service import accrue
 from fanli.products.models import Product
 from fanli.sales.files import InputFileError
-from fanli.sales.models import BatchKind
-from fanli.sales.queries import batches
+from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.service import (
     import_customers,
     import_products,
@@ -46,15 +47,17 @@ from fanli.sales.service import (
     void_batch,
     write_issue_report,
 )
+from fanli.sales.store import FactStore
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
 from fanli.settlements.queries import approval_status
 from fanli.settlements.queries import settlements as list_settlements
 from fanli.users.auth import enrol_second_factor, provisioning_uri, set_password
-from fanli.users.queries import users
+from fanli.users.models import User
 from fanli.users.service import create_user, delegate, disable_user, revoke_delegation
 
 from .deps import (
+    NOT_MODIFIED,
     Authorized,
     Db,
     Facts,
@@ -62,6 +65,7 @@ from .deps import (
     IdempotencyKey,
     Limit,
     Offset,
+    cached_json,
     check_customer,
     now_utc,
     visible_settlement,
@@ -215,9 +219,29 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
     )
 
 
-@router.get("/batches", response_model=list[BatchOut])
-def batch_list(_access: Authorized, session: Db) -> list[BatchOut]:
-    return [BatchOut.model_validate(batch) for batch in batches(session)]
+@router.get("/batches", response_model=Page[BatchOut])
+def batch_list(
+    _access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    kind: Annotated[BatchKind | None, Query()] = None,
+    status: Annotated[BatchStatus | None, Query()] = None,
+) -> Page[BatchOut]:
+    """Import batches, newest first."""
+    query = select(ImportBatch)
+    if kind is not None:
+        query = query.where(ImportBatch.kind == kind)
+    if status is not None:
+        query = query.where(ImportBatch.status == status)
+    page, total = window(session, query, ImportBatch.id.desc(), offset, limit)
+    rows = session.scalars(page).all()
+    return Page[BatchOut](
+        items=[BatchOut.model_validate(row) for row in rows],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
 
 
 @router.post("/batches/{batch_id}/void", response_model=BatchOut)
@@ -326,10 +350,26 @@ def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Fa
     )
 
 
-@router.get("/accrual-runs", response_model=list[RunListOut])
-def accrual_runs(_access: Authorized, session: Db) -> list[RunListOut]:
-    runs = session.scalars(select(AccrualRun).order_by(AccrualRun.id)).all()
-    return [RunListOut.model_validate(run) for run in runs]
+@router.get("/accrual-runs", response_model=Page[RunListOut])
+def accrual_runs(
+    _access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 50,
+    as_of: Annotated[dt.date | None, Query(description="Only runs as of this day.")] = None,
+) -> Page[RunListOut]:
+    """Accrual runs, newest first."""
+    query = select(AccrualRun)
+    if as_of is not None:
+        query = query.where(AccrualRun.as_of == as_of)
+    page, total = window(session, query, AccrualRun.id.desc(), offset, limit)
+    rows = session.scalars(page).all()
+    return Page[RunListOut](
+        items=[RunListOut.model_validate(row) for row in rows],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
 
 
 @router.get("/periods", response_model=list[PeriodOut])
@@ -492,8 +532,8 @@ def due_diligence_add(
 # ---- rebate balances and statements -----------------------------------------------------------
 
 
-def _balance_out(session: Db, code: str) -> BalanceOut:
-    found = balances.balance(session, code, now_utc().date())
+def _balance_out(session: Session, code: str, day: dt.date) -> BalanceOut:
+    found = balances.balance(session, code, day)
     return BalanceOut(
         customer=code,
         available=found.available,
@@ -505,7 +545,7 @@ def _balance_out(session: Db, code: str) -> BalanceOut:
 @router.get("/customers/{code}/balance", response_model=BalanceOut, responses={404: {}})
 def customer_balance(code: str, access: Authorized, session: Db) -> BalanceOut:
     check_customer(session, access, code, f"customer {code}")
-    return _balance_out(session, code)
+    return _balance_out(session, code, now_utc().date())
 
 
 @router.post("/balance-uses", response_model=BalanceUseOut, status_code=201)
@@ -546,11 +586,24 @@ def balance_decide(
     return BalanceUseOut.model_validate(use)
 
 
-@router.get("/customers/{code}/statement", response_model=Statement, responses={404: {}})
-def statement(code: str, access: Authorized, session: Db, store: Facts) -> Statement:
+@router.get(
+    "/customers/{code}/statement",
+    response_model=Statement,
+    responses={404: {}, **NOT_MODIFIED},
+)
+def statement(
+    code: str, request: Request, access: Authorized, session: Db, store: Facts
+) -> Response:
     """What the customer earned per agreement and period, its settlements and its balance:
     the numbers the staff see, from the same runs."""
     check_customer(session, access, code, f"customer {code}")
+    # The balance counts credits still valid today, so the body changes at midnight too.
+    today = now_utc().date()
+    key = ("statement", code, today)
+    return cached_json(request, session, key, lambda: _statement(session, store, code, today))
+
+
+def _statement(session: Session, store: FactStore, code: str, day: dt.date) -> Statement:
     customer = customer_by_code(session, code)
     lines = [
         StatementLine(
@@ -575,16 +628,33 @@ def statement(code: str, access: Authorized, session: Db, store: Facts) -> State
         settlements=[
             SettlementOut.model_validate(s) for s in list_settlements(session, beneficiary=code)
         ],
-        balance=_balance_out(session, code),
+        balance=_balance_out(session, code, day),
     )
 
 
 # ---- users and delegations --------------------------------------------------------------------
 
 
-@router.get("/users", response_model=list[UserOut])
-def user_list(_access: Authorized, session: Db) -> list[UserOut]:
-    return [UserOut.model_validate(user) for user in users(session)]
+@router.get("/users", response_model=Page[UserOut])
+def user_list(
+    _access: Authorized,
+    session: Db,
+    offset: Offset = 0,
+    limit: Limit = 100,
+    active: Annotated[bool | None, Query()] = None,
+) -> Page[UserOut]:
+    """Users, by code."""
+    query = select(User)
+    if active is not None:
+        query = query.where(User.active == active)
+    page, total = window(session, query, User.code, offset, limit)
+    rows = session.scalars(page).all()
+    return Page[UserOut](
+        items=[UserOut.model_validate(row) for row in rows],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
