@@ -63,16 +63,9 @@ def add_version(
         )
         session.add(agreement)
         session.flush()
-        record(
-            session,
-            type="agreement.created",
-            actor=actor.code,
-            entity_type="agreement",
-            entity_id=terms.id,
-            inputs={"name": terms.name},
-            outcome={"id": agreement.id, "status": agreement.status},
-            now=now,
-        )
+        created = True  # recorded with its first version: one call, one event
+    else:
+        created = False
     if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
         raise AgreementError(f"agreement {terms.id} is {agreement.status}; it takes no new version")
     versions = session.scalars(
@@ -123,8 +116,13 @@ def add_version(
         actor=actor.code,
         entity_type="agreement_version",
         entity_id=version.id,
-        inputs={"agreement": terms.id, "terms_hash": version.terms_hash},
-        outcome={"version": number, "effective_from": effective, "status": version.status},
+        inputs={"agreement": terms.id, "name": terms.name, "terms_hash": version.terms_hash},
+        outcome={
+            "version": number,
+            "effective_from": effective,
+            "status": version.status,
+            "agreement_created": created,
+        },
         now=now,
     )
     return version

@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.models import AuditEvent
-from fanli.audit.service import GENESIS, HASHED_FIELDS, event_hash
+from fanli.audit.trail import plain_events
+from fanli.audit.verifier import first_break
 
 
 def events(session: Session, *, type_prefix: str | None = None) -> Sequence[AuditEvent]:
@@ -28,13 +29,7 @@ def store_version(session: Session) -> int:
 
 
 def first_broken_event(session: Session) -> int | None:
-    """The ``seq`` of the first event whose link or hash does not match, or None."""
-    previous = GENESIS
-    expected_seq = 1
-    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq)):
-        recomputed = event_hash({name: getattr(event, name) for name in HASHED_FIELDS})
-        if event.seq != expected_seq or event.prev_hash != previous or event.hash != recomputed:
-            return event.seq
-        previous = event.hash
-        expected_seq += 1
-    return None
+    """The ``seq`` of the first event that does not match the chain, or None (the whole check,
+    with checkpoints, is ``fanli.audit.trail.verify``)."""
+    broken = first_break(plain_events(session))
+    return broken.seq if broken else None

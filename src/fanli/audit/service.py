@@ -4,25 +4,24 @@ transaction, explicitly (no ORM signals), so the event commits or rolls back wit
 The chain: ``hash = sha256(canonical JSON of the event's fields and prev_hash)``; the first
 event's ``prev_hash`` is 64 zeros. Canonical JSON sorts keys, uses no spaces, keeps non-ASCII
 text as UTF-8, and writes Decimals and dates as strings, so the hash does not depend on the
-database or the Python version. A later verifier recomputes exactly this.
+database or the Python version. The definitions live in ``fanli.audit.verifier``, the
+standalone file auditors run, so that what is written and what is checked cannot drift.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.models import AuditEvent
+from fanli.audit.verifier import GENESIS, canonical
+from fanli.audit.verifier import event_hash as verifier_event_hash
 from fanli.db.session import Lock, serialize
-
-GENESIS: Final = "0" * 64
 
 
 def _plain(value: Any) -> Any:
@@ -41,27 +40,12 @@ def _plain(value: Any) -> Any:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-# The fields an event's hash covers, in the order the chain documents them.
-HASHED_FIELDS = (
-    "seq",
-    "occurred_at",
-    "type",
-    "actor",
-    "entity_type",
-    "entity_id",
-    "inputs",
-    "outcome",
-    "prev_hash",
-)
+    return canonical(_plain(value))
 
 
 def event_hash(fields: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``HASHED_FIELDS``."""
-    body = canonical_json({name: fields[name] for name in HASHED_FIELDS})
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    """sha256 of the canonical JSON of ``HASHED_FIELDS``, exactly as the verifier computes it."""
+    return verifier_event_hash(_plain(dict(fields)))
 
 
 def record(

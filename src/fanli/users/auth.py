@@ -255,9 +255,23 @@ def settle_session(session: Session, check: SessionCheck, *, now: dt.datetime) -
     if check.end_reason and web.ended_at is None:
         web.ended_at = now
         web.end_reason = check.end_reason
+        session.flush()
+        user = session.get(User, web.user_id)
+        record(
+            session,
+            type="user.session.ended",
+            actor=user.code if user else "system",
+            entity_type="web_session",
+            entity_id=web.id,
+            inputs={},
+            outcome={"reason": check.end_reason},
+            now=now,
+        )
     elif check.touch:
+        # Only the activity stamp moves: a heartbeat that decides nothing, so no audit event
+        # (one a minute per signed-in user would drown the trail).
         web.last_seen_at = max(web.last_seen_at, now)
-    session.flush()
+        session.flush()
 
 
 def session_actor(session: Session, token: str, *, now: dt.datetime) -> Authenticated:

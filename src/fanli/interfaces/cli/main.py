@@ -20,7 +20,7 @@ from fanli.agreements.files import load_agreements
 from fanli.demo import export_demo, run_demo
 from fanli.engine.columnar import calculate
 from fanli.engine.explain import explain_results, summarize
-from fanli.interfaces.cli import access, money, store
+from fanli.interfaces.cli import access, audit, money, store
 from fanli.interfaces.cli.common import MappingOption, parse_date, progress, run, stdout
 from fanli.interfaces.cli.output import RESULT_SUFFIXES, summary_table, write_results
 from fanli.kit.errors import InputError
@@ -180,6 +180,7 @@ def demo(
 store.register(app)
 money.register(app)
 access.register(app)
+audit.register(app)
 
 
 def main() -> None:
