@@ -1,7 +1,7 @@
 """Every ORM model, imported in one place so that metadata (and Alembic) see every table."""
 
 from fanli.agreements.models import AgreementApproval, AgreementRecord, AgreementVersion
-from fanli.audit.models import AuditEvent
+from fanli.audit.models import AuditCheckpoint, AuditEvent
 from fanli.compliance.models import PolicyVersion
 from fanli.customers.models import (
     BankAccount,
@@ -19,6 +19,7 @@ from fanli.ledger.models import (
     JournalEntry,
     JournalLine,
 )
+from fanli.oversight.models import AuditRun, Finding
 from fanli.products.models import Product
 from fanli.sales.models import ImportBatch
 from fanli.settlements.models import (
@@ -39,7 +40,9 @@ __all__ = [
     "AgreementRecord",
     "AgreementVersion",
     "ApiToken",
+    "AuditCheckpoint",
     "AuditEvent",
+    "AuditRun",
     "BalanceCredit",
     "BalanceUse",
     "BankAccount",
@@ -49,6 +52,7 @@ __all__ = [
     "CustomerGroup",
     "Delegation",
     "DueDiligenceRecord",
+    "Finding",
     "GroupMembership",
     "HttpIdempotency",
     "IdempotencyRecord",

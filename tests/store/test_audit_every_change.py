@@ -35,8 +35,10 @@ from fanli.customers.models import DueDiligenceKind
 from fanli.ledger.export import export_gl
 from fanli.ledger.periods import close_period
 from fanli.ledger.service import accrue
+from fanli.oversight import audits
 from fanli.oversight.checkpoints import make_checkpoint
 from fanli.oversight.export import export_bundle
+from fanli.oversight.models import Finding
 from fanli.sales import service as sales
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
@@ -419,6 +421,53 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
     step(
         export_bundle,
         lambda s: export_bundle(s, "2026-03", tmp_path / "bundle", key, actor=who["ivan"], now=NOW),
+    )
+
+    # The periodic audit and its findings' workflow.
+    step(
+        audits.run_audit,
+        lambda s: audits.run_audit(s, facts, "2026-03", actor=who["ivan"], now=NOW),
+    )
+    with store.work() as session:
+        session.add(
+            Finding(
+                detector="round_lump_sums",
+                fingerprint="payout:0",
+                period="2026-03",
+                department="finance",
+                summary="made for the walk",
+                evidence={},
+                first_run_id=1,
+                last_run_id=1,
+                opened_at=NOW,
+            )
+        )
+        session.add(
+            Finding(
+                detector="round_lump_sums",
+                fingerprint="payout:-1",
+                period="2026-03",
+                department="finance",
+                summary="made for the walk",
+                evidence={},
+                first_run_id=1,
+                last_run_id=1,
+                opened_at=NOW,
+            )
+        )
+    with store.work() as session:
+        first, second = sorted(session.scalars(select(Finding.id)))[-2:]
+    step(
+        audits.assign_finding,
+        lambda s: audits.assign_finding(s, first, "fay", actor=who["ivan"], now=NOW),
+    )
+    step(
+        audits.resolve_finding,
+        lambda s: audits.resolve_finding(s, first, reason="done", actor=who["fay"], now=NOW),
+    )
+    step(
+        audits.dismiss_finding,
+        lambda s: audits.dismiss_finding(s, second, reason="fine", actor=who["ivan"], now=NOW),
     )
 
     # Every service walked, and each call wrote exactly one event.

@@ -328,13 +328,22 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
 
 def test_the_database_refuses_an_unbalanced_line(store: Store, tmp_path: Path) -> None:
     """A line debits one account and credits another by the same positive amount: CHECK
-    constraints make every entry balance by construction."""
+    constraints make every entry balance by construction. (Posted lines cannot be updated at
+    all, so the checks are tried on lines being added.)"""
     _setup(store, tmp_path)
     _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "100.00"))
     _accrue(store, "2026-03-31")
-    for change in ("amount = 0", "amount = -1", "credit_account = debit_account"):
-        with store.engine.connect() as connection, pytest.raises(IntegrityError):
-            connection.execute(text(f"UPDATE journal_line SET {change}"))
+    columns = [c.name for c in JournalLine.__table__.columns if c.name != "id"]
+    for column, value in (("amount", "0"), ("amount", "-1"), ("credit_account", "debit_account")):
+        chosen = ", ".join(value if c == column else c for c in columns)
+        with store.engine.connect() as connection, pytest.raises(IntegrityError) as refused:
+            connection.execute(
+                text(
+                    f"INSERT INTO journal_line ({', '.join(columns)}) "
+                    f"SELECT {chosen} FROM journal_line"
+                )
+            )
+        assert "append-only" not in str(refused.value)  # refused by the CHECK itself
     with store.work() as session:
         assert session.execute(
             select(JournalLine.debit_account, JournalLine.credit_account, JournalLine.amount)

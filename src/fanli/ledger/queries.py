@@ -222,3 +222,22 @@ def statement_rows(session: Session, store: FactStore, beneficiary: str) -> list
         ),
         key=lambda row: (row.agreement_code, row.period_start, row.version),
     )
+
+
+def results_between(
+    session: Session, store: FactStore, start: dt.date, end: dt.date
+) -> list[tuple[str, str, Decimal, Decimal]]:
+    """(beneficiary, agreement code, basis, rebate) of every rebate period that overlaps
+    ``[start, end]``, from the latest runs (what the periodic audit compares between peers)."""
+    rows = _replay(
+        session,
+        store,
+        "agreement_id, basis, rebate",
+        # Rebate periods end exclusive: one ending on ``start`` does not overlap.
+        f"period_start <= DATE {sql_literal(end.isoformat())} "
+        f"AND period_end > DATE {sql_literal(start.isoformat())}",
+    )
+    return [
+        (key[1], code, Decimal(basis), Decimal(rebate))
+        for key, (_run, (code, basis, rebate)) in rows.items()
+    ]

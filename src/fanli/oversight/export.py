@@ -99,7 +99,7 @@ def export_bundle(
         select(Settlement)
         .where(
             or_(
-                and_(Settlement.period_start <= period.end, Settlement.period_end >= period.start),
+                and_(Settlement.period_start < period.end, Settlement.period_end > period.start),
                 Settlement.id.in_([p.settlement_id for p in payouts]),
             )
         )
@@ -130,7 +130,7 @@ def export_bundle(
     sign_trail(session, key, now=now)
 
     start = dt.datetime.combine(period.start, dt.time(), dt.UTC)
-    end = dt.datetime.combine(period.end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    end = dt.datetime.combine(period.end, dt.time(), dt.UTC)  # a period's end is exclusive
     seqs = session.scalars(
         select(AuditEvent.seq).where(
             or_(

@@ -1,9 +1,8 @@
-"""``fanli audit``: the operator's signing key, checkpoints, verification and auditor bundles;
-``fanli db grant``: the application role's privileges on PostgreSQL.
+"""``fanli audit``: the operator's signing key, checkpoints, verification and auditor bundles,
+the periodic audit and its findings; ``fanli db grant``: the application role's privileges on
+PostgreSQL.
 
-The cron line for regular checkpoints (docs/audit.md):
-
-    0 * * * *  cd /srv/fanli && .venv/bin/fanli audit checkpoint --as auditor-bot
+The cron lines for regular checkpoints and audits are in docs/audit.md.
 """
 
 from __future__ import annotations
@@ -24,6 +23,15 @@ from fanli.interfaces.cli.common import EXIT_REFUSED, fail, run, stdout
 from fanli.interfaces.cli.money import AsOption
 from fanli.interfaces.cli.store import db_app, in_store, now_utc
 from fanli.kit.errors import InputError
+from fanli.oversight.audits import (
+    Filters,
+    assign_finding,
+    dismiss_finding,
+    report,
+    resolve_finding,
+    run_audit,
+    write_report,
+)
 from fanli.oversight.checkpoints import (
     PUBLIC_KEY,
     SIGNING_KEY,
@@ -32,7 +40,9 @@ from fanli.oversight.checkpoints import (
     load_signing_key,
     make_checkpoint,
 )
+from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.export import export_bundle
+from fanli.oversight.models import FindingStatus
 from fanli.sales.store import FactStore
 from fanli.users.queries import actor as load_actor
 
@@ -167,6 +177,118 @@ def audit_export(
             f"{body['events_total']} event hashes; check it with: python {out}/verify.py {out}"
         )
     )
+
+
+@audit_app.command("run")
+def audit_run(
+    period: Annotated[str, typer.Option(help="The accounting period, e.g. 2026-03.")],
+    actor: AsOption,
+    detector: Annotated[
+        list[str] | None, typer.Option(help="Run only this detector; repeat. [default: all]")
+    ] = None,
+) -> None:
+    """Run the detectors over a period and record their findings (again: no duplicates)."""
+
+    def step(session: Session, facts: FactStore) -> str:
+        run = run_audit(
+            session,
+            facts,
+            period,
+            actor=load_actor(session, actor),
+            now=now_utc(),
+            detectors=detector or None,
+        )
+        return (
+            f"audit run {run.id} of {period}: {run.found} findings, {run.opened} new "
+            f"({len(run.detectors)} detectors)"
+        )
+
+    stdout().print(Text(in_store(step)))
+
+
+@audit_app.command("detectors")
+def audit_detectors() -> None:
+    """List the detectors, who answers for their findings, and what they look for."""
+    for detector in DETECTORS.values():
+        stdout().print(Text(f"{detector.name:22} {detector.department:11} {detector.description}"))
+
+
+@audit_app.command("findings")
+def audit_findings(  # noqa: PLR0917 - one option per filter
+    period: Annotated[str | None, typer.Option()] = None,
+    detector: Annotated[str | None, typer.Option()] = None,
+    department: Annotated[str | None, typer.Option()] = None,
+    owner: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[FindingStatus | None, typer.Option()] = None,
+    xlsx: Annotated[
+        Path | None, typer.Option(help="Also write them, with counts, to this Excel file.")
+    ] = None,
+) -> None:
+    """List findings, filtered; optionally as an Excel report."""
+    filters = Filters(period, detector, department, owner, status.value if status else None)
+
+    def step(session: Session, _facts: FactStore) -> list[str]:
+        found = report(session, filters)
+        if xlsx is not None:
+            write_report(found, xlsx)
+        return [
+            f"{f.id:>5} {f.period} {f.status:9} {f.owner or '-':8} {f.detector:22} {f.summary}"
+            for f in found
+        ]
+
+    lines = in_store(step)
+    for line in lines:
+        stdout().print(Text(line))
+    stdout().print(Text(f"{len(lines)} findings" + (f", written to {xlsx}" if xlsx else "")))
+
+
+@audit_app.command("assign")
+def audit_assign(
+    finding: int,
+    to: Annotated[str, typer.Option(help="The user who answers for it.")],
+    actor: AsOption,
+) -> None:
+    """Assign a finding to a user."""
+
+    def step(session: Session, _facts: FactStore) -> str:
+        done = assign_finding(session, finding, to, actor=load_actor(session, actor), now=now_utc())
+        return f"finding {done.id} assigned to {done.owner}"
+
+    stdout().print(Text(in_store(step)))
+
+
+@audit_app.command("resolve")
+def audit_resolve(
+    finding: int,
+    reason: Annotated[str, typer.Option(help="What was done about it.")],
+    actor: AsOption,
+) -> None:
+    """Close an assigned finding as dealt with (its owner or an auditor)."""
+
+    def step(session: Session, _facts: FactStore) -> str:
+        done = resolve_finding(
+            session, finding, reason=reason, actor=load_actor(session, actor), now=now_utc()
+        )
+        return f"finding {done.id} resolved"
+
+    stdout().print(Text(in_store(step)))
+
+
+@audit_app.command("dismiss")
+def audit_dismiss(
+    finding: int,
+    reason: Annotated[str, typer.Option(help="Why it is not an anomaly.")],
+    actor: AsOption,
+) -> None:
+    """Close a finding as no anomaly (an auditor), with the reason."""
+
+    def step(session: Session, _facts: FactStore) -> str:
+        done = dismiss_finding(
+            session, finding, reason=reason, actor=load_actor(session, actor), now=now_utc()
+        )
+        return f"finding {done.id} dismissed"
+
+    stdout().print(Text(in_store(step)))
 
 
 @db_app.command("grant")
