@@ -4,6 +4,9 @@
 ``FANLI_DATA_DIR`` holds that database and the sales fact store (immutable Parquet per batch).
 ``FANLI_READ_CACHE_SIZE`` is how many bodies of hot API reads each server process keeps
 (ADR 0007); 0 turns the cache off.
+``FANLI_AUDIT_EVERY_MINUTES`` and ``FANLI_AUDIT_AS`` turn on the server's own schedule for the
+periodic audit (and a signed checkpoint, when the signing key is in the data directory); off by
+default, where cron does it (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("fanli-data")
     database_url: str | None = None
     read_cache_size: int = Field(default=2_000, ge=0)
+    audit_every_minutes: float = Field(default=0, ge=0)  # 0: no in-process schedule
+    audit_as: str | None = None  # the internal auditor the scheduled runs act as
 
     @property
     def resolved_database_url(self) -> str:

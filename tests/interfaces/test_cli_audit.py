@@ -122,14 +122,14 @@ def test_the_periodic_audit_from_the_command_line(cli, tmp_path: Path) -> None: 
     ivan = ("user", "create", "ivan", "--name", "Ivan", "--role", "internal_auditor")
     assert cli(*ivan, "--as", "admin")[0] == 0
     code, out, _ = cli("audit", "detectors")
-    assert (code, len(out.splitlines())) == (0, 12)
+    assert (code, len(out.splitlines())) == (0, 13)
     assert out.splitlines()[0].split()[:2] == ["approval_chain", "finance"]
     code, _, err = cli("audit", "run", "--period", "2026-03", "--as", "fay")
     assert (code, "fay may not run audits" in err) == (1, True)
     code, _, err = cli("audit", "run", "--period", "2026-03", "--detector", "nope", "--as", "ivan")
     assert (code, "unknown detector nope" in err) == (2, True)
     code, out, _ = cli("audit", "run", "--period", "2026-03", "--as", "ivan")
-    assert (code, out.strip()) == (0, "audit run 1 of 2026-03: 0 findings, 0 new (12 detectors)")
+    assert (code, out.strip()) == (0, "audit run 1 of 2026-03: 0 findings, 0 new (13 detectors)")
     report = tmp_path / "findings.xlsx"
     code, out, _ = cli("audit", "findings", "--period", "2026-03", "--xlsx", str(report))
     assert (code, out.strip(), report.exists()) == (0, f"0 findings, written to {report}", True)

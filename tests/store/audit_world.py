@@ -9,7 +9,8 @@ are planted, each on its own customer, in one of two ways:
 - by editing the database directly where they do not, as a migration, an integration or a
   person with database access could.
 
-``EXPECTED`` lists, per detector, the subjects it must find. Nothing else may be found.
+``expected`` lists, per detector, the subjects it must find in March; ``expected_april``, in
+April, when W19 returns goods. Nothing else may be found.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ JAN = dt.datetime(2026, 1, 2, 9, tzinfo=dt.UTC)
 MAR_15 = dt.datetime(2026, 3, 15, 9, tzinfo=dt.UTC)
 MAR_20 = dt.datetime(2026, 3, 20, 9, tzinfo=dt.UTC)
 CLOSE = dt.datetime(2026, 3, 31, 20, tzinfo=dt.UTC)  # the accrual, proposals and payouts
+APRIL = dt.datetime(2026, 4, 6, 9, tzinfo=dt.UTC)
 PERIOD = "2026-03"
 TIERS = [
     {"from": "0", "to": "50000", "rate": "1"},
@@ -58,7 +60,7 @@ MARCH = {
     "W01": 40_000, "W02": 60_000, "W03": 120_000, "W04": 160_000, "W05": 210_000,
     "W06": 40_000, "W07": 60_000, "W08": 120_000, "W09": 160_000, "W10": 210_000,
     "W11": 40_000, "W12": 60_000, "W13": None, "W14": 120_000, "W15": 160_000,
-    "W16": 40_000, "W17": None, "W18": 60_000,
+    "W16": 40_000, "W17": None, "W18": 60_000, "W19": 105_000,
 }  # fmt: skip
 AUDIT_POLICY = {
     **POLICY,
@@ -120,6 +122,7 @@ class AuditWorld:
             self._settle("W13", dt.date(2026, 2, 1), key="W13-feb"),
         ]
         self._plant()
+        self._returns()
         return self
 
     def _people_and_policy(self) -> None:
@@ -295,6 +298,16 @@ class AuditWorld:
             self.settlement[code], self.payout[code] = proposed.id, paid.id
         return proposed.id
 
+    def _returns(self) -> None:
+        """W19 crossed 100,000 in March by 5,000, was paid at 2%, and returns 10,000 in April."""
+        path = write_csv(
+            self.directory / "returns.csv",
+            ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"],
+            [("R-W19-4", "W19", "P1", "2026-04-05", "-1", "-10000.00")],
+        )
+        with self.store.work() as session:
+            import_sales(session, self.store.facts, path, actor=self.who["fay"], now=APRIL)
+
     # ---- the anomalies the services refuse, planted in the database --------------------------
 
     def _plant(self) -> None:
@@ -428,4 +441,12 @@ def expected(world: AuditWorld) -> dict[str, set[str]]:
         "rate_outliers": {f"customer:W16:{PERIOD}"},
         "round_lump_sums": {f"payout:{p['W17']}"},
         "manual_overrides": {f"version:{world.version['M']}"},
+    }
+
+
+def expected_april(world: AuditWorld) -> dict[str, set[str]]:
+    """April: W19's return after its March payout, and R's unreviewed rate, still active."""
+    return {
+        "tier_gaming": {f"settlement:{world.settlement['W19']}:returns:2026-04"},
+        "above_policy": {f"version:{world.version['R']}"},
     }

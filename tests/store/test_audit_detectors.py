@@ -23,7 +23,7 @@ from fanli.oversight.audits import (
 from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.models import Finding
 from fanli.users.actor import PermissionDeniedError
-from store.audit_world import CLOSE, PERIOD, AuditWorld, expected
+from store.audit_world import APRIL, CLOSE, PERIOD, AuditWorld, expected, expected_april
 from store.conftest import Store
 
 
@@ -45,7 +45,15 @@ def test_every_planted_anomaly_and_nothing_else(world: AuditWorld) -> None:
         run = run_audit(session, world.store.facts, PERIOD, actor=world.who["ivan"], now=CLOSE)
         assert run.detectors == list(DETECTORS)
     assert _found(world) == expected(world)
-    assert set(expected(world)) == set(DETECTORS)  # a planted anomaly for every detector
+    with world.store.work() as session:  # April: nothing posted, but a return came in
+        run = run_audit(session, world.store.facts, "2026-04", actor=world.who["ivan"], now=APRIL)
+        assert (run.found, run.opened) == (2, 1)  # R's rate is the March finding again
+    found = _found(world)
+    for detector, subjects in expected_april(world).items():
+        assert subjects <= found[detector]
+    assert found["tier_gaming"] == expected_april(world)["tier_gaming"]
+    # A planted anomaly for every detector.
+    assert set(expected(world)) | set(expected_april(world)) == set(DETECTORS)
 
 
 def test_findings_name_their_evidence(world: AuditWorld) -> None:
@@ -55,7 +63,7 @@ def test_findings_name_their_evidence(world: AuditWorld) -> None:
         by = {f.detector: f for f in report(session)}
         outlier = by["rate_outliers"]
         assert outlier.summary == (
-            "W16 earned 9.00% of its basis; its 16 peers in segment 批发 have a median of 2.00% "
+            "W16 earned 9.00% of its basis; its 17 peers in segment 批发 have a median of 2.00% "
             "(modified z-score 9.4, median absolute deviation 0.50 points)"
         )
         assert outlier.evidence["statistic"] == "modified z-score 0.6745 (x - median) / MAD"

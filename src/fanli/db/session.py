@@ -75,6 +75,7 @@ class Lock(IntEnum):
     SALES_IMPORT = 7302
     AUDIT_CHAIN = 7305
     SETTLEMENT = 7306
+    AUDIT_SCHEDULE = 7307
 
 
 def serialize(session: Session, lock: Lock) -> None:

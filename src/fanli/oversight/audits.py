@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.kit.errors import FanliError, InputError, NotFoundError
+from fanli.kit.periods import add_months
 from fanli.ledger.models import AccountingPeriod
+from fanli.ledger.periods import parse_code
 from fanli.oversight.detectors import DETECTORS, Scope
 from fanli.oversight.models import AuditRun, Finding, FindingStatus
 from fanli.sales.store import FactStore
@@ -54,7 +56,9 @@ def run_audit(
     require(actor, *AUDITORS, to="run audits")
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
-        raise NotFoundError(f"there is no accounting period {period_code}")
+        # Nothing was posted in it yet; its returns and agreements can still be audited.
+        start = parse_code(period_code)
+        period = AccountingPeriod(code=period_code, start=start, end=add_months(start, 1))
     names = list(detectors) if detectors else list(DETECTORS)
     unknown = [name for name in names if name not in DETECTORS]
     if unknown:

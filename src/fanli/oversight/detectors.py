@@ -36,7 +36,8 @@ from fanli.compliance.queries import NoPolicyError, policy_in_force
 from fanli.compliance.review import rate_deviations
 from fanli.customers.models import BankAccount, Customer, DueDiligenceRecord
 from fanli.ledger.models import AccountingPeriod, JournalEntry
-from fanli.ledger.queries import results_between
+from fanli.ledger.queries import results_between, statement_rows
+from fanli.sales.queries import returns_between
 from fanli.sales.store import FactStore
 from fanli.settlements.models import (
     Payout,
@@ -614,6 +615,68 @@ def manual_overrides(scope: Scope) -> Iterable[Candidate]:
             )
 
 
+def tier_gaming(scope: Scope) -> Iterable[Candidate]:
+    """A customer who crossed a tier, was paid at that tier, and then returned goods: had they
+    been returned inside the rebate period, its basis would have stayed below the tier.
+
+    The returns are those dated in the audit period. Each is held against the customer's latest
+    paid settlement whose rebate period ended, and was paid, before it."""
+    returns: dict[str, list[tuple[str, dt.date, Decimal]]] = defaultdict(list)
+    for customer, line, day, amount in returns_between(
+        scope.session, scope.facts, scope.period.start, scope.period.end
+    ):
+        returns[customer].append((line, day, -amount))
+    for code, returned in returns.items():
+        first_return = min(day for _line, day, _amount in returned)
+        paid = scope.session.execute(
+            select(Payout, Settlement)
+            .join(Settlement, Settlement.id == Payout.settlement_id)
+            .where(Settlement.beneficiary == code)
+            .where(Settlement.period_end <= first_return)
+            .order_by(Payout.paid_at.desc(), Payout.id.desc())
+        ).first()
+        if paid is None or paid[0].paid_at.date() > first_return:
+            continue
+        payout, settlement = paid
+        rows = [
+            row
+            for row in statement_rows(scope.session, scope.facts, code)
+            if row.agreement_code == settlement.agreement_code
+            and row.period_start == settlement.period_start
+        ]
+        for row in rows:
+            version = scope.session.scalar(
+                select(AgreementVersion)
+                .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+                .where(AgreementRecord.code == row.agreement_code)
+                .where(AgreementVersion.version == row.version)
+            )
+            if version is None or row.tier < 2:
+                continue
+            threshold = Decimal(str(version.terms["rebate"]["tiers"][row.tier - 1]["from"]))
+            total = sum((amount for _line, _day, amount in returned), Decimal(0))
+            if row.tier_basis - total < threshold:
+                yield Candidate(
+                    f"settlement:{settlement.id}:returns:{scope.period.code}",
+                    f"{code} reached tier {row.tier} of {row.agreement_code} at basis "
+                    f"{row.tier_basis} (threshold {threshold}), was paid {payout.amount} on "
+                    f"{payout.paid_at.date()}, then returned {total}: {row.tier_basis - total} "
+                    "would not have reached the tier",
+                    code,
+                    payout.amount,
+                    {
+                        **_payout_evidence(scope, payout, settlement),
+                        "tier": row.tier,
+                        "tier_basis": str(row.tier_basis),
+                        "threshold": str(threshold),
+                        "returns": [
+                            {"line": line, "date": day.isoformat(), "amount": str(amount)}
+                            for line, day, amount in returned
+                        ],
+                    },
+                )
+
+
 @dataclass(frozen=True)
 class Detector:
     name: str
@@ -638,6 +701,7 @@ DETECTORS = {
         Detector("lapsed_due_diligence", "compliance", lapsed_due_diligence),
         Detector("segregation_of_duties", "finance", segregation_of_duties),
         Detector("rate_outliers", "sales", rate_outliers),
+        Detector("tier_gaming", "sales", tier_gaming),
         Detector("round_lump_sums", "finance", round_lump_sums),
         Detector("manual_overrides", "compliance", manual_overrides),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
@@ -41,3 +43,29 @@ def invoice_lines_of(
     finally:
         connection.close()
     return {row[0] for row in rows}
+
+
+def returns_between(
+    session: Session, store: FactStore, start: dt.date, end: dt.date
+) -> list[tuple[str, str, dt.date, Decimal]]:
+    """(customer, line id, date, net amount) of every return (a line with a negative net amount)
+    in active sales batches dated in ``[start, end)``, by customer and date."""
+    files = [
+        store.path(batch.facts_file)
+        for batch in batches(session)
+        if batch.kind == BatchKind.SALES and batch.status == BatchStatus.ACTIVE and batch.facts_file
+    ]
+    if not files:
+        return []
+    connection = duckdb.connect()
+    try:
+        rows = connection.execute(
+            f"""SELECT customer_id, line_id, invoice_date, net_amount
+            FROM read_parquet([{sql_list(files)}])
+            WHERE net_amount < 0 AND invoice_date >= ? AND invoice_date < ?
+            ORDER BY customer_id, invoice_date, line_id""",
+            [start, end],
+        ).fetchall()
+    finally:
+        connection.close()
+    return [(customer, line, day, Decimal(amount)) for customer, line, day, amount in rows]

@@ -6,6 +6,9 @@ interactive documentation at ``/api/docs``. The web UI of a later issue mounts i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +19,7 @@ from fanli import __version__
 from fanli.config import Settings
 from fanli.db.session import make_engine, read_session_factory, session_factory
 from fanli.db.status import require_current
+from fanli.oversight import schedule
 from fanli.sales.store import FactStore
 
 from . import errors, routes, routes_store
@@ -27,11 +31,29 @@ WORKER_THREADS = 16  # threads for the synchronous routes and dependencies, per 
 
 
 @asynccontextmanager
-async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Fewer threads than the default 40: the routes are CPU-bound Python, and more threads only
     # queue on the GIL while each holds a database connection.
     anyio.to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
-    yield
+    settings: Settings = app.state.settings
+    scheduled = None
+    if settings.audit_every_minutes and settings.audit_as:
+        scheduled = asyncio.create_task(
+            schedule.every(
+                dt.timedelta(minutes=settings.audit_every_minutes),
+                app.state.sessions,
+                app.state.facts,
+                actor_code=settings.audit_as,
+                data_dir=settings.data_dir,
+            )
+        )
+    try:
+        yield
+    finally:
+        if scheduled is not None:
+            scheduled.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduled
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
     )
+    app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = read_session_factory(engine)
