@@ -15,7 +15,7 @@ from typing import Any
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from fanli.agreements.service import add_version
 from fanli.config import Settings
@@ -424,3 +424,53 @@ def test_growing_lists_are_pages_with_filters(api: Api) -> None:
     assert [u["code"] for u in gone["items"]] == ["eve"]
     bad = api.client.get("/api/batches?kind=invoices", headers=fay)
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_input")
+
+
+def test_the_periodic_audit_over_http(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    amy = {"Authorization": f"Bearer {api.token('amy', ['approver'])}"}
+    ivan = {"Authorization": f"Bearer {api.token('ivan', ['internal_auditor'])}"}
+    body = {"agreement": "A1", "beneficiary": "C1", "period_start": "2026-01-01"}
+    sid = api.client.post(
+        "/api/settlements", json=body, headers={**fay, "Idempotency-Key": "k1"}
+    ).json()["id"]
+    api.client.post(f"/api/settlements/{sid}/approvals", headers={**amy, "Idempotency-Key": "a1"})
+    paid = api.client.post(
+        f"/api/settlements/{sid}/payout",
+        json={"document_number": "CN-1"},
+        headers={**fay, "Idempotency-Key": "p1"},
+    )
+    assert paid.status_code == 201, paid.text
+    engine = api.client.app.state.engine  # type: ignore[attr-defined]
+    with engine.begin() as connection:  # the approval disappears from the database
+        connection.execute(text("DELETE FROM settlement_approval"))
+    period = NOW.strftime("%Y-%m")
+    assert (
+        api.client.post("/api/audit/runs", json={"period": period}, headers=fay).status_code == 403
+    )
+    run = api.client.post("/api/audit/runs", json={"period": period}, headers=ivan)
+    assert run.status_code == 201, run.text
+    assert (run.json()["found"], run.json()["opened"]) == (1, 1)
+    listed = api.client.get("/api/audit/findings?status=open", headers=fay).json()
+    assert [(f["detector"], f["amount"]) for f in listed["items"]] == [("approval_chain", "200.00")]
+    fid = listed["items"][0]["id"]
+    evidence = api.client.get(f"/api/audit/findings/{fid}", headers=ivan).json()["evidence"]
+    assert (evidence["settlement"], evidence["approvals"], evidence["document"]) == (
+        sid,
+        [],
+        "CN-1",
+    )
+    assigned = api.client.post(
+        f"/api/audit/findings/{fid}/assignment", json={"owner": "fay"}, headers=ivan
+    )
+    assert (assigned.json()["status"], assigned.json()["owner"]) == ("assigned", "fay")
+    resolved = api.client.post(
+        f"/api/audit/findings/{fid}/resolution", json={"reason": "approved again"}, headers=fay
+    )
+    assert (resolved.status_code, resolved.json()["status"]) == (200, "resolved")
+    again = api.client.post(
+        f"/api/audit/findings/{fid}/dismissal", json={"reason": "x"}, headers=ivan
+    )
+    assert (again.status_code, again.json()["error"]) == (409, "transition_refused")
+    trail = api.client.get("/api/audit/trail", headers=ivan).json()
+    assert (trail["holds"], trail["first_bad_event"]) == (True, None)

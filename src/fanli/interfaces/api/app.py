@@ -22,7 +22,7 @@ from fanli.db.status import require_current
 from fanli.oversight import schedule
 from fanli.sales.store import FactStore
 
-from . import errors, routes, routes_store
+from . import errors, routes, routes_audit, routes_store
 from .cache import VersionedCache
 from .idempotency import IdempotencyMiddleware
 
@@ -83,4 +83,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     app.include_router(routes.router)
     app.include_router(routes_store.router)
+    app.include_router(routes_audit.router)
     return app

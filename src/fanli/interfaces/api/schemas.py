@@ -434,3 +434,49 @@ class PasswordIn(Shape):
 class SecondFactorOut(Shape):
     secret: str
     provisioning_uri: str
+
+
+# ---- the periodic audit ------------------------------------------------------------------------
+
+
+class AuditRunIn(Shape):
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="e.g. 2026-03")
+    detectors: list[str] | None = Field(default=None, max_length=20)
+
+
+class AuditRunOut(Shape):
+    id: int
+    period: str
+    started_at: dt.datetime
+    actor: str
+    detectors: list[str]
+    found: int
+    opened: int
+
+
+class FindingOut(Shape):
+    id: int
+    detector: str
+    period: str
+    department: str
+    customer_code: str | None
+    amount: Money | None
+    summary: str
+    evidence: dict[str, Any]
+    status: str
+    owner: str | None
+    resolution: str | None
+    opened_at: dt.datetime
+    closed_at: dt.datetime | None
+    closed_by: str | None
+
+
+class AssignmentRequest(Shape):
+    owner: str = Field(min_length=1, max_length=64)
+
+
+class TrailOut(Shape):
+    holds: bool
+    events: int
+    first_bad_event: int | None
+    problem: str | None
