@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import String, Text, cast, select
+from sqlalchemy import ColumnElement, String, Text, cast, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.models import AuditEvent
@@ -31,9 +31,9 @@ def _timestamp(raw: str) -> str:
 
 
 def plain_events(
-    session: Session, *, seqs: Sequence[int] | None = None
+    session: Session, *, where: ColumnElement[bool] | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Every event (or those numbered ``seqs``) in ``seq`` order, as the plain fields its hash
+    """Every event (or those ``where`` selects) in ``seq`` order, as the plain fields its hash
     covers plus ``hash``. An event that cannot be read carries the reason in ``unreadable``."""
     table = AuditEvent.__table__
     query = select(
@@ -48,8 +48,8 @@ def plain_events(
         table.c.prev_hash,
         table.c.hash,
     ).order_by(table.c.seq)
-    if seqs is not None:
-        query = query.where(table.c.seq.in_(seqs))
+    if where is not None:
+        query = query.where(where)
     for row in session.execute(query.execution_options(yield_per=2000)):
         event: dict[str, Any] = dict(row._mapping)
         try:

@@ -32,7 +32,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from fanli.audit import verifier
@@ -95,16 +95,11 @@ def export_bundle(
     payouts = session.scalars(
         select(Payout).where(Payout.journal_entry_id.in_(entries)).order_by(Payout.id)
     ).all()
-    settlements = session.scalars(
-        select(Settlement)
-        .where(
-            or_(
-                and_(Settlement.period_start < period.end, Settlement.period_end > period.start),
-                Settlement.id.in_([p.settlement_id for p in payouts]),
-            )
-        )
-        .order_by(Settlement.id)
-    ).all()
+    in_bundle = or_(
+        and_(Settlement.period_start < period.end, Settlement.period_end > period.start),
+        Settlement.id.in_(select(Payout.settlement_id).where(Payout.journal_entry_id.in_(entries))),
+    )
+    settlements = session.scalars(select(Settlement).where(in_bundle).order_by(Settlement.id)).all()
     lines = session.execute(
         select(JournalEntry, JournalLine)
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
@@ -131,19 +126,13 @@ def export_bundle(
 
     start = dt.datetime.combine(period.start, dt.time(), dt.UTC)
     end = dt.datetime.combine(period.end, dt.time(), dt.UTC)  # a period's end is exclusive
-    seqs = session.scalars(
-        select(AuditEvent.seq).where(
-            or_(
-                and_(AuditEvent.occurred_at >= start, AuditEvent.occurred_at < end),
-                and_(
-                    AuditEvent.entity_type == "settlement",
-                    AuditEvent.entity_id.in_([str(s.id) for s in settlements]),
-                ),
-            )
-        )
-    ).all()
+    settled = select(cast(Settlement.id, String)).where(in_bundle)
+    in_period = or_(
+        and_(AuditEvent.occurred_at >= start, AuditEvent.occurred_at < end),
+        and_(AuditEvent.entity_type == "settlement", AuditEvent.entity_id.in_(settled)),
+    )
     with (folder / "events.jsonl").open("w", encoding="utf-8") as out:
-        for event in plain_events(session, seqs=seqs):
+        for event in plain_events(session, where=in_period):
             out.write(verifier.canonical(event) + "\n")
     hashes = event_hashes(session)
     (folder / "event_hashes.txt").write_text("".join(h + "\n" for h in hashes), "utf-8")
