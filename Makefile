@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck migrations-check bench bench-sf10 clean
+.PHONY: install run test lint typecheck migrations-check bench bench-sf10 clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/fanli demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# The browser tests drive Debian's Chromium (Playwright launches it; it downloads no browser).
+# As root it is installed here; otherwise those tests say they were skipped, and why.
+# A CJK font (WenQuanYi Micro Hei) lets the screenshots show Chinese text.
+browser:
+	@{ command -v chromium >/dev/null && fc-list :lang=zh | grep -q . ; } || \
+	  { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    chromium fonts-wqy-microhei >/dev/null; } || \
+	  echo "chromium is not installed (apt-get install chromium): browser tests will be skipped"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -11,14 +11,17 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from fanli import __version__
 from fanli.config import Settings
 from fanli.db.session import make_engine, read_session_factory, session_factory
 from fanli.db.status import require_current
+from fanli.interfaces.web import views
 from fanli.oversight import schedule
 from fanli.sales.store import FactStore
 
@@ -84,4 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(routes_store.router)
     app.include_router(routes_audit.router)
+    app.include_router(views.router)
+    app.mount("/static", StaticFiles(directory=str(files("fanli.interfaces.web") / "static")))
     return app

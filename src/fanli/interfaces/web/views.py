@@ -1,0 +1,392 @@
+"""The web application: server-rendered pages (Jinja2, HTMX, Bootstrap, ECharts) over the same
+services and queries as the API. It adds screens, not business rules.
+
+Sign-in is the API's: the same session cookie (Secure, HttpOnly, SameSite=Strict), the same
+throttling and second factor. A form that changes something carries the session's CSRF token,
+and HTMX sends it as ``X-CSRF-Token``. Staff pages need a staff role. The portal serves only
+the signed-in customer user's own entity. A page a role may not see answers 404, as a missing
+one does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib.resources import files
+from typing import Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.compliance.queries import NoPolicyError, policy_in_force
+from fanli.customers.models import Customer
+from fanli.customers.queries import (
+    CustomerNotFoundError,
+    assigned_codes,
+    bank_accounts,
+    customer_by_code,
+    due_diligence_gaps,
+)
+from fanli.db.session import unit_of_work
+from fanli.interfaces.api.deps import SESSION_COOKIE
+from fanli.kit.errors import FanliError
+from fanli.ledger.models import Account
+from fanli.ledger.queries import account_movements, accounting_periods, statement_rows
+from fanli.oversight.models import Finding, FindingStatus
+from fanli.settlements import balance as balances
+from fanli.settlements import service as settlement_service
+from fanli.settlements.queries import settlements as list_settlements
+from fanli.settlements.queries import waiting_for
+from fanli.users.actor import Actor, Role
+from fanli.users.auth import Outcome, check_session, settle_session, sign_in, sign_out
+
+from . import i18n
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(files("fanli.interfaces.web").joinpath("templates")))
+STAFF = frozenset(Role) - {Role.CUSTOMER}
+PAGE = 50
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    actor: Actor
+    csrf: str
+
+
+def _lang(request: Request) -> i18n.Lang:
+    return i18n.Lang(
+        i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language", ""))
+    )
+
+
+def _viewer(request: Request) -> Viewer | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    now = now_utc()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        check = check_session(session, token, now=now)
+    if check.end_reason or check.touch:
+        with unit_of_work(request.app.state.sessions) as session:
+            settle_session(session, check, now=now)
+    if check.who is None or check.who.csrf_token is None:
+        return None
+    return Viewer(check.who.actor, check.who.csrf_token)
+
+
+def _page(
+    request: Request, template: str, viewer: Viewer | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    lang = _lang(request)
+    return templates.TemplateResponse(
+        request,
+        template,
+        {
+            "lang": lang,
+            "_": lang._,
+            "viewer": viewer,
+            "locales": i18n.NAMES,
+            "staff": viewer is not None and bool(viewer.actor.roles & STAFF),
+            **context,
+        },
+        status_code=status,
+    )
+
+
+def _not_found(request: Request, viewer: Viewer | None) -> HTMLResponse:
+    return _page(request, "not_found.html", viewer, status=404)
+
+
+def _to_signin() -> RedirectResponse:
+    return RedirectResponse("/signin", status_code=303)
+
+
+def _csrf_ok(viewer: Viewer, sent: str | None) -> bool:
+    return bool(sent) and hmac.compare_digest(sent or "", viewer.csrf)
+
+
+# ---- sign-in and language ----------------------------------------------------------------------
+
+
+@router.get("/", response_model=None)
+def home(request: Request) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _to_signin()
+    return RedirectResponse(
+        "/dashboard" if viewer.actor.roles & STAFF else "/portal", status_code=303
+    )
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_form(request: Request) -> HTMLResponse:
+    return _page(request, "signin.html", None)
+
+
+@router.post("/signin", response_model=None)
+def signin(
+    request: Request,
+    user: str = Form(max_length=64),
+    password: str = Form(max_length=200),
+    totp: str = Form(default="", max_length=6),
+) -> Response:
+    source = request.client.host if request.client else "unknown"
+    with unit_of_work(request.app.state.sessions) as session:
+        result = sign_in(
+            session, user, password, totp_code=totp or None, source=source, now=now_utc()
+        )
+    if result.outcome is not Outcome.SIGNED_IN or result.token is None:
+        lang = _lang(request)
+        message = (
+            lang._("Too many failed sign-ins; wait 15 minutes.")
+            if result.outcome is Outcome.THROTTLED
+            else lang._("Wrong user, password or second-factor code.")
+        )
+        # The form again, with the reason: a page, not an error (the attempt is recorded).
+        return _page(request, "signin.html", None, error=message, user=user)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, result.token, httponly=True, secure=True, samesite="strict")
+    return response
+
+
+@router.post("/signout", response_model=None)
+def signout(request: Request, csrf: str = Form(default="")) -> Response:
+    viewer = _viewer(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    if viewer is not None and token and _csrf_ok(viewer, csrf):
+        with unit_of_work(request.app.state.sessions) as session:
+            sign_out(session, token, now=now_utc())
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/lang/{code}", response_model=None)
+def language(code: str, request: Request, back: str = "/") -> Response:
+    target = back if back.startswith("/") and not back.startswith("//") else "/"
+    response = RedirectResponse(target, status_code=303)
+    if code in i18n.LOCALES:
+        response.set_cookie(i18n.COOKIE, code, samesite="lax", max_age=365 * 86400)
+    return response
+
+
+# ---- the staff's pages -------------------------------------------------------------------------
+
+
+def _staff(request: Request) -> tuple[Viewer | None, Response | None]:
+    viewer = _viewer(request)
+    if viewer is None:
+        return None, _to_signin()
+    if not viewer.actor.roles & STAFF:
+        return viewer, _not_found(request, viewer)
+    return viewer, None
+
+
+@router.get("/dashboard", response_model=None)
+def dashboard(request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        periods = list(accounting_periods(session))[-12:]
+        series: list[dict[str, Any]] = []
+        outstanding = Decimal(0)
+        for period in periods:
+            moves = account_movements(session, period.code)
+            debit, credit = moves.get(Account.LIABILITY, (Decimal(0), Decimal(0)))
+            outstanding += credit - debit
+            series.append(
+                {
+                    "period": period.code,
+                    "accrued": credit,
+                    "settled": debit,
+                    "outstanding": outstanding,
+                }
+            )
+        waiting = waiting_for(session, viewer.actor, now_utc().date())
+        open_findings = session.scalar(
+            select(func.count())
+            .select_from(Finding)
+            .where(Finding.status.in_([FindingStatus.OPEN, FindingStatus.ASSIGNED]))
+        )
+    return _page(
+        request,
+        "dashboard.html",
+        viewer,
+        series=series,
+        chart={
+            "periods": [row["period"] for row in series],
+            "accrued": [float(row["accrued"]) for row in series],  # for the chart only
+            "settled": [float(row["settled"]) for row in series],
+        },
+        waiting=waiting.settlements,
+        waiting_versions=waiting.agreement_versions,
+        open_findings=open_findings or 0,
+    )
+
+
+@router.get("/customers", response_model=None)
+def customers(request: Request, q: str = "", offset: int = 0) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    offset = max(offset, 0)
+    with unit_of_work(request.app.state.read_sessions) as session:
+        query = select(Customer).order_by(Customer.code)
+        if q:
+            like = f"%{q.strip()}%"
+            query = query.where(or_(Customer.code.ilike(like), Customer.legal_name.ilike(like)))
+        if Role.SALES in viewer.actor.roles and len(viewer.actor.roles) == 1:
+            query = query.where(Customer.code.in_(assigned_codes(session, viewer.actor.code)))
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = list(session.scalars(query.offset(offset).limit(PAGE)))
+    return _page(
+        request, "customers.html", viewer, rows=rows, q=q, offset=offset, total=total, page=PAGE
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One statement row, with how far the customer is from the next band."""
+
+    row: Any
+    next_from: Decimal | None
+    more: Decimal | None  # how much more basis reaches the next band
+    share: int  # percent of the way from this band's start to the next (for the bar)
+
+    @property
+    def last_day(self) -> dt.date:
+        """The rebate period's last day (its end is exclusive)."""
+        end: dt.date = self.row.period_end
+        return end - dt.timedelta(days=1)
+
+
+def _progress(session: Session, rows: list[Any]) -> list[Progress]:
+    found = []
+    for row in rows:
+        version = session.scalar(
+            select(AgreementVersion)
+            .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+            .where(AgreementRecord.code == row.agreement_code)
+            .where(AgreementVersion.version == row.version)
+        )
+        tiers = version.terms["rebate"]["tiers"] if version else []
+        next_from = more = None
+        share = 100
+        if row.tier < len(tiers):
+            start = Decimal(str(tiers[row.tier - 1]["from"])) if row.tier >= 1 else Decimal(0)
+            next_from = Decimal(str(tiers[row.tier]["from"]))
+            more = max(next_from - row.tier_basis, Decimal(0))
+            span = next_from - start
+            share = int((row.tier_basis - start) / span * 100) if span > 0 else 0
+        found.append(Progress(row, next_from, more, max(0, min(share, 100))))
+    return found
+
+
+def _statement(session: Session, store: Any, code: str) -> dict[str, Any]:
+    """What a customer sees and what the staff see of it: the same numbers, from the same runs."""
+    customer = customer_by_code(session, code)
+    today = now_utc().date()
+    try:
+        _row, policy = policy_in_force(session, today)
+        gaps = due_diligence_gaps(session, customer, policy.due_diligence.required, today)
+    except NoPolicyError:
+        gaps = []
+    return {
+        "customer": customer,
+        "progress": _progress(session, statement_rows(session, store, code)),
+        "settlements": list_settlements(session, beneficiary=code),
+        "balance": balances.balance(session, code, today),
+        "gaps": gaps,
+        "accounts": bank_accounts(session, code),
+    }
+
+
+@router.get("/customers/{code}", response_model=None)
+def customer(code: str, request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        if (
+            Role.SALES in viewer.actor.roles
+            and len(viewer.actor.roles) == 1
+            and code not in assigned_codes(session, viewer.actor.code)
+        ):
+            return _not_found(request, viewer)
+        try:
+            statement = _statement(session, request.app.state.facts, code)
+        except CustomerNotFoundError:
+            return _not_found(request, viewer)
+    return _page(request, "customer.html", viewer, **statement)
+
+
+@router.get("/inbox", response_model=None)
+def inbox(request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        waiting = waiting_for(session, viewer.actor, now_utc().date())
+    keys = {s.id: secrets.token_urlsafe(12) for s in waiting.settlements}
+    return _page(request, "inbox.html", viewer, waiting=waiting.settlements, keys=keys)
+
+
+@router.post("/inbox/{settlement_id}/approve", response_model=None)
+def approve(settlement_id: int, request: Request, key: str = Form(max_length=64)) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    lang = _lang(request)
+    if not _csrf_ok(viewer, request.headers.get("x-csrf-token")):
+        return HTMLResponse(lang._("This form has expired; reload the page."), status_code=403)
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            done = settlement_service.approve(
+                session,
+                request.app.state.facts,
+                settlement_id,
+                idempotency_key=f"web-{key}",
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+            status = done.status
+    except FanliError as error:
+        return HTMLResponse(
+            f'<span class="text-danger">{_escape(str(error))}</span>', status_code=200
+        )
+    return HTMLResponse(f'<span class="badge text-bg-success">{_escape(lang._(status))}</span>')
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+# ---- the customer portal -----------------------------------------------------------------------
+
+
+@router.get("/portal", response_model=None)
+def portal(request: Request) -> Response:
+    viewer = _viewer(request)
+    if viewer is None:
+        return _to_signin()
+    code = viewer.actor.customer_code
+    if Role.CUSTOMER not in viewer.actor.roles or not code:
+        return _not_found(request, viewer)
+    with unit_of_work(request.app.state.read_sessions) as session:
+        statement = _statement(session, request.app.state.facts, code)
+    return _page(request, "portal.html", viewer, **statement)

@@ -1,0 +1,237 @@
+"""The web application in a real browser: Playwright driving Debian's Chromium against a real
+server (uvicorn, on a free port of 127.0.0.1) over a real SQLite store.
+
+- An approver signs in with the second factor and approves from the inbox.
+- A customer sees its own statement with the right amounts, and none of another customer's
+  pages.
+- Chinese and English both render.
+- No page logs a browser console error.
+
+Screenshots of the main pages go to ``test-artifacts/screenshots/``.
+
+Chromium comes from Debian (``apt-get install chromium``; ``make test`` installs it as root).
+Without it these tests are skipped with that reason, and under CI they fail instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+import uvicorn
+
+from fanli.agreements.service import add_version
+from fanli.config import Settings
+from fanli.customers.service import assign
+from fanli.db.migrate import upgrade
+from fanli.db.session import make_engine, session_factory, unit_of_work
+from fanli.interfaces.api.app import create_app
+from fanli.ledger.service import accrue
+from fanli.sales.service import import_customers, import_products, import_sales
+from fanli.sales.store import FactStore
+from fanli.settlements import service as settlements
+from fanli.users.auth import enrol_second_factor, set_password
+from fanli.users.service import create_user
+from store.builders import (
+    activate,
+    customers_file,
+    people,
+    percent_agreement,
+    products_file,
+    sales_file,
+)
+from store.conftest import NOW
+
+PASSWORD = "correct horse battery"
+SHOTS = Path(__file__).parents[2] / "test-artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium")
+
+
+@dataclass
+class Site:
+    base: str
+    secrets: dict[str, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A store with two customers, Q1 sales, an accrual, and a settlement for C1 waiting for an
+    approver; served by uvicorn in a thread."""
+    folder = tmp_path_factory.mktemp("web")
+    settings = Settings(data_dir=folder / "data")
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    facts = FactStore(settings.facts_dir)
+    secrets: dict[str, str] = {}
+    with unit_of_work(sessions) as session:
+        who = people(session, NOW)
+        create_user(
+            session, "c1", name="C1", roles=["customer"], customer_code="C1",
+            actor=who["admin"], now=NOW,
+        )  # fmt: skip
+        for code in ("amy", "c1", "sam"):
+            set_password(session, code, PASSWORD, actor=who["admin"], now=NOW)
+        secrets["amy"] = enrol_second_factor(session, "amy", actor=who["admin"], now=NOW)
+        import_customers(session, facts, customers_file(folder), actor=who["fay"], now=NOW)
+        import_products(session, facts, products_file(folder), actor=who["fay"], now=NOW)
+        assign(session, "C1", "sam", actor=who["admin"], now=NOW)  # sam looks after C1 only
+        activate(
+            session, add_version(session, percent_agreement(), actor=who["sam"], now=NOW).id,
+            now=NOW,
+        )  # fmt: skip
+    lines = [
+        ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
+        ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+    ]
+    with unit_of_work(sessions) as session:
+        import_sales(session, facts, sales_file(folder, "s.csv", lines), actor=who["fay"], now=NOW)
+    with unit_of_work(sessions) as session:
+        accrue(session, facts, as_of=dt.date(2026, 3, 31), actor=who["fay"], now=NOW)
+    with unit_of_work(sessions) as session:
+        settlements.propose(
+            session, facts, agreement_code="A1", beneficiary="C1",
+            period_start=dt.date(2026, 1, 1), idempotency_key="web-1",
+            actor=who["fay"], now=NOW,
+        )  # fmt: skip
+    engine.dispose()
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield Site(f"http://127.0.0.1:{port}", secrets)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        reason = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the browser: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only with a browser
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+EXPECTED_404 = "expected_404"  # page attribute: URLs a test visits to see them refused
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(locale="zh-CN")
+    opened = context.new_page()
+    expected: set[str] = set()
+    setattr(opened, EXPECTED_404, expected)
+    errors: list[str] = []
+
+    def on_console(message: Any) -> None:
+        # A page a test opens to see it refused logs its 404; anything else is an error.
+        if message.type == "error" and message.location.get("url") not in expected:
+            errors.append(f"{message.location.get('url')}: {message.text}")
+
+    opened.on("console", on_console)
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert errors == []  # no page logged a console error
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def _sign_in(page: Any, site: Site, user: str, *, totp: bool = False) -> None:
+    page.goto(f"{site.base}/signin")
+    page.fill("#user", user)
+    page.fill("#password", PASSWORD)
+    if totp:
+        page.fill("#totp", pyotp.TOTP(site.secrets[user]).now())
+    page.click("button.btn-primary")
+
+
+def test_an_approver_signs_in_with_a_second_factor_and_approves(page: Any, site: Site) -> None:
+    page.goto(f"{site.base}/signin")
+    page.fill("#user", "amy")
+    page.fill("#password", PASSWORD)
+    page.click("button.btn-primary")  # no second factor: refused, in Chinese
+    assert page.locator(".alert-danger").inner_text() == "用户、密码或动态验证码错误。"
+    _shot(page, "signin-zh")
+    _sign_in(page, site, "amy", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    assert page.locator("h1").inner_text() == "概览"
+    _shot(page, "dashboard-zh")
+    page.click("text=English")
+    page.wait_for_url(f"{site.base}/dashboard")
+    assert page.locator("h1").inner_text() == "Dashboard"
+    assert page.locator("[data-testid=accrued]").inner_text() == "CN¥210.00"
+    _shot(page, "dashboard-en")
+    page.goto(f"{site.base}/inbox")
+    row = page.locator("tbody tr").first
+    assert "C1" in row.inner_text()
+    assert "CN¥200.00" in row.inner_text()
+    _shot(page, "inbox-en")
+    row.locator("button").click()
+    assert row.locator(".badge").inner_text() == "Approved"
+
+
+def test_a_customer_sees_its_statement_and_nothing_else(page: Any, site: Site) -> None:
+    _sign_in(page, site, "c1")
+    page.wait_for_url(f"{site.base}/portal")
+    assert page.locator("h1").inner_text() == "上海华东食品贸易有限公司"
+    rebates = page.locator("[data-testid=statement] [data-testid=rebate]").all_inner_texts()
+    assert rebates == ["¥200.00"]
+    _shot(page, "portal-zh")
+    for path in ("/customers/C2", "/customers/C1", "/dashboard", "/inbox"):
+        getattr(page, EXPECTED_404).add(f"{site.base}{path}")
+        response = page.goto(f"{site.base}{path}")
+        assert response.status == 404, path
+        assert page.locator("h1").inner_text() == "未找到"
+    page.goto(f"{site.base}/lang/en?back=/portal")
+    assert page.locator("[data-testid=statement] [data-testid=rebate]").all_inner_texts() == [
+        "CN¥200.00"
+    ]
+    _shot(page, "portal-en")
+
+
+def test_staff_pages_render_in_both_languages(page: Any, site: Site) -> None:
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/customers")
+    assert page.locator("h1").inner_text() == "客户"
+    page.goto(f"{site.base}/customers/C1")
+    assert page.locator("[data-testid=rebate]").all_inner_texts() == ["¥200.00"]
+    _shot(page, "customer-zh")
+    page.goto(f"{site.base}/lang/en?back=/customers/C1")
+    assert page.locator("[data-testid=rebate]").all_inner_texts() == ["CN¥200.00"]
+    _shot(page, "customer-en")
+    getattr(page, EXPECTED_404).add(f"{site.base}/customers/C2")
+    assert page.goto(f"{site.base}/customers/C2").status == 404  # not assigned to sam
