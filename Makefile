@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on the embedded default: the demo calculation end to end.
+# The main job on the embedded default: the demo company in the web application, on
+# http://127.0.0.1:8000/ (SQLite and DuckDB in fanli-data/; the demo sign-ins are printed).
 run: $(STAMP)
 	$(BIN)/fanli demo
+	$(BIN)/fanli web-demo
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q

@@ -97,5 +97,51 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+def web_demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Build the demo company into the data directory (once), then serve the web application
+    and print the demo sign-ins."""
+    import uvicorn  # noqa: PLC0415 - only the server commands need it
+
+    from fanli.config import Settings  # noqa: PLC0415
+    from fanli.db.migrate import upgrade  # noqa: PLC0415
+    from fanli.db.session import make_engine, session_factory  # noqa: PLC0415
+    from fanli.demo.store import DEMO_PASSWORD, USERS, build, is_built  # noqa: PLC0415
+    from fanli.interfaces.api.app import create_app  # noqa: PLC0415
+
+    settings = Settings()
+    console = stdout()
+    engine = make_engine(settings.resolved_database_url)
+    run(lambda: upgrade(engine))
+    sessions = session_factory(engine)
+    secrets_file = settings.data_dir / "demo-second-factor.txt"
+    if not is_built(sessions):
+        console.print(Text("building the demo company (a minute, once)..."))
+        built = run(
+            lambda: build(sessions, FactStore(settings.facts_dir), settings.data_dir / "demo")
+        )
+        secrets_file.write_text(
+            "".join(f"{user} {secret}\n" for user, secret in built.secrets.items()), "utf-8"
+        )
+        for note in built.notes:
+            console.print(Text(f"  {note}"))
+    engine.dispose()
+    console.print(Text(f"Fanli on http://{host}:{port}/  (API: /api/docs)"))
+    console.print(Text(f"demo sign-ins, password {DEMO_PASSWORD}:"))
+    secrets = (
+        dict(line.split() for line in secrets_file.read_text("utf-8").splitlines() if line.strip())
+        if secrets_file.exists()
+        else {}
+    )
+    for code, name, roles, _limit, _customer in USERS:
+        second = f"  second factor (TOTP secret) {secrets[code]}" if code in secrets else ""
+        console.print(Text(f"  {code:10} {', '.join(roles):18} {name}{second}"))
+    app = run(lambda: create_app(settings))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("web-demo")(web_demo)

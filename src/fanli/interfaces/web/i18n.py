@@ -18,7 +18,12 @@ from io import BytesIO
 from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_currency, format_decimal, format_percent
+from babel.numbers import (
+    format_currency,
+    format_decimal,
+    format_percent,
+    get_currency_symbol,
+)
 from babel.support import Translations
 
 LOCALES = ("zh_CN", "en")  # the first is the default
@@ -64,6 +69,13 @@ class Lang:
         if amount is None:
             return "—"
         return format_currency(amount, currency, locale=self.code)
+
+    def unit_price(self, amount: Decimal | None, currency: str = "CNY") -> str:
+        """A rate per unit, with every place it has (up to six): ¥0.0015."""
+        if amount is None:
+            return "—"
+        symbol = get_currency_symbol(currency, locale=self.code)
+        return symbol + format_decimal(amount, format="#,##0.00####", locale=self.code)
 
     def number(self, value: Decimal | int | None) -> str:
         return "—" if value is None else format_decimal(value, locale=self.code)

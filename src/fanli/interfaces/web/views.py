@@ -262,6 +262,7 @@ class Progress:
     """One statement row, with how far the customer is from the next band."""
 
     row: Any
+    form: str  # the rebate's form: percent, per_unit or fixed (how to show the rate)
     next_from: Decimal | None
     more: Decimal | None  # how much more basis reaches the next band
     share: int  # percent of the way from this band's start to the next (for the bar)
@@ -282,7 +283,8 @@ def _progress(session: Session, rows: list[Any]) -> list[Progress]:
             .where(AgreementRecord.code == row.agreement_code)
             .where(AgreementVersion.version == row.version)
         )
-        tiers = version.terms["rebate"]["tiers"] if version else []
+        rebate = version.terms["rebate"] if version else {}
+        tiers = rebate.get("tiers", [])
         next_from = more = None
         share = 100
         if row.tier < len(tiers):
@@ -291,7 +293,8 @@ def _progress(session: Session, rows: list[Any]) -> list[Progress]:
             more = max(next_from - row.tier_basis, Decimal(0))
             span = next_from - start
             share = int((row.tier_basis - start) / span * 100) if span > 0 else 0
-        found.append(Progress(row, next_from, more, max(0, min(share, 100))))
+        form = str(rebate.get("form", "percent"))
+        found.append(Progress(row, form, next_from, more, max(0, min(share, 100))))
     return found
 
 
