@@ -87,9 +87,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             session, "c1", name="C1", roles=["customer"], customer_code="C1",
             actor=who["admin"], now=NOW,
         )  # fmt: skip
-        for code in ("amy", "c1", "sam"):
+        create_user(
+            session, "c2", name="C2", roles=["customer"], customer_code="C2",
+            actor=who["admin"], now=NOW,
+        )  # fmt: skip
+        for code in ("amy", "c1", "c2", "sam", "fay"):
             set_password(session, code, PASSWORD, actor=who["admin"], now=NOW)
-        secrets["amy"] = enrol_second_factor(session, "amy", actor=who["admin"], now=NOW)
+        for code in ("amy", "fay"):
+            secrets[code] = enrol_second_factor(session, code, actor=who["admin"], now=NOW)
         import_customers(session, facts, customers_file(folder), actor=who["fay"], now=NOW)
         import_products(session, facts, products_file(folder), actor=who["fay"], now=NOW)
         assign(session, "C1", "sam", actor=who["admin"], now=NOW)  # sam looks after C1 only
@@ -235,3 +240,83 @@ def test_staff_pages_render_in_both_languages(page: Any, site: Site) -> None:
     _shot(page, "customer-en")
     getattr(page, EXPECTED_404).add(f"{site.base}/customers/C2")
     assert page.goto(f"{site.base}/customers/C2").status == 404  # not assigned to sam
+
+
+def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
+    page: Any, site: Site, tmp_path: Path
+) -> None:
+    """The whole path in the browser: finance imports C2's March sales and runs the accrual, then
+    proposes C2's settlement; the approver approves it with a second factor; finance pays it by
+    credit note; C2's buyer sees it paid in the portal, with the same amounts."""
+    sales = tmp_path / "march.csv"
+    sales.write_text(
+        "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+        "L3,C2,P1,2026-03-05,4,20000.00\n",
+        encoding="utf-8",
+    )
+    _sign_in(page, site, "fay", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/imports")
+    page.select_option("#kind", "sales")
+    page.set_input_files("#file", str(sales))
+    page.click("form[action='/imports'] button")
+    assert "1 rows (1 new, 0 updated)" in page.locator("[data-testid=imported]").inner_text()
+    _shot(page, "imports-en")
+    page.goto(f"{site.base}/accruals")
+    page.fill("#as_of", "2026-03-31")
+    page.click("form[action='/accruals'] button")
+    assert "liability change CN¥400.00" in page.locator("[data-testid=accrued]").inner_text()
+    page.goto(f"{site.base}/settlements")
+    page.select_option("#agreement", "A1")
+    page.fill("#customer", "C2")
+    page.fill("#period_start", "2026-01-01")
+    page.click("form[action='/settlements'] button")
+    proposed = page.locator("[data-testid=done]").inner_text()
+    settlement_id = proposed.split()[1]
+    row = page.locator(f"tr[data-settlement='{settlement_id}']")
+    assert "CN¥410.00" in row.inner_text()
+    page.click("form[action='/signout'] button")
+
+    _sign_in(page, site, "amy", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/inbox")
+    waiting = page.locator("tbody tr", has_text="C2")
+    waiting.locator("button").click()
+    assert waiting.locator(".badge").inner_text() in ("Approved", "已批准")
+    page.click("form[action='/signout'] button")
+
+    _sign_in(page, site, "fay", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/settlements")
+    row = page.locator(f"tr[data-settlement='{settlement_id}']")
+    row.locator("input[name=document_number]").fill("CN-2026-0042")
+    row.locator("button").click()
+    assert page.locator("[data-testid=done]").inner_text() == f"Settlement {settlement_id} paid."
+    _shot(page, "settlements-en")
+    page.click("form[action='/signout'] button")
+
+    _sign_in(page, site, "c2")
+    page.wait_for_url(f"{site.base}/portal")
+    assert page.locator("[data-testid=rebate]").all_inner_texts() == ["CN¥410.00"]
+    paid = page.locator("[data-testid=settlements] tbody tr").first.inner_text()
+    assert "CN¥410.00" in paid
+    assert "Paid" in paid
+    _shot(page, "portal-paid-en")
+
+
+def test_the_agreement_editor_explains_bad_bands(page: Any, site: Site) -> None:
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements")
+    page.fill(
+        "#terms",
+        "id: BAD\nterm: {start: 2026-01-01, end: 2027-01-01}\n"
+        "rebate:\n  tiers:\n    - {from: 0, rate: 1}\n    - {from: 100, rate: 2}\n",
+    )
+    problems = page.locator("[data-testid=problems]")
+    problems.wait_for()
+    assert problems.inner_text() == (
+        "agreement BAD: rebate.tiers[0]: only the top band may be open-ended (no 'to'); "
+        "bands must be sorted"
+    )
+    _shot(page, "agreement-editor-en")

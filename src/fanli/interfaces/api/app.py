@@ -21,7 +21,7 @@ from fanli import __version__
 from fanli.config import Settings
 from fanli.db.session import make_engine, read_session_factory, session_factory
 from fanli.db.status import require_current
-from fanli.interfaces.web import views
+from fanli.interfaces.web import views, views_work
 from fanli.oversight import schedule
 from fanli.sales.store import FactStore
 
@@ -88,5 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_store.router)
     app.include_router(routes_audit.router)
     app.include_router(views.router)
+    app.include_router(views_work.router)
     app.mount("/static", StaticFiles(directory=str(files("fanli.interfaces.web") / "static")))
     return app

@@ -1,0 +1,366 @@
+"""The staff's working pages: imports, accrual runs, settlements (propose, pay, reject) and
+agreements (an editor with live validation, drafts, submission). Each form posts the session's
+CSRF token; every action is one service call, and a refusal is shown with its reasons.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from fanli.agreements.files import agreements_from_data
+from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.service import add_version
+from fanli.compliance import review
+from fanli.db.session import unit_of_work
+from fanli.kit.errors import FanliError, InputError
+from fanli.ledger.models import AccrualRun
+from fanli.ledger.service import accrue
+from fanli.sales.files import InputFileError
+from fanli.sales.models import BatchKind, ImportBatch
+from fanli.sales.service import import_customers, import_products, import_sales
+from fanli.settlements import service as settlements
+from fanli.settlements.models import Settlement
+
+from .views import Viewer, _csrf_ok, _lang, _page, _staff, _to_signin, now_utc
+
+router = APIRouter(include_in_schema=False)
+SAFE_NAME = re.compile(r"[^\w.\-]+")
+SHOWN_ISSUES = 200  # rows of a refused file shown on the page; the download has them all
+
+
+def _checked(request: Request, csrf: str) -> tuple[Viewer | None, Response | None]:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return None, refused or _to_signin()
+    if not _csrf_ok(viewer, csrf):
+        lang = _lang(request)
+        return None, HTMLResponse(lang._("This form has expired; reload the page."), 403)
+    return viewer, None
+
+
+# ---- imports ---------------------------------------------------------------------------------
+
+
+def _batches(request: Request) -> list[ImportBatch]:
+    with unit_of_work(request.app.state.read_sessions) as session:
+        return list(session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(50)))
+
+
+@router.get("/imports", response_model=None)
+def imports(request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    return _page(request, "imports.html", viewer, batches=_batches(request), kinds=list(BatchKind))
+
+
+@router.post("/imports", response_model=None)
+def upload(
+    request: Request,
+    kind: Annotated[BatchKind, Form()],
+    file: Annotated[UploadFile, File()],
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    importer = {
+        BatchKind.CUSTOMERS: import_customers,
+        BatchKind.PRODUCTS: import_products,
+        BatchKind.SALES: import_sales,
+    }[kind]
+    name = SAFE_NAME.sub("_", Path(file.filename or "upload").name)[:120] or "upload"
+    context: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="fanli-web-upload-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(file.file.read())
+        try:
+            with unit_of_work(request.app.state.sessions) as session:
+                outcome = importer(
+                    session, request.app.state.facts, path, actor=viewer.actor, now=now_utc()
+                )
+                context["outcome"] = outcome
+        except InputFileError as bad:
+            lines = ["row,field,problem"] + [
+                f'{i.row or ""},{i.field or ""},"{i.message.replace(chr(34), chr(39))}"'
+                for i in bad.issues
+            ]
+            report = base64.b64encode("\n".join(lines).encode("utf-8-sig")).decode("ascii")
+            context.update(
+                issues=bad.issues[:SHOWN_ISSUES], total_issues=bad.total, report=report, name=name
+            )
+        except FanliError as error:
+            context["error"] = str(error)
+    return _page(
+        request,
+        "imports.html",
+        viewer,
+        batches=_batches(request),
+        kinds=list(BatchKind),
+        **context,
+    )
+
+
+# ---- accrual runs ----------------------------------------------------------------------------
+
+
+def _runs(request: Request) -> list[AccrualRun]:
+    with unit_of_work(request.app.state.read_sessions) as session:
+        return list(session.scalars(select(AccrualRun).order_by(AccrualRun.id.desc()).limit(20)))
+
+
+@router.get("/accruals", response_model=None)
+def accruals(request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    return _page(request, "accruals.html", viewer, runs=_runs(request))
+
+
+@router.post("/accruals", response_model=None)
+def run_accrual(
+    request: Request, as_of: Annotated[dt.date, Form()], csrf: str = Form(default="")
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    context: dict[str, Any] = {}
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            context["summary"] = accrue(
+                session, request.app.state.facts, as_of=as_of, actor=viewer.actor, now=now_utc()
+            )
+    except FanliError as error:
+        context["error"] = str(error)
+    return _page(request, "accruals.html", viewer, runs=_runs(request), **context)
+
+
+# ---- settlements -----------------------------------------------------------------------------
+
+
+def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLResponse:
+    with unit_of_work(request.app.state.read_sessions) as session:
+        rows = list(session.scalars(select(Settlement).order_by(Settlement.id.desc()).limit(50)))
+        codes = list(session.scalars(select(AgreementRecord.code).order_by(AgreementRecord.code)))
+    return _page(
+        request,
+        "settlements.html",
+        viewer,
+        rows=rows,
+        agreements=codes,
+        key=secrets.token_urlsafe(12),
+        **context,
+    )
+
+
+@router.get("/settlements", response_model=None)
+def settlement_list(request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    return _settlement_page(request, viewer)
+
+
+@router.post("/settlements", response_model=None)
+def propose(  # noqa: PLR0917 - one form field each
+    request: Request,
+    period_start: Annotated[dt.date, Form()],
+    agreement: str = Form(max_length=64),
+    customer: str = Form(max_length=64),
+    key: str = Form(max_length=64),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            made = settlements.propose(
+                session,
+                request.app.state.facts,
+                agreement_code=agreement,
+                beneficiary=customer,
+                period_start=period_start,
+                idempotency_key=f"web-{key}",
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+            done = _lang(request)._("Settlement {id} proposed.", id=made.id)
+    except FanliError as error:
+        return _settlement_page(request, viewer, error=str(error))
+    return _settlement_page(request, viewer, done=done)
+
+
+@router.post("/settlements/{settlement_id}/pay", response_model=None)
+def pay(
+    settlement_id: int,
+    request: Request,
+    document_number: str = Form(default="", max_length=64),
+    key: str = Form(max_length=64),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            payout = settlements.pay(
+                session,
+                request.app.state.facts,
+                settlement_id,
+                document_number=document_number or None,
+                idempotency_key=f"web-{key}",
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+            done = _lang(request)._("Settlement {id} paid.", id=payout.settlement_id)
+    except FanliError as error:
+        return _settlement_page(request, viewer, error=str(error))
+    return _settlement_page(request, viewer, done=done)
+
+
+@router.post("/settlements/{settlement_id}/reject", response_model=None)
+def reject(
+    settlement_id: int,
+    request: Request,
+    reason: str = Form(max_length=500),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            settlements.reject(
+                session, settlement_id, reason=reason, actor=viewer.actor, now=now_utc()
+            )
+            done = _lang(request)._("Settlement {id} rejected.", id=settlement_id)
+    except FanliError as error:
+        return _settlement_page(request, viewer, error=str(error))
+    return _settlement_page(request, viewer, done=done)
+
+
+# ---- agreements ------------------------------------------------------------------------------
+
+
+def _problems(text: str) -> tuple[list[str], Any]:
+    """What is wrong with terms written as YAML or JSON: each problem a readable line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        return [f"not YAML or JSON: {error}"], None
+    if not isinstance(data, dict):
+        return ["the terms are a mapping: id, term, rebate, ..."], None
+    try:
+        parsed = agreements_from_data(data, source="editor")
+    except ValidationError as error:
+        return [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        ], None
+    except InputError as error:  # the editor is the file: say only where in the terms
+        return [str(error).removeprefix(f"file {error.file}: ")], None
+    except FanliError as error:
+        return [str(error)], None
+    if len(parsed) != 1:
+        return ["write one agreement at a time"], None
+    return [], parsed[0]
+
+
+def _agreement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLResponse:
+    with unit_of_work(request.app.state.read_sessions) as session:
+        rows = list(
+            session.execute(
+                select(AgreementRecord.code, AgreementRecord.name, AgreementVersion)
+                .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
+                .order_by(AgreementRecord.code, AgreementVersion.version)
+            )
+        )
+    return _page(request, "agreements.html", viewer, rows=rows, **context)
+
+
+@router.get("/agreements", response_model=None)
+def agreements(request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    return _agreement_page(request, viewer, text="")
+
+
+@router.post("/agreements/check", response_class=HTMLResponse)
+def check(request: Request, terms: str = Form(default="", max_length=200_000)) -> HTMLResponse:
+    """Live validation for the editor (HTMX): the problems, or that the terms are valid."""
+    viewer, refused = _staff(request)
+    lang = _lang(request)
+    if refused or viewer is None:
+        return HTMLResponse("", status_code=403)
+    problems, _terms = _problems(terms)
+    if not problems:
+        return HTMLResponse(f'<div class="text-success">{lang._("The terms are valid.")}</div>')
+    items = "".join(f"<li>{_escape(p)}</li>" for p in problems)
+    return HTMLResponse(f'<ul class="text-danger mb-0" data-testid="problems">{items}</ul>')
+
+
+def _escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
+@router.post("/agreements", response_model=None)
+def save(
+    request: Request,
+    terms: str = Form(max_length=200_000),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    problems, parsed = _problems(terms)
+    if problems:
+        return _agreement_page(request, viewer, text=terms, problems=problems)
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            version = add_version(session, parsed, actor=viewer.actor, now=now_utc())
+            done = _lang(request)._(
+                "Draft {code} v{version} saved.", code=parsed.id, version=version.version
+            )
+    except FanliError as error:
+        return _agreement_page(request, viewer, text=terms, problems=[str(error)])
+    return _agreement_page(request, viewer, text="", done=done)
+
+
+@router.post("/agreements/{version_id}/submit", response_model=None)
+def submit(
+    version_id: int,
+    request: Request,
+    justification: str = Form(default="", max_length=1000),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            review.submit(
+                session,
+                version_id,
+                justification=justification or None,
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+    except FanliError as error:
+        return _agreement_page(request, viewer, text="", problems=[str(error)])
+    return RedirectResponse("/agreements", status_code=303)
