@@ -30,6 +30,7 @@ from fanli.settlements.models import (
     Settlement,
     SettlementApproval,
     SettlementLine,
+    StatementResponse,
 )
 from fanli.users.models import ApiToken, Delegation, LoginAttempt, User, WebSession
 
@@ -66,6 +67,7 @@ __all__ = [
     "Settlement",
     "SettlementApproval",
     "SettlementLine",
+    "StatementResponse",
     "User",
     "WebSession",
 ]

@@ -42,8 +42,11 @@ from fanli.oversight.models import Finding
 from fanli.sales import service as sales
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
+from fanli.settlements import statements
+from fanli.settlements.models import StatementDecision
 from fanli.users import auth
 from fanli.users import service as users
+from fanli.users.actor import Actor, Role
 from store.builders import (
     POLICY,
     customers_file,
@@ -421,6 +424,22 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
     step(
         export_bundle,
         lambda s: export_bundle(s, "2026-03", tmp_path / "bundle", key, actor=who["ivan"], now=NOW),
+    )
+
+    # The customer answers its statement.
+    buyer = Actor(id=0, code="c1", roles=frozenset({Role.CUSTOMER}), customer_code="C1")
+    step(
+        statements.respond,
+        lambda s: statements.respond(
+            s,
+            facts,
+            "C1",
+            dt.date(2026, 1, 1),
+            decision=StatementDecision.SIGNED_OFF,
+            comment="",
+            actor=buyer,
+            now=NOW,
+        ),
     )
 
     # The periodic audit and its findings' workflow.

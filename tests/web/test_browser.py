@@ -16,6 +16,7 @@ Without it these tests are skipped with that reason, and under CI they fail inst
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import shutil
 import socket
@@ -29,6 +30,7 @@ from typing import Any
 import pyotp
 import pytest
 import uvicorn
+from pypdf import PdfReader
 
 from fanli.agreements.service import add_version
 from fanli.config import Settings
@@ -320,3 +322,26 @@ def test_the_agreement_editor_explains_bad_bands(page: Any, site: Site) -> None:
         "bands must be sorted"
     )
     _shot(page, "agreement-editor-en")
+
+
+def test_a_statement_is_signed_off_and_printed_with_its_chinese_name(page: Any, site: Site) -> None:
+    _sign_in(page, site, "c1")
+    page.wait_for_url(f"{site.base}/portal")
+    page.click("[data-testid=statements] a")
+    page.wait_for_url(f"{site.base}/portal/statements/2026-01-01")
+    assert page.locator("[data-testid=period-rebate]").all_inner_texts() == ["¥200.00"]
+    page.click("button[value=disputed]")  # a dispute without a comment is refused
+    assert page.locator("[data-testid=error]").inner_text() == (
+        "field 'comment': a dispute needs a comment: what is wrong"
+    )
+    page.click("button[value=signed_off]")
+    assert page.locator("[data-testid=answered]").inner_text() == "您的答复：已确认"
+    _shot(page, "statement-zh")
+    for code, expected in (("zh_CN", "¥200.00"), ("en", "CN¥200.00")):
+        page.context.add_cookies([{"name": "fanli_lang", "value": code, "url": site.base}])
+        pdf = page.request.get(f"{site.base}/portal/statements/2026-01-01/pdf")
+        assert pdf.headers["content-type"] == "application/pdf"
+        text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.body())).pages)
+        assert "上海华东食品贸易有限公司" in text
+        assert expected in text
+        (SHOTS / f"statement-{code}.pdf").write_bytes(pdf.body())

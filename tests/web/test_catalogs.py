@@ -14,7 +14,7 @@ from babel.messages.pofile import read_po
 from fanli.agreements.terms import SettlementForm
 from fanli.interfaces.web.i18n import LOCALES, Lang
 from fanli.sales.models import BatchKind, BatchStatus
-from fanli.settlements.models import CreditStatus, SettlementStatus
+from fanli.settlements.models import CreditStatus, SettlementStatus, StatementDecision
 
 WEB = files("fanli.interfaces.web")
 CALL = re.compile(r"""_\((["'])(.+?)\1""")
@@ -53,7 +53,14 @@ def test_chinese_translates_everything_and_keeps_placeholders() -> None:
 # The codes the pages show through ``_()``: statuses, forms, kinds.
 CODES = {
     member.value
-    for enum in (SettlementStatus, SettlementForm, CreditStatus, BatchKind, BatchStatus)
+    for enum in (
+        SettlementStatus,
+        SettlementForm,
+        CreditStatus,
+        BatchKind,
+        BatchStatus,
+        StatementDecision,
+    )
     for member in enum
 } | {"draft", "submitted", "active"}
 

@@ -219,3 +219,25 @@ class IdempotencyRecord(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class StatementDecision(StrEnum):
+    SIGNED_OFF = "signed_off"  # the customer agrees with the numbers
+    DISPUTED = "disputed"  # the customer does not, and says why
+
+
+class StatementResponse(Base):
+    """A customer's answer to its statement for one rebate period: signed off, or disputed with
+    a comment. ``statement_sha256`` pins the numbers it answered, so a later change of them
+    shows as a statement nobody has answered yet."""
+
+    __tablename__ = "statement_response"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_code: Mapped[str] = mapped_column(String(64), index=True)
+    period_start: Mapped[dt.date] = mapped_column(Date)
+    statement_sha256: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(String(2000), default="")
+    responded_by: Mapped[str] = mapped_column(String(64))
+    responded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,121 @@
+"""The customer portal's period statements: as a page and as a PDF, in the customer's
+language, with its sign-off or dispute. The numbers are ``period_statement``'s, the same as
+the staff see; the PDF is the same template, printed by WeasyPrint with a CJK font, so Chinese
+names and amounts come out as text (extractable, searchable).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from fanli.db.session import unit_of_work
+from fanli.kit.errors import FanliError
+from fanli.settlements.models import StatementDecision
+from fanli.settlements.statements import period_statement, respond, responses
+from fanli.users.actor import Role
+
+from .views import (
+    Viewer,
+    _csrf_ok,
+    _lang,
+    _not_found,
+    _page,
+    _to_signin,
+    _viewer,
+    now_utc,
+    templates,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _customer(request: Request) -> tuple[Viewer | None, Response | None]:
+    viewer = _viewer(request)
+    if viewer is None:
+        return None, _to_signin()
+    if Role.CUSTOMER not in viewer.actor.roles or not viewer.actor.customer_code:
+        return viewer, _not_found(request, viewer)
+    return viewer, None
+
+
+def _statement_context(request: Request, code: str, start: dt.date) -> dict[str, Any]:
+    with unit_of_work(request.app.state.read_sessions) as session:
+        statement = period_statement(session, request.app.state.facts, code, start)
+        answers = [r for r in responses(session, code) if r.period_start == start]
+    return {
+        "statement": statement,
+        "one_day": dt.timedelta(
+            days=1
+        ),  # rebate periods end exclusive; statements show the last day
+        "answers": answers,
+        "current": [a for a in answers if a.statement_sha256 == statement.sha256],
+    }
+
+
+@router.get("/portal/statements/{start}", response_model=None)
+def statement(start: dt.date, request: Request) -> Response:
+    viewer, refused = _customer(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    context = _statement_context(request, viewer.actor.customer_code or "", start)
+    if not context["statement"].rows:
+        return _not_found(request, viewer)
+    return _page(request, "statement.html", viewer, **context)
+
+
+@router.get("/portal/statements/{start}/pdf", response_model=None)
+def statement_pdf(start: dt.date, request: Request) -> Response:
+    viewer, refused = _customer(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    context = _statement_context(request, viewer.actor.customer_code or "", start)
+    if not context["statement"].rows:
+        return _not_found(request, viewer)
+    lang = _lang(request)
+    html = templates.get_template("statement_print.html").render(
+        lang=lang, _=lang._, printed=now_utc(), **context
+    )
+    from weasyprint import HTML  # type: ignore[import-untyped]  # noqa: PLC0415 - loads Pango
+
+    pdf = HTML(string=html).write_pdf()
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="statement-{start}.pdf"'},
+    )
+
+
+@router.post("/portal/statements/{start}", response_model=None)
+def answer(
+    start: dt.date,
+    request: Request,
+    decision: Annotated[StatementDecision, Form()],
+    comment: str = Form(default="", max_length=2000),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _customer(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    if not _csrf_ok(viewer, csrf):
+        return HTMLResponse(_lang(request)._("This form has expired; reload the page."), 403)
+    code = viewer.actor.customer_code or ""
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            respond(
+                session,
+                request.app.state.facts,
+                code,
+                start,
+                decision=decision,
+                comment=comment,
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+    except FanliError as error:
+        context = _statement_context(request, code, start)
+        return _page(request, "statement.html", viewer, error=str(error), **context)
+    return RedirectResponse(f"/portal/statements/{start}", status_code=303)

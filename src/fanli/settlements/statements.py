@@ -1,0 +1,121 @@
+"""A customer's statement for one rebate period, and its answer: signed off or disputed.
+
+The statement is what the customer's own view shows, for the rebate periods that start on
+``period_start``:
+- its results per agreement, from the latest runs (``statement_rows``, the numbers the
+  accrual posted and the settlements are computed from);
+- the settlements of those periods.
+
+Its sha256 is taken over the canonical JSON of those numbers. An answer is therefore tied to
+exactly the figures the customer saw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.audit.service import canonical_json, record
+from fanli.customers.queries import customer_by_code
+from fanli.kit.errors import InputError
+from fanli.ledger.queries import StatementRow, statement_rows
+from fanli.sales.store import FactStore
+from fanli.settlements.models import Settlement, StatementDecision, StatementResponse
+from fanli.users.actor import Actor, PermissionDeniedError, Role, require
+
+
+@dataclass(frozen=True)
+class PeriodStatement:
+    customer: str
+    legal_name: str
+    period_start: dt.date
+    rows: list[StatementRow]
+    settlements: list[Settlement]
+    sha256: str
+
+
+def period_statement(
+    session: Session, store: FactStore, customer_code: str, period_start: dt.date
+) -> PeriodStatement:
+    customer = customer_by_code(session, customer_code)
+    rows = [
+        r for r in statement_rows(session, store, customer_code) if r.period_start == period_start
+    ]
+    paid = list(
+        session.scalars(
+            select(Settlement)
+            .where(Settlement.beneficiary == customer_code)
+            .where(Settlement.period_start == period_start)
+            .order_by(Settlement.id)
+        )
+    )
+    numbers: dict[str, Any] = {
+        "customer": customer_code,
+        "period_start": period_start,
+        "rows": [
+            [r.agreement_code, r.version, r.period_end, r.basis, r.tier, r.rate, r.rebate]
+            for r in rows
+        ],
+        "settlements": [[s.id, s.amount, s.status] for s in paid],
+    }
+    digest = hashlib.sha256(canonical_json(numbers).encode("utf-8")).hexdigest()
+    return PeriodStatement(customer_code, customer.legal_name, period_start, rows, paid, digest)
+
+
+def respond(
+    session: Session,
+    store: FactStore,
+    customer_code: str,
+    period_start: dt.date,
+    *,
+    decision: StatementDecision,
+    comment: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> StatementResponse:
+    """The customer's own user signs off or disputes its statement (a dispute says why)."""
+    require(actor, Role.CUSTOMER, to="answer statements")
+    if actor.customer_code != customer_code:
+        raise PermissionDeniedError(f"{actor.code} may answer only its own entity's statements")
+    statement = period_statement(session, store, customer_code, period_start)
+    if not statement.rows:
+        raise InputError(f"there is no statement for {customer_code} from {period_start}")
+    if decision is StatementDecision.DISPUTED and not comment.strip():
+        raise InputError("a dispute needs a comment: what is wrong", field="comment")
+    answer = StatementResponse(
+        customer_code=customer_code,
+        period_start=period_start,
+        statement_sha256=statement.sha256,
+        decision=decision.value,
+        comment=comment.strip(),
+        responded_by=actor.code,
+        responded_at=now,
+    )
+    session.add(answer)
+    session.flush()
+    record(
+        session,
+        type=f"statement.{decision.value}",
+        actor=actor.code,
+        entity_type="statement_response",
+        entity_id=answer.id,
+        inputs={"customer": customer_code, "period_start": period_start, "comment": answer.comment},
+        outcome={"statement_sha256": statement.sha256},
+        now=now,
+    )
+    return answer
+
+
+def responses(session: Session, customer_code: str) -> list[StatementResponse]:
+    return list(
+        session.scalars(
+            select(StatementResponse)
+            .where(StatementResponse.customer_code == customer_code)
+            .order_by(StatementResponse.id.desc())
+        )
+    )
