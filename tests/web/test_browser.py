@@ -93,9 +93,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             session, "c2", name="C2", roles=["customer"], customer_code="C2",
             actor=who["admin"], now=NOW,
         )  # fmt: skip
-        for code in ("amy", "c1", "c2", "sam", "fay"):
+        for code in ("amy", "c1", "c2", "sam", "fay", "admin"):
             set_password(session, code, PASSWORD, actor=who["admin"], now=NOW)
-        for code in ("amy", "fay"):
+        for code in ("amy", "fay", "admin"):
             secrets[code] = enrol_second_factor(session, code, actor=who["admin"], now=NOW)
         import_customers(session, facts, customers_file(folder), actor=who["fay"], now=NOW)
         import_products(session, facts, products_file(folder), actor=who["fay"], now=NOW)
@@ -345,3 +345,61 @@ def test_a_statement_is_signed_off_and_printed_with_its_chinese_name(page: Any, 
         assert "上海华东食品贸易有限公司" in text
         assert expected in text
         (SHOTS / f"statement-{code}.pdf").write_bytes(pdf.body())
+
+
+def test_a_new_version_is_reviewed_with_its_diff_and_approved(page: Any, site: Site) -> None:
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements")
+    page.fill(
+        "#terms",
+        "id: A1\nname: programme A1\nterm: {start: 2026-01-01, end: 2027-01-01}\n"
+        "effective_from: 2026-07-01\n"
+        "rebate: {form: percent, basis: net, tiers: [{from: 0, rate: 3}]}\n"
+        "periods: {kind: quarter}\n"
+        "contract: {reference: HT-2026-001, document_sha256: " + "ab" * 32 + "}\n",
+    )
+    page.click("form[action='/agreements'] button.btn-primary")
+    assert page.locator("[data-testid=done]").inner_text() == "Draft A1 v2 saved."
+    page.locator("form[action$='/submit'] button").click()
+    page.click("form[action='/signout'] button")
+    _sign_in(page, site, "amy", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements/A1/review")
+    newest = page.locator("[data-testid=diff]").first.inner_text()
+    assert "+    rate: '3'" in newest
+    assert "-    rate: '2'" in newest
+    _shot(page, "agreement-review-en")
+    page.click("text=Approve these terms")
+    assert page.locator("[data-testid=done]").inner_text() == (
+        "Version approved; it is now Active."
+    )
+
+
+def test_oversight_and_administration_pages(page: Any, site: Site) -> None:
+    _sign_in(page, site, "admin", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/audit")
+    assert page.locator("[data-testid=trail] .badge").inner_text() == "审计链完整"
+    _shot(page, "audit-zh")
+    page.goto(f"{site.base}/policy")
+    assert page.locator("h2").first.inner_text().startswith("v1 · 返利政策 2026")
+    page.goto(f"{site.base}/users")
+    page.fill("input[name=code]", "zoe")
+    page.fill("input[name=name]", "Zoe")
+    page.select_option("select[name=role]", "finance")
+    page.click("form[action='/users'] button")
+    assert page.locator("[data-testid=done]").inner_text() == "用户 zoe 已创建。"
+    _shot(page, "users-zh")
+    page.click("form[action='/signout'] button")
+    _sign_in(page, site, "fay", totp=True)  # finance exports the journal
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/periods")
+    with page.expect_download() as download:
+        page.locator("form[action$='/gl'] button").first.click()
+    assert download.value.suggested_filename.startswith("gl-2026-")
+    page.click("form[action='/signout'] button")
+    _sign_in(page, site, "sam")  # sales reads no findings
+    page.wait_for_url(f"{site.base}/dashboard")
+    getattr(page, EXPECTED_404).add(f"{site.base}/audit")
+    assert page.goto(f"{site.base}/audit").status == 404

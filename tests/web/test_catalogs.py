@@ -13,6 +13,8 @@ from babel.messages.pofile import read_po
 
 from fanli.agreements.terms import SettlementForm
 from fanli.interfaces.web.i18n import LOCALES, Lang
+from fanli.ledger.models import PeriodStatus
+from fanli.oversight.models import FindingStatus
 from fanli.sales.models import BatchKind, BatchStatus
 from fanli.settlements.models import CreditStatus, SettlementStatus, StatementDecision
 
@@ -60,6 +62,8 @@ CODES = {
         BatchKind,
         BatchStatus,
         StatementDecision,
+        FindingStatus,
+        PeriodStatus,
     )
     for member in enum
 } | {"draft", "submitted", "active"}

@@ -21,7 +21,7 @@ from fanli import __version__
 from fanli.config import Settings
 from fanli.db.session import make_engine, read_session_factory, session_factory
 from fanli.db.status import require_current
-from fanli.interfaces.web import views, views_portal, views_work
+from fanli.interfaces.web import views, views_admin, views_portal, views_work
 from fanli.oversight import schedule
 from fanli.sales.store import FactStore
 
@@ -90,5 +90,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(views.router)
     app.include_router(views_work.router)
     app.include_router(views_portal.router)
+    app.include_router(views_admin.router)
     app.mount("/static", StaticFiles(directory=str(files("fanli.interfaces.web") / "static")))
     return app

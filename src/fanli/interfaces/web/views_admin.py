@@ -1,0 +1,375 @@
+"""The pages of oversight and administration:
+- the audit: the trail's verification, checkpoints, findings and their workflow;
+- the policy, current and past;
+- accounting periods: close, GL export;
+- agreement approval, with a readable diff between versions;
+- users: create and disable, and the caller's own API tokens and second factor.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
+from fanli.audit.models import AuditCheckpoint
+from fanli.audit.trail import verify
+from fanli.compliance import review
+from fanli.compliance.queries import policy_versions
+from fanli.db.session import unit_of_work
+from fanli.kit.errors import FanliError
+from fanli.ledger.export import export_gl
+from fanli.ledger.periods import close_period
+from fanli.ledger.queries import accounting_periods
+from fanli.oversight.audits import Filters, assign_finding, dismiss_finding, report, resolve_finding
+from fanli.oversight.models import FindingStatus
+from fanli.users.actor import Role
+from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri, revoke_token
+from fanli.users.models import ApiToken, User
+from fanli.users.service import create_user, disable_user
+
+from .views import _lang, _not_found, _page, _staff, _to_signin, now_utc
+from .views_work import _checked
+
+router = APIRouter(include_in_schema=False)
+
+
+def _done(request: Request, path: str, message: str = "", error: str = "") -> Response:
+    """Back to the page, with what happened (a redirect after a POST: reloads do not repeat)."""
+    query = f"?done={message}" if message else (f"?error={error}" if error else "")
+    return RedirectResponse(path + query.replace(" ", "+"), status_code=303)
+
+
+# ---- the audit --------------------------------------------------------------------------------
+
+
+# Who sees findings: as over the API (authorization.yaml, GET /api/audit/findings).
+FINDINGS_READERS = frozenset(
+    {
+        Role.INTERNAL_AUDITOR,
+        Role.EXTERNAL_AUDITOR,
+        Role.COMPLIANCE,
+        Role.FINANCE,
+        Role.ADMINISTRATOR,
+    }
+)
+
+
+@router.get("/audit", response_model=None)
+def audit(request: Request, status: str = "", done: str = "", error: str = "") -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    if not viewer.actor.roles & FINDINGS_READERS:
+        return _not_found(request, viewer)
+    with unit_of_work(request.app.state.read_sessions) as session:
+        trail = verify(session)
+        checkpoints = list(
+            session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(10))
+        )
+        chosen = status if status in {s.value for s in FindingStatus} else None
+        findings = report(session, Filters(status=chosen))
+        people = list(session.scalars(select(User.code).where(User.active).order_by(User.code)))
+    return _page(
+        request,
+        "audit.html",
+        viewer,
+        trail=trail,
+        checkpoints=checkpoints,
+        findings=findings,
+        chosen=status,
+        statuses=[s.value for s in FindingStatus],
+        people=people,
+        done=done,
+        error=error,
+    )
+
+
+@router.post("/audit/findings/{finding_id}", response_model=None)
+def finding_action(  # noqa: PLR0917 - one form field each
+    finding_id: int,
+    request: Request,
+    action: Annotated[str, Form(pattern="^(assign|resolve|dismiss)$")],
+    owner: str = Form(default="", max_length=64),
+    reason: str = Form(default="", max_length=1000),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    lang = _lang(request)
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            now = now_utc()
+            if action == "assign":
+                assign_finding(session, finding_id, owner, actor=viewer.actor, now=now)
+            elif action == "resolve":
+                resolve_finding(session, finding_id, reason=reason, actor=viewer.actor, now=now)
+            else:
+                dismiss_finding(session, finding_id, reason=reason, actor=viewer.actor, now=now)
+    except FanliError as error:
+        return _done(request, "/audit", error=str(error))
+    return _done(request, "/audit", lang._("Finding {id} updated.", id=finding_id))
+
+
+# ---- the policy -------------------------------------------------------------------------------
+
+
+@router.get("/policy", response_model=None)
+def policy(request: Request) -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        versions = [
+            (v, yaml.safe_dump(v.document, allow_unicode=True, sort_keys=False))
+            for v in reversed(policy_versions(session))
+        ]
+    return _page(request, "policy.html", viewer, versions=versions)
+
+
+# ---- accounting periods -----------------------------------------------------------------------
+
+
+@router.get("/periods", response_model=None)
+def periods(request: Request, done: str = "", error: str = "") -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        rows = list(accounting_periods(session))
+    return _page(request, "periods.html", viewer, rows=rows, done=done, error=error)
+
+
+@router.post("/periods/{code}/close", response_model=None)
+def close(code: str, request: Request, csrf: str = Form(default="")) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            close_period(session, code, actor=viewer.actor, now=now_utc())
+    except FanliError as error:
+        return _done(request, "/periods", error=str(error))
+    return _done(request, "/periods", _lang(request)._("Period {code} closed.", code=code))
+
+
+@router.post("/periods/{code}/gl", response_model=None)
+def gl(code: str, request: Request, csrf: str = Form(default="")) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    with tempfile.TemporaryDirectory(prefix="fanli-web-gl-") as folder:
+        out = Path(folder) / f"gl-{code}.xlsx"
+        try:
+            with unit_of_work(request.app.state.sessions) as session:
+                export_gl(session, code, out, actor=viewer.actor, now=now_utc())
+        except FanliError as error:
+            return _done(request, "/periods", error=str(error))
+        body = out.read_bytes()
+    return Response(
+        body,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": f'attachment; filename="gl-{code}.xlsx"'},
+    )
+
+
+# ---- agreement review -------------------------------------------------------------------------
+
+
+@router.get("/agreements/{code}/review", response_model=None)
+def agreement_review(code: str, request: Request, done: str = "", error: str = "") -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        versions = list(
+            session.scalars(
+                select(AgreementVersion)
+                .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+                .where(AgreementRecord.code == code)
+                .order_by(AgreementVersion.version)
+            )
+        )
+    if not versions:
+        return _not_found(request, viewer)
+    diffs: list[tuple[AgreementVersion, list[str]]] = []
+    previous = ""
+    for version in versions:
+        text = yaml.safe_dump(version.terms, allow_unicode=True, sort_keys=True)
+        lines = list(
+            difflib.unified_diff(previous.splitlines(), text.splitlines(), lineterm="", n=2)
+        )[2:]  # without the file headers
+        diffs.append((version, lines))
+        previous = text
+    return _page(
+        request,
+        "agreement_review.html",
+        viewer,
+        code=code,
+        diffs=list(reversed(diffs)),
+        submitted=VersionStatus.SUBMITTED.value,
+        done=done,
+        error=error,
+    )
+
+
+@router.post("/agreements/{code}/review/{version_id}", response_model=None)
+def approve_version(
+    code: str,
+    version_id: int,
+    request: Request,
+    terms_hash: str = Form(max_length=64),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    path = f"/agreements/{code}/review"
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            version = review.approve(
+                session, version_id, terms_hash=terms_hash, actor=viewer.actor, now=now_utc()
+            )
+            status = version.status
+    except FanliError as error:
+        return _done(request, path, error=str(error))
+    lang = _lang(request)
+    return _done(
+        request, path, lang._("Version approved; it is now {status}.", status=lang._(status))
+    )
+
+
+# ---- users ------------------------------------------------------------------------------------
+
+
+@router.get("/users", response_model=None)
+def users(request: Request, done: str = "", error: str = "") -> Response:
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    admin = Role.ADMINISTRATOR in viewer.actor.roles
+    with unit_of_work(request.app.state.read_sessions) as session:
+        # Everyone manages their own tokens and second factor; only administrators see users.
+        rows = list(session.scalars(select(User).order_by(User.code))) if admin else []
+        tokens = list(
+            session.scalars(
+                select(ApiToken)
+                .where(ApiToken.user_id == viewer.actor.id)
+                .order_by(ApiToken.id.desc())
+            )
+        )
+    return _page(
+        request,
+        "users.html",
+        viewer,
+        rows=rows,
+        tokens=tokens,
+        roles=[r.value for r in Role],
+        admin=admin,
+        done=done,
+        error=error,
+    )
+
+
+@router.post("/users", response_model=None)
+def user_create(  # noqa: PLR0917 - one form field each
+    request: Request,
+    code: Annotated[str, Form(min_length=1, max_length=64)],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    role: Annotated[Role, Form()],
+    customer: str = Form(default="", max_length=64),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            create_user(
+                session,
+                code,
+                name=name,
+                roles=[role],
+                customer_code=customer or None,
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+    except FanliError as error:
+        return _done(request, "/users", error=str(error))
+    return _done(request, "/users", _lang(request)._("User {code} created.", code=code))
+
+
+@router.post("/users/{code}/disable", response_model=None)
+def user_disable(
+    code: str,
+    request: Request,
+    reason: str = Form(default="", max_length=500),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            disable_user(session, code, reason=reason, actor=viewer.actor, now=now_utc())
+    except FanliError as error:
+        return _done(request, "/users", error=str(error))
+    return _done(request, "/users", _lang(request)._("User {code} disabled.", code=code))
+
+
+@router.post("/tokens", response_model=None)
+def token_create(
+    request: Request,
+    name: Annotated[str, Form(min_length=1, max_length=100)],
+    role: Annotated[Role, Form()],
+    days: int = Form(default=90, ge=1, le=366),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            token, _row = create_token(
+                session, name=name, roles=[role], days=days, actor=viewer.actor, now=now_utc()
+            )
+    except FanliError as error:
+        return _done(request, "/users", error=str(error))
+    return _page(request, "secret.html", viewer, title_key="API token", secret=token, uri=None)
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=None)
+def token_revoke(token_id: int, request: Request, csrf: str = Form(default="")) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            revoke_token(session, token_id, actor=viewer.actor, now=now_utc())
+    except FanliError as error:
+        return _done(request, "/users", error=str(error))
+    return _done(request, "/users", _lang(request)._("Token {id} revoked.", id=token_id))
+
+
+@router.post("/second-factor", response_model=None)
+def second_factor(request: Request, csrf: str = Form(default="")) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            secret = enrol_second_factor(
+                session, viewer.actor.code, actor=viewer.actor, now=now_utc()
+            )
+    except FanliError as error:
+        return _done(request, "/users", error=str(error))
+    uri = provisioning_uri(secret, viewer.actor.code)
+    return _page(request, "secret.html", viewer, title_key="Second factor", secret=secret, uri=uri)
