@@ -203,7 +203,7 @@ def agreement_review(code: str, request: Request, done: str = "", error: str = "
     diffs: list[tuple[AgreementVersion, list[str]]] = []
     previous = ""
     for version in versions:
-        text = yaml.safe_dump(version.terms, allow_unicode=True, sort_keys=True)
+        text = yaml.safe_dump(_readable(version.terms), allow_unicode=True, sort_keys=True)
         lines = list(
             difflib.unified_diff(previous.splitlines(), text.splitlines(), lineterm="", n=2)
         )[2:]  # without the file headers
@@ -219,6 +219,21 @@ def agreement_review(code: str, request: Request, done: str = "", error: str = "
         done=done,
         error=error,
     )
+
+
+def _readable(value: object) -> object:
+    """Terms as a person reads them: without the empty defaults (nulls, empty lists and maps)
+    or the version number (the header shows it)."""
+    if isinstance(value, dict):
+        kept = {
+            key: _readable(item)
+            for key, item in value.items()
+            if key != "version" and item not in (None, {}, [])
+        }
+        return {key: item for key, item in kept.items() if item not in ({}, [])}
+    if isinstance(value, list):
+        return [_readable(item) for item in value]
+    return value
 
 
 @router.post("/agreements/{code}/review/{version_id}", response_model=None)
