@@ -200,6 +200,8 @@ def test_an_approver_signs_in_with_a_second_factor_and_approves(page: Any, site:
     page.wait_for_url(f"{site.base}/dashboard")
     assert page.locator("h1").inner_text() == "Dashboard"
     assert page.locator("[data-testid=accrued]").inner_text() == "CN¥210.00"
+    leaders = page.locator("[data-testid=top-customers] tr").all_inner_texts()
+    assert leaders[0].split() == ["C1", "CN¥200.00"]
     _shot(page, "dashboard-en")
     page.goto(f"{site.base}/inbox")
     row = page.locator("tbody tr").first

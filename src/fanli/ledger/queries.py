@@ -241,3 +241,34 @@ def results_between(
         (key[1], code, Decimal(basis), Decimal(rebate))
         for key, (_run, (code, basis, rebate)) in rows.items()
     ]
+
+
+@dataclass(frozen=True)
+class TierStanding:
+    """Where a customer stands in one agreement's rebate period that contains a day."""
+
+    beneficiary: str
+    agreement_code: str
+    version: int
+    period_start: dt.date
+    tier: int
+    tier_basis: Decimal
+    rebate: Decimal
+
+
+def standings_on(session: Session, store: FactStore, day: dt.date) -> list[TierStanding]:
+    """Every customer's tier in the rebate periods that contain ``day``, from the latest runs
+    (the dashboard's near-misses: who is close to the next band)."""
+    rows = _replay(
+        session,
+        store,
+        "agreement_id, version, period_start, tier, tier_basis, rebate",
+        f"period_start <= DATE {sql_literal(day.isoformat())} "
+        f"AND period_end > DATE {sql_literal(day.isoformat())}",
+    )
+    return [
+        TierStanding(
+            key[1], code, int(version), start, int(tier), Decimal(tier_basis), Decimal(rebate)
+        )
+        for key, (_run, (code, version, start, tier, tier_basis, rebate)) in rows.items()
+    ]

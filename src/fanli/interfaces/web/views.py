@@ -38,7 +38,13 @@ from fanli.db.session import unit_of_work
 from fanli.interfaces.api.deps import SESSION_COOKIE
 from fanli.kit.errors import FanliError
 from fanli.ledger.models import Account
-from fanli.ledger.queries import account_movements, accounting_periods, statement_rows
+from fanli.ledger.queries import (
+    account_movements,
+    accounting_periods,
+    liabilities,
+    standings_on,
+    statement_rows,
+)
 from fanli.oversight.models import Finding, FindingStatus
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlement_service
@@ -215,6 +221,8 @@ def dashboard(request: Request) -> Response:
                     "outstanding": outstanding,
                 }
             )
+        top_customers, top_programmes = _leaders(session)
+        near = _near_misses(session, request.app.state.facts, now_utc().date())
         waiting = waiting_for(session, viewer.actor, now_utc().date())
         open_findings = session.scalar(
             select(func.count())
@@ -234,7 +242,77 @@ def dashboard(request: Request) -> Response:
         waiting=waiting.settlements,
         waiting_versions=waiting.agreement_versions,
         open_findings=open_findings or 0,
+        top_customers=top_customers,
+        top_programmes=top_programmes,
+        near=near,
     )
+
+
+LEADERS = 5
+NEAR_SHARE = Decimal("0.1")  # within 10% of the next band's threshold counts as a near miss
+
+
+def _leaders(session: Session) -> tuple[list[tuple[str, Decimal]], list[tuple[str, Decimal]]]:
+    """The customers and the programmes with the most rebate outstanding in the journal."""
+    codes = dict(
+        session.execute(
+            select(AgreementVersion.id, AgreementRecord.code).join(
+                AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id
+            )
+        ).all()
+    )
+    customers: dict[str, Decimal] = {}
+    programmes: dict[str, Decimal] = {}
+    for (version_id, beneficiary, _period), amount in liabilities(session).items():
+        customers[beneficiary] = customers.get(beneficiary, Decimal(0)) + amount
+        code = codes.get(version_id, "?")
+        programmes[code] = programmes.get(code, Decimal(0)) + amount
+
+    def top(totals: dict[str, Decimal]) -> list[tuple[str, Decimal]]:
+        return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:LEADERS]
+
+    return top(customers), top(programmes)
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    customer: str
+    agreement: str
+    tier: int
+    more: Decimal
+    in_units: bool
+
+
+def _near_misses(session: Session, store: Any, day: dt.date) -> list[NearMiss]:
+    """Customers within ``NEAR_SHARE`` of their next band in a rebate period running today."""
+    versions = {
+        (code, version.version): version
+        for version, code in session.execute(
+            select(AgreementVersion, AgreementRecord.code).join(
+                AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id
+            )
+        ).all()
+    }
+    found = []
+    for standing in standings_on(session, store, day):
+        version = versions.get((standing.agreement_code, standing.version))
+        rebate = version.terms["rebate"] if version else {}
+        tiers = rebate.get("tiers", [])
+        if standing.tier < 1 or standing.tier >= len(tiers):
+            continue
+        next_from = Decimal(str(tiers[standing.tier]["from"]))
+        more = next_from - standing.tier_basis
+        if Decimal(0) < more <= next_from * NEAR_SHARE:
+            found.append(
+                NearMiss(
+                    standing.beneficiary,
+                    standing.agreement_code,
+                    standing.tier,
+                    more,
+                    _in_units(rebate),
+                )
+            )
+    return sorted(found, key=lambda miss: miss.more)[:10]
 
 
 @router.get("/customers", response_model=None)
@@ -263,6 +341,7 @@ class Progress:
 
     row: Any
     form: str  # the rebate's form: percent, per_unit or fixed (how to show the rate)
+    in_units: bool  # the tiers count quantity, not money
     next_from: Decimal | None
     more: Decimal | None  # how much more basis reaches the next band
     share: int  # percent of the way from this band's start to the next (for the bar)
@@ -272,6 +351,11 @@ class Progress:
         """The rebate period's last day (its end is exclusive)."""
         end: dt.date = self.row.period_end
         return end - dt.timedelta(days=1)
+
+
+def _in_units(rebate: dict[str, Any]) -> bool:
+    """Whether an agreement's tiers are judged on quantity (units), not on money."""
+    return (rebate.get("tier_basis") or rebate.get("basis")) == "quantity"
 
 
 def _progress(session: Session, rows: list[Any]) -> list[Progress]:
@@ -294,7 +378,9 @@ def _progress(session: Session, rows: list[Any]) -> list[Progress]:
             span = next_from - start
             share = int((row.tier_basis - start) / span * 100) if span > 0 else 0
         form = str(rebate.get("form", "percent"))
-        found.append(Progress(row, form, next_from, more, max(0, min(share, 100))))
+        found.append(
+            Progress(row, form, _in_units(rebate), next_from, more, max(0, min(share, 100)))
+        )
     return found
 
 
