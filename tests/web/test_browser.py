@@ -405,3 +405,49 @@ def test_oversight_and_administration_pages(page: Any, site: Site) -> None:
     page.wait_for_url(f"{site.base}/dashboard")
     getattr(page, EXPECTED_404).add(f"{site.base}/audit")
     assert page.goto(f"{site.base}/audit").status == 404
+
+
+def test_a_bad_file_shows_its_rows_and_a_batch_can_be_voided(
+    page: Any, site: Site, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+        "X1,C1,P1,2026-13-01,1,100.00\nX2,C9,P1,2026-03-02,1,abc\n",
+        encoding="utf-8",
+    )
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+        "X3,C1,P1,2026-03-03,1,50.00\n",
+        encoding="utf-8",
+    )
+    _sign_in(page, site, "fay", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/imports")
+    page.select_option("#kind", "sales")
+    page.set_input_files("#file", str(bad))
+    page.click("form[action='/imports'] button")
+    refused = page.locator("[data-testid=refused]").inner_text()
+    assert "bad.csv was not imported" in refused
+    assert "Nothing was stored." in refused
+    rows = page.locator("table").first.locator("tbody tr").all_inner_texts()
+    assert rows[0].startswith("2\tinvoice_date")
+    _shot(page, "import-refused-en")
+    page.set_input_files("#file", str(extra))
+    page.click("form[action='/imports'] button")
+    assert "1 rows (1 new, 0 updated)" in page.locator("[data-testid=imported]").inner_text()
+    batch = page.locator("tbody tr", has_text="extra.csv")
+    batch.locator("input[name=reason]").fill("sent twice")
+    batch.locator("button").click()
+    assert "voided" in page.locator("[data-testid=voided]").inner_text()
+
+
+def test_the_portal_says_the_agreement_in_plain_language(page: Any, site: Site) -> None:
+    _sign_in(page, site, "c1")
+    page.wait_for_url(f"{site.base}/portal")
+    sentences = page.locator("[data-testid=plain]").first.locator("li").all_inner_texts()
+    assert (
+        sentences[0] == "自 2026年1月1日 至 2026年12月31日，按季度计算，以您的不含税销售额为基数。"
+    )
+    assert sentences[1] == "档位：¥0.00 以上：2%。"

@@ -12,6 +12,7 @@ from importlib.resources import files
 from babel.messages.pofile import read_po
 
 from fanli.agreements.terms import SettlementForm
+from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
 from fanli.ledger.models import PeriodStatus
 from fanli.oversight.models import FindingStatus
@@ -31,6 +32,10 @@ def _used() -> set[str]:
     found = set()
     for source in sources:
         found |= {match[1] for match in CALL.findall(source.read_text("utf-8"))}
+    # Messages chosen at run time: the plain-language phrases and the settlement titles.
+    found |= set(plain.PERIODS.values()) | set(plain.MEASURES.values())
+    found |= set(plain.METHODS.values()) | {text for _key, text in plain.LIMITS}
+    found |= set(plain.CONDITIONS) | {"API token", "Second factor"}
     return found
 
 
@@ -85,3 +90,30 @@ def test_formats_follow_the_locale() -> None:
     assert (zh.date(day), en.date(day)) == ("2026年3月31日", "Mar 31, 2026")
     assert (zh._("Settlements"), en._("Settlements")) == ("结算", "Settlements")
     assert (zh._("paid"), en._("paid")) == ("已支付", "Paid")
+
+
+def test_agreements_in_plain_language() -> None:
+    terms = {
+        "currency": "CNY",
+        "term": {"start": "2026-01-01", "end": "2027-01-01"},
+        "periods": {"kind": "quarter"},
+        "minimum": "300000",
+        "rebate": {
+            "form": "percent",
+            "method": "whole_volume",
+            "basis": "net",
+            "tiers": [
+                {"from": "0", "to": "500000", "rate": "1"},
+                {"from": "500000", "rate": "1.5"},
+            ],
+        },
+    }
+    assert plain.describe(terms, Lang("zh_CN")) == [
+        "自 2026年1月1日 至 2026年12月31日，按季度计算，以您的不含税销售额为基数。",
+        "档位：¥0.00 至 ¥500,000.00：1%；¥500,000.00 以上：1.5%。",
+        "达到的档位比例适用于全部基数。",
+        "低于 ¥300,000.00 不计返利。",
+    ]
+    assert plain.describe(terms, Lang("en"))[1] == (
+        "Bands: CN¥0.00 to CN¥500,000.00: 1%; from CN¥500,000.00: 1.5%."
+    )

@@ -53,7 +53,7 @@ from fanli.settlements.queries import waiting_for
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import Outcome, check_session, settle_session, sign_in, sign_out
 
-from . import i18n
+from . import i18n, plain
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(files("fanli.interfaces.web").joinpath("templates")))
@@ -476,6 +476,19 @@ def portal(request: Request) -> Response:
     code = viewer.actor.customer_code
     if Role.CUSTOMER not in viewer.actor.roles or not code:
         return _not_found(request, viewer)
+    lang = _lang(request)
     with unit_of_work(request.app.state.read_sessions) as session:
         statement = _statement(session, request.app.state.facts, code)
-    return _page(request, "portal.html", viewer, **statement)
+        shown = sorted({(p.row.agreement_code, p.row.version) for p in statement["progress"]})
+        agreements = []
+        for agreement_code, number in shown:
+            found = session.execute(
+                select(AgreementRecord.name, AgreementVersion.terms)
+                .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
+                .where(AgreementRecord.code == agreement_code)
+                .where(AgreementVersion.version == number)
+            ).first()
+            if found is not None:
+                name, terms = found
+                agreements.append((agreement_code, number, name, plain.describe(terms, lang)))
+    return _page(request, "portal.html", viewer, agreements=agreements, **statement)

@@ -29,7 +29,7 @@ from fanli.ledger.models import AccrualRun
 from fanli.ledger.service import accrue
 from fanli.sales.files import InputFileError
 from fanli.sales.models import BatchKind, ImportBatch
-from fanli.sales.service import import_customers, import_products, import_sales
+from fanli.sales.service import import_customers, import_products, import_sales, void_batch
 from fanli.settlements import service as settlements
 from fanli.settlements.models import Settlement
 
@@ -82,7 +82,7 @@ def upload(
         BatchKind.SALES: import_sales,
     }[kind]
     name = SAFE_NAME.sub("_", Path(file.filename or "upload").name)[:120] or "upload"
-    context: dict[str, Any] = {}
+    context: dict[str, Any] = {"chosen_kind": kind.value}  # the form keeps the kind chosen
     with tempfile.TemporaryDirectory(prefix="fanli-web-upload-") as folder:
         path = Path(folder) / name
         path.write_bytes(file.file.read())
@@ -110,6 +110,31 @@ def upload(
         batches=_batches(request),
         kinds=list(BatchKind),
         **context,
+    )
+
+
+@router.post("/imports/{batch_id}/void", response_model=None)
+def void(
+    batch_id: int,
+    request: Request,
+    reason: str = Form(default="", max_length=500),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    context: dict[str, Any] = {}
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            void_batch(session, batch_id, reason=reason, actor=viewer.actor, now=now_utc())
+        context["voided"] = _lang(request)._(
+            "Batch {batch} voided: its lines stop counting from the next accrual run.",
+            batch=batch_id,
+        )
+    except FanliError as error:
+        context["error"] = str(error)
+    return _page(
+        request, "imports.html", viewer, batches=_batches(request), kinds=list(BatchKind), **context
     )
 
 

@@ -1,0 +1,105 @@
+"""An agreement's terms in plain language, for the customer portal: what it pays, on what,
+how the tiers work, and when. It covers the common shapes: the rate's form, the tier method,
+the periods, a minimum and caps. Any other condition (growth, a gate, a guarantee, a separate
+target) is named, so the reader knows to ask for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from .i18n import Lang
+
+PERIODS = {"month": "monthly", "quarter": "quarterly", "half": "half-yearly", "year": "yearly"}
+MEASURES = {"net": "net sales", "gross": "gross sales", "quantity": "units bought"}
+METHODS = {
+    "whole_volume": "the rate of the band reached applies to the whole basis",
+    "marginal": "each band's rate applies to the part of the basis inside it",
+    "rolling": "lower bands count in full, and the band reached applies to the whole basis",
+}
+
+LIMITS = (
+    ("per_period", "At most {amount} a period."),
+    ("per_term", "At most {amount} over the term."),
+)
+CONDITIONS = ("growth", "gate", "guarantee", "target")
+
+
+def _amount(lang: Lang, value: Any, measure: str, currency: str) -> str:
+    number = Decimal(str(value))
+    return (
+        lang.number(number) + lang._(" units")
+        if measure == "quantity"
+        else lang.money(number, currency)
+    )
+
+
+def _rate(lang: Lang, rate: Any, form: str, currency: str) -> str:
+    value = Decimal(str(rate))
+    if form == "per_unit":
+        return lang._("{amount} per unit", amount=lang.unit_price(value, currency))
+    if form == "fixed":
+        return lang._("a fixed {amount}", amount=lang.money(value, currency))
+    return lang.percent(value)
+
+
+def describe(terms: dict[str, Any], lang: Lang) -> list[str]:
+    """Sentences that say what ``terms`` (an agreement version's stored terms) pay."""
+    rebate = terms["rebate"]
+    currency = terms.get("currency", "CNY")
+    form = rebate.get("form", "percent")
+    measure = rebate.get("tier_basis") or rebate.get("basis", "net")
+    kind = (terms.get("periods") or {}).get("kind", "quarter")
+    sentences = [
+        lang._(
+            "From {start} to {end}, worked out {how}, on your {measure}.",
+            start=lang.date(_day(terms["term"]["start"])),
+            # A term's end is exclusive: the reader is told its last day.
+            end=lang.date(_day(terms["term"]["end"]) - dt.timedelta(days=1)),
+            how=lang._(PERIODS.get(kind, kind)),
+            measure=lang._(MEASURES.get(rebate.get("basis", "net"), rebate.get("basis", "net"))),
+        )
+    ]
+    bands = []
+    for band in rebate["tiers"]:
+        low = _amount(lang, band["from"], measure, currency)
+        rate = _rate(lang, band["rate"], form, currency)
+        if band.get("to") is None:
+            bands.append(lang._("from {low}: {rate}", low=low, rate=rate))
+        else:
+            high = _amount(lang, band["to"], measure, currency)
+            bands.append(lang._("{low} to {high}: {rate}", low=low, high=high, rate=rate))
+    sentences.append(lang._("Bands: {bands}.", bands=lang._("; ").join(bands)))
+    if len(rebate["tiers"]) > 1:
+        method = rebate.get("method", "whole_volume")
+        sentences.append(lang._(METHODS.get(method, method)).capitalize() + lang._("."))
+    if terms.get("minimum") is not None:
+        sentences.append(
+            lang._(
+                "Below {minimum}, nothing is earned.",
+                minimum=_amount(lang, terms["minimum"], measure, currency),
+            )
+        )
+    cap = terms.get("cap") or {}
+    limits = (
+        ("per_period", "At most {amount} a period."),
+        ("per_term", "At most {amount} over the term."),
+    )
+    for key, text in limits:
+        if cap.get(key) is not None:
+            sentences.append(lang._(text, amount=lang.money(Decimal(str(cap[key])), currency)))
+    others = [name for name in CONDITIONS if terms.get(name)]
+    if others:
+        sentences.append(
+            lang._(
+                "It also has conditions on: {names}.",
+                names=lang._(", ").join(lang._(name) for name in others),
+            )
+        )
+    return sentences
+
+
+def _day(value: Any) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
