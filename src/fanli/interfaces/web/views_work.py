@@ -23,6 +23,7 @@ from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.service import add_version
 from fanli.compliance import review
+from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError, InputError
 from fanli.ledger.models import AccrualRun
@@ -179,11 +180,22 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
     with unit_of_work(request.app.state.read_sessions) as session:
         rows = list(session.scalars(select(Settlement).order_by(Settlement.id.desc()).limit(50)))
         codes = list(session.scalars(select(AgreementRecord.code).order_by(AgreementRecord.code)))
+        # A transfer goes only to a verified account of the beneficiary: offer just those.
+        payees = {s.beneficiary for s in rows if s.form == "bank_transfer"}
+        accounts: dict[str, list[BankAccount]] = {}
+        for account, code in session.execute(
+            select(BankAccount, Customer.code)
+            .join(Customer, Customer.id == BankAccount.customer_id)
+            .where(Customer.code.in_(payees), BankAccount.verified_at.is_not(None))
+            .order_by(BankAccount.id)
+        ).all():
+            accounts.setdefault(code, []).append(account)
     return _page(
         request,
         "settlements.html",
         viewer,
         rows=rows,
+        accounts=accounts,
         agreements=codes,
         key=secrets.token_urlsafe(12),
         **context,
@@ -229,10 +241,11 @@ def propose(  # noqa: PLR0917 - one form field each
 
 
 @router.post("/settlements/{settlement_id}/pay", response_model=None)
-def pay(
+def pay(  # noqa: PLR0917 - one form field each
     settlement_id: int,
     request: Request,
     document_number: str = Form(default="", max_length=64),
+    bank_account: int | None = Form(default=None),
     key: str = Form(max_length=64),
     csrf: str = Form(default=""),
 ) -> Response:
@@ -246,6 +259,7 @@ def pay(
                 request.app.state.facts,
                 settlement_id,
                 document_number=document_number or None,
+                bank_account_id=bank_account,
                 idempotency_key=f"web-{key}",
                 actor=viewer.actor,
                 now=now_utc(),

@@ -1,0 +1,62 @@
+"""Web pages through the ASGI app (no browser): paying a settlement by bank transfer into the
+beneficiary's verified account, chosen on the page; the page offers only verified accounts of
+that customer, and refuses a form without the session's CSRF token."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pyotp
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from fanli.config import Settings
+from fanli.interfaces.api.app import create_app
+from fanli.settlements.models import Payout
+from fanli.users.auth import enrol_second_factor, set_password
+from store.conftest import NOW, Store, sqlite_template, store
+from store.test_settlements import _form, _world
+
+__all__ = ["sqlite_template", "store"]  # the store's fixtures, on both databases
+PASSWORD = "correct horse battery"
+
+
+def test_a_transfer_goes_to_the_verified_account_chosen_on_the_page(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path, _form("bank_transfer"))
+    account = world.verified_account("C1")
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        signed = client.post(
+            "/signin",
+            data={"user": "fay", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+        )
+        assert signed.url.path == "/dashboard"
+        page = client.get("/settlements").text
+        assert f'<option value="{account}">工商银行 · 1</option>' in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        key = re.search(rf'name="key" value="([^"]+)-{settlement_id}"', page)
+        assert key is not None
+        form = {"bank_account": str(account), "key": f"{key[1]}-{settlement_id}"}
+        refused = client.post(f"/settlements/{settlement_id}/pay", data=form)
+        assert refused.status_code == 403  # no CSRF token
+        paid = client.post(f"/settlements/{settlement_id}/pay", data={**form, "csrf": csrf[1]})
+        assert f"结算 {settlement_id} 已支付。" in paid.text  # Chinese: the default language
+    assert world.settlement(settlement_id).status == "paid"
+    with store.work() as session:
+        payout = session.scalar(select(Payout).where(Payout.settlement_id == settlement_id))
+        assert payout is not None
+        assert (payout.form, payout.bank_account_id, payout.amount) == (
+            "bank_transfer",
+            account,
+            Decimal("200.00"),
+        )
