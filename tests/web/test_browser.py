@@ -218,6 +218,9 @@ def test_a_customer_sees_its_statement_and_nothing_else(page: Any, site: Site) -
     assert page.locator("h1").inner_text() == "上海华东食品贸易有限公司"
     rebates = page.locator("[data-testid=statement] [data-testid=rebate]").all_inner_texts()
     assert rebates == ["¥200.00"]
+    page.click("[data-testid=statement] summary")
+    seen_by_customer = page.locator("[data-testid=explanation]").inner_text()
+    assert "2% x 10,000.00 = 200.00" in seen_by_customer
     _shot(page, "portal-zh")
     for path in ("/customers/C2", "/customers/C1", "/dashboard", "/inbox"):
         getattr(page, EXPECTED_404).add(f"{site.base}{path}")
@@ -238,6 +241,14 @@ def test_staff_pages_render_in_both_languages(page: Any, site: Site) -> None:
     assert page.locator("h1").inner_text() == "客户"
     page.goto(f"{site.base}/customers/C1")
     assert page.locator("[data-testid=rebate]").all_inner_texts() == ["¥200.00"]
+    page.click("[data-testid=statement] summary")
+    # The staff see the customer's explanation, word for word (one function makes both).
+    assert page.locator("[data-testid=explanation]").inner_text().splitlines()[-4:] == [
+        "whole_volume：2% x 10,000.00 = 200.00",
+        "舍入：half_up，精确到 0.01：精确值 200.00 -> R = 200.00",
+        "本期返利：200.00；累计返利：200.00",
+        "计提（实际）：200.00，即累计返利",
+    ]
     _shot(page, "customer-zh")
     page.goto(f"{site.base}/lang/en?back=/customers/C1")
     assert page.locator("[data-testid=rebate]").all_inner_texts() == ["CN¥200.00"]

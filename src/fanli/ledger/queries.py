@@ -14,6 +14,8 @@ import duckdb
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fanli.engine.results import COLUMNS as RESULT_COLUMNS
+from fanli.engine.results import ResultRow
 from fanli.kit.money import ZERO
 from fanli.kit.sql import sql_literal
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
@@ -272,3 +274,15 @@ def standings_on(session: Session, store: FactStore, day: dt.date) -> list[TierS
         )
         for key, (_run, (code, version, start, tier, tier_basis, rebate)) in rows.items()
     ]
+
+
+def result_rows(session: Session, store: FactStore, beneficiary: str) -> list[ResultRow]:
+    """The latest result rows of a customer, whole (every engine column): what an explanation
+    of a statement's line is made from."""
+    # The stored results name the beneficiary ``beneficiary`` (the ledger's key).
+    columns = ", ".join(
+        "beneficiary AS beneficiary_id" if name == "beneficiary_id" else name
+        for name in RESULT_COLUMNS
+    )
+    rows = _replay(session, store, columns, f"beneficiary = {sql_literal(beneficiary)}")
+    return sorted((ResultRow(*values) for _key, (_run, values) in rows.items()), key=ResultRow.key)

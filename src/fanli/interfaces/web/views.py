@@ -25,6 +25,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.terms import Agreement
 from fanli.compliance.queries import NoPolicyError, policy_in_force
 from fanli.customers.models import Customer
 from fanli.customers.queries import (
@@ -35,6 +36,8 @@ from fanli.customers.queries import (
     due_diligence_gaps,
 )
 from fanli.db.session import unit_of_work
+from fanli.engine.explain import explain
+from fanli.engine.results import ResultRow
 from fanli.interfaces.api.deps import SESSION_COOKIE
 from fanli.kit.errors import FanliError
 from fanli.ledger.models import Account
@@ -42,6 +45,7 @@ from fanli.ledger.queries import (
     account_movements,
     accounting_periods,
     liabilities,
+    result_rows,
     standings_on,
     statement_rows,
 )
@@ -342,6 +346,7 @@ class Progress:
     row: Any
     form: str  # the rebate's form: percent, per_unit or fixed (how to show the rate)
     in_units: bool  # the tiers count quantity, not money
+    explanation: str  # how the rebate was worked out, in the reader's language
     next_from: Decimal | None
     more: Decimal | None  # how much more basis reaches the next band
     share: int  # percent of the way from this band's start to the next (for the bar)
@@ -358,7 +363,11 @@ def _in_units(rebate: dict[str, Any]) -> bool:
     return (rebate.get("tier_basis") or rebate.get("basis")) == "quantity"
 
 
-def _progress(session: Session, rows: list[Any]) -> list[Progress]:
+def _progress(
+    session: Session, rows: list[Any], results: list[ResultRow], lang: i18n.Lang
+) -> list[Progress]:
+    by_key = {(r.agreement_id, r.version, r.period_start): r for r in results}
+    language = "zh" if lang.code == "zh_CN" else "en"
     found = []
     for row in rows:
         version = session.scalar(
@@ -378,13 +387,29 @@ def _progress(session: Session, rows: list[Any]) -> list[Progress]:
             span = next_from - start
             share = int((row.tier_basis - start) / span * 100) if span > 0 else 0
         form = str(rebate.get("form", "percent"))
+        text = ""
+        result = by_key.get((row.agreement_code, row.version, row.period_start))
+        if version is not None and result is not None:
+            # The engine's own account of the number: the same text for staff and customer.
+            previous = next(
+                (
+                    r
+                    for r in results
+                    if (r.agreement_id, r.version, r.beneficiary_id)
+                    == (result.agreement_id, result.version, result.beneficiary_id)
+                    and r.period_index == result.period_index - 1
+                ),
+                None,
+            )
+            terms = Agreement.model_validate(version.terms)
+            text = explain(terms, result, None, previous=previous, language=language)
         found.append(
-            Progress(row, form, _in_units(rebate), next_from, more, max(0, min(share, 100)))
+            Progress(row, form, _in_units(rebate), text, next_from, more, max(0, min(share, 100)))
         )
     return found
 
 
-def _statement(session: Session, store: Any, code: str) -> dict[str, Any]:
+def _statement(session: Session, store: Any, code: str, lang: i18n.Lang) -> dict[str, Any]:
     """What a customer sees and what the staff see of it: the same numbers, from the same runs."""
     customer = customer_by_code(session, code)
     today = now_utc().date()
@@ -395,7 +420,9 @@ def _statement(session: Session, store: Any, code: str) -> dict[str, Any]:
         gaps = []
     return {
         "customer": customer,
-        "progress": _progress(session, statement_rows(session, store, code)),
+        "progress": _progress(
+            session, statement_rows(session, store, code), result_rows(session, store, code), lang
+        ),
         "settlements": list_settlements(session, beneficiary=code),
         "balance": balances.balance(session, code, today),
         "gaps": gaps,
@@ -416,7 +443,7 @@ def customer(code: str, request: Request) -> Response:
         ):
             return _not_found(request, viewer)
         try:
-            statement = _statement(session, request.app.state.facts, code)
+            statement = _statement(session, request.app.state.facts, code, _lang(request))
         except CustomerNotFoundError:
             return _not_found(request, viewer)
     return _page(request, "customer.html", viewer, **statement)
@@ -478,7 +505,7 @@ def portal(request: Request) -> Response:
         return _not_found(request, viewer)
     lang = _lang(request)
     with unit_of_work(request.app.state.read_sessions) as session:
-        statement = _statement(session, request.app.state.facts, code)
+        statement = _statement(session, request.app.state.facts, code, lang)
         shown = sorted({(p.row.agreement_code, p.row.version) for p in statement["progress"]})
         agreements = []
         for agreement_code, number in shown:
