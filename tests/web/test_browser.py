@@ -335,6 +335,20 @@ def test_the_agreement_editor_explains_bad_bands(page: Any, site: Site) -> None:
         "bands must be sorted"
     )
     _shot(page, "agreement-editor-en")
+    # Valid terms for next year, previewed on this year's sales (C1's 10,000 at 5%).
+    page.fill(
+        "#terms",
+        "id: NEXT\nterm: {start: 2027-01-01, end: 2028-01-01}\n"
+        "parties: {counterparty: C1}\nrebate: {tiers: [{from: 0, rate: 5}]}\n",
+    )
+    page.click("text=Preview on last year's sales")
+    assert page.locator("[data-testid=preview] h3").inner_text() == (
+        "On the sales of Jan 1, 2026 to Dec 31, 2026, NEXT would have paid CN¥500.00 "
+        "to 1 customers."
+    )
+    assert page.locator("[data-testid=preview] tbody tr").all_inner_texts() == [
+        "C1\tCN¥10,000.00\tCN¥500.00"
+    ]
 
 
 def test_a_statement_is_signed_off_and_printed_with_its_chinese_name(page: Any, site: Site) -> None:
@@ -429,7 +443,7 @@ def test_a_bad_file_shows_its_rows_and_a_batch_can_be_voided(
     )
     extra = tmp_path / "extra.csv"
     extra.write_text(
-        "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+        "line_id,customer_id,product_id,invoice_date,quantity,Betrag\n"
         "X3,C1,P1,2026-03-03,1,50.00\n",
         encoding="utf-8",
     )
@@ -446,6 +460,8 @@ def test_a_bad_file_shows_its_rows_and_a_batch_can_be_voided(
     assert rows[0].startswith("2\tinvoice_date")
     _shot(page, "import-refused-en")
     page.set_input_files("#file", str(extra))
+    page.click("form[action='/imports'] summary")  # its headers need a mapping
+    page.fill("#mapping", "net_amount: Betrag")
     page.click("form[action='/imports'] button")
     assert "1 rows (1 new, 0 updated)" in page.locator("[data-testid=imported]").inner_text()
     batch = page.locator("tbody tr", has_text="extra.csv")

@@ -27,14 +27,16 @@ from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError, InputError
 from fanli.ledger.models import AccrualRun
+from fanli.ledger.preview import preview_last_year
 from fanli.ledger.service import accrue
 from fanli.sales.files import InputFileError
+from fanli.sales.mapping import load_mapping
 from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
 from fanli.settlements import service as settlements
 from fanli.settlements.models import Settlement
 
-from .views import Viewer, _csrf_ok, _lang, _page, _staff, _to_signin, now_utc
+from .views import Viewer, _csrf_ok, _lang, _page, _staff, _to_signin, now_utc, templates
 
 router = APIRouter(include_in_schema=False)
 SAFE_NAME = re.compile(r"[^\w.\-]+")
@@ -72,6 +74,7 @@ def upload(
     request: Request,
     kind: Annotated[BatchKind, Form()],
     file: Annotated[UploadFile, File()],
+    mapping: str = Form(default="", max_length=20_000),
     csrf: str = Form(default=""),
 ) -> Response:
     viewer, refused = _checked(request, csrf)
@@ -87,10 +90,21 @@ def upload(
     with tempfile.TemporaryDirectory(prefix="fanli-web-upload-") as folder:
         path = Path(folder) / name
         path.write_bytes(file.file.read())
+        context["mapping"] = mapping
         try:
+            columns = None
+            if mapping.strip():  # the same YAML as the command line's --mapping file
+                mapping_file = Path(folder) / "mapping.yaml"
+                mapping_file.write_text(mapping, "utf-8")
+                columns = load_mapping(mapping_file)
             with unit_of_work(request.app.state.sessions) as session:
                 outcome = importer(
-                    session, request.app.state.facts, path, actor=viewer.actor, now=now_utc()
+                    session,
+                    request.app.state.facts,
+                    path,
+                    actor=viewer.actor,
+                    now=now_utc(),
+                    mapping=columns,
                 )
                 context["outcome"] = outcome
         except InputFileError as bad:
@@ -350,6 +364,34 @@ def check(request: Request, terms: str = Form(default="", max_length=200_000)) -
         return HTMLResponse(f'<div class="text-success">{lang._("The terms are valid.")}</div>')
     items = "".join(f"<li>{_escape(p)}</li>" for p in problems)
     return HTMLResponse(f'<ul class="text-danger mb-0" data-testid="problems">{items}</ul>')
+
+
+@router.post("/agreements/preview", response_class=HTMLResponse)
+def preview(request: Request, terms: str = Form(default="", max_length=200_000)) -> HTMLResponse:
+    """What the terms in the editor would have paid on last year's sales (HTMX; nothing stored)."""
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return HTMLResponse("", status_code=403)
+    problems, parsed = _problems(terms)
+    if problems:
+        items = "".join(f"<li>{_escape(p)}</li>" for p in problems)
+        return HTMLResponse(f'<ul class="text-danger mb-0">{items}</ul>')
+    try:
+        with unit_of_work(request.app.state.read_sessions) as session:
+            found = preview_last_year(session, request.app.state.facts, parsed)
+    except FanliError as error:
+        return HTMLResponse(f'<div class="text-danger">{_escape(str(error))}</div>')
+    return templates.TemplateResponse(
+        request,
+        "_preview.html",
+        {
+            "lang": _lang(request),
+            "_": _lang(request)._,
+            "preview": found,
+            "terms": parsed,
+            "one_day": dt.timedelta(days=1),  # the preview's year ends exclusive
+        },
+    )
 
 
 def _escape(text: str) -> str:
