@@ -60,3 +60,55 @@ def test_a_transfer_goes_to_the_verified_account_chosen_on_the_page(
             account,
             Decimal("200.00"),
         )
+
+
+def _signed_in(client: TestClient, user: str, secret: str) -> str:
+    """Sign ``user`` in; the CSRF token of the session, from a page's forms."""
+    client.cookies.clear()
+    client.post(
+        "/signin", data={"user": user, "password": PASSWORD, "totp": pyotp.TOTP(secret).now()}
+    )
+    page = client.get("/inbox").text
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found[1]
+
+
+def test_a_balance_use_is_requested_on_the_customer_page_and_decided_in_the_inbox(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path, _form("rebate_balance"))
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    world.pay(settlement_id)
+    secrets = {}
+    with store.work() as session:
+        for code in ("fay", "fred"):
+            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW)
+            secrets[code] = enrol_second_factor(session, code, actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        csrf = _signed_in(client, "fay", secrets["fay"])
+        page = client.get("/customers/C1").text
+        key = re.search(r'name="key" value="([^"]+)"', page)
+        assert key is not None
+        asked = client.post(
+            "/customers/C1/balance-uses",
+            data={"amount": "150.00", "order_reference": "SO-77", "key": key[1], "csrf": csrf},
+        )
+        flash = re.search(r'data-testid="(done|error)">([^<]*)<', asked.text)
+        assert flash is not None
+        assert flash.group(2) == "已申请使用 1：¥150.00。"  # shown once, then gone
+        assert "已申请使用" not in client.get("/customers/C1").text
+        assert "SO-77" not in client.get("/inbox").text  # not for the one who asked
+        csrf = _signed_in(client, "fred", secrets["fred"])
+        inbox = client.get("/inbox").text
+        assert "SO-77" in inbox
+        use_key = re.search(r'name="key" value="([^"]+-1)"', inbox)
+        assert use_key is not None
+        decided = client.post(
+            "/inbox/uses/1", data={"decision": "approve", "key": use_key[1], "csrf": csrf}
+        )
+        assert "使用申请 1 已处理。" in decided.text
+        statement = client.get("/customers/C1").text
+        assert "可用 ¥50.00，锁定 ¥0.00" in statement

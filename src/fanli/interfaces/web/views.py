@@ -10,8 +10,10 @@ one does.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hmac
+import json
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,6 +54,7 @@ from fanli.ledger.queries import (
 from fanli.oversight.models import Finding, FindingStatus
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlement_service
+from fanli.settlements.models import BalanceCredit, BalanceUse, UseStatus
 from fanli.settlements.queries import settlements as list_settlements
 from fanli.settlements.queries import waiting_for
 from fanli.users.actor import Actor, Role
@@ -96,10 +99,50 @@ def _viewer(request: Request) -> Viewer | None:
     return Viewer(check.who.actor, check.who.csrf_token)
 
 
+FLASH = "fanli_flash"  # a message for the next page, after a redirect
+
+
+def flash_redirect(path: str, *, done: str = "", error: str = "") -> RedirectResponse:
+    """Back to ``path`` after a POST (a reload does not repeat it), with what happened. The
+    message travels in a short-lived cookie, not the address: a link cannot put words on our
+    pages."""
+    response = RedirectResponse(path, status_code=303)
+    text = json.dumps({"done": done, "error": error}, ensure_ascii=False)
+    # base64url: a cookie value cannot carry quotes, commas or spaces as they are.
+    message = base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
+    response.set_cookie(FLASH, message, max_age=60, httponly=True, secure=True, samesite="strict")
+    return response
+
+
+def _flash(request: Request) -> dict[str, str]:
+    try:
+        found = json.loads(base64.urlsafe_b64decode(request.cookies.get(FLASH, "") or "e30="))
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {key: str(found[key]) for key in ("done", "error") if found.get(key)}
+
+
 def _page(
     request: Request, template: str, viewer: Viewer | None, status: int = 200, **context: Any
 ) -> HTMLResponse:
     lang = _lang(request)
+    flashed = _flash(request)
+    response = _render(request, template, viewer, status, lang, {**flashed, **context})
+    if flashed:
+        response.delete_cookie(FLASH)
+    return response
+
+
+def _render(  # noqa: PLR0917 - the page's parts
+    request: Request,
+    template: str,
+    viewer: Viewer | None,
+    status: int,
+    lang: i18n.Lang,
+    context: dict[str, Any],
+) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         template,
@@ -446,7 +489,7 @@ def customer(code: str, request: Request) -> Response:
             statement = _statement(session, request.app.state.facts, code, _lang(request))
         except CustomerNotFoundError:
             return _not_found(request, viewer)
-    return _page(request, "customer.html", viewer, **statement)
+    return _page(request, "customer.html", viewer, key=secrets.token_urlsafe(12), **statement)
 
 
 @router.get("/inbox", response_model=None)
@@ -456,8 +499,26 @@ def inbox(request: Request) -> Response:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
         waiting = waiting_for(session, viewer.actor, now_utc().date())
+        # Balance uses someone else asked for: another finance user decides (the service checks).
+        uses = list(
+            session.execute(
+                select(BalanceUse, BalanceCredit.customer_code)
+                .join(BalanceCredit, BalanceCredit.id == BalanceUse.credit_id)
+                .where(BalanceUse.status == UseStatus.PENDING)
+                .where(BalanceUse.requested_by != viewer.actor.code)
+                .order_by(BalanceUse.id)
+            ).all()
+        )
     keys = {s.id: secrets.token_urlsafe(12) for s in waiting.settlements}
-    return _page(request, "inbox.html", viewer, waiting=waiting.settlements, keys=keys)
+    return _page(
+        request,
+        "inbox.html",
+        viewer,
+        waiting=waiting.settlements,
+        keys=keys,
+        uses=uses,
+        use_key=secrets.token_urlsafe(12),
+    )
 
 
 @router.post("/inbox/{settlement_id}/approve", response_model=None)

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import yaml
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import select
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
@@ -35,16 +35,15 @@ from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri
 from fanli.users.models import ApiToken, User
 from fanli.users.service import create_user, disable_user
 
-from .views import _lang, _not_found, _page, _staff, _to_signin, now_utc
+from .views import _lang, _not_found, _page, _staff, _to_signin, flash_redirect, now_utc
 from .views_work import _checked
 
 router = APIRouter(include_in_schema=False)
 
 
-def _done(request: Request, path: str, message: str = "", error: str = "") -> Response:
-    """Back to the page, with what happened (a redirect after a POST: reloads do not repeat)."""
-    query = f"?done={message}" if message else (f"?error={error}" if error else "")
-    return RedirectResponse(path + query.replace(" ", "+"), status_code=303)
+def _done(_request: Request, path: str, message: str = "", error: str = "") -> Response:
+    """Back to the page, with what happened."""
+    return flash_redirect(path, done=message, error=error)
 
 
 # ---- the audit --------------------------------------------------------------------------------
@@ -63,7 +62,7 @@ FINDINGS_READERS = frozenset(
 
 
 @router.get("/audit", response_model=None)
-def audit(request: Request, status: str = "", done: str = "", error: str = "") -> Response:
+def audit(request: Request, status: str = "") -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
@@ -87,8 +86,6 @@ def audit(request: Request, status: str = "", done: str = "", error: str = "") -
         chosen=status,
         statuses=[s.value for s in FindingStatus],
         people=people,
-        done=done,
-        error=error,
     )
 
 
@@ -139,13 +136,13 @@ def policy(request: Request) -> Response:
 
 
 @router.get("/periods", response_model=None)
-def periods(request: Request, done: str = "", error: str = "") -> Response:
+def periods(request: Request) -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
         rows = list(accounting_periods(session))
-    return _page(request, "periods.html", viewer, rows=rows, done=done, error=error)
+    return _page(request, "periods.html", viewer, rows=rows)
 
 
 @router.post("/periods/{code}/close", response_model=None)
@@ -185,7 +182,7 @@ def gl(code: str, request: Request, csrf: str = Form(default="")) -> Response:
 
 
 @router.get("/agreements/{code}/review", response_model=None)
-def agreement_review(code: str, request: Request, done: str = "", error: str = "") -> Response:
+def agreement_review(code: str, request: Request) -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
@@ -216,8 +213,6 @@ def agreement_review(code: str, request: Request, done: str = "", error: str = "
         code=code,
         diffs=list(reversed(diffs)),
         submitted=VersionStatus.SUBMITTED.value,
-        done=done,
-        error=error,
     )
 
 
@@ -266,7 +261,7 @@ def approve_version(
 
 
 @router.get("/users", response_model=None)
-def users(request: Request, done: str = "", error: str = "") -> Response:
+def users(request: Request) -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
@@ -289,8 +284,6 @@ def users(request: Request, done: str = "", error: str = "") -> Response:
         tokens=tokens,
         roles=[r.value for r in Role],
         admin=admin,
-        done=done,
-        error=error,
     )
 
 

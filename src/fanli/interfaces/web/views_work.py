@@ -10,8 +10,10 @@ import datetime as dt
 import re
 import secrets
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import yaml
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -33,10 +35,21 @@ from fanli.sales.files import InputFileError
 from fanli.sales.mapping import load_mapping
 from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
+from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
 from fanli.settlements.models import Settlement
 
-from .views import Viewer, _csrf_ok, _lang, _page, _staff, _to_signin, now_utc, templates
+from .views import (
+    Viewer,
+    _csrf_ok,
+    _lang,
+    _page,
+    _staff,
+    _to_signin,
+    flash_redirect,
+    now_utc,
+    templates,
+)
 
 router = APIRouter(include_in_schema=False)
 SAFE_NAME = re.compile(r"[^\w.\-]+")
@@ -303,6 +316,70 @@ def reject(
     except FanliError as error:
         return _settlement_page(request, viewer, error=str(error))
     return _settlement_page(request, viewer, done=done)
+
+
+# ---- rebate balance uses ---------------------------------------------------------------------
+
+
+@router.post("/customers/{code}/balance-uses", response_model=None)
+def balance_use(  # noqa: PLR0917 - one form field each
+    code: str,
+    request: Request,
+    amount: Annotated[Decimal, Form(gt=0, max_digits=16, decimal_places=2)],
+    order_reference: Annotated[str, Form(min_length=1, max_length=64)],
+    key: str = Form(max_length=64),
+    csrf: str = Form(default=""),
+) -> Response:
+    """Ask to spend part of a customer's rebate balance on an order (another user decides)."""
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    lang = _lang(request)
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            use = balances.request_use(
+                session,
+                code,
+                amount=amount,
+                order_reference=order_reference,
+                idempotency_key=f"web-{key}",
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+            message = lang._(
+                "Use {id} of {amount} requested.", id=use.id, amount=lang.money(amount)
+            )
+        return flash_redirect(f"/customers/{quote(code)}", done=message)
+    except FanliError as error:
+        return flash_redirect(f"/customers/{quote(code)}", error=str(error))
+
+
+@router.post("/inbox/uses/{use_id}", response_model=None)
+def decide(  # noqa: PLR0917 - one form field each
+    use_id: int,
+    request: Request,
+    decision: Annotated[str, Form(pattern="^(approve|reject)$")],
+    reason: str = Form(default="", max_length=500),
+    key: str = Form(max_length=64),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            balances.decide_use(
+                session,
+                use_id,
+                approve=decision == "approve",
+                reason=reason,
+                idempotency_key=f"web-{key}",
+                actor=viewer.actor,
+                now=now_utc(),
+            )
+    except FanliError as error:
+        return flash_redirect("/inbox", error=str(error))
+    return flash_redirect("/inbox", done=_lang(request)._("Use {id} decided.", id=use_id))
 
 
 # ---- agreements ------------------------------------------------------------------------------
