@@ -112,3 +112,40 @@ def test_a_balance_use_is_requested_on_the_customer_page_and_decided_in_the_inbo
         assert "使用申请 1 已处理。" in decided.text
         statement = client.get("/customers/C1").text
         assert "可用 ¥50.00，锁定 ¥0.00" in statement
+
+
+def test_pages_show_and_allow_what_the_api_would(store: Store, tmp_path: Path) -> None:
+    """A sales user sees and acts only for assigned customers; another site cannot sign anyone
+    out; a bad form value is a readable page, not JSON; absurd terms are a message."""
+    world = _world(store, tmp_path, _form("rebate_balance"))
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    world.pay(settlement_id)
+    with store.work() as session:
+        set_password(session, "sam", PASSWORD, actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "sam", "password": PASSWORD})
+        page = client.get("/settlements").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        assert f'data-settlement="{settlement_id}"' not in page  # C1 is not sam's
+        assert client.get("/customers/C1").status_code == 404
+        refused = client.post(
+            "/customers/C1/balance-uses",
+            data={"amount": "10.00", "order_reference": "SO-1", "key": "k", "csrf": csrf[1]},
+        )
+        assert refused.status_code == 404
+        bad = client.post(
+            "/customers/C1/balance-uses",
+            data={"amount": "1,000.00", "order_reference": "SO-1", "key": "k", "csrf": csrf[1]},
+        )
+        assert bad.headers["content-type"].startswith("text/html")
+        assert "amount: Input should be a valid decimal" in bad.text
+        deep = client.post("/agreements/check", data={"terms": "[" * 5000})
+        assert "the terms are nested too deeply" in deep.text
+        # A cross-site form cannot sign sam out: without the token nothing happens.
+        client.post("/signout", data={})
+        assert client.get("/dashboard").status_code == 200
+        client.post("/signout", data={"csrf": csrf[1]})
+        assert client.get("/dashboard").url.path == "/signin"

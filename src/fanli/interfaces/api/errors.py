@@ -7,12 +7,13 @@ goes to the log), and the unit of work has already rolled back.
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,6 +50,20 @@ def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail}
 
 
+def _form_problems(problems: list[dict[str, str]]) -> str:
+    items = "".join(
+        f"<li>{html.escape(p['field'].removeprefix('body.'))}: {html.escape(p['message'])}</li>"
+        for p in problems
+    )
+    return (
+        '<!doctype html><meta charset="utf-8"><title>Fanli</title>'
+        '<link rel="stylesheet" href="/static/vendor/bootstrap.min.css">'
+        f'<main class="container py-4"><div class="alert alert-danger" data-testid="error">'
+        f'<ul class="mb-0">{items}</ul></div>'
+        '<a href="javascript:history.back()">&larr;</a></main>'
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(InputFileError)
     async def _file(_request: Request, error: InputFileError) -> JSONResponse:
@@ -65,11 +80,14 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body(error.code, str(error)), status_code=status_of(error))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, error: RequestValidationError) -> Response:
         problems = [
             {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
             for e in error.errors()
         ]
+        if not request.url.path.startswith("/api"):
+            # A web form: a page a person can read (HTMX swaps it in too), not JSON.
+            return HTMLResponse(_form_problems(problems), status_code=200)
         return JSONResponse(error_body("invalid_input", problems), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

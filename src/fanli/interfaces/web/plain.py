@@ -12,12 +12,19 @@ from typing import Any
 
 from .i18n import Lang
 
-PERIODS = {"month": "monthly", "quarter": "quarterly", "half": "half-yearly", "year": "yearly"}
+PERIODS = {
+    "month": "monthly",
+    "quarter": "quarterly",
+    "half": "half-yearly",
+    "year": "yearly",
+    "custom": "over the agreed periods",
+}
 MEASURES = {"net": "net sales", "gross": "gross sales", "quantity": "units bought"}
 METHODS = {
     "whole_volume": "the rate of the band reached applies to the whole basis",
     "marginal": "each band's rate applies to the part of the basis inside it",
     "rolling": "lower bands count in full, and the band reached applies to the whole basis",
+    "all_reached": "the rate of every band reached applies to the whole basis",
 }
 
 LIMITS = (
@@ -63,7 +70,17 @@ def describe(terms: dict[str, Any], lang: Lang) -> list[str]:
         )
     ]
     bands = []
+    on_growth = bool(terms.get("growth"))
     for band in rebate["tiers"]:
+        if on_growth:  # the bands are growth over the baseline, in percent
+            low, high = f"{band['from']}%", f"{band.get('to')}%"
+            rate = _rate(lang, band["rate"], form, currency)
+            bands.append(
+                lang._("growth from {low}: {rate}", low=low, rate=rate)
+                if band.get("to") is None
+                else lang._("growth {low} to {high}: {rate}", low=low, high=high, rate=rate)
+            )
+            continue
         low = _amount(lang, band["from"], measure, currency)
         rate = _rate(lang, band["rate"], form, currency)
         if band.get("to") is None:

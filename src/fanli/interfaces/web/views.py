@@ -40,7 +40,7 @@ from fanli.customers.queries import (
 from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
 from fanli.engine.results import ResultRow
-from fanli.interfaces.api.deps import SESSION_COOKIE
+from fanli.interfaces.api.deps import SESSION_COOKIE, matrix, scope_for
 from fanli.kit.errors import FanliError
 from fanli.ledger.models import Account
 from fanli.ledger.queries import (
@@ -166,6 +166,24 @@ def _to_signin() -> RedirectResponse:
     return RedirectResponse("/signin", status_code=303)
 
 
+def scope(viewer: Viewer, api_route: str) -> str | None:
+    """What the API's authorization matrix grants the viewer on the API route a page mirrors:
+    "all", "assigned", "own", or None. Pages show what the API would, no more."""
+    return scope_for(matrix().get(api_route), viewer.actor)
+
+
+def visible(session: Session, viewer: Viewer, api_route: str) -> set[str] | None:
+    """The customer codes the viewer may see through ``api_route`` (None: all of them)."""
+    granted = scope(viewer, api_route)
+    if granted == "all":
+        return None
+    if granted == "assigned":
+        return set(assigned_codes(session, viewer.actor.code))
+    if granted == "own" and viewer.actor.customer_code:
+        return {viewer.actor.customer_code}
+    return set()
+
+
 def _csrf_ok(viewer: Viewer, sent: str | None) -> bool:
     return bool(sent) and hmac.compare_digest(sent or "", viewer.csrf)
 
@@ -218,9 +236,11 @@ def signin(
 def signout(request: Request, csrf: str = Form(default="")) -> Response:
     viewer = _viewer(request)
     token = request.cookies.get(SESSION_COOKIE)
-    if viewer is not None and token and _csrf_ok(viewer, csrf):
-        with unit_of_work(request.app.state.sessions) as session:
-            sign_out(session, token, now=now_utc())
+    if viewer is None or not token or not _csrf_ok(viewer, csrf):
+        # Another site cannot sign anyone out: without the token nothing happens.
+        return RedirectResponse("/", status_code=303)
+    with unit_of_work(request.app.state.sessions) as session:
+        sign_out(session, token, now=now_utc())
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -253,10 +273,10 @@ def dashboard(request: Request) -> Response:
     if refused or viewer is None:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
-        periods = list(accounting_periods(session))[-12:]
         series: list[dict[str, Any]] = []
         outstanding = Decimal(0)
-        for period in periods:
+        # Outstanding runs over every period since the first; the page shows the last twelve.
+        for period in accounting_periods(session):
             moves = account_movements(session, period.code)
             debit, credit = moves.get(Account.LIABILITY, (Decimal(0), Decimal(0)))
             outstanding += credit - debit
@@ -268,8 +288,14 @@ def dashboard(request: Request) -> Response:
                     "outstanding": outstanding,
                 }
             )
-        top_customers, top_programmes = _leaders(session)
-        near = _near_misses(session, request.app.state.facts, now_utc().date())
+        shown = visible(session, viewer, "GET /api/customers")
+        top_customers, top_programmes = _leaders(session, shown)
+        near = [
+            miss
+            for miss in _near_misses(session, request.app.state.facts, now_utc().date())
+            if shown is None or miss.customer in shown
+        ]
+        series = series[-12:]
         waiting = waiting_for(session, viewer.actor, now_utc().date())
         open_findings = session.scalar(
             select(func.count())
@@ -299,8 +325,11 @@ LEADERS = 5
 NEAR_SHARE = Decimal("0.1")  # within 10% of the next band's threshold counts as a near miss
 
 
-def _leaders(session: Session) -> tuple[list[tuple[str, Decimal]], list[tuple[str, Decimal]]]:
-    """The customers and the programmes with the most rebate outstanding in the journal."""
+def _leaders(
+    session: Session, shown: set[str] | None
+) -> tuple[list[tuple[str, Decimal]], list[tuple[str, Decimal]]]:
+    """The customers and the programmes with the most rebate outstanding in the journal, over
+    the customers the viewer may see (``shown``; None: all)."""
     codes = dict(
         session.execute(
             select(AgreementVersion.id, AgreementRecord.code).join(
@@ -311,6 +340,8 @@ def _leaders(session: Session) -> tuple[list[tuple[str, Decimal]], list[tuple[st
     customers: dict[str, Decimal] = {}
     programmes: dict[str, Decimal] = {}
     for (version_id, beneficiary, _period), amount in liabilities(session).items():
+        if shown is not None and beneficiary not in shown:
+            continue
         customers[beneficiary] = customers.get(beneficiary, Decimal(0)) + amount
         code = codes.get(version_id, "?")
         programmes[code] = programmes.get(code, Decimal(0)) + amount
@@ -345,7 +376,8 @@ def _near_misses(session: Session, store: Any, day: dt.date) -> list[NearMiss]:
         version = versions.get((standing.agreement_code, standing.version))
         rebate = version.terms["rebate"] if version else {}
         tiers = rebate.get("tiers", [])
-        if standing.tier < 1 or standing.tier >= len(tiers):
+        growth = bool(version and version.terms.get("growth"))
+        if growth or standing.tier < 1 or standing.tier >= len(tiers):
             continue
         next_from = Decimal(str(tiers[standing.tier]["from"]))
         more = next_from - standing.tier_basis
@@ -373,8 +405,9 @@ def customers(request: Request, q: str = "", offset: int = 0) -> Response:
         if q:
             like = f"%{q.strip()}%"
             query = query.where(or_(Customer.code.ilike(like), Customer.legal_name.ilike(like)))
-        if Role.SALES in viewer.actor.roles and len(viewer.actor.roles) == 1:
-            query = query.where(Customer.code.in_(assigned_codes(session, viewer.actor.code)))
+        shown = visible(session, viewer, "GET /api/customers")
+        if shown is not None:
+            query = query.where(Customer.code.in_(shown))
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = list(session.scalars(query.offset(offset).limit(PAGE)))
     return _page(
@@ -389,6 +422,7 @@ class Progress:
     row: Any
     form: str  # the rebate's form: percent, per_unit or fixed (how to show the rate)
     in_units: bool  # the tiers count quantity, not money
+    on_growth: bool  # the tiers are growth over a baseline (percent), not an amount to reach
     explanation: str  # how the rebate was worked out, in the reader's language
     next_from: Decimal | None
     more: Decimal | None  # how much more basis reaches the next band
@@ -423,7 +457,8 @@ def _progress(
         tiers = rebate.get("tiers", [])
         next_from = more = None
         share = 100
-        if row.tier < len(tiers):
+        on_growth = bool(version and version.terms.get("growth"))
+        if row.tier < len(tiers) and not on_growth:
             start = Decimal(str(tiers[row.tier - 1]["from"])) if row.tier >= 1 else Decimal(0)
             next_from = Decimal(str(tiers[row.tier]["from"]))
             more = max(next_from - row.tier_basis, Decimal(0))
@@ -447,7 +482,16 @@ def _progress(
             terms = Agreement.model_validate(version.terms)
             text = explain(terms, result, None, previous=previous, language=language)
         found.append(
-            Progress(row, form, _in_units(rebate), text, next_from, more, max(0, min(share, 100)))
+            Progress(
+                row,
+                form,
+                _in_units(rebate),
+                on_growth,
+                text,
+                next_from,
+                more,
+                max(0, min(share, 100)),
+            )
         )
     return found
 
@@ -470,6 +514,7 @@ def _statement(session: Session, store: Any, code: str, lang: i18n.Lang) -> dict
         "balance": balances.balance(session, code, today),
         "gaps": gaps,
         "accounts": bank_accounts(session, code),
+        "one_day": dt.timedelta(days=1),  # credits are valid until an exclusive day
     }
 
 
@@ -479,16 +524,19 @@ def customer(code: str, request: Request) -> Response:
     if refused or viewer is None:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
-        if (
-            Role.SALES in viewer.actor.roles
-            and len(viewer.actor.roles) == 1
-            and code not in assigned_codes(session, viewer.actor.code)
-        ):
+        shown = visible(session, viewer, "GET /api/customers/{code}/statement")
+        if shown is not None and code not in shown:
             return _not_found(request, viewer)
         try:
             statement = _statement(session, request.app.state.facts, code, _lang(request))
         except CustomerNotFoundError:
             return _not_found(request, viewer)
+        # Bank accounts and due diligence only for the roles the API shows them to.
+        if scope(viewer, "GET /api/customers/{code}/bank-accounts") is None:
+            statement["accounts"] = None
+        if scope(viewer, "GET /api/customers/{code}/due-diligence") is None:
+            statement["gaps"] = None
+        statement["may_use_balance"] = scope(viewer, "POST /api/balance-uses") is not None
     return _page(request, "customer.html", viewer, key=secrets.token_urlsafe(12), **statement)
 
 
@@ -499,15 +547,21 @@ def inbox(request: Request) -> Response:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
         waiting = waiting_for(session, viewer.actor, now_utc().date())
-        # Balance uses someone else asked for: another finance user decides (the service checks).
-        uses = list(
-            session.execute(
-                select(BalanceUse, BalanceCredit.customer_code)
-                .join(BalanceCredit, BalanceCredit.id == BalanceUse.credit_id)
-                .where(BalanceUse.status == UseStatus.PENDING)
-                .where(BalanceUse.requested_by != viewer.actor.code)
-                .order_by(BalanceUse.id)
-            ).all()
+        # Balance uses someone else asked for, to those who may decide them (the service checks
+        # again, and refuses the one who asked).
+        decides = scope(viewer, "POST /api/balance-uses/{use_id}/decision") is not None
+        uses = (
+            []
+            if not decides
+            else list(
+                session.execute(
+                    select(BalanceUse, BalanceCredit.customer_code)
+                    .join(BalanceCredit, BalanceCredit.id == BalanceUse.credit_id)
+                    .where(BalanceUse.status == UseStatus.PENDING)
+                    .where(BalanceUse.requested_by != viewer.actor.code)
+                    .order_by(BalanceUse.id)
+                ).all()
+            )
         )
     keys = {s.id: secrets.token_urlsafe(12) for s in waiting.settlements}
     return _page(

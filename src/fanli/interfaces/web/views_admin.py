@@ -35,7 +35,16 @@ from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri
 from fanli.users.models import ApiToken, User
 from fanli.users.service import create_user, disable_user
 
-from .views import _lang, _not_found, _page, _staff, _to_signin, flash_redirect, now_utc
+from .views import (
+    _lang,
+    _not_found,
+    _page,
+    _staff,
+    _to_signin,
+    flash_redirect,
+    now_utc,
+    scope,
+)
 from .views_work import _checked
 
 router = APIRouter(include_in_schema=False)
@@ -49,24 +58,12 @@ def _done(_request: Request, path: str, message: str = "", error: str = "") -> R
 # ---- the audit --------------------------------------------------------------------------------
 
 
-# Who sees findings: as over the API (authorization.yaml, GET /api/audit/findings).
-FINDINGS_READERS = frozenset(
-    {
-        Role.INTERNAL_AUDITOR,
-        Role.EXTERNAL_AUDITOR,
-        Role.COMPLIANCE,
-        Role.FINANCE,
-        Role.ADMINISTRATOR,
-    }
-)
-
-
 @router.get("/audit", response_model=None)
 def audit(request: Request, status: str = "") -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
-    if not viewer.actor.roles & FINDINGS_READERS:
+    if scope(viewer, "GET /api/audit/findings") is None:  # as over the API
         return _not_found(request, viewer)
     with unit_of_work(request.app.state.read_sessions) as session:
         trail = verify(session)

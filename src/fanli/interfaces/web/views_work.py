@@ -27,7 +27,7 @@ from fanli.agreements.service import add_version
 from fanli.compliance import review
 from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
-from fanli.kit.errors import FanliError, InputError
+from fanli.kit.errors import FanliError, InputError, NotFoundError
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.preview import preview_last_year
 from fanli.ledger.service import accrue
@@ -43,12 +43,15 @@ from .views import (
     Viewer,
     _csrf_ok,
     _lang,
+    _not_found,
     _page,
     _staff,
     _to_signin,
     flash_redirect,
     now_utc,
+    scope,
     templates,
+    visible,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -129,6 +132,10 @@ def upload(
             context.update(
                 issues=bad.issues[:SHOWN_ISSUES], total_issues=bad.total, report=report, name=name
             )
+        except InputError as error:
+            # Name the user's file or the mapping, never the server's temporary folder.
+            where = "mapping" if error.file and error.file.endswith("mapping.yaml") else name
+            context["error"] = f"{where}: " + str(error).removeprefix(f"file {error.file}: ")
         except FanliError as error:
             context["error"] = str(error)
     return _page(
@@ -205,10 +212,16 @@ def run_accrual(
 
 def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLResponse:
     with unit_of_work(request.app.state.read_sessions) as session:
-        rows = list(session.scalars(select(Settlement).order_by(Settlement.id.desc()).limit(50)))
+        query = select(Settlement).order_by(Settlement.id.desc()).limit(50)
+        shown = visible(session, viewer, "GET /api/settlements")
+        if shown is not None:
+            query = query.where(Settlement.beneficiary.in_(shown))
+        rows = list(session.scalars(query))
         codes = list(session.scalars(select(AgreementRecord.code).order_by(AgreementRecord.code)))
-        # A transfer goes only to a verified account of the beneficiary: offer just those.
-        payees = {s.beneficiary for s in rows if s.form == "bank_transfer"}
+        # A transfer goes only to a verified account of the beneficiary: offer just those, to
+        # those who may see bank accounts.
+        sees_accounts = scope(viewer, "GET /api/customers/{code}/bank-accounts") is not None
+        payees = {s.beneficiary for s in rows if s.form == "bank_transfer" and sees_accounts}
         accounts: dict[str, list[BankAccount]] = {}
         for account, code in session.execute(
             select(BankAccount, Customer.code)
@@ -251,6 +264,9 @@ def propose(  # noqa: PLR0917 - one form field each
         return refused or _to_signin()
     try:
         with unit_of_work(request.app.state.sessions) as session:
+            shown = visible(session, viewer, "POST /api/settlements")
+            if shown is not None and customer not in shown:
+                raise NotFoundError(f"there is no customer {customer}")
             made = settlements.propose(
                 session,
                 request.app.state.facts,
@@ -337,6 +353,10 @@ def balance_use(  # noqa: PLR0917 - one form field each
     lang = _lang(request)
     try:
         with unit_of_work(request.app.state.sessions) as session:
+            # As over the API: a sales user only for the customers assigned to them.
+            shown = visible(session, viewer, "POST /api/balance-uses")
+            if shown is not None and code not in shown:
+                return _not_found(request, viewer)
             use = balances.request_use(
                 session,
                 code,
@@ -391,6 +411,8 @@ def _problems(text: str) -> tuple[list[str], Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         return [f"not YAML or JSON: {error}"], None
+    except RecursionError:  # absurdly deep nesting
+        return ["the terms are nested too deeply"], None
     if not isinstance(data, dict):
         return ["the terms are a mapping: id, term, rebate, ..."], None
     try:
