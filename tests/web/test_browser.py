@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import re
 import shutil
 import socket
 import threading
@@ -408,6 +409,10 @@ def test_oversight_and_administration_pages(page: Any, site: Site) -> None:
     page.wait_for_url(f"{site.base}/dashboard")
     page.goto(f"{site.base}/audit")
     assert page.locator("[data-testid=trail] .badge").inner_text() == "审计链完整"
+    page.fill("#period", "2026-03")
+    page.click("form[action='/audit/runs'] button")
+    done = page.locator("[data-testid=done]").inner_text()
+    assert re.fullmatch(r"2026-03 审计：\d+ 项发现，其中新增 \d+ 项。", done), done
     _shot(page, "audit-zh")
     page.goto(f"{site.base}/policy")
     assert page.locator("h2").first.inner_text().startswith("v1 · 返利政策 2026")

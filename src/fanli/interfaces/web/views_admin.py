@@ -28,7 +28,14 @@ from fanli.kit.errors import FanliError
 from fanli.ledger.export import export_gl
 from fanli.ledger.periods import close_period
 from fanli.ledger.queries import accounting_periods
-from fanli.oversight.audits import Filters, assign_finding, dismiss_finding, report, resolve_finding
+from fanli.oversight.audits import (
+    Filters,
+    assign_finding,
+    dismiss_finding,
+    report,
+    resolve_finding,
+    run_audit,
+)
 from fanli.oversight.models import FindingStatus
 from fanli.users.actor import Role
 from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri, revoke_token
@@ -83,7 +90,34 @@ def audit(request: Request, status: str = "") -> Response:
         chosen=status,
         statuses=[s.value for s in FindingStatus],
         people=people,
+        may_run=scope(viewer, "POST /api/audit/runs") is not None,
+        this_month=now_utc().strftime("%Y-%m"),
     )
+
+
+@router.post("/audit/runs", response_model=None)
+def audit_run(
+    request: Request, period: str = Form(pattern=r"^\d{4}-\d{2}$"), csrf: str = Form(default="")
+) -> Response:
+    """Run the detectors over a period (internal auditors, as over the API)."""
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    lang = _lang(request)
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            run = run_audit(
+                session, request.app.state.facts, period, actor=viewer.actor, now=now_utc()
+            )
+            message = lang._(
+                "Audit of {period}: {found} findings, {opened} new.",
+                period=run.period,
+                found=run.found,
+                opened=run.opened,
+            )
+    except FanliError as error:
+        return _done(request, "/audit", error=str(error))
+    return _done(request, "/audit", message)
 
 
 @router.post("/audit/findings/{finding_id}", response_model=None)
