@@ -483,3 +483,27 @@ def test_the_portal_says_the_agreement_in_plain_language(page: Any, site: Site) 
         sentences[0] == "自 2026年1月1日 至 2026年12月31日，按季度计算，以您的不含税销售额为基数。"
     )
     assert sentences[1] == "档位：¥0.00 以上：2%。"
+
+
+def test_the_guided_form_writes_valid_terms(page: Any, site: Site) -> None:
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements")
+    page.fill("#g_id", "GUIDED")
+    page.fill("#g_name", "Guided programme")
+    page.fill("#g_start", "2026-01-01")
+    page.fill("#g_end", "2027-01-01")
+    page.select_option("#g_method", "marginal")
+    bands = page.locator("#bands tr")
+    for value, cell in zip(("0", "5000", "1"), bands.nth(0).locator("input").all(), strict=True):
+        cell.fill(value)
+    page.click("#add-band")
+    for value, cell in zip(("5000", "", "2"), bands.nth(1).locator("input").all(), strict=True):
+        cell.fill(value)
+    page.fill("#g_contract", "HT-G-1")
+    page.fill("#g_sha256", "cd" * 32)
+    page.locator("#check", has_text="The terms are valid.").wait_for()  # validated live
+    assert "    - {from: 5000, rate: 2}" in page.locator("#terms").input_value()
+    _shot(page, "agreement-guided-en")
+    page.click("form[action='/agreements'] button.btn-primary")
+    assert page.locator("[data-testid=done]").inner_text() == "Draft GUIDED v1 saved."
