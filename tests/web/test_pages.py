@@ -149,3 +149,32 @@ def test_pages_show_and_allow_what_the_api_would(store: Store, tmp_path: Path) -
         assert client.get("/dashboard").status_code == 200
         client.post("/signout", data={"csrf": csrf[1]})
         assert client.get("/dashboard").url.path == "/signin"
+
+
+def test_a_red_invoice_names_the_original_lines_on_the_page(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("red_invoice"))
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        csrf = _signed_in(client, "fay", secret)
+        page = client.get("/settlements").text
+        assert 'name="original_lines"' in page
+        key = re.search(rf'name="key" value="([^"]+)-{settlement_id}"', page)
+        assert key is not None
+        form = {"document_number": "HZ-1", "key": f"{key[1]}-{settlement_id}", "csrf": csrf}
+        wrong = client.post(
+            f"/settlements/{settlement_id}/pay", data={**form, "original_lines": "L1, L2"}
+        )
+        assert "L2 are not C1&#39;s lines" in wrong.text
+        paid = client.post(
+            f"/settlements/{settlement_id}/pay", data={**form, "original_lines": "L1"}
+        )
+        assert f"结算 {settlement_id} 已支付。" in paid.text
+    with store.work() as session:
+        payout = session.scalar(select(Payout).where(Payout.settlement_id == settlement_id))
+        assert payout is not None
+        assert (payout.form, payout.original_invoices) == ("red_invoice", ["L1"])

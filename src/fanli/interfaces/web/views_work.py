@@ -289,6 +289,7 @@ def pay(  # noqa: PLR0917 - one form field each
     request: Request,
     document_number: str = Form(default="", max_length=64),
     bank_account: int | None = Form(default=None),
+    original_lines: str = Form(default="", max_length=5000),
     key: str = Form(max_length=64),
     csrf: str = Form(default=""),
 ) -> Response:
@@ -303,6 +304,11 @@ def pay(  # noqa: PLR0917 - one form field each
                 settlement_id,
                 document_number=document_number or None,
                 bank_account_id=bank_account,
+                # A red invoice names the customer's original invoice lines it reverses.
+                original_invoices=[
+                    line.strip() for line in re.split(r"[,，\s]+", original_lines) if line.strip()
+                ]
+                or None,
                 idempotency_key=f"web-{key}",
                 actor=viewer.actor,
                 now=now_utc(),
