@@ -45,6 +45,7 @@ from fanli.users.auth import (
 )
 
 from .cache import VersionedCache
+from .schemas import Page
 
 Q = TypeVar("Q", bound=Select)  # type: ignore[type-arg]  # any select, of any row shape
 SESSION_COOKIE = "fanli_session"
@@ -224,6 +225,22 @@ def window(session: Session, query: Q, order: Any, offset: int, limit: int) -> t
     many rows match in all."""
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     return query.order_by(order).offset(offset).limit(limit), total
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def paged(
+    session: Session, query: Q, order: Any, offset: int, limit: int, *, shape: type[M]
+) -> Page[M]:
+    """A list page of ORM objects as ``shape``: the window, its rows, and how many match."""
+    rows, total = window(session, query, order, offset, limit)
+    return Page[shape](  # type: ignore[valid-type]
+        items=[shape.model_validate(row) for row in session.scalars(rows).all()],
+        total=total,
+        offset=offset,
+        limit=limit,
+    )
 
 
 def visible_settlement(session: Session, access: Access, settlement_id: int) -> Settlement:

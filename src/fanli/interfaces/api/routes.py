@@ -34,9 +34,9 @@ from .deps import (
     check_customer,
     credential,
     now_utc,
+    paged,
     visible_customers,
     visible_settlement,
-    window,
 )
 from .errors import error_body
 from .schemas import (
@@ -149,14 +149,7 @@ def customers(
         query = query.where(Customer.code.in_(sorted(visible)))
     if segment is not None:
         query = query.where(Customer.segment == segment)
-    page, total = window(session, query, Customer.code, offset, limit)
-    rows = session.scalars(page).all()
-    return Page[CustomerOut](
-        items=[CustomerOut.model_validate(row) for row in rows],
-        total=total,
-        offset=offset,
-        limit=limit,
-    )
+    return paged(session, query, Customer.code, offset, limit, shape=CustomerOut)
 
 
 @router.get("/customers/{code}", response_model=CustomerOut, responses={404: {}})
@@ -310,11 +303,4 @@ def audit_events(
     query = select(AuditEvent)
     if type is not None:
         query = query.where(AuditEvent.type == type)
-    page, total = window(session, query, AuditEvent.seq, offset, limit)
-    rows = session.scalars(page).all()
-    return Page[EventOut](
-        items=[EventOut.model_validate(row) for row in rows],
-        total=total,
-        offset=offset,
-        limit=limit,
-    )
+    return paged(session, query, AuditEvent.seq, offset, limit, shape=EventOut)

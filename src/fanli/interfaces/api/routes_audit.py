@@ -18,7 +18,7 @@ from fanli.oversight.audits import (
 )
 from fanli.oversight.models import Finding, FindingStatus
 
-from .deps import Authorized, Db, Facts, Id, Limit, Offset, now_utc, window
+from .deps import Authorized, Db, Facts, Id, Limit, Offset, now_utc, paged
 from .schemas import (
     ERRORS,
     AssignmentRequest,
@@ -70,14 +70,7 @@ def findings(  # noqa: PLR0917 - FastAPI maps parameters to query and dependenci
     ):
         if value is not None:
             query = query.where(column == value)
-    page, total = window(session, query, Finding.id, offset, limit)
-    rows = session.scalars(page).all()
-    return Page[FindingOut](
-        items=[FindingOut.model_validate(row) for row in rows],
-        total=total,
-        offset=offset,
-        limit=limit,
-    )
+    return paged(session, query, Finding.id, offset, limit, shape=FindingOut)
 
 
 @router.get("/findings/{finding_id}", response_model=FindingOut, responses={404: {}})

@@ -68,6 +68,7 @@ from .deps import (
     cached_json,
     check_customer,
     now_utc,
+    paged,
     visible_settlement,
     window,
 )
@@ -234,14 +235,7 @@ def batch_list(
         query = query.where(ImportBatch.kind == kind)
     if status is not None:
         query = query.where(ImportBatch.status == status)
-    page, total = window(session, query, ImportBatch.id.desc(), offset, limit)
-    rows = session.scalars(page).all()
-    return Page[BatchOut](
-        items=[BatchOut.model_validate(row) for row in rows],
-        total=total,
-        offset=offset,
-        limit=limit,
-    )
+    return paged(session, query, ImportBatch.id.desc(), offset, limit, shape=BatchOut)
 
 
 @router.post("/batches/{batch_id}/void", response_model=BatchOut)
@@ -362,14 +356,7 @@ def accrual_runs(
     query = select(AccrualRun)
     if as_of is not None:
         query = query.where(AccrualRun.as_of == as_of)
-    page, total = window(session, query, AccrualRun.id.desc(), offset, limit)
-    rows = session.scalars(page).all()
-    return Page[RunListOut](
-        items=[RunListOut.model_validate(row) for row in rows],
-        total=total,
-        offset=offset,
-        limit=limit,
-    )
+    return paged(session, query, AccrualRun.id.desc(), offset, limit, shape=RunListOut)
 
 
 @router.get("/periods", response_model=list[PeriodOut])
@@ -647,14 +634,7 @@ def user_list(
     query = select(User)
     if active is not None:
         query = query.where(User.active == active)
-    page, total = window(session, query, User.code, offset, limit)
-    rows = session.scalars(page).all()
-    return Page[UserOut](
-        items=[UserOut.model_validate(row) for row in rows],
-        total=total,
-        offset=offset,
-        limit=limit,
-    )
+    return paged(session, query, User.code, offset, limit, shape=UserOut)
 
 
 @router.post("/users", response_model=UserOut, status_code=201)

@@ -15,6 +15,7 @@ import datetime as dt
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib.resources import files
@@ -112,6 +113,19 @@ def flash_redirect(path: str, *, done: str = "", error: str = "") -> RedirectRes
     message = base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
     response.set_cookie(FLASH, message, max_age=60, httponly=True, secure=True, samesite="strict")
     return response
+
+
+def act(
+    request: Request, path: str, step: Callable[[Session], object], done: str
+) -> RedirectResponse:
+    """One service call in its own unit of work, then back to ``path`` saying ``done``, or why
+    the service refused (nothing stored then)."""
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            step(session)
+    except FanliError as error:
+        return flash_redirect(path, error=str(error))
+    return flash_redirect(path, done=done)
 
 
 def _flash(request: Request) -> dict[str, str]:

@@ -17,6 +17,7 @@ import yaml
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
 from fanli.audit.models import AuditCheckpoint
@@ -48,6 +49,7 @@ from .views import (
     _page,
     _staff,
     _to_signin,
+    act,
     flash_redirect,
     now_utc,
     scope,
@@ -55,11 +57,6 @@ from .views import (
 from .views_work import _checked
 
 router = APIRouter(include_in_schema=False)
-
-
-def _done(_request: Request, path: str, message: str = "", error: str = "") -> Response:
-    """Back to the page, with what happened."""
-    return flash_redirect(path, done=message, error=error)
 
 
 # ---- the audit --------------------------------------------------------------------------------
@@ -116,8 +113,8 @@ def audit_run(
                 opened=run.opened,
             )
     except FanliError as error:
-        return _done(request, "/audit", error=str(error))
-    return _done(request, "/audit", message)
+        return flash_redirect("/audit", error=str(error))
+    return flash_redirect("/audit", done=message)
 
 
 @router.post("/audit/findings/{finding_id}", response_model=None)
@@ -132,19 +129,16 @@ def finding_action(  # noqa: PLR0917 - one form field each
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    lang = _lang(request)
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            now = now_utc()
-            if action == "assign":
-                assign_finding(session, finding_id, owner, actor=viewer.actor, now=now)
-            elif action == "resolve":
-                resolve_finding(session, finding_id, reason=reason, actor=viewer.actor, now=now)
-            else:
-                dismiss_finding(session, finding_id, reason=reason, actor=viewer.actor, now=now)
-    except FanliError as error:
-        return _done(request, "/audit", error=str(error))
-    return _done(request, "/audit", lang._("Finding {id} updated.", id=finding_id))
+
+    def step(session: Session) -> object:
+        now = now_utc()
+        if action == "assign":
+            return assign_finding(session, finding_id, owner, actor=viewer.actor, now=now)
+        if action == "resolve":
+            return resolve_finding(session, finding_id, reason=reason, actor=viewer.actor, now=now)
+        return dismiss_finding(session, finding_id, reason=reason, actor=viewer.actor, now=now)
+
+    return act(request, "/audit", step, _lang(request)._("Finding {id} updated.", id=finding_id))
 
 
 # ---- the policy -------------------------------------------------------------------------------
@@ -181,12 +175,12 @@ def close(code: str, request: Request, csrf: str = Form(default="")) -> Response
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            close_period(session, code, actor=viewer.actor, now=now_utc())
-    except FanliError as error:
-        return _done(request, "/periods", error=str(error))
-    return _done(request, "/periods", _lang(request)._("Period {code} closed.", code=code))
+    return act(
+        request,
+        "/periods",
+        lambda session: close_period(session, code, actor=viewer.actor, now=now_utc()),
+        _lang(request)._("Period {code} closed.", code=code),
+    )
 
 
 @router.post("/periods/{code}/gl", response_model=None)
@@ -200,7 +194,7 @@ def gl(code: str, request: Request, csrf: str = Form(default="")) -> Response:
             with unit_of_work(request.app.state.sessions) as session:
                 export_gl(session, code, out, actor=viewer.actor, now=now_utc())
         except FanliError as error:
-            return _done(request, "/periods", error=str(error))
+            return flash_redirect("/periods", error=str(error))
         body = out.read_bytes()
     return Response(
         body,
@@ -281,10 +275,10 @@ def approve_version(
             )
             status = version.status
     except FanliError as error:
-        return _done(request, path, error=str(error))
+        return flash_redirect(path, error=str(error))
     lang = _lang(request)
-    return _done(
-        request, path, lang._("Version approved; it is now {status}.", status=lang._(status))
+    return flash_redirect(
+        path, done=lang._("Version approved; it is now {status}.", status=lang._(status))
     )
 
 
@@ -330,20 +324,20 @@ def user_create(  # noqa: PLR0917 - one form field each
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            create_user(
-                session,
-                code,
-                name=name,
-                roles=[role],
-                customer_code=customer or None,
-                actor=viewer.actor,
-                now=now_utc(),
-            )
-    except FanliError as error:
-        return _done(request, "/users", error=str(error))
-    return _done(request, "/users", _lang(request)._("User {code} created.", code=code))
+    return act(
+        request,
+        "/users",
+        lambda session: create_user(
+            session,
+            code,
+            name=name,
+            roles=[role],
+            customer_code=customer or None,
+            actor=viewer.actor,
+            now=now_utc(),
+        ),
+        _lang(request)._("User {code} created.", code=code),
+    )
 
 
 @router.post("/users/{code}/disable", response_model=None)
@@ -356,12 +350,14 @@ def user_disable(
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            disable_user(session, code, reason=reason, actor=viewer.actor, now=now_utc())
-    except FanliError as error:
-        return _done(request, "/users", error=str(error))
-    return _done(request, "/users", _lang(request)._("User {code} disabled.", code=code))
+    return act(
+        request,
+        "/users",
+        lambda session: disable_user(
+            session, code, reason=reason, actor=viewer.actor, now=now_utc()
+        ),
+        _lang(request)._("User {code} disabled.", code=code),
+    )
 
 
 @router.post("/tokens", response_model=None)
@@ -381,7 +377,7 @@ def token_create(
                 session, name=name, roles=[role], days=days, actor=viewer.actor, now=now_utc()
             )
     except FanliError as error:
-        return _done(request, "/users", error=str(error))
+        return flash_redirect("/users", error=str(error))
     return _page(request, "secret.html", viewer, title_key="API token", secret=token, uri=None)
 
 
@@ -390,12 +386,12 @@ def token_revoke(token_id: int, request: Request, csrf: str = Form(default="")) 
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            revoke_token(session, token_id, actor=viewer.actor, now=now_utc())
-    except FanliError as error:
-        return _done(request, "/users", error=str(error))
-    return _done(request, "/users", _lang(request)._("Token {id} revoked.", id=token_id))
+    return act(
+        request,
+        "/users",
+        lambda session: revoke_token(session, token_id, actor=viewer.actor, now=now_utc()),
+        _lang(request)._("Token {id} revoked.", id=token_id),
+    )
 
 
 @router.post("/second-factor", response_model=None)
@@ -409,6 +405,6 @@ def second_factor(request: Request, csrf: str = Form(default="")) -> Response:
                 session, viewer.actor.code, actor=viewer.actor, now=now_utc()
             )
     except FanliError as error:
-        return _done(request, "/users", error=str(error))
+        return flash_redirect("/users", error=str(error))
     uri = provisioning_uri(secret, viewer.actor.code)
     return _page(request, "secret.html", viewer, title_key="Second factor", secret=secret, uri=uri)

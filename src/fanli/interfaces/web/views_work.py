@@ -47,6 +47,7 @@ from .views import (
     _page,
     _staff,
     _to_signin,
+    act,
     flash_redirect,
     now_utc,
     scope,
@@ -392,20 +393,20 @@ def decide(  # noqa: PLR0917 - one form field each
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            balances.decide_use(
-                session,
-                use_id,
-                approve=decision == "approve",
-                reason=reason,
-                idempotency_key=f"web-{key}",
-                actor=viewer.actor,
-                now=now_utc(),
-            )
-    except FanliError as error:
-        return flash_redirect("/inbox", error=str(error))
-    return flash_redirect("/inbox", done=_lang(request)._("Use {id} decided.", id=use_id))
+    return act(
+        request,
+        "/inbox",
+        lambda session: balances.decide_use(
+            session,
+            use_id,
+            approve=decision == "approve",
+            reason=reason,
+            idempotency_key=f"web-{key}",
+            actor=viewer.actor,
+            now=now_utc(),
+        ),
+        _lang(request)._("Use {id} decided.", id=use_id),
+    )
 
 
 # ---- agreements ------------------------------------------------------------------------------
