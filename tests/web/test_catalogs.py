@@ -14,25 +14,28 @@ from babel.messages.pofile import read_po
 from fanli.agreements.terms import SettlementForm
 from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
+from fanli.interfaces.web.views_work import STAGE_TEXT
 from fanli.ledger.models import PeriodStatus
 from fanli.oversight.models import FindingStatus
 from fanli.sales.models import BatchKind, BatchStatus
 from fanli.settlements.models import CreditStatus, SettlementStatus, StatementDecision
 
 WEB = files("fanli.interfaces.web")
-CALL = re.compile(r"""_\((["'])(.+?)\1""")
+# _("...") in a template or a view, the string possibly on the next line; a job's title=.
+CALL = re.compile(r"""(?:\b_\(|\btitle=)\s*(["'])(.+?)\1""")
 
 
 def _used() -> set[str]:
     sources = [
         *WEB.joinpath("templates").iterdir(),
-        WEB.joinpath("views.py"),
-        WEB.joinpath("views_work.py"),
+        *(source for source in WEB.iterdir() if source.name.endswith(".py")),
     ]
     found = set()
     for source in sources:
         found |= {match[1] for match in CALL.findall(source.read_text("utf-8"))}
-    # Messages chosen at run time: the plain-language phrases and the settlement titles.
+    # Messages chosen at run time: the stages of a job, the plain-language phrases and the
+    # settlement titles.
+    found |= set(STAGE_TEXT.values())
     found |= set(plain.PERIODS.values()) | set(plain.MEASURES.values())
     found |= set(plain.METHODS.values()) | {text for _key, text in plain.LIMITS}
     found |= set(plain.CONDITIONS) | {"API token", "Second factor"}

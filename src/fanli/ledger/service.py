@@ -46,6 +46,7 @@ from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.engine.results import RESULT_SCHEMA
 from fanli.kit.money import ZERO
+from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.models import (
@@ -418,13 +419,22 @@ def _lines_of(
 
 
 def accrue(
-    session: Session, store: FactStore, *, as_of: dt.date, actor: Actor, now: dt.datetime
+    session: Session,
+    store: FactStore,
+    *,
+    as_of: dt.date,
+    actor: Actor,
+    now: dt.datetime,
+    progress: ProgressHook | None = None,
 ) -> RunSummary:
     """One accrual run as of ``as_of`` over every active agreement version."""
     require(actor, Role.FINANCE, to="run accruals")
+    stages = Stages(progress, Stage.EXPIRING, Stage.PLANNING, Stage.RATING, Stage.POSTING)
     # Two runs at once would both post the same delta: they queue (SQLite's writers always do).
     serialize(session, Lock.ACCRUAL)
+    stages.begin(Stage.EXPIRING)
     expire_ended(session, as_of=as_of, actor=actor, now=now)
+    stages.begin(Stage.PLANNING)
     versions = terms_for_run(session)
     batches = {
         b.id: _Batch(b.id, b.facts_file or "", b.first_date, b.last_date)
@@ -470,6 +480,7 @@ def accrue(
     session.add(run)
     session.flush()
 
+    stages.begin(Stage.RATING)
     customers = customer_table(session, store, on=as_of) if plan.rated else None
     products = product_table(session, store) if plan.rated else None
     parts = []
@@ -502,6 +513,7 @@ def accrue(
             )
         )
     results = pa.concat_tables(parts) if parts else RESULT_SCHEMA.empty_table()
+    stages.begin(Stage.POSTING)
     posted = _posted_balances(session, [*(v.version_id for v in plan.full), *plan.dropped])
     if plan.partial:
         posted = pa.concat_tables(

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from fanli.audit.service import record
 from fanli.kit.errors import FanliError, InputError, NotFoundError
 from fanli.kit.periods import add_months
+from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger.models import AccountingPeriod
 from fanli.ledger.periods import parse_code
 from fanli.oversight.detectors import DETECTORS, Scope
@@ -51,6 +52,7 @@ def run_audit(
     actor: Actor,
     now: dt.datetime,
     detectors: Sequence[str] | None = None,
+    progress: ProgressHook | None = None,
 ) -> AuditRun:
     """Run the detectors (all, or those named) over ``period_code`` and record the findings."""
     require(actor, *AUDITORS, to="run audits")
@@ -73,7 +75,11 @@ def run_audit(
     session.flush()
     scope = Scope(session, facts, period)
     per_detector: Counter[str] = Counter()
-    for name in names:
+    if progress is not None:
+        progress(Stage.DETECTING.value, 0, 1)
+    for done, name in enumerate(names):
+        if progress is not None:  # within the one stage: detectors run so far
+            progress(name, done, len(names))
         detector = DETECTORS[name]
         for candidate in detector.find(scope):
             per_detector[name] += 1

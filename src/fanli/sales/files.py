@@ -43,6 +43,7 @@ from fanli.engine.facts import (
 )
 from fanli.kit.errors import InputError
 from fanli.kit.money import FACT_SCALE
+from fanli.kit.progress import ProgressHook
 from fanli.sales.mapping import (
     ALIASES,
     DOCUMENT_TYPE_VALUES,
@@ -52,9 +53,8 @@ from fanli.sales.mapping import (
     resolve_columns,
 )
 
-ProgressHook = Callable[[str, int, int], None]
-"""Called while a file is read as ``hook(file, done, total)``; bytes for CSV and Parquet, rows
-for Excel. The CLI turns it into a progress bar."""
+# A file being read reports ``hook(file, done, total)``: bytes for CSV and Parquet, rows for
+# Excel. The CLI turns it into a progress bar (fanli.kit.progress).
 
 HEADERS_METADATA = "fanli.headers"  # schema metadata: Fanli field -> the file's header
 MAX_ISSUES = 1000  # issues kept in detail; the count of the rest is still reported

@@ -31,13 +31,13 @@ from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
 from fanli.kit.errors import FanliError, InputError
+from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.products.models import Product
 from fanli.sales.dimensions import read_master, revision, shape, write_after_import
 from fanli.sales.files import (
     PARQUET_SUFFIXES,
     InputFileError,
-    ProgressHook,
     RowIssue,
     header_of,
     read_customers,
@@ -170,9 +170,11 @@ def _upsert_master(
     after_upsert: Callable[[], None] | None,
     actor: str,
     now: dt.datetime,
+    stages: Stages,
 ) -> ImportOutcome:
     """Insert new and update known rows of a master (``ids``: code -> id of the rows stored),
     then register the batch, write its audit event and the master's next snapshot."""
+    stages.begin(Stage.WRITING)
     previous_revision = revision(session, kind)
     new = [value for value in values if value["code"] not in ids]
     changed = [{"id": ids[value["code"]], **value} for value in values if value["code"] in ids]
@@ -233,7 +235,10 @@ def import_customers(
     repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
+    stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
+    stages.begin(Stage.READING)
     table = read_customers(path, mapping=mapping, progress=progress)
+    stages.begin(Stage.CHECKING)
     rows = _text_rows(table, CUSTOMER_FIELDS)
     first = _first_row(path)
     existing = {
@@ -301,6 +306,7 @@ def import_customers(
         after_upsert=lambda: _record_groups(session, rows, now.date()),
         actor=actor.code,
         now=now,
+        stages=stages,
     )
 
 
@@ -369,7 +375,10 @@ def import_products(
     repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
+    stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
+    stages.begin(Stage.READING)
     table = read_products(path, mapping=mapping, progress=progress)
+    stages.begin(Stage.CHECKING)
     rows = _text_rows(table, PRODUCT_FIELDS)
     existing = dict(session.execute(select(Product.code, Product.id)).all())
     attribute_names = [name for name in table.column_names if name not in PRODUCT_FIELDS]
@@ -397,6 +406,7 @@ def import_products(
         after_upsert=None,
         actor=actor.code,
         now=now,
+        stages=stages,
     )
 
 
@@ -513,6 +523,8 @@ def import_sales(
     repeated = _previous(session, BatchKind.SALES, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
+    stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
+    stages.begin(Stage.READING)
     table = read_sales(
         path,
         mapping=mapping,
@@ -524,6 +536,7 @@ def import_sales(
     )
     if table.num_rows == 0:
         raise InputError("the file has no sales lines", file=str(path))
+    stages.begin(Stage.CHECKING)
     files = [file for _, file in active_sales_files(session, store)]
     issues = _lines_already_stored(table, files, _first_row(path), str(path))
     issues += _unknown_links(table, files, _first_row(path))
@@ -535,6 +548,7 @@ def import_sales(
         min((d for d in firsts if d is not None), default=None),
         max((d for d in lasts if d is not None), default=None),
     )
+    stages.begin(Stage.WRITING)
     name = store.write_batch(table, content_hash)
     batch = _add_batch(
         session,

@@ -22,6 +22,7 @@ from fanli.config import Settings
 from fanli.db.session import make_engine, read_session_factory, session_factory
 from fanli.db.status import require_current
 from fanli.interfaces.web import views, views_admin, views_portal, views_work
+from fanli.interfaces.web.jobs import JobBoard
 from fanli.oversight import schedule
 from fanli.sales.store import FactStore
 
@@ -53,6 +54,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await anyio.to_thread.run_sync(app.state.jobs.close)
         if scheduled is not None:
             scheduled.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.facts = FactStore(settings.facts_dir)
     app.state.token_cache = VersionedCache(TOKEN_CACHE_SIZE)
     app.state.read_cache = VersionedCache(settings.read_cache_size)
+    app.state.jobs = JobBoard()  # the web pages' long operations
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.include_router(routes.router)

@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.text import Text
 
 from fanli.kit.errors import FanliError, InputError
-from fanli.sales.files import ProgressHook
+from fanli.kit.progress import ProgressHook
 
 EXIT_INPUT = 2  # bad input: a file, a field, an option
 EXIT_REFUSED = 1  # any other FanliError

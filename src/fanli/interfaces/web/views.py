@@ -166,6 +166,15 @@ def _render(  # noqa: PLR0917 - the page's parts
             "viewer": viewer,
             "locales": i18n.NAMES,
             "staff": viewer is not None and bool(viewer.actor.roles & STAFF),
+            # Every page names the viewer's long operations still running (jobs.py).
+            "under_way": request.app.state.jobs.under_way(viewer.actor.code) if viewer else [],
+            "job_title": lambda job: lang._(
+                job.title,
+                **{
+                    key: lang.date(value) if isinstance(value, dt.date) else value
+                    for key, value in job.title_values.items()
+                },
+            ),
             **context,
         },
         status_code=status,

@@ -26,6 +26,7 @@ from fanli.compliance import review
 from fanli.compliance.queries import policy_versions
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError
+from fanli.kit.progress import ProgressHook
 from fanli.ledger.export import export_gl
 from fanli.ledger.periods import close_period
 from fanli.ledger.queries import accounting_periods
@@ -43,7 +44,9 @@ from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri
 from fanli.users.models import ApiToken, User
 from fanli.users.service import create_user, disable_user
 
+from .jobs import Outcome
 from .views import (
+    Viewer,
     _lang,
     _not_found,
     _page,
@@ -54,7 +57,7 @@ from .views import (
     now_utc,
     scope,
 )
-from .views_work import _checked
+from .views_work import _checked, start_job
 
 router = APIRouter(include_in_schema=False)
 
@@ -67,6 +70,12 @@ def audit(request: Request, status: str = "") -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
+    return _audit_page(request, viewer, {}, status=status)
+
+
+def _audit_page(
+    request: Request, viewer: Viewer, outcome: Outcome, *, status: str = ""
+) -> Response:
     if scope(viewer, "GET /api/audit/findings") is None:  # as over the API
         return _not_found(request, viewer)
     with unit_of_work(request.app.state.read_sessions) as session:
@@ -89,6 +98,7 @@ def audit(request: Request, status: str = "") -> Response:
         people=people,
         may_run=scope(viewer, "POST /api/audit/runs") is not None,
         this_month=now_utc().strftime("%Y-%m"),
+        **outcome,
     )
 
 
@@ -96,25 +106,35 @@ def audit(request: Request, status: str = "") -> Response:
 def audit_run(
     request: Request, period: str = Form(pattern=r"^\d{4}-\d{2}$"), csrf: str = Form(default="")
 ) -> Response:
-    """Run the detectors over a period (internal auditors, as over the API)."""
+    """Run the detectors over a period as a job (internal auditors, as over the API)."""
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
+    if scope(viewer, "POST /api/audit/runs") is None:
+        return _not_found(request, viewer)
     lang = _lang(request)
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            run = run_audit(
-                session, request.app.state.facts, period, actor=viewer.actor, now=now_utc()
-            )
-            message = lang._(
-                "Audit of {period}: {found} findings, {opened} new.",
-                period=run.period,
-                found=run.found,
-                opened=run.opened,
-            )
-    except FanliError as error:
-        return flash_redirect("/audit", error=str(error))
-    return flash_redirect("/audit", done=message)
+    sessions, facts, actor = request.app.state.sessions, request.app.state.facts, viewer.actor
+
+    def work(progress: ProgressHook) -> Outcome:
+        with unit_of_work(sessions) as session:
+            run = run_audit(session, facts, period, actor=actor, now=now_utc(), progress=progress)
+            return {
+                "done": lang._(
+                    "Audit of {period}: {found} findings, {opened} new.",
+                    period=run.period,
+                    found=run.found,
+                    opened=run.opened,
+                )
+            }
+
+    return start_job(
+        request,
+        viewer,
+        title="Audit of {period}",
+        title_values={"period": period},
+        work=work,
+        show=_audit_page,
+    )
 
 
 @router.post("/audit/findings/{finding_id}", response_model=None)

@@ -9,7 +9,9 @@ import base64
 import datetime as dt
 import re
 import secrets
+import shutil
 import tempfile
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +30,7 @@ from fanli.compliance import review
 from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError, InputError, NotFoundError
+from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.preview import preview_last_year
 from fanli.ledger.service import accrue
@@ -39,6 +42,7 @@ from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
 from fanli.settlements.models import Settlement
 
+from .jobs import Outcome
 from .views import (
     Viewer,
     _csrf_ok,
@@ -70,6 +74,73 @@ def _checked(request: Request, csrf: str) -> tuple[Viewer | None, Response | Non
     return viewer, None
 
 
+# ---- long operations as jobs (jobs.py) ----------------------------------------------------------
+
+# What the job page says of each stage (fanli.kit.progress.Stage); "" is a job not yet started.
+STAGE_TEXT = {
+    "": "Waiting for the job before it to end",
+    Stage.READING: "Reading and checking the file",
+    Stage.CHECKING: "Checking it against what is stored",
+    Stage.WRITING: "Storing it",
+    Stage.EXPIRING: "Ending the agreements whose term is over",
+    Stage.PLANNING: "Choosing what to calculate again",
+    Stage.RATING: "Calculating the rebates",
+    Stage.POSTING: "Posting the journal",
+    Stage.DETECTING: "Running the detectors",
+}
+
+Show = Callable[[Request, Viewer, Outcome], Response]
+
+
+def start_job(
+    request: Request,
+    viewer: Viewer,
+    *,
+    title: str,
+    title_values: dict[str, Any],
+    work: Callable[[ProgressHook], Outcome],
+    show: Show,
+    cleanup: Callable[[], None] | None = None,
+) -> RedirectResponse:
+    """Hand ``work`` to a worker thread and go to the job's page. ``show`` renders the page
+    the job was started from with the job's outcome, once it has ended."""
+    job = request.app.state.jobs.start(
+        owner=viewer.actor.code,
+        title=title,
+        title_values=title_values,
+        back=request.url.path,
+        work=work,
+        cleanup=cleanup,
+        show=show,
+    )
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}", response_model=None)
+def job_page(job_id: str, request: Request) -> Response:
+    """A job under way (a progress bar the page refreshes), or once ended, its outcome shown on
+    the page it was started from. Only its owner sees it."""
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    job = request.app.state.jobs.find(job_id, viewer.actor.code)
+    if job is None:
+        return _not_found(request, viewer)
+    if job.finished:
+        outcome = dict(job.outcome)
+        if outcome.pop("error_unexpected", False):
+            outcome["error"] = _lang(request)._(
+                "The job failed unexpectedly, and nothing was stored. The server log says why."
+            )
+        if outcome.pop("error_stopped", False):
+            outcome["error"] = _lang(request)._(
+                "The server stopped before the job began; nothing was stored."
+            )
+        show: Show = job.show
+        return show(request, viewer, outcome)
+    return _page(request, "job.html", viewer, current_job=job, stage=STAGE_TEXT[job.tracker.stage])
+
+
 # ---- imports ---------------------------------------------------------------------------------
 
 
@@ -86,6 +157,12 @@ def imports(request: Request) -> Response:
     return _page(request, "imports.html", viewer, batches=_batches(request), kinds=list(BatchKind))
 
 
+def _imports_page(request: Request, viewer: Viewer, outcome: Outcome) -> Response:
+    return _page(
+        request, "imports.html", viewer, batches=_batches(request), kinds=list(BatchKind), **outcome
+    )
+
+
 @router.post("/imports", response_model=None)
 def upload(
     request: Request,
@@ -94,6 +171,7 @@ def upload(
     mapping: str = Form(default="", max_length=20_000),
     csrf: str = Form(default=""),
 ) -> Response:
+    """Start the import as a job; its page shows the progress, then the batch or the problems."""
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
@@ -103,49 +181,55 @@ def upload(
         BatchKind.SALES: import_sales,
     }[kind]
     name = SAFE_NAME.sub("_", Path(file.filename or "upload").name)[:120] or "upload"
-    context: dict[str, Any] = {"chosen_kind": kind.value}  # the form keeps the kind chosen
-    with tempfile.TemporaryDirectory(prefix="fanli-web-upload-") as folder:
-        path = Path(folder) / name
-        path.write_bytes(file.file.read())
-        context["mapping"] = mapping
+    # The file outlives the request: the job reads it, then removes the folder.
+    folder = Path(tempfile.mkdtemp(prefix="fanli-web-upload-"))
+    path = folder / name
+    with path.open("wb") as saved:
+        shutil.copyfileobj(file.file, saved)
+    sessions, facts, actor = request.app.state.sessions, request.app.state.facts, viewer.actor
+
+    def work(progress: ProgressHook) -> Outcome:
+        # The form keeps the kind chosen and the mapping typed, whatever happens.
+        outcome: Outcome = {"chosen_kind": kind.value, "mapping": mapping}
         try:
             columns = None
             if mapping.strip():  # the same YAML as the command line's --mapping file
-                mapping_file = Path(folder) / "mapping.yaml"
+                mapping_file = folder / "mapping.yaml"
                 mapping_file.write_text(mapping, "utf-8")
                 columns = load_mapping(mapping_file)
-            with unit_of_work(request.app.state.sessions) as session:
-                outcome = importer(
+            with unit_of_work(sessions) as session:
+                outcome["outcome"] = importer(
                     session,
-                    request.app.state.facts,
+                    facts,
                     path,
-                    actor=viewer.actor,
+                    actor=actor,
                     now=now_utc(),
                     mapping=columns,
+                    progress=progress,
                 )
-                context["outcome"] = outcome
         except InputFileError as bad:
             lines = ["row,field,problem"] + [
                 f'{i.row or ""},{i.field or ""},"{i.message.replace(chr(34), chr(39))}"'
                 for i in bad.issues
             ]
             report = base64.b64encode("\n".join(lines).encode("utf-8-sig")).decode("ascii")
-            context.update(
+            outcome.update(
                 issues=bad.issues[:SHOWN_ISSUES], total_issues=bad.total, report=report, name=name
             )
         except InputError as error:
             # Name the user's file or the mapping, never the server's temporary folder.
             where = "mapping" if error.file and error.file.endswith("mapping.yaml") else name
-            context["error"] = f"{where}: " + str(error).removeprefix(f"file {error.file}: ")
-        except FanliError as error:
-            context["error"] = str(error)
-    return _page(
+            outcome["error"] = f"{where}: " + str(error).removeprefix(f"file {error.file}: ")
+        return outcome
+
+    return start_job(
         request,
-        "imports.html",
         viewer,
-        batches=_batches(request),
-        kinds=list(BatchKind),
-        **context,
+        title="Importing {name}",
+        title_values={"name": name},
+        work=work,
+        show=_imports_page,
+        cleanup=lambda: shutil.rmtree(folder, ignore_errors=True),
     )
 
 
@@ -190,22 +274,35 @@ def accruals(request: Request) -> Response:
     return _page(request, "accruals.html", viewer, runs=_runs(request))
 
 
+def _accruals_page(request: Request, viewer: Viewer, outcome: Outcome) -> Response:
+    return _page(request, "accruals.html", viewer, runs=_runs(request), **outcome)
+
+
 @router.post("/accruals", response_model=None)
 def run_accrual(
     request: Request, as_of: Annotated[dt.date, Form()], csrf: str = Form(default="")
 ) -> Response:
+    """Start the accrual run as a job; its page shows the progress, then the run."""
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    context: dict[str, Any] = {}
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            context["summary"] = accrue(
-                session, request.app.state.facts, as_of=as_of, actor=viewer.actor, now=now_utc()
+    sessions, facts, actor = request.app.state.sessions, request.app.state.facts, viewer.actor
+
+    def work(progress: ProgressHook) -> Outcome:
+        with unit_of_work(sessions) as session:
+            summary = accrue(
+                session, facts, as_of=as_of, actor=actor, now=now_utc(), progress=progress
             )
-    except FanliError as error:
-        context["error"] = str(error)
-    return _page(request, "accruals.html", viewer, runs=_runs(request), **context)
+        return {"summary": summary}
+
+    return start_job(
+        request,
+        viewer,
+        title="Accrual run as of {date}",
+        title_values={"date": as_of},
+        work=work,
+        show=_accruals_page,
+    )
 
 
 # ---- settlements -----------------------------------------------------------------------------
