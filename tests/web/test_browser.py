@@ -507,3 +507,70 @@ def test_the_guided_form_writes_valid_terms(page: Any, site: Site) -> None:
     _shot(page, "agreement-guided-en")
     page.click("form[action='/agreements'] button.btn-primary")
     assert page.locator("[data-testid=done]").inner_text() == "Draft GUIDED v1 saved."
+
+
+def test_the_guided_form_writes_every_term_type(page: Any, site: Site) -> None:
+    """A buying group's growth rebate on paid invoices of two categories, with a gate, a cap
+    per term, a guarantee carried forward, expected-tier accrual and claw-backs."""
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements")
+    page.fill("#g_id", "GROUP")
+    page.fill("#g_start", "2026-01-01")
+    page.fill("#g_end", "2027-01-01")
+    page.fill("#g_effective", "2026-04-01")
+    bands = page.locator("#bands tr")
+    for value, cell in zip(("100", "110", "1"), bands.nth(0).locator("input").all(), strict=True):
+        cell.fill(value)
+    page.click("#add-band")
+    for value, cell in zip(("110", "", "3"), bands.nth(1).locator("input").all(), strict=True):
+        cell.fill(value)
+    page.click("[data-testid=more-terms] summary")
+    page.fill("#g_members", "C2，C3")  # a Chinese comma separates as well
+    page.select_option("#g_split", "pro_rata")
+    page.locator("#check", has_text="parties.counterparty").wait_for()  # members need one
+    assert page.locator("[data-testid=problems]").inner_text() == (
+        "agreement GROUP: parties.counterparty: String should have at least 1 character"
+    )
+    page.fill("#g_counterparty", "C1")
+    page.select_option("#g_event", "paid_invoice")
+    page.fill("#g_categories", "饮料, 零食")
+    page.fill("#g_excluded", "P9")
+    page.select_option("#g_growth", "prior_year")
+    page.select_option("#g_growth_mode", "growth_only")
+    page.fill("#g_gate_target", "1000")
+    page.fill("#g_gate_categories", "饮料")
+    page.fill("#g_cap_term", "50000")
+    page.fill("#g_guarantee", "100")
+    page.check("#g_carry")
+    page.select_option("#g_accrual", "expected")
+    page.check("#g_clawback")
+    page.fill("#g_contract", "HT-G-2")
+    page.fill("#g_sha256", "ab" * 32)
+    page.locator("#check", has_text="The terms are valid.").wait_for()
+    assert page.locator("#terms").input_value().splitlines() == [
+        'id: "GROUP"',
+        "term: {start: 2026-01-01, end: 2027-01-01}",
+        "effective_from: 2026-04-01",
+        'parties: {counterparty: "C1", members: ["C2","C3"], split: pro_rata}',
+        'eligibility: {"event":"paid_invoice","products":{"include":{"category":["饮料","零食"]},'
+        '"exclude":{"id":["P9"]}}}',
+        "periods: {kind: quarter}",
+        "rebate:",
+        "  form: percent",
+        "  method: whole_volume",
+        "  basis: net",
+        "  tiers:",
+        "    - {from: 100, to: 110, rate: 1}",
+        "    - {from: 110, rate: 3}",
+        "growth: {baseline: prior_year, mode: growth_only}",
+        'gate: {measure: net, target: 1000, products: {"include":{"category":["饮料"]}}}',
+        "cap: {per_term: 50000}",
+        "guarantee: {amount: 100, carry_forward: true}",
+        "accrual: {mode: expected}",
+        "settlement: {form: credit_note, clawback: true}",
+        f'contract: {{reference: "HT-G-2", document_sha256: "{"ab" * 32}"}}',
+    ]
+    _shot(page, "agreement-guided-more-en")
+    page.click("form[action='/agreements'] button.btn-primary")
+    assert page.locator("[data-testid=done]").inner_text() == "Draft GROUP v1 saved."

@@ -228,7 +228,7 @@ class Gate(LineSet):
 class Parties(Terms):
     """The contracting entity and, for a buying group, the members whose basis is pooled."""
 
-    counterparty: str
+    counterparty: str = Field(min_length=1)  # a customer code: an empty one names nobody
     members: tuple[str, ...] = ()
     split: Split = Split.COUNTERPARTY
 

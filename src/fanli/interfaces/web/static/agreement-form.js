@@ -1,6 +1,9 @@
-// The agreement editor's guided form: fills the terms (YAML) from fields for the common shapes
-// (rate form, tier method, basis, periods, bands, a counterparty, a minimum, a cap, the
-// settlement form). The server validates and previews the YAML as ever; the form only writes it.
+// The agreement editor's guided form: fills the terms (YAML) from fields for every term type:
+// rate form, tier method, bases, periods and their scope, bands, a counterparty and the members
+// of a buying group, eligibility (event, customer groups, product categories and brands,
+// excluded products), growth, a gate, a minimum, caps, a guarantee, the accrual mode and the
+// settlement. The server validates and previews the YAML as ever; the form only writes it.
+// Nested parts are written as JSON, which is YAML too.
 (function () {
   var form = document.getElementById("guided");
   if (!form) { return; }
@@ -12,20 +15,49 @@
     return field ? String(field.value).trim() : "";
   }
   function quoted(text) { return JSON.stringify(text); }  // JSON strings are valid YAML
+  function list(name) {  // "a, b，c" -> ["a", "b", "c"] (Chinese commas too)
+    return value(name).split(/[,，;；\s]+/).filter(Boolean);
+  }
+  function checked(name) { return form.elements[name] && form.elements[name].checked; }
+  function some(object) { return Object.keys(object).length > 0; }
+
+  function eligibility() {
+    var found = {}, products = {}, include = {};
+    if (value("g_event") !== "invoice") { found.event = value("g_event"); }
+    if (list("g_groups").length) { found.customers = {include: {group: list("g_groups")}}; }
+    if (list("g_categories").length) { include.category = list("g_categories"); }
+    if (list("g_brands").length) { include.brand = list("g_brands"); }
+    if (some(include)) { products.include = include; }
+    if (list("g_excluded").length) { products.exclude = {id: list("g_excluded")}; }
+    if (some(products)) { found.products = products; }
+    return found;
+  }
 
   function write() {
     var lines = [];
     lines.push("id: " + quoted(value("g_id")));
     if (value("g_name")) { lines.push("name: " + quoted(value("g_name"))); }
-    lines.push("term: {start: " + value("g_start") + ", end: " + value("g_end") + "}");
-    if (value("g_counterparty")) {
-      lines.push("parties: {counterparty: " + quoted(value("g_counterparty")) + "}");
+    if (value("g_currency") && value("g_currency") !== "CNY") {
+      lines.push("currency: " + quoted(value("g_currency")));
     }
-    lines.push("periods: {kind: " + value("g_periods") + "}");
+    lines.push("term: {start: " + value("g_start") + ", end: " + value("g_end") + "}");
+    if (value("g_effective")) { lines.push("effective_from: " + value("g_effective")); }
+    if (value("g_counterparty") || list("g_members").length) {
+      var parties = "parties: {counterparty: " + quoted(value("g_counterparty"));
+      if (list("g_members").length) {  // a buying group: the members' sales are pooled
+        parties += ", members: " + JSON.stringify(list("g_members")) + ", split: " + value("g_split");
+      }
+      lines.push(parties + "}");
+    }
+    var chosen = eligibility();
+    if (some(chosen)) { lines.push("eligibility: " + JSON.stringify(chosen)); }
+    lines.push("periods: {kind: " + value("g_periods") +
+               (value("g_scope") === "term" ? ", scope: term" : "") + "}");
     lines.push("rebate:");
     lines.push("  form: " + value("g_form"));
     lines.push("  method: " + value("g_method"));
     lines.push("  basis: " + value("g_basis"));
+    if (value("g_tier_basis")) { lines.push("  tier_basis: " + value("g_tier_basis")); }
     lines.push("  tiers:");
     var rows = bands.querySelectorAll("tr");
     for (var i = 0; i < rows.length; i++) {
@@ -34,9 +66,30 @@
       if (!from && !rate) { continue; }
       lines.push("    - {from: " + (from || "0") + (to ? ", to: " + to : "") + ", rate: " + (rate || "0") + "}");
     }
+    if (value("g_growth")) {  // the bands are then percentages of the baseline (110 = 110%)
+      lines.push("growth: {baseline: " + value("g_growth") +
+                 (value("g_baseline") ? ", baseline_amount: " + value("g_baseline") : "") +
+                 ", mode: " + value("g_growth_mode") + "}");
+    }
     if (value("g_minimum")) { lines.push("minimum: " + value("g_minimum")); }
-    if (value("g_cap")) { lines.push("cap: {per_period: " + value("g_cap") + "}"); }
-    lines.push("settlement: {form: " + value("g_settlement") + "}");
+    if (value("g_gate_target")) {
+      var gate = "gate: {measure: " + value("g_gate_measure") + ", target: " + value("g_gate_target");
+      if (list("g_gate_categories").length) {
+        gate += ", products: " + JSON.stringify({include: {category: list("g_gate_categories")}});
+      }
+      lines.push(gate + "}");
+    }
+    var caps = [];
+    if (value("g_cap")) { caps.push("per_period: " + value("g_cap")); }
+    if (value("g_cap_term")) { caps.push("per_term: " + value("g_cap_term")); }
+    if (caps.length) { lines.push("cap: {" + caps.join(", ") + "}"); }
+    if (value("g_guarantee")) {
+      lines.push("guarantee: {amount: " + value("g_guarantee") +
+                 (checked("g_carry") ? ", carry_forward: true" : "") + "}");
+    }
+    if (value("g_accrual") === "expected") { lines.push("accrual: {mode: expected}"); }
+    lines.push("settlement: {form: " + value("g_settlement") +
+               (checked("g_clawback") ? ", clawback: true" : "") + "}");
     if (value("g_contract")) {
       lines.push("contract: {reference: " + quoted(value("g_contract")) + ", document_sha256: " +
                  quoted(value("g_sha256")) + "}");
@@ -46,6 +99,7 @@
   }
 
   form.addEventListener("input", write);
+  form.addEventListener("change", write);  // selects and check boxes
   document.getElementById("add-band").addEventListener("click", function () {
     var row = bands.querySelector("tr").cloneNode(true);
     row.querySelectorAll("input").forEach(function (input) { input.value = ""; });
