@@ -43,15 +43,8 @@ from fanli.engine.explain import explain
 from fanli.engine.results import ResultRow
 from fanli.interfaces.api.deps import SESSION_COOKIE, matrix, scope_for
 from fanli.kit.errors import FanliError
-from fanli.ledger.models import Account
-from fanli.ledger.queries import (
-    account_movements,
-    accounting_periods,
-    liabilities,
-    result_rows,
-    standings_on,
-    statement_rows,
-)
+from fanli.ledger import overview
+from fanli.ledger.queries import result_rows, statement_rows
 from fanli.oversight.models import Finding, FindingStatus
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlement_service
@@ -295,126 +288,50 @@ def dashboard(request: Request) -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
+    lang = _lang(request)
+    today = now_utc().date()
     with unit_of_work(request.app.state.read_sessions) as session:
-        series: list[dict[str, Any]] = []
-        outstanding = Decimal(0)
-        # Outstanding runs over every period since the first; the page shows the last twelve.
-        for period in accounting_periods(session):
-            moves = account_movements(session, period.code)
-            debit, credit = moves.get(Account.LIABILITY, (Decimal(0), Decimal(0)))
-            outstanding += credit - debit
-            series.append(
-                {
-                    "period": period.code,
-                    "accrued": credit,
-                    "settled": debit,
-                    "outstanding": outstanding,
-                }
-            )
+        totals = overview.period_totals(session)
         shown = visible(session, viewer, "GET /api/customers")
-        top_customers, top_programmes = _leaders(session, shown)
-        near = [
-            miss
-            for miss in _near_misses(session, request.app.state.facts, now_utc().date())
-            if shown is None or miss.customer in shown
-        ]
-        series = series[-12:]
-        waiting = waiting_for(session, viewer.actor, now_utc().date())
+        leaders = overview.leaders(session, shown)
+        near = overview.near_misses(session, request.app.state.facts, today, shown)
+        waiting = waiting_for(session, viewer.actor, today)
         open_findings = session.scalar(
             select(func.count())
             .select_from(Finding)
             .where(Finding.status.in_([FindingStatus.OPEN, FindingStatus.ASSIGNED]))
         )
+    # One section per currency: amounts in two currencies are never added together.
+    currencies = []
+    for code in sorted(set(totals) | set(leaders)) or [overview.DEFAULT_CURRENCY]:
+        series = totals.get(code, [])[-12:]  # outstanding runs from the first period
+        top = leaders.get(code, overview.Leaders([], []))
+        currencies.append(
+            {
+                "code": code,
+                "series": series,
+                "accrued": sum((row.accrued for row in series), Decimal(0)),
+                "settled": sum((row.settled for row in series), Decimal(0)),
+                "chart": {
+                    "periods": [row.period for row in series],
+                    "names": [lang._("Accrued"), lang._("Settled")],
+                    "accrued": [float(row.accrued) for row in series],  # for the chart only
+                    "settled": [float(row.settled) for row in series],
+                },
+                "top_customers": top.customers,
+                "top_programmes": top.programmes,
+            }
+        )
     return _page(
         request,
         "dashboard.html",
         viewer,
-        series=series,
-        chart={
-            "periods": [row["period"] for row in series],
-            "accrued": [float(row["accrued"]) for row in series],  # for the chart only
-            "settled": [float(row["settled"]) for row in series],
-        },
+        currencies=currencies,
         waiting=waiting.settlements,
         waiting_versions=waiting.agreement_versions,
         open_findings=open_findings or 0,
-        top_customers=top_customers,
-        top_programmes=top_programmes,
         near=near,
     )
-
-
-LEADERS = 5
-NEAR_SHARE = Decimal("0.1")  # within 10% of the next band's threshold counts as a near miss
-
-
-def _leaders(
-    session: Session, shown: set[str] | None
-) -> tuple[list[tuple[str, Decimal]], list[tuple[str, Decimal]]]:
-    """The customers and the programmes with the most rebate outstanding in the journal, over
-    the customers the viewer may see (``shown``; None: all)."""
-    codes = dict(
-        session.execute(
-            select(AgreementVersion.id, AgreementRecord.code).join(
-                AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id
-            )
-        ).all()
-    )
-    customers: dict[str, Decimal] = {}
-    programmes: dict[str, Decimal] = {}
-    for (version_id, beneficiary, _period), amount in liabilities(session).items():
-        if shown is not None and beneficiary not in shown:
-            continue
-        customers[beneficiary] = customers.get(beneficiary, Decimal(0)) + amount
-        code = codes.get(version_id, "?")
-        programmes[code] = programmes.get(code, Decimal(0)) + amount
-
-    def top(totals: dict[str, Decimal]) -> list[tuple[str, Decimal]]:
-        return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:LEADERS]
-
-    return top(customers), top(programmes)
-
-
-@dataclass(frozen=True)
-class NearMiss:
-    customer: str
-    agreement: str
-    tier: int
-    more: Decimal
-    in_units: bool
-
-
-def _near_misses(session: Session, store: Any, day: dt.date) -> list[NearMiss]:
-    """Customers within ``NEAR_SHARE`` of their next band in a rebate period running today."""
-    versions = {
-        (code, version.version): version
-        for version, code in session.execute(
-            select(AgreementVersion, AgreementRecord.code).join(
-                AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id
-            )
-        ).all()
-    }
-    found = []
-    for standing in standings_on(session, store, day):
-        version = versions.get((standing.agreement_code, standing.version))
-        rebate = version.terms["rebate"] if version else {}
-        tiers = rebate.get("tiers", [])
-        growth = bool(version and version.terms.get("growth"))
-        if growth or standing.tier < 1 or standing.tier >= len(tiers):
-            continue
-        next_from = Decimal(str(tiers[standing.tier]["from"]))
-        more = next_from - standing.tier_basis
-        if Decimal(0) < more <= next_from * NEAR_SHARE:
-            found.append(
-                NearMiss(
-                    standing.beneficiary,
-                    standing.agreement_code,
-                    standing.tier,
-                    more,
-                    _in_units(rebate),
-                )
-            )
-    return sorted(found, key=lambda miss: miss.more)[:10]
 
 
 @router.get("/customers", response_model=None)
@@ -443,24 +360,14 @@ class Progress:
     """One statement row, with how far the customer is from the next band."""
 
     row: Any
-    form: str  # the rebate's form: percent, per_unit or fixed (how to show the rate)
-    in_units: bool  # the tiers count quantity, not money
-    on_growth: bool  # the tiers are growth over a baseline (percent), not an amount to reach
+    tier: overview.TierProgress
     explanation: str  # how the rebate was worked out, in the reader's language
-    next_from: Decimal | None
-    more: Decimal | None  # how much more basis reaches the next band
-    share: int  # percent of the way from this band's start to the next (for the bar)
 
     @property
     def last_day(self) -> dt.date:
         """The rebate period's last day (its end is exclusive)."""
         end: dt.date = self.row.period_end
         return end - dt.timedelta(days=1)
-
-
-def _in_units(rebate: dict[str, Any]) -> bool:
-    """Whether an agreement's tiers are judged on quantity (units), not on money."""
-    return (rebate.get("tier_basis") or rebate.get("basis")) == "quantity"
 
 
 def _progress(
@@ -476,18 +383,6 @@ def _progress(
             .where(AgreementRecord.code == row.agreement_code)
             .where(AgreementVersion.version == row.version)
         )
-        rebate = version.terms["rebate"] if version else {}
-        tiers = rebate.get("tiers", [])
-        next_from = more = None
-        share = 100
-        on_growth = bool(version and version.terms.get("growth"))
-        if row.tier < len(tiers) and not on_growth:
-            start = Decimal(str(tiers[row.tier - 1]["from"])) if row.tier >= 1 else Decimal(0)
-            next_from = Decimal(str(tiers[row.tier]["from"]))
-            more = max(next_from - row.tier_basis, Decimal(0))
-            span = next_from - start
-            share = int((row.tier_basis - start) / span * 100) if span > 0 else 0
-        form = str(rebate.get("form", "percent"))
         text = ""
         result = by_key.get((row.agreement_code, row.version, row.period_start))
         if version is not None and result is not None:
@@ -504,18 +399,8 @@ def _progress(
             )
             terms = Agreement.model_validate(version.terms)
             text = explain(terms, result, None, previous=previous, language=language)
-        found.append(
-            Progress(
-                row,
-                form,
-                _in_units(rebate),
-                on_growth,
-                text,
-                next_from,
-                more,
-                max(0, min(share, 100)),
-            )
-        )
+        tier = overview.tier_progress(version.terms if version else {}, row.tier, row.tier_basis)
+        found.append(Progress(row, tier, text))
     return found
 
 

@@ -1,16 +1,23 @@
-// The dashboard's chart: accrued and settled per accounting period (data from the page).
+// The dashboard's charts: accrued and settled per accounting period, one chart per currency.
+// The data and the translated series names come from the page (data-chart).
 (function () {
-  var data = JSON.parse(document.getElementById("chart-data").textContent);
-  var chart = echarts.init(document.getElementById("chart"));
-  chart.setOption({
-    tooltip: { trigger: "axis" },
-    legend: {},
-    xAxis: { type: "category", data: data.periods },
-    yAxis: { type: "value" },
-    series: [
-      { name: document.documentElement.lang === "zh-CN" ? "计提" : "Accrued", type: "bar", data: data.accrued },
-      { name: document.documentElement.lang === "zh-CN" ? "结算" : "Settled", type: "bar", data: data.settled }
-    ]
+  var charts = [];
+  document.querySelectorAll(".chart[data-chart]").forEach(function (element) {
+    var data = JSON.parse(element.dataset.chart);
+    var chart = echarts.init(element);
+    chart.setOption({
+      tooltip: { trigger: "axis" },
+      legend: {},
+      xAxis: { type: "category", data: data.periods },
+      yAxis: { type: "value" },
+      series: [
+        { name: data.names[0], type: "bar", data: data.accrued },
+        { name: data.names[1], type: "bar", data: data.settled }
+      ]
+    });
+    charts.push(chart);
   });
-  window.addEventListener("resize", function () { chart.resize(); });
+  window.addEventListener("resize", function () {
+    charts.forEach(function (chart) { chart.resize(); });
+  });
 })();

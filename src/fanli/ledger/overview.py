@@ -1,0 +1,225 @@
+"""The ledger seen whole: each period's accrued, settled and outstanding rebate, the customers
+and programmes with the most outstanding, the customers close to their next band, and how far
+one standing is from its next band.
+
+The dashboard, a customer's statement and the portal read these; the rules (what counts as
+near, how a band's progress is measured) live here, once, not in the pages.
+
+Amounts are kept apart per currency. An agreement's results and postings are in the
+agreement's currency, and amounts in two currencies never add up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, literal, select, type_coerce
+from sqlalchemy.orm import Session
+
+from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.db.base import Amount
+from fanli.kit.money import ZERO
+from fanli.ledger.models import Account, AccountingPeriod, JournalEntry, JournalLine
+from fanli.ledger.queries import accounting_periods, liabilities, standings_on
+from fanli.sales.store import FactStore
+
+DEFAULT_CURRENCY = "CNY"  # an agreement's currency when its terms name none
+NEAR_SHARE = Decimal("0.1")  # within 10% of the next band's threshold is a near miss
+LEADERS = 5
+NEAR_MISSES = 10
+
+
+# ---- one standing: how far from the next band ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierProgress:
+    """Where a tier basis stands between its band and the next."""
+
+    form: str  # the rebate's form: percent, per_unit or fixed (how to read a rate)
+    in_units: bool  # the tiers count quantity, not money
+    on_growth: bool  # the tiers are growth over a baseline (a percent), not an amount to reach
+    next_from: Decimal | None  # the next band's threshold; None at the top band or on growth
+    more: Decimal | None  # how much more tier basis reaches it
+    share: int  # percent of the way from this band's start to the next (100 at the top)
+
+
+def tier_progress(terms: Mapping[str, Any], tier: int, tier_basis: Decimal) -> TierProgress:
+    """How far ``tier_basis``, in band ``tier`` (1-based; 0 below the first band), is from the
+    next band of the agreement ``terms`` (the stored terms, as JSON)."""
+    rebate = terms.get("rebate", {})
+    tiers = rebate.get("tiers", [])
+    on_growth = bool(terms.get("growth"))
+    in_units = (rebate.get("tier_basis") or rebate.get("basis")) == "quantity"
+    form = str(rebate.get("form", "percent"))
+    if on_growth or tier >= len(tiers):
+        # A growth band is a percent of a baseline: "¥X more" would need the baseline's amount.
+        return TierProgress(form, in_units, on_growth, None, None, 100)
+    start = Decimal(str(tiers[tier - 1]["from"])) if tier >= 1 else ZERO
+    next_from = Decimal(str(tiers[tier]["from"]))
+    span = next_from - start
+    share = int((tier_basis - start) / span * 100) if span > 0 else 0
+    more = max(next_from - tier_basis, ZERO)
+    return TierProgress(form, in_units, on_growth, next_from, more, max(0, min(share, 100)))
+
+
+# ---- per currency --------------------------------------------------------------------------
+
+
+def version_currencies(session: Session) -> dict[int, str]:
+    """Each agreement version's currency, by version id."""
+    return {
+        version_id: (terms or {}).get("currency", DEFAULT_CURRENCY)
+        for version_id, terms in session.execute(
+            select(AgreementVersion.id, AgreementVersion.terms)
+        ).all()
+    }
+
+
+@dataclass(frozen=True)
+class PeriodTotals:
+    """One accounting period's movements on the rebate liability, in one currency."""
+
+    period: str
+    accrued: Decimal  # credited to the liability: accruals and adjustments
+    settled: Decimal  # debited from it: settlements paid (and reversed accruals)
+    outstanding: Decimal  # the balance at the period's end, over every period since the first
+
+
+def period_totals(session: Session) -> dict[str, list[PeriodTotals]]:
+    """Per currency, every accounting period's liability movements in period order."""
+    currencies = version_currencies(session)
+    zero = literal(ZERO, Amount())  # an Amount, so SQLite's sums stay scaled integers
+
+    def on_liability(column: Any) -> Any:
+        return type_coerce(
+            func.sum(case((column == Account.LIABILITY, JournalLine.amount), else_=zero)),
+            Amount(),
+        )
+
+    moves: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    for code, version_id, credited, debited in session.execute(
+        select(
+            AccountingPeriod.code,
+            JournalLine.version_id,
+            on_liability(JournalLine.credit_account),
+            on_liability(JournalLine.debit_account),
+        )
+        .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+        .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.accounting_period_id)
+        .group_by(AccountingPeriod.code, JournalLine.version_id)
+    ).all():
+        key = (currencies.get(version_id, DEFAULT_CURRENCY), code)
+        accrued, settled = moves.get(key, (ZERO, ZERO))
+        moves[key] = (accrued + credited, settled + debited)
+    periods = [period.code for period in accounting_periods(session)]
+    totals: dict[str, list[PeriodTotals]] = {}
+    for currency in sorted({currency for currency, _code in moves}):
+        outstanding = ZERO
+        rows = totals.setdefault(currency, [])
+        for code in periods:
+            accrued, settled = moves.get((currency, code), (ZERO, ZERO))
+            outstanding += accrued - settled
+            rows.append(PeriodTotals(code, accrued, settled, outstanding))
+    return totals
+
+
+@dataclass(frozen=True)
+class Leaders:
+    """The customers and the programmes with the most rebate outstanding, in one currency."""
+
+    customers: list[tuple[str, Decimal]]
+    programmes: list[tuple[str, Decimal]]
+
+
+def leaders(
+    session: Session, shown: set[str] | None = None, limit: int = LEADERS
+) -> dict[str, Leaders]:
+    """Per currency, the ``limit`` customers and programmes with the most outstanding in the
+    journal, over the customers in ``shown`` (None: all)."""
+    codes = dict(
+        session.execute(
+            select(AgreementVersion.id, AgreementRecord.code).join(
+                AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id
+            )
+        ).all()
+    )
+    currencies = version_currencies(session)
+    customers: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    programmes: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for (version_id, beneficiary, _period), amount in liabilities(session).items():
+        if shown is not None and beneficiary not in shown:
+            continue
+        currency = currencies.get(version_id, DEFAULT_CURRENCY)
+        customers[currency][beneficiary] += amount
+        programmes[currency][codes.get(version_id, "?")] += amount
+
+    def top(totals: dict[str, Decimal]) -> list[tuple[str, Decimal]]:
+        return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+    return {
+        currency: Leaders(top(customers[currency]), top(programmes[currency]))
+        for currency in sorted(customers)
+    }
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A customer close to the next band of an agreement in a rebate period running now."""
+
+    customer: str
+    agreement: str
+    tier: int  # the band reached (1-based)
+    more: Decimal  # tier basis still needed for the next band
+    in_units: bool  # ``more`` is a quantity, not money
+    currency: str
+
+
+def near_misses(
+    session: Session,
+    store: FactStore,
+    day: dt.date,
+    shown: set[str] | None = None,
+    *,
+    share: Decimal = NEAR_SHARE,
+    limit: int = NEAR_MISSES,
+) -> list[NearMiss]:
+    """The customers (of ``shown``; None: all) within ``share`` of their next band's threshold
+    in a rebate period containing ``day``, nearest first. Below the first band nothing has been
+    earned yet; growth bands are percentages of a baseline, not amounts to reach: neither
+    counts."""
+    versions = {
+        (code, version.version): version
+        for version, code in session.execute(
+            select(AgreementVersion, AgreementRecord.code).join(
+                AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id
+            )
+        ).all()
+    }
+    found = []
+    for standing in standings_on(session, store, day):
+        version = versions.get((standing.agreement_code, standing.version))
+        if version is None or standing.tier < 1:
+            continue
+        if shown is not None and standing.beneficiary not in shown:
+            continue
+        progress = tier_progress(version.terms, standing.tier, standing.tier_basis)
+        if progress.next_from is None or progress.more is None:
+            continue
+        if ZERO < progress.more <= progress.next_from * share:
+            found.append(
+                NearMiss(
+                    standing.beneficiary,
+                    standing.agreement_code,
+                    standing.tier,
+                    progress.more,
+                    progress.in_units,
+                    version.terms.get("currency", DEFAULT_CURRENCY),
+                )
+            )
+    return sorted(found, key=lambda miss: (miss.more, miss.customer))[:limit]

@@ -1,0 +1,135 @@
+"""The ledger seen whole (``fanli.ledger.overview``): totals per period, leaders and near misses
+kept apart per currency, and a standing's distance to its next band. On both databases, and
+through the dashboard, which shows one section per currency and never adds them together."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pyotp
+from fastapi.testclient import TestClient
+
+from fanli.agreements.service import add_version
+from fanli.config import Settings
+from fanli.interfaces.api.app import create_app
+from fanli.ledger import overview
+from fanli.ledger.overview import Leaders, NearMiss, PeriodTotals, TierProgress, tier_progress
+from fanli.users.auth import enrol_second_factor, set_password
+from store.builders import activate, percent_agreement, staff
+from store.conftest import NOW, Store
+from store.test_settlements import World
+
+D = Decimal
+BANDS = {
+    "rebate": {
+        "form": "percent",
+        "tiers": [
+            {"from": "0", "rate": "1"},
+            {"from": "1000", "rate": "2"},
+            {"from": "3000", "rate": "3"},
+        ],
+    }
+}
+
+
+def test_tier_progress_measures_the_way_to_the_next_band() -> None:
+    assert tier_progress(BANDS, 1, D("250")) == TierProgress(
+        "percent", False, False, D("1000"), D("750"), 25
+    )
+    assert tier_progress(BANDS, 2, D("2500")) == TierProgress(
+        "percent", False, False, D("3000"), D("500"), 75
+    )
+    # Below the first band (a band starting above zero): from nothing to the first threshold.
+    above = {"rebate": {"tiers": [{"from": "500", "rate": "1"}]}}
+    assert tier_progress(above, 0, D("100")) == TierProgress(
+        "percent", False, False, D("500"), D("400"), 20
+    )
+    # The top band: nothing more to reach.
+    assert tier_progress(BANDS, 3, D("9000")) == TierProgress(
+        "percent", False, False, None, None, 100
+    )
+    # Growth bands are percentages of a baseline: no amount to reach is claimed.
+    growth = {**BANDS, "growth": {"baseline": "prior_year"}}
+    assert tier_progress(growth, 1, D("105")) == TierProgress(
+        "percent", False, True, None, None, 100
+    )
+    units = {"rebate": {"form": "per_unit", "basis": "quantity", "tiers": BANDS["rebate"]["tiers"]}}
+    assert tier_progress(units, 2, D("1000")) == TierProgress(
+        "per_unit", True, False, D("3000"), D("2000"), 0
+    )
+
+
+def _two_currencies(store: Store, tmp_path: Path) -> World:
+    """A1 pays 2% in CNY; A2 pays 1% in USD, 3% from 11,000 (C1's 10,000 is 1,000 short)."""
+    world = World(store, tmp_path)
+    world.agreement(percent_agreement())
+    usd = percent_agreement(
+        "A2",
+        currency="USD",
+        tiers=[{"from": "0", "to": "11000", "rate": "1"}, {"from": "11000", "rate": "3"}],
+    )
+    with store.work() as session:
+        activate(session, add_version(session, usd, actor=staff("sam"), now=NOW).id, now=NOW)
+    world.sales(
+        ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
+        ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+    )
+    world.accrue("2026-03-31")
+    return world
+
+
+def test_amounts_are_kept_apart_per_currency(store: Store, tmp_path: Path) -> None:
+    _two_currencies(store, tmp_path)
+    with store.work() as session:
+        totals = overview.period_totals(session)
+        assert totals == {
+            "CNY": [PeriodTotals("2026-03", D("210.00"), D("0.00"), D("210.00"))],
+            "USD": [PeriodTotals("2026-03", D("105.00"), D("0.00"), D("105.00"))],
+        }
+        assert overview.leaders(session) == {
+            "CNY": Leaders([("C1", D("200.00")), ("C2", D("10.00"))], [("A1", D("210.00"))]),
+            "USD": Leaders([("C1", D("100.00")), ("C2", D("5.00"))], [("A2", D("105.00"))]),
+        }
+        # A sales user's view: only the customers assigned (here C2).
+        assert overview.leaders(session, {"C2"})["USD"] == Leaders(
+            [("C2", D("5.00"))], [("A2", D("5.00"))]
+        )
+        near = overview.near_misses(session, store.facts, dt.date(2026, 3, 15))
+        assert near == [NearMiss("C1", "A2", 1, D("1000.0000"), False, "USD")]
+        assert overview.near_misses(session, store.facts, dt.date(2026, 3, 15), {"C2"}) == []
+        # Within 5% is nearer than 1,000 of 11,000.
+        assert (
+            overview.near_misses(session, store.facts, dt.date(2026, 3, 15), share=D("0.05")) == []
+        )
+
+
+PASSWORD = "correct horse battery"
+
+
+def test_the_dashboard_shows_one_section_per_currency(store: Store, tmp_path: Path) -> None:
+    world = _two_currencies(store, tmp_path)
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        totp = pyotp.TOTP(secret).now()
+        client.post("/signin", data={"user": "fay", "password": PASSWORD, "totp": totp})
+        page = client.get("/lang/en?back=/dashboard").text
+    accrued = re.search(r'data-testid="accrued">((?:<div>[^<]*</div>)*)', page)
+    assert accrued is not None
+    assert re.findall(r"<div>([^<]*)</div>", accrued[1]) == ["CN¥210.00", "$105.00"]
+    sections = dict(re.findall(r'data-testid="currency-(\w+)">(.*?)</section>', page, re.S))
+    assert list(sections) == ["CNY", "USD"]
+    assert "In CNY" in sections["CNY"]
+    rows = re.findall(r"<tr><td>(2026-03)</td>((?:<td[^>]*>[^<]*</td>){3})</tr>", sections["USD"])
+    assert [re.findall(r">([^<]+)<", cells) for _period, cells in rows] == [
+        ["$105.00", "$0.00", "$105.00"]
+    ]
+    # The near misses are for the periods running today, and Q1 2026 has ended.
+    assert (
+        'data-testid="near"><tbody><tr><td class="text-body-secondary">None within reach.' in page
+    )
