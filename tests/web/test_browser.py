@@ -283,7 +283,21 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     page.fill("#as_of", "2026-03-31")
     page.click("form[action='/accruals'] button")
     accrued = page.locator("[data-testid=accrued]").inner_text()
-    assert re.fullmatch(r"Run \d+: 1 journal lines posted, liability change CN¥400\.00\.", accrued)
+    ran = re.fullmatch(r"Run (\d+): 1 journal lines posted, liability change CN¥400\.00\.", accrued)
+    assert ran is not None, accrued
+    page.click(f"a[href='/accruals/{ran[1]}']")  # the run: its results, each explained
+    # The run was incremental: it re-rated only C2, the customer of the new sales.
+    assert page.locator("[data-testid=results] tr[data-key]").all_inner_texts()[0].split("\t")[
+        :2
+    ] == [
+        "A1 v1",
+        "C2",
+    ]
+    assert page.locator("[data-testid=results] tr[data-key]").count() == 1
+    page.locator("[data-testid=results] details summary").first.click()
+    why = page.locator("[data-testid=explanation]").first.inner_text().splitlines()
+    assert "whole_volume: 2% x 20,500.00 = 410.00" in why
+    _shot(page, "accrual-run-en")
     page.goto(f"{site.base}/settlements")
     page.select_option("#agreement", "A1")
     page.fill("#customer", "C2")

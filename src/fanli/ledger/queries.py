@@ -286,3 +286,83 @@ def result_rows(session: Session, store: FactStore, beneficiary: str) -> list[Re
     )
     rows = _replay(session, store, columns, f"beneficiary = {sql_literal(beneficiary)}")
     return sorted((ResultRow(*values) for _key, (_run, values) in rows.items()), key=ResultRow.key)
+
+
+_RESULT_SELECT = ", ".join(
+    # The stored results name the beneficiary ``beneficiary`` (the ledger's key).
+    "beneficiary AS beneficiary_id" if name == "beneficiary_id" else name
+    for name in RESULT_COLUMNS
+)
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """One page of the rows an accrual run rated, and how many there are in all."""
+
+    total: int
+    rows: list[ResultRow]
+
+
+def run_results(
+    session: Session,
+    store: FactStore,
+    run_id: int,
+    *,
+    customers: set[str] | None = None,
+    search: str = "",
+    offset: int = 0,
+    limit: int = 50,
+) -> RunResults:
+    """The result rows accrual run ``run_id`` wrote (the keys it rated), by agreement, customer
+    and period; only of ``customers`` (None: all), and of an agreement or customer code
+    containing ``search``."""
+    results_file = session.scalar(select(AccrualRun.results_file).where(AccrualRun.id == run_id))
+    if results_file is None:
+        return RunResults(0, [])
+    conditions = ["TRUE"]
+    values: list[Any] = [str(store.path(results_file))]
+    if customers is not None:
+        conditions.append("list_contains(?, beneficiary)")
+        values.append(sorted(customers))  # a list parameter
+    if search.strip():
+        conditions.append("(lower(agreement_id) LIKE ? OR lower(beneficiary) LIKE ?)")
+        values += [f"%{search.strip().lower()}%"] * 2
+    source = f"read_parquet(?) WHERE {' AND '.join(conditions)}"
+    with duckdb.connect() as connection:  # its own: requests run on several threads
+        counted = connection.execute(f"SELECT count(*) FROM {source}", values).fetchone()
+        rows = connection.execute(
+            f"""SELECT {_RESULT_SELECT} FROM {source}
+            ORDER BY agreement_id, version, beneficiary, period_index LIMIT ? OFFSET ?""",
+            [*values, limit, offset],
+        ).fetchall()
+    return RunResults(int(counted[0]) if counted else 0, [ResultRow(*row) for row in rows])
+
+
+def run_result(
+    session: Session, store: FactStore, run_id: int, key: tuple[str, int, str, int]
+) -> tuple[ResultRow, ResultRow | None] | None:
+    """One row of run ``run_id`` by key (agreement, version, beneficiary, period index), with the
+    same beneficiary's row of the period before in that run (a term-scope explanation shows the
+    difference); None if the run holds no such row."""
+    results_file = session.scalar(select(AccrualRun.results_file).where(AccrualRun.id == run_id))
+    if results_file is None:
+        return None
+    agreement, version, beneficiary, period_index = key
+    with duckdb.connect() as connection:
+        rows = connection.execute(
+            f"""SELECT {_RESULT_SELECT} FROM read_parquet(?)
+            WHERE agreement_id = ? AND version = ? AND beneficiary = ?
+              AND period_index IN (?, ?) ORDER BY period_index DESC""",
+            [
+                str(store.path(results_file)),
+                agreement,
+                version,
+                beneficiary,
+                period_index,
+                period_index - 1,
+            ],
+        ).fetchall()
+    found = [ResultRow(*row) for row in rows]
+    if not found or found[0].period_index != period_index:
+        return None
+    return found[0], (found[1] if len(found) > 1 else None)

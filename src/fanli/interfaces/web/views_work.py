@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import yaml
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -26,13 +26,16 @@ from sqlalchemy import select
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.service import add_version
+from fanli.agreements.terms import Agreement
 from fanli.compliance import review
 from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
+from fanli.engine.explain import explain
 from fanli.kit.errors import FanliError, InputError, NotFoundError
 from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.preview import preview_last_year
+from fanli.ledger.queries import run_result, run_results
 from fanli.ledger.service import accrue
 from fanli.sales.files import InputFileError
 from fanli.sales.mapping import load_mapping
@@ -62,6 +65,7 @@ from .views import (
 router = APIRouter(include_in_schema=False)
 SAFE_NAME = re.compile(r"[^\w.\-]+")
 SHOWN_ISSUES = 200  # rows of a refused file shown on the page; the download has them all
+RESULTS_PAGE = 50  # result rows of an accrual run per page
 
 
 def _checked(request: Request, csrf: str) -> tuple[Viewer | None, Response | None]:
@@ -302,6 +306,78 @@ def run_accrual(
         title_values={"date": as_of},
         work=work,
         show=_accruals_page,
+    )
+
+
+@router.get("/accruals/{run_id}", response_model=None)
+def accrual_run(run_id: int, request: Request, q: str = "", offset: int = 0) -> Response:
+    """What a run read and what it rated: every result row, searchable, each with the engine's
+    explanation (loaded when opened)."""
+    viewer, refused = _staff(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    if scope(viewer, "GET /api/accrual-runs") is None:  # as over the API
+        return _not_found(request, viewer)
+    offset = max(offset, 0)
+    with unit_of_work(request.app.state.read_sessions) as session:
+        run = session.get(AccrualRun, run_id)
+        if run is None:
+            return _not_found(request, viewer)
+        shown = visible(session, viewer, "GET /api/accrual-runs")
+        found = run_results(
+            session, request.app.state.facts, run_id, customers=shown, search=q, offset=offset
+        )
+    return _page(
+        request,
+        "accrual_run.html",
+        viewer,
+        run=run,
+        results=found,
+        q=q,
+        offset=offset,
+        page=RESULTS_PAGE,
+        one_day=dt.timedelta(days=1),  # a period's end is exclusive
+    )
+
+
+@router.get("/accruals/{run_id}/explain", response_class=HTMLResponse)
+def explain_result(  # noqa: PLR0917 - the result's key
+    run_id: int,
+    request: Request,
+    agreement: str = Query(max_length=64),
+    version: int = Query(ge=1),
+    customer: str = Query(max_length=64),
+    period: int = Query(ge=1),
+) -> HTMLResponse:
+    """The engine's explanation of one result row of a run (HTMX, when the row is opened)."""
+    viewer, refused = _staff(request)
+    if refused or viewer is None or scope(viewer, "GET /api/accrual-runs") is None:
+        return HTMLResponse("", status_code=404)
+    lang = _lang(request)
+    with unit_of_work(request.app.state.read_sessions) as session:
+        shown = visible(session, viewer, "GET /api/accrual-runs")
+        found = None
+        if shown is None or customer in shown:
+            key = (agreement, version, customer, period)
+            found = run_result(session, request.app.state.facts, run_id, key)
+        terms = session.scalar(
+            select(AgreementVersion.terms)
+            .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+            .where(AgreementRecord.code == agreement, AgreementVersion.version == version)
+        )
+    if found is None or terms is None:
+        return HTMLResponse(f'<p class="text-danger">{lang._("No such result.")}</p>', 404)
+    row, previous = found
+    text = explain(
+        Agreement.model_validate(terms),
+        row,
+        None,
+        previous=previous,
+        language="zh" if lang.code == "zh_CN" else "en",
+    )
+    return HTMLResponse(
+        '<pre class="small mb-0" data-testid="explanation" style="white-space: pre-wrap">'
+        f"{_escape(text)}</pre>"
     )
 
 

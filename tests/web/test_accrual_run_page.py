@@ -1,0 +1,102 @@
+"""An accrual run's page: what it read, every result row it stored (searchable, paged), and the
+engine's explanation of any row, the same text the customer's statement shows. Only the roles
+that may read runs over the API see it; a sales user gets 404. On both databases."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pyotp
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from fanli.config import Settings
+from fanli.interfaces.api.app import create_app
+from fanli.ledger.models import AccrualRun
+from fanli.users.auth import enrol_second_factor, set_password
+from store.conftest import NOW, Store, sqlite_template, store
+from store.test_settlements import _form, _world
+
+__all__ = ["sqlite_template", "store"]  # the store's fixtures, on both databases
+PASSWORD = "correct horse battery"
+
+
+def _sign_in(client: TestClient, user: str, secret: str) -> None:
+    client.cookies.clear()
+    totp = pyotp.TOTP(secret).now()
+    client.post("/signin", data={"user": user, "password": PASSWORD, "totp": totp})
+
+
+def _cells(page: str) -> list[list[str]]:
+    """The result rows of the page, cell texts."""
+    rows = re.findall(r'<tr data-key="[^"]+">(.*?)</tr>', page, re.S)
+    return [
+        [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        for row in rows
+    ]
+
+
+def test_a_run_shows_its_results_and_explains_each(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))  # 2% of C1's 10,000 and C2's 500
+    with store.work() as session:
+        run_id = session.scalar(select(AccrualRun.id))
+        secrets = {}
+        for code in ("fay", "sam"):
+            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW)
+            secrets[code] = enrol_second_factor(session, code, actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        _sign_in(client, "fay", secrets["fay"])
+        page = client.get(f"/accruals/{run_id}").text
+        assert _cells(page) == [
+            [
+                "A1 v1",
+                "C1",
+                "2026年1月1日 – 2026年3月31日",
+                "¥10,000.00",
+                "1",
+                "¥200.00",
+                "¥200.00",
+            ],
+            ["A1 v1", "C2", "2026年1月1日 – 2026年3月31日", "¥500.00", "1", "¥10.00", "¥10.00"],
+        ]
+        assert "共 2 条，显示 2 条" in page
+        assert _cells(client.get(f"/accruals/{run_id}?q=c2").text) == [
+            ["A1 v1", "C2", "2026年1月1日 – 2026年3月31日", "¥500.00", "1", "¥10.00", "¥10.00"]
+        ]
+        assert _cells(client.get(f"/accruals/{run_id}?q=nobody").text) == []
+        why = client.get(
+            f"/accruals/{run_id}/explain",
+            params={"agreement": "A1", "version": 1, "customer": "C1", "period": 1},
+        )
+        assert why.status_code == 200
+        explanation = html.unescape(re.sub(r"<[^>]+>", "", why.text))
+        # The customer's statement explains the same row with the same words.
+        statement = client.get("/customers/C1").text
+        shown = re.search(r'data-testid="explanation"[^>]*>(.*?)</pre>', statement, re.S)
+        assert shown is not None
+        assert explanation == html.unescape(shown[1])
+        lines = explanation.splitlines()
+        assert "whole_volume：2% x 10,000.00 = 200.00" in lines
+        assert "本期返利：200.00；累计返利：200.00" in lines
+        missing = client.get(
+            f"/accruals/{run_id}/explain",
+            params={"agreement": "A1", "version": 1, "customer": "C1", "period": 2},
+        )
+        assert missing.status_code == 404
+        assert client.get("/accruals/999999").status_code == 404
+
+        _sign_in(client, "sam", secrets["sam"])  # sales: runs are not theirs to read
+        assert client.get(f"/accruals/{run_id}").status_code == 404
+        assert (
+            client.get(
+                f"/accruals/{run_id}/explain",
+                params={"agreement": "A1", "version": 1, "customer": "C1", "period": 1},
+            ).status_code
+            == 404
+        )
