@@ -82,3 +82,11 @@ def test_lines_returns_and_band() -> None:
     assert lines[-1] == "Accrual (actual): 350.00, the cumulative rebate"
     chinese = explain(agreement, row("350"), LINES, language="zh")
     assert "达到阶梯：第 2 档 [1,000.00, 2,500.00)，费率 25%（阶梯值 2,000.00）" in chinese
+    # The terms' codes are in Chinese too: method, event, period kind and rounding.
+    chinese_lines = chinese.splitlines()
+    assert chinese_lines[1].endswith("（按季度，按期计算）"), chinese_lines[1]
+    assert chinese_lines[2] == "销售行按开票日期计入"
+    assert [line for line in chinese_lines if line.startswith(("超额累进：", "舍入："))] == [
+        "超额累进：1,000.00 x 10% + 1,000.00 x 25% = 350.00",
+        "舍入：四舍五入，精确到 0.01：精确值 350.00 -> R = 350.00",
+    ]

@@ -82,7 +82,8 @@ def test_a_run_shows_its_results_and_explains_each(store: Store, tmp_path: Path)
         assert shown is not None
         assert explanation == html.unescape(shown[1])
         lines = explanation.splitlines()
-        assert "whole_volume：2% x 10,000.00 = 200.00" in lines
+        assert "全额累进：2% x 10,000.00 = 200.00" in lines
+        assert "销售行按开票日期计入" in lines
         assert "本期返利：200.00；累计返利：200.00" in lines
         missing = client.get(
             f"/accruals/{run_id}/explain",

@@ -245,8 +245,8 @@ def test_staff_pages_render_in_both_languages(page: Any, site: Site) -> None:
     page.click("[data-testid=statement] summary")
     # The staff see the customer's explanation, word for word (one function makes both).
     assert page.locator("[data-testid=explanation]").inner_text().splitlines()[-4:] == [
-        "whole_volume：2% x 10,000.00 = 200.00",
-        "舍入：half_up，精确到 0.01：精确值 200.00 -> R = 200.00",
+        "全额累进：2% x 10,000.00 = 200.00",
+        "舍入：四舍五入，精确到 0.01：精确值 200.00 -> R = 200.00",
         "本期返利：200.00；累计返利：200.00",
         "计提（实际）：200.00，即累计返利",
     ]

@@ -137,6 +137,27 @@ _MEASURE_WORDS = {
     "en": {Measure.NET: "net amount", Measure.GROSS: "gross amount", Measure.QUANTITY: "quantity"},
     "zh": {Measure.NET: "不含税金额", Measure.GROSS: "含税金额", Measure.QUANTITY: "数量"},
 }
+# The terms' codes in Chinese. English shows the codes as the terms write them.
+_CODES_ZH = {
+    "month": "按月",
+    "quarter": "按季度",
+    "half": "按半年",
+    "year": "按年",
+    "custom": "自定义期间",
+    "order": "下单",
+    "invoice": "开票",
+    "paid_invoice": "回款",
+    "whole_volume": "全额累进",
+    "marginal": "超额累进",
+    "rolling": "滚动累进",
+    "all_reached": "各档叠加",
+    "whole_basis": "全部基数",
+    "growth_only": "仅增长部分",
+    "prior_year": "上年同期",
+    "fixed": "固定基期",
+    "half_up": "四舍五入",
+    "half_even": "银行家舍入",
+}
 _MEASURE_COLUMN = {
     Measure.NET: "net_amount",
     Measure.GROSS: "gross_amount",
@@ -153,6 +174,14 @@ class _Words:
 
     def measure(self, measure: Measure) -> str:
         return _MEASURE_WORDS[self.language][measure]
+
+    def code(self, value: str) -> str:
+        """A code of the terms (quarter, paid_invoice, half_up, "marginal (fixed)") in the
+        reader's words."""
+        if self.language != "zh":
+            return value
+        head, _, tail = value.partition(" ")
+        return _CODES_ZH.get(head, head) + ("（固定金额）" if tail == "(fixed)" else "")
 
 
 # ---- number formatting ---------------------------------------------------------------------------
@@ -381,14 +410,14 @@ def explain(
             end=row.period_end,
         )
     )
-    kind = agreement.periods.kind.value
+    kind = words.code(agreement.periods.kind.value)
     if agreement.periods.scope is TierScope.TERM:
         out.append(
             words("window_term", start=agreement.term_period.start, end=row.period_end, kind=kind)
         )
     else:
         out.append(words("window_period", start=row.period_start, end=row.period_end, kind=kind))
-    out.append(words("event", event=agreement.eligibility.event.value))
+    out.append(words("event", event=words.code(agreement.eligibility.event.value)))
     if lines is None:
         out.append(words("lines_unavailable"))
     else:
@@ -418,7 +447,7 @@ def explain(
     growth = agreement.growth
     if growth is not None:
         baseline = row.baseline or ZERO
-        kind_text = growth.baseline.value
+        kind_text = words.code(growth.baseline.value)
         if baseline <= 0 or row.tier_basis < 0:
             tier_value = None
             out.append(
@@ -500,7 +529,7 @@ def explain(
         out.append(
             words(
                 "formula",
-                method=result.method,
+                method=words.code(result.method),
                 formula=result.text,
                 raw=_number(raw, minor_unit(currency)),
             )
@@ -514,7 +543,7 @@ def explain(
     out.append(
         words(
             "rounding",
-            mode=agreement.rounding.value,
+            mode=words.code(agreement.rounding.value),
             quantum=quantum,
             raw=_number(raw, minor_unit(currency)),
             rounded=_number(row.window_rebate, minor_unit(currency)),
