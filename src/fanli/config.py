@@ -7,13 +7,16 @@
 ``FANLI_AUDIT_EVERY_MINUTES`` and ``FANLI_AUDIT_AS`` turn on the server's own schedule for the
 periodic audit (and a signed checkpoint, when the signing key is in the data directory); off by
 default, where cron does it (docs/audit.md).
+``FANLI_TIMEZONE`` is the company's time zone, where the web pages show times (an IANA name;
+default Asia/Shanghai). Times are stored in UTC.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +28,16 @@ class Settings(BaseSettings):
     read_cache_size: int = Field(default=2_000, ge=0)
     audit_every_minutes: float = Field(default=0, ge=0)  # 0: no in-process schedule
     audit_as: str | None = None  # the internal auditor the scheduled runs act as
+    timezone: str = "Asia/Shanghai"  # where the web pages show times (stored in UTC)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Shanghai)") from None
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -91,6 +91,12 @@ def test_formats_follow_the_locale() -> None:
     )
     day = dt.date(2026, 3, 31)
     assert (zh.date(day), en.date(day)) == ("2026年3月31日", "Mar 31, 2026")
+    # Times are stored in UTC and shown in the company's zone: 20:30 UTC is the next morning
+    # in Shanghai, and its date is the next day there.
+    late = dt.datetime(2026, 3, 31, 20, 30, tzinfo=dt.UTC)
+    assert (zh.date(late), en.date(late)) == ("2026年4月1日", "Apr 1, 2026")
+    assert en.datetime(late) == "Apr 1, 2026, 4:30:00\u202fAM"
+    assert Lang("en", "Europe/Berlin").datetime(late) == "Mar 31, 2026, 10:30:00\u202fPM"
     assert (zh._("Settlements"), en._("Settlements")) == ("结算", "Settlements")
     assert (zh._("paid"), en._("paid")) == ("已支付", "Paid")
 

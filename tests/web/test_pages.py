@@ -4,9 +4,11 @@ that customer, and refuses a form without the session's CSRF token."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pyotp
 from fastapi.testclient import TestClient
@@ -51,6 +53,23 @@ def test_a_transfer_goes_to_the_verified_account_chosen_on_the_page(
         assert refused.status_code == 403  # no CSRF token
         paid = client.post(f"/settlements/{settlement_id}/pay", data={**form, "csrf": csrf[1]})
         assert f"结算 {settlement_id} 已支付。" in paid.text  # Chinese: the default language
+        # The customer's statement lists the payout: when (in the company's zone), how, where.
+        statement = client.get("/customers/C1").text
+        payouts = re.search(r'data-testid="payouts">.*?<tbody>(.*?)</tbody>', statement, re.S)
+        assert payouts is not None
+        cells = [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(r"<td[^>]*>(.*?)</td>", payouts[1], re.S)
+        ]
+        today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        assert cells == [
+            f"{today.year}年{today.month}月{today.day}日",
+            str(settlement_id),
+            "A1 · 2026年1月1日",
+            "银行转账",
+            "工商银行，尾号 1 的账户",
+            "¥200.00",
+        ]
     assert world.settlement(settlement_id).status == "paid"
     with store.work() as session:
         payout = session.scalar(select(Payout).where(Payout.settlement_id == settlement_id))

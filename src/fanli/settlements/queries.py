@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
 from fanli.agreements.service import approvals_of, missing_approvals
+from fanli.customers.models import BankAccount
 from fanli.settlements.models import Payout, Settlement, SettlementApproval, SettlementStatus
 from fanli.settlements.service import SettlementError, approval_slot, approvals, missing_steps
 from fanli.users.actor import Actor, Role
@@ -89,6 +91,48 @@ def settlement_page(
         .limit(limit)
     )
     return [dict(row._mapping) for row in rows], total
+
+
+@dataclass(frozen=True)
+class PayoutRow:
+    """A payout as its beneficiary sees it: when, for what, how, and the document to find it by."""
+
+    settlement_id: int
+    agreement_code: str
+    period_start: dt.date
+    paid_at: dt.datetime
+    form: str
+    amount: Decimal
+    currency: str
+    document_number: str | None
+    bank_name: str | None  # a transfer's bank, and the account's last four digits
+    account_tail: str | None
+
+
+def payouts_of(session: Session, beneficiary: str) -> list[PayoutRow]:
+    """Every payout to ``beneficiary``, newest first."""
+    rows = session.execute(
+        select(Payout, Settlement, BankAccount.bank_name, BankAccount.account_number)
+        .join(Settlement, Settlement.id == Payout.settlement_id)
+        .outerjoin(BankAccount, BankAccount.id == Payout.bank_account_id)
+        .where(Settlement.beneficiary == beneficiary)
+        .order_by(Payout.paid_at.desc(), Payout.id.desc())
+    ).all()
+    return [
+        PayoutRow(
+            settlement.id,
+            settlement.agreement_code,
+            settlement.period_start,
+            payout.paid_at,
+            payout.form,
+            payout.amount,
+            settlement.currency,
+            payout.document_number,
+            bank_name,
+            account_number[-4:] if account_number else None,
+        )
+        for payout, settlement, bank_name, account_number in rows
+    ]
 
 
 @dataclass(frozen=True)

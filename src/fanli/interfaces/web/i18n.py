@@ -14,6 +14,7 @@ from decimal import Decimal
 from functools import cache
 from importlib.resources import files
 from io import BytesIO
+from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.messages.mofile import write_mo
@@ -55,11 +56,16 @@ def choose(cookie: str | None, accept_language: str) -> str:
     return LOCALES[0]
 
 
+DEFAULT_ZONE = "Asia/Shanghai"  # where times are shown, unless FANLI_TIMEZONE says otherwise
+
+
 @dataclass(frozen=True)
 class Lang:
-    """One request's language: its messages and its formats."""
+    """One request's language: its messages and its formats. Times are stored in UTC and shown
+    in ``zone``, the company's time zone; the date of a time is its date there."""
 
     code: str
+    zone: str = DEFAULT_ZONE
 
     def _(self, message: str, **values: object) -> str:
         text = translations(self.code).gettext(message)
@@ -87,9 +93,11 @@ class Lang:
         return format_percent(value / 100, format="#,##0.##%", locale=self.code)
 
     def date(self, value: dt.date | None) -> str:
+        if isinstance(value, dt.datetime):  # a time: its date in the company's zone
+            value = value.astimezone(ZoneInfo(self.zone)).date()
         return "—" if value is None else format_date(value, format="medium", locale=self.code)
 
     def datetime(self, value: dt.datetime | None) -> str:
         if value is None:
             return "—"
-        return format_datetime(value, format="medium", locale=self.code)
+        return format_datetime(value, format="medium", tzinfo=ZoneInfo(self.zone), locale=self.code)

@@ -49,8 +49,8 @@ from fanli.oversight.models import Finding, FindingStatus
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlement_service
 from fanli.settlements.models import BalanceCredit, BalanceUse, UseStatus
+from fanli.settlements.queries import payouts_of, waiting_for
 from fanli.settlements.queries import settlements as list_settlements
-from fanli.settlements.queries import waiting_for
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import Outcome, check_session, settle_session, sign_in, sign_out
 
@@ -74,7 +74,8 @@ class Viewer:
 
 def _lang(request: Request) -> i18n.Lang:
     return i18n.Lang(
-        i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language", ""))
+        i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language", "")),
+        request.app.state.settings.timezone,
     )
 
 
@@ -419,6 +420,7 @@ def _statement(session: Session, store: Any, code: str, lang: i18n.Lang) -> dict
             session, statement_rows(session, store, code), result_rows(session, store, code), lang
         ),
         "settlements": list_settlements(session, beneficiary=code),
+        "payouts": payouts_of(session, code),
         "balance": balances.balance(session, code, today),
         "gaps": gaps,
         "accounts": bank_accounts(session, code),
