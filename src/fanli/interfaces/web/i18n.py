@@ -92,6 +92,10 @@ class Lang:
             return "—"
         return format_percent(value / 100, format="#,##0.##%", locale=self.code)
 
+    def today(self) -> dt.date:
+        """Today's date in the company's zone: the day balances expire and periods run on."""
+        return dt.datetime.now(ZoneInfo(self.zone)).date()
+
     def date(self, value: dt.date | None) -> str:
         if isinstance(value, dt.datetime):  # a time: its date in the company's zone
             value = value.astimezone(ZoneInfo(self.zone)).date()

@@ -290,7 +290,7 @@ def dashboard(request: Request) -> Response:
     if refused or viewer is None:
         return refused or _to_signin()
     lang = _lang(request)
-    today = now_utc().date()
+    today = lang.today()
     with unit_of_work(request.app.state.read_sessions) as session:
         totals = overview.period_totals(session)
         shown = visible(session, viewer, "GET /api/customers")
@@ -408,7 +408,7 @@ def _progress(
 def _statement(session: Session, store: Any, code: str, lang: i18n.Lang) -> dict[str, Any]:
     """What a customer sees and what the staff see of it: the same numbers, from the same runs."""
     customer = customer_by_code(session, code)
-    today = now_utc().date()
+    today = lang.today()
     try:
         _row, policy = policy_in_force(session, today)
         gaps = due_diligence_gaps(session, customer, policy.due_diligence.required, today)
@@ -456,7 +456,7 @@ def inbox(request: Request) -> Response:
     if refused or viewer is None:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
-        waiting = waiting_for(session, viewer.actor, now_utc().date())
+        waiting = waiting_for(session, viewer.actor, _lang(request).today())
         # Balance uses someone else asked for, to those who may decide them (the service checks
         # again, and refuses the one who asked).
         decides = scope(viewer, "POST /api/balance-uses/{use_id}/decision") is not None
