@@ -197,3 +197,43 @@ def test_a_red_invoice_names_the_original_lines_on_the_page(store: Store, tmp_pa
         payout = session.scalar(select(Payout).where(Payout.settlement_id == settlement_id))
         assert payout is not None
         assert (payout.form, payout.original_invoices) == ("red_invoice", ["L1"])
+
+
+def test_a_clawback_is_paid_on_the_page_by_offset(store: Store, tmp_path: Path) -> None:
+    """A transfer agreement that allows claw-backs: after a return, the approved negative
+    settlement is offered for payment by offset against receivables, with no bank account."""
+    world = _world(store, tmp_path, _form("bank_transfer", clawback=True))
+    account = world.verified_account("C1")
+    first = world.propose()
+    world.approve(first, "amy")
+    world.pay(first, bank_account_id=account)
+    world.sales(("R1", "C1", "P1", "2026-03-25", "-5", "-5000.00"))
+    world.accrue()
+    claw = world.propose(key="claw")
+    world.approve(claw, "amy")
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        csrf = _signed_in(client, "fay", secret)
+        page = client.get("/settlements").text
+        row = re.search(rf'<tr data-settlement="{claw}">(.*?)</tr>', page, re.S)
+        assert row is not None
+        assert '<td class="text-end">-¥100.00</td>' in row[1]
+        note = re.search(r'data-testid="clawback">([^<]*)<', row[1])
+        assert note is not None
+        assert note[1] == "追回：由客户偿还，方式为冲抵应收。"
+        assert 'name="bank_account"' not in row[1]  # no account: money is never pulled
+        key = re.search(rf'name="key" value="([^"]+-{claw})"', row[1])
+        assert key is not None
+        paid = client.post(f"/settlements/{claw}/pay", data={"key": key[1], "csrf": csrf})
+        assert f"结算 {claw} 已支付。" in paid.text
+    with store.work() as session:
+        payout = session.scalar(select(Payout).where(Payout.settlement_id == claw))
+        assert payout is not None
+        assert (payout.form, payout.amount, payout.bank_account_id) == (
+            "receivable_offset",
+            Decimal("-100.00"),
+            None,
+        )

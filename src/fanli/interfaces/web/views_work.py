@@ -395,7 +395,11 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         # A transfer goes only to a verified account of the beneficiary: offer just those, to
         # those who may see bank accounts.
         sees_accounts = scope(viewer, "GET /api/customers/{code}/bank-accounts") is not None
-        payees = {s.beneficiary for s in rows if s.form == "bank_transfer" and sees_accounts}
+        payees = {
+            s.beneficiary
+            for s in rows
+            if settlements.payout_form(s) == "bank_transfer" and sees_accounts
+        }
         accounts: dict[str, list[BankAccount]] = {}
         for account, code in session.execute(
             select(BankAccount, Customer.code)
@@ -409,6 +413,9 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         "settlements.html",
         viewer,
         rows=rows,
+        # How each would be paid: a claw-back is collected by document or offset, never by a
+        # transfer or from the balance (the service decides; the form asks for what it needs).
+        paid_as={s.id: settlements.payout_form(s).value for s in rows},
         accounts=accounts,
         agreements=codes,
         key=secrets.token_urlsafe(12),
