@@ -133,3 +133,38 @@ def test_the_dashboard_shows_one_section_per_currency(store: Store, tmp_path: Pa
     assert (
         'data-testid="near"><tbody><tr><td class="text-body-secondary">None within reach.' in page
     )
+
+
+def test_a_reversed_accrual_lowers_the_accrued_and_a_payout_is_settled(
+    store: Store, tmp_path: Path
+) -> None:
+    world = World(store, tmp_path)
+    world.agreement(percent_agreement())  # 2% in CNY
+    world.sales(
+        ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
+        ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+    )
+    world.accrue("2026-03-31")  # 200.00 + 10.00
+    paid = world.propose("C1")
+    world.approve(paid, "amy")
+    world.pay(paid, document_number="CN-1")  # 200.00 settled
+    world.sales(("R2", "C2", "P1", "2026-03-20", "-1", "-500.00"))  # C2 returns everything
+    world.accrue("2026-03-31")  # reverses C2's 10.00: less accrued, nothing settled
+    with store.work() as session:
+        totals = overview.period_totals(session)
+        assert list(totals) == ["CNY"]
+        # Run 2 posted -10.00 in March: the accrued is net, 200.00; the payout (posted on
+        # NOW's day, in November) is the only settlement.
+        assert totals == {
+            "CNY": [
+                PeriodTotals("2026-03", D("200.00"), D("0.00"), D("200.00")),
+                PeriodTotals("2026-11", D("0.00"), D("200.00"), D("0.00")),
+            ]
+        }
+        # C2 alone (a sales user's view): 10.00 accrued and reversed, nothing settled.
+        assert overview.period_totals(session, {"C2"}) == {
+            "CNY": [
+                PeriodTotals("2026-03", D("0.00"), D("0.00"), D("0.00")),
+                PeriodTotals("2026-11", D("0.00"), D("0.00"), D("0.00")),
+            ]
+        }

@@ -22,7 +22,8 @@ from fanli.settlements.models import CreditStatus, SettlementStatus, StatementDe
 
 WEB = files("fanli.interfaces.web")
 # _("...") in a template or a view, the string possibly on the next line; a job's title=.
-CALL = re.compile(r"""(?:\b_\(|\btitle=)\s*(["'])(.+?)\1""")
+# (A string joined to a code, _("period " ~ status), is a code's prefix: see CODES.)
+CALL = re.compile(r"""(?:\b_\(|\btitle=)\s*(["'])(.+?)\1\s*[,)]""")
 
 
 def _used() -> set[str]:
@@ -71,10 +72,11 @@ CODES = {
         BatchStatus,
         StatementDecision,
         FindingStatus,
-        PeriodStatus,
     )
     for member in enum
 } | {"draft", "submitted", "active"}
+# A period's "open" is not a finding's: the periods page says "period open" (未结账).
+CODES |= {f"period {member.value}" for member in PeriodStatus}
 
 
 def test_both_languages_name_the_codes() -> None:

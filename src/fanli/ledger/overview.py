@@ -18,13 +18,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, type_coerce
+from sqlalchemy import case, func, literal, select, true, type_coerce
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.db.base import Amount
 from fanli.kit.money import ZERO
-from fanli.ledger.models import Account, AccountingPeriod, JournalEntry, JournalLine
+from fanli.ledger.models import (
+    Account,
+    AccountingPeriod,
+    EntryKind,
+    JournalEntry,
+    JournalLine,
+)
 from fanli.ledger.queries import accounting_periods, liabilities, standings_on
 from fanli.sales.store import FactStore
 
@@ -86,45 +92,57 @@ class PeriodTotals:
     """One accounting period's movements on the rebate liability, in one currency."""
 
     period: str
-    accrued: Decimal  # credited to the liability: accruals and adjustments
-    settled: Decimal  # debited from it: settlements paid (and reversed accruals)
+    accrued: Decimal  # accrual and adjustment entries, net: a run that lowers a rebate reverses
+    settled: Decimal  # payouts: settlements paid, less claw-backs collected
     outstanding: Decimal  # the balance at the period's end, over every period since the first
 
 
-def period_totals(session: Session) -> dict[str, list[PeriodTotals]]:
-    """Per currency, every accounting period's liability movements in period order."""
+_ACCRUING = (EntryKind.ACCRUAL.value, EntryKind.ADJUSTMENT.value)
+
+
+def period_totals(
+    session: Session, customers: set[str] | None = None
+) -> dict[str, list[PeriodTotals]]:
+    """Per currency, every accounting period's liability movements in period order, over the
+    beneficiaries in ``customers`` (None: all). A reversed accrual lowers what was accrued; it
+    is not a settlement."""
     currencies = version_currencies(session)
     zero = literal(ZERO, Amount())  # an Amount, so SQLite's sums stay scaled integers
-
-    def on_liability(column: Any) -> Any:
-        return type_coerce(
-            func.sum(case((column == Account.LIABILITY, JournalLine.amount), else_=zero)),
-            Amount(),
+    net_credit = type_coerce(
+        func.sum(
+            case((JournalLine.credit_account == Account.LIABILITY, JournalLine.amount), else_=zero)
         )
-
-    moves: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
-    for code, version_id, credited, debited in session.execute(
-        select(
-            AccountingPeriod.code,
-            JournalLine.version_id,
-            on_liability(JournalLine.credit_account),
-            on_liability(JournalLine.debit_account),
-        )
+        - func.sum(
+            case((JournalLine.debit_account == Account.LIABILITY, JournalLine.amount), else_=zero)
+        ),
+        Amount(),
+    )
+    # Per currency and period: (accrued, settled, anything else on the liability).
+    moves: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]] = {}
+    for code, version_id, kind, credited in session.execute(
+        select(AccountingPeriod.code, JournalLine.version_id, JournalEntry.kind, net_credit)
         .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
         .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.accounting_period_id)
-        .group_by(AccountingPeriod.code, JournalLine.version_id)
+        .where(JournalLine.beneficiary.in_(sorted(customers)) if customers is not None else true())
+        .group_by(AccountingPeriod.code, JournalLine.version_id, JournalEntry.kind)
     ).all():
         key = (currencies.get(version_id, DEFAULT_CURRENCY), code)
-        accrued, settled = moves.get(key, (ZERO, ZERO))
-        moves[key] = (accrued + credited, settled + debited)
+        accrued, settled, other = moves.get(key, (ZERO, ZERO, ZERO))
+        if kind in _ACCRUING:
+            accrued += credited
+        elif kind == EntryKind.PAYOUT.value:
+            settled -= credited  # a payout debits the liability
+        else:
+            other += credited
+        moves[key] = (accrued, settled, other)
     periods = [period.code for period in accounting_periods(session)]
     totals: dict[str, list[PeriodTotals]] = {}
     for currency in sorted({currency for currency, _code in moves}):
         outstanding = ZERO
         rows = totals.setdefault(currency, [])
         for code in periods:
-            accrued, settled = moves.get((currency, code), (ZERO, ZERO))
-            outstanding += accrued - settled
+            accrued, settled, other = moves.get((currency, code), (ZERO, ZERO, ZERO))
+            outstanding += accrued - settled + other
             rows.append(PeriodTotals(code, accrued, settled, outstanding))
     return totals
 

@@ -160,6 +160,9 @@ def _render(  # noqa: PLR0917 - the page's parts
             "viewer": viewer,
             "locales": i18n.NAMES,
             "staff": viewer is not None and bool(viewer.actor.roles & STAFF),
+            # may("/imports"), may("/accruals", "POST"): show a link or a form only to whom it
+            # is open.
+            "may": lambda path, method="GET": may(viewer, path, method),
             # Every page names the viewer's long operations still running (jobs.py).
             "under_way": request.app.state.jobs.under_way(viewer.actor.code) if viewer else [],
             "job_title": lambda job: lang._(
@@ -275,11 +278,75 @@ def language(code: str, request: Request, back: str = "/") -> Response:
 # ---- the staff's pages -------------------------------------------------------------------------
 
 
+# Each staff page, and each form it posts, does what one API route does: it is open to whom the
+# API's matrix (authorization.yaml) opens that route, and to nobody else ("staff": to every
+# staff role; the page checks further, or shows only the viewer's own things). A page missing
+# here is refused; tests/web/test_access.py checks that every route of the web app is listed.
+PAGES: dict[tuple[str, str], str] = {
+    ("GET", "/dashboard"): "staff",  # every figure on it is narrowed to what the viewer may see
+    ("GET", "/customers"): "GET /api/customers",
+    ("GET", "/customers/{code}"): "GET /api/customers/{code}/statement",
+    ("POST", "/customers/{code}/balance-uses"): "POST /api/balance-uses",
+    ("GET", "/inbox"): "GET /api/settlements/waiting",
+    ("POST", "/inbox/{settlement_id}/approve"): "POST /api/settlements/{settlement_id}/approvals",
+    ("POST", "/inbox/uses/{use_id}"): "POST /api/balance-uses/{use_id}/decision",
+    ("GET", "/agreements"): "GET /api/agreements",
+    ("POST", "/agreements"): "POST /api/agreements",
+    ("POST", "/agreements/check"): "POST /api/agreements",
+    ("POST", "/agreements/preview"): "POST /api/agreements",
+    ("POST", "/agreements/{version_id}/submit"): "POST /api/agreements/{code}/submission",
+    ("GET", "/agreements/{code}/review"): "GET /api/agreements/{code}",
+    ("POST", "/agreements/{code}/review/{version_id}"): "POST /api/agreements/{code}/approvals",
+    ("GET", "/imports"): "GET /api/batches",
+    ("POST", "/imports"): "POST /api/imports/{kind}",
+    ("POST", "/imports/{batch_id}/void"): "POST /api/batches/{batch_id}/void",
+    ("GET", "/accruals"): "GET /api/accrual-runs",
+    ("POST", "/accruals"): "POST /api/accrual-runs",
+    ("GET", "/accruals/{run_id}"): "GET /api/accrual-runs",
+    ("GET", "/accruals/{run_id}/explain"): "GET /api/accrual-runs",
+    ("GET", "/jobs/{job_id}"): "staff",  # only the job's owner sees it
+    ("GET", "/settlements"): "GET /api/settlements",
+    ("POST", "/settlements"): "POST /api/settlements",
+    ("POST", "/settlements/{settlement_id}/pay"): "POST /api/settlements/{settlement_id}/payout",
+    (
+        "POST",
+        "/settlements/{settlement_id}/reject",
+    ): "POST /api/settlements/{settlement_id}/rejection",
+    ("GET", "/periods"): "GET /api/periods",
+    ("POST", "/periods/{code}/close"): "POST /api/periods/{code}/close",
+    ("POST", "/periods/{code}/gl"): "POST /api/periods/{code}/gl-exports",
+    ("GET", "/audit"): "GET /api/audit/findings",
+    ("POST", "/audit/runs"): "POST /api/audit/runs",
+    # Assign, resolve or dismiss: the widest of the three; the service checks the one asked.
+    ("POST", "/audit/findings/{finding_id}"): "POST /api/audit/findings/{finding_id}/resolution",
+    ("GET", "/policy"): "GET /api/policy",
+    ("GET", "/users"): "staff",  # everyone's own tokens and second factor
+    ("POST", "/users"): "POST /api/users",
+    ("POST", "/users/{code}/disable"): "POST /api/users/{code}/disable",
+    ("POST", "/tokens"): "staff",
+    ("POST", "/tokens/{token_id}/revoke"): "staff",
+    ("POST", "/second-factor"): "staff",
+}
+
+
+def may(viewer: Viewer | None, path: str, method: str = "GET") -> bool:
+    """Whether the viewer may open the staff page ``path`` (a route path: "/accruals/{run_id}"),
+    or post its form with ``method`` POST."""
+    if viewer is None or not viewer.actor.roles & STAFF:
+        return False
+    api_route = PAGES.get((method, path))
+    if api_route is None:
+        return False
+    return api_route == "staff" or scope(viewer, api_route) is not None
+
+
 def _staff(request: Request) -> tuple[Viewer | None, Response | None]:
+    """The signed-in staff viewer, if the page's API route is open to them (``PAGES``)."""
     viewer = _viewer(request)
     if viewer is None:
         return None, _to_signin()
-    if not viewer.actor.roles & STAFF:
+    route = request.scope.get("route")
+    if not may(viewer, getattr(route, "path", ""), request.method):
         return viewer, _not_found(request, viewer)
     return viewer, None
 
@@ -292,8 +359,8 @@ def dashboard(request: Request) -> Response:
     lang = _lang(request)
     today = lang.today()
     with unit_of_work(request.app.state.read_sessions) as session:
-        totals = overview.period_totals(session)
         shown = visible(session, viewer, "GET /api/customers")
+        totals = overview.period_totals(session, shown)
         leaders = overview.leaders(session, shown)
         near = overview.near_misses(session, request.app.state.facts, today, shown)
         waiting = waiting_for(session, viewer.actor, today)
