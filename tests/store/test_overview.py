@@ -37,28 +37,28 @@ BANDS = {
 
 def test_tier_progress_measures_the_way_to_the_next_band() -> None:
     assert tier_progress(BANDS, 1, D("250")) == TierProgress(
-        "percent", False, False, D("1000"), D("750"), 25
+        "percent", False, False, False, D("1000"), D("750"), 25
     )
     assert tier_progress(BANDS, 2, D("2500")) == TierProgress(
-        "percent", False, False, D("3000"), D("500"), 75
+        "percent", False, False, False, D("3000"), D("500"), 75
     )
     # Below the first band (a band starting above zero): from nothing to the first threshold.
     above = {"rebate": {"tiers": [{"from": "500", "rate": "1"}]}}
     assert tier_progress(above, 0, D("100")) == TierProgress(
-        "percent", False, False, D("500"), D("400"), 20
+        "percent", False, False, False, D("500"), D("400"), 20
     )
     # The top band: nothing more to reach.
     assert tier_progress(BANDS, 3, D("9000")) == TierProgress(
-        "percent", False, False, None, None, 100
+        "percent", False, False, False, None, None, 100
     )
     # Growth bands are percentages of a baseline: no amount to reach is claimed.
     growth = {**BANDS, "growth": {"baseline": "prior_year"}}
     assert tier_progress(growth, 1, D("105")) == TierProgress(
-        "percent", False, True, None, None, 100
+        "percent", False, False, True, None, None, 100
     )
     units = {"rebate": {"form": "per_unit", "basis": "quantity", "tiers": BANDS["rebate"]["tiers"]}}
     assert tier_progress(units, 2, D("1000")) == TierProgress(
-        "per_unit", True, False, D("3000"), D("2000"), 0
+        "per_unit", True, True, False, D("3000"), D("2000"), 0
     )
 
 

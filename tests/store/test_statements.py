@@ -49,3 +49,26 @@ def test_a_statement_is_answered_by_its_own_customer_only(store: Store, tmp_path
         assert [(a.decision, a.comment) for a in responses(session, "C1")] == [
             ("disputed", "发票 INV-9 未计入")
         ]
+
+
+def test_a_running_period_is_disputed_but_not_signed_off(store: Store, tmp_path: Path) -> None:
+    """Q1's statement, answered on 2026-03-15 (the period runs until 31 March): its numbers
+    can still change, so a sign-off waits for the end; a dispute need not."""
+    _world(store, tmp_path)
+    mid_march = dt.datetime(2026, 3, 15, 10, tzinfo=dt.UTC)
+    with store.work() as session:
+        with pytest.raises(InputError, match=r"runs until 2026-03-31; its statement can be"):
+            respond(session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
+                    comment="", actor=C1_BUYER, now=mid_march)  # fmt: skip
+        disputed = respond(
+            session, store.facts, "C1", Q1, decision=StatementDecision.DISPUTED,
+            comment="少计 INV-7", actor=C1_BUYER, now=mid_march,
+        )  # fmt: skip
+        assert disputed.decision == "disputed"
+    with store.work() as session:  # on 1 April the period has ended
+        signed = respond(
+            session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
+            comment="", actor=C1_BUYER, now=dt.datetime(2026, 4, 1, 1, tzinfo=dt.UTC),
+        )  # fmt: skip
+        assert [a.decision for a in responses(session, "C1")] == ["signed_off", "disputed"]
+        assert signed.decision == "signed_off"

@@ -14,10 +14,12 @@ import pyotp
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from fanli.agreements.terms import Rebate
 from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.settlements.models import Payout
 from fanli.users.auth import enrol_second_factor, set_password
+from store.builders import percent_agreement
 from store.conftest import NOW, Store, sqlite_template, store
 from store.test_settlements import _form, _world
 
@@ -237,3 +239,32 @@ def test_a_clawback_is_paid_on_the_page_by_offset(store: Store, tmp_path: Path) 
             Decimal("-100.00"),
             None,
         )
+
+
+def test_a_quantity_basis_is_shown_in_units(store: Store, tmp_path: Path) -> None:
+    """A per-unit programme (¥0.50 per unit sold): the basis is a count of units, not money,
+    on the customer's page and on the accrual run's page."""
+    per_unit = percent_agreement().model_copy(
+        update={
+            "rebate": Rebate.model_validate(
+                {"form": "per_unit", "basis": "quantity", "tiers": [{"from": "0", "rate": "0.5"}]}
+            )
+        }
+    )
+    world = _world(store, tmp_path, per_unit)  # C1 buys 10 units, C2 one
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        _signed_in(client, "fay", secret)
+        page = client.get("/customers/C1").text
+        row = re.search(r'data-testid="statement".*?<tbody>\s*<tr>(.*?)</tr>', page, re.S)
+        assert row is not None
+        cells = [
+            re.sub(r"<[^>]+>", "", c).strip()
+            for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)
+        ]
+        assert cells[2:6] == ["10 件", "1", "每件 ¥0.50", "¥5.00"]
+        run = client.get("/accruals/1").text
+        assert '<td class="text-end">10 件</td>' in run

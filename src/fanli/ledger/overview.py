@@ -48,6 +48,7 @@ class TierProgress:
     """Where a tier basis stands between its band and the next."""
 
     form: str  # the rebate's form: percent, per_unit or fixed (how to read a rate)
+    basis_in_units: bool  # the rebate's basis is a quantity, not money
     in_units: bool  # the tiers count quantity, not money
     on_growth: bool  # the tiers are growth over a baseline (a percent), not an amount to reach
     next_from: Decimal | None  # the next band's threshold; None at the top band or on growth
@@ -61,17 +62,33 @@ def tier_progress(terms: Mapping[str, Any], tier: int, tier_basis: Decimal) -> T
     rebate = terms.get("rebate", {})
     tiers = rebate.get("tiers", [])
     on_growth = bool(terms.get("growth"))
+    basis_in_units = rebate.get("basis") == "quantity"
     in_units = (rebate.get("tier_basis") or rebate.get("basis")) == "quantity"
     form = str(rebate.get("form", "percent"))
     if on_growth or tier >= len(tiers):
         # A growth band is a percent of a baseline: "¥X more" would need the baseline's amount.
-        return TierProgress(form, in_units, on_growth, None, None, 100)
+        return TierProgress(form, basis_in_units, in_units, on_growth, None, None, 100)
     start = Decimal(str(tiers[tier - 1]["from"])) if tier >= 1 else ZERO
     next_from = Decimal(str(tiers[tier]["from"]))
     span = next_from - start
     share = int((tier_basis - start) / span * 100) if span > 0 else 0
     more = max(next_from - tier_basis, ZERO)
-    return TierProgress(form, in_units, on_growth, next_from, more, max(0, min(share, 100)))
+    return TierProgress(
+        form, basis_in_units, in_units, on_growth, next_from, more, max(0, min(share, 100))
+    )
+
+
+def bases_in_units(session: Session) -> set[tuple[str, int]]:
+    """The agreement versions (code, version) whose rebate basis is a quantity, not money."""
+    return {
+        (code, version)
+        for code, version, terms in session.execute(
+            select(AgreementRecord.code, AgreementVersion.version, AgreementVersion.terms).join(
+                AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id
+            )
+        ).all()
+        if (terms or {}).get("rebate", {}).get("basis") == "quantity"
+    }
 
 
 # ---- per currency --------------------------------------------------------------------------

@@ -85,6 +85,15 @@ def respond(
     statement = period_statement(session, store, customer_code, period_start)
     if not statement.rows:
         raise InputError(f"there is no statement for {customer_code} from {period_start}")
+    running_until = max(row.period_end for row in statement.rows)
+    if decision is StatementDecision.SIGNED_OFF and running_until > now.date():
+        # Its numbers can still change; a dispute, though, may come at any time.
+        last_day = running_until - dt.timedelta(days=1)
+        raise InputError(
+            f"the rebate period runs until {last_day}; its statement can be signed off once "
+            "it has ended",
+            field="decision",
+        )
     if decision is StatementDecision.DISPUTED and not comment.strip():
         raise InputError("a dispute needs a comment: what is wrong", field="comment")
     answer = StatementResponse(

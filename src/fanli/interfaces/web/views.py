@@ -610,4 +610,17 @@ def portal(request: Request) -> Response:
             if found is not None:
                 name, terms = found
                 agreements.append((agreement_code, number, name, plain.describe(terms, lang)))
-    return _page(request, "portal.html", viewer, agreements=agreements, **statement)
+    # A period's statement is to sign off once the period has ended; a running one is shown
+    # with the day it ends (its numbers can still change).
+    today = lang.today()
+    periods: dict[dt.date, dt.date] = {}
+    for p in statement["progress"]:
+        periods[p.row.period_start] = max(
+            periods.get(p.row.period_start, p.row.period_end), p.row.period_end
+        )
+    statements = [
+        (start, end - dt.timedelta(days=1), end <= today) for start, end in sorted(periods.items())
+    ]
+    return _page(
+        request, "portal.html", viewer, agreements=agreements, statements=statements, **statement
+    )

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError
+from fanli.ledger import overview
 from fanli.settlements.models import StatementDecision
 from fanli.settlements.statements import period_statement, respond, responses
 from fanli.users.actor import Role
@@ -46,12 +47,14 @@ def _statement_context(request: Request, code: str, start: dt.date) -> dict[str,
     with unit_of_work(request.app.state.read_sessions) as session:
         statement = period_statement(session, request.app.state.facts, code, start)
         answers = [r for r in responses(session, code) if r.period_start == start]
+        in_units = overview.bases_in_units(session)  # a quantity basis is not money
     return {
         "statement": statement,
         "one_day": dt.timedelta(
             days=1
         ),  # rebate periods end exclusive; statements show the last day
         "answers": answers,
+        "in_units": in_units,
         "current": [a for a in answers if a.statement_sha256 == statement.sha256],
     }
 

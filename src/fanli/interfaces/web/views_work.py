@@ -33,6 +33,7 @@ from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
 from fanli.kit.errors import FanliError, InputError, NotFoundError
 from fanli.kit.progress import ProgressHook, Stage
+from fanli.ledger import overview
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.preview import preview_last_year
 from fanli.ledger.queries import run_result, run_results
@@ -327,6 +328,7 @@ def accrual_run(run_id: int, request: Request, q: str = "", offset: int = 0) -> 
         found = run_results(
             session, request.app.state.facts, run_id, customers=shown, search=q, offset=offset
         )
+        in_units = overview.bases_in_units(session)
     return _page(
         request,
         "accrual_run.html",
@@ -337,6 +339,7 @@ def accrual_run(run_id: int, request: Request, q: str = "", offset: int = 0) -> 
         offset=offset,
         page=RESULTS_PAGE,
         one_day=dt.timedelta(days=1),  # a period's end is exclusive
+        in_units=in_units,
     )
 
 
