@@ -127,7 +127,8 @@ def test_missing_required_column(tmp_path: Path) -> None:
     path = write(tmp_path, "s.csv", "line_id,customer_id,product_id,invoice_date,quantity\n")
     assert str(error_of(path)) == (
         f"file {path}, row 1, field 'net_amount': missing required column net_amount (looked "
-        "for: net_amount, net amount, net, amount excl. vat, ...; name it with --mapping)"
+        "for: net_amount, net amount, net, amount excl. vat, ...; or name your header for it in "
+        "a column mapping)"
     )
 
 

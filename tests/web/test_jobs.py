@@ -243,6 +243,21 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
         assert re.search(r"<td>2</td><td>customer_id</td><td>[^<]*C9", page)
         assert _batches(store) == before + 1  # the refused file stored nothing
 
+        headless = tmp_path / "no-code.csv"
+        headless.write_text("name,segment\n某公司,批发\n", encoding="utf-8")
+        started = client.post(
+            "/imports",
+            data={"kind": "customers", "csrf": csrf},
+            files={"file": ("no-code.csv", headless.read_bytes(), "text/csv")},
+        )
+        error = _alert(_ended(client, started), "error")
+        # The user's file by name (never the server's temporary path), and the page's mapping.
+        assert error == (
+            "no-code.csv, row 1, field &#39;customer_id&#39;: missing required column customer_id "
+            "(looked for: customer_id, customer, customer id, customer code, ...; or name your "
+            "header for it in a column mapping)"
+        )
+
         started = client.post("/accruals", data={"as_of": "2026-03-31", "csrf": csrf})
         page = _ended(client, started)
         run = re.search(r"第 (\d+) 次计提", _alert(page, "accrued"))

@@ -33,6 +33,7 @@ class InputError(FanliError):
         self.file = file
         self.row = row
         self.field = field
+        self.detail = message  # what is wrong, without where
         where = ", ".join(
             part
             for part in (

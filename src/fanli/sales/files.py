@@ -471,7 +471,8 @@ def _parse_date(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Chunk
 def _required_missing(name: str, kind: FileKind, source: str) -> InputError:
     aliases = ", ".join(ALIASES[kind][name][:4])
     return InputError(
-        f"missing required column {name} (looked for: {aliases}, ...; name it with --mapping)",
+        f"missing required column {name} (looked for: {aliases}, ...; or name your header "
+        "for it in a column mapping)",
         file=source,
         row=1,
         field=name,

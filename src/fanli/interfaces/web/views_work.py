@@ -223,8 +223,19 @@ def upload(
             )
         except InputError as error:
             # Name the user's file or the mapping, never the server's temporary folder.
-            where = "mapping" if error.file and error.file.endswith("mapping.yaml") else name
-            outcome["error"] = f"{where}: " + str(error).removeprefix(f"file {error.file}: ")
+            in_mapping = bool(error.file and error.file.endswith("mapping.yaml"))
+            outcome["error"] = (
+                ", ".join(
+                    part
+                    for part in (
+                        "mapping" if in_mapping else name,
+                        f"row {error.row}" if error.row is not None else "",
+                        f"field {error.field!r}" if error.field else "",
+                    )
+                    if part
+                )
+                + f": {error.detail}"
+            )
         return outcome
 
     return start_job(
