@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from fanli.kit.errors import InputError
 from fanli.oversight.audits import (
     Filters,
     FindingError,
@@ -103,6 +104,8 @@ def test_the_findings_workflow_and_report(world: AuditWorld, tmp_path: Path) -> 
         assign_finding(session, ids["amount_mismatch"], "fay", actor=who["fay"], now=CLOSE)
     with world.store.work() as session, pytest.raises(FindingError, match="assign it first"):
         resolve_finding(session, ids["amount_mismatch"], reason="x", actor=who["ivan"], now=CLOSE)
+    with world.store.work() as session, pytest.raises(InputError, match="amy cannot resolve"):
+        assign_finding(session, ids["amount_mismatch"], "amy", actor=who["ivan"], now=CLOSE)
     with world.store.work() as session:
         assign_finding(session, ids["amount_mismatch"], "fay", actor=who["ivan"], now=CLOSE)
         assign_finding(session, ids["approval_chain"], "fred", actor=who["ivan"], now=CLOSE)

@@ -16,6 +16,7 @@ from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
 from fanli.interfaces.web.views_work import STAGE_TEXT
 from fanli.ledger.models import PeriodStatus
+from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.models import FindingStatus
 from fanli.sales.models import BatchKind, BatchStatus
 from fanli.settlements.models import CreditStatus, SettlementStatus, StatementDecision
@@ -75,6 +76,7 @@ CODES = {
     )
     for member in enum
 } | {"draft", "submitted", "active"}
+CODES |= set(DETECTORS)  # a finding's detector, by its name
 # A period's "open" is not a finding's: the periods page says "period open" (未结账).
 CODES |= {f"period {member.value}" for member in PeriodStatus}
 

@@ -38,6 +38,9 @@ from fanli.users.actor import Actor, Role, require
 from fanli.users.models import User
 
 AUDITORS = (Role.INTERNAL_AUDITOR, Role.ADMINISTRATOR)
+# Who can own a finding: the roles that may resolve one (as over the API). A customer user, an
+# external auditor or an approver could never close it.
+OWNERS = frozenset({Role.INTERNAL_AUDITOR, Role.COMPLIANCE, Role.FINANCE, Role.ADMINISTRATOR})
 
 
 class FindingError(FanliError):
@@ -173,6 +176,12 @@ def assign_finding(
     user = session.scalar(select(User).where(User.code == owner))
     if user is None or not user.active:
         raise NotFoundError(f"there is no active user {owner}")
+    if not OWNERS & {Role(role) for role in user.roles}:
+        raise InputError(
+            f"{owner} cannot resolve findings; give it to a user with the role "
+            + " or ".join(sorted(OWNERS)),
+            field="owner",
+        )
     finding.owner = owner
     return _move(session, finding, FindingStatus.ASSIGNED, actor=actor, now=now)
 

@@ -31,6 +31,7 @@ from fanli.ledger.export import export_gl
 from fanli.ledger.periods import close_period
 from fanli.ledger.queries import accounting_periods
 from fanli.oversight.audits import (
+    OWNERS,
     Filters,
     assign_finding,
     dismiss_finding,
@@ -85,7 +86,14 @@ def _audit_page(
         )
         chosen = status if status in {s.value for s in FindingStatus} else None
         findings = report(session, Filters(status=chosen))
-        people = list(session.scalars(select(User.code).where(User.active).order_by(User.code)))
+        # Those who could resolve a finding they are given (the service refuses anyone else).
+        people = [
+            code
+            for code, roles in session.execute(
+                select(User.code, User.roles).where(User.active).order_by(User.code)
+            ).all()
+            if OWNERS & {Role(role) for role in roles}
+        ]
     return _page(
         request,
         "audit.html",
