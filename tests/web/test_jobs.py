@@ -265,6 +265,18 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
         # The new line alone: 2% of 5,000.00.
         assert _alert(page, "accrued") == f"第 {run[1]} 次计提：过账 1 行分录，负债变动 ¥100.00。"
 
+        # The page refuses a day to come and a day before the last run, before any job starts.
+        for day, refusal in (
+            ("2099-01-01", "2099年1月1日 尚未到来；计提截至日期须为今天或更早。"),
+            (
+                "2026-02-28",
+                "上次计提截至 2026年3月31日；截至 2026年2月28日 的计提会冲回此后已计提的金额。",
+            ),
+        ):
+            refused = client.post("/accruals", data={"as_of": day, "csrf": csrf})
+            assert refused.url.path == "/accruals"  # no job: the page says why at once
+            assert _alert(refused.text, "error") == refusal
+
         csrf = _sign_in(client, "ivan", secrets["ivan"])
         audit_page = client.get("/audit").text
         csrf = re.findall(r'name="csrf" value="([^"]+)"', audit_page)[0]

@@ -21,7 +21,7 @@ import yaml
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
@@ -287,11 +287,18 @@ def accruals(request: Request) -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
-    return _page(request, "accruals.html", viewer, runs=_runs(request))
+    return _accruals_page(request, viewer, {})
 
 
 def _accruals_page(request: Request, viewer: Viewer, outcome: Outcome) -> Response:
-    return _page(request, "accruals.html", viewer, runs=_runs(request), **outcome)
+    return _page(
+        request,
+        "accruals.html",
+        viewer,
+        runs=_runs(request),
+        today=_lang(request).today(),
+        **outcome,
+    )
 
 
 @router.post("/accruals", response_model=None)
@@ -302,6 +309,25 @@ def run_accrual(
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
+    lang = _lang(request)
+    today = lang.today()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        latest = session.scalar(select(func.max(AccrualRun.as_of)))
+    # The page runs the accrual the month-end routine needs. A day still to come would accrue
+    # sales not yet made; a day before the last run would reverse what that run accrued. The
+    # command line (fanli accrue) remains for such deliberate runs.
+    if as_of > today:
+        problem = lang._(
+            "{day} has not come yet; an accrual runs as of today or earlier.", day=lang.date(as_of)
+        )
+        return _accruals_page(request, viewer, {"error": problem})
+    if latest is not None and as_of < latest:
+        problem = lang._(
+            "The last run was as of {last}; a run as of {day} would reverse what it accrued since.",
+            last=lang.date(latest),
+            day=lang.date(as_of),
+        )
+        return _accruals_page(request, viewer, {"error": problem})
     sessions, facts, actor = request.app.state.sessions, request.app.state.facts, viewer.actor
 
     def work(progress: ProgressHook) -> Outcome:
