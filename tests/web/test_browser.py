@@ -410,9 +410,13 @@ def test_a_new_version_is_reviewed_with_its_diff_and_approved(page: Any, site: S
     _sign_in(page, site, "amy", totp=True)
     page.wait_for_url(f"{site.base}/dashboard")
     page.goto(f"{site.base}/lang/en?back=/agreements/A1/review")
-    newest = page.locator("[data-testid=diff]").first.inner_text()
-    assert "+    rate: '3'" in newest
-    assert "-    rate: '2'" in newest
+    newest = page.locator("[data-testid=diff]").first.inner_text().splitlines()
+    assert "+     rate: '3'" in newest
+    assert "-     rate: '2'" in newest
+    # Each version also reads in words, the way the customer's portal says it.
+    assert page.locator("[data-testid=plain]").first.locator("li").all_inner_texts()[1] == (
+        "Bands: from CN¥0.00: 3%."
+    )
     _shot(page, "agreement-review-en")
     page.click("text=Approve these terms")
     assert page.locator("[data-testid=done]").inner_text() == (

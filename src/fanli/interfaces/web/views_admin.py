@@ -45,6 +45,7 @@ from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri
 from fanli.users.models import ApiToken, User
 from fanli.users.service import create_user, disable_user
 
+from . import plain
 from .jobs import Outcome
 from .views import (
     Viewer,
@@ -250,14 +251,22 @@ def agreement_review(code: str, request: Request) -> Response:
         )
     if not versions:
         return _not_found(request, viewer)
-    diffs: list[tuple[AgreementVersion, list[str]]] = []
+    lang = _lang(request)
+    diffs: list[tuple[AgreementVersion, list[str], list[tuple[str, str]]]] = []
     previous = ""
     for version in versions:
         text = yaml.safe_dump(_readable(version.terms), allow_unicode=True, sort_keys=True)
-        lines = list(
-            difflib.unified_diff(previous.splitlines(), text.splitlines(), lineterm="", n=2)
-        )[2:]  # without the file headers
-        diffs.append((version, lines))
+        if not previous:  # the first version: its terms as written, nothing to compare
+            lines = [(" ", line) for line in text.splitlines()]
+        else:  # what changed, with two lines around each change; "…" where lines are skipped
+            changed = difflib.unified_diff(
+                previous.splitlines(), text.splitlines(), lineterm="", n=2
+            )
+            lines = [
+                ("…", "") if line.startswith("@@") else (line[:1], line[1:])
+                for line in list(changed)[2:]  # without the file headers
+            ]
+        diffs.append((version, plain.describe(version.terms, lang), lines))
         previous = text
     return _page(
         request,
