@@ -268,3 +268,23 @@ def test_a_quantity_basis_is_shown_in_units(store: Store, tmp_path: Path) -> Non
         assert cells[2:6] == ["10 件", "1", "每件 ¥0.50", "¥5.00"]
         run = client.get("/accruals/1").text
         assert '<td class="text-end">10 件</td>' in run
+
+
+def test_customer_search_takes_what_is_typed_literally(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        _signed_in(client, "fay", secret)
+
+        def found(q: str) -> list[str]:
+            page = client.get("/customers", params={"q": q}).text
+            return re.findall(r'<tr><td><a href="/customers/(\w+)">', page)
+
+        assert found("c") == ["C1", "C2", "C3"]
+        assert found("2") == ["C2"]
+        assert found("%") == []  # a percent sign, not "anything"
+        assert found("_") == []
+        assert found("华东") == ["C1"]

@@ -163,6 +163,7 @@ def _render(  # noqa: PLR0917 - the page's parts
             # may("/imports"), may("/accruals", "POST"): show a link or a form only to whom it
             # is open.
             "may": lambda path, method="GET": may(viewer, path, method),
+            "one_day": dt.timedelta(days=1),  # periods end on an exclusive day; pages show the last
             # Every page names the viewer's long operations still running (jobs.py).
             "under_way": request.app.state.jobs.under_way(viewer.actor.code) if viewer else [],
             "job_title": lambda job: lang._(
@@ -411,8 +412,15 @@ def customers(request: Request, q: str = "", offset: int = 0) -> Response:
     with unit_of_work(request.app.state.read_sessions) as session:
         query = select(Customer).order_by(Customer.code)
         if q:
-            like = f"%{q.strip()}%"
-            query = query.where(or_(Customer.code.ilike(like), Customer.legal_name.ilike(like)))
+            # The words typed, literally: % and _ are characters to find, not wildcards.
+            typed = q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            like = f"%{typed}%"
+            query = query.where(
+                or_(
+                    Customer.code.ilike(like, escape="\\"),
+                    Customer.legal_name.ilike(like, escape="\\"),
+                )
+            )
         shown = visible(session, viewer, "GET /api/customers")
         if shown is not None:
             query = query.where(Customer.code.in_(shown))
