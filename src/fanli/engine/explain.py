@@ -613,7 +613,9 @@ def explain(
         )
     else:
         out.append(words("accrual_actual", accrual=_number(row.accrual, places)))
-    return "\n".join(out)
+    text = "\n".join(out)
+    # A per-unit rate reads "0.08 CNY/unit" in the formula; in Chinese, per 件.
+    return text.replace("/unit", "/件") if words.language == "zh" else text
 
 
 # ---- many rows -----------------------------------------------------------------------------------
