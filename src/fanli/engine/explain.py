@@ -43,9 +43,9 @@ SHOWN_LINE_IDS = 5  # line ids listed by name before "..."
 TEXT: dict[str, dict[str, str]] = {
     "en": {
         "title": "Agreement {id} v{version}{name}: beneficiary {beneficiary}, period {index} "
-        "[{start}, {end})",
-        "window_period": "Window: the period [{start}, {end}) ({kind}, scope: period)",
-        "window_term": "Window: term to date [{start}, {end}) ({kind} periods, scope: term)",
+        "{start} to {last}",
+        "window_period": "Window: the period {start} to {last} ({kind}, scope: period)",
+        "window_term": "Window: term to date, {start} to {last} ({kind} periods, scope: term)",
         "event": "Lines count by their {event} date",
         "lines_none": "Lines: none of this beneficiary's lines counted in this window",
         "lines_unavailable": "Lines: line detail not available",
@@ -89,9 +89,9 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "zh": {
         "title": "协议 {id} 第{version}版{name}：受益方 {beneficiary}，"
-        "第 {index} 期 [{start}, {end})",
-        "window_period": "计算窗口：本期 [{start}, {end})（{kind}，按期计算）",
-        "window_term": "计算窗口：协议期初至今 [{start}, {end})（{kind}，累计计算）",
+        "第 {index} 期 {start} 至 {last}",
+        "window_period": "计算窗口：本期 {start} 至 {last}（{kind}，按期计算）",
+        "window_term": "计算窗口：协议期初至今 {start} 至 {last}（{kind}，累计计算）",
         "event": "销售行按{event}日期计入",
         "lines_none": "销售行：本窗口内该受益方无计入的销售行",
         "lines_unavailable": "销售行：无明细",
@@ -407,16 +407,28 @@ def explain(
             beneficiary=row.beneficiary_id,
             index=row.period_index,
             start=row.period_start,
-            end=row.period_end,
+            last=row.period_end - dt.timedelta(days=1),  # periods end on an exclusive day
         )
     )
     kind = words.code(agreement.periods.kind.value)
     if agreement.periods.scope is TierScope.TERM:
         out.append(
-            words("window_term", start=agreement.term_period.start, end=row.period_end, kind=kind)
+            words(
+                "window_term",
+                start=agreement.term_period.start,
+                last=row.period_end - dt.timedelta(days=1),
+                kind=kind,
+            )
         )
     else:
-        out.append(words("window_period", start=row.period_start, end=row.period_end, kind=kind))
+        out.append(
+            words(
+                "window_period",
+                start=row.period_start,
+                last=row.period_end - dt.timedelta(days=1),
+                kind=kind,
+            )
+        )
     out.append(words("event", event=words.code(agreement.eligibility.event.value)))
     if lines is None:
         out.append(words("lines_unavailable"))
