@@ -88,6 +88,7 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
     secrets: dict[str, str] = {}
     with unit_of_work(sessions) as session:
         who = people(session, NOW)
+        import_customers(session, facts, customers_file(tmp_path), actor=who["fay"], now=NOW)
         create_user(
             session,
             "c1",
@@ -101,7 +102,6 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
             set_password(session, code, PASSWORD, actor=who["admin"], now=NOW)
         for code in ("admin", "fay", "fred", "amy", "abe"):
             secrets[code] = enrol_second_factor(session, code, actor=who["admin"], now=NOW)
-        import_customers(session, facts, customers_file(tmp_path), actor=who["fay"], now=NOW)
         import_products(session, facts, products_file(tmp_path), actor=who["fay"], now=NOW)
         activate(
             session,

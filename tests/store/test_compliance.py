@@ -246,6 +246,16 @@ def test_users_roles_and_delegations(store: Store) -> None:
                 actor=who["admin"],
                 now=NOW,
             )
+        with pytest.raises(UserError, match="there is no customer C9 for customer user c9"):
+            create_user(
+                session,
+                "c9",
+                name="C9",
+                roles=["customer"],
+                customer_code="C9",
+                actor=who["admin"],
+                now=NOW,
+            )
         with pytest.raises(UserError, match="cannot delegate to themself"):
             delegate(
                 session,

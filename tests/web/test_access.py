@@ -81,6 +81,15 @@ def test_each_role_opens_exactly_its_pages(store: Store, tmp_path: Path) -> None
             nav = client.get("/dashboard").text.split("</nav>")[0]
             links = re.findall(r'<a class="nav-link" href="([^"]+)"', nav)
             assert sorted(links) == expected, code  # a link for each page open, no other
+            # No link on any page the role opens leads to a page it may not see.
+            hrefs = {
+                href
+                for path in expected
+                for href in re.findall(r'href="(/[^"]*)"', client.get(path).text)
+                if not href.startswith(("/static/", "/lang/"))
+            }
+            dead = sorted(href for href in hrefs if client.get(href).status_code == 404)
+            assert dead == [], code
     # What the matrix gives, spelled out for the record (a change here is a change of access).
     assert opened == {
         "admin": ["/audit", "/customers", "/dashboard", "/policy", "/users"],

@@ -86,6 +86,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     secrets: dict[str, str] = {}
     with unit_of_work(sessions) as session:
         who = people(session, NOW)
+        import_customers(session, facts, customers_file(folder), actor=who["fay"], now=NOW)
         create_user(
             session, "c1", name="C1", roles=["customer"], customer_code="C1",
             actor=who["admin"], now=NOW,
@@ -98,7 +99,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             set_password(session, code, PASSWORD, actor=who["admin"], now=NOW)
         for code in ("amy", "fay", "admin"):
             secrets[code] = enrol_second_factor(session, code, actor=who["admin"], now=NOW)
-        import_customers(session, facts, customers_file(folder), actor=who["fay"], now=NOW)
         import_products(session, facts, products_file(folder), actor=who["fay"], now=NOW)
         assign(session, "C1", "sam", actor=who["admin"], now=NOW)  # sam looks after C1 only
         activate(

@@ -121,7 +121,8 @@ def build(sessions: sessionmaker[Session], facts: FactStore, folder: Path) -> De
                 session, "admin", name=USERS[0][1], roles=[Role.ADMINISTRATOR], actor=None, now=now
             )
         )
-        for code, name, roles, limit, customer in USERS[1:]:
+        # Customer users come once their customers are imported (a user names a real entity).
+        for code, name, roles, limit, customer in [u for u in USERS[1:] if not u[4]]:
             create_user(
                 session,
                 code,
@@ -133,15 +134,28 @@ def build(sessions: sessionmaker[Session], facts: FactStore, folder: Path) -> De
                 now=now,
             )
         for code, *_rest in USERS:
-            set_password(session, code, DEMO_PASSWORD, actor=admin, now=now)
+            if not _rest[3]:
+                set_password(session, code, DEMO_PASSWORD, actor=admin, now=now)
         for code in ("admin", "finance", "approver"):
             built.secrets[code] = enrol_second_factor(session, code, actor=admin, now=now)
         publish(session, Policy.model_validate(POLICY), actor=actor(session, "compliance"), now=now)
     files = export_demo(folder)
     sales_file = next(path for path in files if path.name == "sales.csv")
     with unit_of_work(sessions) as session:
+        finance = actor(session, "finance")
+        import_customers(session, facts, _customers_file(folder), actor=finance, now=now)
+        for code, name, roles, _limit, customer in [u for u in USERS[1:] if u[4]]:
+            create_user(
+                session,
+                code,
+                name=name,
+                roles=[Role(role) for role in roles],
+                customer_code=customer,
+                actor=admin,
+                now=now,
+            )
+            set_password(session, code, DEMO_PASSWORD, actor=admin, now=now)
         who = {code: actor(session, code) for code, *_rest in USERS}
-        import_customers(session, facts, _customers_file(folder), actor=who["finance"], now=now)
         import_products(session, facts, data_path("products.csv"), actor=who["finance"], now=now)
         today = now.date()
         for code in _customer_codes(session):

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import column, func, select, table, update
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
@@ -58,6 +58,13 @@ def create_user(
         if len(chosen) > 1:
             # A customer's own staff must never hold a role inside the company.
             raise UserError(f"customer user {code} cannot hold staff roles")
+        # The customer table by name: users sit below customers in the layers (no import).
+        customers = table("customer", column("code"))
+        if (
+            session.scalar(select(customers.c.code).where(customers.c.code == customer_code))
+            is None
+        ):
+            raise UserError(f"there is no customer {customer_code} for customer user {code}")
     elif customer_code:
         raise UserError(f"only customer users name a customer; {code} is staff")
     user = User(

@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -164,6 +165,16 @@ def _render(  # noqa: PLR0917 - the page's parts
             # is open.
             "may": lambda path, method="GET": may(viewer, path, method),
             "one_day": dt.timedelta(days=1),  # periods end on an exclusive day; pages show the last
+            # grants("POST /api/..."): what the matrix gives the viewer on an API route, for the
+            # parts of a form (a finding's assign and dismiss are the auditors').
+            "grants": lambda api_route: viewer is not None and scope(viewer, api_route) is not None,
+            # link("/customers/{code}", href, text): a link if the viewer may open the page,
+            # else the text alone.
+            "link": lambda pattern, href, text: (
+                Markup('<a href="{}">{}</a>').format(href, text)
+                if may(viewer, pattern)
+                else escape(text)
+            ),
             # Every page names the viewer's long operations still running (jobs.py).
             "under_way": request.app.state.jobs.under_way(viewer.actor.code) if viewer else [],
             "job_title": lambda job: lang._(
