@@ -20,11 +20,12 @@ from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.models import FindingStatus
 from fanli.sales.models import BatchKind, BatchStatus
 from fanli.settlements.models import CreditStatus, SettlementStatus, StatementDecision
+from fanli.users.actor import Role
 
 WEB = files("fanli.interfaces.web")
 # _("...") in a template or a view, the string possibly on the next line; a job's title=.
 # (A string joined to a code, _("period " ~ status), is a code's prefix: see CODES.)
-CALL = re.compile(r"""(?:\b_\(|\btitle=)\s*(["'])(.+?)\1\s*[,)]""")
+CALL = re.compile(r"""(?:\b_\(|\btitle=)\s*(?:"([^"\n]+)"|'([^'\n]+)')\s*[,)]""")
 
 
 def _used() -> set[str]:
@@ -34,7 +35,7 @@ def _used() -> set[str]:
     ]
     found = set()
     for source in sources:
-        found |= {match[1] for match in CALL.findall(source.read_text("utf-8"))}
+        found |= {double or single for double, single in CALL.findall(source.read_text("utf-8"))}
     # Messages chosen at run time: the stages of a job, the plain-language phrases and the
     # settlement titles.
     found |= set(STAGE_TEXT.values())
@@ -77,6 +78,7 @@ CODES = {
     for member in enum
 } | {"draft", "submitted", "active"}
 CODES |= set(DETECTORS)  # a finding's detector, by its name
+CODES |= {f"role {role.value}" for role in Role}  # "sales" the role is not "sales" the batch
 # A period's "open" is not a finding's: the periods page says "period open" (未结账).
 CODES |= {f"period {member.value}" for member in PeriodStatus}
 
