@@ -41,7 +41,7 @@ def _used() -> set[str]:
     found |= set(STAGE_TEXT.values())
     found |= set(plain.PERIODS.values()) | set(plain.MEASURES.values())
     found |= set(plain.METHODS.values()) | {text for _key, text in plain.LIMITS}
-    found |= set(plain.CONDITIONS) | {"API token", "Second factor"}
+    found |= {"API token", "Second factor"}
     return found
 
 
@@ -132,3 +132,32 @@ def test_agreements_in_plain_language() -> None:
     assert plain.describe(terms, Lang("en"))[1] == (
         "Bands: CN¥0.00 to CN¥500,000.00: 1%; from CN¥500,000.00: 1.5%."
     )
+
+
+def test_growth_gates_guarantees_and_targets_in_plain_language() -> None:
+    terms = {
+        "currency": "CNY",
+        "term": {"start": "2026-01-01", "end": "2027-01-01"},
+        "rebate": {
+            "tiers": [{"from": "100", "to": "110", "rate": "1"}, {"from": "110", "rate": "2"}]
+        },
+        "growth": {"baseline": "prior_year"},
+        "gate": {"target": "50000", "products": {"include": {"category": ["饮料", "零食"]}}},
+        "guarantee": {"amount": "1000", "carry_forward": True},
+        "target": {"products": {"include": {"brand": ["康师傅"]}}},
+    }
+    assert plain.describe(terms, Lang("zh_CN"))[3:] == [
+        "档位按您相对上年同期采购的增长百分比计算。",
+        "仅当同期您饮料、零食品类的采购达到 ¥50,000.00 时才有返利。",
+        "每期至少 ¥1,000.00，按协议期内累计计算。",
+        "档位按另行约定的采购范围判定。",
+    ]
+    fixed = {
+        **terms,
+        "growth": {"baseline": "fixed", "baseline_amount": "80000"},
+        "gate": {"target": "10000"},
+    }
+    assert plain.describe(fixed, Lang("en"))[3:5] == [
+        "The bands are your growth over a baseline of CN¥80,000.00 a period, in percent.",
+        "Only if your purchases reach CN¥10,000.00 in the same period.",
+    ]

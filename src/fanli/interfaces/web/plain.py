@@ -1,7 +1,6 @@
 """An agreement's terms in plain language, for the customer portal: what it pays, on what,
-how the tiers work, and when. It covers the common shapes: the rate's form, the tier method,
-the periods, a minimum and caps. Any other condition (growth, a gate, a guarantee, a separate
-target) is named, so the reader knows to ask for it.
+how the tiers work, and when: the rate's form, the tier method, the periods, a minimum, caps,
+growth over a baseline, a gate, a guaranteed minimum and a separate target set.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ LIMITS = (
     ("per_period", "At most {amount} a period."),
     ("per_term", "At most {amount} over the term."),
 )
-CONDITIONS = ("growth", "gate", "guarantee", "target")
 
 
 def _amount(lang: Lang, value: Any, measure: str, currency: str) -> str:
@@ -107,15 +105,49 @@ def describe(terms: dict[str, Any], lang: Lang) -> list[str]:
     for key, text in limits:
         if cap.get(key) is not None:
             sentences.append(lang._(text, amount=lang.money(Decimal(str(cap[key])), currency)))
-    others = [name for name in CONDITIONS if terms.get(name)]
-    if others:
-        sentences.append(
-            lang._(
-                "It also has conditions on: {names}.",
-                names=lang._(", ").join(lang._(name) for name in others),
-            )
-        )
+    sentences += _conditions(terms, lang, measure, currency)
     return sentences
+
+
+def _conditions(terms: dict[str, Any], lang: Lang, measure: str, currency: str) -> list[str]:
+    """Growth, a gate, a guarantee and a separate target, each said in a sentence."""
+    said = []
+    growth = terms.get("growth")
+    if growth:
+        if growth.get("baseline") == "fixed" and growth.get("baseline_amount") is not None:
+            base = lang._(
+                "a baseline of {amount} a period",
+                amount=_amount(lang, growth["baseline_amount"], measure, currency),
+            )
+        else:
+            base = lang._("your purchases in the same period a year before")
+        said.append(lang._("The bands are your growth over {base}, in percent.", base=base))
+    gate = terms.get("gate")
+    if gate:
+        categories = ((gate.get("products") or {}).get("include") or {}).get("category") or []
+        lines = (
+            lang._("of {categories}", categories=lang._(", ").join(categories))
+            if categories
+            else ""
+        )
+        said.append(
+            lang._(
+                "Only if your purchases {lines} reach {target} in the same period.",
+                lines=lines,
+                target=_amount(lang, gate["target"], gate.get("measure", "net"), currency),
+            ).replace("  ", " ")
+        )
+    guarantee = terms.get("guarantee")
+    if guarantee:
+        amount = lang.money(Decimal(str(guarantee["amount"])), currency)
+        said.append(
+            lang._("At least {amount} a period, counted over the term so far.", amount=amount)
+            if guarantee.get("carry_forward")
+            else lang._("At least {amount} a period.", amount=amount)
+        )
+    if terms.get("target"):
+        said.append(lang._("The tiers are judged on a separate, agreed set of purchases."))
+    return said
 
 
 def _day(value: Any) -> dt.date:
