@@ -19,9 +19,10 @@ from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.settlements.models import Payout
 from fanli.users.auth import enrol_second_factor, set_password
+from fanli.users.service import create_user
 from store.builders import percent_agreement
 from store.conftest import NOW, Store, sqlite_template, store
-from store.test_settlements import _form, _world
+from store.test_settlements import World, _form, _world
 
 __all__ = ["sqlite_template", "store"]  # the store's fixtures, on both databases
 PASSWORD = "correct horse battery"
@@ -291,3 +292,44 @@ def test_customer_search_takes_what_is_typed_literally(store: Store, tmp_path: P
         assert found("%") == []  # a percent sign, not "anything"
         assert found("_") == []
         assert found("华东") == ["C1"]
+
+
+def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
+    store: Store, tmp_path: Path
+) -> None:
+    """A quarter that contains today: the portal lists its statement as running, offers only a
+    dispute, and asks for a comment in the reader's language."""
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    quarter = dt.date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
+    world = World(store, tmp_path)
+    world.agreement(percent_agreement(start=f"{today.year}-01-01", end=f"{today.year + 1}-01-01"))
+    world.sales(("L1", "C1", "P1", today.isoformat(), "10", "10000.00"))
+    world.accrue(today.isoformat())
+    with store.work() as session:
+        create_user(session, "c1", name="C1", roles=["customer"], customer_code="C1",
+                    actor=world["admin"], now=NOW)  # fmt: skip
+        set_password(session, "c1", PASSWORD, actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "c1", "password": PASSWORD})
+        portal = client.get("/portal").text
+        assert "进行中，至" in portal  # listed as running, with its last day
+        page = client.get(f"/portal/statements/{quarter}").text
+        assert 'value="signed_off"' not in page
+        assert re.search(
+            r'data-testid="running">本期至 \d{4}年\d{1,2}月\d{1,2}日 结束；结束后即可确认。<', page
+        )
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        empty = client.post(
+            f"/portal/statements/{quarter}",
+            data={"decision": "disputed", "comment": " ", "csrf": csrf[1]},
+        )
+        refusal = re.search(r'data-testid="error">([^<]*)<', empty.text)
+        assert refusal is not None
+        assert refusal[1] == "提出异议需填写说明：请写明哪里有误。"
+        disputed = client.post(
+            f"/portal/statements/{quarter}",
+            data={"decision": "disputed", "comment": "数量不对", "csrf": csrf[1]},
+        )
+        assert "数量不对" in disputed.text
