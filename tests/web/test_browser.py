@@ -374,9 +374,9 @@ def test_a_statement_is_signed_off_and_printed_with_its_chinese_name(page: Any, 
     page.click("[data-testid=statements] a")
     page.wait_for_url(f"{site.base}/portal/statements/2026-01-01")
     assert page.locator("[data-testid=period-rebate]").all_inner_texts() == ["¥200.00"]
-    page.click("button[value=disputed]")  # a dispute without a comment is refused
-    assert page.locator("[data-testid=error]").inner_text() == (
-        "field 'comment': a dispute needs a comment: what is wrong"
+    page.click("button[value=disputed]")  # a dispute without a comment is refused, in Chinese
+    assert (
+        page.locator("[data-testid=error]").inner_text() == "提出异议需填写说明：请写明哪里有误。"
     )
     page.click("button[value=signed_off]")
     assert page.locator("[data-testid=answered]").inner_text() == "您的答复：已确认"

@@ -4,13 +4,16 @@ and placeholders survive translation."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import re
 from decimal import Decimal
 from importlib.resources import files
+from pathlib import Path
 
 from babel.messages.pofile import read_po
 
+import fanli
 from fanli.agreements.terms import SettlementForm
 from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
@@ -43,6 +46,28 @@ def _used() -> set[str]:
     found |= set(plain.METHODS.values()) | {text for _key, text in plain.LIMITS}
     found |= {"API token", "Second factor"}
     return found
+
+
+def said_templates() -> set[str]:
+    """The messages the services say with a template (``FanliError.said``, ``said``): read
+    from the source with ``ast``, so adjacent string literals join as Python joins them."""
+    found = set()
+    for source in Path(fanli.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text("utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+            first = node.args[0]
+            if name in {"said", "said_at"} and isinstance(first, ast.Constant):
+                found.add(str(first.value))
+    return found
+
+
+def test_the_services_refusals_are_in_both_catalogs() -> None:
+    templates = said_templates()
+    assert len(templates) > 30
+    for code in LOCALES:
+        assert sorted(templates - set(_catalog(code))) == [], code
 
 
 def _catalog(code: str) -> dict[str, str]:

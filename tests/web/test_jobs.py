@@ -118,7 +118,7 @@ def test_a_job_board_keeps_the_outcome_and_shows_a_job_only_to_its_owner(
     with caplog.at_level(logging.ERROR, logger="fanli.interfaces.web.jobs"):
         failed = board.start(owner="fay", title="t", back="/", show=None, work=broken)
         _wait(refused, failed)
-    assert refused.outcome == {"error": "field 'x': no such column"}
+    assert [str(error) for error in refused.outcome.values()] == ["field 'x': no such column"]
     assert failed.outcome == {"error_unexpected": True}
     assert "ZeroDivisionError" in caplog.text
     assert cleaned == ["refused"]

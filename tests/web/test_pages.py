@@ -191,7 +191,11 @@ def test_a_red_invoice_names_the_original_lines_on_the_page(store: Store, tmp_pa
         wrong = client.post(
             f"/settlements/{settlement_id}/pay", data={**form, "original_lines": "L1, L2"}
         )
-        assert "L2 are not C1&#39;s lines" in wrong.text
+        error = re.search(r'data-testid="error">([^<]*)<', wrong.text)
+        assert error is not None
+        assert error[1] == (
+            f"支付结算 {settlement_id} 未能完成：(1) 原发票行 L2 不是 C1 在有效批次中的销售行"
+        )
         paid = client.post(
             f"/settlements/{settlement_id}/pay", data={**form, "original_lines": "L1"}
         )
@@ -333,3 +337,33 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
             data={"decision": "disputed", "comment": "数量不对", "csrf": csrf[1]},
         )
         assert "数量不对" in disputed.text
+
+
+def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_path: Path) -> None:
+    """Paying a credit note without its number: the service refuses with its problems; the page
+    says them in Chinese (or English), the API and the log keep the English sentence."""
+    world = _world(store, tmp_path, _form("credit_note"))
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        csrf = _signed_in(client, "fay", secret)
+        page = client.get("/settlements").text
+        key = re.search(rf'name="key" value="([^"]+-{settlement_id})"', page)
+        assert key is not None
+        form = {"key": key[1], "csrf": csrf}
+        refused = client.post(f"/settlements/{settlement_id}/pay", data=form)
+        error = re.search(r'data-testid="error">([^<]*)<', refused.text)
+        assert error is not None
+        assert error[1] == f"支付结算 {settlement_id} 未能完成：(1) 折让（贷项通知）支付需要单据号"
+        client.get("/lang/en?back=/settlements")
+        refused = client.post(f"/settlements/{settlement_id}/pay", data=form)
+        error = re.search(r'data-testid="error">([^<]*)<', refused.text)
+        assert error is not None
+        assert error[1] == (
+            f"paying settlement {settlement_id} is blocked: (1) a Credit note payout needs its "
+            "document number"
+        )

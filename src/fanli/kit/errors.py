@@ -6,6 +6,25 @@ readable line, never a traceback.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+
+@dataclass(frozen=True)
+class Said:
+    """One sentence of an error, kept as its template and values (a part of a list of
+    problems): English by ``str()``, and translatable by the interfaces like ``said``."""
+
+    template: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.template.format(**self.values)
+
+
+def said(template: str, /, **values: Any) -> Said:
+    return Said(template, values)
+
 
 class FanliError(Exception):
     """Base of all expected errors. ``code`` is stable and machine-readable."""
@@ -15,6 +34,22 @@ class FanliError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Set by ``said``: the message before its values, and the values.
+        self.template: str | None = None
+        self.values: dict[str, Any] = {}
+
+    @classmethod
+    def said(cls, template: str, /, **values: Any) -> Self:
+        """The error whose message is ``template`` filled with ``values``.
+
+        The template is also a message id of the web's catalogs, so a page can say it in the
+        reader's language. A value that is a code (a StrEnum) or a ``Said`` is translated too,
+        and a list of them is said as numbered parts. ``str()`` stays the English sentence:
+        for the log, the API and the command line.
+        """
+        error = cls(template.format(**{key: _english(value) for key, value in values.items()}))
+        error.template, error.values = template, values
+        return error
 
 
 class InputError(FanliError):
@@ -45,8 +80,32 @@ class InputError(FanliError):
         )
         super().__init__(f"{where}: {message}" if where else message)
 
+    @classmethod
+    def said_at(
+        cls,
+        template: str,
+        /,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        field: str | None = None,
+        **values: Any,
+    ) -> Self:
+        """``said``, located: the file, row and field of the bad input."""
+        english = {key: _english(value) for key, value in values.items()}
+        error = cls(template.format(**english), file=file, row=row, field=field)
+        error.template, error.values = template, values
+        return error
+
 
 class NotFoundError(FanliError):
     """Nothing with this identity exists (or the actor may not know that it does)."""
 
     code = "not_found"
+
+
+def _english(value: Any) -> Any:
+    """A value as the English message writes it: a list of parts numbered, "(1) ...; (2) ..."."""
+    if isinstance(value, list):
+        return "; ".join(f"({number}) {part}" for number, part in enumerate(value, start=1))
+    return value

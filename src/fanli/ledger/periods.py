@@ -70,7 +70,7 @@ def close_period(
     require(actor, Role.FINANCE, to="close accounting periods")
     period = ensure_period(session, parse_code(code))
     if period.status == PeriodStatus.CLOSED:
-        raise PeriodError(f"accounting period {code} is closed already")
+        raise PeriodError.said("accounting period {period} is closed already", period=code)
     period.status = PeriodStatus.CLOSED
     period.closed_at = now
     period.closed_by = actor.code

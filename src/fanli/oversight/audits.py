@@ -172,15 +172,20 @@ def assign_finding(
     require(actor, *AUDITORS, to="assign findings")
     finding = _finding(session, finding_id)
     if finding.status not in (FindingStatus.OPEN, FindingStatus.ASSIGNED):
-        raise FindingError(f"finding {finding_id} is {finding.status}: it cannot be assigned")
+        raise FindingError.said(
+            "finding {id} is {status}: it cannot be assigned",
+            id=finding_id,
+            status=FindingStatus(finding.status),
+        )
     user = session.scalar(select(User).where(User.code == owner))
     if user is None or not user.active:
         raise NotFoundError(f"there is no active user {owner}")
     if not OWNERS & {Role(role) for role in user.roles}:
-        raise InputError(
-            f"{owner} cannot resolve findings; give it to a user with the role "
-            + " or ".join(sorted(OWNERS)),
+        raise InputError.said_at(
+            "{user} cannot resolve findings; give it to a user with the role {roles}",
             field="owner",
+            user=owner,
+            roles=" or ".join(sorted(OWNERS)),
         )
     finding.owner = owner
     return _move(session, finding, FindingStatus.ASSIGNED, actor=actor, now=now)
@@ -188,7 +193,7 @@ def assign_finding(
 
 def _reason(reason: str) -> str:
     if not reason.strip():
-        raise InputError("a reason is required", field="reason")
+        raise InputError.said_at("a reason is required", field="reason")
     return reason.strip()
 
 
@@ -200,7 +205,11 @@ def resolve_finding(
     if actor.code != finding.owner:
         require(actor, *AUDITORS, to="resolve findings assigned to others")
     if finding.status != FindingStatus.ASSIGNED:
-        raise FindingError(f"finding {finding_id} is {finding.status}: assign it first")
+        raise FindingError.said(
+            "finding {id} is {status}: assign it first",
+            id=finding_id,
+            status=FindingStatus(finding.status),
+        )
     return _move(
         session, finding, FindingStatus.RESOLVED, actor=actor, now=now, reason=_reason(reason)
     )
@@ -213,7 +222,11 @@ def dismiss_finding(
     require(actor, *AUDITORS, to="dismiss findings")
     finding = _finding(session, finding_id)
     if finding.status not in (FindingStatus.OPEN, FindingStatus.ASSIGNED):
-        raise FindingError(f"finding {finding_id} is {finding.status}: it cannot be dismissed")
+        raise FindingError.said(
+            "finding {id} is {status}: it cannot be dismissed",
+            id=finding_id,
+            status=FindingStatus(finding.status),
+        )
     return _move(
         session, finding, FindingStatus.DISMISSED, actor=actor, now=now, reason=_reason(reason)
     )

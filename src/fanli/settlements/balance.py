@@ -72,7 +72,7 @@ def request_use(
     if not 0 < amount < MAX_AMOUNT:
         raise BalanceError(f"a use spends a positive amount below {MAX_AMOUNT}, not {amount}")
     if not order_reference.strip():
-        raise BalanceError("a use names the order it pays")
+        raise BalanceError.said("a use names the order it pays")
     day = now.date()
     credit = session.scalar(
         select(BalanceCredit)
@@ -87,9 +87,11 @@ def request_use(
         .with_for_update()
     )
     if credit is None:
-        raise BalanceError(
-            f"{customer_code} has no available rebate balance credit of at least {amount} "
-            f"(`fanli balance {customer_code}` lists the credits)"
+        raise BalanceError.said(
+            "{customer} has no available rebate balance credit of at least {amount} "
+            "(`fanli balance {customer}` lists the credits)",
+            customer=customer_code,
+            amount=amount,
         )
     credit.status = CreditStatus.LOCKED
     use = BalanceUse(
@@ -140,13 +142,15 @@ def decide_use(
     if use is None:
         raise BalanceError(f"there is no balance use {use_id}")
     if use.status != UseStatus.PENDING:
-        raise BalanceError(f"balance use {use_id} is {use.status} already")
+        raise BalanceError.said(
+            "balance use {id} is {status} already", id=use_id, status=UseStatus(use.status)
+        )
     if use.requested_by == actor.code:
         raise PermissionDeniedError(
             f"{actor.code} requested balance use {use_id} and cannot decide it"
         )
     if not approve and not reason.strip():
-        raise BalanceError("rejecting a balance use needs a reason")
+        raise BalanceError.said("rejecting a balance use needs a reason")
     credit = session.scalar(
         select(BalanceCredit).where(BalanceCredit.id == use.credit_id).with_for_update()
     )

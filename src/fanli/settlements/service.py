@@ -35,7 +35,7 @@ from fanli.customers.credit_code import legal_entity_problem
 from fanli.customers.models import BankAccount, Customer
 from fanli.customers.queries import due_diligence_gaps
 from fanli.db.session import Lock, serialize
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, Said, said
 from fanli.kit.money import RoundingMode, quantize_money
 from fanli.ledger.models import Account, EntryKind
 from fanli.ledger.postings import Posting, post_entry, signed
@@ -181,9 +181,12 @@ def compute_due(
         if version_id not in rated
     ]
     if not rows:
-        raise SettlementError(
-            f"no accrual result for {agreement_code} / {beneficiary} in the rebate period "
-            f"starting {period_start}: run an accrual first, or check the period"
+        raise SettlementError.said(
+            "no accrual result for {agreement} / {customer} in the rebate period starting "
+            "{day}: run an accrual first, or check the period",
+            agreement=agreement_code,
+            customer=beneficiary,
+            day=period_start,
         )
     currency = rows[0].currency
     lines: list[dict[str, Any]] = []
@@ -238,38 +241,61 @@ def _beneficiary(session: Session, code: str) -> Customer:
 
 def _payee_problems(
     session: Session, customer: Customer, policy: Policy, day: dt.date
-) -> list[str]:
+) -> list[Said]:
     problems = []
     entity = legal_entity_problem(customer.credit_code)
     if entity:
-        problems.append(f"{customer.code} ({customer.legal_name}): {entity}")
+        problems.append(
+            said(
+                "{customer} ({name}): {problem}",
+                customer=customer.code,
+                name=customer.legal_name,
+                problem=entity,
+            )
+        )
     gaps = due_diligence_gaps(session, customer, policy.due_diligence.required, day)
     if gaps:
-        problems.append(f"due diligence of {customer.code} is not current: " + "; ".join(gaps))
+        problems.append(
+            said(
+                "due diligence of {customer} is not current: {gaps}",
+                customer=customer.code,
+                gaps="; ".join(gaps),
+            )
+        )
     return problems
 
 
-def _refuse(subject: str, problems: list[str]) -> None:
+def _refuse(subject: Said, problems: list[Said]) -> None:
+    """One refusal naming every problem, numbered: "(1) ...; (2) ..."."""
     if problems:
-        listed = "; ".join(f"({n}) {p}" for n, p in enumerate(problems, start=1))
-        raise SettlementError(f"{subject} is blocked: {listed}")
+        raise SettlementError.said(
+            "{subject} is blocked: {problems}", subject=subject, problems=problems
+        )
 
 
-def _amount_problems(due: Due, policy: Policy, customer: Customer) -> list[str]:
+def _amount_problems(due: Due, policy: Policy, customer: Customer) -> list[Said]:
     problems = []
     if due.amount == 0:
-        problems.append("nothing is due: the rebate so far equals what was settled")
+        problems.append(said("nothing is due: the rebate so far equals what was settled"))
     if due.amount < 0 and not due.terms.settlement.clawback:
         problems.append(
-            f"the amount due is {due.amount} (a claw-back) and agreement {due.agreement_code} "
-            "does not allow claw-backs"
+            said(
+                "the amount due is {amount} (a claw-back) and agreement {agreement} does not "
+                "allow claw-backs",
+                amount=due.amount,
+                agreement=due.agreement_code,
+            )
         )
     ceiling = policy.max_settlement_for(customer.segment)
     if ceiling is not None and due.approval_basis > ceiling:
         problems.append(
-            f"{due.approval_basis} (this settlement, or the period's total with it) is above "
-            f"the policy's largest settlement {ceiling} for segment "
-            f"{customer.segment or '(none)'}"
+            said(
+                "{amount} (this settlement, or the period's total with it) is above the "
+                "policy's largest settlement {ceiling} for segment {segment}",
+                amount=due.approval_basis,
+                ceiling=ceiling,
+                segment=customer.segment or "(none)",
+            )
         )
     return problems
 
@@ -307,20 +333,30 @@ def propose(
         session.scalar(select(AgreementRecord.id).where(AgreementRecord.code == agreement_code))
         is None
     ):
-        raise SettlementError(f"there is no agreement {agreement_code}")
+        raise SettlementError.said("there is no agreement {agreement}", agreement=agreement_code)
     customer = _beneficiary(session, beneficiary)
     open_key = _open_key(agreement_code, beneficiary, period_start)
     existing = session.scalar(select(Settlement).where(Settlement.open_key == open_key))
     if existing is not None:
-        raise SettlementError(
-            f"settlement {existing.id} is already {existing.status} for {agreement_code} / "
-            f"{beneficiary} / {period_start}: approve, pay or reject it first"
+        raise SettlementError.said(
+            "settlement {id} is already {status} for {agreement} / {customer} / {day}: "
+            "approve, pay or reject it first",
+            id=existing.id,
+            status=SettlementStatus(existing.status),
+            agreement=agreement_code,
+            customer=beneficiary,
+            day=period_start,
         )
     day = now.date()
     policy_version, policy = policy_in_force(session, day)
     due = compute_due(session, store, agreement_code, beneficiary, period_start)
     _refuse(
-        f"settling {agreement_code} / {beneficiary} / {period_start}",
+        said(
+            "settling {agreement} / {customer} / {day}",
+            agreement=agreement_code,
+            customer=beneficiary,
+            day=period_start,
+        ),
         _payee_problems(session, customer, policy, day) + _amount_problems(due, policy, customer),
     )
     settlement = Settlement(
@@ -542,7 +578,7 @@ def reject(
     settlement = _settlement(session, settlement_id, lock=True)
     check_transition(settlement, "reject", actor)
     if not reason.strip():
-        raise SettlementError("rejecting a settlement needs a reason")
+        raise SettlementError.said("rejecting a settlement needs a reason")
     before = settlement.status
     settlement.status = SettlementStatus.REJECTED
     settlement.open_key = None
@@ -590,7 +626,10 @@ def refresh(
     day = now.date()
     policy_version, policy = policy_in_force(session, day)
     customer = _beneficiary(session, settlement.beneficiary)
-    _refuse(f"refreshing settlement {settlement.id}", _amount_problems(due, policy, customer))
+    _refuse(
+        said("refreshing settlement {id}", id=settlement.id),
+        _amount_problems(due, policy, customer),
+    )
     before = {"amount": settlement.amount, "inputs_hash": settlement.inputs_hash}
     settlement.amount = due.amount
     settlement.inputs = canonical_inputs(due)
@@ -682,7 +721,7 @@ def pay(
         original_invoices=original_invoices or [],
         bank_account_id=bank_account_id,
     )
-    _refuse(f"paying settlement {settlement.id}", problems)
+    _refuse(said("paying settlement {id}", id=settlement.id), problems)
     target = _TARGET[form]
     lines = session.scalars(
         select(SettlementLine).where(SettlementLine.settlement_id == settlement.id)
@@ -783,12 +822,12 @@ def _form_problems(
     document_number: str | None,
     original_invoices: list[str],
     bank_account_id: int | None,
-) -> list[str]:
+) -> list[Said]:
     problems = []
     if form in (SettlementForm.CREDIT_NOTE, SettlementForm.RED_INVOICE) and not (
         document_number and document_number.strip()
     ):
-        problems.append(f"a {form.value} payout needs its document number")
+        problems.append(said("a {form} payout needs its document number", form=form))
     if document_number:
         booked = session.scalar(
             select(Payout.id).where(
@@ -796,39 +835,65 @@ def _form_problems(
             )
         )
         if booked is not None:
-            problems.append(f"{form.value} {document_number} is booked already (payout {booked})")
+            problems.append(
+                said(
+                    "{form} {document} is booked already (payout {payout})",
+                    form=form,
+                    document=document_number,
+                    payout=booked,
+                )
+            )
     if form is SettlementForm.RED_INVOICE and not original_invoices:
-        problems.append("a red-letter invoice must reference the original invoice lines")
+        problems.append(said("a red-letter invoice must reference the original invoice lines"))
     if original_invoices:
         if form not in (SettlementForm.CREDIT_NOTE, SettlementForm.RED_INVOICE):
-            problems.append(f"a {form.value} payout does not reference invoices")
+            problems.append(said("a {form} payout does not reference invoices", form=form))
         found = invoice_lines_of(session, store, customer.code, original_invoices)
         unknown = sorted(set(original_invoices) - found)
         if unknown:
             problems.append(
-                f"original invoice lines {', '.join(unknown)} are not {customer.code}'s "
-                "lines in active batches"
+                said(
+                    "original invoice lines {lines} are not {customer}'s lines in active batches",
+                    lines=", ".join(unknown),
+                    customer=customer.code,
+                )
             )
     if form is SettlementForm.BANK_TRANSFER:
         problems.extend(_account_problems(session, customer, bank_account_id))
     elif bank_account_id is not None:
-        problems.append(f"this settlement is paid as {form.value}; a bank account is not used")
+        problems.append(
+            said("this settlement is paid as {form}; a bank account is not used", form=form)
+        )
     return problems
 
 
 def _account_problems(
     session: Session, customer: Customer, bank_account_id: int | None
-) -> list[str]:
+) -> list[Said]:
     if bank_account_id is None:
-        return ["a bank transfer needs the beneficiary's verified bank account"]
+        return [said("a bank transfer needs the beneficiary's verified bank account")]
     account = session.get(BankAccount, bank_account_id)
     if account is None:
-        return [f"there is no bank account {bank_account_id}"]
+        return [said("there is no bank account {id}", id=bank_account_id)]
     problems = []
     if account.customer_id != customer.id:
-        problems.append(f"bank account {bank_account_id} is not registered to {customer.code}")
+        problems.append(
+            said(
+                "bank account {id} is not registered to {customer}",
+                id=bank_account_id,
+                customer=customer.code,
+            )
+        )
     if account.holder_name != customer.legal_name:
-        problems.append(f"bank account {bank_account_id} is not in {customer.legal_name}'s name")
+        problems.append(
+            said(
+                "bank account {id} is not in {name}'s name",
+                id=bank_account_id,
+                name=customer.legal_name,
+            )
+        )
     if account.verified_by is None:
-        problems.append(f"bank account {bank_account_id} has not been verified by a second person")
+        problems.append(
+            said("bank account {id} has not been verified by a second person", id=bank_account_id)
+        )
     return problems

@@ -89,13 +89,13 @@ def respond(
     if decision is StatementDecision.SIGNED_OFF and running_until > now.date():
         # Its numbers can still change; a dispute, though, may come at any time.
         last_day = running_until - dt.timedelta(days=1)
-        raise InputError(
-            f"the rebate period runs until {last_day}; its statement can be signed off once "
-            "it has ended",
+        raise InputError.said_at(
+            "the rebate period runs until {day}; its statement can be signed off once it has ended",
             field="decision",
+            day=last_day,
         )
     if decision is StatementDecision.DISPUTED and not comment.strip():
-        raise InputError("a dispute needs a comment: what is wrong", field="comment")
+        raise InputError.said_at("a dispute needs a comment: what is wrong", field="comment")
     answer = StatementResponse(
         customer_code=customer_code,
         period_start=period_start,

@@ -45,28 +45,32 @@ def create_user(
     else:
         require(actor, Role.ADMINISTRATOR, to="create users")
     if not code.strip() or not name.strip():
-        raise UserError("a user needs a code and a name")
+        raise UserError.said("a user needs a code and a name")
     if not chosen:
-        raise UserError(f"user {code} needs at least one role")
+        raise UserError.said("user {user} needs at least one role", user=code)
     if session.scalar(select(User.id).where(User.code == code)) is not None:
-        raise UserError(f"user {code} exists already")
+        raise UserError.said("user {user} exists already", user=code)
     if approval_limit is not None and not 0 <= approval_limit < MAX_AMOUNT:
         raise UserError(f"an approval limit lies between 0 and {MAX_AMOUNT}")
     if Role.CUSTOMER in chosen:
         if not customer_code:
-            raise UserError(f"customer user {code} must name its customer")
+            raise UserError.said("customer user {user} must name its customer", user=code)
         if len(chosen) > 1:
             # A customer's own staff must never hold a role inside the company.
-            raise UserError(f"customer user {code} cannot hold staff roles")
+            raise UserError.said("customer user {user} cannot hold staff roles", user=code)
         # The customer table by name: users sit below customers in the layers (no import).
         customers = table("customer", column("code"))
         if (
             session.scalar(select(customers.c.code).where(customers.c.code == customer_code))
             is None
         ):
-            raise UserError(f"there is no customer {customer_code} for customer user {code}")
+            raise UserError.said(
+                "there is no customer {customer} for customer user {user}",
+                customer=customer_code,
+                user=code,
+            )
     elif customer_code:
-        raise UserError(f"only customer users name a customer; {code} is staff")
+        raise UserError.said("only customer users name a customer; {user} is staff", user=code)
     user = User(
         code=code,
         name=name,
@@ -97,9 +101,9 @@ def disable_user(
     require(actor, Role.ADMINISTRATOR, to="disable users")
     user = user_by_code(session, code)
     if not user.active:
-        raise UserError(f"user {code} is disabled already")
+        raise UserError.said("user {user} is disabled already", user=code)
     if not reason.strip():
-        raise UserError("disabling a user needs a reason")
+        raise UserError.said("disabling a user needs a reason")
     user.active = False
     # Their sessions end now, not at their next request.
     session.execute(

@@ -104,7 +104,7 @@ class JobBoard:
                 return
             job.outcome = work(job.tracker)
         except FanliError as error:
-            job.outcome = {"error": str(error)}
+            job.outcome = {"refusal": error}  # said in the reader's language on the page
         except Exception:  # a bug, not bad input: log it, say so, never leave the page waiting
             log.exception("job %s (%s) failed", job.id, job.title)
             job.outcome = {"error_unexpected": True}

@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from importlib.resources import files
 from typing import Any
 
@@ -43,7 +44,7 @@ from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
 from fanli.engine.results import ResultRow
 from fanli.interfaces.api.deps import SESSION_COOKIE, matrix, scope_for
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, Said
 from fanli.ledger import overview
 from fanli.ledger.queries import result_rows, statement_rows
 from fanli.oversight.models import Finding, FindingStatus
@@ -110,6 +111,27 @@ def flash_redirect(path: str, *, done: str = "", error: str = "") -> RedirectRes
     return response
 
 
+def say(lang: i18n.Lang, error: FanliError) -> str:
+    """A service's refusal in the reader's language, when the service said it with a template
+    the catalogs know (``FanliError.said``); else its own English sentence."""
+    if error.template is None:
+        return str(error)
+    return lang._(error.template, **{key: _said(lang, v) for key, v in error.values.items()})
+
+
+def _said(lang: i18n.Lang, value: Any) -> Any:
+    """A value of a said error in the reader's language: codes and sentences translated, a list
+    of parts numbered."""
+    if isinstance(value, StrEnum):
+        return lang._(value)
+    if isinstance(value, Said):
+        return lang._(value.template, **{key: _said(lang, v) for key, v in value.values.items()})
+    if isinstance(value, list):
+        parts = [_said(lang, part) for part in value]
+        return lang._("; ").join(f"({number}) {part}" for number, part in enumerate(parts, 1))
+    return value
+
+
 def act(
     request: Request, path: str, step: Callable[[Session], object], done: str
 ) -> RedirectResponse:
@@ -119,7 +141,7 @@ def act(
         with unit_of_work(request.app.state.sessions) as session:
             step(session)
     except FanliError as error:
-        return flash_redirect(path, error=str(error))
+        return flash_redirect(path, error=say(_lang(request), error))
     return flash_redirect(path, done=done)
 
 
@@ -592,7 +614,8 @@ def approve(settlement_id: int, request: Request, key: str = Form(max_length=64)
             status = done.status
     except FanliError as error:
         return HTMLResponse(
-            f'<span class="text-danger">{_escape(str(error))}</span>', status_code=200
+            f'<span class="text-danger">{_escape(say(_lang(request), error))}</span>',
+            status_code=200,
         )
     return HTMLResponse(f'<span class="badge text-bg-success">{_escape(lang._(status))}</span>')
 

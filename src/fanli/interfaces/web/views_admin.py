@@ -57,6 +57,7 @@ from .views import (
     act,
     flash_redirect,
     now_utc,
+    say,
     scope,
 )
 from .views_work import _checked, start_job
@@ -223,7 +224,7 @@ def gl(code: str, request: Request, csrf: str = Form(default="")) -> Response:
             with unit_of_work(request.app.state.sessions) as session:
                 export_gl(session, code, out, actor=viewer.actor, now=now_utc())
         except FanliError as error:
-            return flash_redirect("/periods", error=str(error))
+            return flash_redirect("/periods", error=say(_lang(request), error))
         body = out.read_bytes()
     return Response(
         body,
@@ -312,7 +313,7 @@ def approve_version(
             )
             status = version.status
     except FanliError as error:
-        return flash_redirect(path, error=str(error))
+        return flash_redirect(path, error=say(_lang(request), error))
     lang = _lang(request)
     return flash_redirect(
         path, done=lang._("Version approved; it is now {status}.", status=lang._(status))
@@ -414,7 +415,7 @@ def token_create(
                 session, name=name, roles=[role], days=days, actor=viewer.actor, now=now_utc()
             )
     except FanliError as error:
-        return flash_redirect("/users", error=str(error))
+        return flash_redirect("/users", error=say(_lang(request), error))
     return _page(request, "secret.html", viewer, title_key="API token", secret=token, uri=None)
 
 
@@ -442,6 +443,6 @@ def second_factor(request: Request, csrf: str = Form(default="")) -> Response:
                 session, viewer.actor.code, actor=viewer.actor, now=now_utc()
             )
     except FanliError as error:
-        return flash_redirect("/users", error=str(error))
+        return flash_redirect("/users", error=say(_lang(request), error))
     uri = provisioning_uri(secret, viewer.actor.code)
     return _page(request, "secret.html", viewer, title_key="Second factor", secret=secret, uri=uri)

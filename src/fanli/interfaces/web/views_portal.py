@@ -28,6 +28,7 @@ from .views import (
     _to_signin,
     _viewer,
     now_utc,
+    say,
     templates,
 )
 
@@ -130,6 +131,11 @@ def answer(
     except FanliError as error:
         context = _statement_context(request, code, start)
         return _page(
-            request, "statement.html", viewer, error=str(error), comment=comment, **context
+            request,
+            "statement.html",
+            viewer,
+            error=say(_lang(request), error),
+            comment=comment,
+            **context,
         )
     return RedirectResponse(f"/portal/statements/{start}", status_code=303)

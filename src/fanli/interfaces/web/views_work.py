@@ -58,6 +58,7 @@ from .views import (
     act,
     flash_redirect,
     now_utc,
+    say,
     scope,
     templates,
     visible,
@@ -137,6 +138,8 @@ def job_page(job_id: str, request: Request) -> Response:
             outcome["error"] = _lang(request)._(
                 "The job failed unexpectedly, and nothing was stored. The server log says why."
             )
+        if "refusal" in outcome:
+            outcome["error"] = say(_lang(request), outcome.pop("refusal"))
         if outcome.pop("error_stopped", False):
             outcome["error"] = _lang(request)._(
                 "The server stopped before the job began; nothing was stored."
@@ -268,7 +271,7 @@ def void(
             batch=batch_id,
         )
     except FanliError as error:
-        context["error"] = str(error)
+        context["error"] = say(_lang(request), error)
     return _page(
         request, "imports.html", viewer, batches=_batches(request), kinds=list(BatchKind), **context
     )
@@ -500,7 +503,7 @@ def propose(  # noqa: PLR0917 - one form field each
             )
             done = _lang(request)._("Settlement {id} proposed.", id=made.id)
     except FanliError as error:
-        return _settlement_page(request, viewer, error=str(error))
+        return _settlement_page(request, viewer, error=say(_lang(request), error))
     return _settlement_page(request, viewer, done=done)
 
 
@@ -536,7 +539,7 @@ def pay(  # noqa: PLR0917 - one form field each
             )
             done = _lang(request)._("Settlement {id} paid.", id=payout.settlement_id)
     except FanliError as error:
-        return _settlement_page(request, viewer, error=str(error))
+        return _settlement_page(request, viewer, error=say(_lang(request), error))
     return _settlement_page(request, viewer, done=done)
 
 
@@ -557,7 +560,7 @@ def reject(
             )
             done = _lang(request)._("Settlement {id} rejected.", id=settlement_id)
     except FanliError as error:
-        return _settlement_page(request, viewer, error=str(error))
+        return _settlement_page(request, viewer, error=say(_lang(request), error))
     return _settlement_page(request, viewer, done=done)
 
 
@@ -598,7 +601,7 @@ def balance_use(  # noqa: PLR0917 - one form field each
             )
         return flash_redirect(f"/customers/{quote(code)}", done=message)
     except FanliError as error:
-        return flash_redirect(f"/customers/{quote(code)}", error=str(error))
+        return flash_redirect(f"/customers/{quote(code)}", error=say(_lang(request), error))
 
 
 @router.post("/inbox/uses/{use_id}", response_model=None)
@@ -706,7 +709,7 @@ def preview(request: Request, terms: str = Form(default="", max_length=200_000))
         with unit_of_work(request.app.state.read_sessions) as session:
             found = preview_last_year(session, request.app.state.facts, parsed)
     except FanliError as error:
-        return HTMLResponse(f'<div class="text-danger">{_escape(str(error))}</div>')
+        return HTMLResponse(f'<div class="text-danger">{_escape(say(_lang(request), error))}</div>')
     return templates.TemplateResponse(
         request,
         "_preview.html",
@@ -745,7 +748,7 @@ def save(
                 "Draft {code} v{version} saved.", code=parsed.id, version=version.version
             )
     except FanliError as error:
-        return _agreement_page(request, viewer, text=terms, problems=[str(error)])
+        return _agreement_page(request, viewer, text=terms, problems=[say(_lang(request), error)])
     return _agreement_page(request, viewer, text="", done=done)
 
 
@@ -769,5 +772,5 @@ def submit(
                 now=now_utc(),
             )
     except FanliError as error:
-        return _agreement_page(request, viewer, text="", problems=[str(error)])
+        return _agreement_page(request, viewer, text="", problems=[say(_lang(request), error)])
     return RedirectResponse("/agreements", status_code=303)
