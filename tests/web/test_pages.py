@@ -367,3 +367,19 @@ def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_pat
             f"paying settlement {settlement_id} is blocked: (1) a Credit note payout needs its "
             "document number"
         )
+
+
+def test_the_policy_page_shows_what_the_policy_says(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        _signed_in(client, "fay", secret)
+        page = client.get("/policy").text
+    limits = re.search(r'<pre class="small">(.*?)</pre>', page, re.S)
+    assert limits is not None
+    assert "null" not in limits[1]  # no empty defaults, only what was published
+    assert "- max_percent: &#39;10&#39;" in limits[1]
+    assert "- segment: 零售\n  max_percent: &#39;5&#39;" in limits[1]

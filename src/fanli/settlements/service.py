@@ -235,7 +235,7 @@ def _exact(value: Decimal, currency: str) -> Decimal:
 def _beneficiary(session: Session, code: str) -> Customer:
     customer = session.scalar(select(Customer).where(Customer.code == code))
     if customer is None:
-        raise SettlementError(f"there is no customer {code}")
+        raise SettlementError.said("there is no customer {customer}", customer=code)
     return customer
 
 
@@ -428,7 +428,7 @@ def _settlement(session: Session, settlement_id: int, *, lock: bool = False) -> 
         query = query.with_for_update()
     settlement = session.scalar(query.execution_options(populate_existing=True))
     if settlement is None:
-        raise SettlementError(f"there is no settlement {settlement_id}")
+        raise SettlementError.said("there is no settlement {id}", id=settlement_id)
     return settlement
 
 
@@ -518,19 +518,23 @@ def approve(
     standing_for = [who for who, _grant in principals(session, actor, now.date())]
     check_transition(settlement, "approve", actor, acting_for=standing_for)
     if actor.code == settlement.proposed_by:
-        raise PermissionDeniedError(
-            f"{actor.code} proposed settlement {settlement.id} and cannot approve it"
+        raise PermissionDeniedError.said(
+            "{user} proposed settlement {id} and cannot approve it",
+            user=actor.code,
+            id=settlement.id,
         )
     _require_fresh(session, store, settlement, "approved")
     given = approvals(session, settlement)
     slot = approval_slot(session, settlement, given, actor, now.date())
     if slot is None:
         needed = ", ".join(missing_steps(settlement, given))
-        raise PermissionDeniedError(
-            f"{actor.code} cannot approve settlement {settlement.id} (approval basis "
-            f"{settlement.approval_basis}): "
-            f"already approved by them, or no open step ({needed}) matches their roles and "
-            "approval limit"
+        raise PermissionDeniedError.said(
+            "{user} cannot approve settlement {id} (approval basis {amount}): already approved "
+            "by them, or no open step ({steps}) matches their roles and approval limit",
+            user=actor.code,
+            id=settlement.id,
+            amount=settlement.approval_basis,
+            steps=needed,
         )
     role, principal, delegation_id = slot
     approval = SettlementApproval(
@@ -604,10 +608,13 @@ def _require_fresh(session: Session, store: FactStore, settlement: Settlement, v
         session, store, settlement.agreement_code, settlement.beneficiary, settlement.period_start
     )
     if due.inputs_hash != settlement.inputs_hash:
-        raise SettlementError(
-            f"settlement {settlement.id} cannot be {verb}: its inputs changed since it was "
-            f"proposed (amount now {due.amount}, was {settlement.amount}); refresh it, and it "
-            "needs approving again"
+        raise SettlementError.said(
+            "settlement {id} cannot be {verb}: its inputs changed since it was proposed "
+            "(amount now {now}, was {was}); refresh it, and it needs approving again",
+            id=settlement.id,
+            verb=SettlementStatus(verb),  # approved or paid: said as the status it would reach
+            now=due.amount,
+            was=settlement.amount,
         )
 
 
@@ -622,7 +629,7 @@ def refresh(
         session, store, settlement.agreement_code, settlement.beneficiary, settlement.period_start
     )
     if due.inputs_hash == settlement.inputs_hash:
-        raise SettlementError(f"settlement {settlement.id}: its inputs have not changed")
+        raise SettlementError.said("settlement {id}: its inputs have not changed", id=settlement.id)
     day = now.date()
     policy_version, policy = policy_in_force(session, day)
     customer = _beneficiary(session, settlement.beneficiary)
@@ -702,8 +709,10 @@ def pay(
         a.principal for a in approvals(session, settlement)
     }
     if actor.code in approvers:
-        raise PermissionDeniedError(
-            f"{actor.code} approved settlement {settlement.id} and cannot also pay it"
+        raise PermissionDeniedError.said(
+            "{user} approved settlement {id} and cannot also pay it",
+            user=actor.code,
+            id=settlement.id,
         )
     _require_fresh(session, store, settlement, "paid")
     day = now.date()

@@ -181,7 +181,8 @@ def policy(request: Request) -> Response:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
         versions = [
-            (v, yaml.safe_dump(v.document, allow_unicode=True, sort_keys=False))
+            # Without the empty defaults (nulls, empty lists): what the policy says, no more.
+            (v, yaml.safe_dump(_readable(v.document), allow_unicode=True, sort_keys=False))
             for v in reversed(policy_versions(session))
         ]
     return _page(request, "policy.html", viewer, versions=versions)
