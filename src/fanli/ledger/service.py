@@ -45,6 +45,7 @@ from fanli.engine.columnar import calculate
 from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.engine.results import RESULT_SCHEMA
+from fanli.kit.errors import InputError
 from fanli.kit.money import ZERO
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
@@ -416,6 +417,27 @@ def _lines_of(
     finally:
         connection.close()
     return table.cast(SALES_SCHEMA)
+
+
+def check_routine_day(session: Session, as_of: dt.date, *, today: dt.date) -> None:
+    """Refuse an as-of day the routine run must not take: a day still to come would accrue
+    sales not yet made, and a day before the last run would reverse what that run accrued.
+    ``accrue`` itself takes any day (``fanli accrue`` is for deliberate reruns); the pages
+    check this first."""
+    if as_of > today:
+        raise InputError.said_at(
+            "{day} has not come yet; an accrual runs as of today or earlier.",
+            field="as_of",
+            day=as_of,
+        )
+    latest = session.scalar(select(func.max(AccrualRun.as_of)))
+    if latest is not None and as_of < latest:
+        raise InputError.said_at(
+            "The last run was as of {last}; a run as of {day} would reverse what it accrued since.",
+            field="as_of",
+            last=latest,
+            day=as_of,
+        )
 
 
 def accrue(

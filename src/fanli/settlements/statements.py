@@ -67,6 +67,13 @@ def period_statement(
     return PeriodStatement(customer_code, customer.legal_name, period_start, rows, paid, digest)
 
 
+def running_until(statement: PeriodStatement, day: dt.date) -> dt.date | None:
+    """The last day of the statement's rebate periods if they have not all ended on ``day``
+    (its numbers can still change, so it is not signed off yet); None once they have."""
+    end = max((row.period_end for row in statement.rows), default=statement.period_start)
+    return end - dt.timedelta(days=1) if end > day else None
+
+
 def respond(
     session: Session,
     store: FactStore,
@@ -85,10 +92,9 @@ def respond(
     statement = period_statement(session, store, customer_code, period_start)
     if not statement.rows:
         raise InputError(f"there is no statement for {customer_code} from {period_start}")
-    running_until = max(row.period_end for row in statement.rows)
-    if decision is StatementDecision.SIGNED_OFF and running_until > now.date():
+    last_day = running_until(statement, now.date())
+    if decision is StatementDecision.SIGNED_OFF and last_day is not None:
         # Its numbers can still change; a dispute, though, may come at any time.
-        last_day = running_until - dt.timedelta(days=1)
         raise InputError.said_at(
             "the rebate period runs until {day}; its statement can be signed off once it has ended",
             field="decision",

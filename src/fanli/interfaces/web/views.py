@@ -124,6 +124,8 @@ def _said(lang: i18n.Lang, value: Any) -> Any:
     of parts numbered."""
     if isinstance(value, StrEnum):
         return lang._(value)
+    if isinstance(value, dt.date):  # a day in the reader's format
+        return lang.date(value)
     if isinstance(value, Said):
         return lang._(value.template, **{key: _said(lang, v) for key, v in value.values.items()})
     if isinstance(value, list):

@@ -16,7 +16,7 @@ from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError
 from fanli.ledger import overview
 from fanli.settlements.models import StatementDecision
-from fanli.settlements.statements import period_statement, respond, responses
+from fanli.settlements.statements import period_statement, respond, responses, running_until
 from fanli.users.actor import Role
 
 from .views import (
@@ -49,12 +49,10 @@ def _statement_context(request: Request, code: str, start: dt.date) -> dict[str,
         statement = period_statement(session, request.app.state.facts, code, start)
         answers = [r for r in responses(session, code) if r.period_start == start]
         in_units = overview.bases_in_units(session)  # a quantity basis is not money
-    last_end = max((row.period_end for row in statement.rows), default=start)
-    today = _lang(request).today()
     return {
         "statement": statement,
         # A running period is disputed, not signed off (the service refuses a sign-off).
-        "running_until": last_end - dt.timedelta(days=1) if last_end > today else None,
+        "running_until": running_until(statement, _lang(request).today()),
         "one_day": dt.timedelta(
             days=1
         ),  # rebate periods end exclusive; statements show the last day
@@ -111,11 +109,6 @@ def answer(
     if not _csrf_ok(viewer, csrf):
         return HTMLResponse(_lang(request)._("This form has expired; reload the page."), 403)
     code = viewer.actor.customer_code or ""
-    if decision is StatementDecision.DISPUTED and not comment.strip():
-        # Said here in the reader's language; the service refuses it as well.
-        context = _statement_context(request, code, start)
-        problem = _lang(request)._("A dispute needs a comment: say what is wrong.")
-        return _page(request, "statement.html", viewer, error=problem, **context)
     try:
         with unit_of_work(request.app.state.sessions) as session:
             respond(

@@ -21,7 +21,7 @@ import yaml
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
@@ -37,7 +37,7 @@ from fanli.ledger import overview
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.preview import preview_last_year
 from fanli.ledger.queries import run_result, run_results
-from fanli.ledger.service import accrue
+from fanli.ledger.service import accrue, check_routine_day
 from fanli.sales.files import InputFileError
 from fanli.sales.mapping import load_mapping
 from fanli.sales.models import BatchKind, ImportBatch
@@ -312,25 +312,11 @@ def run_accrual(
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    lang = _lang(request)
-    today = lang.today()
-    with unit_of_work(request.app.state.read_sessions) as session:
-        latest = session.scalar(select(func.max(AccrualRun.as_of)))
-    # The page runs the accrual the month-end routine needs. A day still to come would accrue
-    # sales not yet made; a day before the last run would reverse what that run accrued. The
-    # command line (fanli accrue) remains for such deliberate runs.
-    if as_of > today:
-        problem = lang._(
-            "{day} has not come yet; an accrual runs as of today or earlier.", day=lang.date(as_of)
-        )
-        return _accruals_page(request, viewer, {"error": problem})
-    if latest is not None and as_of < latest:
-        problem = lang._(
-            "The last run was as of {last}; a run as of {day} would reverse what it accrued since.",
-            last=lang.date(latest),
-            day=lang.date(as_of),
-        )
-        return _accruals_page(request, viewer, {"error": problem})
+    try:  # the routine run's day, refused at once, before any job
+        with unit_of_work(request.app.state.read_sessions) as session:
+            check_routine_day(session, as_of, today=_lang(request).today())
+    except FanliError as error:
+        return _accruals_page(request, viewer, {"error": say(_lang(request), error)})
     sessions, facts, actor = request.app.state.sessions, request.app.state.facts, viewer.actor
 
     def work(progress: ProgressHook) -> Outcome:
