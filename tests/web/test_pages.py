@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -96,6 +98,19 @@ def _signed_in(client: TestClient, user: str, secret: str) -> str:
     return found[1]
 
 
+@contextmanager
+def _signed_in_as_fay(
+    store: Store, tmp_path: Path, world: World
+) -> Iterator[tuple[TestClient, str]]:
+    """The app over the store, with finance user fay signed in: the client and its CSRF token."""
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        yield client, _signed_in(client, "fay", secret)
+
+
 def test_a_balance_use_is_requested_on_the_customer_page_and_decided_in_the_inbox(
     store: Store, tmp_path: Path
 ) -> None:
@@ -177,12 +192,7 @@ def test_a_red_invoice_names_the_original_lines_on_the_page(store: Store, tmp_pa
     world = _world(store, tmp_path, _form("red_invoice"))
     settlement_id = world.propose()
     world.approve(settlement_id, "amy")
-    with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
-        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
-    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        csrf = _signed_in(client, "fay", secret)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         assert 'name="original_lines"' in page
         key = re.search(rf'name="key" value="([^"]+)-{settlement_id}"', page)
@@ -218,12 +228,7 @@ def test_a_clawback_is_paid_on_the_page_by_offset(store: Store, tmp_path: Path) 
     world.accrue()
     claw = world.propose(key="claw")
     world.approve(claw, "amy")
-    with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
-        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
-    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        csrf = _signed_in(client, "fay", secret)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         row = re.search(rf'<tr data-settlement="{claw}">(.*?)</tr>', page, re.S)
         assert row is not None
@@ -257,12 +262,7 @@ def test_a_quantity_basis_is_shown_in_units(store: Store, tmp_path: Path) -> Non
         }
     )
     world = _world(store, tmp_path, per_unit)  # C1 buys 10 units, C2 one
-    with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
-        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
-    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        _signed_in(client, "fay", secret)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
         page = client.get("/customers/C1").text
         row = re.search(r'data-testid="statement".*?<tbody>\s*<tr>(.*?)</tr>', page, re.S)
         assert row is not None
@@ -280,12 +280,7 @@ def test_a_quantity_basis_is_shown_in_units(store: Store, tmp_path: Path) -> Non
 
 def test_customer_search_takes_what_is_typed_literally(store: Store, tmp_path: Path) -> None:
     world = _world(store, tmp_path, _form("credit_note"))
-    with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
-        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
-    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        _signed_in(client, "fay", secret)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
 
         def found(q: str) -> list[str]:
             page = client.get("/customers", params={"q": q}).text
@@ -345,12 +340,7 @@ def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_pat
     world = _world(store, tmp_path, _form("credit_note"))
     settlement_id = world.propose()
     world.approve(settlement_id, "amy")
-    with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
-        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
-    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        csrf = _signed_in(client, "fay", secret)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         key = re.search(rf'name="key" value="([^"]+-{settlement_id})"', page)
         assert key is not None
@@ -371,12 +361,7 @@ def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_pat
 
 def test_the_policy_page_shows_what_the_policy_says(store: Store, tmp_path: Path) -> None:
     world = _world(store, tmp_path, _form("credit_note"))
-    with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
-        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
-    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        _signed_in(client, "fay", secret)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
         page = client.get("/policy").text
     limits = re.search(r'<pre class="small">(.*?)</pre>', page, re.S)
     assert limits is not None

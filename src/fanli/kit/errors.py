@@ -19,7 +19,7 @@ class Said:
     values: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return self.template.format(**self.values)
+        return _fill(self.template, self.values)
 
 
 def said(template: str, /, **values: Any) -> Said:
@@ -47,7 +47,7 @@ class FanliError(Exception):
         and a list of them is said as numbered parts. ``str()`` stays the English sentence:
         for the log, the API and the command line.
         """
-        error = cls(template.format(**{key: _english(value) for key, value in values.items()}))
+        error = cls(_fill(template, values))
         error.template, error.values = template, values
         return error
 
@@ -92,8 +92,7 @@ class InputError(FanliError):
         **values: Any,
     ) -> Self:
         """``said``, located: the file, row and field of the bad input."""
-        english = {key: _english(value) for key, value in values.items()}
-        error = cls(template.format(**english), file=file, row=row, field=field)
+        error = cls(_fill(template, values), file=file, row=row, field=field)
         error.template, error.values = template, values
         return error
 
@@ -102,6 +101,11 @@ class NotFoundError(FanliError):
     """Nothing with this identity exists (or the actor may not know that it does)."""
 
     code = "not_found"
+
+
+def _fill(template: str, values: dict[str, Any]) -> str:
+    """The English sentence: ``template`` with ``values`` as English writes them."""
+    return template.format(**{key: _english(value) for key, value in values.items()})
 
 
 def _english(value: Any) -> Any:

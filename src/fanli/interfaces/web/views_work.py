@@ -343,8 +343,6 @@ def accrual_run(run_id: int, request: Request, q: str = "", offset: int = 0) -> 
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
-    if scope(viewer, "GET /api/accrual-runs") is None:  # as over the API
-        return _not_found(request, viewer)
     offset = max(offset, 0)
     with unit_of_work(request.app.state.read_sessions) as session:
         run = session.get(AccrualRun, run_id)
@@ -380,7 +378,7 @@ def explain_result(  # noqa: PLR0917 - the result's key
 ) -> HTMLResponse:
     """The engine's explanation of one result row of a run (HTMX, when the row is opened)."""
     viewer, refused = _staff(request)
-    if refused or viewer is None or scope(viewer, "GET /api/accrual-runs") is None:
+    if refused or viewer is None:  # PAGES: as GET /api/accrual-runs
         return HTMLResponse("", status_code=404)
     lang = _lang(request)
     with unit_of_work(request.app.state.read_sessions) as session:
