@@ -70,6 +70,7 @@ def test_a_run_shows_its_results_and_explains_each(store: Store, tmp_path: Path)
             ["A1 v1", "C2", "2026年1月1日 – 2026年3月31日", "¥500.00", "1", "¥10.00", "¥10.00"]
         ]
         assert _cells(client.get(f"/accruals/{run_id}?q=nobody").text) == []
+        assert _cells(client.get(f"/accruals/{run_id}", params={"q": "%"}).text) == []
         why = client.get(
             f"/accruals/{run_id}/explain",
             params={"agreement": "A1", "version": 1, "customer": "C1", "period": 1},

@@ -325,8 +325,9 @@ def run_results(
         conditions.append("list_contains(?, beneficiary)")
         values.append(sorted(customers))  # a list parameter
     if search.strip():
-        conditions.append("(lower(agreement_id) LIKE ? OR lower(beneficiary) LIKE ?)")
-        values += [f"%{search.strip().lower()}%"] * 2
+        # contains(): the text as typed, % and _ included (LIKE would read them as wildcards).
+        conditions.append("(contains(lower(agreement_id), ?) OR contains(lower(beneficiary), ?))")
+        values += [search.strip().lower()] * 2
     source = f"read_parquet(?) WHERE {' AND '.join(conditions)}"
     with duckdb.connect() as connection:  # its own: requests run on several threads
         counted = connection.execute(f"SELECT count(*) FROM {source}", values).fetchone()
