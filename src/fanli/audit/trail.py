@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,18 @@ from fanli.audit.models import AuditEvent
 from fanli.audit.verifier import Break, check_checkpoints, first_break
 
 
+# How the databases write a timestamp as text: SQLite "2026-11-27 09:30:00.000000", PostgreSQL
+# "2026-11-27 09:30:00+00". Python's fromisoformat alone would also take any character between
+# the date and the time, so a changed separator would read as the same instant and go unseen.
+_STORED_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:\d{2})?)?"
+)
+
+
 def _timestamp(raw: str) -> str:
     """The stored timestamp as the hash saw it: ISO 8601 in UTC."""
+    if not isinstance(raw, str) or not _STORED_TIMESTAMP.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not a timestamp as the database writes one")
     stamp = dt.datetime.fromisoformat(raw)
     if stamp.tzinfo is None:  # SQLite keeps UTC without a zone
         stamp = stamp.replace(tzinfo=dt.UTC)
