@@ -25,7 +25,7 @@ from fanli.agreements.models import (
     VersionStatus,
 )
 from fanli.agreements.terms import Agreement
-from fanli.audit.service import canonical_json, record
+from fanli.audit.service import Change, canonical_json, record, record_all
 from fanli.kit.errors import FanliError, NotFoundError
 from fanli.users.actor import Actor, Role, open_steps, require
 
@@ -349,22 +349,25 @@ def expire_ended(session: Session, *, as_of: dt.date, actor: Actor, now: dt.date
         )
         .where(AgreementRecord.status == AgreementStatus.ACTIVE)
     ).all()
+    changes = []
     for agreement, version in rows:
         end = dt.date.fromisoformat(version.terms["term"]["end"])
         if end <= as_of:
             agreement.status = AgreementStatus.EXPIRED
             agreement.ended_at = now
             expired.append(agreement.code)
-            record(
-                session,
-                type="agreement.expired",
-                actor=actor.code,
-                entity_type="agreement",
-                entity_id=agreement.code,
-                inputs={"as_of": as_of, "term_end": end},
-                outcome={"status": agreement.status},
-                now=now,
+            changes.append(
+                Change(
+                    type="agreement.expired",
+                    actor=actor.code,
+                    entity_type="agreement",
+                    entity_id=agreement.code,
+                    inputs={"as_of": as_of, "term_end": end},
+                    outcome={"status": agreement.status},
+                )
             )
+    # One event per agreement, written together (the statuses flush with them).
+    record_all(session, changes, now=now)
     session.flush()
     return expired
 

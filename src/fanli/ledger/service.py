@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -550,9 +551,15 @@ def accrue(
     rated, deltas = _deltas(results, plan.rated, posted, closed)
 
     stored = rated.num_rows
-    if stored:
-        run.results_file, run.results_sha256 = store.write_results(rated, run.id)
-    entry_ids, lines, net = _post(session, run, deltas, as_of=as_of, now=now)
+    # The results file is written on a worker thread while the postings are inserted: DuckDB
+    # encodes on other cores without the GIL, and the insert spends its time in the database.
+    # Leaving the block waits for the file, also when posting fails (the rolled-back run's
+    # file then names no run and is never read).
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        written = writer.submit(store.write_results, rated, run.id) if stored else None
+        entry_ids, lines, net = _post(session, run, deltas, as_of=as_of, now=now)
+    if written is not None:
+        run.results_file, run.results_sha256 = written.result()
     run.results_stored = stored
     run.lines_posted = lines
     session.flush()
