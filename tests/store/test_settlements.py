@@ -9,6 +9,7 @@ import itertools
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -387,7 +388,12 @@ def test_rebate_balance_is_credited_used_once_and_expires(store: Store, tmp_path
     with store.work() as session:
         with pytest.raises(balances.BalanceError, match="ahead of time"):
             balances.expire_credits(session, as_of=expiry, actor=world["fay"], now=NOW)
-        on_expiry = dt.datetime.combine(expiry, dt.time(18), tzinfo=dt.UTC)
+        # "Today" is the day of ``now`` where it was taken (the interfaces take it in the
+        # company's zone): 17:00 UTC the day before is already the expiry day in Shanghai.
+        evening = dt.datetime.combine(expiry - dt.timedelta(days=1), dt.time(17), tzinfo=dt.UTC)
+        with pytest.raises(balances.BalanceError, match="ahead of time"):
+            balances.expire_credits(session, as_of=expiry, actor=world["fay"], now=evening)
+        on_expiry = evening.astimezone(ZoneInfo("Asia/Shanghai"))
         expired = balances.expire_credits(session, as_of=expiry, actor=world["fay"], now=on_expiry)
         assert [c.amount for c in expired] == [D("50.00")]
     assert world.account(Account.REBATE_BALANCE) == D("0.00")  # 200 in, 150 used, 50 released

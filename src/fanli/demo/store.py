@@ -33,6 +33,7 @@ from fanli.agreements.terms import Agreement
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
 from fanli.compliance.service import publish
+from fanli.config import company_now
 from fanli.customers.credit_code import check_character
 from fanli.customers.models import Customer, DueDiligenceKind
 from fanli.customers.service import add_due_diligence, assign
@@ -114,7 +115,7 @@ def _customers_file(folder: Path) -> Path:
 def build(sessions: sessionmaker[Session], facts: FactStore, folder: Path) -> DemoStore:
     """Build the demo company into an empty, migrated store."""
     built = DemoStore()
-    now = dt.datetime.now(dt.UTC)
+    now = company_now()  # the demo's dates are the company's days
     with unit_of_work(sessions) as session:
         admin = as_actor(
             create_user(

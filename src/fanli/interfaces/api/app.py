@@ -49,6 +49,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 app.state.facts,
                 actor_code=settings.audit_as,
                 data_dir=settings.data_dir,
+                clock=lambda: dt.datetime.now(settings.zone),
             )
         )
     try:

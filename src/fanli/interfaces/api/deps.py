@@ -28,6 +28,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.queries import store_version
+from fanli.config import company_now
 from fanli.customers.queries import assigned_codes
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import NotFoundError
@@ -64,10 +65,6 @@ IdempotencyKey = Annotated[
 ]
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def db(request: Request) -> Iterator[Session]:
@@ -109,7 +106,7 @@ def caller(request: Request, session: Session) -> Authenticated:
     if found is None:
         raise AuthError("sign in first (session cookie or Authorization: Bearer token)")
     kind, value = found
-    now = now_utc()
+    now = company_now()
     if kind == "token":
         return token_caller(request.app.state.token_cache, session, value, now)
     check = check_session(session, value, now=now)

@@ -24,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fanli.config import company_now
 from fanli.db.session import unit_of_work
 
-from .deps import credential, now_utc
+from .deps import credential
 from .errors import error_body
 from .models import HttpIdempotency
 
@@ -55,7 +56,7 @@ def _claim(
                             caller=caller,
                             method_path=method_path,
                             body_sha256=body_sha,
-                            created_at=now_utc(),
+                            created_at=company_now(),
                         )
                     )
                     return None

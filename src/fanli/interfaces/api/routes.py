@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from fanli.audit.models import AuditEvent
 from fanli.compliance.queries import policy_versions
+from fanli.config import company_now
 from fanli.customers.models import Customer
 from fanli.customers.queries import customer_by_code
 from fanli.settlements import service as settlements
@@ -33,7 +34,6 @@ from .deps import (
     cached_json,
     check_customer,
     credential,
-    now_utc,
     paged,
     visible_customers,
     visible_settlement,
@@ -70,7 +70,7 @@ def create_session(
     response, not an exception, so that the recorded attempt commits (throttling counts it)."""
     source = request.client.host if request.client else "unknown"
     result = sign_in(
-        session, body.user, body.password, totp_code=body.totp, source=source, now=now_utc()
+        session, body.user, body.password, totp_code=body.totp, source=source, now=company_now()
     )
     if result.outcome is Outcome.THROTTLED:
         return JSONResponse(
@@ -97,7 +97,7 @@ def create_session(
 def end_session(request: Request, _access: Authorized, session: Db) -> Response:
     found = credential(request)
     if found and found[0] == "cookie":
-        sign_out(session, found[1], now=now_utc())
+        sign_out(session, found[1], now=company_now())
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -121,14 +121,19 @@ def me(access: Authorized) -> Me:
 @router.post("/tokens", response_model=TokenCreated, status_code=201)
 def new_token(body: TokenRequest, access: Authorized, session: Db) -> TokenCreated:
     token, row = create_token(
-        session, name=body.name, roles=body.roles, days=body.days, actor=access.actor, now=now_utc()
+        session,
+        name=body.name,
+        roles=body.roles,
+        days=body.days,
+        actor=access.actor,
+        now=company_now(),
     )
     return TokenCreated(id=row.id, token=token, roles=row.roles, expires_at=row.expires_at)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def delete_token(token_id: Id, access: Authorized, session: Db) -> Response:
-    revoke_token(session, token_id, actor=access.actor, now=now_utc())
+    revoke_token(session, token_id, actor=access.actor, now=company_now())
     return Response(status_code=204)
 
 
@@ -196,7 +201,7 @@ def settlement_list(  # noqa: PLR0917 - FastAPI maps parameters to query and dep
 
 @router.get("/settlements/waiting", response_model=list[SettlementOut])
 def settlements_waiting(access: Authorized, session: Db) -> list[SettlementOut]:
-    found = waiting_for(session, access.actor, now_utc().date())
+    found = waiting_for(session, access.actor, company_now().date())
     return [SettlementOut.model_validate(row) for row in found.settlements]
 
 
@@ -222,7 +227,7 @@ def propose(
         period_start=body.period_start,
         idempotency_key=idempotency_key,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return SettlementOut.model_validate(created)
 
@@ -243,7 +248,7 @@ def approve(
         settlement_id,
         idempotency_key=idempotency_key,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return SettlementOut.model_validate(done)
 
@@ -254,7 +259,7 @@ def reject(
 ) -> SettlementOut:
     visible_settlement(session, access, settlement_id)
     done = settlements.reject(
-        session, settlement_id, reason=body.reason, actor=access.actor, now=now_utc()
+        session, settlement_id, reason=body.reason, actor=access.actor, now=company_now()
     )
     return SettlementOut.model_validate(done)
 
@@ -279,7 +284,7 @@ def pay(  # noqa: PLR0917 - FastAPI maps parameters to path, body and dependenci
         original_invoices=body.original_invoices,
         bank_account_id=body.bank_account_id,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return PayoutOut.model_validate(payout)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from fanli.audit.trail import verify
+from fanli.config import company_now
 from fanli.kit.errors import NotFoundError
 from fanli.oversight.audits import (
     assign_finding,
@@ -18,7 +19,7 @@ from fanli.oversight.audits import (
 )
 from fanli.oversight.models import Finding, FindingStatus
 
-from .deps import Authorized, Db, Facts, Id, Limit, Offset, now_utc, paged
+from .deps import Authorized, Db, Facts, Id, Limit, Offset, paged
 from .schemas import (
     ERRORS,
     AssignmentRequest,
@@ -41,7 +42,7 @@ def audit_run(body: AuditRunIn, access: Authorized, session: Db, store: Facts) -
         store,
         body.period,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
         detectors=body.detectors,
     )
     return AuditRunOut.model_validate(run)
@@ -85,7 +86,7 @@ def finding(finding_id: Id, _access: Authorized, session: Db) -> FindingOut:
 def finding_assign(
     finding_id: Id, body: AssignmentRequest, access: Authorized, session: Db
 ) -> FindingOut:
-    done = assign_finding(session, finding_id, body.owner, actor=access.actor, now=now_utc())
+    done = assign_finding(session, finding_id, body.owner, actor=access.actor, now=company_now())
     return FindingOut.model_validate(done)
 
 
@@ -94,7 +95,7 @@ def finding_resolve(
     finding_id: Id, body: ReasonRequest, access: Authorized, session: Db
 ) -> FindingOut:
     done = resolve_finding(
-        session, finding_id, reason=body.reason, actor=access.actor, now=now_utc()
+        session, finding_id, reason=body.reason, actor=access.actor, now=company_now()
     )
     return FindingOut.model_validate(done)
 
@@ -104,7 +105,7 @@ def finding_dismiss(
     finding_id: Id, body: ReasonRequest, access: Authorized, session: Db
 ) -> FindingOut:
     done = dismiss_finding(
-        session, finding_id, reason=body.reason, actor=access.actor, now=now_utc()
+        session, finding_id, reason=body.reason, actor=access.actor, now=company_now()
     )
     return FindingOut.model_validate(done)
 

@@ -23,6 +23,7 @@ from fanli.agreements.service import add_version, draft_of, terminate
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
 from fanli.compliance.service import publish
+from fanli.config import company_now
 from fanli.customers.models import BankAccount, DueDiligenceKind, DueDiligenceRecord
 from fanli.customers.queries import bank_accounts, customer_by_code
 from fanli.customers.service import (
@@ -67,7 +68,6 @@ from .deps import (
     Offset,
     cached_json,
     check_customer,
-    now_utc,
     paged,
     visible_settlement,
     window,
@@ -191,7 +191,7 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
                 store,
                 path,
                 actor=access.actor,
-                now=now_utc(),
+                now=company_now(),
                 idempotency_key=idempotency_key,
             )
         except InputFileError as refused:
@@ -240,7 +240,7 @@ def batch_list(
 
 @router.post("/batches/{batch_id}/void", response_model=BatchOut)
 def batch_void(batch_id: Id, body: ReasonRequest, access: Authorized, session: Db) -> BatchOut:
-    done = void_batch(session, batch_id, reason=body.reason, actor=access.actor, now=now_utc())
+    done = void_batch(session, batch_id, reason=body.reason, actor=access.actor, now=company_now())
     return BatchOut.model_validate(done)
 
 
@@ -298,7 +298,7 @@ def agreement_draft(body: dict[str, Any], access: Authorized, session: Db) -> Ve
     if len(terms) != 1:
         raise InputError("send one agreement's terms per request")
     return VersionOut.model_validate(
-        add_version(session, terms[0], actor=access.actor, now=now_utc())
+        add_version(session, terms[0], actor=access.actor, now=company_now())
     )
 
 
@@ -306,7 +306,7 @@ def agreement_draft(body: dict[str, Any], access: Authorized, session: Db) -> Ve
 def agreement_submit(code: str, body: SubmitRequest, access: Authorized, session: Db) -> VersionOut:
     version = draft_of(session, code)
     review.submit(
-        session, version.id, justification=body.justification, actor=access.actor, now=now_utc()
+        session, version.id, justification=body.justification, actor=access.actor, now=company_now()
     )
     return VersionOut.model_validate(version)
 
@@ -317,7 +317,7 @@ def agreement_approve(
 ) -> VersionOut:
     version = draft_of(session, code)
     review.approve(
-        session, version.id, terms_hash=body.terms_hash, actor=access.actor, now=now_utc()
+        session, version.id, terms_hash=body.terms_hash, actor=access.actor, now=company_now()
     )
     return VersionOut.model_validate(version)
 
@@ -325,7 +325,7 @@ def agreement_approve(
 @router.post("/agreements/{code}/rejection", response_model=VersionOut)
 def agreement_reject(code: str, body: ReasonRequest, access: Authorized, session: Db) -> VersionOut:
     version = draft_of(session, code)
-    review.reject(session, version.id, reason=body.reason, actor=access.actor, now=now_utc())
+    review.reject(session, version.id, reason=body.reason, actor=access.actor, now=company_now())
     return VersionOut.model_validate(version)
 
 
@@ -334,7 +334,7 @@ def agreement_reject(code: str, body: ReasonRequest, access: Authorized, session
 
 @router.post("/accrual-runs", response_model=RunOut, status_code=201)
 def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Facts) -> RunOut:
-    summary = accrue(session, store, as_of=body.as_of, actor=access.actor, now=now_utc())
+    summary = accrue(session, store, as_of=body.as_of, actor=access.actor, now=company_now())
     return RunOut(
         run_id=summary.run_id,
         as_of=summary.as_of,
@@ -366,7 +366,9 @@ def periods(_access: Authorized, session: Db) -> list[PeriodOut]:
 
 @router.post("/periods/{code}/close", response_model=PeriodOut)
 def period_close(code: str, access: Authorized, session: Db) -> PeriodOut:
-    return PeriodOut.model_validate(close_period(session, code, actor=access.actor, now=now_utc()))
+    return PeriodOut.model_validate(
+        close_period(session, code, actor=access.actor, now=company_now())
+    )
 
 
 def _period(session: Db, code: str) -> AccountingPeriod:
@@ -422,7 +424,7 @@ def gl_export(
     _period(session, code)
     with tempfile.TemporaryDirectory(prefix="fanli-gl-") as folder:
         out = Path(folder) / f"gl-{code}.{format}"
-        export_gl(session, code, out, actor=access.actor, now=now_utc())
+        export_gl(session, code, out, actor=access.actor, now=company_now())
         content = out.read_bytes()
     media = "text/csv" if format == "csv" else "application/octet-stream"
     return Response(
@@ -443,7 +445,7 @@ def policy_publish(body: dict[str, Any], access: Authorized, session: Db) -> Pol
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None
         raise InputError(first["msg"].removeprefix("Value error, "), field=field) from None
-    return PolicyOut.model_validate(publish(session, policy, actor=access.actor, now=now_utc()))
+    return PolicyOut.model_validate(publish(session, policy, actor=access.actor, now=company_now()))
 
 
 # ---- bank accounts and due diligence ----------------------------------------------------------
@@ -467,7 +469,7 @@ def customer_account_add(
         holder_name=body.holder_name,
         country=body.country,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return BankAccountOut.model_validate(account)
 
@@ -477,7 +479,7 @@ def account_verify(account_id: Id, access: Authorized, session: Db) -> BankAccou
     if session.get(BankAccount, account_id) is None:
         raise NotFoundError(f"there is no bank account {account_id}")
     return BankAccountOut.model_validate(
-        verify_account(session, account_id, actor=access.actor, now=now_utc())
+        verify_account(session, account_id, actor=access.actor, now=company_now())
     )
 
 
@@ -511,7 +513,7 @@ def due_diligence_add(
         expires_on=body.expires_on,
         note=body.note,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return DueDiligenceOut.model_validate(entry)
 
@@ -532,7 +534,7 @@ def _balance_out(session: Session, code: str, day: dt.date) -> BalanceOut:
 @router.get("/customers/{code}/balance", response_model=BalanceOut, responses={404: {}})
 def customer_balance(code: str, access: Authorized, session: Db) -> BalanceOut:
     check_customer(session, access, code, f"customer {code}")
-    return _balance_out(session, code, now_utc().date())
+    return _balance_out(session, code, company_now().date())
 
 
 @router.post("/balance-uses", response_model=BalanceUseOut, status_code=201)
@@ -548,7 +550,7 @@ def balance_use(
         order_reference=body.order_reference,
         idempotency_key=idempotency_key,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return BalanceUseOut.model_validate(use)
 
@@ -568,7 +570,7 @@ def balance_decide(
         reason=body.reason,
         idempotency_key=idempotency_key,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return BalanceUseOut.model_validate(use)
 
@@ -585,7 +587,7 @@ def statement(
     the numbers the staff see, from the same runs."""
     check_customer(session, access, code, f"customer {code}")
     # The balance counts credits still valid today, so the body changes at midnight too.
-    today = now_utc().date()
+    today = company_now().date()
     key = ("statement", code, today)
     return cached_json(request, session, key, lambda: _statement(session, store, code, today))
 
@@ -647,14 +649,14 @@ def user_create(body: UserIn, access: Authorized, session: Db) -> UserOut:
         approval_limit=body.approval_limit,
         customer_code=body.customer,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return UserOut.model_validate(user)
 
 
 @router.post("/users/{code}/disable", response_model=UserOut)
 def user_disable(code: str, body: ReasonRequest, access: Authorized, session: Db) -> UserOut:
-    user = disable_user(session, code, reason=body.reason, actor=access.actor, now=now_utc())
+    user = disable_user(session, code, reason=body.reason, actor=access.actor, now=company_now())
     return UserOut.model_validate(user)
 
 
@@ -668,7 +670,7 @@ def delegation_create(body: DelegationIn, access: Authorized, session: Db) -> De
         valid_to=body.valid_to,
         reason=body.reason,
         actor=access.actor,
-        now=now_utc(),
+        now=company_now(),
     )
     return DelegationOut.model_validate(grant)
 
@@ -695,7 +697,7 @@ def settlement_refresh(
     settlement_id: Id, access: Authorized, session: Db, store: Facts
 ) -> SettlementOut:
     """Recompute a settlement whose inputs changed; it needs approving again."""
-    done = settlements.refresh(session, store, settlement_id, actor=access.actor, now=now_utc())
+    done = settlements.refresh(session, store, settlement_id, actor=access.actor, now=company_now())
     return SettlementOut.model_validate(done)
 
 
@@ -704,7 +706,7 @@ def agreement_terminate(
     code: str, body: TerminationIn, access: Authorized, session: Db
 ) -> AgreementOut:
     record = terminate(
-        session, code, on=body.on, reason=body.reason, actor=access.actor, now=now_utc()
+        session, code, on=body.on, reason=body.reason, actor=access.actor, now=company_now()
     )
     return _agreement_out(session, record)
 
@@ -712,31 +714,31 @@ def agreement_terminate(
 @router.post("/balance-expiries", response_model=ExpiryOut, status_code=201)
 def balance_expiry(body: ExpiryIn, access: Authorized, session: Db) -> ExpiryOut:
     """Expire the rebate balance credits whose validity has ended, and release them."""
-    done = balances.expire_credits(session, as_of=body.as_of, actor=access.actor, now=now_utc())
+    done = balances.expire_credits(session, as_of=body.as_of, actor=access.actor, now=company_now())
     return ExpiryOut(credits=len(done), released=sum((c.amount for c in done), Decimal(0)))
 
 
 @router.post("/customers/{code}/assignments", status_code=204)
 def customer_assign(code: str, body: AssignmentIn, access: Authorized, session: Db) -> Response:
-    assign(session, code, body.user, actor=access.actor, now=now_utc())
+    assign(session, code, body.user, actor=access.actor, now=company_now())
     return Response(status_code=204)
 
 
 @router.delete("/delegations/{delegation_id}", status_code=204)
 def delegation_revoke(delegation_id: Id, access: Authorized, session: Db) -> Response:
-    revoke_delegation(session, delegation_id, actor=access.actor, now=now_utc())
+    revoke_delegation(session, delegation_id, actor=access.actor, now=company_now())
     return Response(status_code=204)
 
 
 @router.post("/users/{code}/password", status_code=204)
 def user_password(code: str, body: PasswordIn, access: Authorized, session: Db) -> Response:
     """Set a password: your own, or anyone's as an administrator. Their sessions end."""
-    set_password(session, code, body.password, actor=access.actor, now=now_utc())
+    set_password(session, code, body.password, actor=access.actor, now=company_now())
     return Response(status_code=204)
 
 
 @router.post("/users/{code}/second-factor", response_model=SecondFactorOut, status_code=201)
 def user_second_factor(code: str, access: Authorized, session: Db) -> SecondFactorOut:
     """A new TOTP secret (shown once): an administrator enrols a user, or a user renews theirs."""
-    secret = enrol_second_factor(session, code, actor=access.actor, now=now_utc())
+    secret = enrol_second_factor(session, code, actor=access.actor, now=company_now())
     return SecondFactorOut(secret=secret, provisioning_uri=provisioning_uri(secret, code))

@@ -9,10 +9,11 @@ import typer
 from rich.text import Text
 from sqlalchemy.orm import Session
 
+from fanli.config import company_now
 from fanli.customers.service import assign
 from fanli.interfaces.cli.common import run, stdout
 from fanli.interfaces.cli.money import AsOption, customer_app, user_app
-from fanli.interfaces.cli.store import in_store, now_utc
+from fanli.interfaces.cli.store import in_store
 from fanli.sales.store import FactStore
 from fanli.users.actor import Role
 from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri, set_password
@@ -28,7 +29,7 @@ def user_password(
     """Set a user's password (at least 12 characters); their sessions end."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        set_password(session, code, password, actor=load_actor(session, actor), now=now_utc())
+        set_password(session, code, password, actor=load_actor(session, actor), now=company_now())
         return f"password of {code} set"
 
     stdout().print(Text(in_store(step)))
@@ -39,7 +40,9 @@ def user_totp(code: str, actor: AsOption) -> None:
     """Enrol a second factor: prints the secret and its otpauth:// address, once."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        secret = enrol_second_factor(session, code, actor=load_actor(session, actor), now=now_utc())
+        secret = enrol_second_factor(
+            session, code, actor=load_actor(session, actor), now=company_now()
+        )
         return f"secret {secret}\n{provisioning_uri(secret, code)}"
 
     stdout().print(Text(in_store(step)))
@@ -61,7 +64,7 @@ def user_token(
             roles=role,
             days=days,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return f"token {row.id} ({', '.join(row.roles)}, until {row.expires_at:%Y-%m-%d}):\n{token}"
 
@@ -77,7 +80,7 @@ def customer_assign(
     """Assign a customer to a sales user (they see its data, and only their customers')."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        assign(session, customer, to, actor=load_actor(session, actor), now=now_utc())
+        assign(session, customer, to, actor=load_actor(session, actor), now=company_now())
         return f"{customer} assigned to {to}"
 
     stdout().print(Text(in_store(step)))

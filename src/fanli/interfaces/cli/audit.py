@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.trail import verify
 from fanli.audit.verifier import key_id, load_public_key, read_checkpoints
-from fanli.config import Settings
+from fanli.config import Settings, company_now
 from fanli.db.roles import grant_application_role
 from fanli.db.session import make_engine
 from fanli.interfaces.cli.common import EXIT_REFUSED, fail, run, stdout
 from fanli.interfaces.cli.money import AsOption
-from fanli.interfaces.cli.store import db_app, in_store, now_utc
+from fanli.interfaces.cli.store import db_app, in_store
 from fanli.kit.errors import InputError
 from fanli.oversight.audits import (
     Filters,
@@ -95,7 +95,9 @@ def audit_checkpoint(
 
     def step(session: Session, _facts: FactStore) -> dict[str, object]:
         signing = load_signing_key(key or _data_dir() / SIGNING_KEY)
-        return make_checkpoint(session, signing, actor=load_actor(session, actor), now=now_utc())
+        return make_checkpoint(
+            session, signing, actor=load_actor(session, actor), now=company_now()
+        )
 
     checkpoint = in_store(step)
     run(lambda: append_to_file(target, checkpoint))
@@ -165,7 +167,7 @@ def audit_export(
     def step(session: Session, _facts: FactStore) -> dict[str, object]:
         signing = load_signing_key(key or _data_dir() / SIGNING_KEY)
         return export_bundle(
-            session, period, out, signing, actor=load_actor(session, actor), now=now_utc()
+            session, period, out, signing, actor=load_actor(session, actor), now=company_now()
         )
 
     manifest = in_store(step)
@@ -195,7 +197,7 @@ def audit_run(
             facts,
             period,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
             detectors=detector or None,
         )
         return (
@@ -251,7 +253,9 @@ def audit_assign(
     """Assign a finding to a user."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        done = assign_finding(session, finding, to, actor=load_actor(session, actor), now=now_utc())
+        done = assign_finding(
+            session, finding, to, actor=load_actor(session, actor), now=company_now()
+        )
         return f"finding {done.id} assigned to {done.owner}"
 
     stdout().print(Text(in_store(step)))
@@ -267,7 +271,7 @@ def audit_resolve(
 
     def step(session: Session, _facts: FactStore) -> str:
         done = resolve_finding(
-            session, finding, reason=reason, actor=load_actor(session, actor), now=now_utc()
+            session, finding, reason=reason, actor=load_actor(session, actor), now=company_now()
         )
         return f"finding {done.id} resolved"
 
@@ -284,7 +288,7 @@ def audit_dismiss(
 
     def step(session: Session, _facts: FactStore) -> str:
         done = dismiss_finding(
-            session, finding, reason=reason, actor=load_actor(session, actor), now=now_utc()
+            session, finding, reason=reason, actor=load_actor(session, actor), now=company_now()
         )
         return f"finding {done.id} dismissed"
 

@@ -21,10 +21,11 @@ from fanli.agreements.service import draft_of
 from fanli.compliance import review
 from fanli.compliance.queries import policy_versions
 from fanli.compliance.service import load_policy, publish
+from fanli.config import company_now
 from fanli.customers.models import DueDiligenceKind
 from fanli.customers.service import add_due_diligence, register_account, verify_account
 from fanli.interfaces.cli.common import parse_date, run, stdout
-from fanli.interfaces.cli.store import agreement_app, in_store, now_utc
+from fanli.interfaces.cli.store import agreement_app, in_store
 from fanli.kit.errors import InputError
 from fanli.kit.money import RoundingMode, quantize_money
 from fanli.sales.store import FactStore
@@ -104,7 +105,7 @@ def user_create(  # noqa: PLR0917 - Typer maps parameters to options
             approval_limit=amount,
             customer_code=customer,
             actor=who,
-            now=now_utc(),
+            now=company_now(),
         )
         return f"user {user.code} created: {', '.join(user.roles)}"
 
@@ -116,7 +117,9 @@ def user_disable(code: str, reason: Annotated[str, typer.Option()], actor: AsOpt
     """Disable a user: they can no longer act."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        disable_user(session, code, reason=reason, actor=load_actor(session, actor), now=now_utc())
+        disable_user(
+            session, code, reason=reason, actor=load_actor(session, actor), now=company_now()
+        )
         return f"user {code} disabled"
 
     _say(in_store(step))
@@ -144,7 +147,7 @@ def user_delegate(  # noqa: PLR0917 - Typer maps parameters to options
             valid_to=last,
             reason=reason,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return f"delegation {grant.id}: {to} approves for {delegator} from {first} until {last}"
 
@@ -160,7 +163,7 @@ def policy_publish(path: Path, actor: AsOption) -> None:
     policy = run(lambda: load_policy(path))
 
     def step(session: Session, _facts: FactStore) -> str:
-        version = publish(session, policy, actor=load_actor(session, actor), now=now_utc())
+        version = publish(session, policy, actor=load_actor(session, actor), now=company_now())
         return (
             f"policy version {version.version} ({version.title}) in force from "
             f"{version.effective_from}, sha256 {version.sha256}"
@@ -208,7 +211,7 @@ def agreement_submit(
             version.id,
             justification=justification,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         assert version.review is not None
         steps = ", ".join(f"{s['role']} x{s['count']}" for s in version.review["steps"])
@@ -232,7 +235,7 @@ def agreement_approve(
             version.id,
             terms_hash=terms_hash,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return f"{code} v{version.version}: {version.status}"
 
@@ -246,7 +249,7 @@ def agreement_reject(code: str, reason: Annotated[str, typer.Option()], actor: A
     def step(session: Session, _facts: FactStore) -> str:
         version = draft_of(session, code)
         review.reject(
-            session, version.id, reason=reason, actor=load_actor(session, actor), now=now_utc()
+            session, version.id, reason=reason, actor=load_actor(session, actor), now=company_now()
         )
         return f"{code} v{version.version} returned to draft"
 
@@ -283,7 +286,7 @@ def settlement_propose(
             period_start=start,
             idempotency_key=key,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         steps = ", ".join(f"{s['role']} x{s['count']}" for s in settlement.steps)
         return f"{_settlement_line(settlement)}; needs {steps}"
@@ -302,7 +305,7 @@ def settlement_approve(settlement_id: int, actor: AsOption, key: KeyOption = Non
             settlement_id,
             idempotency_key=key,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return _settlement_line(settlement)
 
@@ -317,7 +320,11 @@ def settlement_reject(
 
     def step(session: Session, _facts: FactStore) -> str:
         settlement = settlements.reject(
-            session, settlement_id, reason=reason, actor=load_actor(session, actor), now=now_utc()
+            session,
+            settlement_id,
+            reason=reason,
+            actor=load_actor(session, actor),
+            now=company_now(),
         )
         return _settlement_line(settlement)
 
@@ -330,7 +337,7 @@ def settlement_refresh(settlement_id: int, actor: AsOption) -> None:
 
     def step(session: Session, facts: FactStore) -> str:
         settlement = settlements.refresh(
-            session, facts, settlement_id, actor=load_actor(session, actor), now=now_utc()
+            session, facts, settlement_id, actor=load_actor(session, actor), now=company_now()
         )
         return _settlement_line(settlement)
 
@@ -362,7 +369,7 @@ def settlement_pay(  # noqa: PLR0917 - Typer maps parameters to options
             original_invoices=invoice or [],
             bank_account_id=account,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return (
             f"settlement {settlement_id} paid: payout {payout.id}, {_amount(payout.amount)} as "
@@ -400,7 +407,7 @@ def settlement_waiting(actor: AsOption) -> None:
     """What waits for your approval."""
 
     def step(session: Session, _facts: FactStore) -> list[str]:
-        found = waiting_for(session, load_actor(session, actor), now_utc().date())
+        found = waiting_for(session, load_actor(session, actor), company_now().date())
         lines = [_settlement_line(s) for s in found.settlements]
         lines += [
             f"agreement {code} v{v.version} (terms {v.terms_hash})"
@@ -420,7 +427,7 @@ def balance_show(customer: str) -> None:
     """A customer's rebate balance and its credits."""
 
     def step(session: Session, _facts: FactStore) -> tuple[str, Table]:
-        found = balances.balance(session, customer, now_utc().date())
+        found = balances.balance(session, customer, company_now().date())
         table = Table("credit", "amount", "valid until", "status")
         for credit in found.credits:
             table.add_row(
@@ -453,7 +460,7 @@ def balance_use(
             order_reference=order,
             idempotency_key=key,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return f"balance use {use.id}: {_amount(use.amount)} on {use.order_reference}, {use.status}"
 
@@ -478,7 +485,7 @@ def balance_decide(
             reason=reason,
             idempotency_key=key,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return f"balance use {use.id}: {use.status}"
 
@@ -495,9 +502,9 @@ def balance_expire(
     def step(session: Session, _facts: FactStore) -> str:
         done = balances.expire_credits(
             session,
-            as_of=day or now_utc().date(),
+            as_of=day or company_now().date(),
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         total = sum((c.amount for c in done), Decimal(0))
         return f"{len(done)} credits expired, {_amount(total)} released"
@@ -528,7 +535,7 @@ def customer_add_account(  # noqa: PLR0917 - Typer maps parameters to options
             holder_name=holder,
             country=country,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return f"bank account {account.id} of {customer} registered; it needs verifying"
 
@@ -540,7 +547,7 @@ def customer_verify_account(account_id: int, actor: AsOption) -> None:
     """Verify a registered bank account (not by whoever registered it)."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        verify_account(session, account_id, actor=load_actor(session, actor), now=now_utc())
+        verify_account(session, account_id, actor=load_actor(session, actor), now=company_now())
         return f"bank account {account_id} verified"
 
     _say(in_store(step))
@@ -572,7 +579,7 @@ def dd_add(  # noqa: PLR0917 - Typer maps parameters to options
             expires_on=last,
             note=note,
             actor=load_actor(session, actor),
-            now=now_utc(),
+            now=company_now(),
         )
         return f"{customer}: {entry.kind} {'passed' if entry.passed else 'failed'} until {last}"
 

@@ -8,7 +8,6 @@ API).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fanli.agreements.files import load_agreements
 from fanli.agreements.queries import versions
 from fanli.agreements.service import add_versions
-from fanli.config import Settings
+from fanli.config import Settings, company_now
 from fanli.db.migrate import upgrade
 from fanli.db.session import make_engine, session_factory, unit_of_work
 from fanli.db.status import require_current
@@ -110,10 +109,6 @@ def in_store(step: Callable[[Session, FactStore], T]) -> T:
     return run(whole)
 
 
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 # ---- db ---------------------------------------------------------------------------------------
 
 
@@ -150,7 +145,7 @@ def _import(
     def step() -> ImportOutcome:
         try:
             with progress([path], console) as hook, _work() as (session, facts):
-                now = now_utc()
+                now = company_now()
                 options = {
                     "actor": load_actor(session, actor),
                     "now": now,
@@ -254,7 +249,7 @@ def batch_void(
     """Void a sales batch: its lines stop counting from the next accrual run."""
     batch = in_store(
         lambda s, _f: void_batch(
-            s, batch_id, reason=reason, actor=load_actor(s, actor), now=now_utc()
+            s, batch_id, reason=reason, actor=load_actor(s, actor), now=company_now()
         )
     )
     stdout().print(Text(f"batch {batch.id} voided ({batch.rows:,} lines); run `fanli accrue`"))
@@ -270,7 +265,9 @@ def agreement_add(path: Path, actor: ActorOption) -> None:
     agreements = run(lambda: load_agreements(path))
 
     def step(session: Session, _facts: FactStore) -> list[str]:
-        added = add_versions(session, agreements, actor=load_actor(session, actor), now=now_utc())
+        added = add_versions(
+            session, agreements, actor=load_actor(session, actor), now=company_now()
+        )
         return [
             f"{terms.id} v{version.version} ({version.status}, from {version.effective_from}, "
             f"terms {version.terms_hash})"
@@ -311,7 +308,7 @@ def accrue_command(
     day = run(lambda: parse_date(as_of, "--as-of"))
     assert day is not None
     summary = in_store(
-        lambda s, f: accrue(s, f, as_of=day, actor=load_actor(s, actor), now=now_utc())
+        lambda s, f: accrue(s, f, as_of=day, actor=load_actor(s, actor), now=company_now())
     )
     console = stdout()
     console.print(
@@ -330,7 +327,7 @@ def accrue_command(
 def period_close(code: str, actor: ActorOption) -> None:
     """Close an accounting period (YYYY-MM); later changes post as adjustments."""
     period = in_store(
-        lambda s, _f: close_period(s, code, actor=load_actor(s, actor), now=now_utc())
+        lambda s, _f: close_period(s, code, actor=load_actor(s, actor), now=company_now())
     )
     stdout().print(Text(f"accounting period {period.code} is closed"))
 
@@ -364,7 +361,7 @@ def gl_export(
     chart_of_accounts = run(lambda: load_chart(chart)) if chart else None
     result = in_store(
         lambda s, _f: export_gl(
-            s, period, out, chart=chart_of_accounts, actor=load_actor(s, actor), now=now_utc()
+            s, period, out, chart=chart_of_accounts, actor=load_actor(s, actor), now=company_now()
         )
     )
     stdout().print(

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.terms import Agreement
 from fanli.compliance.queries import NoPolicyError, policy_in_force
+from fanli.config import company_now
 from fanli.customers.models import Customer
 from fanli.customers.queries import (
     CustomerNotFoundError,
@@ -64,10 +65,6 @@ STAFF = frozenset(Role) - {Role.CUSTOMER}
 PAGE = 50
 
 
-def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @dataclass(frozen=True)
 class Viewer:
     actor: Actor
@@ -85,7 +82,7 @@ def _viewer(request: Request) -> Viewer | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    now = now_utc()
+    now = company_now()
     with unit_of_work(request.app.state.read_sessions) as session:
         check = check_session(session, token, now=now)
     if check.end_reason or check.touch:
@@ -272,7 +269,7 @@ def signin(
     source = request.client.host if request.client else "unknown"
     with unit_of_work(request.app.state.sessions) as session:
         result = sign_in(
-            session, user, password, totp_code=totp or None, source=source, now=now_utc()
+            session, user, password, totp_code=totp or None, source=source, now=company_now()
         )
     if result.outcome is not Outcome.SIGNED_IN or result.token is None:
         lang = _lang(request)
@@ -296,7 +293,7 @@ def signout(request: Request, csrf: str = Form(default="")) -> Response:
         # Another site cannot sign anyone out: without the token nothing happens.
         return RedirectResponse("/", status_code=303)
     with unit_of_work(request.app.state.sessions) as session:
-        sign_out(session, token, now=now_utc())
+        sign_out(session, token, now=company_now())
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -611,7 +608,7 @@ def approve(settlement_id: int, request: Request, key: str = Form(max_length=64)
                 settlement_id,
                 idempotency_key=f"web-{key}",
                 actor=viewer.actor,
-                now=now_utc(),
+                now=company_now(),
             )
             status = done.status
     except FanliError as error:

@@ -24,6 +24,7 @@ from fanli.audit.models import AuditCheckpoint
 from fanli.audit.trail import verify
 from fanli.compliance import review
 from fanli.compliance.queries import policy_versions
+from fanli.config import company_now
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError
 from fanli.kit.progress import ProgressHook
@@ -56,7 +57,6 @@ from .views import (
     _to_signin,
     act,
     flash_redirect,
-    now_utc,
     say,
     scope,
 )
@@ -105,7 +105,7 @@ def _audit_page(
         statuses=[s.value for s in FindingStatus],
         people=people,
         may_run=scope(viewer, "POST /api/audit/runs") is not None,
-        this_month=now_utc().strftime("%Y-%m"),
+        this_month=company_now().strftime("%Y-%m"),
         **outcome,
     )
 
@@ -123,7 +123,9 @@ def audit_run(
 
     def work(progress: ProgressHook) -> Outcome:
         with unit_of_work(sessions) as session:
-            run = run_audit(session, facts, period, actor=actor, now=now_utc(), progress=progress)
+            run = run_audit(
+                session, facts, period, actor=actor, now=company_now(), progress=progress
+            )
             return {
                 "done": lang._(
                     "Audit of {period}: {found} findings, {opened} new.",
@@ -157,7 +159,7 @@ def finding_action(  # noqa: PLR0917 - one form field each
         return refused or _to_signin()
 
     def step(session: Session) -> object:
-        now = now_utc()
+        now = company_now()
         if action == "assign":
             return assign_finding(session, finding_id, owner, actor=viewer.actor, now=now)
         if action == "resolve":
@@ -205,7 +207,7 @@ def close(code: str, request: Request, csrf: str = Form(default="")) -> Response
     return act(
         request,
         "/periods",
-        lambda session: close_period(session, code, actor=viewer.actor, now=now_utc()),
+        lambda session: close_period(session, code, actor=viewer.actor, now=company_now()),
         _lang(request)._("Period {code} closed.", code=code),
     )
 
@@ -219,7 +221,7 @@ def gl(code: str, request: Request, csrf: str = Form(default="")) -> Response:
         out = Path(folder) / f"gl-{code}.xlsx"
         try:
             with unit_of_work(request.app.state.sessions) as session:
-                export_gl(session, code, out, actor=viewer.actor, now=now_utc())
+                export_gl(session, code, out, actor=viewer.actor, now=company_now())
         except FanliError as error:
             return flash_redirect("/periods", error=say(_lang(request), error))
         body = out.read_bytes()
@@ -306,7 +308,7 @@ def approve_version(
     try:
         with unit_of_work(request.app.state.sessions) as session:
             version = review.approve(
-                session, version_id, terms_hash=terms_hash, actor=viewer.actor, now=now_utc()
+                session, version_id, terms_hash=terms_hash, actor=viewer.actor, now=company_now()
             )
             status = version.status
     except FanliError as error:
@@ -369,7 +371,7 @@ def user_create(  # noqa: PLR0917 - one form field each
             roles=[role],
             customer_code=customer or None,
             actor=viewer.actor,
-            now=now_utc(),
+            now=company_now(),
         ),
         _lang(request)._("User {code} created.", code=code),
     )
@@ -389,7 +391,7 @@ def user_disable(
         request,
         "/users",
         lambda session: disable_user(
-            session, code, reason=reason, actor=viewer.actor, now=now_utc()
+            session, code, reason=reason, actor=viewer.actor, now=company_now()
         ),
         _lang(request)._("User {code} disabled.", code=code),
     )
@@ -409,7 +411,7 @@ def token_create(
     try:
         with unit_of_work(request.app.state.sessions) as session:
             token, _row = create_token(
-                session, name=name, roles=[role], days=days, actor=viewer.actor, now=now_utc()
+                session, name=name, roles=[role], days=days, actor=viewer.actor, now=company_now()
             )
     except FanliError as error:
         return flash_redirect("/users", error=say(_lang(request), error))
@@ -424,7 +426,7 @@ def token_revoke(token_id: int, request: Request, csrf: str = Form(default="")) 
     return act(
         request,
         "/users",
-        lambda session: revoke_token(session, token_id, actor=viewer.actor, now=now_utc()),
+        lambda session: revoke_token(session, token_id, actor=viewer.actor, now=company_now()),
         _lang(request)._("Token {id} revoked.", id=token_id),
     )
 
@@ -437,7 +439,7 @@ def second_factor(request: Request, csrf: str = Form(default="")) -> Response:
     try:
         with unit_of_work(request.app.state.sessions) as session:
             secret = enrol_second_factor(
-                session, viewer.actor.code, actor=viewer.actor, now=now_utc()
+                session, viewer.actor.code, actor=viewer.actor, now=company_now()
             )
     except FanliError as error:
         return flash_redirect("/users", error=say(_lang(request), error))

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from fanli.config import company_now
 from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError
 from fanli.ledger import overview
@@ -27,7 +28,6 @@ from .views import (
     _page,
     _to_signin,
     _viewer,
-    now_utc,
     say,
     templates,
 )
@@ -83,7 +83,7 @@ def statement_pdf(start: dt.date, request: Request) -> Response:
         return _not_found(request, viewer)
     lang = _lang(request)
     html = templates.get_template("statement_print.html").render(
-        lang=lang, _=lang._, printed=now_utc(), **context
+        lang=lang, _=lang._, printed=company_now(), **context
     )
     from weasyprint import HTML  # type: ignore[import-untyped]  # noqa: PLC0415 - loads Pango
 
@@ -119,7 +119,7 @@ def answer(
                 decision=decision,
                 comment=comment,
                 actor=viewer.actor,
-                now=now_utc(),
+                now=company_now(),
             )
     except FanliError as error:
         context = _statement_context(request, code, start)

@@ -28,6 +28,7 @@ from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.service import add_version
 from fanli.agreements.terms import Agreement
 from fanli.compliance import review
+from fanli.config import company_now
 from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
@@ -57,7 +58,6 @@ from .views import (
     _to_signin,
     act,
     flash_redirect,
-    now_utc,
     say,
     scope,
     templates,
@@ -211,7 +211,7 @@ def upload(
                     facts,
                     path,
                     actor=actor,
-                    now=now_utc(),
+                    now=company_now(),
                     mapping=columns,
                     progress=progress,
                 )
@@ -265,7 +265,7 @@ def void(
     context: dict[str, Any] = {}
     try:
         with unit_of_work(request.app.state.sessions) as session:
-            void_batch(session, batch_id, reason=reason, actor=viewer.actor, now=now_utc())
+            void_batch(session, batch_id, reason=reason, actor=viewer.actor, now=company_now())
         context["voided"] = _lang(request)._(
             "Batch {batch} voided: its lines stop counting from the next accrual run.",
             batch=batch_id,
@@ -322,7 +322,7 @@ def run_accrual(
     def work(progress: ProgressHook) -> Outcome:
         with unit_of_work(sessions) as session:
             summary = accrue(
-                session, facts, as_of=as_of, actor=actor, now=now_utc(), progress=progress
+                session, facts, as_of=as_of, actor=actor, now=company_now(), progress=progress
             )
         return {"summary": summary}
 
@@ -483,7 +483,7 @@ def propose(  # noqa: PLR0917 - one form field each
                 period_start=period_start,
                 idempotency_key=f"web-{key}",
                 actor=viewer.actor,
-                now=now_utc(),
+                now=company_now(),
             )
             done = _lang(request)._("Settlement {id} proposed.", id=made.id)
     except FanliError as error:
@@ -519,7 +519,7 @@ def pay(  # noqa: PLR0917 - one form field each
                 or None,
                 idempotency_key=f"web-{key}",
                 actor=viewer.actor,
-                now=now_utc(),
+                now=company_now(),
             )
             done = _lang(request)._("Settlement {id} paid.", id=payout.settlement_id)
     except FanliError as error:
@@ -540,7 +540,7 @@ def reject(
     try:
         with unit_of_work(request.app.state.sessions) as session:
             settlements.reject(
-                session, settlement_id, reason=reason, actor=viewer.actor, now=now_utc()
+                session, settlement_id, reason=reason, actor=viewer.actor, now=company_now()
             )
             done = _lang(request)._("Settlement {id} rejected.", id=settlement_id)
     except FanliError as error:
@@ -578,7 +578,7 @@ def balance_use(  # noqa: PLR0917 - one form field each
                 order_reference=order_reference,
                 idempotency_key=f"web-{key}",
                 actor=viewer.actor,
-                now=now_utc(),
+                now=company_now(),
             )
             message = lang._(
                 "Use {id} of {amount} requested.", id=use.id, amount=lang.money(amount)
@@ -610,7 +610,7 @@ def decide(  # noqa: PLR0917 - one form field each
             reason=reason,
             idempotency_key=f"web-{key}",
             actor=viewer.actor,
-            now=now_utc(),
+            now=company_now(),
         ),
         _lang(request)._("Use {id} decided.", id=use_id),
     )
@@ -727,7 +727,7 @@ def save(
         return _agreement_page(request, viewer, text=terms, problems=problems)
     try:
         with unit_of_work(request.app.state.sessions) as session:
-            version = add_version(session, parsed, actor=viewer.actor, now=now_utc())
+            version = add_version(session, parsed, actor=viewer.actor, now=company_now())
             done = _lang(request)._(
                 "Draft {code} v{version} saved.", code=parsed.id, version=version.version
             )
@@ -753,7 +753,7 @@ def submit(
                 version_id,
                 justification=justification or None,
                 actor=viewer.actor,
-                now=now_utc(),
+                now=company_now(),
             )
     except FanliError as error:
         return _agreement_page(request, viewer, text="", problems=[say(_lang(request), error)])
