@@ -16,6 +16,8 @@ import pyotp
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from fanli.agreements.models import AgreementVersion
+from fanli.agreements.service import add_version
 from fanli.agreements.terms import Rebate
 from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
@@ -368,3 +370,33 @@ def test_the_policy_page_shows_what_the_policy_says(store: Store, tmp_path: Path
     assert "null" not in limits[1]  # no empty defaults, only what was published
     assert "- max_percent: &#39;10&#39;" in limits[1]
     assert "- segment: 零售\n  max_percent: &#39;5&#39;" in limits[1]
+
+
+def test_a_blocked_submission_says_every_reason_in_the_readers_language(
+    store: Store, tmp_path: Path
+) -> None:
+    """A draft without its contract and above the policy's limit (5%: a programme for every
+    customer can pay the 零售 segment), submitted without a justification: the compliance
+    check's reasons, numbered, in Chinese and in English."""
+    world = _world(store, tmp_path)
+    with store.work() as session:
+        draft = add_version(
+            session, percent_agreement("A2", rate="12", contract=None), actor=world["sam"], now=NOW
+        )
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+        refused = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
+        problems = re.findall(r'data-testid="problems"><li>([^<]*)</li>', refused.text)
+        assert problems == [
+            "协议 A2 第 1 版未通过合规检查：(1) 条款未附合同（须填写已签署文件的编号 reference 与 "
+            "document_sha256）；(2) 第 1 档费率 12% 高于政策上限 5%：偏离政策须附书面理由"
+        ]
+        client.get("/lang/en?back=/agreements")
+        refused = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
+        problems = re.findall(r'data-testid="problems"><li>([^<]*)</li>', refused.text)
+        assert problems == [
+            "agreement A2 version 1 is blocked: (1) the terms carry no contract (reference and "
+            "document_sha256 of the signed document); (2) band 1 rate 12% is above the policy "
+            "limit 5%: a deviation needs a written justification"
+        ]
+    with store.work() as session:
+        assert session.get(AgreementVersion, draft.id).status == "draft"  # nothing changed

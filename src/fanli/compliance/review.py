@@ -18,6 +18,7 @@ roles. When the last step is filled the version becomes active.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,7 +43,7 @@ from fanli.compliance.policy import Policy, RateLimit, step_list
 from fanli.compliance.queries import policy_in_force
 from fanli.customers.credit_code import legal_entity_problem
 from fanli.customers.models import Customer
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, Said, said
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.queries import principals
 
@@ -52,16 +53,29 @@ class ComplianceError(FanliError):
 
     code = "compliance_blocked"
 
-    def __init__(self, subject: str, reasons: list[str]) -> None:
-        self.reasons = reasons
-        listed = "; ".join(f"({n}) {reason}" for n, reason in enumerate(reasons, start=1))
-        super().__init__(f"{subject} is blocked: {listed}")
+    reasons: list[str]
+
+    @classmethod
+    def blocked(cls, subject: Said, reasons: Sequence[Said]) -> ComplianceError:
+        """ "<subject> is blocked: (1) ...; (2) ...", said in the reader's language on a page."""
+        error = cls.said("{subject} is blocked: {reasons}", subject=subject, reasons=list(reasons))
+        error.reasons = [str(reason) for reason in reasons]
+        return error
 
 
 _LIMIT_FIELD = {
-    RateForm.PERCENT: ("max_percent", "%"),
-    RateForm.PER_UNIT: ("max_per_unit", " per unit"),
-    RateForm.FIXED: ("max_fixed", " fixed"),
+    RateForm.PERCENT: "max_percent",
+    RateForm.PER_UNIT: "max_per_unit",
+    RateForm.FIXED: "max_fixed",
+}
+# What a band above the limit says, per rate form (templates: a page says them in the reader's
+# language, and the English is what the version's review stores).
+_ABOVE_LIMIT = {
+    RateForm.PERCENT: "band {position} rate {rate}% is above the policy limit {ceiling}%",
+    RateForm.PER_UNIT: (
+        "band {position} rate {rate} per unit is above the policy limit {ceiling} per unit"
+    ),
+    RateForm.FIXED: "band {position} rate {rate} fixed is above the policy limit {ceiling} fixed",
 }
 
 
@@ -80,9 +94,9 @@ def _applies(
     return segment_ok and category_ok
 
 
-def rate_deviations(session: Session, terms: Agreement, policy: Policy) -> list[str]:
+def rate_deviations(session: Session, terms: Agreement, policy: Policy) -> list[Said]:
     """Each band whose rate is above the lowest policy limit that can apply to it."""
-    field, unit = _LIMIT_FIELD[terms.rebate.form]
+    field = _LIMIT_FIELD[terms.rebate.form]
     include = terms.eligibility.products.include.category
     categories = set(include) if include else None
     segments = _segments(session, terms)
@@ -94,47 +108,60 @@ def rate_deviations(session: Session, terms: Agreement, policy: Policy) -> list[
     if not limits:
         return []
     ceiling = min(limits)
+    template = _ABOVE_LIMIT[terms.rebate.form]
     return [
-        f"band {position} rate {band.rate}{unit} is above the policy limit {ceiling}{unit}"
+        said(template, position=position, rate=band.rate, ceiling=ceiling)
         for position, band in enumerate(terms.rebate.tiers, start=1)
         if band.rate > ceiling
     ]
 
 
-def _party_problems(session: Session, terms: Agreement) -> list[str]:
+def _party_problems(session: Session, terms: Agreement) -> list[Said]:
     if terms.pool is None:
         return []  # a programme: each beneficiary is checked when it is settled
     problems = []
     for code in terms.pool:
         customer = session.scalar(select(Customer).where(Customer.code == code))
         if customer is None:
-            problems.append(f"party {code} is not a known customer")
+            problems.append(said("party {code} is not a known customer", code=code))
             continue
         problem = legal_entity_problem(customer.credit_code)
         if problem:
-            problems.append(f"party {code} ({customer.legal_name}): {problem}")
+            problems.append(
+                said(
+                    "party {code} ({name}): {problem}",
+                    code=code,
+                    name=customer.legal_name,
+                    problem=problem,
+                )
+            )
     return problems
 
 
 def check_terms(
     session: Session, terms: Agreement, policy: Policy, *, justification: str | None
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[Said], list[Said]]:
     """(blocking reasons, deviations). Deviations block only without a justification."""
     reasons = _party_problems(session, terms)
     if terms.contract is None:
         reasons.append(
-            "the terms carry no contract (reference and document_sha256 of the signed document)"
+            said(
+                "the terms carry no contract (reference and document_sha256 of the signed document)"
+            )
         )
     if terms.settlement.form not in policy.settlement_forms:
-        allowed = ", ".join(form.value for form in policy.settlement_forms)
         reasons.append(
-            f"settlement form {terms.settlement.form.value} is not allowed by the policy "
-            f"(allowed: {allowed})"
+            said(
+                "settlement form {form} is not allowed by the policy (allowed: {allowed})",
+                form=terms.settlement.form,
+                allowed=tuple(policy.settlement_forms),
+            )
         )
     deviations = rate_deviations(session, terms, policy)
     if deviations and not (justification and justification.strip()):
         reasons.extend(
-            f"{deviation}: a deviation needs a written justification" for deviation in deviations
+            said("{deviation}: a deviation needs a written justification", deviation=deviation)
+            for deviation in deviations
         )
     return reasons, deviations
 
@@ -161,11 +188,14 @@ def submit(
     policy_version, policy = policy_in_force(session, now.date())
     reasons, deviations = check_terms(session, terms, policy, justification=justification)
     if reasons:
-        raise ComplianceError(f"agreement {terms.id} version {version.version}", reasons)
+        raise ComplianceError.blocked(
+            said("agreement {code} version {version}", code=terms.id, version=version.version),
+            reasons,
+        )
     steps = step_list(policy.agreement_approval, plus=policy.deviation.role if deviations else None)
     review = {
         "policy_version": policy_version.version,
-        "deviations": deviations,
+        "deviations": [str(deviation) for deviation in deviations],
         "justification": justification.strip() if deviations and justification else None,
         "steps": steps,
     }
@@ -185,17 +215,23 @@ def approve(
     version = locked_version(session, version_id)
     code = _code(session, version)
     if version.status != VersionStatus.SUBMITTED:
-        raise ComplianceError(
-            f"agreement {code} version {version.version}",
-            [f"it is {version.status}, not submitted"],
+        raise ComplianceError.blocked(
+            said("agreement {code} version {version}", code=code, version=version.version),
+            [said("it is {status}, not submitted", status=VersionStatus(version.status))],
         )
     assert version.review is not None
     if terms_hash != version.terms_hash or version.review.get("terms_hash") != terms_hash:
-        raise ComplianceError(
-            f"approving agreement {code} version {version.version}",
+        raise ComplianceError.blocked(
+            said(
+                "approving agreement {code} version {version}", code=code, version=version.version
+            ),
             [
-                f"its terms changed since they were reviewed (reviewed {terms_hash[:12]}, "
-                f"now {version.terms_hash[:12]}): review them again"
+                said(
+                    "its terms changed since they were reviewed (reviewed {reviewed}, now "
+                    "{current}): review them again",
+                    reviewed=terms_hash[:12],
+                    current=version.terms_hash[:12],
+                )
             ],
         )
     approvals = approvals_of(session, version)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from fanli.kit.errors import Said, said
+
 ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _VALUE: Final = {character: value for value, character in enumerate(ALPHABET)}
 _WEIGHTS: Final = tuple(pow(3, position, 31) for position in range(17))
@@ -24,16 +26,29 @@ def check_character(first17: str) -> str:
     return ALPHABET[(31 - total % 31) % 31]
 
 
-def credit_code_problem(code: str) -> str | None:
-    """Why ``code`` is not a valid unified social credit code, or None when it is."""
+def credit_code_problem(code: str) -> Said | None:
+    """Why ``code`` is not a valid unified social credit code, or None when it is. The reason
+    is English by ``str()``; a page says it in the reader's language."""
     if len(code) != LENGTH:
-        return f"a unified social credit code has {LENGTH} characters, not {len(code)}"
+        return said(
+            "a unified social credit code has {length} characters, not {found}",
+            length=LENGTH,
+            found=len(code),
+        )
     for position, character in enumerate(code, start=1):
         if character not in _VALUE:
-            return f"character {position} ({character!r}) is not allowed in a credit code"
+            return said(
+                "character {position} ({character}) is not allowed in a credit code",
+                position=position,
+                character=repr(character),
+            )
     expected = check_character(code[:17])
     if code[17] != expected:
-        return f"check character is {code[17]!r}, GB 32100-2015 requires {expected!r}"
+        return said(
+            "check character is {found}, GB 32100-2015 requires {expected}",
+            found=repr(code[17]),
+            expected=repr(expected),
+        )
     return None
 
 
@@ -42,15 +57,16 @@ def credit_code_problem(code: str) -> str | None:
 _INDIVIDUAL_BUSINESS: Final = frozenset({"92"})
 
 
-def legal_entity_problem(code: str | None) -> str | None:
+def legal_entity_problem(code: str | None) -> Said | None:
     """Why a customer with this credit code is not a registered legal entity, or None."""
     if not code:
-        return "it has no unified social credit code, so it is not a registered legal entity"
+        return said("it has no unified social credit code, so it is not a registered legal entity")
     problem = credit_code_problem(code)
     if problem:
         return problem
     if code[:2] in _INDIVIDUAL_BUSINESS:
-        return (
-            f"credit code {code} registers an individual business (个体工商户), not a legal entity"
+        return said(
+            "credit code {code} registers an individual business (个体工商户), not a legal entity",
+            code=code,
         )
     return None

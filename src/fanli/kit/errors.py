@@ -43,9 +43,9 @@ class FanliError(Exception):
         """The error whose message is ``template`` filled with ``values``.
 
         The template is also a message id of the web's catalogs, so a page can say it in the
-        reader's language. A value that is a code (a StrEnum) or a ``Said`` is translated too,
-        and a list of them is said as numbered parts. ``str()`` stays the English sentence:
-        for the log, the API and the command line.
+        reader's language. A value that is a code (a StrEnum) or a ``Said`` is translated too;
+        a list of them is said as numbered parts, a tuple of codes as a list of names.
+        ``str()`` stays the English sentence: for the log, the API and the command line.
         """
         error = cls(_fill(template, values))
         error.template, error.values = template, values
@@ -109,7 +109,10 @@ def _fill(template: str, values: dict[str, Any]) -> str:
 
 
 def _english(value: Any) -> Any:
-    """A value as the English message writes it: a list of parts numbered, "(1) ...; (2) ..."."""
+    """A value as the English message writes it: a list of parts numbered, "(1) ...; (2) ...";
+    a tuple of names (codes) joined by commas."""
     if isinstance(value, list):
         return "; ".join(f"({number}) {part}" for number, part in enumerate(value, start=1))
+    if isinstance(value, tuple):
+        return ", ".join(str(item) for item in value)
     return value

@@ -287,7 +287,7 @@ def above_policy(scope: Scope) -> Iterable[Candidate]:
     for version, code in _versions_active_in(scope) if policy else []:
         assert policy is not None
         terms = Agreement.model_validate(version.terms)
-        excess = rate_deviations(scope.session, terms, policy)
+        excess = [str(deviation) for deviation in rate_deviations(scope.session, terms, policy)]
         approved = (version.review or {}).get("deviations") or []
         if excess and not approved:
             yield Candidate(

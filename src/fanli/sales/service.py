@@ -260,7 +260,7 @@ def import_customers(
             row["credit_code"] = credit
             problem = credit_code_problem(credit)
             if problem:
-                issues.append(RowIssue(number, "credit_code", problem))
+                issues.append(RowIssue(number, "credit_code", str(problem)))
             elif credit in seen_credit:
                 issues.append(
                     RowIssue(

@@ -128,6 +128,8 @@ def _said(lang: i18n.Lang, value: Any) -> Any:
     if isinstance(value, list):
         parts = [_said(lang, part) for part in value]
         return lang._("; ").join(f"({number}) {part}" for number, part in enumerate(parts, 1))
+    if isinstance(value, tuple):  # names, such as the settlement forms a policy allows
+        return lang._(", ").join(str(_said(lang, item)) for item in value)
     return value
 
 
