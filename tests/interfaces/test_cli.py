@@ -146,7 +146,7 @@ def test_explain(tmp_path: Path) -> None:
     code, stdout, stderr = calc("--explain", "TERM", "--period", "3")
     assert code == 0, stderr
     assert "Scope term: this period earns R_i - R_(i-1) = 180.00 - 480.00 = -300.00" in stdout
-    assert "whole_volume: 2% x 9,000.00 = 180.00" in stdout
+    assert "Whole volume: 2% x 9,000.00 = 180.00" in stdout
     code, _, stderr = calc("--explain", "NOPE")
     assert (code, stderr) == (
         2,

@@ -58,16 +58,19 @@ LINES = pa.table(
 
 def test_each_method_shows_its_formula() -> None:
     expected = {
-        "whole_volume": ("500", "whole_volume: 25% x 2,000.00 = 500.00"),
-        "marginal": ("350", "marginal: 1,000.00 x 10% + 1,000.00 x 25% = 350.00"),
-        "rolling": ("600", "rolling: 1,000.00 x 10% + 2,000.00 x 25% = 600.00"),
-        "all_reached": ("700", "all_reached: (10% + 25%) x 2,000.00 = 700.00"),
+        "whole_volume": ("500", "Whole volume: 25% x 2,000.00 = 500.00"),
+        "marginal": ("350", "Marginal: 1,000.00 x 10% + 1,000.00 x 25% = 350.00"),
+        "rolling": ("600", "Rolling: 1,000.00 x 10% + 2,000.00 x 25% = 600.00"),
+        "all_reached": ("700", "All bands reached: (10% + 25%) x 2,000.00 = 700.00"),
     }
     for method, (amount, formula) in expected.items():
         agreement = agreements_from_data(parse_terms_text(TERMS % method))[0]
         text = explain(agreement, row(amount), LINES)
         assert formula in text.splitlines()
-        assert "Rounding: half_up to 0.01: exact 2,000.00" not in text
+        assert "Rounding: half up to 0.01: exact 2,000.00" not in text
+        # The terms' codes are said in plain words, not as written (half_up, all_reached).
+        assert f"Rounding: half up to 0.01: exact {amount}.00 -> R = {amount}.00" in text
+        assert "_" not in text
         assert "Note:" not in text  # the formula agrees with the row
 
 

@@ -296,7 +296,7 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     assert page.locator("[data-testid=results] tr[data-key]").count() == 1
     page.locator("[data-testid=results] details summary").first.click()
     why = page.locator("[data-testid=explanation]").first.inner_text().splitlines()
-    assert "whole_volume: 2% x 20,500.00 = 410.00" in why
+    assert "Whole volume: 2% x 20,500.00 = 410.00" in why
     _shot(page, "accrual-run-en")
     page.goto(f"{site.base}/settlements")
     page.select_option("#agreement", "A1")

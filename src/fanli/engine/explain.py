@@ -137,7 +137,18 @@ _MEASURE_WORDS = {
     "en": {Measure.NET: "net amount", Measure.GROSS: "gross amount", Measure.QUANTITY: "quantity"},
     "zh": {Measure.NET: "不含税金额", Measure.GROSS: "含税金额", Measure.QUANTITY: "数量"},
 }
-# The terms' codes in Chinese. English shows the codes as the terms write them.
+# The terms' codes in the reader's words. English names the code in plain words (a reader of a
+# statement does not know that "half_up" is a code); a code not listed is shown as written.
+_CODES_EN = {
+    "paid_invoice": "paid invoice",
+    "whole_volume": "whole volume",
+    "all_reached": "all bands reached",
+    "whole_basis": "whole basis",
+    "growth_only": "growth only",
+    "prior_year": "prior year",
+    "half_up": "half up",
+    "half_even": "half to even",
+}
 _CODES_ZH = {
     "month": "按月",
     "quarter": "按季度",
@@ -178,10 +189,14 @@ class _Words:
     def code(self, value: str) -> str:
         """A code of the terms (quarter, paid_invoice, half_up, "marginal (fixed)") in the
         reader's words."""
-        if self.language != "zh":
-            return value
         head, _, tail = value.partition(" ")
+        if self.language != "zh":
+            return _CODES_EN.get(head, head) + (" (fixed)" if tail == "(fixed)" else "")
         return _CODES_ZH.get(head, head) + ("（固定金额）" if tail == "(fixed)" else "")
+
+
+def _first_up(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 # ---- number formatting ---------------------------------------------------------------------------
@@ -541,7 +556,7 @@ def explain(
         out.append(
             words(
                 "formula",
-                method=words.code(result.method),
+                method=_first_up(words.code(result.method)),  # it begins the line
                 formula=result.text,
                 raw=_number(raw, minor_unit(currency)),
             )
