@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from fanli.audit.models import AuditEvent
 from fanli.audit.verifier import Break, check_checkpoints, first_break
 
-
 # How the databases write a timestamp as text: SQLite "2026-11-27 09:30:00.000000", PostgreSQL
 # "2026-11-27 09:30:00+00". Python's fromisoformat alone would also take any character between
 # the date and the time, so a changed separator would read as the same instant and go unseen.
