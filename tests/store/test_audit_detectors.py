@@ -4,13 +4,21 @@ and findings go through their workflow into a report."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from pyotp import TOTP
 
-from fanli.kit.errors import InputError
+from fanli.config import Settings
+from fanli.interfaces.api.app import create_app
+from fanli.interfaces.web.i18n import Lang
+from fanli.interfaces.web.views import _said
+from fanli.kit.errors import InputError, said_from_json
 from fanli.oversight.audits import (
     Filters,
     FindingError,
@@ -24,6 +32,7 @@ from fanli.oversight.audits import (
 from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.models import Finding
 from fanli.users.actor import PermissionDeniedError
+from fanli.users.auth import enrol_second_factor, set_password
 from store.audit_world import APRIL, CLOSE, PERIOD, AuditWorld, expected, expected_april
 from store.conftest import Store
 
@@ -150,3 +159,47 @@ def test_the_findings_workflow_and_report(world: AuditWorld, tmp_path: Path) -> 
     assert summary[("status", "open")] == (10, 10, 0, 0, 0)
     assert summary[("owner", "fred")] == (1, 0, 1, 0, 0)
     assert summary[("department", "finance")][0] == 7
+
+
+def test_every_summary_is_kept_as_a_sentence_the_pages_can_say(
+    world: AuditWorld, tmp_path: Path
+) -> None:
+    """A finding's summary is stored in English (the API, exports) and as its template and
+    values: said again in English it is the same text, and the audit page says it in Chinese."""
+    with world.store.work() as session:
+        run_audit(session, world.store.facts, PERIOD, actor=world.who["ivan"], now=CLOSE)
+        run_audit(session, world.store.facts, "2026-04", actor=world.who["ivan"], now=APRIL)
+    with world.store.work() as session:
+        findings = report(session)
+    assert {f.detector for f in findings} == set(DETECTORS)
+    for finding in findings:
+        assert finding.summary_said is not None
+        assert str(said_from_json(finding.summary_said)) == finding.summary, finding.detector
+    outlier = next(f for f in findings if f.detector == "rate_outliers" and f.period == PERIOD)
+    chinese = (
+        "W16 的返利为其基数的 9.00%；客户类别 批发 中 17 个同类客户的中位数为 2.00%"
+        "（修正 z 分数 9.4，中位数绝对偏差 0.50 个百分点）"
+    )
+    assert _said(Lang("zh_CN", "Asia/Shanghai"), said_from_json(outlier.summary_said)) == chinese
+    # The page: the internal auditor reads the findings in Chinese, every one translated.
+    with world.store.work() as session:
+        set_password(session, "ivan", "correct horse battery", actor=world.who["admin"], now=CLOSE)
+        secret = enrol_second_factor(session, "ivan", actor=world.who["admin"], now=CLOSE)
+    settings = Settings(
+        data_dir=tmp_path, database_url=world.store.engine.url.render_as_string(False)
+    )
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post(
+            "/signin",
+            data={"user": "ivan", "password": "correct horse battery", "totp": TOTP(secret).now()},
+        )
+        page = client.get("/audit")
+    assert page.status_code == 200
+    shown = [
+        html.unescape(re.sub(r"<div.*", "", cell))
+        for cell in re.findall(r'data-testid="summary">(.*?)</td>', page.text, re.S)
+    ]
+    assert len(shown) == len(findings)
+    assert chinese in shown
+    # No English sentence is left: each summary opens with Chinese or a code and holds Chinese.
+    assert all(re.search(r"[\u4e00-\u9fff]", text) for text in shown), shown

@@ -15,6 +15,7 @@ from babel.messages.pofile import read_po
 
 import fanli
 from fanli.agreements.terms import SettlementForm
+from fanli.customers.models import DueDiligenceKind
 from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
 from fanli.interfaces.web.views_work import STAGE_TEXT
@@ -99,6 +100,7 @@ CODES = {
         BatchStatus,
         StatementDecision,
         FindingStatus,
+        DueDiligenceKind,  # a lapsed kind in a finding's summary
     )
     for member in enum
 } | {"draft", "submitted", "active"}

@@ -6,7 +6,9 @@ readable line, never a traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Self
 
 
@@ -24,6 +26,57 @@ class Said:
 
 def said(template: str, /, **values: Any) -> Said:
     return Said(template, values)
+
+
+class Code(str):
+    """A code (a status, a kind) among a said sentence's values, when no StrEnum names it: a
+    page translates it as it translates a StrEnum."""
+
+    __slots__ = ()
+
+
+def said_to_json(sentence: Said) -> dict[str, Any]:
+    """A said sentence as JSON, to be stored and said again later (``said_from_json``): codes,
+    dates, names and nested sentences keep their kind; other values are kept as their text."""
+    return {"said": sentence.template, "values": _json_value(sentence.values)}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Said):
+        return said_to_json(value)
+    if isinstance(value, StrEnum | Code):
+        return {"code": str(value)}
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
+    if isinstance(value, tuple):
+        return {"names": [_json_value(item) for item in value]}
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        return value
+    return str(value)  # a Decimal keeps every digit as text
+
+
+def said_from_json(data: dict[str, Any]) -> Said:
+    """The sentence ``said_to_json`` stored."""
+    return Said(data["said"], {key: _from_json(item) for key, item in data["values"].items()})
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_json(item) for item in value]
+    if isinstance(value, dict):
+        if "said" in value:
+            return said_from_json(value)
+        if "code" in value:
+            return Code(value["code"])
+        if "date" in value:
+            return dt.date.fromisoformat(value["date"])
+        if "names" in value:
+            return tuple(_from_json(item) for item in value["names"])
+    return value
 
 
 class FanliError(Exception):

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.kit.errors import FanliError, InputError, NotFoundError
+from fanli.kit.errors import FanliError, InputError, NotFoundError, said_to_json
 from fanli.kit.periods import add_months
 from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger.models import AccountingPeriod
@@ -76,7 +76,8 @@ def run_audit(
     )
     session.add(run)
     session.flush()
-    scope = Scope(session, facts, period)
+    # Stored times fall on the company's days: ``now`` is taken in its zone (config.company_now).
+    scope = Scope(session, facts, period, zone=now.tzinfo or dt.UTC)
     per_detector: Counter[str] = Counter()
     if progress is not None:
         progress(Stage.DETECTING.value, 0, 1)
@@ -100,7 +101,8 @@ def run_audit(
                         department=detector.department,
                         customer_code=candidate.customer,
                         amount=candidate.amount,
-                        summary=candidate.summary[:500],
+                        summary=str(candidate.summary)[:500],
+                        summary_said=said_to_json(candidate.summary),
                         evidence=candidate.evidence,
                         status=FindingStatus.OPEN,
                         first_run_id=run.id,
@@ -110,7 +112,8 @@ def run_audit(
                 )
                 run.opened += 1
             else:
-                finding.summary = candidate.summary[:500]
+                finding.summary = str(candidate.summary)[:500]
+                finding.summary_said = said_to_json(candidate.summary)
                 finding.evidence = candidate.evidence
                 finding.amount = candidate.amount
                 finding.last_run_id = run.id

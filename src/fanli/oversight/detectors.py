@@ -35,6 +35,7 @@ from fanli.compliance.policy import Policy
 from fanli.compliance.queries import NoPolicyError, policy_in_force
 from fanli.compliance.review import rate_deviations
 from fanli.customers.models import BankAccount, Customer, DueDiligenceRecord
+from fanli.kit.errors import Code, Said, said
 from fanli.ledger.models import AccountingPeriod, JournalEntry
 from fanli.ledger.queries import results_between, statement_rows
 from fanli.sales.queries import returns_between
@@ -59,7 +60,7 @@ OVERRIDE_MARGIN = Decimal(1)  # percentage points above the policy limit that ne
 @dataclass(frozen=True)
 class Candidate:
     fingerprint: str
-    summary: str
+    summary: Said  # English by str(); the pages say it in the reader's language
     customer: str | None
     amount: Decimal | None
     evidence: dict[str, Any]
@@ -72,6 +73,8 @@ class Scope:
     session: Session
     facts: FactStore
     period: AccountingPeriod
+    # The company's zone: a stored time (UTC) falls on the day it was there.
+    zone: dt.tzinfo = dt.UTC
     _customers: dict[str, Customer] = field(default_factory=dict)
 
     @cached_property
@@ -91,8 +94,12 @@ class Scope:
     def last_day(self) -> dt.date:
         return self.period.end - dt.timedelta(days=1)  # a period's end is exclusive
 
+    def day(self, moment: dt.datetime) -> dt.date:
+        """The company's day of a stored time."""
+        return moment.astimezone(self.zone).date()
+
     def in_period(self, moment: dt.datetime | None) -> bool:
-        return moment is not None and self.period.start <= moment.date() < self.period.end
+        return moment is not None and self.period.start <= self.day(moment) < self.period.end
 
     def policy(self, day: dt.date) -> Policy | None:
         """The policy in force on ``day``; None when there was none (nothing to hold it to)."""
@@ -151,12 +158,20 @@ def approval_chain(scope: Scope) -> Iterable[Candidate]:
         missing = open_steps(settlement.steps, [a.role for a in given])
         stale = [a.approver for a in given if a.inputs_hash != settlement.inputs_hash]
         if missing or stale:
-            problems = [f"missing {', '.join(missing)}"] if missing else []
-            problems += [f"{', '.join(stale)} approved other inputs"] if stale else []
+            problems = [said("missing {roles}", roles=tuple(missing))] if missing else []
+            problems += (
+                [said("{people} approved other inputs", people=tuple(stale))] if stale else []
+            )
             yield Candidate(
                 f"payout:{payout.id}",
-                f"payout {payout.id} of {payout.amount} to {settlement.beneficiary} has an "
-                f"incomplete approval chain: {'; '.join(problems)}",
+                said(
+                    "payout {payout} of {amount} to {customer} has an incomplete approval "
+                    "chain: {problems}",
+                    payout=payout.id,
+                    amount=payout.amount,
+                    customer=settlement.beneficiary,
+                    problems=problems,
+                ),
                 settlement.beneficiary,
                 payout.amount,
                 {
@@ -176,8 +191,14 @@ def amount_mismatch(scope: Scope) -> Iterable[Candidate]:
         if payout.amount != settlement.amount:
             yield Candidate(
                 f"payout:{payout.id}",
-                f"payout {payout.id} paid {payout.amount} to {settlement.beneficiary}; the "
-                f"approved amount is {settlement.amount}",
+                said(
+                    "payout {payout} paid {amount} to {customer}; the approved amount is "
+                    "{approved}",
+                    payout=payout.id,
+                    amount=payout.amount,
+                    customer=settlement.beneficiary,
+                    approved=settlement.amount,
+                ),
                 settlement.beneficiary,
                 payout.amount - settlement.amount,
                 {**_payout_evidence(scope, payout, settlement), "approved": str(settlement.amount)},
@@ -198,19 +219,30 @@ def payee_account(scope: Scope) -> Iterable[Candidate]:
         owner = scope.session.get(Customer, account.customer_id) if account else None
         problems = []
         if account is None:
-            problems.append("no payee account recorded")
+            problems.append(said("no payee account recorded"))
         else:
-            if owner is None or owner.code != settlement.beneficiary:
+            if owner is None:
+                problems.append(said("account {account} belongs to nobody", account=account.id))
+            elif owner.code != settlement.beneficiary:
                 problems.append(
-                    f"account {account.id} belongs to {owner.code if owner else 'nobody'}"
+                    said(
+                        "account {account} belongs to {owner}", account=account.id, owner=owner.code
+                    )
                 )
             if account.verified_at is None or account.verified_at > payout.paid_at:
-                problems.append(f"account {account.id} was not verified when paid")
+                problems.append(
+                    said("account {account} was not verified when paid", account=account.id)
+                )
         if problems:
             yield Candidate(
                 f"payout:{payout.id}",
-                f"payout {payout.id} of {payout.amount} to {settlement.beneficiary}: "
-                + "; ".join(problems),
+                said(
+                    "payout {payout} of {amount} to {customer}: {problems}",
+                    payout=payout.id,
+                    amount=payout.amount,
+                    customer=settlement.beneficiary,
+                    problems=problems,
+                ),
                 settlement.beneficiary,
                 payout.amount,
                 {
@@ -250,8 +282,16 @@ def duplicate_payouts(scope: Scope) -> Iterable[Candidate]:
         if len(found) > 1 and in_scope.intersection(ids):
             yield Candidate(
                 "payouts:" + ",".join(map(str, ids)),
-                f"{len(found)} payouts of {amount} each to {beneficiary} for {agreement}, "
-                f"rebate period from {start}: payouts {', '.join(map(str, ids))}",
+                said(
+                    "{count} payouts of {amount} each to {customer} for {agreement}, rebate "
+                    "period from {start}: payouts {payouts}",
+                    count=len(found),
+                    amount=amount,
+                    customer=beneficiary,
+                    agreement=agreement,
+                    start=start,
+                    payouts=tuple(ids),
+                ),
                 beneficiary,
                 amount * (len(found) - 1),
                 {"payouts": [_payout_evidence(scope, p, s) for p, s in found]},
@@ -266,7 +306,7 @@ def above_policy(scope: Scope) -> Iterable[Candidate]:
     """A settlement paid above the policy's maximum for the beneficiary's segment, or an active
     agreement version whose rates exceed the policy in force without an approved deviation."""
     for payout, settlement in scope.payouts:
-        policy = scope.policy(payout.paid_at.date())
+        policy = scope.policy(scope.day(payout.paid_at))
         if policy is None:
             continue
         customer = scope.customer(settlement.beneficiary)
@@ -274,8 +314,14 @@ def above_policy(scope: Scope) -> Iterable[Candidate]:
         if limits and settlement.amount > min(limits):
             yield Candidate(
                 f"payout:{payout.id}",
-                f"payout {payout.id} of {settlement.amount} to {settlement.beneficiary} is above "
-                f"the policy maximum {min(limits)} for its segment",
+                said(
+                    "payout {payout} of {amount} to {customer} is above the policy maximum "
+                    "{maximum} for its segment",
+                    payout=payout.id,
+                    amount=settlement.amount,
+                    customer=settlement.beneficiary,
+                    maximum=min(limits),
+                ),
                 settlement.beneficiary,
                 settlement.amount - min(limits),
                 {
@@ -287,19 +333,24 @@ def above_policy(scope: Scope) -> Iterable[Candidate]:
     for version, code in _versions_active_in(scope) if policy else []:
         assert policy is not None
         terms = Agreement.model_validate(version.terms)
-        excess = [str(deviation) for deviation in rate_deviations(scope.session, terms, policy)]
+        excess = rate_deviations(scope.session, terms, policy)
         approved = (version.review or {}).get("deviations") or []
         if excess and not approved:
             yield Candidate(
                 f"version:{version.id}",
-                f"agreement {code} v{version.version} pays above the policy in force without "
-                f"an approved deviation: {'; '.join(excess)}",
+                said(
+                    "agreement {code} v{version} pays above the policy in force without an "
+                    "approved deviation: {deviations}",
+                    code=code,
+                    version=version.version,
+                    deviations=excess,
+                ),
                 None,
                 None,
                 {
                     "agreement": code,
                     "version": version.version,
-                    "deviations": excess,
+                    "deviations": [str(deviation) for deviation in excess],
                     "events": scope.events("agreement_version", version.id),
                 },
             )
@@ -333,7 +384,7 @@ def backdated_terms(scope: Scope) -> Iterable[Candidate]:
             .where(AgreementVersion.version < version.version)
             .order_by(AgreementVersion.version.desc())
         )
-        activated = version.activated_at.date()
+        activated = scope.day(version.activated_at)
         if earlier is None or version.effective_from >= activated:
             continue
         old, new = _top_rate(earlier.terms), _top_rate(version.terms)
@@ -341,8 +392,17 @@ def backdated_terms(scope: Scope) -> Iterable[Candidate]:
             days = (activated - version.effective_from).days
             yield Candidate(
                 f"version:{version.id}",
-                f"agreement {code} v{version.version} raised its top rate from {old} to {new} "
-                f"on {activated}, effective {days} days earlier ({version.effective_from})",
+                said(
+                    "agreement {code} v{version} raised its top rate from {old} to {new} on "
+                    "{activated}, effective {days} days earlier ({effective})",
+                    code=code,
+                    version=version.version,
+                    old=old,
+                    new=new,
+                    activated=activated,
+                    days=days,
+                    effective=version.effective_from,
+                ),
                 None,
                 None,
                 {
@@ -385,7 +445,7 @@ def split_settlements(scope: Scope) -> Iterable[Candidate]:
             groups[(settlement.beneficiary, settlement.agreement_code)].append(settlement)
     window = dt.timedelta(days=SPLIT_WINDOW_DAYS)
     for (beneficiary, agreement), found in groups.items():
-        policy = scope.policy(found[0].proposed_at.date())
+        policy = scope.policy(scope.day(found[0].proposed_at))
         if policy is None:
             continue
         thresholds = sorted(band.lower for band in policy.settlement_approval if band.lower > 0)
@@ -401,9 +461,17 @@ def split_settlements(scope: Scope) -> Iterable[Candidate]:
                     ids = [s.id for s in close]
                     yield Candidate(
                         "settlements:" + ",".join(map(str, ids)),
-                        f"{len(close)} settlements to {beneficiary} for {agreement} within "
-                        f"{SPLIT_WINDOW_DAYS} days, each under the approval threshold "
-                        f"{threshold}, {total} together",
+                        said(
+                            "{count} settlements to {customer} for {agreement} within {days} "
+                            "days, each under the approval threshold {threshold}, {total} "
+                            "together",
+                            count=len(close),
+                            customer=beneficiary,
+                            agreement=agreement,
+                            days=SPLIT_WINDOW_DAYS,
+                            threshold=threshold,
+                            total=total,
+                        ),
                         beneficiary,
                         total,
                         {
@@ -431,7 +499,7 @@ def lapsed_due_diligence(scope: Scope) -> Iterable[Candidate]:
     """A payout made while a kind of due diligence the policy requires was missing, failed or
     expired for the beneficiary."""
     for payout, settlement in scope.payouts:
-        day = payout.paid_at.date()
+        day = scope.day(payout.paid_at)
         policy = scope.policy(day)
         customer = scope.customer(settlement.beneficiary)
         if customer is None or policy is None or not policy.due_diligence.required:
@@ -449,8 +517,15 @@ def lapsed_due_diligence(scope: Scope) -> Iterable[Candidate]:
         if lapsed:
             yield Candidate(
                 f"payout:{payout.id}",
-                f"payout {payout.id} of {payout.amount} to {settlement.beneficiary} on {day} "
-                f"while due diligence had lapsed: {', '.join(lapsed)}",
+                said(
+                    "payout {payout} of {amount} to {customer} on {day} while due diligence had "
+                    "lapsed: {lapsed}",
+                    payout=payout.id,
+                    amount=payout.amount,
+                    customer=settlement.beneficiary,
+                    day=day,
+                    lapsed=tuple(map(Code, lapsed)),
+                ),
                 settlement.beneficiary,
                 payout.amount,
                 {
@@ -482,9 +557,9 @@ def segregation_of_duties(scope: Scope) -> Iterable[Candidate]:
         )
         conflicts = []
         if settlement.proposed_by in approvers:
-            conflicts.append(f"{settlement.proposed_by} proposed and approved it")
+            conflicts.append(said("{user} proposed and approved it", user=settlement.proposed_by))
         if payout.paid_by in approvers:
-            conflicts.append(f"{payout.paid_by} approved and paid it")
+            conflicts.append(said("{user} approved and paid it", user=payout.paid_by))
         account = (
             scope.session.get(BankAccount, payout.bank_account_id)
             if payout.bank_account_id
@@ -492,12 +567,21 @@ def segregation_of_duties(scope: Scope) -> Iterable[Candidate]:
         )
         if account is not None and account.registered_by == account.verified_by:
             conflicts.append(
-                f"{account.registered_by} registered and verified payee account {account.id}"
+                said(
+                    "{user} registered and verified payee account {account}",
+                    user=account.registered_by,
+                    account=account.id,
+                )
             )
         if conflicts:
             yield Candidate(
                 f"payout:{payout.id}",
-                f"payout {payout.id} to {settlement.beneficiary}: " + "; ".join(conflicts),
+                said(
+                    "payout {payout} to {customer}: {conflicts}",
+                    payout=payout.id,
+                    customer=settlement.beneficiary,
+                    conflicts=conflicts,
+                ),
                 settlement.beneficiary,
                 payout.amount,
                 {
@@ -544,9 +628,18 @@ def rate_outliers(scope: Scope) -> Iterable[Candidate]:
             if z > OUTLIER_Z:
                 yield Candidate(
                     f"customer:{code}:{scope.period.code}",
-                    f"{code} earned {rate:.2f}% of its basis; its {len(rates)} peers in segment "
-                    f"{segment or '(none)'} have a median of {median:.2f}% (modified z-score "
-                    f"{z:.1f}, median absolute deviation {mad:.2f} points)",
+                    said(
+                        "{customer} earned {rate}% of its basis; its {peers} peers in segment "
+                        "{segment} have a median of {median}% (modified z-score {z}, median "
+                        "absolute deviation {mad} points)",
+                        customer=code,
+                        rate=f"{rate:.2f}",
+                        peers=len(rates),
+                        segment=segment or "(none)",
+                        median=f"{median:.2f}",
+                        z=f"{z:.1f}",
+                        mad=f"{mad:.2f}",
+                    ),
                     code,
                     rebate[code],
                     {
@@ -574,8 +667,13 @@ def round_lump_sums(scope: Scope) -> Iterable[Candidate]:
         if not lines and payout.amount % ROUND_UNIT == 0:
             yield Candidate(
                 f"payout:{payout.id}",
-                f"payout {payout.id} of a round {payout.amount} to {settlement.beneficiary} "
-                "has no calculation behind it",
+                said(
+                    "payout {payout} of a round {amount} to {customer} has no calculation "
+                    "behind it",
+                    payout=payout.id,
+                    amount=payout.amount,
+                    customer=settlement.beneficiary,
+                ),
                 settlement.beneficiary,
                 payout.amount,
                 {**_payout_evidence(scope, payout, settlement), "round_unit": str(ROUND_UNIT)},
@@ -589,7 +687,8 @@ def manual_overrides(scope: Scope) -> Iterable[Candidate]:
         review = version.review or {}
         if not review.get("deviations"):
             continue
-        policy = scope.policy(version.activated_at.date())  # type: ignore[union-attr]
+        assert version.activated_at is not None  # the versions activated in the period
+        policy = scope.policy(scope.day(version.activated_at))
         if policy is None:
             continue
         limits = [limit.max_percent for limit in policy.rates if limit.max_percent is not None]
@@ -599,9 +698,15 @@ def manual_overrides(scope: Scope) -> Iterable[Candidate]:
         if excess > OVERRIDE_MARGIN:
             yield Candidate(
                 f"version:{version.id}",
-                f"agreement {code} v{version.version} was approved as a deviation "
-                f"{excess} points above the policy limit {min(limits)}%: "
-                f"{review.get('justification')!r}",
+                said(
+                    "agreement {code} v{version} was approved as a deviation {excess} points "
+                    "above the policy limit {limit}%: {justification}",
+                    code=code,
+                    version=version.version,
+                    excess=excess,
+                    limit=min(limits),
+                    justification=repr(review.get("justification")),
+                ),
                 None,
                 None,
                 {
@@ -635,7 +740,7 @@ def tier_gaming(scope: Scope) -> Iterable[Candidate]:
             .where(Settlement.period_end <= first_return)
             .order_by(Payout.paid_at.desc(), Payout.id.desc())
         ).first()
-        if paid is None or paid[0].paid_at.date() > first_return:
+        if paid is None or scope.day(paid[0].paid_at) > first_return:
             continue
         payout, settlement = paid
         rows = [
@@ -658,10 +763,20 @@ def tier_gaming(scope: Scope) -> Iterable[Candidate]:
             if row.tier_basis - total < threshold:
                 yield Candidate(
                     f"settlement:{settlement.id}:returns:{scope.period.code}",
-                    f"{code} reached tier {row.tier} of {row.agreement_code} at basis "
-                    f"{row.tier_basis} (threshold {threshold}), was paid {payout.amount} on "
-                    f"{payout.paid_at.date()}, then returned {total}: {row.tier_basis - total} "
-                    "would not have reached the tier",
+                    said(
+                        "{customer} reached tier {tier} of {agreement} at basis {basis} "
+                        "(threshold {threshold}), was paid {amount} on {day}, then returned "
+                        "{returned}: {left} would not have reached the tier",
+                        customer=code,
+                        tier=row.tier,
+                        agreement=row.agreement_code,
+                        basis=row.tier_basis,
+                        threshold=threshold,
+                        amount=payout.amount,
+                        day=scope.day(payout.paid_at),
+                        returned=total,
+                        left=row.tier_basis - total,
+                    ),
                     code,
                     payout.amount,
                     {

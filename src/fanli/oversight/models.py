@@ -50,7 +50,10 @@ class Finding(Base):
     department: Mapped[str] = mapped_column(String(40))
     customer_code: Mapped[str | None] = mapped_column(String(64))
     amount: Mapped[Decimal | None] = mapped_column(Amount())  # the money at stake
-    summary: Mapped[str] = mapped_column(String(500))
+    summary: Mapped[str] = mapped_column(String(500))  # English: the API, exports, the log
+    # The same sentence as its template and values (kit.errors.said_to_json), so a page can say
+    # it in the reader's language. None for a finding stored before sentences were kept.
+    summary_said: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default=FindingStatus.OPEN)
     owner: Mapped[str | None] = mapped_column(String(64))

@@ -45,7 +45,7 @@ from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
 from fanli.engine.results import ResultRow
 from fanli.interfaces.api.deps import SESSION_COOKIE, matrix, scope_for
-from fanli.kit.errors import FanliError, Said
+from fanli.kit.errors import Code, FanliError, Said, said_from_json
 from fanli.ledger import overview
 from fanli.ledger.queries import result_rows, statement_rows
 from fanli.oversight.models import Finding, FindingStatus
@@ -119,7 +119,7 @@ def say(lang: i18n.Lang, error: FanliError) -> str:
 def _said(lang: i18n.Lang, value: Any) -> Any:
     """A value of a said error in the reader's language: codes and sentences translated, a list
     of parts numbered."""
-    if isinstance(value, StrEnum):
+    if isinstance(value, StrEnum | Code):
         return lang._(value)
     if isinstance(value, dt.date):  # a day in the reader's format
         return lang.date(value)
@@ -187,6 +187,11 @@ def _render(  # noqa: PLR0917 - the page's parts
             # may("/imports"), may("/accruals", "POST"): show a link or a form only to whom it
             # is open.
             "may": lambda path, method="GET": may(viewer, path, method),
+            # said(finding.summary_said, finding.summary): a stored sentence in the reader's
+            # language (the English text when none was stored).
+            "said": lambda stored, english: (
+                _said(lang, said_from_json(stored)) if stored else english
+            ),
             "one_day": dt.timedelta(days=1),  # periods end on an exclusive day; pages show the last
             # grants("POST /api/..."): what the matrix gives the viewer on an API route, for the
             # parts of a form (a finding's assign and dismiss are the auditors').
