@@ -4,21 +4,26 @@ and findings go through their workflow into a report."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from pyotp import TOTP
+from sqlalchemy.orm import Session
 
 from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.interfaces.web.i18n import Lang
 from fanli.interfaces.web.views import _said
 from fanli.kit.errors import InputError, said_from_json
+from fanli.ledger.models import AccountingPeriod
 from fanli.oversight.audits import (
     Filters,
     FindingError,
@@ -29,8 +34,9 @@ from fanli.oversight.audits import (
     run_audit,
     write_report,
 )
-from fanli.oversight.detectors import DETECTORS
+from fanli.oversight.detectors import DETECTORS, Scope
 from fanli.oversight.models import Finding
+from fanli.sales.store import FactStore
 from fanli.users.actor import PermissionDeniedError
 from fanli.users.auth import enrol_second_factor, set_password
 from store.audit_world import APRIL, CLOSE, PERIOD, AuditWorld, expected, expected_april
@@ -203,3 +209,15 @@ def test_every_summary_is_kept_as_a_sentence_the_pages_can_say(
     assert chinese in shown
     # No English sentence is left: each summary opens with Chinese or a code and holds Chinese.
     assert all(re.search(r"[\u4e00-\u9fff]", text) for text in shown), shown
+
+
+def test_a_stored_time_counts_on_the_company_day() -> None:
+    """23:30 UTC on 31 March is 07:30 on 1 April in Shanghai: a payout then is April's."""
+    april = AccountingPeriod(code="2026-04", start=dt.date(2026, 4, 1), end=dt.date(2026, 5, 1))
+    late = dt.datetime(2026, 3, 31, 23, 30, tzinfo=dt.UTC)
+    shanghai = Scope(
+        cast(Session, None), cast(FactStore, None), april, zone=ZoneInfo("Asia/Shanghai")
+    )
+    assert (shanghai.day(late), shanghai.in_period(late)) == (dt.date(2026, 4, 1), True)
+    utc = Scope(cast(Session, None), cast(FactStore, None), april)
+    assert (utc.day(late), utc.in_period(late)) == (dt.date(2026, 3, 31), False)
