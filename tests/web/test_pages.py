@@ -5,6 +5,7 @@ that customer, and refuses a form without the session's CSRF token."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -182,7 +183,7 @@ def test_pages_show_and_allow_what_the_api_would(store: Store, tmp_path: Path) -
         assert bad.headers["content-type"].startswith("text/html")
         assert "amount: Input should be a valid decimal" in bad.text
         deep = client.post("/agreements/check", data={"terms": "[" * 5000})
-        assert "the terms are nested too deeply" in deep.text
+        assert "条款嵌套层级过深" in deep.text
         # A cross-site form cannot sign sam out: without the token nothing happens.
         client.post("/signout", data={})
         assert client.get("/dashboard").status_code == 200
@@ -400,3 +401,38 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
         ]
     with store.work() as session:
         assert session.get(AgreementVersion, draft.id).status == "draft"  # nothing changed
+
+
+def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_path: Path) -> None:
+    """The terms editor's check: Fanli's rules and pydantic's checks, each problem where it is
+    and in the reader's language; a decimal written plainly (2.5) is the exact decimal."""
+    world = _world(store, tmp_path)
+    terms = (
+        "id: X\nterm: {start: 2026-01-01, end: 2027-01-01}\n"
+        "rebate: {tiers: [{from: 0, to: 100, rate: 2.5}, {from: 200, rate: 3}], method: %s}\n"
+        "colour: blue\n"
+    )
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+
+        def problems(text: str) -> list[str]:
+            checked = client.post("/agreements/check", data={"terms": text}).text
+            return [html.unescape(p) for p in re.findall(r"<li>([^<]*)</li>", checked)]
+
+        assert problems(terms % "bogus") == [
+            "rebate.method: 须为以下之一：'whole_volume'、'marginal'、'rolling'、'all_reached'",
+            "colour: 未知字段",
+        ]
+        assert problems(terms.replace("colour: blue\n", "") % "marginal") == [
+            "rebate.tiers[1]: 100 与 200 之间有空档"
+        ]
+        valid = terms.replace("colour: blue\n", "").replace("200", "100") % "marginal"
+        assert "条款有效" in client.post("/agreements/check", data={"terms": valid}).text
+        client.get("/lang/en?back=/agreements")
+        assert problems(terms % "bogus") == [
+            "rebate.method: must be one of 'whole_volume', 'marginal', 'rolling' or 'all_reached'",
+            "colour: unknown field",
+        ]
+        assert problems("id: X\nterm: [") == [
+            "not YAML or JSON: while parsing a flow node expected the node content, but found "
+            "'<stream end>'   in \"<unicode string>\", line 2, column 8:     term: [            ^"
+        ]

@@ -67,7 +67,8 @@ def agreements_from_data(data: Any, *, source: str = "<data>") -> list[Agreement
         try:
             agreement = Agreement.model_validate(item)
         except ValidationError as error:
-            raise InputError(f"agreement {label}: {_describe(error)}", file=source) from None
+            # Chained: a page reads every problem from the cause, in the reader's language.
+            raise InputError(f"agreement {label}: {_describe(error)}", file=source) from error
         key = (agreement.id, agreement.version)
         if key in seen:
             raise InputError(

@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, NoReturn, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from fanli.kit.errors import Said, said
 from fanli.kit.money import RoundingMode, decimal_places, minor_unit
 from fanli.kit.periods import Period, PeriodKind, calendar_periods
 
@@ -25,11 +26,26 @@ PERCENT_PLACES = 4  # percent rates and growth-band bounds, e.g. 2.5% or 112.5%
 PER_UNIT_PLACES = 6  # currency per unit, e.g. 0.0015 yuan per unit
 
 
+class TermsRuleError(ValueError):
+    """A rule of the terms broken at ``path`` (None: where pydantic says). ``str()`` is the
+    English line ("rebate.tiers[0].rate: 120% is above 100%"); ``problem`` is the same
+    sentence for a page to say in the reader's language."""
+
+    def __init__(self, path: str | None, problem: Said) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else str(problem))
+
+
 def _no_float(value: Any) -> Any:
     if isinstance(value, float):
-        raise ValueError(
-            f"{value!r} is a binary float; write the number as a decimal string or load the "
-            "file with Fanli's loader so it stays exact"
+        raise TermsRuleError(
+            None,
+            said(
+                "{value} is a binary float; write the number as a decimal string or load the "
+                "file with Fanli's loader so it stays exact",
+                value=repr(value),
+            ),
         )
     return value
 
@@ -339,91 +355,124 @@ class Agreement(Terms):
         return self
 
 
-def _fail(path: str, message: str) -> None:
-    raise ValueError(f"{path}: {message}")
+def _fail(path: str, problem: Said) -> NoReturn:
+    raise TermsRuleError(path, problem)
 
 
 def _check_places(path: str, value: Decimal, places: int) -> None:
     if decimal_places(value) > places:
-        _fail(path, f"{value} has more than {places} decimal places")
+        _fail(
+            path,
+            said("{value} has more than {places} decimal places", value=value, places=places),
+        )
 
 
 def _check_currency(agreement: Agreement) -> None:
     try:
         minor_unit(agreement.currency)
     except ValueError as error:
-        _fail("currency", str(error))
+        _fail("currency", said("{problem}", problem=str(error)))
 
 
 def _check_term_and_periods(agreement: Agreement) -> None:
     term = agreement.term
     if term.start is None or term.end is None:
-        _fail("term", "both start and end are required")
+        _fail("term", said("both start and end are required"))
     assert term.start is not None
     assert term.end is not None
     if term.end <= term.start:
-        _fail("term", f"end {term.end} must be after start {term.start}")
+        _fail("term", said("end {end} must be after start {start}", end=term.end, start=term.start))
     if agreement.effective_from and not term.start <= agreement.effective_from < term.end:
-        _fail("effective_from", f"{agreement.effective_from} is outside the term")
+        _fail("effective_from", said("{day} is outside the term", day=agreement.effective_from))
     dates = agreement.eligibility.dates
     for name, day in (("start", dates.start), ("end", dates.end)):
         if day is not None and not term.start <= day <= term.end:
-            _fail(f"eligibility.dates.{name}", f"{day} is outside the term")
+            _fail(f"eligibility.dates.{name}", said("{day} is outside the term", day=day))
     if dates.start and dates.end and dates.end <= dates.start:
-        _fail("eligibility.dates", "end must be after start")
+        _fail("eligibility.dates", said("end must be after start"))
     periods = agreement.periods
     if periods.kind is PeriodKind.CUSTOM:
         if not periods.custom:
-            _fail("periods.custom", "custom periods need a list of {start, end}")
+            _fail("periods.custom", said("custom periods need a list of start and end"))
         assert periods.custom is not None
         expected_start = term.start
         for index, custom in enumerate(periods.custom):
             path = f"periods.custom[{index}]"
             if custom.start is None or custom.end is None:
-                _fail(path, "start and end are required")
+                _fail(path, said("start and end are required"))
             assert custom.start is not None
             assert custom.end is not None
             if custom.start < term.start or custom.end > term.end:
-                _fail(path, f"[{custom.start}, {custom.end}) lies outside the term")
+                _fail(
+                    path,
+                    said(
+                        "[{start}, {end}) lies outside the term", start=custom.start, end=custom.end
+                    ),
+                )
             if custom.end <= custom.start:
-                _fail(path, "end must be after start")
+                _fail(path, said("end must be after start"))
             if custom.start != expected_start:
-                _fail(path, f"must start on {expected_start} (periods are contiguous)")
+                _fail(
+                    path, said("must start on {day} (periods are contiguous)", day=expected_start)
+                )
             expected_start = custom.end
         if expected_start != term.end:
-            _fail("periods.custom", f"periods end on {expected_start}, the term on {term.end}")
+            _fail(
+                "periods.custom",
+                said("periods end on {day}, the term on {end}", day=expected_start, end=term.end),
+            )
     elif periods.custom is not None:
-        _fail("periods.custom", f"only allowed with kind 'custom', not {periods.kind.value!r}")
+        _fail(
+            "periods.custom",
+            said("only allowed with kind 'custom', not {kind}", kind=repr(periods.kind.value)),
+        )
 
 
 def _check_bands(agreement: Agreement) -> None:
     rebate = agreement.rebate
     bands = rebate.tiers
     if not bands:
-        _fail("rebate.tiers", "at least one band is required")
+        _fail("rebate.tiers", said("at least one band is required"))
     bound_places = PERCENT_PLACES if agreement.growth else MEASURE_PLACES
     for index, band in enumerate(bands):
         path = f"rebate.tiers[{index}]"
         if band.lower < 0:
-            _fail(f"{path}.from", f"{band.lower} is negative")
+            _fail(f"{path}.from", said("{value} is negative", value=band.lower))
         _check_places(f"{path}.from", band.lower, bound_places)
         if band.upper is not None:
             _check_places(f"{path}.to", band.upper, bound_places)
             if band.upper <= band.lower:
-                _fail(path, f"to ({band.upper}) must be greater than from ({band.lower})")
+                _fail(
+                    path,
+                    said(
+                        "to ({upper}) must be greater than from ({lower})",
+                        upper=band.upper,
+                        lower=band.lower,
+                    ),
+                )
         elif index != len(bands) - 1:
-            _fail(path, "only the top band may be open-ended (no 'to'); bands must be sorted")
+            _fail(path, said("only the top band may be open-ended (no 'to'); bands must be sorted"))
         if index > 0:
             previous = bands[index - 1]
             if previous.upper is not None and band.lower > previous.upper:
-                _fail(path, f"gap between {previous.upper} and {band.lower}")
+                _fail(
+                    path,
+                    said("gap between {upper} and {lower}", upper=previous.upper, lower=band.lower),
+                )
             if previous.upper is not None and band.lower < previous.upper:
-                _fail(path, f"overlaps the previous band (from {band.lower} < {previous.upper})")
+                _fail(
+                    path,
+                    said(
+                        "overlaps the previous band (from {lower} < {upper})",
+                        lower=band.lower,
+                        upper=previous.upper,
+                    ),
+                )
         if band.rate < 0:
-            _fail(f"{path}.rate", f"{band.rate} is negative")
+            _fail(f"{path}.rate", said("{value} is negative", value=band.rate))
         if rebate.form is RateForm.PERCENT:
             if band.rate > 100:
-                _fail(f"{path}.rate", f"{band.rate}% is above 100%")
+                _fail(f"{path}.rate", said("{rate}% is above 100%", rate=band.rate))
             _check_places(f"{path}.rate", band.rate, PERCENT_PLACES)
         elif rebate.form is RateForm.PER_UNIT:
             _check_places(f"{path}.rate", band.rate, PER_UNIT_PLACES)
@@ -433,9 +482,9 @@ def _check_bands(agreement: Agreement) -> None:
         TierMethod.WHOLE_VOLUME,
         TierMethod.ALL_REACHED,
     ):
-        _fail("rebate.method", "a fixed amount pays with whole_volume or all_reached only")
+        _fail("rebate.method", said("a fixed amount pays with whole_volume or all_reached only"))
     if rebate.form is RateForm.PER_UNIT and rebate.basis is not Measure.QUANTITY:
-        _fail("rebate.basis", "a per-unit rate pays on quantity: set basis: quantity")
+        _fail("rebate.basis", said("a per-unit rate pays on quantity: set basis: quantity"))
 
 
 def _check_modifiers(agreement: Agreement) -> None:
@@ -444,18 +493,18 @@ def _check_modifiers(agreement: Agreement) -> None:
     if growth is not None:
         if growth.baseline is GrowthBaseline.FIXED:
             if growth.baseline_amount is None or growth.baseline_amount <= 0:
-                _fail("growth.baseline_amount", "a fixed baseline needs a positive amount")
+                _fail("growth.baseline_amount", said("a fixed baseline needs a positive amount"))
             assert growth.baseline_amount is not None
             _check_places("growth.baseline_amount", growth.baseline_amount, MEASURE_PLACES)
         elif growth.baseline_amount is not None:
-            _fail("growth.baseline_amount", "only allowed with baseline: fixed")
+            _fail("growth.baseline_amount", said("only allowed with baseline: fixed"))
         if agreement.rebate.method is not TierMethod.WHOLE_VOLUME:
-            _fail("rebate.method", "growth rebates choose their method with growth.mode")
+            _fail("rebate.method", said("growth rebates choose their method with growth.mode"))
         if agreement.rebate.form is RateForm.FIXED and growth.mode is not GrowthMode.WHOLE_BASIS:
-            _fail("growth.mode", "a fixed amount pays with mode whole_basis only")
+            _fail("growth.mode", said("a fixed amount pays with mode whole_basis only"))
     if agreement.minimum is not None:
         if agreement.minimum < 0:
-            _fail("minimum", "must not be negative")
+            _fail("minimum", said("must not be negative"))
         _check_places("minimum", agreement.minimum, MEASURE_PLACES)
     if agreement.gate is not None:
         _check_places("gate.target", agreement.gate.target, MEASURE_PLACES)
@@ -463,20 +512,20 @@ def _check_modifiers(agreement: Agreement) -> None:
         value = getattr(agreement.cap, name)
         if value is not None:
             if value < 0:
-                _fail(f"cap.{name}", "must not be negative")
+                _fail(f"cap.{name}", said("must not be negative"))
             _check_places(f"cap.{name}", value, places)
     if agreement.guarantee is not None:
         if agreement.guarantee.amount < 0:
-            _fail("guarantee.amount", "must not be negative")
+            _fail("guarantee.amount", said("must not be negative"))
         _check_places("guarantee.amount", agreement.guarantee.amount, places)
         cap = agreement.cap.per_period
         if cap is not None and cap < agreement.guarantee.amount:
-            _fail("guarantee.amount", "is above cap.per_period")
+            _fail("guarantee.amount", said("is above cap.per_period"))
     parties = agreement.parties
     if parties is not None:
         if parties.counterparty in parties.members:
-            _fail("parties.members", "the counterparty is a member already; list others only")
+            _fail("parties.members", said("the counterparty is a member already; list others only"))
         if len(set(parties.members)) != len(parties.members):
-            _fail("parties.members", "a member is listed twice")
+            _fail("parties.members", said("a member is listed twice"))
         if parties.split is Split.PRO_RATA and not parties.members:
-            _fail("parties.split", "pro_rata needs members to split between")
+            _fail("parties.split", said("pro_rata needs members to split between"))

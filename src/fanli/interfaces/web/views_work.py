@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import yaml
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from fanli.agreements.files import agreements_from_data
+from fanli.agreements.files import agreements_from_data, parse_terms_text
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.service import add_version
-from fanli.agreements.terms import Agreement
+from fanli.agreements.terms import Agreement, TermsRuleError
 from fanli.compliance import review
 from fanli.config import company_now
 from fanli.customers.models import BankAccount, Customer
@@ -47,6 +46,7 @@ from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
 from fanli.settlements.models import Settlement
 
+from . import i18n
 from .jobs import Outcome
 from .views import (
     Viewer,
@@ -54,6 +54,7 @@ from .views import (
     _lang,
     _not_found,
     _page,
+    _said,
     _staff,
     _to_signin,
     act,
@@ -619,29 +620,87 @@ def decide(  # noqa: PLR0917 - one form field each
 # ---- agreements ------------------------------------------------------------------------------
 
 
-def _problems(text: str) -> tuple[list[str], Any]:
-    """What is wrong with terms written as YAML or JSON: each problem a readable line."""
+# What pydantic's checks of the terms say, in the reader's language: by the error's type, with
+# its context (``{expected}``, ``{gt}``...). A type not listed keeps pydantic's English.
+TERMS_CHECKS = {
+    "missing": "this field is required",
+    "extra_forbidden": "unknown field",
+    "decimal_parsing": "not a number",
+    "decimal_type": "not a number",
+    "int_parsing": "not a whole number",
+    "int_type": "not a whole number",
+    "date_parsing": "not a date (write 2026-01-01)",
+    "date_from_datetime_parsing": "not a date (write 2026-01-01)",
+    "date_type": "not a date (write 2026-01-01)",
+    "string_type": "not text",
+    "empty": "must not be empty",  # a string or a list that needs at least one
+    "string_too_short": "needs at least {min_length} characters",
+    "string_too_long": "allows at most {max_length} characters",
+    "too_short": "needs at least {min_length} items",
+    "list_type": "not a list",
+    "model_type": "not a mapping (key: value)",
+    "dict_type": "not a mapping (key: value)",
+    "enum": "must be one of {expected}",
+    "literal_error": "must be one of {expected}",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+}
+
+
+def _location(parts: tuple[int | str, ...]) -> str:
+    """Where in the terms, written as Fanli's own rules write it: rebate.tiers[0].rate."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _terms_problem(lang: i18n.Lang, error: Any) -> str:
+    """One problem pydantic found in the terms, in the reader's language."""
+    location = _location(error["loc"])
+    context = error.get("ctx") or {}
+    if lang.code.startswith("zh") and "expected" in context:  # "'a', 'b' or 'c'" -> 'a'、'b'、'c'
+        context = {**context, "expected": str(context["expected"]).replace(" or ", "、")}
+        context["expected"] = context["expected"].replace(", ", "、")
+    cause = context.get("error")
+    if isinstance(cause, TermsRuleError):  # one of Fanli's rules: said with its values
+        location = cause.path or location
+        text = _said(lang, cause.problem)
+    elif error["type"] in TERMS_CHECKS:
+        kind = error["type"]
+        if kind in {"string_too_short", "too_short"} and context.get("min_length") == 1:
+            kind = "empty"
+        text = lang._(TERMS_CHECKS[kind], **{k: str(v) for k, v in context.items()})
+    else:
+        text = error["msg"].removeprefix("Value error, ")
+    return f"{location}: {text}" if location else text
+
+
+def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
+    """What is wrong with terms written as YAML or JSON: each problem a readable line, in the
+    reader's language."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        return [f"not YAML or JSON: {error}"], None
+        # Fanli's loader: 2.5 is the decimal 2.5, as in a terms file (YAML's own reads a float).
+        data = parse_terms_text(text, source="editor")
+    except InputError as error:
+        found = error.detail.removeprefix("not valid YAML or JSON: ")  # the parser's own words
+        return [lang._("not YAML or JSON: {error}", error=found)], None
     except RecursionError:  # absurdly deep nesting
-        return ["the terms are nested too deeply"], None
+        return [lang._("the terms are nested too deeply")], None
     if not isinstance(data, dict):
-        return ["the terms are a mapping: id, term, rebate, ..."], None
+        return [lang._("the terms are a mapping: id, term, rebate, ...")], None
     try:
         parsed = agreements_from_data(data, source="editor")
-    except ValidationError as error:
-        return [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in error.errors()
-        ], None
     except InputError as error:  # the editor is the file: say only where in the terms
+        if isinstance(error.__cause__, ValidationError):
+            return [_terms_problem(lang, e) for e in error.__cause__.errors()], None
         return [str(error).removeprefix(f"file {error.file}: ")], None
     except FanliError as error:
-        return [str(error)], None
+        return [say(lang, error)], None
     if len(parsed) != 1:
-        return ["write one agreement at a time"], None
+        return [lang._("write one agreement at a time")], None
     return [], parsed[0]
 
 
@@ -672,7 +731,7 @@ def check(request: Request, terms: str = Form(default="", max_length=200_000)) -
     lang = _lang(request)
     if refused or viewer is None:
         return HTMLResponse("", status_code=403)
-    problems, _terms = _problems(terms)
+    problems, _terms = _problems(terms, lang)
     if not problems:
         return HTMLResponse(f'<div class="text-success">{lang._("The terms are valid.")}</div>')
     items = "".join(f"<li>{_escape(p)}</li>" for p in problems)
@@ -685,7 +744,7 @@ def preview(request: Request, terms: str = Form(default="", max_length=200_000))
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return HTMLResponse("", status_code=403)
-    problems, parsed = _problems(terms)
+    problems, parsed = _problems(terms, _lang(request))
     if problems:
         items = "".join(f"<li>{_escape(p)}</li>" for p in problems)
         return HTMLResponse(f'<ul class="text-danger mb-0">{items}</ul>')
@@ -722,7 +781,7 @@ def save(
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    problems, parsed = _problems(terms)
+    problems, parsed = _problems(terms, _lang(request))
     if problems:
         return _agreement_page(request, viewer, text=terms, problems=problems)
     try:
