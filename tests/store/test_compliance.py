@@ -25,6 +25,7 @@ from fanli.ledger.periods import close_period
 from fanli.ledger.service import accrue
 from fanli.sales.service import import_customers, void_batch
 from fanli.users.actor import PermissionDeniedError
+from fanli.users.models import User
 from fanli.users.queries import actor
 from fanli.users.service import UserError, create_user, delegate, disable_user
 from store.builders import POLICY, customers_file, people, percent_agreement, staff
@@ -281,6 +282,29 @@ def test_users_roles_and_delegations(store: Store) -> None:
         disable_user(session, "amy", reason="left the company", actor=who["admin"], now=NOW)
     with store.work() as session, pytest.raises(PermissionDeniedError, match="amy is disabled"):
         actor(session, "amy")
+    # The administrators: nobody disables themself, and the last active one stays.
+    with store.work() as session, pytest.raises(UserError, match="cannot disable their own"):
+        disable_user(session, "admin", reason="leaving", actor=who["admin"], now=NOW)
+    with store.work() as session:
+        create_user(
+            session, "ada", name="Ada", roles=["administrator"], actor=who["admin"], now=NOW
+        )
+    with store.work() as session:
+        ada = actor(session, "ada")
+        with pytest.raises(UserError, match="cannot disable their own"):
+            disable_user(session, "ada", reason="x", actor=ada, now=NOW)
+        disable_user(session, "admin", reason="handed over", actor=ada, now=NOW)
+    with store.work() as session:
+        create_user(session, "bo", name="Bo", roles=["administrator"], actor=ada, now=NOW)
+        bo = actor(session, "bo")
+    # Two administrators disabling each other at once: the second finds the other the last one.
+    with store.work() as session:
+        disable_user(session, "bo", reason="a test account", actor=ada, now=NOW)
+    with store.work() as session, pytest.raises(UserError, match="ada is the last active admin"):
+        disable_user(session, "ada", reason="x", actor=bo, now=NOW)
+    with store.work() as session:
+        assert [u.code for u in session.scalars(select(User).where(User.active))
+                if "administrator" in u.roles] == ["ada"]  # fmt: skip
 
 
 def test_services_check_the_actors_role(store: Store, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
@@ -228,6 +229,18 @@ def test_a_late_sale_in_a_closed_period_is_an_adjustment_in_the_next_open_one(
             assert closed.closed_after_run_id == before_close.run_id
     with store.work() as session, pytest.raises(PeriodError, match="closed already"):
         close_period(session, "2026-03", actor=staff("fin"), now=NOW)
+    # A month still running, or to come, cannot be closed; nothing is stored by trying.
+    for month in ("2026-11", "2027-01"):
+        with store.work() as session, pytest.raises(PeriodError, match="can be closed from"):
+            close_period(session, month, actor=staff("fin"), now=NOW)
+    with store.work() as session:
+        months = AccountingPeriod.code.in_(["2026-11", "2027-01"])
+        assert session.scalars(select(AccountingPeriod.code).where(months)).all() == []
+        last_day = dt.datetime(2026, 11, 30, 23, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+        with pytest.raises(
+            PeriodError, match="runs until 2026-11-30: it can be closed from 2026-12-01"
+        ):
+            close_period(session, "2026-11", actor=staff("fin"), now=last_day)
     with store.work() as session:
         march = [
             (line.debit_account, line.credit_account, line.amount)

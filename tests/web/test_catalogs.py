@@ -18,7 +18,8 @@ from fanli.agreements.terms import SettlementForm
 from fanli.customers.models import DueDiligenceKind
 from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
-from fanli.interfaces.web.views_work import STAGE_TEXT, TERMS_CHECKS
+from fanli.interfaces.web.views import CHECKS
+from fanli.interfaces.web.views_work import STAGE_TEXT
 from fanli.ledger.models import PeriodStatus
 from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.models import FindingStatus
@@ -46,7 +47,7 @@ def _used() -> set[str]:
     found |= set(plain.PERIODS.values()) | set(plain.MEASURES.values())
     found |= set(plain.METHODS.values()) | {text for _key, text in plain.LIMITS}
     found |= {"API token", "Second factor"}
-    found |= set(TERMS_CHECKS.values())  # pydantic's checks of the terms, by type
+    found |= set(CHECKS.values())  # pydantic's checks of forms and terms, by type
     return found
 
 

@@ -180,8 +180,24 @@ def test_pages_show_and_allow_what_the_api_would(store: Store, tmp_path: Path) -
             "/customers/C1/balance-uses",
             data={"amount": "1,000.00", "order_reference": "SO-1", "key": "k", "csrf": csrf[1]},
         )
-        assert bad.headers["content-type"].startswith("text/html")
-        assert "amount: Input should be a valid decimal" in bad.text
+        # A form that does not pass validation goes back to its page, which says why in the
+        # reader's language; nothing is stored.
+        bad = client.post(
+            "/customers/C1/balance-uses",
+            data={"amount": "1,000.00", "order_reference": "SO-1", "key": "k", "csrf": csrf[1]},
+            headers={"referer": "https://testserver/customers/C1"},
+        )
+        assert bad.url.path == "/customers/C1"
+        invalid = re.search(r'data-testid="invalid">([^<]*)<', bad.text)
+        assert invalid is not None
+        assert html.unescape(invalid[1]) == "表单未被接受：amount: 不是数字"
+        # A bad address: the page without its bad part, or the 404 page.
+        listed = client.get("/customers?offset=abc")
+        assert listed.url.path == "/customers"
+        assert "offset: 不是整数" in listed.text
+        nowhere = client.get("/no-such-page")
+        assert nowhere.status_code == 404
+        assert "没有这个页面，或您无权查看。" in nowhere.text
         deep = client.post("/agreements/check", data={"terms": "[" * 5000})
         assert "条款嵌套层级过深" in deep.text
         # A cross-site form cannot sign sam out: without the token nothing happens.
@@ -399,8 +415,28 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
             "document_sha256 of the signed document); (2) band 1 rate 12% is above the policy "
             "limit 5%: a deviation needs a written justification"
         ]
+        # The refused draft is corrected in place: opened in the editor, saved, submitted.
+        assert 'data-testid="edit-draft"' in client.get("/agreements").text
+        opened = client.get(f"/agreements?edit={draft.id}").text
+        assert "id: A2" in html.unescape(opened)
+        corrected = (
+            "id: A2\nterm: {start: 2026-01-01, end: 2027-01-01}\n"
+            "rebate: {tiers: [{from: 0, rate: 2.5}]}\n"
+            f"contract: {{reference: HT-2026-002, document_sha256: {'cd' * 32}}}\n"
+        )
+        saved = client.post("/agreements", data={"terms": corrected, "csrf": csrf})
+        assert "Draft A2 v1 updated." in saved.text
+        with store.work() as session:
+            version = session.get(AgreementVersion, draft.id)
+            assert version is not None
+            assert (version.status, version.terms["rebate"]["tiers"][0]["rate"]) == ("draft", "2.5")
+        submitted = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
+        assert submitted.url.path == "/agreements"
+        assert client.get("/agreements?edit=999999").status_code == 404
     with store.work() as session:
-        assert session.get(AgreementVersion, draft.id).status == "draft"  # nothing changed
+        version = session.get(AgreementVersion, draft.id)
+        assert version is not None
+        assert version.status == "submitted"
 
 
 def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_path: Path) -> None:

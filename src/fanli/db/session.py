@@ -76,6 +76,7 @@ class Lock(IntEnum):
     AUDIT_CHAIN = 7305
     SETTLEMENT = 7306
     AUDIT_SCHEDULE = 7307
+    ADMINISTRATORS = 7308  # disabling users: the last active administrator must stay
 
 
 def serialize(session: Session, lock: Lock) -> None:

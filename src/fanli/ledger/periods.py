@@ -71,6 +71,15 @@ def close_period(
     period = ensure_period(session, parse_code(code))
     if period.status == PeriodStatus.CLOSED:
         raise PeriodError.said("accounting period {period} is closed already", period=code)
+    # A month still running cannot be closed: what is posted in its remaining days would go to
+    # the next month, and a payout made today would land in a period that has not begun.
+    if period.end > now.date():
+        raise PeriodError.said(
+            "accounting period {period} runs until {last}: it can be closed from {end}",
+            period=code,
+            last=period.end - dt.timedelta(days=1),
+            end=period.end,
+        )
     period.status = PeriodStatus.CLOSED
     period.closed_at = now
     period.closed_by = actor.code

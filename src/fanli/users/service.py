@@ -10,6 +10,7 @@ from sqlalchemy import column, func, select, table, update
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
+from fanli.db.session import Lock, serialize
 from fanli.kit.errors import FanliError
 from fanli.kit.money import MAX_AMOUNT
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
@@ -104,6 +105,20 @@ def disable_user(
         raise UserError.said("user {user} is disabled already", user=code)
     if not reason.strip():
         raise UserError.said("disabling a user needs a reason")
+    if code == actor.code:
+        raise UserError.said("{user} cannot disable their own account", user=code)
+    if Role.ADMINISTRATOR in user.roles:
+        # Without an active administrator nobody could create, enable or repair users again.
+        # Two administrators disabling each other at once queue here (PostgreSQL; SQLite's
+        # writers always do), so one of them stays.
+        serialize(session, Lock.ADMINISTRATORS)
+        others = [
+            other
+            for other in session.scalars(select(User).where(User.active, User.id != user.id))
+            if Role.ADMINISTRATOR in other.roles
+        ]
+        if not others:
+            raise UserError.said("{user} is the last active administrator", user=code)
     user.active = False
     # Their sessions end now, not at their next request.
     session.execute(

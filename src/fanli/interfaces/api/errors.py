@@ -7,16 +7,17 @@ goes to the log), and the unit of work has already rolled back.
 
 from __future__ import annotations
 
-import html
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fanli.interfaces.web import views as web
 from fanli.kit.errors import FanliError, InputError, NotFoundError
 from fanli.sales.files import InputFileError
 from fanli.settlements.idempotency import IdempotencyError, KeyReusedError
@@ -50,20 +51,6 @@ def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail}
 
 
-def _form_problems(problems: list[dict[str, str]]) -> str:
-    items = "".join(
-        f"<li>{html.escape(p['field'].removeprefix('body.'))}: {html.escape(p['message'])}</li>"
-        for p in problems
-    )
-    return (
-        '<!doctype html><meta charset="utf-8"><title>Fanli</title>'
-        '<link rel="stylesheet" href="/static/vendor/bootstrap.min.css">'
-        f'<main class="container py-4"><div class="alert alert-danger" data-testid="error">'
-        f'<ul class="mb-0">{items}</ul></div>'
-        '<a href="javascript:history.back()">&larr;</a></main>'
-    )
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(InputFileError)
     async def _file(_request: Request, error: InputFileError) -> JSONResponse:
@@ -86,12 +73,15 @@ def install(app: FastAPI) -> None:
             for e in error.errors()
         ]
         if not request.url.path.startswith("/api"):
-            # A web form: a page a person can read (HTMX swaps it in too), not JSON.
-            return HTMLResponse(_form_problems(problems), status_code=200)
+            # A web form: back to its page, saying what was wrong in the reader's language.
+            return await run_in_threadpool(web.form_not_accepted, request, error.errors())
         return JSONResponse(error_body("invalid_input", problems), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404 and not request.url.path.startswith(("/api", "/static")):
+            # A person's address that leads nowhere: the site's own page, not JSON.
+            return await run_in_threadpool(web.not_found_page, request)
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return JSONResponse(error_body(code, error.detail), status_code=error.status_code)
 

@@ -15,12 +15,13 @@ import datetime as dt
 import hmac
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from importlib.resources import files
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -30,7 +31,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
-from fanli.agreements.terms import Agreement
+from fanli.agreements.terms import Agreement, TermsRuleError
 from fanli.compliance.queries import NoPolicyError, policy_in_force
 from fanli.config import company_now
 from fanli.customers.models import Customer
@@ -96,12 +97,15 @@ def _viewer(request: Request) -> Viewer | None:
 FLASH = "fanli_flash"  # a message for the next page, after a redirect
 
 
-def flash_redirect(path: str, *, done: str = "", error: str = "") -> RedirectResponse:
-    """Back to ``path`` after a POST (a reload does not repeat it), with what happened. The
-    message travels in a short-lived cookie, not the address: a link cannot put words on our
-    pages."""
+def flash_redirect(
+    path: str, *, done: str = "", error: str = "", invalid: str = ""
+) -> RedirectResponse:
+    """Back to ``path`` after a POST (a reload does not repeat it), with what happened: done,
+    a refusal (``error``, shown by the page) or a form that was not accepted (``invalid``, shown
+    by every page above its content). The message travels in a short-lived cookie, not the
+    address: a link cannot put words on our pages."""
     response = RedirectResponse(path, status_code=303)
-    text = json.dumps({"done": done, "error": error}, ensure_ascii=False)
+    text = json.dumps({"done": done, "error": error, "invalid": invalid}, ensure_ascii=False)
     # base64url: a cookie value cannot carry quotes, commas or spaces as they are.
     message = base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
     response.set_cookie(FLASH, message, max_age=60, httponly=True, secure=True, samesite="strict")
@@ -153,7 +157,7 @@ def _flash(request: Request) -> dict[str, str]:
         return {}
     if not isinstance(found, dict):
         return {}
-    return {key: str(found[key]) for key in ("done", "error") if found.get(key)}
+    return {key: str(found[key]) for key in ("done", "error", "invalid") if found.get(key)}
 
 
 def _page(
@@ -672,3 +676,111 @@ def portal(request: Request) -> Response:
     return _page(
         request, "portal.html", viewer, agreements=agreements, statements=statements, **statement
     )
+
+
+def readable(value: object) -> object:
+    """Terms as a person reads them: without the empty defaults (nulls, empty lists and maps)
+    or the version number (the header shows it)."""
+    if isinstance(value, dict):
+        kept = {
+            key: readable(item)
+            for key, item in value.items()
+            if key != "version" and item not in (None, {}, [])
+        }
+        return {key: item for key, item in kept.items() if item not in ({}, [])}
+    if isinstance(value, list):
+        return [readable(item) for item in value]
+    return value
+
+
+def form_not_accepted(request: Request, errors: Sequence[Any]) -> Response:
+    """A web request whose form or address did not pass validation, for a person: back to the
+    page it came from, saying what was wrong in the reader's language (an HTMX request gets
+    the sentence in place). A bad value in the address is a page that does not exist."""
+    lang = _lang(request)
+    if any(error["loc"] and error["loc"][0] == "path" for error in errors):
+        return _not_found(request, _viewer(request))
+    problems = lang._("; ").join(form_problem(lang, error) for error in errors)
+    if request.headers.get("hx-request"):
+        return HTMLResponse(
+            f'<div class="text-danger" data-testid="invalid">{escape(problems)}</div>'
+        )
+    if request.method == "GET":
+        if not request.url.query:  # nothing to drop: going back would ask again
+            return _not_found(request, _viewer(request))
+        path = request.url.path  # the page, without the address's bad part
+    else:
+        back = urlsplit(request.headers.get("referer", ""))
+        same_site = back.netloc in {"", request.url.netloc}
+        path = (back.path or "/") if same_site else "/"
+        if back.query and same_site:
+            path += f"?{back.query}"
+    return flash_redirect(path, invalid=problems)
+
+
+# What pydantic's checks say, in the reader's language: by the error's type, with its context
+# (``{expected}``, ``{gt}``...). A type not listed keeps pydantic's English.
+CHECKS = {
+    "missing": "this field is required",
+    "extra_forbidden": "unknown field",
+    "decimal_parsing": "not a number",
+    "decimal_type": "not a number",
+    "int_parsing": "not a whole number",
+    "int_type": "not a whole number",
+    "date_parsing": "not a date (write 2026-01-01)",
+    "date_from_datetime_parsing": "not a date (write 2026-01-01)",
+    "date_type": "not a date (write 2026-01-01)",
+    "string_type": "not text",
+    "empty": "must not be empty",  # a string or a list that needs at least one
+    "string_too_short": "needs at least {min_length} characters",
+    "string_too_long": "allows at most {max_length} characters",
+    "string_pattern_mismatch": "is not in the expected form",
+    "too_short": "needs at least {min_length} items",
+    "list_type": "not a list",
+    "model_type": "not a mapping (key: value)",
+    "dict_type": "not a mapping (key: value)",
+    "enum": "must be one of {expected}",
+    "literal_error": "must be one of {expected}",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+}
+
+
+def location(parts: Sequence[int | str]) -> str:
+    """Where in the input, as Fanli's own rules write it: rebate.tiers[0].rate (a form's
+    fields and a query's parameters by their names alone)."""
+    text = ""
+    for part in parts:
+        if not text and part in {"body", "query"}:
+            continue
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def form_problem(lang: i18n.Lang, error: Any) -> str:
+    """One problem pydantic found, in the reader's language: ``field: what is wrong``."""
+    where = location(error["loc"])
+    context = error.get("ctx") or {}
+    cause = context.get("error")
+    if isinstance(cause, TermsRuleError):  # one of the terms' rules: said with its values
+        where = cause.path or where
+        text = _said(lang, cause.problem)
+    elif error["type"] in CHECKS:
+        kind = error["type"]
+        if kind in {"string_too_short", "too_short"} and context.get("min_length") == 1:
+            kind = "empty"
+        if lang.code.startswith("zh") and "expected" in context:  # 'a', 'b' or 'c' -> a、b、c
+            expected = str(context["expected"]).replace(" or ", "、").replace(", ", "、")
+            context = {**context, "expected": expected}
+        text = lang._(CHECKS[kind], **{key: str(value) for key, value in context.items()})
+    else:
+        text = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {text}" if where else text
+
+
+def not_found_page(request: Request) -> HTMLResponse:
+    """The 404 page for an address no route serves."""
+    return _not_found(request, _viewer(request))

@@ -57,6 +57,7 @@ from .views import (
     _to_signin,
     act,
     flash_redirect,
+    readable,
     say,
     scope,
 )
@@ -180,7 +181,7 @@ def policy(request: Request) -> Response:
     with unit_of_work(request.app.state.read_sessions) as session:
         versions = [
             # Without the empty defaults (nulls, empty lists): what the policy says, no more.
-            (v, yaml.safe_dump(_readable(v.document), allow_unicode=True, sort_keys=False))
+            (v, yaml.safe_dump(readable(v.document), allow_unicode=True, sort_keys=False))
             for v in reversed(policy_versions(session))
         ]
     return _page(request, "policy.html", viewer, versions=versions)
@@ -255,7 +256,7 @@ def agreement_review(code: str, request: Request) -> Response:
     diffs: list[tuple[AgreementVersion, list[str], list[tuple[str, str]]]] = []
     previous = ""
     for version in versions:
-        text = yaml.safe_dump(_readable(version.terms), allow_unicode=True, sort_keys=True)
+        text = yaml.safe_dump(readable(version.terms), allow_unicode=True, sort_keys=True)
         if not previous:  # the first version: its terms as written, nothing to compare
             lines = [(" ", line) for line in text.splitlines()]
         else:  # what changed, with two lines around each change; "…" where lines are skipped
@@ -276,21 +277,6 @@ def agreement_review(code: str, request: Request) -> Response:
         diffs=list(reversed(diffs)),
         submitted=VersionStatus.SUBMITTED.value,
     )
-
-
-def _readable(value: object) -> object:
-    """Terms as a person reads them: without the empty defaults (nulls, empty lists and maps)
-    or the version number (the header shows it)."""
-    if isinstance(value, dict):
-        kept = {
-            key: _readable(item)
-            for key, item in value.items()
-            if key != "version" and item not in (None, {}, [])
-        }
-        return {key: item for key, item in kept.items() if item not in ({}, [])}
-    if isinstance(value, list):
-        return [_readable(item) for item in value]
-    return value
 
 
 @router.post("/agreements/{code}/review/{version_id}", response_model=None)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import yaml
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -24,8 +25,8 @@ from sqlalchemy import select
 
 from fanli.agreements.files import agreements_from_data, parse_terms_text
 from fanli.agreements.models import AgreementRecord, AgreementVersion
-from fanli.agreements.service import add_version
-from fanli.agreements.terms import Agreement, TermsRuleError
+from fanli.agreements.service import add_version, edit_draft
+from fanli.agreements.terms import Agreement
 from fanli.compliance import review
 from fanli.config import company_now
 from fanli.customers.models import BankAccount, Customer
@@ -54,11 +55,12 @@ from .views import (
     _lang,
     _not_found,
     _page,
-    _said,
     _staff,
     _to_signin,
     act,
     flash_redirect,
+    form_problem,
+    readable,
     say,
     scope,
     templates,
@@ -620,64 +622,6 @@ def decide(  # noqa: PLR0917 - one form field each
 # ---- agreements ------------------------------------------------------------------------------
 
 
-# What pydantic's checks of the terms say, in the reader's language: by the error's type, with
-# its context (``{expected}``, ``{gt}``...). A type not listed keeps pydantic's English.
-TERMS_CHECKS = {
-    "missing": "this field is required",
-    "extra_forbidden": "unknown field",
-    "decimal_parsing": "not a number",
-    "decimal_type": "not a number",
-    "int_parsing": "not a whole number",
-    "int_type": "not a whole number",
-    "date_parsing": "not a date (write 2026-01-01)",
-    "date_from_datetime_parsing": "not a date (write 2026-01-01)",
-    "date_type": "not a date (write 2026-01-01)",
-    "string_type": "not text",
-    "empty": "must not be empty",  # a string or a list that needs at least one
-    "string_too_short": "needs at least {min_length} characters",
-    "string_too_long": "allows at most {max_length} characters",
-    "too_short": "needs at least {min_length} items",
-    "list_type": "not a list",
-    "model_type": "not a mapping (key: value)",
-    "dict_type": "not a mapping (key: value)",
-    "enum": "must be one of {expected}",
-    "literal_error": "must be one of {expected}",
-    "greater_than": "must be greater than {gt}",
-    "greater_than_equal": "must be at least {ge}",
-    "bool_parsing": "must be true or false",
-    "bool_type": "must be true or false",
-}
-
-
-def _location(parts: tuple[int | str, ...]) -> str:
-    """Where in the terms, written as Fanli's own rules write it: rebate.tiers[0].rate."""
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text
-
-
-def _terms_problem(lang: i18n.Lang, error: Any) -> str:
-    """One problem pydantic found in the terms, in the reader's language."""
-    location = _location(error["loc"])
-    context = error.get("ctx") or {}
-    if lang.code.startswith("zh") and "expected" in context:  # "'a', 'b' or 'c'" -> 'a'、'b'、'c'
-        context = {**context, "expected": str(context["expected"]).replace(" or ", "、")}
-        context["expected"] = context["expected"].replace(", ", "、")
-    cause = context.get("error")
-    if isinstance(cause, TermsRuleError):  # one of Fanli's rules: said with its values
-        location = cause.path or location
-        text = _said(lang, cause.problem)
-    elif error["type"] in TERMS_CHECKS:
-        kind = error["type"]
-        if kind in {"string_too_short", "too_short"} and context.get("min_length") == 1:
-            kind = "empty"
-        text = lang._(TERMS_CHECKS[kind], **{k: str(v) for k, v in context.items()})
-    else:
-        text = error["msg"].removeprefix("Value error, ")
-    return f"{location}: {text}" if location else text
-
-
 def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
     """What is wrong with terms written as YAML or JSON: each problem a readable line, in the
     reader's language."""
@@ -695,7 +639,7 @@ def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
         parsed = agreements_from_data(data, source="editor")
     except InputError as error:  # the editor is the file: say only where in the terms
         if isinstance(error.__cause__, ValidationError):
-            return [_terms_problem(lang, e) for e in error.__cause__.errors()], None
+            return [form_problem(lang, e) for e in error.__cause__.errors()], None
         return [str(error).removeprefix(f"file {error.file}: ")], None
     except FanliError as error:
         return [say(lang, error)], None
@@ -717,11 +661,19 @@ def _agreement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRes
 
 
 @router.get("/agreements", response_model=None)
-def agreements(request: Request) -> Response:
+def agreements(request: Request, edit: int | None = None) -> Response:
+    """The agreements; ``?edit=<version id>`` opens a draft's terms in the editor."""
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
-    return _agreement_page(request, viewer, text="")
+    text = ""
+    if edit is not None:
+        with unit_of_work(request.app.state.read_sessions) as session:
+            draft = session.get(AgreementVersion, edit)
+            if draft is None or draft.status != "draft":
+                return _not_found(request, viewer)
+            text = yaml.safe_dump(readable(draft.terms), allow_unicode=True, sort_keys=False)
+    return _agreement_page(request, viewer, text=text)
 
 
 @router.post("/agreements/check", response_class=HTMLResponse)
@@ -786,10 +738,24 @@ def save(
         return _agreement_page(request, viewer, text=terms, problems=problems)
     try:
         with unit_of_work(request.app.state.sessions) as session:
-            version = add_version(session, parsed, actor=viewer.actor, now=company_now())
-            done = _lang(request)._(
-                "Draft {code} v{version} saved.", code=parsed.id, version=version.version
+            # An agreement with a draft takes the new terms into that draft (a draft refused by
+            # the compliance check is corrected so); any other gets a new draft version.
+            draft = session.scalar(
+                select(AgreementVersion.id)
+                .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+                .where(AgreementRecord.code == parsed.id, AgreementVersion.status == "draft")
             )
+            lang = _lang(request)
+            if draft is not None:
+                version = edit_draft(session, draft, parsed, actor=viewer.actor, now=company_now())
+                done = lang._(
+                    "Draft {code} v{version} updated.", code=parsed.id, version=version.version
+                )
+            else:
+                version = add_version(session, parsed, actor=viewer.actor, now=company_now())
+                done = lang._(
+                    "Draft {code} v{version} saved.", code=parsed.id, version=version.version
+                )
     except FanliError as error:
         return _agreement_page(request, viewer, text=terms, problems=[say(_lang(request), error)])
     return _agreement_page(request, viewer, text="", done=done)
