@@ -75,6 +75,7 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
             ("C1", "上海华东食品贸易有限公司", "91350100M000100Y44", "批发", "华东"),
             ("C2", "", "91110000600037341L", "零售", "华北"),
             ("C3", "广州南粤连锁有限公司", "91110000600037341L", "零售", "华南"),
+            ("C4", "名" * 201, "", "批" * 65, "华南"),
         ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
@@ -84,6 +85,8 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
         (2, "credit_code", "check character is '4', GB 32100-2015 requires '3'"),
         (3, "name", "a customer needs its legal entity name"),
         (4, "credit_code", "91110000600037341L is also on row 3"),
+        (5, "name", "201 characters; at most 200 are allowed"),
+        (5, "segment", "65 characters; at most 64 are allowed"),
     ]
     assert str(raised.value).startswith(f"file {path}, row 2, field 'credit_code': check character")
     assert _count(store, Customer.id) == 0
@@ -328,3 +331,15 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
     assert duckdb.sql(
         f"SELECT line_id, original_line_id FROM '{store.facts.path(str(name))}'"
     ).fetchall() == [("R1", "L1")]
+
+
+def test_a_product_value_longer_than_its_field_is_refused_by_row(
+    store: Store, tmp_path: Path
+) -> None:
+    path = products_file(tmp_path, [("P1", "可乐", "饮料", "牌"), ("P2", "水", "饮" * 121, "牌")])
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_products(session, store.facts, path, actor=staff("ann"), now=NOW)
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (3, "category", "121 characters; at most 120 are allowed")
+    ]
+    assert _count(store, ImportBatch.id) == 0

@@ -351,6 +351,13 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
             data={"decision": "disputed", "comment": "数量不对", "csrf": csrf[1]},
         )
         assert "数量不对" in disputed.text
+        # A day that starts no statement of this customer (or one to come) is no page at all.
+        for day in ("2026-02-01", "2030-01-01"):
+            forged = client.post(
+                f"/portal/statements/{day}",
+                data={"decision": "disputed", "comment": "x", "csrf": csrf[1]},
+            )
+            assert forged.status_code == 404
 
 
 def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_path: Path) -> None:

@@ -53,6 +53,28 @@ CUSTOMER_FIELDS = ("customer_id", "name", "group", "segment", "region", "credit_
 PRODUCT_FIELDS = ("product_id", "name", "category", "brand")
 
 
+# The longest text each master field may hold: its column's length. PostgreSQL would refuse a
+# longer value half-way through the write; SQLite would keep it and every page would carry it.
+CUSTOMER_LENGTHS = {
+    "customer_id": 64, "name": 200, "group": 64, "segment": 64, "region": 64, "tax_number": 32,
+}  # fmt: skip
+PRODUCT_LENGTHS = {"product_id": 64, "name": 200, "category": 120, "brand": 120}
+
+
+def _too_long(rows: list[dict[str, Any]], first: int, lengths: dict[str, int]) -> list[RowIssue]:
+    """Every value longer than its field allows, by row and field."""
+    return [
+        RowIssue(
+            first + index,
+            field,
+            f"{len(row[field]):,} characters; at most {limit} are allowed",
+        )
+        for index, row in enumerate(rows)
+        for field, limit in lengths.items()
+        if row.get(field) is not None and len(row[field]) > limit
+    ]
+
+
 class BatchError(FanliError):
     code = "batch_error"
 
@@ -248,7 +270,7 @@ def import_customers(
         )
     }
     credit_owner = {credit: code for code, (_, credit) in existing.items() if credit}
-    issues: list[RowIssue] = []
+    issues: list[RowIssue] = _too_long(rows, first, CUSTOMER_LENGTHS)
     seen_credit: dict[str, int] = {}
     for index, row in enumerate(rows):
         number = first + index
@@ -277,6 +299,7 @@ def import_customers(
                 )
             seen_credit.setdefault(credit, number)
     if issues:
+        issues.sort(key=lambda issue: issue.row or 0)  # by row; a row's fields as found
         raise InputFileError(issues, file=str(path))
 
     attribute_names = [name for name in table.column_names if name not in CUSTOMER_FIELDS]
@@ -380,6 +403,9 @@ def import_products(
     table = read_products(path, mapping=mapping, progress=progress)
     stages.begin(Stage.CHECKING)
     rows = _text_rows(table, PRODUCT_FIELDS)
+    too_long = _too_long(rows, _first_row(path), PRODUCT_LENGTHS)
+    if too_long:
+        raise InputFileError(too_long, file=str(path))
     existing = dict(session.execute(select(Product.code, Product.id)).all())
     attribute_names = [name for name in table.column_names if name not in PRODUCT_FIELDS]
     values = [

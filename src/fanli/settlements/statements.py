@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.service import canonical_json, record
 from fanli.customers.queries import customer_by_code
-from fanli.kit.errors import InputError
+from fanli.kit.errors import InputError, NotFoundError
 from fanli.ledger.queries import StatementRow, statement_rows
 from fanli.sales.store import FactStore
 from fanli.settlements.models import Settlement, StatementDecision, StatementResponse
@@ -91,7 +91,7 @@ def respond(
         raise PermissionDeniedError(f"{actor.code} may answer only its own entity's statements")
     statement = period_statement(session, store, customer_code, period_start)
     if not statement.rows:
-        raise InputError(f"there is no statement for {customer_code} from {period_start}")
+        raise NotFoundError(f"there is no statement for {customer_code} from {period_start}")
     last_day = running_until(statement, now.date())
     if decision is StatementDecision.SIGNED_OFF and last_day is not None:
         # Its numbers can still change; a dispute, though, may come at any time.

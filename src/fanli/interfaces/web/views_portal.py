@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fanli.config import company_now
 from fanli.db.session import unit_of_work
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, NotFoundError
 from fanli.ledger import overview
 from fanli.settlements.models import StatementDecision
 from fanli.settlements.statements import period_statement, respond, responses, running_until
@@ -121,6 +121,8 @@ def answer(
                 actor=viewer.actor,
                 now=company_now(),
             )
+    except NotFoundError:  # no statement from that day: the page does not exist either
+        return _not_found(request, viewer)
     except FanliError as error:
         context = _statement_context(request, code, start)
         return _page(
