@@ -358,6 +358,14 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
                 data={"decision": "disputed", "comment": "x", "csrf": csrf[1]},
             )
             assert forged.status_code == 404
+    # Finance finds the dispute in its inbox: who, which period, what they said.
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+        inbox = client.get("/inbox").text
+        disputes = re.search(r'data-testid="disputes">(.*?)</table>', inbox, re.S)
+        assert disputes is not None
+        assert "数量不对" in disputes[1]
+        assert f"{quarter.year}年{quarter.month}月1日" in disputes[1]
+        assert '<a href="/customers/C1">C1</a>' in disputes[1]
 
 
 def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_path: Path) -> None:
@@ -440,10 +448,28 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
         submitted = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
         assert submitted.url.path == "/agreements"
         assert client.get("/agreements?edit=999999").status_code == 404
+        with store.work() as session:
+            version = session.get(AgreementVersion, draft.id)
+            assert version is not None
+            assert version.status == "submitted"
+            set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW)
+            secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
+        # The approver finds it in the inbox, and sends it back with a reason.
+        amy_csrf = _signed_in(client, "amy", secret)
+        client.get("/lang/zh_CN?back=/inbox")
+        inbox = client.get("/inbox").text
+        assert '<a href="/agreements/A2/review">协议 A2 第 1 版待审</a>' in inbox
+        review_page = client.get("/agreements/A2/review").text
+        assert 'data-testid="reject"' in review_page
+        path = f"/agreements/A2/review/{draft.id}/reject"
+        refused = client.post(path, data={"reason": " ", "csrf": amy_csrf})
+        assert _alert(refused.text, "error") == "退回草稿须填写原因"
+        sent = client.post(path, data={"reason": "合同编号不对", "csrf": amy_csrf})
+        assert _alert(sent.text, "done") == "版本已退回草稿。"
     with store.work() as session:
         version = session.get(AgreementVersion, draft.id)
         assert version is not None
-        assert version.status == "submitted"
+        assert version.status == "draft"
 
 
 def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_path: Path) -> None:
@@ -479,3 +505,9 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             "not YAML or JSON: while parsing a flow node expected the node content, but found "
             "'<stream end>'   in \"<unicode string>\", line 2, column 8:     term: [            ^"
         ]
+
+
+def _alert(page: str, kind: str) -> str:
+    found = re.search(rf'data-testid="{kind}">([^<]*)<', page)
+    assert found is not None, kind
+    return html.unescape(found[1])

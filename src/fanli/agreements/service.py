@@ -203,11 +203,14 @@ def return_to_draft(
     version = locked_version(session, version_id)
     code = _code(session, version)
     if version.status != VersionStatus.SUBMITTED:
-        raise AgreementError(
-            f"version {version.version} of {code} is {version.status}, not submitted"
+        raise AgreementError.said(
+            "version {version} of {code} is {status}, not submitted",
+            version=version.version,
+            code=code,
+            status=VersionStatus(version.status),
         )
     if not reason.strip():
-        raise AgreementError("sending a version back to draft needs a reason")
+        raise AgreementError.said("sending a version back to draft needs a reason")
     version.status = VersionStatus.DRAFT
     session.flush()
     record(

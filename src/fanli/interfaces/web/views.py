@@ -52,7 +52,13 @@ from fanli.ledger.queries import result_rows, statement_rows
 from fanli.oversight.models import Finding, FindingStatus
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlement_service
-from fanli.settlements.models import BalanceCredit, BalanceUse, UseStatus
+from fanli.settlements.models import (
+    BalanceCredit,
+    BalanceUse,
+    StatementDecision,
+    StatementResponse,
+    UseStatus,
+)
 from fanli.settlements.queries import payouts_of, waiting_for
 from fanli.settlements.queries import settlements as list_settlements
 from fanli.users.actor import Actor, Role
@@ -341,6 +347,10 @@ PAGES: dict[tuple[str, str], str] = {
     ("POST", "/agreements/{version_id}/submit"): "POST /api/agreements/{code}/submission",
     ("GET", "/agreements/{code}/review"): "GET /api/agreements/{code}",
     ("POST", "/agreements/{code}/review/{version_id}"): "POST /api/agreements/{code}/approvals",
+    (
+        "POST",
+        "/agreements/{code}/review/{version_id}/reject",
+    ): "POST /api/agreements/{code}/rejection",
     ("GET", "/imports"): "GET /api/batches",
     ("POST", "/imports"): "POST /api/imports/{kind}",
     ("POST", "/imports/{batch_id}/void"): "POST /api/batches/{batch_id}/void",
@@ -591,16 +601,42 @@ def inbox(request: Request) -> Response:
                 ).all()
             )
         )
+        disputes = _open_disputes(session, viewer)
     keys = {s.id: secrets.token_urlsafe(12) for s in waiting.settlements}
     return _page(
         request,
         "inbox.html",
         viewer,
         waiting=waiting.settlements,
+        versions=waiting.agreement_versions,
+        disputes=disputes,
         keys=keys,
         uses=uses,
         use_key=secrets.token_urlsafe(12),
     )
+
+
+def _open_disputes(session: Session, viewer: Viewer) -> list[StatementResponse]:
+    """The statements whose customer's latest answer is a dispute, of the customers the viewer
+    may see: someone has to answer them (the numbers, or a correction and a new statement)."""
+    route = "GET /api/customers/{code}/statement"
+    if scope(viewer, route) is None:
+        return []
+    seen = visible(session, viewer, route)
+    latest = (
+        select(func.max(StatementResponse.id))
+        .group_by(StatementResponse.customer_code, StatementResponse.period_start)
+        .scalar_subquery()
+    )
+    query = (
+        select(StatementResponse)
+        .where(StatementResponse.id.in_(latest))
+        .where(StatementResponse.decision == StatementDecision.DISPUTED)
+        .order_by(StatementResponse.responded_at)
+    )
+    if seen is not None:
+        query = query.where(StatementResponse.customer_code.in_(seen))
+    return list(session.scalars(query))
 
 
 @router.post("/inbox/{settlement_id}/approve", response_model=None)

@@ -305,6 +305,27 @@ def approve_version(
     )
 
 
+@router.post("/agreements/{code}/review/{version_id}/reject", response_model=None)
+def reject_version(
+    code: str,
+    version_id: int,
+    request: Request,
+    reason: str = Form(default="", max_length=1000),
+    csrf: str = Form(default=""),
+) -> Response:
+    """Send a submitted version back to its author as a draft, saying why."""
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    path = f"/agreements/{code}/review"
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            review.reject(session, version_id, reason=reason, actor=viewer.actor, now=company_now())
+    except FanliError as error:
+        return flash_redirect(path, error=say(_lang(request), error))
+    return flash_redirect(path, done=_lang(request)._("Version sent back to draft."))
+
+
 # ---- users ------------------------------------------------------------------------------------
 
 
