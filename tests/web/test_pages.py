@@ -24,6 +24,7 @@ from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.settlements.models import Payout
 from fanli.users.auth import enrol_second_factor, set_password
+from fanli.users.models import User
 from fanli.users.service import create_user
 from store.builders import percent_agreement
 from store.conftest import NOW, Store, sqlite_template, store
@@ -511,3 +512,38 @@ def _alert(page: str, kind: str) -> str:
     found = re.search(rf'data-testid="{kind}">([^<]*)<', page)
     assert found is not None, kind
     return html.unescape(found[1])
+
+
+def test_a_new_second_factor_replaces_the_old_one_only_when_confirmed(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path)
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        old = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+
+    def stored() -> str | None:
+        with store.work() as session:
+            return session.scalar(select(User.totp_secret).where(User.code == "fay"))
+
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        csrf = _signed_in(client, "fay", old)
+        page = client.post("/second-factor", data={"csrf": csrf}).text
+        new = re.search(r'data-testid="secret">([A-Z2-7]{32})<', page)
+        assert new is not None
+        assert 'data-testid="confirm"' in page
+        assert stored() == old  # shown, not yet in use
+        wrong = client.post(
+            "/second-factor/confirm", data={"secret": new[1], "code": "000000", "csrf": csrf}
+        )
+        assert _alert(wrong.text, "error") == "验证码与新密钥不符；仍使用当前的验证器"
+        assert stored() == old
+        confirmed = client.post(
+            "/second-factor/confirm",
+            data={"secret": new[1], "code": pyotp.TOTP(new[1]).now(), "csrf": csrf},
+        )
+        assert confirmed.url.path == "/signin"
+        assert _alert(confirmed.text, "done") == "新的验证器已启用。"
+        assert stored() == new[1]
+        assert _signed_in(client, "fay", new[1])  # the new authenticator signs in

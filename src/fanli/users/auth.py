@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,7 +31,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, InputError
 from fanli.users.actor import Actor, Role, require
 from fanli.users.models import ApiToken, LoginAttempt, User, WebSession
 from fanli.users.queries import as_actor, user_by_code
@@ -85,13 +86,39 @@ def set_password(
     )
 
 
-def enrol_second_factor(session: Session, code: str, *, actor: Actor, now: dt.datetime) -> str:
+def new_second_factor_secret() -> str:
+    """A TOTP secret for a user to add to an authenticator before it replaces their current one
+    (``enrol_second_factor`` with ``secret`` and a code it produced)."""
+    return pyotp.random_base32()
+
+
+def enrol_second_factor(
+    session: Session,
+    code: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    secret: str | None = None,
+    confirmation: str = "",
+) -> str:
     """Give a user a new TOTP secret (returned once, to show as a QR code or type into an
-    authenticator app). An administrator provisions it, or the user renews their own."""
+    authenticator app). An administrator provisions it, or the user renews their own.
+
+    With ``secret`` (from ``new_second_factor_secret``), the user's own renewal: it replaces the
+    current secret only when ``confirmation`` is a code the new secret produces now, so a
+    mistaken click or an unscanned code never locks anyone out."""
     if actor.code != code:
         require(actor, Role.ADMINISTRATOR, to=f"enrol a second factor for {code}")
     user = user_by_code(session, code)
-    user.totp_secret = pyotp.random_base32()
+    if secret is not None:
+        if not re.fullmatch(r"[A-Z2-7]{32}", secret):
+            raise InputError.said_at("that is not a secret Fanli gave out", field="secret")
+        if not pyotp.TOTP(secret).verify(confirmation.strip(), valid_window=1):
+            raise InputError.said_at(
+                "the code does not match the new secret; the current one stays in use",
+                field="code",
+            )
+    user.totp_secret = secret or pyotp.random_base32()
     _end_sessions(session, user.id, reason="second_factor", now=now)
     session.flush()
     record(

@@ -380,6 +380,7 @@ PAGES: dict[tuple[str, str], str] = {
     ("POST", "/tokens"): "staff",
     ("POST", "/tokens/{token_id}/revoke"): "staff",
     ("POST", "/second-factor"): "staff",
+    ("POST", "/second-factor/confirm"): "staff",
 }
 
 

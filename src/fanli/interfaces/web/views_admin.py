@@ -42,7 +42,13 @@ from fanli.oversight.audits import (
 )
 from fanli.oversight.models import FindingStatus
 from fanli.users.actor import Role
-from fanli.users.auth import create_token, enrol_second_factor, provisioning_uri, revoke_token
+from fanli.users.auth import (
+    create_token,
+    enrol_second_factor,
+    new_second_factor_secret,
+    provisioning_uri,
+    revoke_token,
+)
 from fanli.users.models import ApiToken, User
 from fanli.users.service import create_user, disable_user
 
@@ -440,15 +446,49 @@ def token_revoke(token_id: int, request: Request, csrf: str = Form(default="")) 
 
 @router.post("/second-factor", response_model=None)
 def second_factor(request: Request, csrf: str = Form(default="")) -> Response:
+    """A new secret to add to an authenticator; the current one stays until a code from the new
+    one confirms it (``/second-factor/confirm``)."""
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    return _new_factor_page(request, viewer, new_second_factor_secret())
+
+
+def _new_factor_page(request: Request, viewer: Viewer, secret: str, error: str = "") -> Response:
+    uri = provisioning_uri(secret, viewer.actor.code)
+    return _page(
+        request,
+        "secret.html",
+        viewer,
+        title_key="Second factor",
+        secret=secret,
+        uri=uri,
+        confirm=True,
+        error=error,
+    )
+
+
+@router.post("/second-factor/confirm", response_model=None)
+def confirm_second_factor(
+    request: Request,
+    secret: str = Form(max_length=64),
+    code: str = Form(default="", max_length=12),
+    csrf: str = Form(default=""),
+) -> Response:
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
     try:
         with unit_of_work(request.app.state.sessions) as session:
-            secret = enrol_second_factor(
-                session, viewer.actor.code, actor=viewer.actor, now=company_now()
+            enrol_second_factor(
+                session,
+                viewer.actor.code,
+                actor=viewer.actor,
+                now=company_now(),
+                secret=secret,
+                confirmation=code,
             )
     except FanliError as error:
-        return flash_redirect("/users", error=say(_lang(request), error))
-    uri = provisioning_uri(secret, viewer.actor.code)
-    return _page(request, "secret.html", viewer, title_key="Second factor", secret=secret, uri=uri)
+        return _new_factor_page(request, viewer, secret, error=say(_lang(request), error))
+    # Every session of the user ended with the old secret: sign in with the new one.
+    return flash_redirect("/signin", done=_lang(request)._("The new second factor is in use."))
