@@ -237,6 +237,10 @@ def test_users_roles_and_delegations(store: Store) -> None:
             create_user(session, "y", name="Y", roles=["administrator"], actor=None, now=NOW)
         with pytest.raises(PermissionDeniedError, match="needs the role administrator"):
             create_user(session, "y", name="Y", roles=["sales"], actor=who["sam"], now=NOW)
+        with pytest.raises(UserError, match=r"user code 'new user!' may hold only letters"):
+            create_user(
+                session, "new user!", name="N", roles=["sales"], actor=who["admin"], now=NOW
+            )
         with pytest.raises(UserError, match="cannot hold staff roles"):
             create_user(
                 session,

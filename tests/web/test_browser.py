@@ -440,7 +440,10 @@ def test_oversight_and_administration_pages(page: Any, site: Site) -> None:
     page.fill("input[name=name]", "Zoe")
     page.select_option("select[name=role]", "finance")
     page.click("form[action='/users'] button")
-    assert page.locator("[data-testid=done]").inner_text() == "用户 zoe 已创建。"
+    assert page.locator("h1").inner_text() == "用户 zoe 已创建。"
+    # Shown once, to hand over: a first password and the second factor's secret.
+    assert len(page.locator("[data-testid=password]").inner_text()) == 16
+    assert re.fullmatch(r"[A-Z2-7]{32}", page.locator("[data-testid=secret]").inner_text())
     _shot(page, "users-zh")
     page.click("form[action='/signout'] button")
     _sign_in(page, site, "fay", totp=True)  # finance exports the journal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.models import Delegation, User, WebSession
 from fanli.users.queries import user_by_code
 
+USER_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 BOOTSTRAP = "system"  # the actor recorded for the very first administrator
 
 
@@ -47,6 +49,11 @@ def create_user(
         require(actor, Role.ADMINISTRATOR, to="create users")
     if not code.strip() or not name.strip():
         raise UserError.said("a user needs a code and a name")
+    if not USER_CODE.fullmatch(code):
+        # It is typed at sign-in, named in audit events and in addresses: no spaces or marks.
+        raise UserError.said(
+            "user code {user} may hold only letters, digits, '.', '_' and '-'", user=repr(code)
+        )
     if not chosen:
         raise UserError.said("user {user} needs at least one role", user=code)
     if session.scalar(select(User.id).where(User.code == code)) is not None:

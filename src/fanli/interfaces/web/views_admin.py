@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import difflib
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +49,7 @@ from fanli.users.auth import (
     new_second_factor_secret,
     provisioning_uri,
     revoke_token,
+    set_password,
 )
 from fanli.users.models import ApiToken, User
 from fanli.users.service import create_user, disable_user
@@ -374,19 +376,35 @@ def user_create(  # noqa: PLR0917 - one form field each
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    return act(
+    # The new user's first password, and a staff user's second factor: shown once, to hand
+    # over; the user changes the password with `fanli user password` or keeps it safe.
+    password = secrets.token_urlsafe(12)
+    factor = None
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            now = company_now()
+            create_user(
+                session,
+                code,
+                name=name,
+                roles=[role],
+                customer_code=customer or None,
+                actor=viewer.actor,
+                now=now,
+            )
+            set_password(session, code, password, actor=viewer.actor, now=now)
+            if role is not Role.CUSTOMER:
+                factor = enrol_second_factor(session, code, actor=viewer.actor, now=now)
+    except FanliError as error:
+        return flash_redirect("/users", error=say(_lang(request), error))
+    return _page(
         request,
-        "/users",
-        lambda session: create_user(
-            session,
-            code,
-            name=name,
-            roles=[role],
-            customer_code=customer or None,
-            actor=viewer.actor,
-            now=company_now(),
-        ),
-        _lang(request)._("User {code} created.", code=code),
+        "new_user.html",
+        viewer,
+        code=code,
+        password=password,
+        factor=factor,
+        uri=provisioning_uri(factor, code) if factor else None,
     )
 
 
