@@ -20,6 +20,7 @@ from sqlalchemy import select
 from fanli.agreements.models import AgreementVersion
 from fanli.agreements.service import add_version
 from fanli.agreements.terms import Rebate
+from fanli.compliance import review
 from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.settlements.models import Payout
@@ -418,19 +419,17 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
         )
     with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
         refused = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
-        problems = re.findall(r'data-testid="problems"><li>([^<]*)</li>', refused.text)
-        assert problems == [
+        assert _alert(refused.text, "error") == (
             "协议 A2 第 1 版未通过合规检查：(1) 条款未附合同（须填写已签署文件的编号 reference 与 "
             "document_sha256）；(2) 第 1 档费率 12% 高于政策上限 5%：偏离政策须附书面理由"
-        ]
+        )
         client.get("/lang/en?back=/agreements")
         refused = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
-        problems = re.findall(r'data-testid="problems"><li>([^<]*)</li>', refused.text)
-        assert problems == [
+        assert _alert(refused.text, "error") == (
             "agreement A2 version 1 is blocked: (1) the terms carry no contract (reference and "
             "document_sha256 of the signed document); (2) band 1 rate 12% is above the policy "
             "limit 5%: a deviation needs a written justification"
-        ]
+        )
         # The refused draft is corrected in place: opened in the editor, saved, submitted.
         assert 'data-testid="edit-draft"' in client.get("/agreements").text
         opened = client.get(f"/agreements?edit={draft.id}").text
@@ -448,6 +447,7 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
             assert (version.status, version.terms["rebate"]["tiers"][0]["rate"]) == ("draft", "2.5")
         submitted = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
         assert submitted.url.path == "/agreements"
+        assert _alert(submitted.text, "done") == "Version submitted: it waits for its approvals."
         assert client.get("/agreements?edit=999999").status_code == 404
         with store.work() as session:
             version = session.get(AgreementVersion, draft.id)
@@ -547,3 +547,22 @@ def test_a_new_second_factor_replaces_the_old_one_only_when_confirmed(
         assert _alert(confirmed.text, "done") == "新的验证器已启用。"
         assert stored() == new[1]
         assert _signed_in(client, "fay", new[1])  # the new authenticator signs in
+
+
+def test_an_approval_says_who_still_has_to_approve(store: Store, tmp_path: Path) -> None:
+    """A deviation needs the approver and compliance: after the approver, the page names the
+    step still open."""
+    world = _world(store, tmp_path)
+    with store.work() as session:
+        draft = add_version(session, percent_agreement("A3", rate="8"), actor=world["sam"], now=NOW)
+        review.submit(session, draft.id, justification="新渠道", actor=world["sam"], now=NOW)
+        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
+        terms_hash = draft.terms_hash
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        csrf = _signed_in(client, "amy", secret)
+        approved = client.post(
+            f"/agreements/A3/review/{draft.id}", data={"terms_hash": terms_hash, "csrf": csrf}
+        )
+        assert _alert(approved.text, "done") == "版本已批准，仍待以下审批：合规 ×1。"

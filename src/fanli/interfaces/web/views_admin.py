@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
+from fanli.agreements.service import approvals_of, missing_approvals
 from fanli.audit.models import AuditCheckpoint
 from fanli.audit.trail import verify
 from fanli.compliance import review
@@ -305,9 +306,26 @@ def approve_version(
                 session, version_id, terms_hash=terms_hash, actor=viewer.actor, now=company_now()
             )
             status = version.status
+            waiting = (
+                missing_approvals(version, approvals_of(session, version))
+                if status == VersionStatus.SUBMITTED
+                else []
+            )
     except FanliError as error:
         return flash_redirect(path, error=say(_lang(request), error))
     lang = _lang(request)
+    if waiting:  # "approver x1": the roles still to approve, by name
+        roles = lang._(", ").join(
+            lang._(
+                "{role} ×{count}",
+                role=lang._(f"role {step.split(' x')[0]}"),
+                count=step.split(" x")[1],
+            )
+            for step in waiting
+        )
+        return flash_redirect(
+            path, done=lang._("Version approved; it still waits for: {roles}.", roles=roles)
+        )
     return flash_redirect(
         path, done=lang._("Version approved; it is now {status}.", status=lang._(status))
     )

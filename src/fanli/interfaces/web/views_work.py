@@ -780,6 +780,8 @@ def submit(
                 actor=viewer.actor,
                 now=company_now(),
             )
-    except FanliError as error:
-        return _agreement_page(request, viewer, text="", problems=[say(_lang(request), error)])
-    return RedirectResponse("/agreements", status_code=303)
+    except FanliError as error:  # said at the top, where the button was pressed
+        return _agreement_page(request, viewer, text="", error=say(_lang(request), error))
+    return flash_redirect(
+        "/agreements", done=_lang(request)._("Version submitted: it waits for its approvals.")
+    )
