@@ -294,7 +294,7 @@ def test_a_quantity_basis_is_shown_in_units(store: Store, tmp_path: Path) -> Non
         assert cells[2:6] == ["10 件", "1", "每件 ¥0.50", "¥5.00"]
         why = re.search(r'data-testid="explanation"[^>]*>(.*?)</pre>', page, re.S)
         assert why is not None
-        assert "达到阶梯：第 1 档 [0, ∞)，费率 0.50 CNY/件（阶梯值 10）" in why[1].splitlines()
+        assert "达到阶梯：第 1 档 [0, ∞)，费率 0.50 元/件（阶梯值 10）" in why[1].splitlines()
         run = client.get("/accruals/1").text
         assert '<td class="text-end">10 件</td>' in run
 

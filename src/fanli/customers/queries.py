@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.customers.models import BankAccount, Customer, CustomerAssignment, DueDiligenceRecord
-from fanli.kit.errors import FanliError, NotFoundError
+from fanli.kit.errors import Code, FanliError, NotFoundError, Said, said
 
 
 class CustomerError(FanliError):
@@ -51,7 +51,7 @@ def bank_accounts(session: Session, customer_code: str) -> list[BankAccount]:
 
 def due_diligence_gaps(
     session: Session, customer: Customer, required: Iterable[str], day: dt.date
-) -> list[str]:
+) -> list[Said]:
     """For each required kind, why the customer's due diligence does not cover ``day``: no
     record, only expired ones, or the latest check failed. Empty when it is complete."""
     records = session.scalars(
@@ -63,11 +63,18 @@ def due_diligence_gaps(
     for kind in sorted(set(required)):
         of_kind = [r for r in records if r.kind == kind and r.checked_on <= day]
         if not of_kind:
-            gaps.append(f"{kind}: never recorded")
+            gaps.append(said("{kind}: never recorded", kind=Code(kind)))
             continue
         latest = of_kind[-1]
         if not latest.passed:
-            gaps.append(f"{kind}: the check of {latest.checked_on} failed ({latest.reference})")
+            gaps.append(
+                said(
+                    "{kind}: the check of {day} failed ({reference})",
+                    kind=Code(kind),
+                    day=latest.checked_on,
+                    reference=latest.reference,
+                )
+            )
         elif latest.expires_on <= day:
-            gaps.append(f"{kind}: lapsed on {latest.expires_on}")
+            gaps.append(said("{kind}: lapsed on {day}", kind=Code(kind), day=latest.expires_on))
     return gaps

@@ -48,7 +48,7 @@ TEXT: dict[str, dict[str, str]] = {
         "window_term": "Window: term to date, {start} to {last} ({kind} periods, scope: term)",
         "event": "Lines count by their {event} date",
         "lines_none": "Lines: none of this beneficiary's lines counted in this window",
-        "lines_unavailable": "Lines: line detail not available",
+        "lines_unavailable": "Lines: {count} counted (their detail is not shown here)",
         "lines": "{role} lines: {count}, total {measure} {total}{returns}; {ids}",
         "returns": ", including {count} return/credit-note lines totalling {total}",
         "role_earning": "Earning",
@@ -94,7 +94,7 @@ TEXT: dict[str, dict[str, str]] = {
         "window_term": "计算窗口：协议期初至今 {start} 至 {last}（{kind}，累计计算）",
         "event": "销售行按{event}日期计入",
         "lines_none": "销售行：本窗口内该受益方无计入的销售行",
-        "lines_unavailable": "销售行：无明细",
+        "lines_unavailable": "计入的销售行：{count} 行（此处不列明细）",
         "lines": "{role}销售行：{count} 行，{measure}合计 {total}{returns}；{ids}",
         "returns": "，其中退货/红字 {count} 行，合计 {total}",
         "role_earning": "返利基数",
@@ -181,6 +181,11 @@ class _Words:
     language: str
 
     def __call__(self, key: str, **values: Any) -> str:
+        if self.language == "zh":  # a day as Chinese writes it: 2026年3月31日
+            values = {
+                name: f"{v.year}年{v.month}月{v.day}日" if isinstance(v, dt.date) else v
+                for name, v in values.items()
+            }
         return TEXT[self.language][key].format(**values)
 
     def measure(self, measure: Measure) -> str:
@@ -446,7 +451,7 @@ def explain(
         )
     out.append(words("event", event=words.code(agreement.eligibility.event.value)))
     if lines is None:
-        out.append(words("lines_unavailable"))
+        out.append(words("lines_unavailable", count=f"{row.lines:,}"))
     else:
         out.extend(_line_summaries(agreement, lines, words))
     out.append(
@@ -641,8 +646,10 @@ def explain(
     else:
         out.append(words("accrual_actual", accrual=_number(row.accrual, places)))
     text = "\n".join(out)
-    # A per-unit rate reads "0.08 CNY/unit" in the formula; in Chinese, per 件.
-    return text.replace("/unit", "/件") if words.language == "zh" else text
+    if words.language != "zh":
+        return text
+    # A per-unit rate reads "0.08 CNY/unit" in the formula; in Chinese, 0.08 元/件.
+    return text.replace(f"{currency}/unit", "元/件" if currency == "CNY" else f"{currency}/件")
 
 
 # ---- many rows -----------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ def parse_code(code: str) -> dt.date:
         year, month = code.split("-")
         return dt.date(int(year), int(month), 1)
     except ValueError:
-        raise PeriodError(f"{code!r} is not an accounting period (YYYY-MM)") from None
+        raise PeriodError.said(
+            "{code} is not an accounting period (YYYY-MM)", code=repr(code)
+        ) from None
 
 
 def ensure_period(session: Session, day: dt.date) -> AccountingPeriod:
@@ -68,18 +70,21 @@ def close_period(
     """Close an accounting period: nothing is posted into it again; later changes to the rebate
     periods it covers are posted in the first open period as adjustments."""
     require(actor, Role.FINANCE, to="close accounting periods")
-    period = ensure_period(session, parse_code(code))
-    if period.status == PeriodStatus.CLOSED:
-        raise PeriodError.said("accounting period {period} is closed already", period=code)
+    start = parse_code(code)
+    end = add_months(start, 1)
     # A month still running cannot be closed: what is posted in its remaining days would go to
     # the next month, and a payout made today would land in a period that has not begun.
-    if period.end > now.date():
+    # Checked before the period's row is made, so a refusal leaves nothing behind.
+    if end > now.date():
         raise PeriodError.said(
             "accounting period {period} runs until {last}: it can be closed from {end}",
             period=code,
-            last=period.end - dt.timedelta(days=1),
-            end=period.end,
+            last=end - dt.timedelta(days=1),
+            end=end,
         )
+    period = ensure_period(session, start)
+    if period.status == PeriodStatus.CLOSED:
+        raise PeriodError.said("accounting period {period} is closed already", period=code)
     period.status = PeriodStatus.CLOSED
     period.closed_at = now
     period.closed_by = actor.code

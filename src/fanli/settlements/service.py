@@ -259,7 +259,7 @@ def _payee_problems(
             said(
                 "due diligence of {customer} is not current: {gaps}",
                 customer=customer.code,
-                gaps="; ".join(gaps),
+                gaps=tuple(gaps),
             )
         )
     return problems

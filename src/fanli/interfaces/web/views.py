@@ -540,7 +540,10 @@ def _statement(session: Session, store: Any, code: str, lang: i18n.Lang) -> dict
     today = lang.today()
     try:
         _row, policy = policy_in_force(session, today)
-        gaps = due_diligence_gaps(session, customer, policy.due_diligence.required, today)
+        gaps = [
+            _said(lang, gap)
+            for gap in due_diligence_gaps(session, customer, policy.due_diligence.required, today)
+        ]
     except NoPolicyError:
         gaps = []
     return {
