@@ -6,6 +6,7 @@ import (nothing stored), an accrual run and an audit, each started from its page
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import re
 import threading
@@ -240,7 +241,9 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
         )
         page = _ended(client, started)
         assert _alert(page, "refused") == "bad.csv 未导入：共 1 个问题，未存储任何数据。"
-        assert re.search(r"<td>2</td><td>customer_id</td><td>[^<]*C9", page)
+        problem = re.search(r"<td>2</td><td>customer_id</td><td>([^<]*)</td>", page)
+        assert problem is not None
+        assert html.unescape(problem[1]) == "customer_id 'C9' 不在 客户主数据 中"
         assert _batches(store) == before + 1  # the refused file stored nothing
 
         headless = tmp_path / "no-code.csv"
@@ -252,10 +255,10 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
         )
         error = _alert(_ended(client, started), "error")
         # The user's file by name (never the server's temporary path), and the page's mapping.
+        # In the reader's language (Chinese here), with the columns looked for as written.
         assert error == (
-            "no-code.csv, row 1, field &#39;customer_id&#39;: missing required column customer_id "
-            "(looked for: customer_id, customer, customer id, customer code, ...; or name your "
-            "header for it in a column mapping)"
+            "no-code.csv, 第 1 行, 字段 customer_id：缺少必需的列 customer_id（已查找："
+            "customer_id, customer, customer id, customer code 等；也可在列映射中指定对应的表头）"
         )
 
         started = client.post("/accruals", data={"as_of": "2026-03-31", "csrf": csrf})

@@ -23,6 +23,7 @@ import json
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,7 +42,7 @@ from fanli.engine.facts import (
     PRODUCT_BUILTINS,
     SALES_SCHEMA,
 )
-from fanli.kit.errors import InputError
+from fanli.kit.errors import Code, InputError, Said, said
 from fanli.kit.money import FACT_SCALE
 from fanli.kit.progress import ProgressHook
 from fanli.sales.mapping import (
@@ -67,11 +68,20 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 @dataclass(frozen=True)
 class RowIssue:
-    """One problem in one cell (or one row, or the header) of an input file."""
+    """One problem in one cell (or one row, or the header) of an input file: ``message`` in
+    English (reports, the API, the log), ``said`` the same for a page to say in the reader's
+    language (None: the English is all there is)."""
 
     row: int | None
     field: str | None
     message: str
+    said: Said | None = dataclass_field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, row: int | None, column: str | None, problem: Said | str) -> RowIssue:
+        if isinstance(problem, Said):
+            return cls(row, column, str(problem), problem)
+        return cls(row, column, problem)
 
 
 class InputFileError(InputError):
@@ -171,11 +181,11 @@ def _csv_headers(path: Path, encoding: str) -> list[str]:
         with path.open(encoding=encoding, newline="") as stream:
             headers = next(csv.reader(stream), None)
     except UnicodeDecodeError:
-        raise InputError(
+        raise InputError.said_at(
             "is neither UTF-8 nor GBK/GB18030 text; save it as CSV UTF-8", file=str(path), row=1
         ) from None
     if not headers or not any(header.strip() for header in headers):
-        raise InputError("the file is empty or has no header row", file=str(path), row=1)
+        raise InputError.said_at("the file is empty or has no header row", file=str(path), row=1)
     return [header.strip() for header in headers]
 
 
@@ -275,7 +285,9 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
         rows: Iterator[tuple[Any, ...]] = sheet.iter_rows(values_only=True)
         header_cells = next(rows, None)
         if header_cells is None or all(cell is None for cell in header_cells):
-            raise InputError("the first sheet is empty or has no header row", file=str(path), row=1)
+            raise InputError.said_at(
+                "the first sheet is empty or has no header row", file=str(path), row=1
+            )
         headers = [(_cell_text(cell) or "").strip() for cell in header_cells]
         while headers and not headers[-1]:
             headers.pop()
@@ -396,7 +408,7 @@ class _Checker:
         self,
         mask: pa.ChunkedArray | pa.Array,
         name: str,
-        describe: Callable[[Any], str],
+        describe: Callable[[Any], Said | str],
         values: pa.ChunkedArray | pa.Array | None = None,
     ) -> None:
         """Record an issue for each row where ``mask`` is true."""
@@ -409,7 +421,7 @@ class _Checker:
         shown = values.take(indices).to_pylist() if values is not None else [None] * len(indices)
         header = self.columns.header(name)
         for index, value in zip(indices.to_pylist(), shown, strict=True):
-            self.issues.append(RowIssue(index + self.raw.first_row, header, describe(value)))
+            self.issues.append(RowIssue.of(index + self.raw.first_row, header, describe(value)))
 
     def raise_if_any(self) -> None:
         if self.issues:
@@ -429,20 +441,32 @@ def _parse_measure(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Ch
         wellformed,
         pc.invert(pc.match_substring_regex(cleaned, _FITS)),
     )
-    checker.flag(malformed, name, lambda value: f"{name} {value!r} is not a number", text)
+    checker.flag(
+        malformed,
+        name,
+        lambda value: said("{name} {value} is not a number", name=name, value=repr(value)),
+        text,
+    )
     checker.flag(
         too_precise,
         name,
-        lambda value: f"{name} {value!r} has more than {FACT_SCALE} decimal places",
+        lambda value: said(
+            "{name} {value} has more than {places} decimal places",
+            name=name,
+            value=repr(value),
+            places=FACT_SCALE,
+        ),
         text,
     )
-    checker.flag(too_large, name, lambda value: f"{name} {value!r} is too large", text)
+    checker.flag(
+        too_large,
+        name,
+        lambda value: said("{name} {value} is too large", name=name, value=repr(value)),
+        text,
+    )
     good = pc.and_(wellformed, pc.invert(pc.or_(too_precise, too_large)))
     usable = pc.if_else(good, cleaned, pa.scalar(None, pa.string()))
     return pc.cast(usable, FACT_DECIMAL)
-
-
-_DATE_HINT = "use 2026-03-31, 2026/3/31 or 2026年3月31日"
 
 
 def _parse_date(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.ChunkedArray:
@@ -461,7 +485,11 @@ def _parse_date(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Chunk
     checker.flag(
         bad,
         name,
-        lambda value: f"{name} {value!r} is not a date ({_DATE_HINT})",
+        lambda value: said(
+            "{name} {value} is not a date (use 2026-03-31, 2026/3/31 or 2026年3月31日)",
+            name=name,
+            value=repr(value),
+        ),
         text,
     )
     good = pc.if_else(pc.fill_null(real, False), parsed, pa.scalar(None, pa.timestamp("s")))
@@ -470,12 +498,14 @@ def _parse_date(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Chunk
 
 def _required_missing(name: str, kind: FileKind, source: str) -> InputError:
     aliases = ", ".join(ALIASES[kind][name][:4])
-    return InputError(
-        f"missing required column {name} (looked for: {aliases}, ...; or name your header "
+    return InputError.said_at(
+        "missing required column {name} (looked for: {aliases}, ...; or name your header "
         "for it in a column mapping)",
         file=source,
         row=1,
         field=name,
+        name=name,
+        aliases=aliases,
     )
 
 
@@ -538,8 +568,13 @@ def _flag_duplicates(checker: _Checker, values: pa.ChunkedArray, name: str) -> N
     first_rows = iter(firsts)
     offset = checker.raw.first_row
 
-    def describe(value: Any) -> str:
-        return f"duplicate {name} {value!r} (first on row {next(first_rows) + offset})"
+    def describe(value: Any) -> Said:
+        return said(
+            "duplicate {name} {value} (first on row {first})",
+            name=name,
+            value=repr(value),
+            first=next(first_rows) + offset,
+        )
 
     checker.flag(mask, name, describe, values)
 
@@ -664,10 +699,18 @@ def _sales_from_raw(
             pc.is_valid(output[name]),
             pc.invert(pc.is_in(output[name], value_set=known_ids.combine_chunks())),
         )
-        file_label = Path(dimension_source).name
+        # A master by its name ("the customer master", said in the reader's language), a file
+        # by its own.
+        file_label: str = (
+            Code(dimension_source)
+            if dimension_source.startswith("the ")
+            else Path(dimension_source).name
+        )
 
-        def describe(value: Any, name: str = name, file_label: str = file_label) -> str:
-            return f"{name} {value!r} is not in {file_label}"
+        def describe(value: Any, name: str = name, file_label: str = file_label) -> Said:
+            return said(
+                "{name} {value} is not in {file}", name=name, value=repr(value), file=file_label
+            )
 
         checker.flag(unknown, name, describe, output[name])
     checker.raise_if_any()

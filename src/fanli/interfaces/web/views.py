@@ -197,10 +197,14 @@ def _render(  # noqa: PLR0917 - the page's parts
             # may("/imports"), may("/accruals", "POST"): show a link or a form only to whom it
             # is open.
             "may": lambda path, method="GET": may(viewer, path, method),
-            # said(finding.summary_said, finding.summary): a stored sentence in the reader's
-            # language (the English text when none was stored).
+            # said(finding.summary_said, finding.summary), said(issue.said, issue.message): a
+            # sentence (or a stored one) in the reader's language; the English when there is none.
             "said": lambda stored, english: (
-                _said(lang, said_from_json(stored)) if stored else english
+                _said(lang, stored)
+                if isinstance(stored, Said)
+                else _said(lang, said_from_json(stored))
+                if stored
+                else english
             ),
             "one_day": dt.timedelta(days=1),  # periods end on an exclusive day; pages show the last
             # grants("POST /api/..."): what the matrix gives the viewer on an API route, for the

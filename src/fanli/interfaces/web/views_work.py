@@ -198,6 +198,7 @@ def upload(
     with path.open("wb") as saved:
         shutil.copyfileobj(file.file, saved)
     sessions, facts, actor = request.app.state.sessions, request.app.state.facts, viewer.actor
+    lang = _lang(request)
 
     def work(progress: ProgressHook) -> Outcome:
         # The form keeps the kind chosen and the mapping typed, whatever happens.
@@ -234,13 +235,14 @@ def upload(
                 ", ".join(
                     part
                     for part in (
-                        "mapping" if in_mapping else name,
-                        f"row {error.row}" if error.row is not None else "",
-                        f"field {error.field!r}" if error.field else "",
+                        lang._("mapping") if in_mapping else name,
+                        lang._("row {row}", row=error.row) if error.row is not None else "",
+                        lang._("field {field}", field=error.field) if error.field else "",
                     )
                     if part
                 )
-                + f": {error.detail}"
+                + lang._(": ")
+                + (say(lang, error) if error.template else error.detail)
             )
         return outcome
 
