@@ -353,6 +353,11 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
             data={"decision": "disputed", "comment": "数量不对", "csrf": csrf[1]},
         )
         assert "数量不对" in disputed.text
+        # The portal's list says which statements were answered, and how.
+        answer = re.search(r'data-testid="answer">([^<]*)<', client.get("/portal").text)
+        assert answer is not None
+        day = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        assert answer[1] == f"· {day.year}年{day.month}月{day.day}日有异议"
         # A day that starts no statement of this customer (or one to come) is no page at all.
         for day in ("2026-02-01", "2030-01-01"):
             forged = client.post(
@@ -566,3 +571,34 @@ def test_an_approval_says_who_still_has_to_approve(store: Store, tmp_path: Path)
             f"/agreements/A3/review/{draft.id}", data={"terms_hash": terms_hash, "csrf": csrf}
         )
         assert _alert(approved.text, "done") == "版本已批准，仍待以下审批：合规 ×1。"
+
+
+def test_a_user_changes_their_own_password_given_the_present_one(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+        secret = None
+        with store.work() as session:
+            secret = session.scalar(select(User.totp_secret).where(User.code == "fay"))
+        wrong = client.post(
+            "/password", data={"current": "not it at all", "new": "a" * 12, "csrf": csrf}
+        )
+        assert _alert(wrong.text, "error") == "当前密码不对"
+        short = client.post("/password", data={"current": PASSWORD, "new": "short", "csrf": csrf})
+        assert _alert(short.text, "error") == "密码至少 12 个字符"
+        changed = client.post(
+            "/password", data={"current": PASSWORD, "new": "a new long passphrase", "csrf": csrf}
+        )
+        assert changed.url.path == "/signin"
+        assert _alert(changed.text, "done") == "密码已修改，请用新密码登录。"
+        assert secret is not None
+        client.post(
+            "/signin",
+            data={
+                "user": "fay",
+                "password": "a new long passphrase",
+                "totp": pyotp.TOTP(secret).now(),
+            },
+        )
+        assert client.get("/inbox").url.path == "/inbox"  # signed in, not sent to /signin

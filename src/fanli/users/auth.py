@@ -63,14 +63,31 @@ def needs_second_factor(roles: list[str] | frozenset[Role]) -> bool:
 
 
 def set_password(
-    session: Session, code: str, password: str, *, actor: Actor, now: dt.datetime
+    session: Session,
+    code: str,
+    password: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    current: str | None = None,
 ) -> None:
-    """Set a user's password: the user themself, or an administrator."""
+    """Set a user's password: the user themself, or an administrator. With ``current`` (a
+    user changing their own on the web), the present password must be it."""
     if actor.code != code:
         require(actor, Role.ADMINISTRATOR, to=f"set the password of {code}")
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise AuthError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+        raise AuthError.said(
+            "a password has at least {length} characters", length=MIN_PASSWORD_LENGTH
+        )
     user = user_by_code(session, code)
+    if current is not None:
+        try:
+            stored = user.password_hash
+            matches = stored is not None and _HASHER.verify(stored, current)
+        except (VerificationError, InvalidHashError):
+            matches = False
+        if not matches:
+            raise AuthError.said("the present password is not that")
     user.password_hash = _HASHER.hash(password)
     _end_sessions(session, user.id, reason="password", now=now)
     session.flush()

@@ -52,6 +52,7 @@ from fanli.ledger.queries import result_rows, statement_rows
 from fanli.oversight.models import Finding, FindingStatus
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlement_service
+from fanli.settlements import statements as settlement_statements
 from fanli.settlements.models import (
     BalanceCredit,
     BalanceUse,
@@ -384,6 +385,7 @@ PAGES: dict[tuple[str, str], str] = {
     ("POST", "/tokens"): "staff",
     ("POST", "/tokens/{token_id}/revoke"): "staff",
     ("POST", "/second-factor"): "staff",
+    ("POST", "/password"): "staff",
     ("POST", "/second-factor/confirm"): "staff",
 }
 
@@ -694,6 +696,9 @@ def portal(request: Request) -> Response:
     lang = _lang(request)
     with unit_of_work(request.app.state.read_sessions) as session:
         statement = _statement(session, request.app.state.facts, code, lang)
+        answered: dict[dt.date, StatementResponse] = {}
+        for answer in settlement_statements.responses(session, code):  # the latest first
+            answered.setdefault(answer.period_start, answer)
         shown = sorted({(p.row.agreement_code, p.row.version) for p in statement["progress"]})
         agreements = []
         for agreement_code, number in shown:
@@ -715,7 +720,8 @@ def portal(request: Request) -> Response:
             periods.get(p.row.period_start, p.row.period_end), p.row.period_end
         )
     statements = [
-        (start, end - dt.timedelta(days=1), end <= today) for start, end in sorted(periods.items())
+        (start, end - dt.timedelta(days=1), end <= today, answered.get(start))
+        for start, end in sorted(periods.items())
     ]
     return _page(
         request, "portal.html", viewer, agreements=agreements, statements=statements, **statement

@@ -480,6 +480,34 @@ def token_revoke(token_id: int, request: Request, csrf: str = Form(default="")) 
     )
 
 
+@router.post("/password", response_model=None)
+def change_password(
+    request: Request,
+    current: str = Form(default="", max_length=200),
+    new: str = Form(default="", max_length=200),
+    csrf: str = Form(default=""),
+) -> Response:
+    """The signed-in user's own password, given the present one; every session then ends."""
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            set_password(
+                session,
+                viewer.actor.code,
+                new,
+                actor=viewer.actor,
+                now=company_now(),
+                current=current,
+            )
+    except FanliError as error:
+        return flash_redirect("/users", error=say(_lang(request), error))
+    return flash_redirect(
+        "/signin", done=_lang(request)._("Your password is changed: sign in with it.")
+    )
+
+
 @router.post("/second-factor", response_model=None)
 def second_factor(request: Request, csrf: str = Form(default="")) -> Response:
     """A new secret to add to an authenticator; the current one stays until a code from the new
