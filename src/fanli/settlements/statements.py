@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import canonical_json, record
@@ -134,3 +135,24 @@ def responses(session: Session, customer_code: str) -> list[StatementResponse]:
             .order_by(StatementResponse.id.desc())
         )
     )
+
+
+def open_disputes(
+    session: Session, customers: Collection[str] | None = None
+) -> list[StatementResponse]:
+    """The statements whose customer's latest answer is a dispute (of these customers only,
+    when given): someone has to answer them, with the numbers or a correction."""
+    latest = (
+        select(func.max(StatementResponse.id))
+        .group_by(StatementResponse.customer_code, StatementResponse.period_start)
+        .scalar_subquery()
+    )
+    query = (
+        select(StatementResponse)
+        .where(StatementResponse.id.in_(latest))
+        .where(StatementResponse.decision == StatementDecision.DISPUTED)
+        .order_by(StatementResponse.responded_at)
+    )
+    if customers is not None:
+        query = query.where(StatementResponse.customer_code.in_(customers))
+    return list(session.scalars(query))

@@ -56,12 +56,12 @@ from fanli.settlements import statements as settlement_statements
 from fanli.settlements.models import (
     BalanceCredit,
     BalanceUse,
-    StatementDecision,
     StatementResponse,
     UseStatus,
 )
 from fanli.settlements.queries import payouts_of, waiting_for
 from fanli.settlements.queries import settlements as list_settlements
+from fanli.settlements.statements import open_disputes
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import Outcome, check_session, settle_session, sign_in, sign_out
 
@@ -632,21 +632,7 @@ def _open_disputes(session: Session, viewer: Viewer) -> list[StatementResponse]:
     route = "GET /api/customers/{code}/statement"
     if scope(viewer, route) is None:
         return []
-    seen = visible(session, viewer, route)
-    latest = (
-        select(func.max(StatementResponse.id))
-        .group_by(StatementResponse.customer_code, StatementResponse.period_start)
-        .scalar_subquery()
-    )
-    query = (
-        select(StatementResponse)
-        .where(StatementResponse.id.in_(latest))
-        .where(StatementResponse.decision == StatementDecision.DISPUTED)
-        .order_by(StatementResponse.responded_at)
-    )
-    if seen is not None:
-        query = query.where(StatementResponse.customer_code.in_(seen))
-    return list(session.scalars(query))
+    return open_disputes(session, visible(session, viewer, route))
 
 
 @router.post("/inbox/{settlement_id}/approve", response_model=None)

@@ -343,13 +343,14 @@ def reject_version(
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    path = f"/agreements/{code}/review"
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            review.reject(session, version_id, reason=reason, actor=viewer.actor, now=company_now())
-    except FanliError as error:
-        return flash_redirect(path, error=say(_lang(request), error))
-    return flash_redirect(path, done=_lang(request)._("Version sent back to draft."))
+    return act(
+        request,
+        f"/agreements/{code}/review",
+        lambda session: review.reject(
+            session, version_id, reason=reason, actor=viewer.actor, now=company_now()
+        ),
+        _lang(request)._("Version sent back to draft."),
+    )
 
 
 # ---- users ------------------------------------------------------------------------------------
