@@ -15,7 +15,8 @@ from fanli.db.session import make_engine, session_factory, unit_of_work
 from fanli.demo.store import DEMO_PASSWORD, USERS, build, is_built
 from fanli.oversight.models import AuditRun
 from fanli.sales.store import FactStore
-from fanli.settlements.models import Settlement
+from fanli.settlements.models import Settlement, StatementResponse
+from fanli.settlements.statements import open_disputes
 from fanli.users.auth import Outcome, sign_in
 from fanli.users.models import User
 
@@ -33,6 +34,12 @@ def test_the_demo_company(tmp_path: Path) -> None:
         assert set(states) == {"proposed", "approved", "paid", "rejected"}
         runs = session.scalars(select(AuditRun)).all()
         assert len(runs) == 1
+        answers = session.scalars(select(StatementResponse).order_by(StatementResponse.id))
+        assert [(a.customer_code, str(a.period_start), a.decision) for a in answers] == [
+            ("C001", "2026-01-01", "signed_off"),
+            ("C001", "2026-04-01", "disputed"),
+        ]
+        assert [d.customer_code for d in open_disputes(session)] == ["C001"]  # for finance
         assert verify(session).holds
     assert sorted(built.secrets) == ["admin", "approver", "finance"]
     with unit_of_work(sessions) as session:  # the printed sign-ins work

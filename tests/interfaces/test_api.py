@@ -474,3 +474,47 @@ def test_the_periodic_audit_over_http(api: Api) -> None:
     assert (again.status_code, again.json()["error"]) == (409, "transition_refused")
     trail = api.client.get("/api/audit/trail", headers=ivan).json()
     assert (trail["holds"], trail["first_bad_event"]) == (True, None)
+
+
+def test_a_dispute_is_raised_and_answered_over_http(api: Api) -> None:
+    """The customer disputes its Q1 statement; finance lists the open disputes and answers one,
+    once; a sales user without the customer sees neither."""
+    c1 = {"Authorization": f"Bearer {api.token('c1', ['customer'])}"}
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
+    path = "/api/customers/C1/statements/2026-01-01/answer"
+    empty = api.client.post(path, json={"decision": "disputed", "comment": " "}, headers=c1)
+    assert (empty.status_code, empty.json()["detail"]) == (
+        422,
+        "field 'comment': a dispute needs a comment: what is wrong",
+    )
+    raised = api.client.post(path, json={"decision": "disputed", "comment": "INV-9"}, headers=c1)
+    assert raised.status_code == 200, raised.text
+    dispute = raised.json()
+    assert (dispute["decision"], dispute["comment"], dispute["responded_by"]) == (
+        "disputed",
+        "INV-9",
+        "c1",
+    )
+    assert api.client.get("/api/disputes", headers=sam).json() == []  # C1 is not sam's
+    listed = api.client.get("/api/disputes", headers=fay).json()
+    assert [(d["id"], d["customer_code"], d["period_start"]) for d in listed] == [
+        (dispute["id"], "C1", "2026-01-01")
+    ]
+    answer = f"/api/disputes/{dispute['id']}/answer"
+    hidden = api.client.post(answer, json={"outcome": "upheld", "comment": "x"}, headers=sam)
+    assert (hidden.status_code, hidden.json()["detail"]) == (
+        404,
+        f"there is no dispute {dispute['id']}",
+    )
+    answered = api.client.post(
+        answer, json={"outcome": "correcting", "comment": "INV-9 joins the next run"}, headers=fay
+    )
+    assert answered.status_code == 200, answered.text
+    assert (answered.json()["outcome"], answered.json()["answered_by"]) == ("correcting", "fay")
+    assert api.client.get("/api/disputes", headers=fay).json() == []
+    twice = api.client.post(answer, json={"outcome": "upheld", "comment": "x"}, headers=fay)
+    assert (twice.status_code, twice.json()["detail"]) == (
+        422,
+        f"field 'response_id': dispute {dispute['id']} has been answered already",
+    )

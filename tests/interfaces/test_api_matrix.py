@@ -16,6 +16,8 @@ from fanli.customers.service import assign
 from fanli.db.session import unit_of_work
 from fanli.interfaces.api.deps import matrix, scope_for
 from fanli.settlements import service as settlements
+from fanli.settlements.models import StatementDecision
+from fanli.settlements.statements import respond
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import create_token
 from fanli.users.queries import actor
@@ -45,6 +47,11 @@ BODIES: dict[str, dict[str, Any]] = {
     "POST /api/audit/findings/{finding_id}/assignment": {"owner": "fay"},
     "POST /api/audit/findings/{finding_id}/resolution": {"reason": "done"},
     "POST /api/audit/findings/{finding_id}/dismissal": {"reason": "fine"},
+    "POST /api/customers/{code}/statements/{start}/answer": {
+        "decision": "disputed",
+        "comment": "x",
+    },
+    "POST /api/disputes/{response_id}/answer": {"outcome": "upheld", "comment": "as invoiced"},
 }
 
 
@@ -90,10 +97,31 @@ def _settlements(api: Api) -> dict[str, int]:
     return ids
 
 
-def _path(template: str, which: str, ids: dict[str, int]) -> str:
+def _disputes(api: Api) -> dict[str, int]:
+    """A dispute of C1's Q1 statement (own) and one of C2's (other)."""
+    ids = {}
+    with unit_of_work(api.sessions) as session:
+        for which, customer in (("own", "C1"), ("other", "C2")):
+            buyer = Actor(id=0, code="b", roles=frozenset({Role.CUSTOMER}), customer_code=customer)
+            ids[which] = respond(
+                session,
+                api.client.app.state.facts,  # type: ignore[attr-defined]
+                customer,
+                NOW.date().replace(month=1, day=1),
+                decision=StatementDecision.DISPUTED,
+                comment="not what we count",
+                actor=buyer,
+                now=NOW,
+            ).id
+    return ids
+
+
+def _path(template: str, which: str, ids: dict[str, int], disputes: dict[str, int]) -> str:
     return (
         template.replace("{code}", "C1" if which == "own" else "C2")
         .replace("{settlement_id}", str(ids[which]))
+        .replace("{response_id}", str(disputes[which]))
+        .replace("{start}", "2026-01-01")
         .replace("{token_id}", "999")
         .replace("{kind}", "sales")
         .replace("{batch_id}", "999")
@@ -107,16 +135,17 @@ def _path(template: str, which: str, ids: dict[str, int]) -> str:
 def test_every_route_for_every_role(api: Api) -> None:
     tokens = _tokens(api)
     ids = _settlements(api)
+    disputes = _disputes(api)
     checked = 0
     for route, entry in sorted(matrix().items()):
         method, template = route.split(" ", 1)
-        has_object = "{code}" in template or "{settlement_id}" in template
+        has_object = any(key in template for key in ("{code}", "{settlement_id}", "{response_id}"))
         for role, token in tokens.items():
             scope = "all" if entry in ("public", "signed_in") else scope_for(entry, _only(role))
             for which in ("own", "other") if has_object else ("own",):
                 response = api.client.request(
                     method,
-                    _path(template, which, ids),
+                    _path(template, which, ids, disputes),
                     json=BODIES.get(route),
                     headers={
                         "Authorization": f"Bearer {token}",
@@ -136,7 +165,9 @@ def test_every_route_for_every_role(api: Api) -> None:
                 assert response.status_code < 500, where
                 if has_object and which == "other" and scope in ("own", "assigned"):
                     assert response.status_code == 404, where
-                    assert re.fullmatch(r"there is no (customer|settlement) \w+", body["detail"])
+                    assert re.fullmatch(
+                        r"there is no (customer|settlement|dispute) \w+", body["detail"]
+                    )
     assert checked > 100
 
 

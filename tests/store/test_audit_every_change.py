@@ -43,7 +43,7 @@ from fanli.sales import service as sales
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
 from fanli.settlements import statements
-from fanli.settlements.models import StatementDecision
+from fanli.settlements.models import DisputeOutcome, StatementDecision
 from fanli.users import auth
 from fanli.users import service as users
 from fanli.users.actor import Actor, Role
@@ -438,6 +438,30 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
             decision=StatementDecision.SIGNED_OFF,
             comment="",
             actor=buyer,
+            now=NOW,
+        ),
+    )
+    disputed = step(
+        statements.respond,
+        lambda s: statements.respond(
+            s,
+            facts,
+            "C1",
+            dt.date(2026, 1, 1),
+            decision=StatementDecision.DISPUTED,
+            comment="INV-9 is missing",
+            actor=buyer,
+            now=NOW,
+        ),
+    )
+    step(
+        statements.answer_dispute,
+        lambda s: statements.answer_dispute(
+            s,
+            disputed.id,
+            outcome=DisputeOutcome.UPHELD,
+            comment="INV-9 is dated in April",
+            actor=who["fay"],
             now=NOW,
         ),
     )

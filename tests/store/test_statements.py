@@ -1,6 +1,7 @@
 """A customer's answer to its period statement: only its own user answers, a dispute says why,
 the answer is pinned to the numbers it saw (and recorded in the trail), and a later change of
-the numbers leaves the new statement unanswered."""
+the numbers leaves the new statement unanswered. The company answers a dispute once, saying
+why; the customer may then sign off or dispute again."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from fanli.kit.errors import InputError
-from fanli.settlements.models import StatementDecision
-from fanli.settlements.statements import period_statement, respond, responses
+from fanli.audit.models import AuditEvent
+from fanli.kit.errors import InputError, NotFoundError
+from fanli.settlements.models import DisputeOutcome, StatementDecision
+from fanli.settlements.statements import (
+    answer_dispute,
+    dispute_answers,
+    open_disputes,
+    period_statement,
+    respond,
+    responses,
+)
 from fanli.users.actor import Actor, PermissionDeniedError, Role
 from store.conftest import NOW, Store
 from store.test_settlements import _world
@@ -72,3 +82,77 @@ def test_a_running_period_is_disputed_but_not_signed_off(store: Store, tmp_path:
         )  # fmt: skip
         assert [a.decision for a in responses(session, "C1")] == ["signed_off", "disputed"]
         assert signed.decision == "signed_off"
+
+
+def _dispute(store: Store, comment: str, now: dt.datetime = NOW) -> int:
+    with store.work() as session:
+        return respond(
+            session, store.facts, "C1", Q1, decision=StatementDecision.DISPUTED,
+            comment=comment, actor=C1_BUYER, now=now,
+        ).id  # fmt: skip
+
+
+def test_finance_answers_a_dispute_once_and_the_customer_speaks_again(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path)
+    first = _dispute(store, "INV-9 is missing")
+    with store.work() as session:
+        assert [d.id for d in open_disputes(session)] == [first]
+        assert open_disputes(session, {"C2"}) == []  # narrowed to the customers given
+        with pytest.raises(PermissionDeniedError, match="needs the role finance or sales"):
+            answer_dispute(session, first, outcome=DisputeOutcome.UPHELD, comment="no",
+                           actor=world["amy"], now=NOW)  # fmt: skip
+        with pytest.raises(PermissionDeniedError, match="needs the role finance or sales"):
+            answer_dispute(session, first, outcome=DisputeOutcome.UPHELD, comment="no",
+                           actor=C1_BUYER, now=NOW)  # fmt: skip
+        with pytest.raises(InputError, match="an answer to a dispute needs a comment"):
+            answer_dispute(session, first, outcome=DisputeOutcome.UPHELD, comment="  ",
+                           actor=world["fay"], now=NOW)  # fmt: skip
+        with pytest.raises(NotFoundError, match="there is no dispute 99"):
+            answer_dispute(session, 99, outcome=DisputeOutcome.UPHELD, comment="x",
+                           actor=world["fay"], now=NOW)  # fmt: skip
+    with store.work() as session:
+        answered = answer_dispute(
+            session, first, outcome=DisputeOutcome.UPHELD,
+            comment=" INV-9 is dated 2 April: it counts in Q2 ", actor=world["fay"], now=NOW,
+        )  # fmt: skip
+        assert (answered.outcome, answered.comment, answered.answered_by) == (
+            "upheld",
+            "INV-9 is dated 2 April: it counts in Q2",
+            "fay",
+        )
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.type == "statement.dispute_answered")
+        ).one()
+        assert (event.actor, event.entity_id, event.outcome) == (
+            "fay", str(answered.id), {"outcome": "upheld"}
+        )  # fmt: skip
+    with store.work() as session:
+        assert open_disputes(session) == []  # answered: off the list
+        assert dispute_answers(session, [first])[first].id == answered.id
+        with pytest.raises(InputError, match=f"dispute {first} has been answered already"):
+            answer_dispute(session, first, outcome=DisputeOutcome.CORRECTING, comment="again",
+                           actor=world["sam"], now=NOW)  # fmt: skip
+    # The customer disagrees again: a new dispute, open until it is answered in its turn.
+    second = _dispute(store, "INV-9 was delivered on 30 March")
+    with store.work() as session:
+        assert [d.id for d in open_disputes(session)] == [second]
+    third = _dispute(store, "the delivery note is DN-30")  # before anyone answered
+    with store.work() as session:
+        assert [d.id for d in open_disputes(session)] == [third]  # its latest word counts
+        with pytest.raises(
+            InputError, match=f"answered this statement again since dispute {second}"
+        ):
+            answer_dispute(session, second, outcome=DisputeOutcome.UPHELD, comment="x",
+                           actor=world["fay"], now=NOW)  # fmt: skip
+    with store.work() as session:
+        # A sign-off is not a dispute: there is nothing to answer.
+        signed = respond(
+            session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
+            comment="", actor=C1_BUYER, now=NOW,
+        )  # fmt: skip
+        assert open_disputes(session) == []
+        with pytest.raises(NotFoundError, match=f"there is no dispute {signed.id}"):
+            answer_dispute(session, signed.id, outcome=DisputeOutcome.UPHELD, comment="x",
+                           actor=world["fay"], now=NOW)  # fmt: skip

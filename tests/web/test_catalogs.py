@@ -24,7 +24,12 @@ from fanli.ledger.models import PeriodStatus
 from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.models import FindingStatus
 from fanli.sales.models import BatchKind, BatchStatus
-from fanli.settlements.models import CreditStatus, SettlementStatus, StatementDecision
+from fanli.settlements.models import (
+    CreditStatus,
+    DisputeOutcome,
+    SettlementStatus,
+    StatementDecision,
+)
 from fanli.users.actor import Role
 
 WEB = files("fanli.interfaces.web")
@@ -102,6 +107,7 @@ CODES = {
         BatchKind,
         BatchStatus,
         StatementDecision,
+        DisputeOutcome,
         FindingStatus,
         DueDiligenceKind,  # a lapsed kind in a finding's summary
     )

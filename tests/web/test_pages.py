@@ -366,13 +366,49 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
             )
             assert forged.status_code == 404
     # Finance finds the dispute in its inbox: who, which period, what they said.
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as_fay(store, tmp_path, world) as (client, fay_csrf):
         inbox = client.get("/inbox").text
         disputes = re.search(r'data-testid="disputes">(.*?)</table>', inbox, re.S)
         assert disputes is not None
         assert "数量不对" in disputes[1]
         assert f"{quarter.year}年{quarter.month}月1日" in disputes[1]
         assert '<a href="/customers/C1">C1</a>' in disputes[1]
+        # ... and answers it there: the numbers stand, and why. The dispute leaves the inbox.
+        dispute_id = re.search(r'data-testid="answer-(\d+)"', disputes[1])
+        assert dispute_id is not None
+        empty = client.post(
+            f"/inbox/disputes/{dispute_id[1]}",
+            data={"outcome": "upheld", "comment": " ", "csrf": fay_csrf},
+        )
+        assert "答复异议需填写说明" in empty.text
+        answered = client.post(
+            f"/inbox/disputes/{dispute_id[1]}",
+            data={"outcome": "upheld", "comment": "数量按出库单计", "csrf": fay_csrf},
+        )
+        inbox = answered.text
+        assert "异议已答复。" in inbox
+        assert 'data-testid="disputes"' not in inbox
+        again = client.post(
+            f"/inbox/disputes/{dispute_id[1]}",
+            data={"outcome": "correcting", "comment": "x", "csrf": fay_csrf},
+        )
+        assert f"异议 {dispute_id[1]} 已经答复过" in again.text
+    # The customer reads the answer beside its dispute, and may dispute again.
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "c1", "password": PASSWORD})
+        day = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        listed = re.search(r'data-testid="answer">([^<]*)<', client.get("/portal").text)
+        assert listed is not None
+        today = f"{day.year}年{day.month}月{day.day}日"
+        assert listed[1] == f"· {today}有异议 · {today}已答复"
+        page = client.get(f"/portal/statements/{quarter}").text
+        reply = re.search(r'data-testid="reply">([^<]*)<', page)
+        assert reply is not None
+        assert (
+            reply[1]
+            == f"我方于 {day.year}年{day.month}月{day.day}日 答复：维持原数 — 数量按出库单计"
+        )
+        assert 'value="disputed"' in page
 
 
 def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_path: Path) -> None:

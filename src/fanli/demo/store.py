@@ -45,6 +45,8 @@ from fanli.oversight.audits import run_audit
 from fanli.sales.service import import_customers, import_products, import_sales
 from fanli.sales.store import FactStore
 from fanli.settlements import service as settlements
+from fanli.settlements.models import StatementDecision
+from fanli.settlements.statements import period_statement, respond, running_until
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import enrol_second_factor, set_password
 from fanli.users.models import User
@@ -190,6 +192,7 @@ def build(sessions: sessionmaker[Session], facts: FactStore, folder: Path) -> De
         accrue(session, facts, as_of=last_month_end, actor=who["finance"], now=now)
     built.notes.append(f"accrued to {last_month_end}")
     built.notes.extend(_settle(sessions, facts, who, now))
+    built.notes.extend(_answer_statements(sessions, facts, who["c001"], now))
     with unit_of_work(sessions) as session:
         run = run_audit(
             session, facts, last_month_end.strftime("%Y-%m"), actor=who["auditor"], now=now
@@ -252,6 +255,27 @@ def _settle(
                 notes.append(f"settlement {agreement}/{customer}/{start}: {state}")
                 wanted.pop(0)
                 break
+    return notes
+
+
+def _answer_statements(
+    sessions: sessionmaker[Session], facts: FactStore, buyer: Actor, now: dt.datetime
+) -> list[str]:
+    """C001's buyer signs off its first quarter and disputes its second, so the portal shows
+    both answers and finance finds a dispute to answer in its inbox."""
+    notes = []
+    first, second, *_later = _period_starts()
+    with unit_of_work(sessions) as session:
+        for start, decision, comment in (
+            (first, StatementDecision.SIGNED_OFF, ""),
+            (second, StatementDecision.DISPUTED, "五月的退货单 RT-0518 未冲减，请核对。"),
+        ):
+            shown = period_statement(session, facts, "C001", start)
+            if not shown.rows or running_until(shown, now.date()) is not None:
+                continue  # nothing to answer yet on this day
+            respond(session, facts, "C001", start, decision=decision, comment=comment,
+                    actor=buyer, now=now)  # fmt: skip
+            notes.append(f"C001 {decision.value} its statement from {start}")
     return notes
 
 

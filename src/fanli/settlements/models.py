@@ -241,3 +241,24 @@ class StatementResponse(Base):
     comment: Mapped[str] = mapped_column(String(2000), default="")
     responded_by: Mapped[str] = mapped_column(String(64))
     responded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class DisputeOutcome(StrEnum):
+    UPHELD = "upheld"  # the numbers stand; the answer explains them
+    CORRECTING = "correcting"  # they are wrong; a correction follows and the statement changes
+
+
+class DisputeAnswer(Base):
+    """The company's answer to a disputed statement, once: the numbers stand (and why), or a
+    correction is under way (and what). The customer sees it beside its dispute and may then
+    sign off, or dispute again; a corrected statement has new numbers and is answered afresh."""
+
+    __tablename__ = "dispute_answer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # unique: a dispute has one answer; the customer's next word is a new response
+    response_id: Mapped[int] = mapped_column(ForeignKey("statement_response.id"), unique=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(String(2000))
+    answered_by: Mapped[str] = mapped_column(String(64))
+    answered_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())

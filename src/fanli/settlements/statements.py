@@ -1,4 +1,5 @@
-"""A customer's statement for one rebate period, and its answer: signed off or disputed.
+"""A customer's statement for one rebate period, its answer (signed off or disputed), and the
+company's answer to a dispute (the numbers stand, or a correction follows).
 
 The statement is what the customer's own view shows, for the rebate periods that start on
 ``period_start``:
@@ -26,7 +27,13 @@ from fanli.customers.queries import customer_by_code
 from fanli.kit.errors import InputError, NotFoundError
 from fanli.ledger.queries import StatementRow, statement_rows
 from fanli.sales.store import FactStore
-from fanli.settlements.models import Settlement, StatementDecision, StatementResponse
+from fanli.settlements.models import (
+    DisputeAnswer,
+    DisputeOutcome,
+    Settlement,
+    StatementDecision,
+    StatementResponse,
+)
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 
 
@@ -153,6 +160,79 @@ def open_disputes(
         .where(StatementResponse.decision == StatementDecision.DISPUTED)
         .order_by(StatementResponse.responded_at)
     )
+    query = query.where(~StatementResponse.id.in_(select(DisputeAnswer.response_id)))
     if customers is not None:
         query = query.where(StatementResponse.customer_code.in_(customers))
     return list(session.scalars(query))
+
+
+def dispute_answers(session: Session, response_ids: Collection[int]) -> dict[int, DisputeAnswer]:
+    """The company's answers to these responses, by response id (disputes not yet answered,
+    and sign-offs, have none)."""
+    if not response_ids:
+        return {}
+    found = session.scalars(
+        select(DisputeAnswer).where(DisputeAnswer.response_id.in_(list(response_ids)))
+    )
+    return {a.response_id: a for a in found}
+
+
+def answer_dispute(
+    session: Session,
+    response_id: int,
+    *,
+    outcome: DisputeOutcome,
+    comment: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> DisputeAnswer:
+    """Answer a customer's open dispute: the numbers stand, or a correction follows. Finance or
+    the customer's sales user answers (the interfaces narrow sales users to their customers);
+    the answer always says why, and the customer sees it on its statement."""
+    require(actor, Role.FINANCE, Role.SALES, to="answer disputes")
+    dispute = session.get(StatementResponse, response_id)
+    if dispute is None or dispute.decision != StatementDecision.DISPUTED:
+        raise NotFoundError.said("there is no dispute {dispute}", dispute=response_id)
+    if session.scalar(select(DisputeAnswer.id).where(DisputeAnswer.response_id == response_id)):
+        raise InputError.said_at(
+            "dispute {dispute} has been answered already", field="response_id", dispute=response_id
+        )
+    latest = session.scalar(
+        select(func.max(StatementResponse.id))
+        .where(StatementResponse.customer_code == dispute.customer_code)
+        .where(StatementResponse.period_start == dispute.period_start)
+    )
+    if latest != response_id:
+        # The customer has spoken again since: its latest word is the one to answer.
+        raise InputError.said_at(
+            "the customer has answered this statement again since dispute {dispute}",
+            field="response_id",
+            dispute=response_id,
+        )
+    if not comment.strip():
+        raise InputError.said_at("an answer to a dispute needs a comment", field="comment")
+    answer = DisputeAnswer(
+        response_id=response_id,
+        outcome=outcome.value,
+        comment=comment.strip(),
+        answered_by=actor.code,
+        answered_at=now,
+    )
+    session.add(answer)
+    session.flush()
+    record(
+        session,
+        type="statement.dispute_answered",
+        actor=actor.code,
+        entity_type="dispute_answer",
+        entity_id=answer.id,
+        inputs={
+            "response_id": response_id,
+            "customer": dispute.customer_code,
+            "period_start": dispute.period_start,
+            "comment": answer.comment,
+        },
+        outcome={"outcome": answer.outcome},
+        now=now,
+    )
+    return answer

@@ -51,6 +51,8 @@ from fanli.sales.service import (
 from fanli.sales.store import FactStore
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
+from fanli.settlements import statements as statement_service
+from fanli.settlements.models import DisputeOutcome, StatementDecision, StatementResponse
 from fanli.settlements.queries import approval_status
 from fanli.settlements.queries import settlements as list_settlements
 from fanli.users.auth import enrol_second_factor, provisioning_uri, set_password
@@ -69,6 +71,7 @@ from .deps import (
     cached_json,
     check_customer,
     paged,
+    visible_customers,
     visible_settlement,
     window,
 )
@@ -90,6 +93,8 @@ from .schemas import (
     CreditOut,
     DelegationIn,
     DelegationOut,
+    DisputeAnswerIn,
+    DisputeAnswerOut,
     DueDiligenceIn,
     DueDiligenceOut,
     ExpiryIn,
@@ -107,7 +112,9 @@ from .schemas import (
     SecondFactorOut,
     SettlementOut,
     Statement,
+    StatementAnswerIn,
     StatementLine,
+    StatementResponseOut,
     SubmitRequest,
     TerminationIn,
     UserIn,
@@ -573,6 +580,59 @@ def balance_decide(
         now=company_now(),
     )
     return BalanceUseOut.model_validate(use)
+
+
+@router.post("/customers/{code}/statements/{start}/answer", response_model=StatementResponseOut)
+def statement_answer(  # noqa: PLR0917 - the path's two parts, the body and the dependencies
+    code: str,
+    start: dt.date,
+    body: StatementAnswerIn,
+    access: Authorized,
+    session: Db,
+    store: Facts,
+) -> StatementResponseOut:
+    """The customer's own user signs off its statement for the periods from ``start``, or
+    disputes it with a comment; the answer is pinned to the numbers it answered."""
+    check_customer(session, access, code, f"customer {code}")
+    answer = statement_service.respond(
+        session,
+        store,
+        code,
+        start,
+        decision=StatementDecision(body.decision),
+        comment=body.comment,
+        actor=access.actor,
+        now=company_now(),
+    )
+    return StatementResponseOut.model_validate(answer)
+
+
+@router.get("/disputes", response_model=list[StatementResponseOut])
+def disputes(access: Authorized, session: Db) -> list[StatementResponseOut]:
+    """The statements whose customer's latest answer is a dispute nobody has answered yet, of
+    the customers the caller may see, the oldest first."""
+    found = statement_service.open_disputes(session, visible_customers(session, access))
+    return [StatementResponseOut.model_validate(d) for d in found]
+
+
+@router.post("/disputes/{response_id}/answer", response_model=DisputeAnswerOut)
+def dispute_answer(
+    response_id: Id, body: DisputeAnswerIn, access: Authorized, session: Db
+) -> DisputeAnswerOut:
+    """Answer a dispute: the numbers stand ("upheld") or a correction follows ("correcting"),
+    with a comment the customer reads on its statement."""
+    dispute = session.get(StatementResponse, response_id)
+    if dispute is not None:  # another customer's dispute answers as a missing one
+        check_customer(session, access, dispute.customer_code, f"dispute {response_id}")
+    answer = statement_service.answer_dispute(
+        session,
+        response_id,
+        outcome=DisputeOutcome(body.outcome),
+        comment=body.comment,
+        actor=access.actor,
+        now=company_now(),
+    )
+    return DisputeAnswerOut.model_validate(answer)
 
 
 @router.get(

@@ -321,6 +321,39 @@ class BalanceUseOut(Shape):
     status: str
 
 
+class StatementAnswerIn(Shape):
+    decision: Annotated[str, Field(pattern="^(signed_off|disputed)$")]
+    comment: str = Field(default="", max_length=2000)
+
+
+class StatementResponseOut(Shape):
+    """A customer's answer to its statement for the periods from ``period_start``: signed off,
+    or disputed with a comment; ``statement_sha256`` pins the numbers it answered."""
+
+    id: int
+    customer_code: str
+    period_start: dt.date
+    statement_sha256: str
+    decision: str
+    comment: str
+    responded_by: str
+    responded_at: dt.datetime
+
+
+class DisputeAnswerIn(Shape):
+    outcome: Annotated[str, Field(pattern="^(upheld|correcting)$")]
+    comment: str = Field(min_length=1, max_length=2000)
+
+
+class DisputeAnswerOut(Shape):
+    id: int
+    response_id: int
+    outcome: str
+    comment: str
+    answered_by: str
+    answered_at: dt.datetime
+
+
 class StatementLine(Shape):
     agreement_code: str
     version: int

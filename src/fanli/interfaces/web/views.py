@@ -345,6 +345,7 @@ PAGES: dict[tuple[str, str], str] = {
     ("GET", "/inbox"): "GET /api/settlements/waiting",
     ("POST", "/inbox/{settlement_id}/approve"): "POST /api/settlements/{settlement_id}/approvals",
     ("POST", "/inbox/uses/{use_id}"): "POST /api/balance-uses/{use_id}/decision",
+    ("POST", "/inbox/disputes/{response_id}"): "POST /api/disputes/{response_id}/answer",
     ("GET", "/agreements"): "GET /api/agreements",
     ("POST", "/agreements"): "POST /api/agreements",
     ("POST", "/agreements/check"): "POST /api/agreements",
@@ -620,6 +621,7 @@ def inbox(request: Request) -> Response:
         waiting=waiting.settlements,
         versions=waiting.agreement_versions,
         disputes=disputes,
+        answers_disputes=scope(viewer, "POST /api/disputes/{response_id}/answer") is not None,
         keys=keys,
         uses=uses,
         use_key=secrets.token_urlsafe(12),
@@ -685,6 +687,7 @@ def portal(request: Request) -> Response:
         answered: dict[dt.date, StatementResponse] = {}
         for answer in settlement_statements.responses(session, code):  # the latest first
             answered.setdefault(answer.period_start, answer)
+        replied = settlement_statements.dispute_answers(session, [a.id for a in answered.values()])
         shown = sorted({(p.row.agreement_code, p.row.version) for p in statement["progress"]})
         agreements = []
         for agreement_code, number in shown:
@@ -706,7 +709,13 @@ def portal(request: Request) -> Response:
             periods.get(p.row.period_start, p.row.period_end), p.row.period_end
         )
     statements = [
-        (start, end - dt.timedelta(days=1), end <= today, answered.get(start))
+        (
+            start,
+            end - dt.timedelta(days=1),
+            end <= today,
+            answered.get(start),
+            replied.get(answered[start].id) if start in answered else None,
+        )
         for start, end in sorted(periods.items())
     ]
     return _page(

@@ -17,7 +17,13 @@ from fanli.db.session import unit_of_work
 from fanli.kit.errors import FanliError, NotFoundError
 from fanli.ledger import overview
 from fanli.settlements.models import StatementDecision
-from fanli.settlements.statements import period_statement, respond, responses, running_until
+from fanli.settlements.statements import (
+    dispute_answers,
+    period_statement,
+    respond,
+    responses,
+    running_until,
+)
 from fanli.users.actor import Role
 
 from .views import (
@@ -48,7 +54,9 @@ def _statement_context(request: Request, code: str, start: dt.date) -> dict[str,
     with unit_of_work(request.app.state.read_sessions) as session:
         statement = period_statement(session, request.app.state.facts, code, start)
         answers = [r for r in responses(session, code) if r.period_start == start]
+        replies = dispute_answers(session, [a.id for a in answers])
         in_units = overview.bases_in_units(session)  # a quantity basis is not money
+    current = [a for a in answers if a.statement_sha256 == statement.sha256]
     return {
         "statement": statement,
         # A running period is disputed, not signed off (the service refuses a sign-off).
@@ -57,8 +65,12 @@ def _statement_context(request: Request, code: str, start: dt.date) -> dict[str,
             days=1
         ),  # rebate periods end exclusive; statements show the last day
         "answers": answers,
+        "replies": replies,
         "in_units": in_units,
-        "current": [a for a in answers if a.statement_sha256 == statement.sha256],
+        "current": current,
+        # The customer answers a statement once, unless the company has answered its dispute
+        # (the numbers stand): then it may sign off, or dispute again.
+        "may_answer": not current or current[0].id in replies,
     }
 
 

@@ -22,6 +22,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data, parse_terms_text
 from fanli.agreements.models import AgreementRecord, AgreementVersion
@@ -45,7 +46,8 @@ from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
-from fanli.settlements.models import Settlement
+from fanli.settlements.models import DisputeOutcome, Settlement, StatementResponse
+from fanli.settlements.statements import answer_dispute
 
 from . import i18n
 from .jobs import Outcome
@@ -619,6 +621,37 @@ def decide(  # noqa: PLR0917 - one form field each
         ),
         _lang(request)._("Use {id} decided.", id=use_id),
     )
+
+
+@router.post("/inbox/disputes/{response_id}", response_model=None)
+def answer_a_dispute(
+    response_id: int,
+    request: Request,
+    outcome: Annotated[DisputeOutcome, Form()],
+    comment: str = Form(default="", max_length=2000),
+    csrf: str = Form(default=""),
+) -> Response:
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+
+    def step(session: Session) -> None:
+        dispute = session.get(StatementResponse, response_id)
+        shown = visible(session, viewer, "POST /api/disputes/{response_id}/answer")
+        if dispute is not None and shown is not None and dispute.customer_code not in shown:
+            dispute = None  # another salesperson's customer: as if there were none
+        if dispute is None:
+            raise NotFoundError.said("there is no dispute {dispute}", dispute=response_id)
+        answer_dispute(
+            session,
+            response_id,
+            outcome=outcome,
+            comment=comment,
+            actor=viewer.actor,
+            now=company_now(),
+        )
+
+    return act(request, "/inbox", step, _lang(request)._("Dispute answered."))
 
 
 # ---- agreements ------------------------------------------------------------------------------
