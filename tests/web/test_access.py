@@ -34,6 +34,7 @@ OPEN = {
     ("GET", "/portal/statements/{start}"),
     ("GET", "/portal/statements/{start}/pdf"),
     ("POST", "/portal/statements/{start}"),
+    ("POST", "/portal/password"),
 }
 
 

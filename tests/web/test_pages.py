@@ -638,3 +638,40 @@ def test_a_user_changes_their_own_password_given_the_present_one(
             },
         )
         assert client.get("/inbox").url.path == "/inbox"  # signed in, not sent to /signin
+
+
+def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path)
+    with store.work() as session:
+        create_user(session, "c1", name="C1", roles=["customer"], customer_code="C1",
+                    actor=world["admin"], now=NOW)  # fmt: skip
+        set_password(session, "c1", PASSWORD, actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "c1", "password": PASSWORD})
+        portal = client.get("/portal").text
+        assert 'data-testid="password-form"' in portal
+        csrf = re.search(r'name="csrf" value="([^"]+)"', portal)
+        assert csrf is not None
+        wrong = client.post(
+            "/portal/password", data={"current": "not it at all", "new": "b" * 12, "csrf": csrf[1]}
+        )
+        assert (wrong.url.path, _alert(wrong.text, "error")) == ("/portal", "当前密码不对")
+        changed = client.post(
+            "/portal/password",
+            data={"current": PASSWORD, "new": "our own passphrase", "csrf": csrf[1]},
+        )
+        assert changed.url.path == "/signin"
+        assert _alert(changed.text, "done") == "密码已修改，请用新密码登录。"
+        assert client.get("/portal").url.path == "/signin"  # the old session has ended
+        old = client.post("/signin", data={"user": "c1", "password": PASSWORD})
+        assert old.url.path == "/signin"
+        client.post("/signin", data={"user": "c1", "password": "our own passphrase"})
+        assert client.get("/portal").url.path == "/portal"
+    # A staff user has no portal: the form is not theirs to post.
+    with _signed_in_as_fay(store, tmp_path, world) as (client, fay_csrf):
+        staff = client.post(
+            "/portal/password",
+            data={"current": PASSWORD, "new": "c" * 12, "csrf": fay_csrf},
+        )
+        assert staff.status_code == 404

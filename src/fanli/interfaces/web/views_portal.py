@@ -25,6 +25,7 @@ from fanli.settlements.statements import (
     running_until,
 )
 from fanli.users.actor import Role
+from fanli.users.auth import set_password
 
 from .views import (
     Viewer,
@@ -34,6 +35,7 @@ from .views import (
     _page,
     _to_signin,
     _viewer,
+    flash_redirect,
     say,
     templates,
 )
@@ -146,3 +148,34 @@ def answer(
             **context,
         )
     return RedirectResponse(f"/portal/statements/{start}", status_code=303)
+
+
+@router.post("/portal/password", response_model=None)
+def change_password(
+    request: Request,
+    current: str = Form(default="", max_length=200),
+    new: str = Form(default="", max_length=200),
+    csrf: str = Form(default=""),
+) -> Response:
+    """The customer user's own password, given the present one; every session then ends (as a
+    staff user's does on /users)."""
+    viewer, refused = _customer(request)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    if not _csrf_ok(viewer, csrf):
+        return HTMLResponse(_lang(request)._("This form has expired; reload the page."), 403)
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            set_password(
+                session,
+                viewer.actor.code,
+                new,
+                actor=viewer.actor,
+                now=company_now(),
+                current=current,
+            )
+    except FanliError as error:
+        return flash_redirect("/portal", error=say(_lang(request), error))
+    return flash_redirect(
+        "/signin", done=_lang(request)._("Your password is changed: sign in with it.")
+    )
