@@ -82,7 +82,7 @@ def test_lines_returns_and_band() -> None:
         "totalling -100.00; L1, L2, L3"
     )
     assert "Tier reached: band 2 [1,000.00, 2,500.00) at 25% (tier value 2,000.00)" in lines
-    assert lines[-1] == "Accrual (actual): 350.00, the cumulative rebate"
+    assert lines[-1] == "Accrual (actual): 350.00 CNY, the cumulative rebate"
     chinese = explain(agreement, row("350"), LINES, language="zh")
     assert "达到阶梯：第 2 档 [1,000.00, 2,500.00)，费率 25%（阶梯值 2,000.00）" in chinese
     # The terms' codes are in Chinese too: method, event, period kind and rounding.

@@ -85,7 +85,7 @@ def test_a_run_shows_its_results_and_explains_each(store: Store, tmp_path: Path)
         lines = explanation.splitlines()
         assert "全额累进：2% x 10,000.00 = 200.00" in lines
         assert "销售行按开票日期计入" in lines
-        assert "本期返利：200.00；累计返利：200.00" in lines
+        assert "本期返利：200.00 元；累计返利：200.00 元" in lines
         missing = client.get(
             f"/accruals/{run_id}/explain",
             params={"agreement": "A1", "version": 1, "customer": "C1", "period": 2},

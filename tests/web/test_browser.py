@@ -247,8 +247,8 @@ def test_staff_pages_render_in_both_languages(page: Any, site: Site) -> None:
     assert page.locator("[data-testid=explanation]").inner_text().splitlines()[-4:] == [
         "全额累进：2% x 10,000.00 = 200.00",
         "舍入：四舍五入，精确到 0.01：精确值 200.00 -> R = 200.00",
-        "本期返利：200.00；累计返利：200.00",
-        "计提（实际）：200.00，即累计返利",
+        "本期返利：200.00 元；累计返利：200.00 元",
+        "计提（实际）：200.00 元，即累计返利",
     ]
     _shot(page, "customer-zh")
     page.goto(f"{site.base}/lang/en?back=/customers/C1")

@@ -188,6 +188,15 @@ class _Words:
             }
         return TEXT[self.language][key].format(**values)
 
+    def money(self, value: Decimal, currency: str) -> str:
+        """An amount with its currency: 882,487.47 CNY, in Chinese 882,487.47 元."""
+        number = _number(value, minor_unit(currency))
+        return (
+            f"{number} 元"
+            if self.language == "zh" and currency == "CNY"
+            else f"{number} {currency}"
+        )
+
     def measure(self, measure: Measure) -> str:
         return _MEASURE_WORDS[self.language][measure]
 
@@ -609,21 +618,23 @@ def explain(
         out.append(
             words(
                 "cap_period",
-                cap=_number(cap.per_period, places),
+                cap=words.money(cap.per_period, currency),
                 verdict=words("binding" if earned > cap.per_period else "not_binding"),
             )
         )
     if agreement.guarantee is not None:
         carry = words("carry") if agreement.guarantee.carry_forward else ""
         out.append(
-            words("guarantee", amount=_number(agreement.guarantee.amount, places), carry=carry)
+            words(
+                "guarantee", amount=words.money(agreement.guarantee.amount, currency), carry=carry
+            )
         )
     if cap.per_term is not None:
         out.append(
             words(
                 "cap_term",
-                cap=_number(cap.per_term, places),
-                cumulative=_number(row.cumulative_rebate, places),
+                cap=words.money(cap.per_term, currency),
+                cumulative=words.money(row.cumulative_rebate, currency),
             )
         )
     if parties is not None and parties.split is Split.PRO_RATA:
@@ -631,20 +642,20 @@ def explain(
     out.append(
         words(
             "rebate",
-            rebate=_number(row.rebate, places),
-            cumulative=_number(row.cumulative_rebate, places),
+            rebate=words.money(row.rebate, currency),
+            cumulative=words.money(row.cumulative_rebate, currency),
         )
     )
     if projected:
         out.append(
             words(
                 "accrual_expected",
-                accrual=_number(row.accrual, places),
-                cumulative=_number(row.cumulative_rebate, places),
+                accrual=words.money(row.accrual, currency),
+                cumulative=words.money(row.cumulative_rebate, currency),
             )
         )
     else:
-        out.append(words("accrual_actual", accrual=_number(row.accrual, places)))
+        out.append(words("accrual_actual", accrual=words.money(row.accrual, currency)))
     text = "\n".join(out)
     if words.language != "zh":
         return text
