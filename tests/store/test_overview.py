@@ -56,6 +56,17 @@ def test_tier_progress_measures_the_way_to_the_next_band() -> None:
     assert tier_progress(growth, 1, D("105")) == TierProgress(
         "percent", False, False, True, None, None, 100
     )
+    # A band reached that earns nothing says why: below the minimum (and how far), or the gate.
+    minimum = {**BANDS, "minimum": "2000"}
+    assert tier_progress(minimum, 2, D("1500"), D("0")) == TierProgress(
+        "percent", False, False, False, D("2000"), D("500"), 75, "minimum"
+    )
+    assert tier_progress(minimum, 2, D("2500"), D("50")).held_back is None  # earns: no reason
+    gated = {**BANDS, "gate": {"target": "5000"}}
+    assert tier_progress(gated, 3, D("9000"), D("0")) == TierProgress(
+        "percent", False, False, False, None, None, 0, "gate"
+    )
+    assert tier_progress(gated, 3, D("9000"), D("270")).held_back is None
     units = {"rebate": {"form": "per_unit", "basis": "quantity", "tiers": BANDS["rebate"]["tiers"]}}
     assert tier_progress(units, 2, D("1000")) == TierProgress(
         "per_unit", True, True, False, D("3000"), D("2000"), 0

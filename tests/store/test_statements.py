@@ -17,6 +17,7 @@ from fanli.settlements.models import DisputeOutcome, StatementDecision
 from fanli.settlements.statements import (
     answer_dispute,
     dispute_answers,
+    may_answer,
     open_disputes,
     period_statement,
     respond,
@@ -138,21 +139,53 @@ def test_finance_answers_a_dispute_once_and_the_customer_speaks_again(
     second = _dispute(store, "INV-9 was delivered on 30 March")
     with store.work() as session:
         assert [d.id for d in open_disputes(session)] == [second]
-    third = _dispute(store, "the delivery note is DN-30")  # before anyone answered
+    with (  # while it waits, the customer cannot dispute once more
+        store.work() as session,
+        pytest.raises(InputError, match="the dispute of 2026-11-27 is waiting for the"),
+    ):
+        respond(session, store.facts, "C1", Q1, decision=StatementDecision.DISPUTED,
+                    comment="and DN-30", actor=C1_BUYER, now=NOW)  # fmt: skip
     with store.work() as session:
-        assert [d.id for d in open_disputes(session)] == [third]  # its latest word counts
-        with pytest.raises(
-            InputError, match=f"answered this statement again since dispute {second}"
-        ):
-            answer_dispute(session, second, outcome=DisputeOutcome.UPHELD, comment="x",
-                           actor=world["fay"], now=NOW)  # fmt: skip
-    with store.work() as session:
-        # A sign-off is not a dispute: there is nothing to answer.
+        # ... but may withdraw it by signing off: then there is nothing left to answer.
         signed = respond(
             session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
             comment="", actor=C1_BUYER, now=NOW,
         )  # fmt: skip
         assert open_disputes(session) == []
+        again = f"answered this statement again since dispute {second}"
+        with pytest.raises(InputError, match=again):
+            answer_dispute(session, second, outcome=DisputeOutcome.UPHELD, comment="x",
+                           actor=world["fay"], now=NOW)  # fmt: skip
         with pytest.raises(NotFoundError, match=f"there is no dispute {signed.id}"):
             answer_dispute(session, signed.id, outcome=DisputeOutcome.UPHELD, comment="x",
                            actor=world["fay"], now=NOW)  # fmt: skip
+    with store.work() as session:  # a sign-off of these numbers is final
+        for decision in StatementDecision:
+            with pytest.raises(InputError, match="was signed off on 2026-11-27"):
+                respond(session, store.facts, "C1", Q1, decision=decision, comment="late",
+                        actor=C1_BUYER, now=NOW)  # fmt: skip
+
+
+def test_after_a_correction_is_promised_the_old_numbers_are_not_signed_off(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path)
+    disputed = _dispute(store, "INV-9 is missing")
+    with store.work() as session:
+        answer_dispute(session, disputed, outcome=DisputeOutcome.CORRECTING,
+                       comment="INV-9 joins the next run", actor=world["fay"], now=NOW)  # fmt: skip
+    with store.work() as session:
+        statement = period_statement(session, store.facts, "C1", Q1)
+        assert may_answer(session, statement, NOW) == [StatementDecision.DISPUTED]
+        with pytest.raises(InputError, match="a correction of these numbers is under way"):
+            respond(session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
+                    comment="", actor=C1_BUYER, now=NOW)  # fmt: skip
+    world.sales(("L9", "C1", "P1", "2026-03-01", "1", "1000.00"))
+    world.accrue()
+    with store.work() as session:  # the corrected statement: new numbers, answered afresh
+        corrected = period_statement(session, store.facts, "C1", Q1)
+        assert [r.rebate for r in corrected.rows] == [220]
+        assert may_answer(session, corrected, NOW) == list(StatementDecision)
+        signed = respond(session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
+                         comment="", actor=C1_BUYER, now=NOW)  # fmt: skip
+        assert signed.statement_sha256 == corrected.sha256

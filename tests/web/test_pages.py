@@ -22,6 +22,7 @@ from fanli.agreements.service import add_version
 from fanli.agreements.terms import Rebate
 from fanli.compliance import review
 from fanli.config import Settings
+from fanli.customers.service import assign
 from fanli.interfaces.api.app import create_app
 from fanli.settlements.models import Payout
 from fanli.users.auth import enrol_second_factor, set_password
@@ -399,8 +400,8 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
         day = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
         listed = re.search(r'data-testid="answer">([^<]*)<', client.get("/portal").text)
         assert listed is not None
-        today = f"{day.year}年{day.month}月{day.day}日"
-        assert listed[1] == f"· {today}有异议 · {today}已答复"
+        day_text = f"{day.year}年{day.month}月{day.day}日"
+        assert listed[1] == f"· {day_text}有异议 · {day_text}已答复"
         page = client.get(f"/portal/statements/{quarter}").text
         reply = re.search(r'data-testid="reply">([^<]*)<', page)
         assert reply is not None
@@ -409,6 +410,59 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
             == f"我方于 {day.year}年{day.month}月{day.day}日 答复：维持原数 — 数量按出库单计"
         )
         assert 'value="disputed"' in page
+        # It disputes again; while that waits for an answer the page offers no second one.
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        client.post(
+            f"/portal/statements/{quarter}",
+            data={"decision": "disputed", "comment": "出库单 DN-30", "csrf": csrf[1]},
+        )
+        page = client.get(f"/portal/statements/{quarter}").text
+        assert 'value="disputed"' not in page
+        assert 'data-testid="waiting"' in page
+    # The salesperson of C1 finds the new dispute in its inbox, with the form to answer it.
+    with store.work() as session:
+        assign(session, "C1", "sam", actor=world["admin"], now=NOW)
+        set_password(session, "sam", PASSWORD, actor=world["admin"], now=NOW)
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "sam", "password": PASSWORD})
+        inbox = client.get("/inbox")
+        assert inbox.status_code == 200
+        assert "出库单 DN-30" in inbox.text
+        assert re.search(r'data-testid="answer-\d+"', inbox.text)
+    # New numbers: the portal says the answers were to earlier ones; the thread keeps them.
+    world.sales(("L2", "C1", "P1", today.isoformat(), "1", "1000.00"))
+    world.accrue(today.isoformat())
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "c1", "password": PASSWORD})
+        assert 'data-testid="outdated"' in client.get("/portal").text
+        page = client.get(f"/portal/statements/{quarter}").text
+        thread = re.search(r'data-testid="thread">(.*?)</ol>', page, re.S)
+        assert thread is not None
+        assert thread[1].count('data-testid="earlier"') == 2  # both disputes, to old numbers
+        assert "数量按出库单计" in thread[1]  # the company's answer is still there
+        assert 'value="disputed"' in page  # the new numbers are answered afresh
+
+
+def test_the_language_switch_returns_to_a_page_that_can_be_shown(
+    store: Store, tmp_path: Path
+) -> None:
+    """From the answer to a form (a POST path) to the nearest page above it; a page's own query
+    (a search, a filter) is kept."""
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+
+        def back(to: str) -> str:
+            switched = client.get("/lang/en", params={"back": to}, follow_redirects=False)
+            assert switched.status_code == 303
+            return str(switched.headers["location"])
+
+        assert back("/agreements/11/submit") == "/agreements"
+        assert back("/portal/password") == "/portal"
+        assert back("/tokens") == "/"
+        assert back("/accruals/1?q=ECOM-M") == "/accruals/1?q=ECOM-M"
+        assert back("/audit?status=open") == "/audit?status=open"
+        assert back("//evil.example/") == "/"
 
 
 def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_path: Path) -> None:
@@ -433,6 +487,32 @@ def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_pat
         assert error[1] == (
             f"paying settlement {settlement_id} is blocked: (1) a Credit note payout needs its "
             "document number"
+        )
+
+
+def test_more_refusals_are_said_in_the_readers_language(store: Store, tmp_path: Path) -> None:
+    """Paying a settlement not yet approved, a token with a role its maker does not hold, voiding
+    a batch that is not there, assigning a finding without an auditor's role: each refusal in
+    Chinese, its status and roles named as the pages name them; English pages say it in
+    English."""
+    world = _world(store, tmp_path, _form("credit_note"))
+    settlement_id = world.propose()
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+        refused = client.post(
+            f"/settlements/{settlement_id}/pay", data={"key": "early", "csrf": csrf}
+        )
+        assert _alert(refused.text, "error") == f"结算 {settlement_id} 的状态为“已提议”，不能支付"
+        refused = client.post("/tokens", data={"name": "ERP", "role": "approver", "csrf": csrf})
+        assert _alert(refused.text, "error") == "fay 不能给令牌授予自己没有的角色：审批人"
+        refused = client.post("/imports/9999/void", data={"reason": "wrong file", "csrf": csrf})
+        assert _alert(refused.text, "error") == "没有销售批次 9999"
+        assign = {"action": "assign", "owner": "ivan", "csrf": csrf}
+        refused = client.post("/audit/findings/1", data=assign)
+        assert _alert(refused.text, "error") == "fay 无权指派审计发现：需要内部审计或管理员角色"
+        client.get("/lang/en?back=/audit")
+        refused = client.post("/audit/findings/1", data=assign)
+        assert _alert(refused.text, "error") == (
+            "fay may not assign findings: it needs the role Internal auditor or Administrator"
         )
 
 

@@ -39,8 +39,8 @@ def parse_terms_text(text: str, *, source: str = "<text>") -> Any:
             return json.loads(text, parse_float=Decimal)
         return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
     except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise InputError(
-            f"not valid YAML or JSON: {error}".replace("\n", " "), file=source
+        raise InputError.said_at(
+            "not valid YAML or JSON: {error}", file=source, error=str(error).replace("\n", " ")
         ) from None
 
 
@@ -63,7 +63,9 @@ def agreements_from_data(data: Any, *, source: str = "<data>") -> list[Agreement
     for index, item in enumerate(items):
         label = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
         if not isinstance(item, dict):
-            raise InputError(f"agreement {label}: expected a mapping of terms", file=source)
+            raise InputError.said_at(
+                "agreement {label}: expected a mapping of terms", file=source, label=label
+            )
         try:
             agreement = Agreement.model_validate(item)
         except ValidationError as error:
@@ -71,8 +73,11 @@ def agreements_from_data(data: Any, *, source: str = "<data>") -> list[Agreement
             raise InputError(f"agreement {label}: {_describe(error)}", file=source) from error
         key = (agreement.id, agreement.version)
         if key in seen:
-            raise InputError(
-                f"agreement {agreement.id} version {agreement.version} appears twice", file=source
+            raise InputError.said_at(
+                "agreement {code} version {version} appears twice",
+                file=source,
+                code=agreement.id,
+                version=agreement.version,
             )
         seen.add(key)
         agreements.append(agreement)
@@ -84,7 +89,9 @@ def load_agreements(path: Path) -> list[Agreement]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise InputError(f"cannot read: {error.strerror}", file=str(path)) from None
+        raise InputError.said_at(
+            "cannot read: {problem}", file=str(path), problem=error.strerror
+        ) from None
     except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", file=str(path)) from None
+        raise InputError.said_at("is not UTF-8 text", file=str(path)) from None
     return agreements_from_data(parse_terms_text(text, source=str(path)), source=str(path))

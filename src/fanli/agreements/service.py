@@ -26,8 +26,8 @@ from fanli.agreements.models import (
 )
 from fanli.agreements.terms import Agreement
 from fanli.audit.service import Change, canonical_json, record, record_all
-from fanli.kit.errors import FanliError, NotFoundError
-from fanli.users.actor import Actor, Role, open_steps, require
+from fanli.kit.errors import FanliError, NotFoundError, said
+from fanli.users.actor import Actor, Role, open_steps, require, said_steps
 
 
 class AgreementError(FanliError):
@@ -55,7 +55,7 @@ def add_version(
     The version number is assigned here (the next one); the effective date is the terms'
     ``effective_from`` or, for a first version, the term start.
     """
-    require(actor, Role.SALES, Role.FINANCE, to="draft agreements")
+    require(actor, Role.SALES, Role.FINANCE, to=said("draft agreements"))
     agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == terms.id))
     if agreement is None:
         agreement = AgreementRecord(
@@ -67,7 +67,11 @@ def add_version(
     else:
         created = False
     if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
-        raise AgreementError(f"agreement {terms.id} is {agreement.status}; it takes no new version")
+        raise AgreementError.said(
+            "agreement {code} is {status}; it takes no new version",
+            code=terms.id,
+            status=AgreementStatus(agreement.status),
+        )
     versions = session.scalars(
         select(AgreementVersion)
         .where(AgreementVersion.agreement_id == agreement.id)
@@ -75,28 +79,38 @@ def add_version(
     ).all()
     pending = [v for v in versions if v.status in (VersionStatus.DRAFT, VersionStatus.SUBMITTED)]
     if pending:
-        raise AgreementError(
-            f"agreement {terms.id} has {pending[0].status} version {pending[0].version}: "
-            "finish it first"
+        raise AgreementError.said(
+            "agreement {code} has {status} version {version}: finish it first",
+            code=terms.id,
+            status=VersionStatus(pending[0].status),
+            version=pending[0].version,
         )
     number = (versions[-1].version + 1) if versions else 1
     assert terms.term.start is not None
     effective = terms.effective_from or terms.term.start
     active = [v for v in versions if v.status == VersionStatus.ACTIVE]
     if active and effective <= active[-1].effective_from:
-        raise AgreementError(
-            f"version {number} of {terms.id} must take effect after {active[-1].effective_from} "
-            f"(version {active[-1].version}); got {effective}"
+        raise AgreementError.said(
+            "version {version} of {code} must take effect after {day} (version {active}); "
+            "got {effective}",
+            version=number,
+            code=terms.id,
+            day=active[-1].effective_from,
+            active=active[-1].version,
+            effective=effective,
         )
     if active and terms.pays_without_lines:
         starts = [period.start for period in terms.calculation_periods()]
         if effective not in starts:
             # Otherwise both versions would pay the guarantee (or fixed amount) of the period
             # the change falls in.
-            raise AgreementError(
-                f"version {number} of {terms.id} pays without lines (a guarantee or a fixed "
-                f"amount), so it must take effect at the start of a calculation period, not "
-                f"{effective}"
+            raise AgreementError.said(
+                "version {version} of {code} pays without lines (a guarantee or a fixed "
+                "amount), so it must take effect at the start of a calculation period, not "
+                "{effective}",
+                version=number,
+                code=terms.id,
+                effective=effective,
             )
     data = stored_terms(terms.model_copy(update={"version": number, "effective_from": effective}))
     version = AgreementVersion(
@@ -132,17 +146,22 @@ def edit_draft(
     session: Session, version_id: int, terms: Agreement, *, actor: Actor, now: dt.datetime
 ) -> AgreementVersion:
     """Replace the terms of a draft version. An active version refuses: make a new version."""
-    require(actor, Role.SALES, Role.FINANCE, to="edit agreements")
+    require(actor, Role.SALES, Role.FINANCE, to=said("edit agreements"))
     version = locked_version(session, version_id)
     agreement = session.get(AgreementRecord, version.agreement_id)
     assert agreement is not None
     if version.status != VersionStatus.DRAFT:
-        raise ImmutableVersionError(
-            f"version {version.version} of {agreement.code} is {version.status}: its terms "
-            "cannot change; add a new version with an effective date instead"
+        raise ImmutableVersionError.said(
+            "version {version} of {code} is {status}: its terms cannot change; add a new "
+            "version with an effective date instead",
+            version=version.version,
+            code=agreement.code,
+            status=VersionStatus(version.status),
         )
     if terms.id != agreement.code:
-        raise AgreementError(f"these terms are for {terms.id}, not {agreement.code}")
+        raise AgreementError.said(
+            "these terms are for {terms}, not {code}", terms=terms.id, code=agreement.code
+        )
     effective = terms.effective_from or version.effective_from
     data = stored_terms(
         terms.model_copy(update={"version": version.version, "effective_from": effective})
@@ -173,8 +192,11 @@ def submit_version(
     version = locked_version(session, version_id)
     code = _code(session, version)
     if version.status != VersionStatus.DRAFT:
-        raise AgreementError(
-            f"version {version.version} of {code} is {version.status}, not a draft"
+        raise AgreementError.said(
+            "version {version} of {code} is {status}, not a draft",
+            version=version.version,
+            code=code,
+            status=VersionStatus(version.status),
         )
     version.status = VersionStatus.SUBMITTED
     version.submission += 1
@@ -264,23 +286,34 @@ def activate_version(
     agreement = session.get(AgreementRecord, version.agreement_id)
     assert agreement is not None
     if version.status != VersionStatus.SUBMITTED:
-        raise AgreementError(
-            f"version {version.version} of {agreement.code} is {version.status}: only a "
-            "submitted and approved version becomes active"
+        raise AgreementError.said(
+            "version {version} of {code} is {status}: only a submitted and approved version "
+            "becomes active",
+            version=version.version,
+            code=agreement.code,
+            status=VersionStatus(version.status),
         )
     if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
-        raise AgreementError(f"agreement {agreement.code} is {agreement.status}")
+        raise AgreementError.said(
+            "agreement {code} is {status}",
+            code=agreement.code,
+            status=AgreementStatus(agreement.status),
+        )
     if terms_hash(version.terms) != version.terms_hash or (
         version.review is None or version.review.get("terms_hash") != version.terms_hash
     ):
-        raise AgreementError(
-            f"version {version.version} of {agreement.code}: its terms are not the ones reviewed"
+        raise AgreementError.said(
+            "version {version} of {code}: its terms are not the ones reviewed",
+            version=version.version,
+            code=agreement.code,
         )
     missing = missing_approvals(version, approvals_of(session, version))
     if missing:
-        raise AgreementError(
-            f"version {version.version} of {agreement.code} still needs approvals: "
-            + ", ".join(missing)
+        raise AgreementError.said(
+            "version {version} of {code} still needs approvals: {steps}",
+            version=version.version,
+            code=agreement.code,
+            steps=said_steps(missing),
         )
     version.status = VersionStatus.ACTIVE
     version.activated_at = now
@@ -307,14 +340,18 @@ def terminate(
     session: Session, code: str, *, on: dt.date, reason: str, actor: Actor, now: dt.datetime
 ) -> AgreementRecord:
     """End an agreement early: sales dated on or after ``on`` no longer count."""
-    require(actor, Role.SALES, Role.FINANCE, Role.COMPLIANCE, to="terminate agreements")
+    require(actor, Role.SALES, Role.FINANCE, Role.COMPLIANCE, to=said("terminate agreements"))
     agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == code))
     if agreement is None:
-        raise AgreementError(f"there is no agreement {code}")
+        raise AgreementError.said("there is no agreement {agreement}", agreement=code)
     if agreement.status != AgreementStatus.ACTIVE:
-        raise AgreementError(f"agreement {code} is {agreement.status}, not active")
+        raise AgreementError.said(
+            "agreement {code} is {status}, not active",
+            code=code,
+            status=AgreementStatus(agreement.status),
+        )
     if not reason.strip():
-        raise AgreementError("terminating an agreement needs a reason")
+        raise AgreementError.said("terminating an agreement needs a reason")
     agreement.status = AgreementStatus.TERMINATED
     agreement.ended_at = now
     agreement.ended_on = on
@@ -334,7 +371,7 @@ def terminate(
 
 def expire_ended(session: Session, *, as_of: dt.date, actor: Actor, now: dt.datetime) -> list[str]:
     """Mark active agreements whose term has ended by ``as_of`` as expired."""
-    require(actor, Role.FINANCE, to="expire agreements")
+    require(actor, Role.FINANCE, to=said("expire agreements"))
     expired = []
     latest = (
         select(AgreementVersion.agreement_id, func.max(AgreementVersion.version).label("version"))
@@ -386,7 +423,7 @@ def locked_version(session: Session, version_id: int) -> AgreementVersion:
         .execution_options(populate_existing=True)
     )
     if version is None:
-        raise NotFoundError(f"there is no agreement version {version_id}")
+        raise NotFoundError.said("there is no agreement version {version}", version=version_id)
     return version
 
 
@@ -408,7 +445,7 @@ def draft_of(session: Session, code: str) -> AgreementVersion:
         )
     )
     if version is None:
-        raise AgreementError(f"agreement {code} has no draft or submitted version")
+        raise AgreementError.said("agreement {code} has no draft or submitted version", code=code)
     return version
 
 

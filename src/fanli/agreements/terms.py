@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from fanli.kit.errors import Said, said
-from fanli.kit.money import RoundingMode, decimal_places, minor_unit
+from fanli.kit.money import RoundingMode, UnknownCurrencyError, decimal_places, minor_unit
 from fanli.kit.periods import Period, PeriodKind, calendar_periods
 
 # Precision the engine represents exactly (it works in integers): see docs/calculation.md.
@@ -370,8 +370,8 @@ def _check_places(path: str, value: Decimal, places: int) -> None:
 def _check_currency(agreement: Agreement) -> None:
     try:
         minor_unit(agreement.currency)
-    except ValueError as error:
-        _fail("currency", said("{problem}", problem=str(error)))
+    except UnknownCurrencyError as error:
+        _fail("currency", error.problem)
 
 
 def _check_term_and_periods(agreement: Agreement) -> None:

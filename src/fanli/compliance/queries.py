@@ -25,8 +25,8 @@ def policy_in_force(session: Session, day: dt.date) -> tuple[PolicyVersion, Poli
         .limit(1)
     )
     if version is None:
-        raise NoPolicyError(
-            f"no rebate policy is in force on {day}: compliance must publish one first"
+        raise NoPolicyError.said(
+            "no rebate policy is in force on {day}: compliance must publish one first", day=day
         )
     return version, Policy.model_validate(version.document)
 

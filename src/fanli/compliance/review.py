@@ -44,7 +44,7 @@ from fanli.compliance.queries import policy_in_force
 from fanli.customers.credit_code import legal_entity_problem
 from fanli.customers.models import Customer
 from fanli.kit.errors import FanliError, Said, said
-from fanli.users.actor import Actor, PermissionDeniedError, Role, require
+from fanli.users.actor import Actor, PermissionDeniedError, Role, require, said_steps
 from fanli.users.queries import principals
 
 
@@ -180,7 +180,7 @@ def submit(
     now: dt.datetime,
 ) -> AgreementVersion:
     """Run the compliance checks on a draft version and submit it for approval."""
-    require(actor, Role.SALES, Role.FINANCE, to="submit agreements")
+    require(actor, Role.SALES, Role.FINANCE, to=said("submit agreements"))
     # Locked before the checks: an edit committed meanwhile cannot slip past them.
     version = locked_version(session, version_id)
     terms = _parsed(version)
@@ -282,10 +282,14 @@ def _slot(
     """(role, principal, delegation) of the first unfilled step this approver can fill."""
     assert version.review is not None
     if actor.code == version.submitted_by:
-        raise PermissionDeniedError(f"{actor.code} submitted this version and cannot approve it")
+        raise PermissionDeniedError.said(
+            "{user} submitted this version and cannot approve it", user=actor.code
+        )
     people = {a.approver for a in approvals} | {a.principal for a in approvals}
     if actor.code in people:
-        raise PermissionDeniedError(f"{actor.code} has approved this submission already")
+        raise PermissionDeniedError.said(
+            "{user} has approved this submission already", user=actor.code
+        )
     candidates = principals(session, actor, day)
     for step in version.review["steps"]:
         filled = sum(1 for a in approvals if a.role == step["role"])
@@ -296,9 +300,15 @@ def _slot(
                 continue
             if principal.has(Role(step["role"])):
                 return step["role"], principal.code, delegation_id
-    needed = ", ".join(missing_approvals(version, approvals)) or "none"
-    raise PermissionDeniedError(
-        f"{actor.code} cannot fill any open approval step (still needed: {needed})"
+    needed = missing_approvals(version, approvals)
+    if not needed:
+        raise PermissionDeniedError.said(
+            "{user} cannot fill any open approval step (still needed: none)", user=actor.code
+        )
+    raise PermissionDeniedError.said(
+        "{user} cannot fill any open approval step (still needed: {steps})",
+        user=actor.code,
+        steps=said_steps(needed),
     )
 
 
@@ -306,7 +316,7 @@ def reject(
     session: Session, version_id: int, *, reason: str, actor: Actor, now: dt.datetime
 ) -> AgreementVersion:
     """Send a submitted version back to draft, with the reason."""
-    require(actor, Role.APPROVER, Role.COMPLIANCE, to="reject agreements")
+    require(actor, Role.APPROVER, Role.COMPLIANCE, to=said("reject agreements"))
     return return_to_draft(
         session,
         version_id,
@@ -323,7 +333,7 @@ def withdraw(
     """The submitter (or compliance) takes a submitted version back to draft to change it."""
     version = locked_version(session, version_id)
     if actor.code != version.submitted_by:
-        require(actor, Role.COMPLIANCE, to="withdraw another user's submission")
+        require(actor, Role.COMPLIANCE, to=said("withdraw another user's submission"))
     return return_to_draft(
         session,
         version_id,

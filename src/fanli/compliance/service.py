@@ -14,7 +14,7 @@ from fanli.agreements.files import parse_terms_text
 from fanli.audit.service import canonical_json, record
 from fanli.compliance.models import PolicyVersion
 from fanli.compliance.policy import Policy
-from fanli.kit.errors import FanliError, InputError
+from fanli.kit.errors import FanliError, InputError, said
 from fanli.users.actor import Actor, Role, require
 
 
@@ -38,19 +38,23 @@ def load_policy(path: Path) -> Policy:
 
 def publish(session: Session, policy: Policy, *, actor: Actor, now: dt.datetime) -> PolicyVersion:
     """Make ``policy`` the next version, in force from its effective date."""
-    require(actor, Role.COMPLIANCE, to="publish the rebate policy")
+    require(actor, Role.COMPLIANCE, to=said("publish the rebate policy"))
     today = now.date()
     effective = policy.effective_from or today
     if effective < today:
-        raise PolicyError(
-            f"the policy would take effect on {effective}, before today ({today}): a policy "
-            "governs decisions from its publication on, never back-dated"
+        raise PolicyError.said(
+            "the policy would take effect on {effective}, before today ({today}): a policy "
+            "governs decisions from its publication on, never back-dated",
+            effective=effective,
+            today=today,
         )
     latest = session.scalar(select(PolicyVersion).order_by(PolicyVersion.version.desc()).limit(1))
     if latest is not None and effective < latest.effective_from:
-        raise PolicyError(
-            f"the new policy takes effect on {effective}, before version "
-            f"{latest.version} ({latest.effective_from})"
+        raise PolicyError.said(
+            "the new policy takes effect on {effective}, before version {version} ({day})",
+            effective=effective,
+            version=latest.version,
+            day=latest.effective_from,
         )
     policy = policy.model_copy(update={"effective_from": effective})
     document = policy.model_dump(mode="json", by_alias=True)

@@ -23,7 +23,7 @@ class CustomerNotFoundError(CustomerError, NotFoundError):
 def customer_by_code(session: Session, code: str) -> Customer:
     customer = session.scalar(select(Customer).where(Customer.code == code))
     if customer is None:
-        raise CustomerNotFoundError(f"there is no customer {code}")
+        raise CustomerNotFoundError.said("there is no customer {customer}", customer=code)
     return customer
 
 

@@ -19,6 +19,7 @@ from fanli.customers.models import (
     DueDiligenceRecord,
 )
 from fanli.customers.queries import CustomerError, customer_by_code
+from fanli.kit.errors import said
 from fanli.users.actor import Actor, Role, require
 
 
@@ -35,25 +36,34 @@ def register_account(
 ) -> BankAccount:
     """Register a bank account of a customer (the maker). It takes no payment until a second
     person verifies it."""
-    require(actor, Role.FINANCE, to="register bank accounts")
+    require(actor, Role.FINANCE, to=said("register bank accounts"))
     customer = customer_by_code(session, customer_code)
     number = "".join(account_number.split())
     if not number or not bank_name.strip():
-        raise CustomerError("a bank account needs a bank name and an account number")
+        raise CustomerError.said("a bank account needs a bank name and an account number")
     if holder_name.strip() != customer.legal_name:
         # R3: the account must be in the contracting entity's own name.
-        raise CustomerError(
-            f"the account holder {holder_name!r} is not {customer_code}'s legal name "
-            f"{customer.legal_name!r}: a rebate is paid only to the customer entity itself"
+        raise CustomerError.said(
+            "the account holder {holder} is not {customer}'s legal name {name}: a rebate is "
+            "paid only to the customer entity itself",
+            holder=repr(holder_name),
+            customer=customer_code,
+            name=repr(customer.legal_name),
         )
     if len(country) != 2 or not country.isalpha():
-        raise CustomerError(f"{country!r} is not a two-letter country code")
+        raise CustomerError.said(
+            "{country} is not a two-letter country code", country=repr(country)
+        )
     if session.scalar(
         select(BankAccount.id).where(
             BankAccount.customer_id == customer.id, BankAccount.account_number == number
         )
     ):
-        raise CustomerError(f"account {number} of {customer_code} is registered already")
+        raise CustomerError.said(
+            "account {account} of {customer} is registered already",
+            account=number,
+            customer=customer_code,
+        )
     account = BankAccount(
         customer_id=customer.id,
         bank_name=bank_name.strip(),
@@ -88,15 +98,17 @@ def verify_account(
     session: Session, account_id: int, *, actor: Actor, now: dt.datetime
 ) -> BankAccount:
     """Verify a registered account (the checker): someone other than who registered it."""
-    require(actor, Role.FINANCE, Role.COMPLIANCE, to="verify bank accounts")
+    require(actor, Role.FINANCE, Role.COMPLIANCE, to=said("verify bank accounts"))
     account = session.get(BankAccount, account_id)
     if account is None:
-        raise CustomerError(f"there is no bank account {account_id}")
+        raise CustomerError.said("there is no bank account {id}", id=account_id)
     if account.verified_by is not None:
-        raise CustomerError(f"bank account {account_id} is verified already")
+        raise CustomerError.said("bank account {id} is verified already", id=account_id)
     if account.registered_by == actor.code:
-        raise CustomerError(
-            f"{actor.code} registered bank account {account_id}; a second person must verify it"
+        raise CustomerError.said(
+            "{user} registered bank account {id}; a second person must verify it",
+            user=actor.code,
+            id=account_id,
         )
     account.verified_by = actor.code
     account.verified_at = now
@@ -129,12 +141,16 @@ def add_due_diligence(
 ) -> DueDiligenceRecord:
     """Record one due-diligence check of a customer, valid from ``checked_on`` until
     ``expires_on``. A failed check is recorded too: it blocks until a later check passes."""
-    require(actor, Role.COMPLIANCE, to="record due diligence")
+    require(actor, Role.COMPLIANCE, to=said("record due diligence"))
     customer = customer_by_code(session, customer_code)
     if checked_on >= expires_on:
-        raise CustomerError(f"a check made on {checked_on} must expire after it, not {expires_on}")
+        raise CustomerError.said(
+            "a check made on {checked} must expire after it, not {expires}",
+            checked=checked_on,
+            expires=expires_on,
+        )
     if not reference.strip():
-        raise CustomerError("a due-diligence record needs a reference (document or registry)")
+        raise CustomerError.said("a due-diligence record needs a reference (document or registry)")
     entry = DueDiligenceRecord(
         customer_id=customer.id,
         kind=DueDiligenceKind(kind).value,
@@ -171,7 +187,7 @@ def assign(
     session: Session, customer_code: str, user_code: str, *, actor: Actor, now: dt.datetime
 ) -> CustomerAssignment:
     """Assign a customer to a sales user."""
-    require(actor, Role.ADMINISTRATOR, Role.FINANCE, to="assign customers")
+    require(actor, Role.ADMINISTRATOR, Role.FINANCE, to=said("assign customers"))
     customer = customer_by_code(session, customer_code)
     if session.scalar(
         select(CustomerAssignment.id).where(
@@ -179,7 +195,9 @@ def assign(
             CustomerAssignment.user_code == user_code,
         )
     ):
-        raise CustomerError(f"{customer_code} is assigned to {user_code} already")
+        raise CustomerError.said(
+            "{customer} is assigned to {user} already", customer=customer_code, user=user_code
+        )
     row = CustomerAssignment(
         customer_id=customer.id, user_code=user_code, assigned_by=actor.code, assigned_at=now
     )

@@ -49,6 +49,8 @@ TEXT: dict[str, dict[str, str]] = {
         "event": "Lines count by their {event} date",
         "lines_none": "Lines: none of this beneficiary's lines counted in this window",
         "lines_unavailable": "Lines: {count} counted (their detail is not shown here)",
+        "lines_unavailable_term": "Lines: {count} counted in this period (the window's earlier "
+        "periods count theirs in their own rows; the detail is not shown here)",
         "lines": "{role} lines: {count}, total {measure} {total}{returns}; {ids}",
         "returns": ", including {count} return/credit-note lines totalling {total}",
         "role_earning": "Earning",
@@ -95,6 +97,8 @@ TEXT: dict[str, dict[str, str]] = {
         "event": "销售行按{event}日期计入",
         "lines_none": "销售行：本窗口内该受益方无计入的销售行",
         "lines_unavailable": "计入的销售行：{count} 行（此处不列明细）",
+        "lines_unavailable_term": "本期计入的销售行：{count} 行（窗口内此前各期的销售行计入各期"
+        "自己的结果；此处不列明细）",
         "lines": "{role}销售行：{count} 行，{measure}合计 {total}{returns}；{ids}",
         "returns": "，其中退货/红字 {count} 行，合计 {total}",
         "role_earning": "返利基数",
@@ -460,7 +464,10 @@ def explain(
         )
     out.append(words("event", event=words.code(agreement.eligibility.event.value)))
     if lines is None:
-        out.append(words("lines_unavailable", count=f"{row.lines:,}"))
+        # A row counts the lines of its own period, not of the whole term-to-date window.
+        term = agreement.periods.scope is TierScope.TERM
+        key = "lines_unavailable_term" if term else "lines_unavailable"
+        out.append(words(key, count=f"{row.lines:,}"))
     else:
         out.extend(_line_summaries(agreement, lines, words))
     out.append(

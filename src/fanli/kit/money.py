@@ -11,6 +11,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
+from fanli.kit.errors import said
+
 ZERO: Final = Decimal(0)
 
 # Minor-unit exponents (ISO 4217) of the currencies Fanli knows; extend as customers need.
@@ -54,7 +56,16 @@ MAX_AMOUNT: Final = Decimal(10) ** 14
 
 
 class UnknownCurrencyError(ValueError):
-    """A currency code Fanli has no minor unit for."""
+    """A currency code Fanli has no minor unit for; ``problem`` is the message said, for a page
+    to say in the reader's language."""
+
+    def __init__(self, currency: str) -> None:
+        self.problem = said(
+            "unknown currency {currency} (known: {known})",
+            currency=repr(currency),
+            known=", ".join(sorted(MINOR_UNITS)),
+        )
+        super().__init__(str(self.problem))
 
 
 def minor_unit(currency: str) -> int:
@@ -62,8 +73,7 @@ def minor_unit(currency: str) -> int:
     try:
         return MINOR_UNITS[currency]
     except KeyError:
-        known = ", ".join(sorted(MINOR_UNITS))
-        raise UnknownCurrencyError(f"unknown currency {currency!r} (known: {known})") from None
+        raise UnknownCurrencyError(currency) from None
 
 
 def D(value: Decimal | int | str) -> Decimal:  # noqa: N802 - the conventional short name

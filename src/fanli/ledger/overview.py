@@ -54,17 +54,36 @@ class TierProgress:
     next_from: Decimal | None  # the next band's threshold; None at the top band or on growth
     more: Decimal | None  # how much more tier basis reaches it
     share: int  # percent of the way from this band's start to the next (100 at the top)
+    # Why a band reached earns nothing: "minimum" (``more`` is then the way to the minimum) or
+    # "gate" (the gate's own lines fell short of its target); None when nothing holds it back.
+    held_back: str | None = None
 
 
-def tier_progress(terms: Mapping[str, Any], tier: int, tier_basis: Decimal) -> TierProgress:
+def tier_progress(
+    terms: Mapping[str, Any], tier: int, tier_basis: Decimal, rebate_amount: Decimal | None = None
+) -> TierProgress:
     """How far ``tier_basis``, in band ``tier`` (1-based; 0 below the first band), is from the
-    next band of the agreement ``terms`` (the stored terms, as JSON)."""
+    next band of the agreement ``terms`` (the stored terms, as JSON). Given the period's rebate,
+    a band reached that earns nothing says why: the minimum or the gate."""
     rebate = terms.get("rebate", {})
     tiers = rebate.get("tiers", [])
     on_growth = bool(terms.get("growth"))
     basis_in_units = rebate.get("basis") == "quantity"
     in_units = (rebate.get("tier_basis") or rebate.get("basis")) == "quantity"
     form = str(rebate.get("form", "percent"))
+    if rebate_amount is not None and rebate_amount == ZERO and tier >= 1:
+        minimum = terms.get("minimum")
+        if minimum is not None and tier_basis < Decimal(str(minimum)):
+            floor = Decimal(str(minimum))
+            share = int(max(tier_basis, ZERO) / floor * 100) if floor > 0 else 0
+            return TierProgress(
+                form, basis_in_units, in_units, on_growth, floor, floor - tier_basis,
+                max(0, min(share, 100)), "minimum",
+            )  # fmt: skip
+        if terms.get("gate"):
+            return TierProgress(
+                form, basis_in_units, in_units, on_growth, None, None, 0, "gate"
+            )  # fmt: skip
     if on_growth or tier >= len(tiers):
         # A growth band is a percent of a baseline: "¥X more" would need the baseline's amount.
         return TierProgress(form, basis_in_units, in_units, on_growth, None, None, 100)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, said
 from fanli.kit.periods import add_months
 from fanli.ledger.models import AccountingPeriod, AccrualRun, PeriodStatus
 from fanli.users.actor import Actor, Role, require
@@ -69,7 +69,7 @@ def close_period(
 ) -> AccountingPeriod:
     """Close an accounting period: nothing is posted into it again; later changes to the rebate
     periods it covers are posted in the first open period as adjustments."""
-    require(actor, Role.FINANCE, to="close accounting periods")
+    require(actor, Role.FINANCE, to=said("close accounting periods"))
     start = parse_code(code)
     end = add_months(start, 1)
     # A month still running cannot be closed: what is posted in its remaining days would go to

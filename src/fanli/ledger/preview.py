@@ -43,7 +43,7 @@ def _year_back(day: dt.date) -> dt.date:
 
 def preview_last_year(session: Session, store: FactStore, terms: Agreement) -> Preview:
     if terms.term.start is None or terms.term.end is None:
-        raise InputError("a preview needs a term with a start and an end", field="term")
+        raise InputError.said_at("a preview needs a term with a start and an end", field="term")
     start, end = _year_back(terms.term.start), _year_back(terms.term.end)
     moved = terms.model_copy(
         update={

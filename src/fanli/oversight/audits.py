@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.kit.errors import FanliError, InputError, NotFoundError, said_to_json
+from fanli.kit.errors import Code, FanliError, InputError, NotFoundError, said, said_to_json
 from fanli.kit.periods import add_months
 from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger.models import AccountingPeriod
@@ -34,7 +34,7 @@ from fanli.ledger.periods import parse_code
 from fanli.oversight.detectors import DETECTORS, Scope
 from fanli.oversight.models import AuditRun, Finding, FindingStatus
 from fanli.sales.store import FactStore
-from fanli.users.actor import Actor, Role, require
+from fanli.users.actor import Actor, Role, either, require
 from fanli.users.models import User
 
 AUDITORS = (Role.INTERNAL_AUDITOR, Role.ADMINISTRATOR)
@@ -58,7 +58,7 @@ def run_audit(
     progress: ProgressHook | None = None,
 ) -> AuditRun:
     """Run the detectors (all, or those named) over ``period_code`` and record the findings."""
-    require(actor, *AUDITORS, to="run audits")
+    require(actor, *AUDITORS, to=said("run audits"))
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
         # Nothing was posted in it yet; its returns and agreements can still be audited.
@@ -67,9 +67,11 @@ def run_audit(
     names = list(detectors) if detectors else list(DETECTORS)
     unknown = [name for name in names if name not in DETECTORS]
     if unknown:
-        raise InputError(
-            f"unknown detector {', '.join(unknown)} (known: {', '.join(DETECTORS)})",
+        raise InputError.said_at(
+            "unknown detector {names} (known: {known})",
             field="detector",
+            names=", ".join(unknown),
+            known=tuple(Code(name) for name in DETECTORS),
         )
     run = AuditRun(
         period=period.code, started_at=now, actor=actor.code, detectors=names, found=0, opened=0
@@ -135,7 +137,7 @@ def run_audit(
 def _finding(session: Session, finding_id: int) -> Finding:
     found = session.get(Finding, finding_id, with_for_update=True)
     if found is None:
-        raise NotFoundError(f"there is no finding {finding_id}")
+        raise NotFoundError.said("there is no finding {finding}", finding=finding_id)
     return found
 
 
@@ -172,7 +174,7 @@ def assign_finding(
     session: Session, finding_id: int, owner: str, *, actor: Actor, now: dt.datetime
 ) -> Finding:
     """Give an open or assigned finding to a user, who answers for it."""
-    require(actor, *AUDITORS, to="assign findings")
+    require(actor, *AUDITORS, to=said("assign findings"))
     finding = _finding(session, finding_id)
     if finding.status not in (FindingStatus.OPEN, FindingStatus.ASSIGNED):
         raise FindingError.said(
@@ -182,13 +184,13 @@ def assign_finding(
         )
     user = session.scalar(select(User).where(User.code == owner))
     if user is None or not user.active:
-        raise NotFoundError(f"there is no active user {owner}")
+        raise NotFoundError.said("there is no active user {user}", user=owner)
     if not OWNERS & {Role(role) for role in user.roles}:
         raise InputError.said_at(
             "{user} cannot resolve findings; give it to a user with the role {roles}",
             field="owner",
             user=owner,
-            roles=" or ".join(sorted(OWNERS)),
+            roles=either(sorted(OWNERS)),
         )
     finding.owner = owner
     return _move(session, finding, FindingStatus.ASSIGNED, actor=actor, now=now)
@@ -206,7 +208,7 @@ def resolve_finding(
     """Close an assigned finding as dealt with; its owner or an auditor may."""
     finding = _finding(session, finding_id)
     if actor.code != finding.owner:
-        require(actor, *AUDITORS, to="resolve findings assigned to others")
+        require(actor, *AUDITORS, to=said("resolve findings assigned to others"))
     if finding.status != FindingStatus.ASSIGNED:
         raise FindingError.said(
             "finding {id} is {status}: assign it first",
@@ -222,7 +224,7 @@ def dismiss_finding(
     session: Session, finding_id: int, *, reason: str, actor: Actor, now: dt.datetime
 ) -> Finding:
     """Close an open or assigned finding as no anomaly (an auditor's call, with the reason)."""
-    require(actor, *AUDITORS, to="dismiss findings")
+    require(actor, *AUDITORS, to=said("dismiss findings"))
     finding = _finding(session, finding_id)
     if finding.status not in (FindingStatus.OPEN, FindingStatus.ASSIGNED):
         raise FindingError.said(

@@ -31,7 +31,7 @@ from fanli.audit.service import record
 from fanli.audit.trail import event_hashes
 from fanli.audit.verifier import GENESIS, canonical, key_id, signed_text, tree_head
 from fanli.db.session import Lock, serialize
-from fanli.kit.errors import InputError
+from fanli.kit.errors import InputError, said
 from fanli.users.actor import Actor, Role, require
 
 SIGNING_KEY = "audit-signing-key.pem"
@@ -43,7 +43,11 @@ def create_key(folder: Path) -> tuple[Path, Path]:
     the public key to hand to auditors. An existing key is never overwritten."""
     private_path, public_path = folder / SIGNING_KEY, folder / PUBLIC_KEY
     if private_path.exists() or public_path.exists():
-        raise InputError(f"{private_path} or {public_path} exists already; keys are not replaced")
+        raise InputError.said_at(
+            "{private} or {public} exists already; keys are not replaced",
+            private=str(private_path),
+            public=str(public_path),
+        )
     folder.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
@@ -66,9 +70,13 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable Ed25519 private key ({error})") from error
+        raise InputError.said_at(
+            "{path}: not a readable Ed25519 private key ({problem})",
+            path=str(path),
+            problem=str(error),
+        ) from error
     if not isinstance(key, Ed25519PrivateKey):
-        raise InputError(f"{path}: not an Ed25519 private key")
+        raise InputError.said_at("{path}: not an Ed25519 private key", path=str(path))
     return key
 
 
@@ -77,7 +85,7 @@ def make_checkpoint(
 ) -> dict[str, Any]:
     """Record that a checkpoint is made, then sign the tree head of every event so far, that
     event included (so a checkpoint always covers itself), and store it."""
-    require(actor, Role.ADMINISTRATOR, Role.INTERNAL_AUDITOR, to="make audit checkpoints")
+    require(actor, Role.ADMINISTRATOR, Role.INTERNAL_AUDITOR, to=said("make audit checkpoints"))
     record(
         session,
         type="audit.checkpoint.made",

@@ -128,11 +128,19 @@ def _read_raw(path: Path, progress: ProgressHook | None) -> _Raw:
         if suffix in PARQUET_SUFFIXES:
             return _Raw(_read_parquet(path, progress), 1, source)
     except OSError as error:
-        raise InputError(f"cannot read: {error.strerror or error}", file=source) from None
+        raise InputError.said_at(
+            "cannot read: {problem}", file=source, problem=str(error.strerror or error)
+        ) from None
     if suffix == ".xls":
-        raise InputError("old .xls workbooks are not read; save it as .xlsx", file=source)
-    raise InputError(
-        f"unsupported file type {suffix or '(none)'!r}; use .csv, .xlsx or .parquet", file=source
+        raise InputError.said_at("old .xls workbooks are not read; save it as .xlsx", file=source)
+    if not suffix:
+        raise InputError.said_at(
+            "unsupported file type '(none)'; use .csv, .xlsx or .parquet", file=source
+        )
+    raise InputError.said_at(
+        "unsupported file type {suffix}; use .csv, .xlsx or .parquet",
+        file=source,
+        suffix=repr(suffix),
     )
 
 
@@ -197,12 +205,12 @@ def _read_csv(path: Path, progress: ProgressHook | None) -> pa.Table:
         if encoding != "gb18030" and "UTF8" in str(error):
             # The sample was UTF-8 but a later line is not: a GBK file with an ASCII start.
             return _read_csv_as(path, "gb18030", progress)
-        raise InputError(_arrow_message(error), file=str(path)) from None
+        raise _unparsable(error, str(path)) from None
 
 
-def _arrow_message(error: Exception) -> str:
+def _unparsable(error: Exception, source: str) -> InputError:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return f"cannot parse the CSV: {text}"
+    return InputError.said_at("cannot parse the CSV: {problem}", file=source, problem=text)
 
 
 def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa.Table:
@@ -234,14 +242,14 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
         except pa.ArrowInvalid as error:
             if "UTF8" in str(error) and encoding.startswith("utf-8"):
                 raise
-            raise InputError(_arrow_message(error), file=str(path)) from None
+            raise _unparsable(error, str(path)) from None
 
 
 def _check_unique_headers(headers: list[str], source: str) -> None:
     seen: set[str] = set()
     for header in headers:
         if header in seen and header:
-            raise InputError(
+            raise InputError.said_at(
                 "the column appears twice in the header", file=source, row=1, field=header
             )
         seen.add(header)
@@ -279,7 +287,9 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
-        raise InputError(f"not a readable .xlsx workbook ({error})", file=str(path)) from None
+        raise InputError.said_at(
+            "not a readable .xlsx workbook ({problem})", file=str(path), problem=str(error)
+        ) from None
     try:
         sheet = workbook.worksheets[0]
         rows: Iterator[tuple[Any, ...]] = sheet.iter_rows(values_only=True)
@@ -326,7 +336,9 @@ def _read_parquet(path: Path, progress: ProgressHook | None) -> pa.Table:
     try:
         parquet = pq.ParquetFile(path)
     except pa.ArrowInvalid as error:
-        raise InputError(f"not a readable Parquet file ({error})", file=str(path)) from None
+        raise InputError.said_at(
+            "not a readable Parquet file ({problem})", file=str(path), problem=str(error)
+        ) from None
     groups = parquet.num_row_groups
     if progress is None:
         return parquet.read(use_threads=True)  # columns decoded in parallel
@@ -516,11 +528,12 @@ def _refuse_float_measures(raw: _Raw, columns: ResolvedColumns, names: tuple[str
             continue
         column_type = raw.table.schema.field(header).type
         if pa.types.is_floating(column_type):
-            raise InputError(
-                f"{name} is stored as {column_type}, a binary float; amounts must be decimals "
-                "or text",
+            raise InputError.said_at(
+                "{name} is stored as {stored}, a binary float; amounts must be decimals or text",
                 file=raw.source,
                 field=header,
+                name=name,
+                stored=str(column_type),
             )
 
 

@@ -228,10 +228,12 @@ def resolve_columns(
     for name, header in user.items():
         found = by_normal.get(normalize_header(header))
         if found is None:
-            raise InputError(
-                f"the mapping names column {header!r} for {name}, but the file has no such column",
+            raise InputError.said_at(
+                "the mapping names column {header} for {name}, but the file has no such column",
                 file=source,
                 field=header,
+                header=repr(header),
+                name=name,
             )
         fields[name] = found
     used = set(fields.values())
@@ -280,13 +282,15 @@ def mapping_from_data(data: Any, *, source: str) -> ColumnMapping:
     if data is None:
         return ColumnMapping()
     if not isinstance(data, dict):
-        raise InputError("a mapping file is a mapping of fanli_field: their header", file=source)
+        raise InputError.said_at(
+            "a mapping file is a mapping of fanli_field: their header", file=source
+        )
     document_types = data.get("document_types", {})
     if not isinstance(document_types, dict) or not all(
         isinstance(key, str | int) and isinstance(value, str)
         for key, value in document_types.items()
     ):
-        raise InputError("document_types maps the file's values to Fanli's", file=source)
+        raise InputError.said_at("document_types maps the file's values to Fanli's", file=source)
     sections = {kind.value for kind in FileKind}
     columns: dict[FileKind, dict[str, str]] = {}
     flat = {key: value for key, value in data.items() if key not in sections | {"document_types"}}
@@ -296,19 +300,28 @@ def mapping_from_data(data: Any, *, source: str) -> ColumnMapping:
         entries.update({k: v for k, v in flat.items() if k in _KNOWN_FIELDS[kind]})
         section = data.get(kind.value) or {}
         if not isinstance(section, dict):
-            raise InputError(f"section {kind.value!r} must be a mapping", file=source)
+            raise InputError.said_at(
+                "section {section} must be a mapping", file=source, section=repr(kind.value)
+            )
         entries.update(section)
         for name, header in entries.items():
             if not isinstance(header, str | int) or isinstance(header, bool):
-                raise InputError(f"{kind.value}.{name}: expected a column header", file=source)
+                raise InputError.said_at(
+                    "{section}.{name}: expected a column header",
+                    file=source,
+                    section=kind.value,
+                    name=name,
+                )
             if kind is not FileKind.SALES or name in _KNOWN_FIELDS[kind]:
                 continue
-            raise InputError(f"{name}: not a sales field", file=source)
+            raise InputError.said_at("{name}: not a sales field", file=source, name=name)
         columns[kind] = {str(name): str(header) for name, header in entries.items()}
     unknown = [key for key in flat if not any(key in _KNOWN_FIELDS[kind] for kind in FileKind)]
     if unknown:
         known = ", ".join(sorted(set().union(*_KNOWN_FIELDS.values())))
-        raise InputError(f"{unknown[0]}: not a Fanli field (known: {known})", file=source)
+        raise InputError.said_at(
+            "{name}: not a Fanli field (known: {known})", file=source, name=unknown[0], known=known
+        )
     return ColumnMapping(
         columns=columns,
         document_types={str(key): value for key, value in document_types.items()},
@@ -320,12 +333,15 @@ def load_mapping(path: Path) -> ColumnMapping:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
-        raise InputError(f"cannot read: {error.strerror}", file=str(path)) from None
+        raise InputError.said_at(
+            "cannot read: {problem}", file=str(path), problem=error.strerror
+        ) from None
     except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", file=str(path)) from None
+        raise InputError.said_at("is not UTF-8 text", file=str(path)) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        message = f"not valid YAML: {error}".replace("\n", " ")
-        raise InputError(message, file=str(path)) from None
+        raise InputError.said_at(
+            "not valid YAML: {error}", file=str(path), error=str(error).replace("\n", " ")
+        ) from None
     return mapping_from_data(data, source=str(path))

@@ -30,7 +30,7 @@ from fanli.customers.credit_code import credit_code_problem
 from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
-from fanli.kit.errors import FanliError, InputError
+from fanli.kit.errors import FanliError, InputError, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.products.models import Product
@@ -118,9 +118,10 @@ def _previous(
         )
         if keyed is not None:
             if keyed.kind != kind or keyed.content_hash != content_hash:
-                raise IdempotencyConflictError(
-                    f"idempotency key {idempotency_key!r} was used for another file "
-                    f"(batch {keyed.id})"
+                raise IdempotencyConflictError.said(
+                    "idempotency key {key} was used for another file (batch {batch})",
+                    key=repr(idempotency_key),
+                    batch=keyed.id,
                 )
             return ImportOutcome(keyed.id, kind, keyed.rows, already_imported=True)
     same = session.scalar(
@@ -131,9 +132,10 @@ def _previous(
     if same is None:
         return None
     if same.status == BatchStatus.VOIDED:
-        raise BatchError(
-            f"this file was imported as batch {same.id}, which was voided; "
-            "a voided batch is not restored: import a corrected file"
+        raise BatchError.said(
+            "this file was imported as batch {batch}, which was voided; a voided batch is not "
+            "restored: import a corrected file",
+            batch=same.id,
         )
     return ImportOutcome(same.id, kind, same.rows, already_imported=True)
 
@@ -252,7 +254,7 @@ def import_customers(
     progress: ProgressHook | None = None,
 ) -> ImportOutcome:
     """Add new customers and update changed ones from a file; all rows or none."""
-    require(actor, Role.FINANCE, to="import customers")
+    require(actor, Role.FINANCE, to=said("import customers"))
     content_hash = file_hash(path)
     repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
     if repeated is not None:
@@ -393,7 +395,7 @@ def import_products(
     progress: ProgressHook | None = None,
 ) -> ImportOutcome:
     """Add new products and update changed ones from a file; all rows or none."""
-    require(actor, Role.FINANCE, to="import products")
+    require(actor, Role.FINANCE, to=said("import products"))
     content_hash = file_hash(path)
     repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
     if repeated is not None:
@@ -542,7 +544,7 @@ def import_sales(
     Every customer and product must be known, every line id new among the active batches.
     Returns are lines with negative quantity and amounts.
     """
-    require(actor, Role.FINANCE, to="import sales")
+    require(actor, Role.FINANCE, to=said("import sales"))
     # Two imports at once could each find the other's line ids not yet stored.
     serialize(session, Lock.SALES_IMPORT)
     content_hash = file_hash(path)
@@ -561,7 +563,7 @@ def import_sales(
         progress=progress,
     )
     if table.num_rows == 0:
-        raise InputError("the file has no sales lines", file=str(path))
+        raise InputError.said_at("the file has no sales lines", file=str(path))
     stages.begin(Stage.CHECKING)
     files = [file for _, file in active_sales_files(session, store)]
     issues = _lines_already_stored(table, files, _first_row(path), str(path))
@@ -605,14 +607,14 @@ def void_batch(
     session: Session, batch_id: int, *, reason: str, actor: Actor, now: dt.datetime
 ) -> ImportBatch:
     """Void a sales batch: its lines stop counting from the next accrual run."""
-    require(actor, Role.FINANCE, to="void batches")
+    require(actor, Role.FINANCE, to=said("void batches"))
     batch = session.get(ImportBatch, batch_id)
     if batch is None or batch.kind != BatchKind.SALES:
-        raise BatchError(f"there is no sales batch {batch_id}")
+        raise BatchError.said("there is no sales batch {batch}", batch=batch_id)
     if batch.status == BatchStatus.VOIDED:
-        raise BatchError(f"batch {batch_id} is voided already")
+        raise BatchError.said("batch {batch} is voided already", batch=batch_id)
     if not reason.strip():
-        raise BatchError("voiding a batch needs a reason")
+        raise BatchError.said("voiding a batch needs a reason")
     batch.status = BatchStatus.VOIDED
     batch.voided_at = now
     batch.voided_by = actor.code

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.customers.queries import customer_by_code
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, said
 from fanli.kit.money import MAX_AMOUNT
 from fanli.ledger.models import Account, EntryKind
 from fanli.ledger.postings import Posting, post_entry
@@ -56,7 +56,7 @@ def request_use(
 ) -> BalanceUse:
     """Ask to spend ``amount`` of a customer's balance on an order. The credit that expires
     first among those large enough is locked until the use is approved or rejected."""
-    require(actor, Role.FINANCE, Role.SALES, to="request rebate balance uses")
+    require(actor, Role.FINANCE, Role.SALES, to=said("request rebate balance uses"))
     request = {
         "customer": customer_code,
         "amount": amount,
@@ -70,7 +70,11 @@ def request_use(
         return use
     assert idempotency_key is not None
     if not 0 < amount < MAX_AMOUNT:
-        raise BalanceError(f"a use spends a positive amount below {MAX_AMOUNT}, not {amount}")
+        raise BalanceError.said(
+            "a use spends a positive amount below {limit}, not {amount}",
+            limit=MAX_AMOUNT,
+            amount=amount,
+        )
     if not order_reference.strip():
         raise BalanceError.said("a use names the order it pays")
     day = now.date()
@@ -130,7 +134,7 @@ def decide_use(
     now: dt.datetime,
 ) -> BalanceUse:
     """Approve (spend the credit; any remainder becomes a new credit) or reject (unlock it)."""
-    require(actor, Role.APPROVER, Role.FINANCE, to="decide rebate balance uses")
+    require(actor, Role.APPROVER, Role.FINANCE, to=said("decide rebate balance uses"))
     request = {"use": use_id, "approve": approve, "reason": reason, "actor": actor.code}
     replay = claim(session, idempotency_key, "balance.decide", request, now)
     if replay is not None:
@@ -140,14 +144,14 @@ def decide_use(
     assert idempotency_key is not None
     use = session.scalar(select(BalanceUse).where(BalanceUse.id == use_id).with_for_update())
     if use is None:
-        raise BalanceError(f"there is no balance use {use_id}")
+        raise BalanceError.said("there is no balance use {use}", use=use_id)
     if use.status != UseStatus.PENDING:
         raise BalanceError.said(
             "balance use {id} is {status} already", id=use_id, status=UseStatus(use.status)
         )
     if use.requested_by == actor.code:
-        raise PermissionDeniedError(
-            f"{actor.code} requested balance use {use_id} and cannot decide it"
+        raise PermissionDeniedError.said(
+            "{user} requested balance use {use} and cannot decide it", user=actor.code, use=use_id
         )
     if not approve and not reason.strip():
         raise BalanceError.said("rejecting a balance use needs a reason")
@@ -156,9 +160,11 @@ def decide_use(
     )
     assert credit is not None
     if approve and credit.valid_until <= now.date():
-        raise BalanceError(
-            f"credit {credit.id} expired on {credit.valid_until}: the use cannot be approved; "
-            "reject it to release the credit"
+        raise BalanceError.said(
+            "credit {credit} expired on {day}: the use cannot be approved; reject it to release "
+            "the credit",
+            credit=credit.id,
+            day=credit.valid_until,
         )
     use.decided_by = actor.code
     use.decided_at = now
@@ -226,9 +232,11 @@ def expire_credits(
     session: Session, *, as_of: dt.date, actor: Actor, now: dt.datetime
 ) -> list[BalanceCredit]:
     """Expire every available credit whose validity ended by ``as_of`` and release it."""
-    require(actor, Role.FINANCE, to="expire rebate balances")
+    require(actor, Role.FINANCE, to=said("expire rebate balances"))
     if as_of > now.date():
-        raise BalanceError(f"credits cannot be expired ahead of time ({as_of} is after today)")
+        raise BalanceError.said(
+            "credits cannot be expired ahead of time ({day} is after today)", day=as_of
+        )
     credits = list(
         session.scalars(
             select(BalanceCredit)

@@ -39,9 +39,11 @@ def claim(
 ) -> dict[str, Any] | None:
     """Claim ``key`` for this call, or return the first call's result to replay it."""
     if key is None or not key.strip():
-        raise IdempotencyError(f"{operation} moves money and needs an idempotency key")
+        raise IdempotencyError.said(
+            "{operation} moves money and needs an idempotency key", operation=operation
+        )
     if len(key) > 128:
-        raise IdempotencyError("an idempotency key has at most 128 characters")
+        raise IdempotencyError.said("an idempotency key has at most 128 characters")
     digest = _digest(operation, request)
     existing = session.get(IdempotencyRecord, key)
     if existing is None:
@@ -58,9 +60,11 @@ def claim(
             existing = session.get(IdempotencyRecord, key, populate_existing=True)
             assert existing is not None
     if existing.request_sha256 != digest:
-        raise KeyReusedError(
-            f"idempotency key {key!r} was used for another request ({existing.operation}); "
-            "use a new key for a new request"
+        raise KeyReusedError.said(
+            "idempotency key {key} was used for another request ({operation}); use a new key "
+            "for a new request",
+            key=repr(key),
+            operation=existing.operation,
         )
     assert existing.result is not None  # a claim without a result never commits
     return existing.result

@@ -29,7 +29,7 @@ class ApprovalStatus:
 def approval_status(session: Session, settlement_id: int) -> ApprovalStatus:
     settlement = session.get(Settlement, settlement_id)
     if settlement is None:
-        raise SettlementError(f"there is no settlement {settlement_id}")
+        raise SettlementError.said("there is no settlement {id}", id=settlement_id)
     given = approvals(session, settlement)
     payout = session.scalar(select(Payout).where(Payout.settlement_id == settlement.id))
     return ApprovalStatus(settlement, given, missing_steps(settlement, given), payout)

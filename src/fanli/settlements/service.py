@@ -52,7 +52,7 @@ from fanli.settlements.models import (
     SettlementLine,
     SettlementStatus,
 )
-from fanli.users.actor import Actor, PermissionDeniedError, Role, open_steps, require
+from fanli.users.actor import Actor, PermissionDeniedError, Role, denied, open_steps, require
 from fanli.users.queries import principals
 
 
@@ -205,10 +205,12 @@ def compute_due(
         )
     ends = {row.period_end for row in rows}
     if len(ends) > 1:
-        raise SettlementError(
-            f"the versions of {agreement_code} end the rebate period starting {period_start} on "
-            f"different days ({', '.join(sorted(str(end) for end in ends))}): settle them once "
-            "the versions agree"
+        raise SettlementError.said(
+            "the versions of {agreement} end the rebate period starting {day} on different days "
+            "({ends}): settle them once the versions agree",
+            agreement=agreement_code,
+            day=period_start,
+            ends=tuple(sorted(ends, key=str)),
         )
     latest = session.get(AgreementVersion, max(row.version_id for row in rows))
     assert latest is not None
@@ -316,7 +318,7 @@ def propose(
     now: dt.datetime,
 ) -> Settlement:
     """Propose the settlement of what is due for one agreement x beneficiary x period."""
-    require(actor, Role.FINANCE, to="propose settlements")
+    require(actor, Role.FINANCE, to=said("propose settlements"))
     request = {
         "agreement": agreement_code,
         "beneficiary": beneficiary,
@@ -439,20 +441,31 @@ def check_transition(
     for approvals, for anyone the actor stands in for under a delegation)."""
     roles = TRANSITIONS.get((SettlementStatus(settlement.status), action))
     if roles is None:
-        raise TransitionError(
-            f"settlement {settlement.id} is {settlement.status}: it cannot be {_past(action)}"
-        )
+        refusal = _cannot(settlement, action)
+        raise TransitionError.said(refusal.template, **refusal.values)
     if not any(who.has(role) for role in roles for who in (acting_for or [actor])):
-        needed = " or ".join(sorted(role.value for role in roles))
-        raise PermissionDeniedError(
-            f"{actor.code} may not {action} settlement {settlement.id}: it needs the role {needed}"
-        )
+        raise denied(actor, sorted(roles), to=_doing(settlement, action))
 
 
-def _past(action: str) -> str:
-    return {"approve": "approved", "reject": "rejected", "refresh": "refreshed", "pay": "paid"}[
-        action
-    ]
+def _cannot(settlement: Settlement, action: str) -> Said:
+    """Why ``action`` is refused in the settlement's status: a sentence for each action."""
+    values = {"id": settlement.id, "status": SettlementStatus(settlement.status)}
+    return {
+        "approve": said("settlement {id} is {status}: it cannot be approved", **values),
+        "reject": said("settlement {id} is {status}: it cannot be rejected", **values),
+        "refresh": said("settlement {id} is {status}: it cannot be refreshed", **values),
+        "pay": said("settlement {id} is {status}: it cannot be paid", **values),
+    }[action]
+
+
+def _doing(settlement: Settlement, action: str) -> Said:
+    """``action`` on the settlement, as a refusal names what was tried."""
+    return {
+        "approve": said("approve settlement {id}", id=settlement.id),
+        "reject": said("reject settlement {id}", id=settlement.id),
+        "refresh": said("refresh settlement {id}", id=settlement.id),
+        "pay": said("pay settlement {id}", id=settlement.id),
+    }[action]
 
 
 def approvals(session: Session, settlement: Settlement) -> list[SettlementApproval]:

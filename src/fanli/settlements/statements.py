@@ -50,18 +50,42 @@ class PeriodStatement:
 def period_statement(
     session: Session, store: FactStore, customer_code: str, period_start: dt.date
 ) -> PeriodStatement:
+    found = period_statements(session, store, customer_code, only=period_start)
+    if period_start in found:
+        return found[period_start]
     customer = customer_by_code(session, customer_code)
-    rows = [
-        r for r in statement_rows(session, store, customer_code) if r.period_start == period_start
-    ]
-    paid = list(
-        session.scalars(
-            select(Settlement)
-            .where(Settlement.beneficiary == customer_code)
-            .where(Settlement.period_start == period_start)
-            .order_by(Settlement.id)
-        )
-    )
+    return _statement(customer_code, customer.legal_name, period_start, [], [])
+
+
+def period_statements(
+    session: Session, store: FactStore, customer_code: str, *, only: dt.date | None = None
+) -> dict[dt.date, PeriodStatement]:
+    """Every period statement of a customer (or only the one from ``only``), by the day its
+    rebate periods start: one replay of the runs for all of them."""
+    customer = customer_by_code(session, customer_code)
+    by_start: dict[dt.date, list[StatementRow]] = {}
+    for row in statement_rows(session, store, customer_code):
+        if only is None or row.period_start == only:
+            by_start.setdefault(row.period_start, []).append(row)
+    query = select(Settlement).where(Settlement.beneficiary == customer_code)
+    if only is not None:
+        query = query.where(Settlement.period_start == only)
+    paid: dict[dt.date, list[Settlement]] = {}
+    for settlement in session.scalars(query.order_by(Settlement.id)):
+        paid.setdefault(settlement.period_start, []).append(settlement)
+    return {
+        start: _statement(customer_code, customer.legal_name, start, rows, paid.get(start, []))
+        for start, rows in sorted(by_start.items())
+    }
+
+
+def _statement(
+    customer_code: str,
+    legal_name: str,
+    period_start: dt.date,
+    rows: list[StatementRow],
+    paid: list[Settlement],
+) -> PeriodStatement:
     numbers: dict[str, Any] = {
         "customer": customer_code,
         "period_start": period_start,
@@ -72,7 +96,7 @@ def period_statement(
         "settlements": [[s.id, s.amount, s.status] for s in paid],
     }
     digest = hashlib.sha256(canonical_json(numbers).encode("utf-8")).hexdigest()
-    return PeriodStatement(customer_code, customer.legal_name, period_start, rows, paid, digest)
+    return PeriodStatement(customer_code, legal_name, period_start, rows, paid, digest)
 
 
 def running_until(statement: PeriodStatement, day: dt.date) -> dt.date | None:
@@ -110,6 +134,7 @@ def respond(
         )
     if decision is StatementDecision.DISPUTED and not comment.strip():
         raise InputError.said_at("a dispute needs a comment: what is wrong", field="comment")
+    _check_turn(session, statement, decision, now)
     answer = StatementResponse(
         customer_code=customer_code,
         period_start=period_start,
@@ -132,6 +157,64 @@ def respond(
         now=now,
     )
     return answer
+
+
+def _check_turn(
+    session: Session, statement: PeriodStatement, decision: StatementDecision, now: dt.datetime
+) -> None:
+    """A sign-off of these numbers is final (new numbers are answered afresh). A dispute waits
+    for the company's answer; meanwhile the customer may withdraw it by signing off, but not
+    dispute again. After "the numbers stand" it may sign off or dispute again; while a
+    correction is under way it may dispute again, and signs off the corrected statement."""
+    latest = session.scalars(
+        select(StatementResponse)
+        .where(StatementResponse.customer_code == statement.customer)
+        .where(StatementResponse.period_start == statement.period_start)
+        .where(StatementResponse.statement_sha256 == statement.sha256)
+        .order_by(StatementResponse.id.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        return
+    day = latest.responded_at.astimezone(now.tzinfo).date()  # the day in the caller's zone
+    if latest.decision == StatementDecision.SIGNED_OFF:
+        raise InputError.said_at(
+            "this statement was signed off on {day}; it is answered again only if its numbers "
+            "change",
+            field="decision",
+            day=day,
+        )
+    reply = dispute_answers(session, [latest.id]).get(latest.id)
+    if reply is None and decision is StatementDecision.DISPUTED:
+        raise InputError.said_at(
+            "the dispute of {day} is waiting for the company's answer",
+            field="decision",
+            day=day,
+        )
+    if (
+        reply is not None
+        and reply.outcome == DisputeOutcome.CORRECTING
+        and decision is StatementDecision.SIGNED_OFF
+    ):
+        raise InputError.said_at(
+            "a correction of these numbers is under way; the corrected statement is the one to "
+            "sign off",
+            field="decision",
+        )
+
+
+def may_answer(
+    session: Session, statement: PeriodStatement, now: dt.datetime
+) -> list[StatementDecision]:
+    """What the customer may answer to this statement now (its period's end aside)."""
+    allowed = []
+    for decision in StatementDecision:
+        try:
+            _check_turn(session, statement, decision, now)
+        except InputError:
+            continue
+        allowed.append(decision)
+    return allowed
 
 
 def responses(session: Session, customer_code: str) -> list[StatementResponse]:

@@ -31,7 +31,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.kit.errors import FanliError, InputError
+from fanli.kit.errors import FanliError, InputError, said
 from fanli.users.actor import Actor, Role, require
 from fanli.users.models import ApiToken, LoginAttempt, User, WebSession
 from fanli.users.queries import as_actor, user_by_code
@@ -74,7 +74,7 @@ def set_password(
     """Set a user's password: the user themself, or an administrator. With ``current`` (a
     user changing their own on the web), the present password must be it."""
     if actor.code != code:
-        require(actor, Role.ADMINISTRATOR, to=f"set the password of {code}")
+        require(actor, Role.ADMINISTRATOR, to=said("set the password of {user}", user=code))
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AuthError.said(
             "a password has at least {length} characters", length=MIN_PASSWORD_LENGTH
@@ -125,7 +125,7 @@ def enrol_second_factor(
     current secret only when ``confirmation`` is a code the new secret produces now, so a
     mistaken click or an unscanned code never locks anyone out."""
     if actor.code != code:
-        require(actor, Role.ADMINISTRATOR, to=f"enrol a second factor for {code}")
+        require(actor, Role.ADMINISTRATOR, to=said("enrol a second factor for {user}", user=code))
     user = user_by_code(session, code)
     if secret is not None:
         if not re.fullmatch(r"[A-Z2-7]{32}", secret):
@@ -376,14 +376,17 @@ def create_token(
     is returned once; only its hash is kept."""
     roles = [Role(role) for role in roles]
     if not roles:
-        raise AuthError("a token carries at least one role")
+        raise AuthError.said("a token carries at least one role")
     if not set(roles) <= set(actor.roles):
-        extra = ", ".join(sorted(role.value for role in set(roles) - set(actor.roles)))
-        raise AuthError(f"{actor.code} cannot give a token roles they do not hold: {extra}")
+        raise AuthError.said(
+            "{user} cannot give a token roles they do not hold: {roles}",
+            user=actor.code,
+            roles=tuple(sorted(set(roles) - set(actor.roles))),
+        )
     if not 1 <= days <= MAX_TOKEN_DAYS:
-        raise AuthError(f"a token lives between 1 and {MAX_TOKEN_DAYS} days")
+        raise AuthError.said("a token lives between 1 and {days} days", days=MAX_TOKEN_DAYS)
     if not name.strip():
-        raise AuthError("a token needs a name (what uses it)")
+        raise AuthError.said("a token needs a name (what uses it)")
     token = "fanli_" + secrets.token_urlsafe(32)
     row = ApiToken(
         token_sha256=digest(token),
@@ -411,7 +414,7 @@ def create_token(
 def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datetime) -> ApiToken:
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != actor.id and not actor.has(Role.ADMINISTRATOR)):
-        raise AuthError(f"there is no token {token_id} of yours")
+        raise AuthError.said("there is no token {token} of yours", token=token_id)
     if row.revoked_at is None:
         row.revoked_at = now
         session.flush()
@@ -432,11 +435,11 @@ def token_actor(session: Session, token: str, *, now: dt.datetime) -> Authentica
     """The user of an API token, with the token's roles (only those the user still holds)."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == digest(token)))
     if row is None or row.revoked_at is not None or row.expires_at <= now:
-        raise AuthError("the token is unknown, expired or revoked")
+        raise AuthError.said("the token is unknown, expired or revoked")
     user = session.get(User, row.user_id)
     assert user is not None
     if not user.active:
-        raise AuthError("the token's user is disabled")
+        raise AuthError.said("the token's user is disabled")
     held = as_actor(user)
     roles = frozenset(Role(role) for role in row.roles) & held.roles
     return Authenticated(

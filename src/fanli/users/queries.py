@@ -19,7 +19,7 @@ class UnknownUserError(FanliError):
 def user_by_code(session: Session, code: str) -> User:
     user = session.scalar(select(User).where(User.code == code))
     if user is None:
-        raise UnknownUserError(f"there is no user {code}")
+        raise UnknownUserError.said("there is no user {user}", user=code)
     return user
 
 
@@ -37,7 +37,7 @@ def actor(session: Session, code: str) -> Actor:
     """The active user ``code`` as the actor of a call."""
     user = user_by_code(session, code)
     if not user.active:
-        raise PermissionDeniedError(f"user {code} is disabled")
+        raise PermissionDeniedError.said("user {user} is disabled", user=code)
     return as_actor(user)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.db.session import Lock, serialize
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, said
 from fanli.kit.money import MAX_AMOUNT
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.models import Delegation, User, WebSession
@@ -42,11 +42,11 @@ def create_user(
     chosen = sorted({Role(role) for role in roles})
     if actor is None:
         if session.scalar(select(func.count()).select_from(User)):
-            raise UserError("users exist already: name an administrator with --as")
+            raise UserError.said("users exist already: name an administrator with --as")
         if Role.ADMINISTRATOR not in chosen:
-            raise UserError("the first user must hold the administrator role")
+            raise UserError.said("the first user must hold the administrator role")
     else:
-        require(actor, Role.ADMINISTRATOR, to="create users")
+        require(actor, Role.ADMINISTRATOR, to=said("create users"))
     if not code.strip() or not name.strip():
         raise UserError.said("a user needs a code and a name")
     if not USER_CODE.fullmatch(code):
@@ -59,7 +59,7 @@ def create_user(
     if session.scalar(select(User.id).where(User.code == code)) is not None:
         raise UserError.said("user {user} exists already", user=code)
     if approval_limit is not None and not 0 <= approval_limit < MAX_AMOUNT:
-        raise UserError(f"an approval limit lies between 0 and {MAX_AMOUNT}")
+        raise UserError.said("an approval limit lies between 0 and {limit}", limit=MAX_AMOUNT)
     if Role.CUSTOMER in chosen:
         if not customer_code:
             raise UserError.said("customer user {user} must name its customer", user=code)
@@ -106,7 +106,7 @@ def create_user(
 def disable_user(
     session: Session, code: str, *, reason: str, actor: Actor, now: dt.datetime
 ) -> User:
-    require(actor, Role.ADMINISTRATOR, to="disable users")
+    require(actor, Role.ADMINISTRATOR, to=said("disable users"))
     user = user_by_code(session, code)
     if not user.active:
         raise UserError.said("user {user} is disabled already", user=code)
@@ -161,25 +161,31 @@ def delegate(
     """Let ``delegate_to`` approve for ``delegator`` on days in ``[valid_from, valid_to)``.
     The delegator grants it, or an administrator does."""
     if actor.code != delegator:
-        require(actor, Role.ADMINISTRATOR, to=f"grant a delegation for {delegator}")
+        require(actor, Role.ADMINISTRATOR, to=said("grant a delegation for {user}", user=delegator))
         if actor.code == delegate_to:
             # Nobody takes someone else's authority for themself.
-            raise PermissionDeniedError(
-                f"{actor.code} cannot grant themself {delegator}'s authority; {delegator} "
-                "grants it, or another administrator does"
+            raise PermissionDeniedError.said(
+                "{user} cannot grant themself {delegator}'s authority; {delegator} grants it, "
+                "or another administrator does",
+                user=actor.code,
+                delegator=delegator,
             )
     source = user_by_code(session, delegator)
     target = user_by_code(session, delegate_to)
     if source.id == target.id:
-        raise UserError("a user cannot delegate to themself")
+        raise UserError.said("a user cannot delegate to themself")
     if not target.active:
-        raise UserError(f"user {delegate_to} is disabled")
+        raise UserError.said("user {user} is disabled", user=delegate_to)
     if Role.CUSTOMER in target.roles:
-        raise UserError("a customer user cannot approve for staff")
+        raise UserError.said("a customer user cannot approve for staff")
     if valid_from >= valid_to:
-        raise UserError(f"a delegation must end after it starts ({valid_from} to {valid_to})")
+        raise UserError.said(
+            "a delegation must end after it starts ({start} to {end})",
+            start=valid_from,
+            end=valid_to,
+        )
     if not reason.strip():
-        raise UserError("a delegation needs a reason")
+        raise UserError.said("a delegation needs a reason")
     grant = Delegation(
         delegator_id=source.id,
         delegate_id=target.id,
@@ -215,13 +221,17 @@ def revoke_delegation(
 ) -> Delegation:
     grant = session.get(Delegation, delegation_id)
     if grant is None:
-        raise UserError(f"there is no delegation {delegation_id}")
+        raise UserError.said("there is no delegation {delegation}", delegation=delegation_id)
     delegator = session.get(User, grant.delegator_id)
     assert delegator is not None
     if actor.code != delegator.code:
-        require(actor, Role.ADMINISTRATOR, to=f"revoke a delegation of {delegator.code}")
+        require(
+            actor,
+            Role.ADMINISTRATOR,
+            to=said("revoke a delegation of {user}", user=delegator.code),
+        )
     if grant.revoked_at is not None:
-        raise UserError(f"delegation {delegation_id} is revoked already")
+        raise UserError.said("delegation {delegation} is revoked already", delegation=delegation_id)
     grant.revoked_at = now
     session.flush()
     record(

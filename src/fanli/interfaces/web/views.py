@@ -29,6 +29,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from starlette.routing import Match
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.terms import Agreement, TermsRuleError
@@ -130,6 +131,8 @@ def say(lang: i18n.Lang, error: FanliError) -> str:
 def _said(lang: i18n.Lang, value: Any) -> Any:
     """A value of a said error in the reader's language: codes and sentences translated, a list
     of parts numbered."""
+    if isinstance(value, Role):  # a role by its name, as the users page names it
+        return lang._(f"role {value}")
     if isinstance(value, StrEnum | Code):
         return lang._(value)
     if isinstance(value, dt.date):  # a day in the reader's format
@@ -324,10 +327,21 @@ def signout(request: Request, csrf: str = Form(default="")) -> Response:
 @router.get("/lang/{code}", response_model=None)
 def language(code: str, request: Request, back: str = "/") -> Response:
     target = back if back.startswith("/") and not back.startswith("//") else "/"
-    response = RedirectResponse(target, status_code=303)
+    path, _, query = target.partition("?")
+    # A page shown in answer to a form (POST /agreements/11/submit) cannot be fetched again:
+    # go back to the nearest page above it that can (/agreements), without the form's query.
+    while path != "/" and not _gets(request, path):
+        path, query = path.rsplit("/", 1)[0] or "/", ""
+    response = RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
     if code in i18n.LOCALES:
         response.set_cookie(i18n.COOKIE, code, samesite="lax", max_age=365 * 86400)
     return response
+
+
+def _gets(request: Request, path: str) -> bool:
+    """Whether some route of the application answers GET ``path``."""
+    scope = {"type": "http", "path": path, "method": "GET"}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes)
 
 
 # ---- the staff's pages -------------------------------------------------------------------------
@@ -337,12 +351,14 @@ def language(code: str, request: Request, back: str = "/") -> Response:
 # API's matrix (authorization.yaml) opens that route, and to nobody else ("staff": to every
 # staff role; the page checks further, or shows only the viewer's own things). A page missing
 # here is refused; tests/web/test_access.py checks that every route of the web app is listed.
-PAGES: dict[tuple[str, str], str] = {
+PAGES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/dashboard"): "staff",  # every figure on it is narrowed to what the viewer may see
     ("GET", "/customers"): "GET /api/customers",
     ("GET", "/customers/{code}"): "GET /api/customers/{code}/statement",
     ("POST", "/customers/{code}/balance-uses"): "POST /api/balance-uses",
-    ("GET", "/inbox"): "GET /api/settlements/waiting",
+    # Settlements and versions to approve, balance uses to decide, disputes to answer: open to
+    # whoever may do one of them (each list is narrowed to what the viewer may act on).
+    ("GET", "/inbox"): ("GET /api/settlements/waiting", "POST /api/disputes/{response_id}/answer"),
     ("POST", "/inbox/{settlement_id}/approve"): "POST /api/settlements/{settlement_id}/approvals",
     ("POST", "/inbox/uses/{use_id}"): "POST /api/balance-uses/{use_id}/decision",
     ("POST", "/inbox/disputes/{response_id}"): "POST /api/disputes/{response_id}/answer",
@@ -399,6 +415,8 @@ def may(viewer: Viewer | None, path: str, method: str = "GET") -> bool:
     api_route = PAGES.get((method, path))
     if api_route is None:
         return False
+    if isinstance(api_route, tuple):  # any one of them
+        return any(scope(viewer, route) is not None for route in api_route)
     return api_route == "staff" or scope(viewer, api_route) is not None
 
 
@@ -426,6 +444,7 @@ def dashboard(request: Request) -> Response:
         leaders = overview.leaders(session, shown)
         near = overview.near_misses(session, request.app.state.facts, today, shown)
         waiting = waiting_for(session, viewer.actor, today)
+        disputes = len(_open_disputes(session, viewer))
         open_findings = session.scalar(
             select(func.count())
             .select_from(Finding)
@@ -459,6 +478,7 @@ def dashboard(request: Request) -> Response:
         currencies=currencies,
         waiting=waiting.settlements,
         waiting_versions=waiting.agreement_versions,
+        disputes=disputes,
         open_findings=open_findings or 0,
         near=near,
     )
@@ -536,7 +556,9 @@ def _progress(
             )
             terms = Agreement.model_validate(version.terms)
             text = explain(terms, result, None, previous=previous, language=language)
-        tier = overview.tier_progress(version.terms if version else {}, row.tier, row.tier_basis)
+        tier = overview.tier_progress(
+            version.terms if version else {}, row.tier, row.tier_basis, row.rebate
+        )
         found.append(Progress(row, tier, text))
     return found
 
@@ -688,6 +710,13 @@ def portal(request: Request) -> Response:
         for answer in settlement_statements.responses(session, code):  # the latest first
             answered.setdefault(answer.period_start, answer)
         replied = settlement_statements.dispute_answers(session, [a.id for a in answered.values()])
+        # An answer to numbers that have changed since is no answer to today's statement.
+        digests = {
+            start: shown.sha256
+            for start, shown in settlement_statements.period_statements(
+                session, request.app.state.facts, code
+            ).items()
+        }
         shown = sorted({(p.row.agreement_code, p.row.version) for p in statement["progress"]})
         agreements = []
         for agreement_code, number in shown:
@@ -715,6 +744,7 @@ def portal(request: Request) -> Response:
             end <= today,
             answered.get(start),
             replied.get(answered[start].id) if start in answered else None,
+            start in answered and answered[start].statement_sha256 != digests.get(start),
         )
         for start, end in sorted(periods.items())
     ]

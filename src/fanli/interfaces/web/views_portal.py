@@ -19,6 +19,7 @@ from fanli.ledger import overview
 from fanli.settlements.models import StatementDecision
 from fanli.settlements.statements import (
     dispute_answers,
+    may_answer,
     period_statement,
     respond,
     responses,
@@ -57,22 +58,27 @@ def _statement_context(request: Request, code: str, start: dt.date) -> dict[str,
         statement = period_statement(session, request.app.state.facts, code, start)
         answers = [r for r in responses(session, code) if r.period_start == start]
         replies = dispute_answers(session, [a.id for a in answers])
+        allowed = {d.value for d in may_answer(session, statement, company_now())}
         in_units = overview.bases_in_units(session)  # a quantity basis is not money
-    current = [a for a in answers if a.statement_sha256 == statement.sha256]
+    running = running_until(statement, _lang(request).today())
+    if running is not None:  # a running period is disputed, not signed off (the service refuses)
+        allowed.discard(StatementDecision.SIGNED_OFF.value)
     return {
         "statement": statement,
-        # A running period is disputed, not signed off (the service refuses a sign-off).
-        "running_until": running_until(statement, _lang(request).today()),
+        "running_until": running,
         "one_day": dt.timedelta(
             days=1
         ),  # rebate periods end exclusive; statements show the last day
-        "answers": answers,
-        "replies": replies,
+        # The whole exchange, oldest first: each answer, whether it was to these numbers or to
+        # earlier ones, and the company's reply to a dispute.
+        "thread": [
+            (a, a.statement_sha256 == statement.sha256, replies.get(a.id))
+            for a in reversed(answers)
+        ],
+        "allowed": allowed,
         "in_units": in_units,
-        "current": current,
-        # The customer answers a statement once, unless the company has answered its dispute
-        # (the numbers stand): then it may sign off, or dispute again.
-        "may_answer": not current or current[0].id in replies,
+        "current": [a for a in answers if a.statement_sha256 == statement.sha256],
+        "replies": replies,
     }
 
 

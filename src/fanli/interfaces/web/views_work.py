@@ -675,6 +675,8 @@ def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
     except InputError as error:  # the editor is the file: say only where in the terms
         if isinstance(error.__cause__, ValidationError):
             return [form_problem(lang, e) for e in error.__cause__.errors()], None
+        if error.template is not None:
+            return [say(lang, error)], None
         return [str(error).removeprefix(f"file {error.file}: ")], None
     except FanliError as error:
         return [say(lang, error)], None
