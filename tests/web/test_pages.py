@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyotp
@@ -698,13 +699,23 @@ def test_a_user_changes_their_own_password_given_the_present_one(
         with store.work() as session:
             secret = session.scalar(select(User.totp_secret).where(User.code == "fay"))
         wrong = client.post(
-            "/password", data={"current": "not it at all", "new": "a" * 12, "csrf": csrf}
+            "/password",
+            data={"current": "not it at all", "new": "a" * 12, "repeat": "a" * 12, "csrf": csrf},
         )
         assert _alert(wrong.text, "error") == "当前密码不对"
-        short = client.post("/password", data={"current": PASSWORD, "new": "short", "csrf": csrf})
+        short = client.post(
+            "/password",
+            data={"current": PASSWORD, "new": "short", "repeat": "short", "csrf": csrf},
+        )
         assert _alert(short.text, "error") == "密码至少 12 个字符"
         changed = client.post(
-            "/password", data={"current": PASSWORD, "new": "a new long passphrase", "csrf": csrf}
+            "/password",
+            data={
+                "current": PASSWORD,
+                "new": "a new long passphrase",
+                "repeat": "a new long passphrase",
+                "csrf": csrf,
+            },
         )
         assert changed.url.path == "/signin"
         assert _alert(changed.text, "done") == "密码已修改，请用新密码登录。"
@@ -733,14 +744,19 @@ def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_pa
         assert 'data-testid="password-form"' in portal
         csrf = re.search(r'name="csrf" value="([^"]+)"', portal)
         assert csrf is not None
-        wrong = client.post(
-            "/portal/password", data={"current": "not it at all", "new": "b" * 12, "csrf": csrf[1]}
-        )
+
+        def change(current: str, new: str, repeat: str | None = None) -> Any:
+            return client.post(
+                "/portal/password",
+                data={"current": current, "new": new, "repeat": repeat or new, "csrf": csrf[1]},
+            )
+
+        wrong = change("not it at all", "b" * 12)
         assert (wrong.url.path, _alert(wrong.text, "error")) == ("/portal", "当前密码不对")
-        changed = client.post(
-            "/portal/password",
-            data={"current": PASSWORD, "new": "our own passphrase", "csrf": csrf[1]},
-        )
+        differ = change(PASSWORD, "our own passphrase", "our own passphrasf")
+        assert _alert(differ.text, "error") == "两次输入的新密码不一致。"
+        assert _alert(change(PASSWORD, " " * 12).text, "error") == "密码不能只由空格组成"
+        changed = change(PASSWORD, "our own passphrase")
         assert changed.url.path == "/signin"
         assert _alert(changed.text, "done") == "密码已修改，请用新密码登录。"
         assert client.get("/portal").url.path == "/signin"  # the old session has ended
@@ -748,6 +764,21 @@ def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_pa
         assert old.url.path == "/signin"
         client.post("/signin", data={"user": "c1", "password": "our own passphrase"})
         assert client.get("/portal").url.path == "/portal"
+    # The present password cannot be guessed through the form: wrong ones count as refused
+    # sign-ins, and after five (two above: a wrong present password, a sign-in with the old
+    # one) the form refuses even the right one for a while.
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "c1", "password": "our own passphrase"})
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/portal").text)
+        assert csrf is not None
+        said = []
+        for current in ["guess 1", "guess 2", "guess 3", "our own passphrase"]:
+            answer = client.post(
+                "/portal/password",
+                data={"current": current, "new": "d" * 12, "repeat": "d" * 12, "csrf": csrf[1]},
+            )
+            said.append(_alert(answer.text, "error"))
+        assert said == ["当前密码不对"] * 3 + ["密码错误次数过多，请等待 15 分钟"]
     # A staff user has no portal: the form is not theirs to post.
     with _signed_in_as_fay(store, tmp_path, world) as (client, fay_csrf):
         staff = client.post(

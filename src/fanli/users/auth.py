@@ -54,6 +54,12 @@ class AuthError(FanliError):
     code = "unauthenticated"
 
 
+class WrongPasswordError(AuthError):
+    """The present password given to change it was wrong. The caller records the failure in a
+    transaction of its own (``password_refused``): this one rolls back, and the failures count
+    towards the same throttle as sign-ins, so the form cannot be used to guess."""
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -79,15 +85,20 @@ def set_password(
         raise AuthError.said(
             "a password has at least {length} characters", length=MIN_PASSWORD_LENGTH
         )
+    if not password.strip():
+        raise AuthError.said("a password cannot be only spaces")
     user = user_by_code(session, code)
     if current is not None:
+        since = now - THROTTLE_WINDOW
+        if _failures(session, LoginAttempt.user_code, code, since) >= MAX_ACCOUNT_FAILURES:
+            raise AuthError.said("too many wrong passwords; wait 15 minutes")
         try:
             stored = user.password_hash
             matches = stored is not None and _HASHER.verify(stored, current)
         except (VerificationError, InvalidHashError):
             matches = False
         if not matches:
-            raise AuthError.said("the present password is not that")
+            raise WrongPasswordError.said("the present password is not that")
     user.password_hash = _HASHER.hash(password)
     _end_sessions(session, user.id, reason="password", now=now)
     session.flush()
@@ -101,6 +112,12 @@ def set_password(
         outcome={"sessions_ended": True},
         now=now,
     )
+
+
+def password_refused(session: Session, code: str, *, source: str, now: dt.datetime) -> None:
+    """Record a wrong present password (``WrongPasswordError``) as a refused sign-in would be:
+    it counts towards the account's throttle."""
+    _attempt(session, code, source, succeeded=False, reason="present_password", now=now)
 
 
 def new_second_factor_secret() -> str:

@@ -64,7 +64,16 @@ from fanli.settlements.queries import payouts_of, waiting_for
 from fanli.settlements.queries import settlements as list_settlements
 from fanli.settlements.statements import open_disputes
 from fanli.users.actor import Actor, Role
-from fanli.users.auth import Outcome, check_session, settle_session, sign_in, sign_out
+from fanli.users.auth import (
+    Outcome,
+    WrongPasswordError,
+    check_session,
+    password_refused,
+    set_password,
+    settle_session,
+    sign_in,
+    sign_out,
+)
 
 from . import i18n, plain
 
@@ -158,6 +167,31 @@ def act(
     except FanliError as error:
         return flash_redirect(path, error=say(_lang(request), error))
     return flash_redirect(path, done=done)
+
+
+def change_own_password(
+    request: Request, viewer: Viewer, *, current: str, new: str, repeat: str, back: str
+) -> RedirectResponse:
+    """The viewer's own password, given the present one (staff on /users, customer users in
+    the portal); every session then ends. A wrong present password counts towards the sign-in
+    throttle, recorded in a transaction of its own (the change itself rolls back)."""
+    lang = _lang(request)
+    if new != repeat:
+        return flash_redirect(back, error=lang._("The two new passwords differ."))
+    now = company_now()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            set_password(
+                session, viewer.actor.code, new, actor=viewer.actor, now=now, current=current
+            )
+    except WrongPasswordError as error:
+        source = request.client.host if request.client else "unknown"
+        with unit_of_work(request.app.state.sessions) as session:
+            password_refused(session, viewer.actor.code, source=source, now=now)
+        return flash_redirect(back, error=say(lang, error))
+    except FanliError as error:
+        return flash_redirect(back, error=say(lang, error))
+    return flash_redirect("/signin", done=lang._("Your password is changed: sign in with it."))
 
 
 def _flash(request: Request) -> dict[str, str]:

@@ -65,6 +65,7 @@ from .views import (
     _staff,
     _to_signin,
     act,
+    change_own_password,
     flash_redirect,
     readable,
     say,
@@ -486,26 +487,15 @@ def change_password(
     request: Request,
     current: str = Form(default="", max_length=200),
     new: str = Form(default="", max_length=200),
+    repeat: str = Form(default="", max_length=200),
     csrf: str = Form(default=""),
 ) -> Response:
     """The signed-in user's own password, given the present one; every session then ends."""
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            set_password(
-                session,
-                viewer.actor.code,
-                new,
-                actor=viewer.actor,
-                now=company_now(),
-                current=current,
-            )
-    except FanliError as error:
-        return flash_redirect("/users", error=say(_lang(request), error))
-    return flash_redirect(
-        "/signin", done=_lang(request)._("Your password is changed: sign in with it.")
+    return change_own_password(
+        request, viewer, current=current, new=new, repeat=repeat, back="/users"
     )
 
 

@@ -26,7 +26,6 @@ from fanli.settlements.statements import (
     running_until,
 )
 from fanli.users.actor import Role
-from fanli.users.auth import set_password
 
 from .views import (
     Viewer,
@@ -36,7 +35,7 @@ from .views import (
     _page,
     _to_signin,
     _viewer,
-    flash_redirect,
+    change_own_password,
     say,
     templates,
 )
@@ -161,27 +160,15 @@ def change_password(
     request: Request,
     current: str = Form(default="", max_length=200),
     new: str = Form(default="", max_length=200),
+    repeat: str = Form(default="", max_length=200),
     csrf: str = Form(default=""),
 ) -> Response:
-    """The customer user's own password, given the present one; every session then ends (as a
-    staff user's does on /users)."""
+    """The customer user's own password, given the present one (as a staff user's on /users)."""
     viewer, refused = _customer(request)
     if refused or viewer is None:
         return refused or _to_signin()
     if not _csrf_ok(viewer, csrf):
         return HTMLResponse(_lang(request)._("This form has expired; reload the page."), 403)
-    try:
-        with unit_of_work(request.app.state.sessions) as session:
-            set_password(
-                session,
-                viewer.actor.code,
-                new,
-                actor=viewer.actor,
-                now=company_now(),
-                current=current,
-            )
-    except FanliError as error:
-        return flash_redirect("/portal", error=say(_lang(request), error))
-    return flash_redirect(
-        "/signin", done=_lang(request)._("Your password is changed: sign in with it.")
+    return change_own_password(
+        request, viewer, current=current, new=new, repeat=repeat, back="/portal"
     )
