@@ -109,6 +109,15 @@ def test_running_again_duplicates_nothing(world: AuditWorld) -> None:
         assert session.query(Finding).count() == 13
 
 
+def test_a_month_to_come_is_not_audited(world: AuditWorld) -> None:
+    """On 6 April, May has nothing to audit: an empty run would read as a clean bill."""
+    with (
+        world.store.work() as session,
+        pytest.raises(InputError, match="2026-05 has not started yet; there is nothing"),
+    ):
+        run_audit(session, world.store.facts, "2026-05", actor=world.who["ivan"], now=APRIL)
+
+
 def test_the_findings_workflow_and_report(world: AuditWorld, tmp_path: Path) -> None:
     who = world.who
     with world.store.work() as session:

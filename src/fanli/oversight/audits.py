@@ -64,6 +64,15 @@ def run_audit(
         # Nothing was posted in it yet; its returns and agreements can still be audited.
         start = parse_code(period_code)
         period = AccountingPeriod(code=period_code, start=start, end=add_months(start, 1))
+    if period.start > now.date() + dt.timedelta(days=1):
+        # A month to come has nothing to audit: "0 findings" would read as a clean bill. (A
+        # running month may be audited: an interim look, run again once it is over. A day's
+        # grace: a ``now`` taken in UTC can be a day behind the company's.)
+        raise InputError.said_at(
+            "{period} has not started yet; there is nothing to audit",
+            field="period",
+            period=period_code,
+        )
     names = list(detectors) if detectors else list(DETECTORS)
     unknown = [name for name in names if name not in DETECTORS]
     if unknown:

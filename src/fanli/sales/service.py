@@ -475,10 +475,10 @@ def _lines_already_stored(
     finally:
         connection.close()
     return [
-        RowIssue(
+        RowIssue.of(
             first_row + int(index),
             header_of(table, "line_id"),
-            f"line {line} is already stored ({file}...)",
+            said("line {line} is already stored ({file}...)", line=line, file=file),
         )
         for index, line, file in found
     ]
