@@ -466,6 +466,23 @@ def test_the_language_switch_returns_to_a_page_that_can_be_shown(
         assert back("//evil.example/") == "/"
 
 
+def test_a_settlement_whose_inputs_changed_is_refreshed_on_the_page(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))
+    settlement_id = world.propose()  # 2% of 10,000.00
+    world.sales(("L9", "C1", "P1", "2026-03-01", "1", "1000.00"))
+    world.accrue()  # now 2% of 11,000.00
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+        page = client.get("/settlements").text
+        assert f'data-testid="refresh-{settlement_id}"' in page
+        refreshed = client.post(f"/settlements/{settlement_id}/refresh", data={"csrf": csrf})
+        assert _alert(refreshed.text, "done") == f"结算 {settlement_id} 已刷新：现为 ¥220.00。"
+        again = client.post(f"/settlements/{settlement_id}/refresh", data={"csrf": csrf})
+        assert _alert(again.text, "error") == f"结算 {settlement_id}：其依据没有变化"
+    assert world.settlement(settlement_id).amount == Decimal("220.00")
+
+
 def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_path: Path) -> None:
     """Paying a credit note without its number: the service refuses with its problems; the page
     says them in Chinese (or English), the API and the log keep the English sentence."""

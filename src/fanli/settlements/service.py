@@ -78,6 +78,7 @@ TRANSITIONS: dict[tuple[SettlementStatus, str], frozenset[Role]] = {
     (SettlementStatus.APPROVED, "refresh"): frozenset({Role.FINANCE}),
     (SettlementStatus.APPROVED, "pay"): frozenset({Role.FINANCE}),
 }
+CENT = Decimal("0.01")
 ACTIONS = ("approve", "reject", "refresh", "pay")
 OPEN = (SettlementStatus.PROPOSED, SettlementStatus.APPROVED)
 
@@ -626,8 +627,9 @@ def _require_fresh(session: Session, store: FactStore, settlement: Settlement, v
             "(amount now {now}, was {was}); refresh it, and it needs approving again",
             id=settlement.id,
             verb=SettlementStatus(verb),  # approved or paid: said as the status it would reach
-            now=due.amount,
-            was=settlement.amount,
+            # whole cents, as the pages show them (the column keeps four places)
+            now=due.amount.quantize(CENT),
+            was=settlement.amount.quantize(CENT),
         )
 
 

@@ -422,6 +422,10 @@ PAGES: dict[tuple[str, str], str | tuple[str, ...]] = {
         "POST",
         "/settlements/{settlement_id}/reject",
     ): "POST /api/settlements/{settlement_id}/rejection",
+    (
+        "POST",
+        "/settlements/{settlement_id}/refresh",
+    ): "POST /api/settlements/{settlement_id}/refresh",
     ("GET", "/periods"): "GET /api/periods",
     ("POST", "/periods/{code}/close"): "POST /api/periods/{code}/close",
     ("POST", "/periods/{code}/gl"): "POST /api/periods/{code}/gl-exports",

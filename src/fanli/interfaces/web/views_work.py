@@ -555,6 +555,29 @@ def reject(
     return _settlement_page(request, viewer, done=done)
 
 
+@router.post("/settlements/{settlement_id}/refresh", response_model=None)
+def refresh(settlement_id: int, request: Request, csrf: str = Form(default="")) -> Response:
+    """Recompute an open settlement whose inputs changed since it was proposed (a later run):
+    it goes back to proposed and its approvals lapse, so approvers see the new amount."""
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            done = settlements.refresh(
+                session, request.app.state.facts, settlement_id, actor=viewer.actor,
+                now=company_now(),
+            )  # fmt: skip
+            message = _lang(request)._(
+                "Settlement {id} refreshed: now {amount}.",
+                id=settlement_id,
+                amount=_lang(request).money(done.amount, done.currency),
+            )
+    except FanliError as error:
+        return _settlement_page(request, viewer, error=say(_lang(request), error))
+    return _settlement_page(request, viewer, done=message)
+
+
 # ---- rebate balance uses ---------------------------------------------------------------------
 
 
