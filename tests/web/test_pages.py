@@ -606,6 +606,13 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
         assert _alert(refused.text, "error") == "退回草稿须填写原因"
         sent = client.post(path, data={"reason": "合同编号不对", "csrf": amy_csrf})
         assert _alert(sent.text, "done") == "版本已退回草稿。"
+        # The agreements page says why the draft came back, beside it.
+        day = dt.datetime.now(ZoneInfo("Asia/Shanghai"))  # the page acts on the real clock
+        back = re.search(
+            rf'data-testid="sent-back-{draft.id}">([^<]*)<', client.get("/agreements").text
+        )
+        assert back is not None
+        assert back[1] == f"amy 于 {day.year}年{day.month}月{day.day}日 驳回：合同编号不对"
     with store.work() as session:
         version = session.get(AgreementVersion, draft.id)
         assert version is not None

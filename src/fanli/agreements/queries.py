@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
 from fanli.agreements.terms import Agreement, DateRange
+from fanli.audit.models import AuditEvent
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,36 @@ def versions(
         query = query.where(AgreementVersion.status == status)
     rows = session.execute(query).all()
     return [(agreement, version) for agreement, version in rows]
+
+
+@dataclass(frozen=True)
+class SentBack:
+    """Why a draft is a draft again: who sent its last submission back, when, and the reason."""
+
+    rejected: bool  # an approver or compliance rejected it (else: it was withdrawn)
+    by: str
+    at: dt.datetime
+    reason: str
+
+
+def sent_back(session: Session, version_ids: list[int]) -> dict[int, SentBack]:
+    """For each of these versions sent back to draft, the latest such step (the reason lives in
+    the audit trail, where ``return_to_draft`` wrote it)."""
+    if not version_ids:
+        return {}
+    events = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "agreement_version")
+        .where(AuditEvent.entity_id.in_([str(i) for i in version_ids]))
+        .where(AuditEvent.type.in_(["agreement.version.rejected", "agreement.version.withdrawn"]))
+        .order_by(AuditEvent.seq)
+    )
+    found = {}
+    for event in events:  # the latest wins
+        found[int(event.entity_id)] = SentBack(
+            rejected=event.type == "agreement.version.rejected",
+            by=event.actor,
+            at=event.occurred_at,
+            reason=str(event.inputs.get("reason", "")),
+        )
+    return found

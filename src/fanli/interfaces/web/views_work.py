@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data, parse_terms_text
 from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.queries import sent_back
 from fanli.agreements.service import add_version, edit_draft
 from fanli.agreements.terms import Agreement
 from fanli.compliance import review
@@ -717,7 +718,11 @@ def _agreement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRes
                 .order_by(AgreementRecord.code, AgreementVersion.version)
             )
         )
-    return _page(request, "agreements.html", viewer, rows=rows, **context)
+        # A draft that was submitted before was sent back: its drafter needs to know why.
+        returned = sent_back(
+            session, [v.id for _c, _n, v in rows if v.status == "draft" and v.submission > 0]
+        )
+    return _page(request, "agreements.html", viewer, rows=rows, returned=returned, **context)
 
 
 @router.get("/agreements", response_model=None)
