@@ -13,6 +13,7 @@ from openpyxl import Workbook
 
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.kit.errors import InputError
+from fanli.kit.money import MINOR_UNITS
 from fanli.sales.files import InputFileError, read_customers, read_facts, read_products, read_sales
 from fanli.sales.mapping import load_mapping
 
@@ -103,6 +104,20 @@ def test_bad_cell_gives_one_exact_line(tmp_path: Path, line: str, message: str) 
     error = error_of(path)
     assert str(error) == message.format(f=path)
     assert "\n" not in str(error)
+
+
+def test_a_currency_fanli_does_not_know_is_refused(tmp_path: Path) -> None:
+    """A line in an unknown currency would count for no agreement, silently; a known one in
+    lower case is accepted as its code."""
+    header = HEADER.rstrip("\n") + ",currency\n"
+    path = write(
+        tmp_path, "s.csv", header + "L1,C1,P1,2026-03-31,10,1,XYZ\nL2,C1,P1,2026-03-31,10,1,usd\n"
+    )
+    error = error_of(path)
+    assert isinstance(error, InputFileError)
+    assert [(i.row, i.field, i.message) for i in error.issues] == [
+        (2, "currency", f"unknown currency 'XYZ' (known: {', '.join(sorted(MINOR_UNITS))})")
+    ]
 
 
 def test_errors_are_collected_in_row_order(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from fanli.engine.facts import (
     SALES_SCHEMA,
 )
 from fanli.kit.errors import Code, InputError, Said, said
-from fanli.kit.money import FACT_SCALE
+from fanli.kit.money import FACT_SCALE, MINOR_UNITS
 from fanli.kit.progress import ProgressHook
 from fanli.sales.mapping import (
     ALIASES,
@@ -700,6 +700,21 @@ def _sales_from_raw(
         output["gross_amount"] = pc.coalesce(output["gross_amount"], output["net_amount"])
 
     output["currency"] = pc.utf8_upper(text_of("currency"))
+    # A line in a currency Fanli does not know would count for no agreement, silently: refuse it.
+    known_currencies = pa.array(sorted(MINOR_UNITS), pa.string())
+    checker.flag(
+        pc.and_(
+            pc.is_valid(output["currency"]),
+            pc.invert(pc.is_in(output["currency"], value_set=known_currencies)),
+        ),
+        "currency",
+        lambda value: said(
+            "unknown currency {currency} (known: {known})",
+            currency=repr(value),
+            known=", ".join(sorted(MINOR_UNITS)),
+        ),
+        output["currency"],
+    )
     _flag_duplicates(checker, line_id, "line_id")
     for name, dimension, dimension_source in (
         ("customer_id", customers, customers_source),
