@@ -83,6 +83,7 @@ def test_lines_returns_and_band() -> None:
     )
     assert "Tier reached: band 2 [1,000.00, 2,500.00) at 25% (tier value 2,000.00)" in lines
     assert lines[-1] == "Accrual (actual): 350.00 CNY, the cumulative rebate"
+    assert lines[1].startswith("Window: the period Jan 1, 2026 to Mar 31, 2026 ("), lines[1]
     chinese = explain(agreement, row("350"), LINES, language="zh")
     assert "达到阶梯：第 2 档 [1,000.00, 2,500.00)，费率 25%（阶梯值 2,000.00）" in chinese
     # The terms' codes are in Chinese too: method, event, period kind and rounding.

@@ -180,17 +180,22 @@ _MEASURE_COLUMN = {
 }
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 @dataclass(frozen=True)
 class _Words:
     language: str
 
     def __call__(self, key: str, **values: Any) -> str:
-        if self.language == "zh":  # a day as Chinese writes it: 2026年3月31日
-            values = {
-                name: f"{v.year}年{v.month}月{v.day}日" if isinstance(v, dt.date) else v
-                for name, v in values.items()
-            }
+        # A day as the reader's language writes it (as the pages do): 2026年3月31日, Mar 31, 2026.
+        values = {name: self.day(v) if isinstance(v, dt.date) else v for name, v in values.items()}
         return TEXT[self.language][key].format(**values)
+
+    def day(self, value: dt.date) -> str:
+        if self.language == "zh":
+            return f"{value.year}年{value.month}月{value.day}日"
+        return f"{_MONTHS[value.month - 1]} {value.day}, {value.year}"
 
     def money(self, value: Decimal, currency: str) -> str:
         """An amount with its currency: 882,487.47 CNY, in Chinese 882,487.47 元."""
