@@ -601,6 +601,12 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
         assert '<a href="/agreements/A2/review">协议 A2 第 1 版待审</a>' in inbox
         review_page = client.get("/agreements/A2/review").text
         assert 'data-testid="reject"' in review_page
+        who = re.search(r'data-testid="review-who">(.*?)</p>', review_page, re.S)
+        assert who is not None
+        said = " ".join(who[1].split())  # whom it pays, under which contract, who submitted it
+        assert re.fullmatch(
+            r"返利方案：每个符合条件的客户各自为受益方 · 合同：\S+ · fay 于 \S+ 提交", said
+        )
         path = f"/agreements/A2/review/{draft.id}/reject"
         refused = client.post(path, data={"reason": " ", "csrf": amy_csrf})
         assert _alert(refused.text, "error") == "退回草稿须填写原因"
