@@ -426,34 +426,20 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
         lambda s: export_bundle(s, "2026-03", tmp_path / "bundle", key, actor=who["ivan"], now=NOW),
     )
 
-    # The customer answers its statement.
+    # The customer disputes its statement, finance answers (the numbers stand), and the
+    # customer then signs it off.
     buyer = Actor(id=0, code="c1", roles=frozenset({Role.CUSTOMER}), customer_code="C1")
-    step(
-        statements.respond,
-        lambda s: statements.respond(
-            s,
-            facts,
-            "C1",
-            dt.date(2026, 1, 1),
-            decision=StatementDecision.SIGNED_OFF,
-            comment="",
-            actor=buyer,
-            now=NOW,
-        ),
-    )
-    disputed = step(
-        statements.respond,
-        lambda s: statements.respond(
-            s,
-            facts,
-            "C1",
-            dt.date(2026, 1, 1),
-            decision=StatementDecision.DISPUTED,
-            comment="INV-9 is missing",
-            actor=buyer,
-            now=NOW,
-        ),
-    )
+
+    def answer(decision: StatementDecision, comment: str) -> Any:
+        return step(
+            statements.respond,
+            lambda s: statements.respond(
+                s, facts, "C1", dt.date(2026, 1, 1), decision=decision, comment=comment,
+                actor=buyer, now=NOW,
+            ),
+        )  # fmt: skip
+
+    disputed = answer(StatementDecision.DISPUTED, "INV-9 is missing")
     step(
         statements.answer_dispute,
         lambda s: statements.answer_dispute(
@@ -465,6 +451,7 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
             now=NOW,
         ),
     )
+    answer(StatementDecision.SIGNED_OFF, "")
 
     # The periodic audit and its findings' workflow.
     step(

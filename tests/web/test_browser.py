@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyotp
 import pytest
@@ -322,7 +323,7 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     page.goto(f"{site.base}/settlements")
     row = page.locator(f"tr[data-settlement='{settlement_id}']")
     row.locator("input[name=document_number]").fill("CN-2026-0042")
-    row.locator("button").click()
+    row.locator("form[action$='/pay'] button").click()
     assert page.locator("[data-testid=done]").inner_text() == f"Settlement {settlement_id} paid."
     _shot(page, "settlements-en")
     page.click("form[action='/signout'] button")
@@ -378,7 +379,10 @@ def test_a_statement_is_signed_off_and_printed_with_its_chinese_name(page: Any, 
         page.locator("[data-testid=error]").inner_text() == "提出异议需填写说明：请写明哪里有误。"
     )
     page.click("button[value=signed_off]")
-    assert page.locator("[data-testid=answered]").inner_text() == "您的答复：已确认"
+    day = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the page acts on the real clock
+    answered = page.locator("[data-testid=answered]").inner_text()
+    assert answered == f"{day.year}年{day.month}月{day.day}日已确认"
+    assert page.locator("button[value=signed_off]").count() == 0  # a sign-off is final
     _shot(page, "statement-zh")
     for code, expected in (("zh_CN", "¥200.00"), ("en", "CN¥200.00")):
         page.context.add_cookies([{"name": "fanli_lang", "value": code, "url": site.base}])
