@@ -9,6 +9,7 @@ for other content), and a missing snapshot is rebuilt from the database.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -80,11 +81,20 @@ def read_master(session: Session, store: FactStore, kind: BatchKind) -> pa.Table
     """The master as of the latest import, from its snapshot (rebuilt if missing)."""
     path = _path(store, kind, revision(session, kind))
     if path.exists():
-        return pq.read_table(path)
+        found = path.stat()
+        return _snapshot(str(path), found.st_mtime_ns, found.st_size)
     sql, _names = _SHAPES[kind]
     table = shape(kind, [tuple(row) for row in session.connection().exec_driver_sql(sql)])
     _write(path, table)
     return table
+
+
+@functools.lru_cache(maxsize=4)
+def _snapshot(path: str, _mtime_ns: int, _size: int) -> pa.Table:
+    """A snapshot file, read once per process: it is named by the imports that shaped it and
+    never rewritten (a file replaced anyway has another time or size, so another key). Arrow
+    tables are immutable, so every caller may share the one read."""
+    return pq.read_table(path)
 
 
 def write_after_import(
