@@ -323,8 +323,16 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     page.goto(f"{site.base}/settlements")
     row = page.locator(f"tr[data-settlement='{settlement_id}']")
     row.locator("input[name=document_number]").fill("CN-2026-0042")
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:  # a payout cannot be undone: the page asks first
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
     row.locator("form[action$='/pay'] button").click()
     assert page.locator("[data-testid=done]").inner_text() == f"Settlement {settlement_id} paid."
+    assert asked == [f"Pay settlement {settlement_id}, CN¥410.00 to C2? A payout cannot be undone."]
     _shot(page, "settlements-en")
     page.click("form[action='/signout'] button")
 
@@ -378,6 +386,10 @@ def test_a_statement_is_signed_off_and_printed_with_its_chinese_name(page: Any, 
     assert (
         page.locator("[data-testid=error]").inner_text() == "提出异议需填写说明：请写明哪里有误。"
     )
+    page.once("dialog", lambda dialog: dialog.dismiss())  # asked, and declined: nothing stored
+    page.click("button[value=signed_off]")
+    assert page.locator("[data-testid=answered]").count() == 0
+    page.once("dialog", lambda dialog: dialog.accept())
     page.click("button[value=signed_off]")
     day = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the page acts on the real clock
     answered = page.locator("[data-testid=answered]").inner_text()
