@@ -139,6 +139,8 @@ def test_formats_follow_the_locale() -> None:
     assert (zh.date(late), en.date(late)) == ("2026年4月1日", "Apr 1, 2026")
     assert en.datetime(late) == "Apr 1, 2026, 4:30:00\u202fAM"
     assert Lang("en", "Europe/Berlin").datetime(late) == "Mar 31, 2026, 10:30:00\u202fPM"
+    # An accounting period's month, not its code.
+    assert (zh.month("2026-10"), en.month("2026-10")) == ("2026年10月", "Oct 2026")
     assert (zh._("Settlements"), en._("Settlements")) == ("结算", "Settlements")
     assert (zh._("paid"), en._("paid")) == ("已支付", "Paid")
 

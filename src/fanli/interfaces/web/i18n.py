@@ -101,6 +101,17 @@ class Lang:
             value = value.astimezone(ZoneInfo(self.zone)).date()
         return "—" if value is None else format_date(value, format="medium", locale=self.code)
 
+    def month(self, code: str) -> str:
+        """An accounting period's month (its code, 2026-10) as the reader writes it: 2026年10月,
+        Oct 2026. A code that is not a month is shown as it is."""
+        try:
+            first = dt.date.fromisoformat(f"{code}-01")
+        except ValueError:
+            return code
+        if self.code == "zh_CN":
+            return f"{first.year}年{first.month}月"
+        return format_date(first, format="MMM y", locale=self.code)
+
     def datetime(self, value: dt.datetime | None) -> str:
         if value is None:
             return "—"

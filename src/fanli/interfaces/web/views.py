@@ -500,7 +500,7 @@ def dashboard(request: Request) -> Response:
                 "accrued": sum((row.accrued for row in series), Decimal(0)),
                 "settled": sum((row.settled for row in series), Decimal(0)),
                 "chart": {
-                    "periods": [row.period for row in series],
+                    "periods": [lang.month(row.period) for row in series],
                     "names": [lang._("Accrued"), lang._("Settled")],
                     "accrued": [float(row.accrued) for row in series],  # for the chart only
                     "settled": [float(row.settled) for row in series],
