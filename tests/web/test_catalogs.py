@@ -18,7 +18,7 @@ from fanli.agreements.terms import SettlementForm
 from fanli.customers.models import DueDiligenceKind
 from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
-from fanli.interfaces.web.views import CHECKS
+from fanli.interfaces.web.views import CHECKS, FIELDS
 from fanli.interfaces.web.views_work import STAGE_TEXT
 from fanli.ledger.models import PeriodStatus
 from fanli.oversight.detectors import DETECTORS
@@ -53,6 +53,7 @@ def _used() -> set[str]:
     found |= set(plain.METHODS.values()) | {text for _key, text in plain.LIMITS}
     found |= {"API token", "Second factor"}
     found |= set(CHECKS.values())  # pydantic's checks of forms and terms, by type
+    found |= set(FIELDS.values())  # a form's fields, by their labels
     found |= {"the customer master", "the product master"}  # where an import looks ids up
     return found
 

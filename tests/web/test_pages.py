@@ -194,7 +194,7 @@ def test_pages_show_and_allow_what_the_api_would(store: Store, tmp_path: Path) -
         assert bad.url.path == "/customers/C1"
         invalid = re.search(r'data-testid="invalid">([^<]*)<', bad.text)
         assert invalid is not None
-        assert html.unescape(invalid[1]) == "表单未被接受：amount: 不是数字"
+        assert html.unescape(invalid[1]) == "表单未被接受：金额: 不是数字"  # the field's label
         # A bad address: the page without its bad part, or the 404 page.
         listed = client.get("/customers?offset=abc")
         assert listed.url.path == "/customers"

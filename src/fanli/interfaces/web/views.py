@@ -873,9 +873,35 @@ def location(parts: Sequence[int | str]) -> str:
     return text
 
 
+# A form's fields as the page labels them, for a problem to name the field the reader saw
+# ("金额: 不是数字", not "amount: ..."). A field not listed keeps its name.
+FIELDS = {
+    "amount": "Amount",
+    "order_reference": "For order",
+    "comment": "Comment",
+    "reason": "Reason",
+    "name": "Name",
+    "code": "Code",
+    "customer": "Customer",
+    "agreement": "Agreement",
+    "period_start": "Period from",
+    "document_number": "Document number",
+    "justification": "Justification (for a deviation)",
+    "password": "Password",
+    "user": "User",
+    "owner": "Owner",
+    "current": "Present password",
+    "new": "New password (12 characters or more)",
+    "repeat": "Repeat the new password",
+    "days": "Valid for (days)",
+}
+
+
 def form_problem(lang: i18n.Lang, error: Any) -> str:
     """One problem pydantic found, in the reader's language: ``field: what is wrong``."""
     where = location(error["loc"])
+    if where in FIELDS:  # a form's own field, by its label
+        where = lang._(FIELDS[where])
     context = error.get("ctx") or {}
     cause = context.get("error")
     if isinstance(cause, TermsRuleError):  # one of the terms' rules: said with its values
