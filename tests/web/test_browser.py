@@ -388,6 +388,7 @@ def test_a_statement_is_signed_off_and_printed_with_its_chinese_name(page: Any, 
     )
     page.once("dialog", lambda dialog: dialog.dismiss())  # asked, and declined: nothing stored
     page.click("button[value=signed_off]")
+    page.reload()  # what the server holds, not what the page happened to show
     assert page.locator("[data-testid=answered]").count() == 0
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button[value=signed_off]")

@@ -78,7 +78,6 @@ TRANSITIONS: dict[tuple[SettlementStatus, str], frozenset[Role]] = {
     (SettlementStatus.APPROVED, "refresh"): frozenset({Role.FINANCE}),
     (SettlementStatus.APPROVED, "pay"): frozenset({Role.FINANCE}),
 }
-CENT = Decimal("0.01")
 ACTIONS = ("approve", "reject", "refresh", "pay")
 OPEN = (SettlementStatus.PROPOSED, SettlementStatus.APPROVED)
 
@@ -627,9 +626,10 @@ def _require_fresh(session: Session, store: FactStore, settlement: Settlement, v
             "(amount now {now}, was {was}); refresh it, and it needs approving again",
             id=settlement.id,
             verb=SettlementStatus(verb),  # approved or paid: said as the status it would reach
-            # whole cents, as the pages show them (the column keeps four places)
-            now=due.amount.quantize(CENT),
-            was=settlement.amount.quantize(CENT),
+            # in the currency's minor unit, as the pages show them (the column keeps four
+            # places); both are already whole minor units, so nothing is rounded away
+            now=quantize_money(due.amount, settlement.currency, RoundingMode.HALF_UP),
+            was=quantize_money(settlement.amount, settlement.currency, RoundingMode.HALF_UP),
         )
 
 

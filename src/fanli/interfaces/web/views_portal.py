@@ -43,12 +43,17 @@ from .views import (
 router = APIRouter(include_in_schema=False)
 
 
-def _customer(request: Request) -> tuple[Viewer | None, Response | None]:
+def _customer(request: Request, csrf: str | None = None) -> tuple[Viewer | None, Response | None]:
+    """The signed-in customer user; for a form (``csrf`` given), only if its token matches."""
     viewer = _viewer(request)
     if viewer is None:
         return None, _to_signin()
     if Role.CUSTOMER not in viewer.actor.roles or not viewer.actor.customer_code:
         return viewer, _not_found(request, viewer)
+    if csrf is not None and not _csrf_ok(viewer, csrf):
+        return viewer, HTMLResponse(
+            _lang(request)._("This form has expired; reload the page."), 403
+        )
     return viewer, None
 
 
@@ -122,11 +127,9 @@ def answer(
     comment: str = Form(default="", max_length=2000),
     csrf: str = Form(default=""),
 ) -> Response:
-    viewer, refused = _customer(request)
+    viewer, refused = _customer(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    if not _csrf_ok(viewer, csrf):
-        return HTMLResponse(_lang(request)._("This form has expired; reload the page."), 403)
     code = viewer.actor.customer_code or ""
     try:
         with unit_of_work(request.app.state.sessions) as session:
@@ -164,11 +167,9 @@ def change_password(
     csrf: str = Form(default=""),
 ) -> Response:
     """The customer user's own password, given the present one (as a staff user's on /users)."""
-    viewer, refused = _customer(request)
+    viewer, refused = _customer(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
-    if not _csrf_ok(viewer, csrf):
-        return HTMLResponse(_lang(request)._("This form has expired; reload the page."), 403)
     return change_own_password(
         request, viewer, current=current, new=new, repeat=repeat, back="/portal"
     )
