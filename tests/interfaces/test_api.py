@@ -497,6 +497,20 @@ def test_a_dispute_is_raised_and_answered_over_http(api: Api) -> None:
         "c1",
     )
     assert api.client.get("/api/disputes", headers=sam).json() == []  # C1 is not sam's
+    # A settlement of the disputed period says so to whoever reads it: disputed, since when, why.
+    made = api.client.post(
+        "/api/settlements",
+        json={"agreement": "A1", "beneficiary": "C1", "period_start": "2026-01-01"},
+        headers={**fay, "Idempotency-Key": "s1"},
+    ).json()
+    read = api.client.get(f"/api/settlements/{made['id']}", headers=fay).json()
+    assert (read["amount"], read["statement"]["standing"], read["statement"]["comment"]) == (
+        "200.00",
+        "disputed",
+        "INV-9",
+    )
+    since = dt.datetime.fromisoformat(read["statement"]["since"])
+    assert since == dt.datetime.fromisoformat(dispute["responded_at"])  # the same moment
     listed = api.client.get("/api/disputes", headers=fay).json()
     assert [(d["id"], d["customer_code"], d["period_start"]) for d in listed] == [
         (dispute["id"], "C1", "2026-01-01")
@@ -513,6 +527,18 @@ def test_a_dispute_is_raised_and_answered_over_http(api: Api) -> None:
     assert answered.status_code == 200, answered.text
     assert (answered.json()["outcome"], answered.json()["answered_by"]) == ("correcting", "fay")
     assert api.client.get("/api/disputes", headers=fay).json() == []
+    read = api.client.get(f"/api/settlements/{made['id']}", headers=fay).json()
+    assert (read["statement"]["standing"], read["statement"]["comment"]) == (
+        "correcting",
+        "INV-9 joins the next run",
+    )
+    rejected = api.client.post(
+        f"/api/settlements/{made['id']}/rejection", json={"reason": "wait for the correction"},
+        headers={**fay, "Idempotency-Key": "r1"},
+    )  # fmt: skip
+    assert rejected.status_code == 200, rejected.text
+    # Only an open settlement carries the mark: a rejected one pays nothing.
+    assert api.client.get(f"/api/settlements/{made['id']}", headers=fay).json()["statement"] is None
     twice = api.client.post(answer, json={"outcome": "upheld", "comment": "x"}, headers=fay)
     assert (twice.status_code, twice.json()["detail"]) == (
         422,

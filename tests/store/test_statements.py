@@ -22,6 +22,7 @@ from fanli.settlements.statements import (
     period_statement,
     respond,
     responses,
+    standings,
 )
 from fanli.users.actor import Actor, PermissionDeniedError, Role
 from store.conftest import NOW, Store
@@ -189,3 +190,53 @@ def test_after_a_correction_is_promised_the_old_numbers_are_not_signed_off(
         signed = respond(session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
                          comment="", actor=C1_BUYER, now=NOW)  # fmt: skip
         assert signed.statement_sha256 == corrected.sha256
+
+
+def test_a_period_in_dispute_or_awaiting_its_correction_has_a_standing(
+    store: Store, tmp_path: Path
+) -> None:
+    """Those about to approve or pay a settlement see that its period's statement is contested:
+    disputed and unanswered, or a correction promised whose numbers have not come yet."""
+    world = _world(store, tmp_path)
+    keys = {("C1", Q1), ("C2", Q1)}
+    with store.work() as session:
+        assert standings(session, store.facts, keys) == {}  # nobody has answered yet
+    later = NOW + dt.timedelta(hours=2)
+    disputed = _dispute(store, "INV-9 is missing", now=later)
+    with store.work() as session:
+        found = standings(session, store.facts, keys)
+        assert list(found) == [("C1", Q1)]
+        assert (found["C1", Q1].standing, found["C1", Q1].since, found["C1", Q1].comment) == (
+            "disputed", later, "INV-9 is missing"
+        )  # fmt: skip
+        assert standings(session, store.facts, {("C2", Q1)}) == {}  # only the keys asked for
+    with store.work() as session:
+        answer_dispute(session, disputed, outcome=DisputeOutcome.CORRECTING,
+                       comment="INV-9 joins the next run", actor=world["fay"],
+                       now=later)  # fmt: skip
+    with store.work() as session:
+        found = standings(session, store.facts, keys)
+        assert (found["C1", Q1].standing, found["C1", Q1].comment) == (
+            "correcting", "INV-9 joins the next run"
+        )  # fmt: skip
+    world.accrue()  # a run that changes nothing: the correction has still not come
+    world.propose()  # nor is a settlement one, though the statement now shows it
+    with store.work() as session:
+        assert standings(session, store.facts, keys)["C1", Q1].standing == "correcting"
+        statement = period_statement(session, store.facts, "C1", Q1)
+        assert [s.amount for s in statement.settlements] == [200]
+        assert may_answer(session, statement, later) == [StatementDecision.DISPUTED]
+    world.sales(("L9", "C1", "P1", "2026-03-01", "1", "1000.00"))
+    world.accrue()
+    with store.work() as session:  # new numbers: the customer answers them afresh
+        assert standings(session, store.facts, keys) == {}
+
+
+def test_an_upheld_dispute_leaves_no_standing(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path)
+    disputed = _dispute(store, "INV-9 is missing")
+    with store.work() as session:
+        answer_dispute(session, disputed, outcome=DisputeOutcome.UPHELD,
+                       comment="INV-9 counts in Q2", actor=world["fay"], now=NOW)  # fmt: skip
+    with store.work() as session:
+        assert standings(session, store.facts, {("C1", Q1)}) == {}

@@ -25,7 +25,9 @@ from fanli.compliance import review
 from fanli.config import Settings
 from fanli.customers.service import assign
 from fanli.interfaces.api.app import create_app
-from fanli.settlements.models import Payout
+from fanli.settlements.models import DisputeOutcome, Payout, StatementDecision
+from fanli.settlements.statements import answer_dispute, respond
+from fanli.users.actor import Actor, Role
 from fanli.users.auth import enrol_second_factor, set_password
 from fanli.users.models import User
 from fanli.users.service import create_user
@@ -816,3 +818,33 @@ def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_pa
             data={"current": PASSWORD, "new": "c" * 12, "csrf": fay_csrf},
         )
         assert staff.status_code == 404
+
+
+def test_an_open_settlement_of_a_disputed_period_is_marked(store: Store, tmp_path: Path) -> None:
+    """Finance sees, beside the settlement it is about to pay, that the customer disputes the
+    period's statement, since when and why; the mark goes when the dispute is answered."""
+    world = _world(store, tmp_path, _form("credit_note"))
+    settlement_id = world.propose()
+    with store.work() as session:
+        disputed = respond(
+            session, store.facts, "C1", dt.date(2026, 1, 1), decision=StatementDecision.DISPUTED,
+            comment="INV-9 <缺失>", actor=Actor(id=0, code="c1", roles=frozenset({Role.CUSTOMER}),
+            customer_code="C1"), now=NOW,
+        )  # fmt: skip
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+        row = re.search(
+            rf'<tr data-settlement="{settlement_id}">(.*?)</tr>', client.get("/settlements").text,
+            re.S,
+        )  # fmt: skip
+        assert row is not None
+        assert (
+            '<span class="badge text-bg-warning" data-testid="standing">对账单有争议</span>'
+            in (row[1])
+        )
+        day = NOW.astimezone(ZoneInfo("Asia/Shanghai")).date()
+        said = f"客户于 {day.year}年{day.month}月{day.day}日 对本期对账单提出异议，尚未答复："
+        assert said + "“INV-9 &lt;缺失&gt;”" in row[1]  # the customer's words, escaped
+        with store.work() as session:
+            answer_dispute(session, disputed.id, outcome=DisputeOutcome.UPHELD,
+                           comment="INV-9 counts in Q2", actor=world["fay"], now=NOW)  # fmt: skip
+        assert 'data-testid="standing"' not in client.get("/settlements").text

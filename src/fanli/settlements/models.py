@@ -42,6 +42,10 @@ class SettlementStatus(StrEnum):
     PAID = "paid"
 
 
+# A settlement that may still be approved or paid.
+OPEN = (SettlementStatus.PROPOSED, SettlementStatus.APPROVED)
+
+
 class Settlement(Base):
     __tablename__ = "settlement"
     __table_args__ = (
@@ -237,6 +241,10 @@ class StatementResponse(Base):
     customer_code: Mapped[str] = mapped_column(String(64), index=True)
     period_start: Mapped[dt.date] = mapped_column(Date)
     statement_sha256: Mapped[str] = mapped_column(String(64))
+    # The digest of the results alone, without the settlements: a correction has come when
+    # these change (a settlement proposed meanwhile is not one). Empty on answers recorded
+    # before it was kept.
+    rows_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     decision: Mapped[str] = mapped_column(String(16))
     comment: Mapped[str] = mapped_column(String(2000), default="")
     responded_by: Mapped[str] = mapped_column(String(64))

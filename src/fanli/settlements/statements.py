@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -45,6 +46,7 @@ class PeriodStatement:
     rows: list[StatementRow]
     settlements: list[Settlement]
     sha256: str
+    rows_sha256: str  # the results alone: what a correction changes
 
 
 def period_statement(
@@ -96,7 +98,9 @@ def _statement(
         "settlements": [[s.id, s.amount, s.status] for s in paid],
     }
     digest = hashlib.sha256(canonical_json(numbers).encode("utf-8")).hexdigest()
-    return PeriodStatement(customer_code, legal_name, period_start, rows, paid, digest)
+    results = {key: numbers[key] for key in ("customer", "period_start", "rows")}
+    rows_digest = hashlib.sha256(canonical_json(results).encode("utf-8")).hexdigest()
+    return PeriodStatement(customer_code, legal_name, period_start, rows, paid, digest, rows_digest)
 
 
 def running_until(statement: PeriodStatement, day: dt.date) -> dt.date | None:
@@ -139,6 +143,7 @@ def respond(
         customer_code=customer_code,
         period_start=period_start,
         statement_sha256=statement.sha256,
+        rows_sha256=statement.rows_sha256,
         decision=decision.value,
         comment=comment.strip(),
         responded_by=actor.code,
@@ -166,6 +171,12 @@ def _check_turn(
     for the company's answer; meanwhile the customer may withdraw it by signing off, but not
     dispute again. After "the numbers stand" it may sign off or dispute again; while a
     correction is under way it may dispute again, and signs off the corrected statement."""
+    if decision is StatementDecision.SIGNED_OFF and _awaits_correction(session, statement):
+        raise InputError.said_at(
+            "a correction of these numbers is under way; the corrected statement is the one to "
+            "sign off",
+            field="decision",
+        )
     latest = session.scalars(
         select(StatementResponse)
         .where(StatementResponse.customer_code == statement.customer)
@@ -191,16 +202,27 @@ def _check_turn(
             field="decision",
             day=day,
         )
-    if (
+
+
+def _awaits_correction(session: Session, statement: PeriodStatement) -> bool:
+    """Whether the customer's last word on this period is a dispute the company promised to
+    correct, and the results are still those disputed (a settlement proposed meanwhile changes
+    the statement, not the results)."""
+    last = session.scalars(
+        select(StatementResponse)
+        .where(StatementResponse.customer_code == statement.customer)
+        .where(StatementResponse.period_start == statement.period_start)
+        .order_by(StatementResponse.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.decision != StatementDecision.DISPUTED:
+        return False
+    reply = dispute_answers(session, [last.id]).get(last.id)
+    return (
         reply is not None
         and reply.outcome == DisputeOutcome.CORRECTING
-        and decision is StatementDecision.SIGNED_OFF
-    ):
-        raise InputError.said_at(
-            "a correction of these numbers is under way; the corrected statement is the one to "
-            "sign off",
-            field="decision",
-        )
+        and not _corrected(last, statement)
+    )
 
 
 def may_answer(
@@ -215,6 +237,68 @@ def may_answer(
             continue
         allowed.append(decision)
     return allowed
+
+
+class Standing(StrEnum):
+    """Why a customer's statement for a period is not settled business yet."""
+
+    DISPUTED = "disputed"  # the customer disputed it and nobody has answered
+    CORRECTING = "correcting"  # a correction was promised and its numbers have not come yet
+
+
+@dataclass(frozen=True)
+class StatementStanding:
+    standing: Standing
+    since: dt.datetime  # when the customer disputed, or when the correction was promised
+    comment: str  # the customer's words, or the company's answer
+
+
+def standings(
+    session: Session, store: FactStore, keys: Collection[tuple[str, dt.date]]
+) -> dict[tuple[str, dt.date], StatementStanding]:
+    """The statements among these (customer, period start) keys that are disputed or being
+    corrected. Someone about to propose, approve or pay a settlement of such a period should
+    know: the customer has said the numbers are wrong, or the company has agreed they are."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    customers = {customer for customer, _ in wanted}
+    latest = (
+        select(func.max(StatementResponse.id))
+        .where(StatementResponse.customer_code.in_(customers))
+        .group_by(StatementResponse.customer_code, StatementResponse.period_start)
+        .scalar_subquery()
+    )
+    disputes = [
+        response
+        for response in session.scalars(
+            select(StatementResponse)
+            .where(StatementResponse.id.in_(latest))
+            .where(StatementResponse.decision == StatementDecision.DISPUTED)
+        )
+        if (response.customer_code, response.period_start) in wanted
+    ]
+    answers = dispute_answers(session, [d.id for d in disputes])
+    found: dict[tuple[str, dt.date], StatementStanding] = {}
+    for dispute in disputes:
+        key = (dispute.customer_code, dispute.period_start)
+        answer = answers.get(dispute.id)
+        if answer is None:
+            found[key] = StatementStanding(Standing.DISPUTED, dispute.responded_at, dispute.comment)
+        # The correction has come once the results differ from those disputed; the customer
+        # then answers the new statement, and the period is business as usual.
+        elif answer.outcome == DisputeOutcome.CORRECTING and not _corrected(
+            dispute, period_statement(session, store, *key)
+        ):
+            found[key] = StatementStanding(Standing.CORRECTING, answer.answered_at, answer.comment)
+    return found
+
+
+def _corrected(dispute: StatementResponse, statement: PeriodStatement) -> bool:
+    """Whether the statement's results differ from those the customer disputed."""
+    if dispute.rows_sha256 is None:  # recorded before the results had their own digest
+        return dispute.statement_sha256 != statement.sha256
+    return dispute.rows_sha256 != statement.rows_sha256
 
 
 def responses(session: Session, customer_code: str) -> list[StatementResponse]:

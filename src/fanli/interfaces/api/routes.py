@@ -16,8 +16,9 @@ from fanli.config import company_now
 from fanli.customers.models import Customer
 from fanli.customers.queries import customer_by_code
 from fanli.settlements import service as settlements
-from fanli.settlements.models import SettlementStatus
+from fanli.settlements.models import OPEN, Settlement, SettlementStatus
 from fanli.settlements.queries import settlement_page, waiting_for
+from fanli.settlements.statements import standings
 from fanli.users.actor import Actor
 from fanli.users.auth import Outcome, create_token, revoke_token, sign_in, sign_out
 
@@ -50,8 +51,10 @@ from .schemas import (
     PolicyOut,
     ProposeRequest,
     RejectRequest,
+    SettlementDetailOut,
     SettlementOut,
     SignInRequest,
+    StandingOut,
     TokenCreated,
     TokenRequest,
 )
@@ -199,15 +202,33 @@ def settlement_list(  # noqa: PLR0917 - FastAPI maps parameters to query and dep
     return cached_json(request, session, key, page)
 
 
-@router.get("/settlements/waiting", response_model=list[SettlementOut])
-def settlements_waiting(access: Authorized, session: Db) -> list[SettlementOut]:
+def _detailed(session: Db, store: Facts, rows: list[Settlement]) -> list[SettlementDetailOut]:
+    """The settlements with their period's statement standing, where one is open and contested."""
+    pending = [r for r in rows if r.status in OPEN]
+    found = standings(session, store, {(r.beneficiary, r.period_start) for r in pending})
+    out = []
+    for row in rows:
+        said = found.get((row.beneficiary, row.period_start)) if row in pending else None
+        detail = SettlementDetailOut.model_validate(row)
+        if said is not None:
+            detail.statement = StandingOut(
+                standing=said.standing.value, since=said.since, comment=said.comment
+            )
+        out.append(detail)
+    return out
+
+
+@router.get("/settlements/waiting", response_model=list[SettlementDetailOut])
+def settlements_waiting(access: Authorized, session: Db, store: Facts) -> list[SettlementDetailOut]:
     found = waiting_for(session, access.actor, company_now().date())
-    return [SettlementOut.model_validate(row) for row in found.settlements]
+    return _detailed(session, store, found.settlements)
 
 
-@router.get("/settlements/{settlement_id}", response_model=SettlementOut, responses={404: {}})
-def settlement(settlement_id: Id, access: Authorized, session: Db) -> SettlementOut:
-    return SettlementOut.model_validate(visible_settlement(session, access, settlement_id))
+@router.get("/settlements/{settlement_id}", response_model=SettlementDetailOut, responses={404: {}})
+def settlement(
+    settlement_id: Id, access: Authorized, session: Db, store: Facts
+) -> SettlementDetailOut:
+    return _detailed(session, store, [visible_settlement(session, access, settlement_id)])[0]
 
 
 @router.post("/settlements", response_model=SettlementOut, status_code=201)

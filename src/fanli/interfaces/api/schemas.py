@@ -111,6 +111,21 @@ class SettlementOut(Shape):
     rejection_reason: str | None
 
 
+class StandingOut(Shape):
+    """Why the settlement's period is contested: its statement is disputed and unanswered, or a
+    correction was promised and has not come yet."""
+
+    standing: str
+    since: dt.datetime
+    comment: str
+
+
+class SettlementDetailOut(SettlementOut):
+    # Only for an open settlement (proposed or approved): approving or paying it then pays
+    # numbers the customer contests.
+    statement: StandingOut | None = None
+
+
 class ProposeRequest(Shape):
     agreement: str = Field(min_length=1, max_length=64)
     beneficiary: str = Field(min_length=1, max_length=64)

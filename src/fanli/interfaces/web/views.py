@@ -62,7 +62,7 @@ from fanli.settlements.models import (
 )
 from fanli.settlements.queries import payouts_of, waiting_for
 from fanli.settlements.queries import settlements as list_settlements
-from fanli.settlements.statements import open_disputes
+from fanli.settlements.statements import open_disputes, standings
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import (
     Outcome,
@@ -673,6 +673,12 @@ def inbox(request: Request) -> Response:
             )
         )
         disputes = _open_disputes(session, viewer)
+        # An approver should see that the customer disputes the numbers being approved.
+        found = standings(
+            session,
+            request.app.state.facts,
+            {(s.beneficiary, s.period_start) for s in waiting.settlements},
+        )
     keys = {s.id: secrets.token_urlsafe(12) for s in waiting.settlements}
     return _page(
         request,
@@ -681,6 +687,7 @@ def inbox(request: Request) -> Response:
         waiting=waiting.settlements,
         versions=waiting.agreement_versions,
         disputes=disputes,
+        standing={s.id: found.get((s.beneficiary, s.period_start)) for s in waiting.settlements},
         answers_disputes=scope(viewer, "POST /api/disputes/{response_id}/answer") is not None,
         keys=keys,
         uses=uses,
