@@ -448,7 +448,7 @@ def test_oversight_and_administration_pages(page: Any, site: Site) -> None:
     page.fill("#period", "2026-03")
     page.click("form[action='/audit/runs'] button")
     done = page.locator("[data-testid=done]").inner_text()
-    assert re.fullmatch(r"2026-03 审计：\d+ 项发现，其中新增 \d+ 项。", done), done
+    assert re.fullmatch(r"2026年3月 审计：\d+ 项发现，其中新增 \d+ 项。", done), done
     _shot(page, "audit-zh")
     page.goto(f"{site.base}/policy")
     assert page.locator("h2").first.inner_text().startswith("v1 · 返利政策 2026")

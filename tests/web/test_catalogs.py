@@ -18,9 +18,11 @@ from fanli.agreements.terms import SettlementForm
 from fanli.customers.models import DueDiligenceKind
 from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
-from fanli.interfaces.web.views import CHECKS, FIELDS
+from fanli.interfaces.web.views import CHECKS, FIELDS, say
 from fanli.interfaces.web.views_work import STAGE_TEXT
+from fanli.kit.errors import Month, said, said_from_json, said_to_json
 from fanli.ledger.models import PeriodStatus
+from fanli.ledger.periods import PeriodError
 from fanli.oversight.detectors import DETECTORS
 from fanli.oversight.models import FindingStatus
 from fanli.sales.models import BatchKind, BatchStatus
@@ -200,3 +202,16 @@ def test_growth_gates_guarantees_and_targets_in_plain_language() -> None:
         "The bands are your growth over a baseline of CN¥80,000.00 a period, in percent.",
         "Only if your purchases reach CN¥10,000.00 in the same period.",
     ]
+
+
+def test_a_month_among_said_values_is_written_as_the_reader_writes_it() -> None:
+    """A service names an accounting period by its code; the page says 2026年3月 or Mar 2026,
+    and a stored sentence keeps the value a month."""
+    refusal = PeriodError.said(
+        "accounting period {period} is closed already", period=Month("2026-03")
+    )
+    assert str(refusal) == "accounting period 2026-03 is closed already"  # the API's English
+    assert say(Lang("zh_CN"), refusal) == "会计期间 2026年3月 已结账"
+    assert say(Lang("en"), refusal) == "accounting period Mar 2026 is closed already"
+    stored = said_from_json(said_to_json(said("{period}", period=Month("2026-03"))))
+    assert isinstance(stored.values["period"], Month)

@@ -279,14 +279,17 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
             refused = client.post("/accruals", data={"as_of": day, "csrf": csrf})
             assert refused.url.path == "/accruals"  # no job: the page says why at once
             assert _alert(refused.text, "error") == refusal
+            assert f'name="as_of" value="{day}"' in refused.text  # the day typed stays
 
         csrf = _sign_in(client, "ivan", secrets["ivan"])
         audit_page = client.get("/audit").text
         csrf = re.findall(r'name="csrf" value="([^"]+)"', audit_page)[0]
         started = client.post("/audit/runs", data={"period": "2026-03", "csrf": csrf})
+        # The job's title names the month as the reader writes it, not by its code.
+        assert "<title>2026年3月 审计" in started.text
         page = _ended(client, started)
         # The job ran the service: its run is stored (this clean world has nothing to find).
-        assert _alert(page, "done") == "2026-03 审计：0 项发现，其中新增 0 项。"
+        assert _alert(page, "done") == "2026年3月 审计：0 项发现，其中新增 0 项。"
     with store.work() as session:
         assert [tuple(row) for row in session.execute(select(AuditRun.period, AuditRun.actor))] == [
             ("2026-03", "ivan")

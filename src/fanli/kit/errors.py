@@ -35,6 +35,13 @@ class Code(str):
     __slots__ = ()
 
 
+class Month(str):
+    """An accounting period's month by its code (2026-03) among a said sentence's values: a page
+    writes it as its reader writes a month (2026年3月, Mar 2026)."""
+
+    __slots__ = ()
+
+
 def said_to_json(sentence: Said) -> dict[str, Any]:
     """A said sentence as JSON, to be stored and said again later (``said_from_json``): codes,
     dates, names and nested sentences keep their kind; other values are kept as their text."""
@@ -46,6 +53,8 @@ def _json_value(value: Any) -> Any:
         return said_to_json(value)
     if isinstance(value, StrEnum | Code):
         return {"code": str(value)}
+    if isinstance(value, Month):
+        return {"month": str(value)}
     if isinstance(value, dt.date):
         return {"date": value.isoformat()}
     if isinstance(value, tuple):
@@ -72,6 +81,8 @@ def _from_json(value: Any) -> Any:
             return said_from_json(value)
         if "code" in value:
             return Code(value["code"])
+        if "month" in value:
+            return Month(value["month"])
         if "date" in value:
             return dt.date.fromisoformat(value["date"])
         if "names" in value:

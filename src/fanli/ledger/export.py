@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from fanli.agreements.files import parse_terms_text
 from fanli.audit.service import record
 from fanli.customers.models import Customer
-from fanli.kit.errors import InputError, said
+from fanli.kit.errors import InputError, Month, said
 from fanli.kit.money import ZERO
 from fanli.ledger.models import Account, AccountingPeriod, JournalEntry, JournalLine
 from fanli.ledger.periods import PeriodError
@@ -112,7 +112,7 @@ def export_gl(
     chart = chart or ChartOfAccounts()
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
-        raise PeriodError.said("there is no accounting period {period}", period=period_code)
+        raise PeriodError.said("there is no accounting period {period}", period=Month(period_code))
     names = dict(session.execute(select(Customer.code, Customer.legal_name)).all())
     lines = session.execute(
         select(JournalEntry, JournalLine)

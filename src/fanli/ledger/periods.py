@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.kit.errors import FanliError, said
+from fanli.kit.errors import FanliError, Month, said
 from fanli.kit.periods import add_months
 from fanli.ledger.models import AccountingPeriod, AccrualRun, PeriodStatus
 from fanli.users.actor import Actor, Role, require
@@ -84,7 +84,7 @@ def close_period(
         )
     period = ensure_period(session, start)
     if period.status == PeriodStatus.CLOSED:
-        raise PeriodError.said("accounting period {period} is closed already", period=code)
+        raise PeriodError.said("accounting period {period} is closed already", period=Month(code))
     period.status = PeriodStatus.CLOSED
     period.closed_at = now
     period.closed_by = actor.code

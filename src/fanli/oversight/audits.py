@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
-from fanli.kit.errors import Code, FanliError, InputError, NotFoundError, said, said_to_json
+from fanli.kit.errors import Code, FanliError, InputError, Month, NotFoundError, said, said_to_json
 from fanli.kit.periods import add_months
 from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger.models import AccountingPeriod
@@ -71,7 +71,7 @@ def run_audit(
         raise InputError.said_at(
             "{period} has not started yet; there is nothing to audit",
             field="period",
-            period=period_code,
+            period=Month(period_code),
         )
     names = list(detectors) if detectors else list(DETECTORS)
     unknown = [name for name in names if name not in DETECTORS]

@@ -39,7 +39,7 @@ from fanli.audit import verifier
 from fanli.audit.models import AuditEvent
 from fanli.audit.service import record
 from fanli.audit.trail import event_hashes, plain_events
-from fanli.kit.errors import InputError, NotFoundError, said
+from fanli.kit.errors import InputError, Month, NotFoundError, said
 from fanli.ledger.models import AccountingPeriod, JournalEntry, JournalLine
 from fanli.oversight.checkpoints import sign_trail, stored_checkpoints
 from fanli.settlements.models import Payout, Settlement
@@ -86,7 +86,9 @@ def export_bundle(
     )
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
-        raise NotFoundError.said("there is no accounting period {period}", period=period_code)
+        raise NotFoundError.said(
+            "there is no accounting period {period}", period=Month(period_code)
+        )
     if folder.exists() and any(folder.iterdir()):
         raise InputError.said_at(
             "{folder} is not empty; a bundle goes into a new folder", folder=str(folder)

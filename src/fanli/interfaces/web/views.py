@@ -47,7 +47,7 @@ from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
 from fanli.engine.results import ResultRow
 from fanli.interfaces.api.deps import SESSION_COOKIE, matrix, scope_for
-from fanli.kit.errors import Code, FanliError, Said, said_from_json
+from fanli.kit.errors import Code, FanliError, Month, Said, said_from_json
 from fanli.ledger import overview
 from fanli.ledger.queries import result_rows, statement_rows
 from fanli.oversight.models import Finding, FindingStatus
@@ -144,6 +144,8 @@ def _said(lang: i18n.Lang, value: Any) -> Any:
         return lang._(f"role {value}")
     if isinstance(value, StrEnum | Code):
         return lang._(value)
+    if isinstance(value, Month):  # 2026年3月, Mar 2026
+        return lang.month(value)
     if isinstance(value, dt.date):  # a day in the reader's format
         return lang.date(value)
     if isinstance(value, Said):
@@ -259,10 +261,7 @@ def _render(  # noqa: PLR0917 - the page's parts
             "under_way": request.app.state.jobs.under_way(viewer.actor.code) if viewer else [],
             "job_title": lambda job: lang._(
                 job.title,
-                **{
-                    key: lang.date(value) if isinstance(value, dt.date) else value
-                    for key, value in job.title_values.items()
-                },
+                **{key: _said(lang, value) for key, value in job.title_values.items()},
             ),
             **context,
         },

@@ -28,7 +28,7 @@ from fanli.compliance import review
 from fanli.compliance.queries import policy_versions
 from fanli.config import company_now
 from fanli.db.session import unit_of_work
-from fanli.kit.errors import FanliError
+from fanli.kit.errors import FanliError, Month
 from fanli.kit.progress import ProgressHook
 from fanli.ledger.export import export_gl
 from fanli.ledger.periods import close_period
@@ -140,7 +140,7 @@ def audit_run(
             return {
                 "done": lang._(
                     "Audit of {period}: {found} findings, {opened} new.",
-                    period=run.period,
+                    period=lang.month(run.period),
                     found=run.found,
                     opened=run.opened,
                 )
@@ -150,7 +150,7 @@ def audit_run(
         request,
         viewer,
         title="Audit of {period}",
-        title_values={"period": period},
+        title_values={"period": Month(period)},
         work=work,
         show=_audit_page,
     )

@@ -329,7 +329,9 @@ def run_accrual(
         with unit_of_work(request.app.state.read_sessions) as session:
             check_routine_day(session, as_of, today=_lang(request).today())
     except FanliError as error:
-        return _accruals_page(request, viewer, {"error": say(_lang(request), error)})
+        # The day typed stays in the field, beside the reason it was refused.
+        outcome = {"error": say(_lang(request), error), "as_of": as_of}
+        return _accruals_page(request, viewer, outcome)
     sessions, facts, actor = request.app.state.sessions, request.app.state.facts, viewer.actor
 
     def work(progress: ProgressHook) -> Outcome:
