@@ -274,6 +274,14 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     _sign_in(page, site, "fay", totp=True)
     page.wait_for_url(f"{site.base}/dashboard")
     page.goto(f"{site.base}/lang/en?back=/imports")
+    # On a 1280-pixel laptop, finance's eleven English links and sign-out fit on one line.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    links = page.locator("nav .nav-link")
+    assert links.count() == 11
+    tops = {round(box["y"]) for box in (links.nth(i).bounding_box() for i in range(11)) if box}
+    signout = page.locator("nav form[action='/signout'] button").bounding_box()
+    assert signout is not None
+    assert len(tops) == 1 and abs(signout["y"] - min(tops)) < 20, (tops, signout)
     page.select_option("#kind", "sales")
     page.set_input_files("#file", str(sales))
     page.click("form[action='/imports'] button")
