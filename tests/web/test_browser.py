@@ -621,3 +621,30 @@ def test_the_guided_form_writes_every_term_type(page: Any, site: Site) -> None:
     _shot(page, "agreement-guided-more-en")
     page.click("form[action='/agreements'] button.btn-primary")
     assert page.locator("[data-testid=done]").inner_text() == "Draft GROUP v1 saved."
+
+
+def test_the_guided_form_selects_a_programmes_customers_by_segment_and_region(
+    page: Any, site: Site
+) -> None:
+    """A programme (no counterparty) for the supermarkets of two regions but one customer,
+    written by the guided form as the master's attributes and validated live."""
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements")
+    page.fill("#g_id", "KA-PROG")
+    page.fill("#g_start", "2026-01-01")
+    page.fill("#g_end", "2027-01-01")
+    for value, cell in zip(("0", "", "1.5"), page.locator("#bands tr input").all(), strict=True):
+        cell.fill(value)
+    page.click("[data-testid=more-terms] summary")
+    page.fill("#g_segments", "商超")
+    page.fill("#g_regions", "华东，华南")
+    page.fill("#g_excluded_customers", "C9")
+    page.locator("#check", has_text="The terms are valid.").wait_for()
+    written = page.locator("#terms").input_value().splitlines()
+    assert written[2] == (
+        'eligibility: {"customers":{"include":{"attributes":{"segment":["商超"],'
+        '"region":["华东","华南"]}},"exclude":{"id":["C9"]}}}'
+    )
+    page.click("form[action='/agreements'] button.btn-primary")
+    assert page.locator("[data-testid=done]").inner_text() == "Draft KA-PROG v1 saved."

@@ -53,6 +53,8 @@ def _used() -> set[str]:
     found |= set(STAGE_TEXT.values())
     found |= set(plain.PERIODS.values()) | set(plain.MEASURES.values())
     found |= set(plain.METHODS.values()) | {text for _key, text in plain.LIMITS}
+    found |= set(plain.PRODUCT_FIELDS.values()) | set(plain.EVENTS.values())
+    found |= {plain.ALL_OF, plain.ANY_OF}
     found |= {"API token", "Second factor"}
     found |= set(CHECKS.values())  # pydantic's checks of forms and terms, by type
     found |= set(FIELDS.values())  # a form's fields, by their labels
@@ -201,6 +203,44 @@ def test_growth_gates_guarantees_and_targets_in_plain_language() -> None:
     assert plain.describe(fixed, Lang("en"))[3:5] == [
         "The bands are your growth over a baseline of CN¥80,000.00 a period, in percent.",
         "Only if your purchases reach CN¥10,000.00 in the same period.",
+    ]
+
+
+def test_which_purchases_count_in_plain_language() -> None:
+    """The portal says which products count, which do not, and what places a purchase; the
+    customers an agreement selects go unsaid (the reader is one of them)."""
+    terms = {
+        "term": {"start": "2026-01-01", "end": "2027-01-01"},
+        "rebate": {"tiers": [{"from": "0", "rate": "2"}]},
+        "eligibility": {
+            "customers": {"include": {"attributes": {"segment": ["商超"]}}},
+            "products": {
+                "include": {"category": ["乳制品", "饮料"], "brand": None, "attributes": {}},
+                "exclude": {"id": ["P7"], "brand": ["清泉"], "attributes": {"包装": ["散装"]}},
+            },
+            "event": "paid_invoice",
+            "document_types": None,
+            "dates": {"start": "2026-03-01", "end": None},
+        },
+    }
+    assert plain.describe(terms, Lang("zh_CN"))[2:] == [
+        "仅计入乳制品、饮料品类的采购。",
+        "以下采购不计入：清泉品牌，或商品 P7，或包装为散装。",
+        "仅计入 2026年3月1日 起的采购。",
+        "采购在发票付款后计入，按付款日期归期。",
+    ]
+    assert plain.describe(terms, Lang("en"))[2:] == [
+        "Only purchases of category 乳制品, 饮料 count.",
+        "Purchases of brand 清泉, or products P7, or 包装 散装 do not count.",
+        "Only purchases from Mar 1, 2026 count.",
+        "A purchase counts once its invoice is paid, on the day it is paid.",
+    ]
+    dated = {**terms, "eligibility": {"dates": {"start": "2026-03-01", "end": "2026-07-01"},
+                                      "event": "order", "document_types": ["invoice"]}}  # fmt: skip
+    assert plain.describe(dated, Lang("en"))[2:] == [
+        "Only these documents count: invoice.",
+        "Only purchases from Mar 1, 2026 to Jun 30, 2026 count.",
+        "A purchase counts on its order date.",
     ]
 
 

@@ -1,6 +1,9 @@
 """An agreement's terms in plain language, for the customer portal: what it pays, on what,
-how the tiers work, and when: the rate's form, the tier method, the periods, a minimum, caps,
-growth over a baseline, a gate, a guaranteed minimum and a separate target set.
+how the tiers work, and when: the rate's form, the tier method, the periods, which purchases
+count (products, the event and dates that place a purchase), a minimum, caps, growth over a
+baseline, a gate, a guaranteed minimum and a separate target set.
+
+Which customers an agreement selects is not said: the reader is the customer it selected.
 """
 
 from __future__ import annotations
@@ -24,6 +27,19 @@ METHODS = {
     "marginal": "each band's rate applies to the part of the basis inside it",
     "rolling": "lower bands count in full, and the band reached applies to the whole basis",
     "all_reached": "the rate of every band reached applies to the whole basis",
+}
+
+# A product selection's fields, as the reader names them ({values} is a list).
+PRODUCT_FIELDS = {
+    "category": "category {values}",
+    "brand": "brand {values}",
+    "id": "products {values}",
+}
+# How an include's fields join (all must match) and an exclude's (any one excludes).
+ALL_OF, ANY_OF = ", and ", ", or "
+EVENTS = {
+    "order": "A purchase counts on its order date.",
+    "paid_invoice": "A purchase counts once its invoice is paid, on the day it is paid.",
 }
 
 LIMITS = (
@@ -87,6 +103,7 @@ def describe(terms: dict[str, Any], lang: Lang) -> list[str]:
             high = _amount(lang, band["to"], measure, currency)
             bands.append(lang._("{low} to {high}: {rate}", low=low, high=high, rate=rate))
     sentences.append(lang._("Bands: {bands}.", bands=lang._("; ").join(bands)))
+    sentences += _purchases(terms.get("eligibility") or {}, lang)
     if len(rebate["tiers"]) > 1:
         method = rebate.get("method", "whole_volume")
         sentences.append(lang._(METHODS.get(method, method)).capitalize() + lang._("."))
@@ -107,6 +124,60 @@ def describe(terms: dict[str, Any], lang: Lang) -> list[str]:
             sentences.append(lang._(text, amount=lang.money(Decimal(str(cap[key])), currency)))
     sentences += _conditions(terms, lang, measure, currency)
     return sentences
+
+
+def _products(selector: dict[str, Any], lang: Lang, joined: str) -> str:
+    """A product selector's fields in words, joined by ``joined`` (an include's fields must
+    all match; any one of an exclude's fields excludes)."""
+    parts = [
+        lang._(text, values=lang._(", ").join(selector[key]))
+        for key, text in PRODUCT_FIELDS.items()
+        if selector.get(key)
+    ]
+    parts += [
+        lang._("{name} {values}", name=name, values=lang._(", ").join(values))
+        for name, values in (selector.get("attributes") or {}).items()
+        if values
+    ]
+    return lang._(joined).join(parts)
+
+
+def _purchases(eligibility: dict[str, Any], lang: Lang) -> list[str]:
+    """Which of the customer's purchases count: products, documents, dates and the event."""
+    said = []
+    products = eligibility.get("products") or {}
+    included = _products(products.get("include") or {}, lang, ALL_OF)
+    if included:
+        said.append(lang._("Only purchases of {products} count.", products=included))
+    excluded = _products(products.get("exclude") or {}, lang, ANY_OF)
+    if excluded:
+        said.append(lang._("Purchases of {products} do not count.", products=excluded))
+    if eligibility.get("document_types"):
+        said.append(
+            lang._(
+                "Only these documents count: {types}.",
+                types=lang._(", ").join(eligibility["document_types"]),
+            )
+        )
+    dates = eligibility.get("dates") or {}
+    start, end = dates.get("start"), dates.get("end")
+    if start and end:
+        said.append(
+            lang._(
+                "Only purchases from {start} to {end} count.",
+                start=lang.date(_day(start)),
+                end=lang.date(_day(end) - dt.timedelta(days=1)),
+            )
+        )
+    elif start:
+        said.append(lang._("Only purchases from {start} count.", start=lang.date(_day(start))))
+    elif end:
+        last = lang.date(_day(end) - dt.timedelta(days=1))
+        said.append(lang._("Only purchases until {end} count.", end=last))
+    event = eligibility.get("event", "invoice")
+    if event in EVENTS:
+        said.append(lang._(EVENTS[event]))
+    return said
 
 
 def _conditions(terms: dict[str, Any], lang: Lang, measure: str, currency: str) -> list[str]:

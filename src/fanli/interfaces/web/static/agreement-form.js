@@ -1,7 +1,7 @@
 // The agreement editor's guided form: fills the terms (YAML) from fields for every term type:
 // rate form, tier method, bases, periods and their scope, bands, a counterparty and the members
-// of a buying group, eligibility (event, customer groups, product categories and brands,
-// excluded products), growth, a gate, a minimum, caps, a guarantee, the accrual mode and the
+// of a buying group, eligibility (event, customer groups, segments and regions, excluded
+// customers, product categories and brands, excluded products), growth, a gate, a minimum, caps, a guarantee, the accrual mode and the
 // settlement. The server validates and previews the YAML as ever; the form only writes it.
 // Nested parts are written as JSON, which is YAML too.
 (function () {
@@ -24,7 +24,17 @@
   function eligibility() {
     var found = {}, products = {}, include = {};
     if (value("g_event") !== "invoice") { found.event = value("g_event"); }
-    if (list("g_groups").length) { found.customers = {include: {group: list("g_groups")}}; }
+    var customers = {}, who = {}, attributes = {};
+    if (list("g_groups").length) { who.group = list("g_groups"); }
+    // A programme's customers by the master's attributes: segment and region.
+    if (list("g_segments").length) { attributes.segment = list("g_segments"); }
+    if (list("g_regions").length) { attributes.region = list("g_regions"); }
+    if (some(attributes)) { who.attributes = attributes; }
+    if (some(who)) { customers.include = who; }
+    if (list("g_excluded_customers").length) {
+      customers.exclude = {id: list("g_excluded_customers")};
+    }
+    if (some(customers)) { found.customers = customers; }
     if (list("g_categories").length) { include.category = list("g_categories"); }
     if (list("g_brands").length) { include.brand = list("g_brands"); }
     if (some(include)) { products.include = include; }
