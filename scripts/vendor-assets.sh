@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENDOR=src/fanli/interfaces/web/static/vendor
-PACKAGES=(bootstrap@5.3.9 htmx.org@2.0.11 echarts@5.6.0)
+PACKAGES=(bootstrap@5.3.9 htmx.org@2.0.11 echarts@5.6.0 swagger-ui-dist@5.35.0)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 (cd "$work" && npm pack --silent "${PACKAGES[@]}" >/dev/null)
@@ -21,5 +21,9 @@ cp "$work"/htmx.org-*/package/dist/htmx.min.js "$VENDOR/"
 cp "$work"/htmx.org-*/package/LICENSE "$VENDOR/LICENSE.htmx"
 cp "$work"/echarts-*/package/dist/echarts.min.js "$VENDOR/"
 cp "$work"/echarts-*/package/LICENSE "$VENDOR/LICENSE.echarts"
+# The API's documentation page (/api/docs) runs Swagger UI from here too.
+cp "$work"/swagger-ui-dist-*/package/swagger-ui-bundle.js "$VENDOR/"
+cp "$work"/swagger-ui-dist-*/package/swagger-ui.css "$VENDOR/"
+cp "$work"/swagger-ui-dist-*/package/LICENSE "$VENDOR/LICENSE.swagger-ui"
 printf '%s\n' "${PACKAGES[@]}" > "$VENDOR/VERSIONS"
 echo "vendored ${PACKAGES[*]} into $VENDOR"

@@ -649,3 +649,15 @@ def test_the_guided_form_selects_a_programmes_customers_by_segment_and_region(
     )
     page.click("form[action='/agreements'] button.btn-primary")
     assert page.locator("[data-testid=done]").inner_text() == "Draft KA-PROG v1 saved."
+
+
+def test_the_api_documentation_runs_from_the_package_alone(page: Any, site: Site) -> None:
+    """Swagger UI is vendored: the page lists the API's operations, and every file it loads
+    comes from Fanli itself (nothing from a CDN)."""
+    loaded: list[str] = []
+    page.on("request", lambda request: loaded.append(request.url))
+    page.goto(f"{site.base}/api/docs")
+    page.locator(".opblock-summary-path", has_text="/api/settlements").first.wait_for()
+    outside = [url for url in loaded if not url.startswith((site.base, "data:"))]
+    assert outside == []
+    assert f"{site.base}/static/vendor/swagger-ui-bundle.js" in loaded

@@ -15,6 +15,8 @@ from importlib.resources import files
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from fanli import __version__
@@ -75,7 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Rebate management: agreements, accruals, settlements, payouts, audit.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        # The documentation page is served below with the vendored Swagger UI: FastAPI's own
+        # loads it from a CDN, and nothing may load from one at run time.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.settings = settings
@@ -96,4 +100,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(views_portal.router)
     app.include_router(views_admin.router)
     app.mount("/static", StaticFiles(directory=str(files("fanli.interfaces.web") / "static")))
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="Fanli API",
+            swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
     return app
