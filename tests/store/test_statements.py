@@ -16,6 +16,7 @@ from fanli.kit.errors import InputError, NotFoundError
 from fanli.settlements.models import DisputeOutcome, StatementDecision
 from fanli.settlements.statements import (
     answer_dispute,
+    answers_these_numbers,
     dispute_answers,
     may_answer,
     open_disputes,
@@ -240,3 +241,38 @@ def test_an_upheld_dispute_leaves_no_standing(store: Store, tmp_path: Path) -> N
                        comment="INV-9 counts in Q2", actor=world["fay"], now=NOW)  # fmt: skip
     with store.work() as session:
         assert standings(session, store.facts, {("C1", Q1)}) == {}
+
+
+def test_a_settlement_of_the_numbers_does_not_undo_the_customers_answer(
+    store: Store, tmp_path: Path
+) -> None:
+    """The customer signs off Q1; finance then proposes, approves and pays its settlement. The
+    statement now shows the payment, but its results are those signed off: the sign-off stands
+    and is not asked for again. A dispute likewise stays open across a proposal."""
+    world = _world(store, tmp_path)
+    with store.work() as session:
+        signed = respond(session, store.facts, "C1", Q1, decision=StatementDecision.SIGNED_OFF,
+                         comment="", actor=C1_BUYER, now=NOW)  # fmt: skip
+    settlement = world.propose()
+    world.approve(settlement, "amy")
+    world.pay(settlement, document_number="CN-1")
+    with store.work() as session:
+        paid = period_statement(session, store.facts, "C1", Q1)
+        assert [(s.amount, s.status) for s in paid.settlements] == [(200, "paid")]
+        assert paid.sha256 != signed.statement_sha256  # the statement shows the payment
+        assert paid.rows_sha256 == signed.rows_sha256  # ... of the numbers signed off
+        assert answers_these_numbers(signed, paid)
+        assert may_answer(session, paid, NOW) == []
+        with pytest.raises(InputError, match="was signed off on 2026-11-27"):
+            respond(session, store.facts, "C1", Q1, decision=StatementDecision.DISPUTED,
+                    comment="late", actor=C1_BUYER, now=NOW)  # fmt: skip
+    # C2 disputes; a proposal for its period keeps the dispute open and unrepeatable.
+    c2_buyer = Actor(id=0, code="c2", roles=frozenset({Role.CUSTOMER}), customer_code="C2")
+    with store.work() as session:
+        respond(session, store.facts, "C2", Q1, decision=StatementDecision.DISPUTED,
+                comment="INV-3 is missing", actor=c2_buyer, now=NOW)  # fmt: skip
+    world.propose(beneficiary="C2", key="c2")
+    with store.work() as session:
+        statement = period_statement(session, store.facts, "C2", Q1)
+        assert [s.status for s in statement.settlements] == ["proposed"]
+        assert may_answer(session, statement, NOW) == [StatementDecision.SIGNED_OFF]

@@ -170,21 +170,27 @@ def _check_turn(
     """A sign-off of these numbers is final (new numbers are answered afresh). A dispute waits
     for the company's answer; meanwhile the customer may withdraw it by signing off, but not
     dispute again. After "the numbers stand" it may sign off or dispute again; while a
-    correction is under way it may dispute again, and signs off the corrected statement."""
+    correction is under way it may dispute again, and signs off the corrected statement. The
+    numbers are the results: a settlement of them since is no new numbers."""
     if decision is StatementDecision.SIGNED_OFF and _awaits_correction(session, statement):
         raise InputError.said_at(
             "a correction of these numbers is under way; the corrected statement is the one to "
             "sign off",
             field="decision",
         )
-    latest = session.scalars(
-        select(StatementResponse)
-        .where(StatementResponse.customer_code == statement.customer)
-        .where(StatementResponse.period_start == statement.period_start)
-        .where(StatementResponse.statement_sha256 == statement.sha256)
-        .order_by(StatementResponse.id.desc())
-        .limit(1)
-    ).first()
+    latest = next(
+        (
+            response
+            for response in session.scalars(
+                select(StatementResponse)
+                .where(StatementResponse.customer_code == statement.customer)
+                .where(StatementResponse.period_start == statement.period_start)
+                .order_by(StatementResponse.id.desc())
+            )
+            if answers_these_numbers(response, statement)
+        ),
+        None,
+    )
     if latest is None:
         return
     day = latest.responded_at.astimezone(now.tzinfo).date()  # the day in the caller's zone
@@ -294,11 +300,17 @@ def standings(
     return found
 
 
+def answers_these_numbers(response: StatementResponse, statement: PeriodStatement) -> bool:
+    """Whether ``response`` answered the statement's present results. A settlement proposed,
+    approved or paid since changes the statement, not the numbers the customer answered."""
+    if response.rows_sha256 is None:  # recorded before the results had their own digest
+        return response.statement_sha256 == statement.sha256
+    return response.rows_sha256 == statement.rows_sha256
+
+
 def _corrected(dispute: StatementResponse, statement: PeriodStatement) -> bool:
     """Whether the statement's results differ from those the customer disputed."""
-    if dispute.rows_sha256 is None:  # recorded before the results had their own digest
-        return dispute.statement_sha256 != statement.sha256
-    return dispute.rows_sha256 != statement.rows_sha256
+    return not answers_these_numbers(dispute, statement)
 
 
 def responses(session: Session, customer_code: str) -> list[StatementResponse]:

@@ -755,12 +755,7 @@ def portal(request: Request) -> Response:
             answered.setdefault(answer.period_start, answer)
         replied = settlement_statements.dispute_answers(session, [a.id for a in answered.values()])
         # An answer to numbers that have changed since is no answer to today's statement.
-        digests = {
-            start: shown.sha256
-            for start, shown in settlement_statements.period_statements(
-                session, request.app.state.facts, code
-            ).items()
-        }
+        now_shown = settlement_statements.period_statements(session, request.app.state.facts, code)
         shown = sorted({(p.row.agreement_code, p.row.version) for p in statement["progress"]})
         agreements = []
         for agreement_code, number in shown:
@@ -788,7 +783,13 @@ def portal(request: Request) -> Response:
             end <= today,
             answered.get(start),
             replied.get(answered[start].id) if start in answered else None,
-            start in answered and answered[start].statement_sha256 != digests.get(start),
+            start in answered
+            and (
+                start not in now_shown
+                or not settlement_statements.answers_these_numbers(
+                    answered[start], now_shown[start]
+                )
+            ),
         )
         for start, end in sorted(periods.items())
     ]

@@ -18,6 +18,7 @@ from fanli.kit.errors import FanliError, NotFoundError
 from fanli.ledger import overview
 from fanli.settlements.models import StatementDecision
 from fanli.settlements.statements import (
+    answers_these_numbers,
     dispute_answers,
     may_answer,
     period_statement,
@@ -76,12 +77,11 @@ def _statement_context(request: Request, code: str, start: dt.date) -> dict[str,
         # The whole exchange, oldest first: each answer, whether it was to these numbers or to
         # earlier ones, and the company's reply to a dispute.
         "thread": [
-            (a, a.statement_sha256 == statement.sha256, replies.get(a.id))
-            for a in reversed(answers)
+            (a, answers_these_numbers(a, statement), replies.get(a.id)) for a in reversed(answers)
         ],
         "allowed": allowed,
         "in_units": in_units,
-        "current": [a for a in answers if a.statement_sha256 == statement.sha256],
+        "current": [a for a in answers if answers_these_numbers(a, statement)],
         "replies": replies,
     }
 
