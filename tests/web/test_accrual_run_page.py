@@ -9,11 +9,14 @@ import re
 from pathlib import Path
 
 import pyotp
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from fanli.config import Settings
+from fanli.interfaces.api import routes_store
 from fanli.interfaces.api.app import create_app
+from fanli.interfaces.web import views_work
 from fanli.ledger.models import AccrualRun
 from fanli.users.auth import enrol_second_factor, set_password
 from store.conftest import NOW, Store, sqlite_template, store
@@ -101,4 +104,42 @@ def test_a_run_shows_its_results_and_explains_each(store: Store, tmp_path: Path)
                 params={"agreement": "A1", "version": 1, "customer": "C1", "period": 1},
             ).status_code
             == 404
+        )
+
+
+def test_a_page_that_fails_unforeseen_says_so_as_a_page(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's results file gone from the disk: the page answers 500 with a page in both
+    languages (the log holds the cause), and the API with its JSON error."""
+    world = _world(store, tmp_path, _form("credit_note"))
+    with store.work() as session:
+        run_id = session.scalar(select(AccrualRun.id))
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+
+    def unreadable(*_args: object, **_kwargs: object) -> None:
+        raise OSError("results file unreadable")
+
+    monkeypatch.setattr(views_work, "run_results", unreadable)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    app = create_app(settings)
+    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
+        _sign_in(client, "fay", secret)
+        page = client.get(f"/accruals/{run_id}")
+        assert page.status_code == 500
+        assert page.headers["content-type"].startswith("text/html")
+        assert 'data-testid="server-error"' in page.text
+        assert "这一步没有完成，也没有保存任何改动。" in page.text
+    # The API's own unforeseen failure keeps its JSON shape.
+    monkeypatch.setattr(routes_store, "paged", unreadable)
+    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
+        token = client.post("/api/session", json={
+            "user": "fay", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()
+        })  # fmt: skip
+        assert token.status_code == 200
+        api = client.get("/api/accrual-runs")
+        assert (api.status_code, api.json()) == (
+            500,
+            {"error": "internal_error", "detail": "see the server log"},
         )

@@ -459,6 +459,12 @@ def test_oversight_and_administration_pages(page: Any, site: Site) -> None:
     done = page.locator("[data-testid=done]").inner_text()
     assert re.fullmatch(r"2026年3月 审计：\d+ 项发现，其中新增 \d+ 项。", done), done
     _shot(page, "audit-zh")
+    # A period the server refuses (past the field's own check): the page stays, and says why.
+    page.eval_on_selector("#period", "field => field.removeAttribute('pattern')")
+    page.fill("#period", "abcd-ef")
+    page.click("form[action='/audit/runs'] button")
+    assert page.locator("[data-testid=invalid]").inner_text() == "表单未被接受：期间：格式不对"
+    assert page.locator("h1").first.inner_text() == "审计"
     page.goto(f"{site.base}/policy")
     assert page.locator("h2").first.inner_text().startswith("v1 · 返利政策 2026")
     page.goto(f"{site.base}/users")

@@ -196,11 +196,11 @@ def test_pages_show_and_allow_what_the_api_would(store: Store, tmp_path: Path) -
         assert bad.url.path == "/customers/C1"
         invalid = re.search(r'data-testid="invalid">([^<]*)<', bad.text)
         assert invalid is not None
-        assert html.unescape(invalid[1]) == "表单未被接受：金额: 不是数字"  # the field's label
+        assert html.unescape(invalid[1]) == "表单未被接受：金额：不是数字"  # the field's label
         # A bad address: the page without its bad part, or the 404 page.
         listed = client.get("/customers?offset=abc")
         assert listed.url.path == "/customers"
-        assert "offset: 不是整数" in listed.text
+        assert "offset：不是整数" in listed.text
         nowhere = client.get("/no-such-page")
         assert nowhere.status_code == 404
         assert "没有这个页面，或您无权查看。" in nowhere.text
@@ -643,11 +643,11 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             return [html.unescape(p) for p in re.findall(r"<li>([^<]*)</li>", checked)]
 
         assert problems(terms % "bogus") == [
-            "rebate.method: 须为以下之一：'whole_volume'、'marginal'、'rolling'、'all_reached'",
-            "colour: 未知字段",
+            "rebate.method：须为以下之一：'whole_volume'、'marginal'、'rolling'、'all_reached'",
+            "colour：未知字段",
         ]
         assert problems(terms.replace("colour: blue\n", "") % "marginal") == [
-            "rebate.tiers[1]: 100 与 200 之间有空档"
+            "rebate.tiers[1]：100 与 200 之间有空档"
         ]
         valid = terms.replace("colour: blue\n", "").replace("200", "100") % "marginal"
         assert "条款有效" in client.post("/agreements/check", data={"terms": valid}).text

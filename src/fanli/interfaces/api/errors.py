@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -94,6 +94,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_input", detail), status_code=422)
 
     @app.exception_handler(Exception)
-    async def _crash(_request: Request, error: Exception) -> JSONResponse:
+    async def _crash(request: Request, error: Exception) -> Response:
         log.exception("unhandled error", exc_info=error)
+        if not request.url.path.startswith(("/api", "/static")):
+            # A person sees a page in both languages, not JSON. It needs nothing that could
+            # have failed (no session, no database): the cause may be either.
+            return HTMLResponse(web.SERVER_ERROR_PAGE, status_code=500)
         return JSONResponse(error_body("internal_error", "see the server log"), status_code=500)

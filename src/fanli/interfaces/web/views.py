@@ -821,7 +821,10 @@ def form_not_accepted(request: Request, errors: Sequence[Any]) -> Response:
     if any(error["loc"] and error["loc"][0] == "path" for error in errors):
         return _not_found(request, _viewer(request))
     problems = lang._("; ").join(form_problem(lang, error) for error in errors)
-    if request.headers.get("hx-request"):
+    if request.headers.get("hx-request") and request.headers.get("hx-target"):
+        # An element that shows the answer in place (the terms' live check). A form that swaps
+        # the whole page (imports, accruals, audit runs) is sent back to its page instead,
+        # which HTMX follows: a sentence alone would replace the page.
         return HTMLResponse(
             f'<div class="text-danger" data-testid="invalid">{escape(problems)}</div>'
         )
@@ -901,6 +904,14 @@ FIELDS = {
     "new": "New password (12 characters or more)",
     "repeat": "Repeat the new password",
     "days": "Valid for (days)",
+    "period": "Period",
+    "as_of": "As of",
+    "totp": "Second-factor code (approvers, finance, administrators)",
+    "role": "Roles",
+    "kind": "Kind",
+    "mapping": "Column mapping (optional)",
+    "outcome": "Outcome",
+    "bank_account": "Verified account",
 }
 
 
@@ -924,9 +935,28 @@ def form_problem(lang: i18n.Lang, error: Any) -> str:
         text = lang._(CHECKS[kind], **{key: str(value) for key, value in context.items()})
     else:
         text = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {text}" if where else text
+    return lang._("{field}: {problem}", field=where, problem=text) if where else text
 
 
 def not_found_page(request: Request) -> HTMLResponse:
     """The 404 page for an address no route serves."""
     return _not_found(request, _viewer(request))
+
+
+# What a person sees when a page fails in a way nobody foresaw (the log holds the cause). The
+# unit of work has rolled back, so nothing was half done. Plain HTML in both languages, with
+# the site's style sheet: rendering it must not need the session or the database.
+SERVER_ERROR_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>出错了 · Something went wrong · 返利 Fanli</title>
+<link rel="stylesheet" href="/static/vendor/bootstrap.min.css"><link rel="icon" href="data:,">
+</head><body><main class="container py-5" data-testid="server-error">
+<h1 class="h3">出错了</h1>
+<p>这一步没有完成，也没有保存任何改动。错误已记入服务器日志；请稍后再试，或将时间告知管理员。</p>
+<h2 class="h5 mt-4">Something went wrong</h2>
+<p>This step was not done, and nothing was changed. The error is in the server log; try again
+later, or tell an administrator when it happened.</p>
+<p><a class="btn btn-primary" href="/">返回首页 · Home</a></p>
+</main></body></html>
+"""
