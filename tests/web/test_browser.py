@@ -667,3 +667,36 @@ def test_the_api_documentation_runs_from_the_package_alone(page: Any, site: Site
     outside = [url for url in loaded if not url.startswith((site.base, "data:"))]
     assert outside == []
     assert f"{site.base}/static/vendor/swagger-ui-bundle.js" in loaded
+
+
+def test_the_guided_form_asks_before_replacing_terms_it_did_not_write(
+    page: Any, site: Site
+) -> None:
+    """Terms typed by hand (or a draft opened to correct) are not wiped by a keystroke in the
+    guided form: it asks first; declined, it leaves them and stops writing."""
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements")
+    by_hand = 'id: "HAND"\nname: "typed by hand"\n'
+    page.fill("#terms", by_hand)
+    asked: list[str] = []
+
+    def decline(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", decline)
+    page.fill("#g_id", "GUIDED2")
+    assert asked == [
+        "Replace the terms below with what this form writes? Their present text is lost."
+    ]
+    assert page.locator("#terms").input_value() == by_hand
+    assert page.locator("[data-testid=guided-detached]").is_visible()
+    page.fill("#g_name", "still kept")  # no second question, nothing written
+    assert page.locator("#terms").input_value() == by_hand
+    # After a reload the form starts afresh, and a yes lets it write.
+    page.reload()
+    page.fill("#terms", by_hand)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.fill("#g_id", "GUIDED2")
+    assert page.locator("#terms").input_value().splitlines()[0] == 'id: "GUIDED2"'

@@ -43,7 +43,21 @@
     return found;
   }
 
+  // Terms the form did not write (a draft opened to correct, or text typed by hand) are not
+  // replaced without asking: once declined, the form stops writing until the page reloads.
+  var written = null, detached = false;
+  function mayWrite() {
+    if (detached) { return false; }
+    var present = terms.value.trim();
+    if (!present || terms.value === written) { return true; }
+    if (window.confirm(form.dataset.replace)) { return true; }
+    detached = true;
+    document.getElementById("guided-detached").hidden = false;
+    return false;
+  }
+
   function write() {
+    if (!mayWrite()) { return; }
     var lines = [];
     lines.push("id: " + quoted(value("g_id")));
     if (value("g_name")) { lines.push("name: " + quoted(value("g_name"))); }
@@ -105,6 +119,7 @@
                  quoted(value("g_sha256")) + "}");
     }
     terms.value = lines.join("\n") + "\n";
+    written = terms.value;
     terms.dispatchEvent(new Event("input", { bubbles: true }));  // live validation
   }
 
