@@ -848,3 +848,20 @@ def test_an_open_settlement_of_a_disputed_period_is_marked(store: Store, tmp_pat
             answer_dispute(session, disputed.id, outcome=DisputeOutcome.UPHELD,
                            comment="INV-9 counts in Q2", actor=world["fay"], now=NOW)  # fmt: skip
         assert 'data-testid="standing"' not in client.get("/settlements").text
+
+
+def test_finance_finds_approved_settlements_to_pay_in_its_inbox(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))
+    settlement_id = world.propose()
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+        assert 'data-testid="to-pay"' not in client.get("/inbox").text  # proposed, not approved
+        world.approve(settlement_id, "amy")
+        inbox = client.get("/inbox").text
+        listed = re.search(r'data-testid="to-pay">(.*?)</table>', inbox, re.S)
+        assert listed is not None
+        assert f'<a href="/settlements#settlement-{settlement_id}">{settlement_id}</a>' in listed[1]
+        assert "¥200.00" in listed[1]
+        assert "折让（贷项通知）" in listed[1]  # how it will be paid
+        assert "没有等待您审批的结算。" in inbox

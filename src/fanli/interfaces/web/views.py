@@ -57,6 +57,8 @@ from fanli.settlements import statements as settlement_statements
 from fanli.settlements.models import (
     BalanceCredit,
     BalanceUse,
+    Settlement,
+    SettlementStatus,
     StatementResponse,
     UseStatus,
 )
@@ -672,6 +674,16 @@ def inbox(request: Request) -> Response:
             )
         )
         disputes = _open_disputes(session, viewer)
+        # Approved settlements wait for whoever pays them (of the customers they may see).
+        to_pay: list[Settlement] = []
+        route = "POST /api/settlements/{settlement_id}/payout"
+        if scope(viewer, route) is not None:
+            payable = visible(session, viewer, route)
+            to_pay = [
+                s
+                for s in list_settlements(session, status=SettlementStatus.APPROVED)
+                if payable is None or s.beneficiary in payable
+            ]
         # An approver should see that the customer disputes the numbers being approved.
         found = standings(
             session,
@@ -687,6 +699,7 @@ def inbox(request: Request) -> Response:
         versions=waiting.agreement_versions,
         disputes=disputes,
         standing={s.id: found.get((s.beneficiary, s.period_start)) for s in waiting.settlements},
+        to_pay=to_pay,
         answers_disputes=scope(viewer, "POST /api/disputes/{response_id}/answer") is not None,
         keys=keys,
         uses=uses,
