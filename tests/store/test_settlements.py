@@ -980,3 +980,23 @@ def test_delegations_count_only_within_their_dates(store: Store, tmp_path: Path)
     with pytest.raises(PermissionDeniedError):
         world.approve(settlement_id, "ivan", now=LATER)  # revoked
     assert world.settlement(settlement_id).status == "proposed"
+
+
+def test_a_running_period_is_not_settled(store: Store, tmp_path: Path) -> None:
+    """Q4 2026 runs until 31 December: its numbers can still change, so it is settled once it
+    has ended (the customer's statement is signed off then too)."""
+    world = World(store, tmp_path)
+    world.agreement(_form("credit_note"))
+    world.sales(("L1", "C1", "P1", "2026-10-15", "10", "10000.00"))
+    world.accrue("2026-11-27")
+    with store.work() as session, pytest.raises(settlements.SettlementError) as refused:
+        settlements.propose(
+            session, store.facts, agreement_code="A1", beneficiary="C1",
+            period_start=dt.date(2026, 10, 1), idempotency_key="q4", actor=staff("fay"),
+            now=NOW,
+        )  # fmt: skip
+    assert str(refused.value) == (
+        "the rebate period of A1 / C1 runs until 2026-12-31; it is settled once it has ended"
+    )
+    with store.work() as session:
+        assert session.scalar(select(func.count()).select_from(Settlement)) == 0

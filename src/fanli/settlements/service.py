@@ -352,6 +352,16 @@ def propose(
     day = now.date()
     policy_version, policy = policy_in_force(session, day)
     due = compute_due(session, store, agreement_code, beneficiary, period_start)
+    if due.period_end > day:
+        # Its numbers can still change (the customer cannot sign its statement off either):
+        # paying now would pay a figure the period may not keep.
+        raise SettlementError.said(
+            "the rebate period of {agreement} / {customer} runs until {last_day}; it is settled "
+            "once it has ended",
+            agreement=agreement_code,
+            customer=beneficiary,
+            last_day=due.period_end - dt.timedelta(days=1),
+        )
     _refuse(
         said(
             "settling {agreement} / {customer} / {day}",
