@@ -10,6 +10,7 @@ of range, periods outside the term, unknown fields.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, Self
@@ -17,7 +18,13 @@ from typing import Annotated, Any, NoReturn, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from fanli.kit.errors import Said, said
-from fanli.kit.money import RoundingMode, UnknownCurrencyError, decimal_places, minor_unit
+from fanli.kit.money import (
+    MAX_AMOUNT,
+    RoundingMode,
+    UnknownCurrencyError,
+    decimal_places,
+    minor_unit,
+)
 from fanli.kit.periods import Period, PeriodKind, calendar_periods
 
 # Precision the engine represents exactly (it works in integers): see docs/calculation.md.
@@ -348,6 +355,7 @@ class Agreement(Terms):
 
     @model_validator(mode="after")
     def _validate(self) -> Self:
+        _check_identity(self)
         _check_currency(self)
         _check_term_and_periods(self)
         _check_bands(self)
@@ -365,6 +373,31 @@ def _check_places(path: str, value: Decimal, places: int) -> None:
             path,
             said("{value} has more than {places} decimal places", value=value, places=places),
         )
+
+
+# An agreement's code appears in addresses (/agreements/KA-Q/review), file names and GL
+# exports: letters (Chinese too), digits, '-', '_' and '.', starting with a letter or digit.
+_CODE = re.compile(r"[^\W_][\w.\-]*")
+NAME_LENGTH = 200
+
+
+def _check_identity(agreement: Agreement) -> None:
+    if not _CODE.fullmatch(agreement.id):
+        _fail(
+            "id",
+            said(
+                "{value} is not an agreement code: use letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit",
+                value=agreement.id,
+            ),
+        )
+    if len(agreement.name) > NAME_LENGTH:
+        _fail("name", said("a name has at most {most} characters", most=NAME_LENGTH))
+
+
+def _check_size(path: str, value: Decimal) -> None:
+    if abs(value) >= MAX_AMOUNT:
+        _fail(path, said("{value} is larger than an amount can be", value=value))
 
 
 def _check_currency(agreement: Agreement) -> None:
@@ -506,18 +539,22 @@ def _check_modifiers(agreement: Agreement) -> None:
         if agreement.minimum < 0:
             _fail("minimum", said("must not be negative"))
         _check_places("minimum", agreement.minimum, MEASURE_PLACES)
+        _check_size("minimum", agreement.minimum)
     if agreement.gate is not None:
         _check_places("gate.target", agreement.gate.target, MEASURE_PLACES)
+        _check_size("gate.target", agreement.gate.target)
     for name in ("per_period", "per_term"):
         value = getattr(agreement.cap, name)
         if value is not None:
             if value < 0:
                 _fail(f"cap.{name}", said("must not be negative"))
             _check_places(f"cap.{name}", value, places)
+            _check_size(f"cap.{name}", value)
     if agreement.guarantee is not None:
         if agreement.guarantee.amount < 0:
             _fail("guarantee.amount", said("must not be negative"))
         _check_places("guarantee.amount", agreement.guarantee.amount, places)
+        _check_size("guarantee.amount", agreement.guarantee.amount)
         cap = agreement.cap.per_period
         if cap is not None and cap < agreement.guarantee.amount:
             _fail("guarantee.amount", said("is above cap.per_period"))
