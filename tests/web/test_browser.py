@@ -700,3 +700,24 @@ def test_the_guided_form_asks_before_replacing_terms_it_did_not_write(
     page.once("dialog", lambda dialog: dialog.accept())
     page.fill("#g_id", "GUIDED2")
     assert page.locator("#terms").input_value().splitlines()[0] == 'id: "GUIDED2"'
+
+
+def test_the_guided_form_has_the_check_name_a_number_it_cannot_read(page: Any, site: Site) -> None:
+    """ "1,000.005" in a band and an empty rate: the live check names each field, instead of
+    YAML misreading the first and the form paying 0 for the second."""
+    _sign_in(page, site, "sam")
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.goto(f"{site.base}/lang/en?back=/agreements")
+    page.fill("#g_id", "NUMBERS")
+    page.fill("#g_start", "2026-01-01")
+    page.fill("#g_end", "2027-01-01")
+    cells = page.locator("#bands tr input").all()
+    cells[0].fill("1,000.005")
+    cells[1].fill("")
+    cells[2].fill("")
+    page.locator("[data-testid=problems]").wait_for()
+    assert '    - {from: "1,000.005", rate: ""}' in page.locator("#terms").input_value()
+    assert page.locator("[data-testid=problems] li").all_inner_texts() == [
+        "rebate.tiers[0].from: not a number",
+        "rebate.tiers[0].rate: not a number",
+    ]

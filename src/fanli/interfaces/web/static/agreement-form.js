@@ -18,6 +18,12 @@
   function list(name) {  // "a, b，c" -> ["a", "b", "c"] (Chinese commas too)
     return value(name).split(/[,，;；\s]+/).filter(Boolean);
   }
+  // A number as typed, if it is one; else quoted, so that the server's check names the field
+  // ("not a number") instead of YAML reading "1,000.5" as something else.
+  function num(text) {
+    return /^-?\d+(\.\d+)?$/.test(text) ? text : quoted(text);
+  }
+  function amount(name) { return num(value(name)); }
   function checked(name) { return form.elements[name] && form.elements[name].checked; }
   function some(object) { return Object.keys(object).length > 0; }
 
@@ -88,27 +94,29 @@
       var cells = rows[i].querySelectorAll("input");
       var from = cells[0].value.trim(), to = cells[1].value.trim(), rate = cells[2].value.trim();
       if (!from && !rate) { continue; }
-      lines.push("    - {from: " + (from || "0") + (to ? ", to: " + to : "") + ", rate: " + (rate || "0") + "}");
+      // An empty rate is written empty: the check then asks for it instead of paying 0.
+      lines.push("    - {from: " + num(from || "0") + (to ? ", to: " + num(to) : "") +
+                 ", rate: " + num(rate) + "}");
     }
     if (value("g_growth")) {  // the bands are then percentages of the baseline (110 = 110%)
       lines.push("growth: {baseline: " + value("g_growth") +
-                 (value("g_baseline") ? ", baseline_amount: " + value("g_baseline") : "") +
+                 (value("g_baseline") ? ", baseline_amount: " + amount("g_baseline") : "") +
                  ", mode: " + value("g_growth_mode") + "}");
     }
-    if (value("g_minimum")) { lines.push("minimum: " + value("g_minimum")); }
+    if (value("g_minimum")) { lines.push("minimum: " + amount("g_minimum")); }
     if (value("g_gate_target")) {
-      var gate = "gate: {measure: " + value("g_gate_measure") + ", target: " + value("g_gate_target");
+      var gate = "gate: {measure: " + value("g_gate_measure") + ", target: " + amount("g_gate_target");
       if (list("g_gate_categories").length) {
         gate += ", products: " + JSON.stringify({include: {category: list("g_gate_categories")}});
       }
       lines.push(gate + "}");
     }
     var caps = [];
-    if (value("g_cap")) { caps.push("per_period: " + value("g_cap")); }
-    if (value("g_cap_term")) { caps.push("per_term: " + value("g_cap_term")); }
+    if (value("g_cap")) { caps.push("per_period: " + amount("g_cap")); }
+    if (value("g_cap_term")) { caps.push("per_term: " + amount("g_cap_term")); }
     if (caps.length) { lines.push("cap: {" + caps.join(", ") + "}"); }
     if (value("g_guarantee")) {
-      lines.push("guarantee: {amount: " + value("g_guarantee") +
+      lines.push("guarantee: {amount: " + amount("g_guarantee") +
                  (checked("g_carry") ? ", carry_forward: true" : "") + "}");
     }
     if (value("g_accrual") === "expected") { lines.push("accrual: {mode: expected}"); }
