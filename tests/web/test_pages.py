@@ -865,3 +865,31 @@ def test_finance_finds_approved_settlements_to_pay_in_its_inbox(
         assert "¥200.00" in listed[1]
         assert "折让（贷项通知）" in listed[1]  # how it will be paid
         assert "没有等待您审批的结算。" in inbox
+
+
+def test_a_refused_form_comes_back_as_it_was_typed(store: Store, tmp_path: Path) -> None:
+    """A proposal for a period with no results yet, and a user whose code is taken: each form comes
+    back filled as it was sent, beside the reason."""
+    world = _world(store, tmp_path, _form("credit_note"))
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+        page = client.post(
+            "/settlements",
+            data={"agreement": "A1", "customer": "C1", "period_start": "2026-10-01",
+                  "key": "k", "csrf": csrf},
+        ).text  # fmt: skip
+        assert "没有计提结果" in _alert(page, "error")  # refused: no results for Q4 yet
+        assert 'name="customer" value="C1"' in page
+        assert 'name="period_start" value="2026-10-01"' in page
+        assert "<option selected>A1</option>" in page
+        with store.work() as session:
+            set_password(session, "admin", PASSWORD, actor=world["admin"], now=NOW)
+            secret = enrol_second_factor(session, "admin", actor=world["admin"], now=NOW)
+        admin_csrf = _signed_in(client, "admin", secret)
+        taken = client.post(
+            "/users",
+            data={"code": "fay", "name": "Fay Two", "role": "finance", "customer": "",
+                  "csrf": admin_csrf},
+        ).text  # fmt: skip
+        assert 'name="code" placeholder="用户" value="fay"' in taken
+        assert 'value="Fay Two"' in taken
+        assert '<option value="finance" selected>' in taken

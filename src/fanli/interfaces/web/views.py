@@ -117,14 +117,21 @@ FLASH = "fanli_flash"  # a message for the next page, after a redirect
 
 
 def flash_redirect(
-    path: str, *, done: str = "", error: str = "", invalid: str = ""
+    path: str,
+    *,
+    done: str = "",
+    error: str = "",
+    invalid: str = "",
+    kept: dict[str, str] | None = None,
 ) -> RedirectResponse:
     """Back to ``path`` after a POST (a reload does not repeat it), with what happened: done,
     a refusal (``error``, shown by the page) or a form that was not accepted (``invalid``, shown
-    by every page above its content). The message travels in a short-lived cookie, not the
-    address: a link cannot put words on our pages."""
+    by every page above its content); ``kept``: what the refused form held, to fill it again.
+    The message travels in a short-lived cookie, not the address: a link cannot put words on
+    our pages."""
     response = RedirectResponse(path, status_code=303)
-    text = json.dumps({"done": done, "error": error, "invalid": invalid}, ensure_ascii=False)
+    said = {"done": done, "error": error, "invalid": invalid, "kept": kept or {}}
+    text = json.dumps(said, ensure_ascii=False)
     # base64url: a cookie value cannot carry quotes, commas or spaces as they are.
     message = base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
     response.set_cookie(FLASH, message, max_age=60, httponly=True, secure=True, samesite="strict")
@@ -198,14 +205,20 @@ def change_own_password(
     return flash_redirect("/signin", done=lang._("Your password is changed: sign in with it."))
 
 
-def _flash(request: Request) -> dict[str, str]:
+def _flash(request: Request) -> dict[str, Any]:
     try:
         found = json.loads(base64.urlsafe_b64decode(request.cookies.get(FLASH, "") or "e30="))
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors too
         return {}
     if not isinstance(found, dict):
         return {}
-    return {key: str(found[key]) for key in ("done", "error", "invalid") if found.get(key)}
+    flashed: dict[str, Any] = {
+        key: str(found[key]) for key in ("done", "error", "invalid") if found.get(key)
+    }
+    kept = found.get("kept")
+    if isinstance(kept, dict) and kept:
+        flashed["kept"] = {str(key): str(value) for key, value in kept.items()}
+    return flashed
 
 
 def _page(

@@ -416,7 +416,9 @@ def user_create(  # noqa: PLR0917 - one form field each
             if role is not Role.CUSTOMER:
                 factor = enrol_second_factor(session, code, actor=viewer.actor, now=now)
     except FanliError as error:
-        return flash_redirect("/users", error=say(_lang(request), error))
+        # The form comes back filled as it was sent, beside the reason it was refused.
+        kept = {"code": code, "name": name, "role": role.value, "customer": customer}
+        return flash_redirect("/users", error=say(_lang(request), error), kept=kept)
     return _page(
         request,
         "new_user.html",

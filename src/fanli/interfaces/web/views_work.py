@@ -510,7 +510,9 @@ def propose(  # noqa: PLR0917 - one form field each
             )
             done = _lang(request)._("Settlement {id} proposed.", id=made.id)
     except FanliError as error:
-        return _settlement_page(request, viewer, error=say(_lang(request), error))
+        # The proposal form keeps what was typed, beside the reason it was refused.
+        kept = {"agreement": agreement, "customer": customer, "period_start": str(period_start)}
+        return _settlement_page(request, viewer, error=say(_lang(request), error), kept=kept)
     return _settlement_page(request, viewer, done=done)
 
 
