@@ -255,7 +255,7 @@ def test_a_clawback_is_paid_on_the_page_by_offset(store: Store, tmp_path: Path) 
     world.approve(claw, "amy")
     with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
-        row = re.search(rf'<tr data-settlement="{claw}">(.*?)</tr>', page, re.S)
+        row = re.search(rf'<tr data-settlement="{claw}"[^>]*>(.*?)</tr>', page, re.S)
         assert row is not None
         assert '<td class="text-end">-¥100.00</td>' in row[1]
         note = re.search(r'data-testid="clawback">([^<]*)<', row[1])
@@ -478,7 +478,10 @@ def test_a_settlement_whose_inputs_changed_is_refreshed_on_the_page(
     with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         assert f'data-testid="refresh-{settlement_id}"' in page
+        # The row says the amount shown is no longer what is due.
+        assert _alert(page, f"outdated-{settlement_id}") == "现为 ¥220.00：请刷新"
         refreshed = client.post(f"/settlements/{settlement_id}/refresh", data={"csrf": csrf})
+        assert f'data-testid="outdated-{settlement_id}"' not in refreshed.text
         assert _alert(refreshed.text, "done") == f"结算 {settlement_id} 已刷新：现为 ¥220.00。"
         again = client.post(f"/settlements/{settlement_id}/refresh", data={"csrf": csrf})
         assert _alert(again.text, "error") == f"结算 {settlement_id}：其依据没有变化"
@@ -832,10 +835,8 @@ def test_an_open_settlement_of_a_disputed_period_is_marked(store: Store, tmp_pat
             customer_code="C1"), now=NOW,
         )  # fmt: skip
     with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
-        row = re.search(
-            rf'<tr data-settlement="{settlement_id}">(.*?)</tr>', client.get("/settlements").text,
-            re.S,
-        )  # fmt: skip
+        listed = client.get("/settlements").text
+        row = re.search(rf'<tr data-settlement="{settlement_id}"[^>]*>(.*?)</tr>', listed, re.S)
         assert row is not None
         assert (
             '<span class="badge text-bg-warning" data-testid="standing">对账单有争议</span>'

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -44,6 +45,7 @@ from fanli.sales.queries import invoice_lines_of
 from fanli.sales.store import FactStore
 from fanli.settlements.idempotency import claim, remember
 from fanli.settlements.models import (
+    OPEN,
     BalanceCredit,
     CreditStatus,
     Payout,
@@ -79,7 +81,6 @@ TRANSITIONS: dict[tuple[SettlementStatus, str], frozenset[Role]] = {
     (SettlementStatus.APPROVED, "pay"): frozenset({Role.FINANCE}),
 }
 ACTIONS = ("approve", "reject", "refresh", "pay")
-OPEN = (SettlementStatus.PROPOSED, SettlementStatus.APPROVED)
 
 # Where a payout's money goes, per form.
 _TARGET = {
@@ -641,6 +642,27 @@ def _require_fresh(session: Session, store: FactStore, settlement: Settlement, v
             now=quantize_money(due.amount, settlement.currency, RoundingMode.HALF_UP),
             was=quantize_money(settlement.amount, settlement.currency, RoundingMode.HALF_UP),
         )
+
+
+def outdated(session: Session, store: FactStore, rows: Iterable[Settlement]) -> dict[int, Decimal]:
+    """The open settlements among ``rows`` whose inputs changed since they were proposed (a
+    later run), with the amount now due: they are refreshed before they can be approved or
+    paid, and the pages say so beside them."""
+    found = {}
+    for settlement in rows:
+        if settlement.status not in OPEN:
+            continue
+        try:
+            due = compute_due(
+                session, store, settlement.agreement_code, settlement.beneficiary,
+                settlement.period_start,
+            )  # fmt: skip
+        except SettlementError:  # its results are gone (a voided batch): nothing is due now
+            found[settlement.id] = Decimal(0)
+            continue
+        if due.inputs_hash != settlement.inputs_hash:
+            found[settlement.id] = due.amount
+    return found
 
 
 def refresh(

@@ -703,6 +703,9 @@ def inbox(request: Request) -> Response:
             request.app.state.facts,
             {(s.beneficiary, s.period_start) for s in waiting.settlements},
         )
+        outdated = settlement_service.outdated(
+            session, request.app.state.facts, waiting.settlements
+        )
     keys = {s.id: secrets.token_urlsafe(12) for s in waiting.settlements}
     return _page(
         request,
@@ -712,6 +715,7 @@ def inbox(request: Request) -> Response:
         versions=waiting.agreement_versions,
         disputes=disputes,
         standing={s.id: found.get((s.beneficiary, s.period_start)) for s in waiting.settlements},
+        outdated=outdated,
         to_pay=to_pay,
         answers_disputes=scope(viewer, "POST /api/disputes/{response_id}/answer") is not None,
         keys=keys,

@@ -441,6 +441,8 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         found = standings(
             session, request.app.state.facts, {(s.beneficiary, s.period_start) for s in pending}
         )
+        # A later run changed what is due: the amount shown is not what would be approved.
+        outdated = settlements.outdated(session, request.app.state.facts, pending)
         # A transfer goes only to a verified account of the beneficiary: offer just those, to
         # those who may see bank accounts.
         sees_accounts = scope(viewer, "GET /api/customers/{code}/bank-accounts") is not None
@@ -467,6 +469,7 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         paid_as={s.id: settlements.payout_form(s).value for s in rows},
         accounts=accounts,
         standing={s.id: found.get((s.beneficiary, s.period_start)) for s in pending},
+        outdated=outdated,
         agreements=codes,
         key=secrets.token_urlsafe(12),
         **context,
