@@ -721,3 +721,15 @@ def test_the_guided_form_has_the_check_name_a_number_it_cannot_read(page: Any, s
         "rebate.tiers[0].from: not a number",
         "rebate.tiers[0].rate: not a number",
     ]
+
+
+def test_staff_pages_keep_a_phones_width(page: Any, site: Site) -> None:
+    """On a 390-pixel phone a wide table scrolls inside itself; the page does not widen."""
+    _sign_in(page, site, "fay", totp=True)
+    page.wait_for_url(f"{site.base}/dashboard")
+    page.set_viewport_size({"width": 390, "height": 844})
+    widths = {}
+    for path in ("/settlements", "/imports", "/accruals", "/inbox", "/agreements", "/periods"):
+        page.goto(f"{site.base}{path}")
+        widths[path] = page.evaluate("document.documentElement.scrollWidth")
+    assert widths == dict.fromkeys(widths, 390)
