@@ -146,6 +146,13 @@ def test_sign_in_needs_the_password_and_for_approvers_a_second_factor(api: Api) 
         == 204
     )
     assert api.client.get("/api/me").status_code == 401
+    # Spaces around the code, as a pasted one often has, are not part of it.
+    spaced = api.client.post(
+        "/api/session",
+        json={"user": " amy ", "password": PASSWORD, "totp": pyotp.TOTP(api.secrets["amy"]).now()},
+    )
+    assert spaced.status_code == 200
+    assert api.client.get("/api/me").json()["code"] == "amy"
 
 
 def test_sign_in_is_throttled_per_account(api: Api) -> None:

@@ -894,3 +894,21 @@ def test_a_refused_form_comes_back_as_it_was_typed(store: Store, tmp_path: Path)
         assert 'name="code" placeholder="用户" value="fay"' in taken
         assert 'value="Fay Two"' in taken
         assert '<option value="finance" selected>' in taken
+
+
+def test_sign_in_takes_a_code_with_spaces_around_it_and_in_the_six_digits(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))
+    with store.work() as session:
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        code = pyotp.TOTP(secret).now()
+        signed = client.post(
+            "/signin",
+            data={"user": " fay ", "password": PASSWORD, "totp": f"{code[:3]} {code[3:]}"},
+        )
+        assert signed.url.path == "/dashboard"
+        assert '<span class="text-body-secondary small" data-testid="who">fay</span>' in signed.text

@@ -210,7 +210,11 @@ def sign_in(
     source: str,
     now: dt.datetime,
 ) -> SignIn:
-    """Check a sign-in; on success open a session. Every attempt is recorded."""
+    """Check a sign-in; on success open a session. Every attempt is recorded. Spaces around
+    the user's code, and inside the six digits of the code ("123 456", as authenticator apps
+    show it), are not part of them."""
+    code = code.strip()
+    totp_code = "".join(totp_code.split()) if totp_code else totp_code
     since = now - THROTTLE_WINDOW
     if (
         _failures(session, LoginAttempt.user_code, code, since) >= MAX_ACCOUNT_FAILURES

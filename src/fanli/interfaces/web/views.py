@@ -337,7 +337,7 @@ def signin(
     request: Request,
     user: str = Form(max_length=64),
     password: str = Form(max_length=200),
-    totp: str = Form(default="", max_length=6),
+    totp: str = Form(default="", max_length=12),  # "123 456", as the apps show it
 ) -> Response:
     source = request.client.host if request.client else "unknown"
     with unit_of_work(request.app.state.sessions) as session:
