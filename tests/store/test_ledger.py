@@ -332,6 +332,13 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
         "C1",
         "上海华东食品贸易有限公司",
     ]
+    # The rebate period as the screens show it: Q1 runs to its last day, 31 March.
+    assert rows[0].split(",")[11:14] == [
+        "agreement",
+        "rebate_period_start",
+        "rebate_period_last_day",
+    ]
+    assert first[11:14] == ["A1", "2026-01-01", "2026-03-31"]
     sheet = load_workbook(tmp_path / "gl-2026-03.xlsx").active
     assert sheet is not None
     assert xlsx_export.rows == 8

@@ -77,7 +77,8 @@ HEADER = (
     "customer_name",
     "agreement",
     "rebate_period_start",
-    "rebate_period_end",
+    # The period's last day, as the screens show it (the store keeps the exclusive end).
+    "rebate_period_last_day",
     "memo",
 )
 
@@ -149,7 +150,7 @@ def export_gl(
                     names.get(line.beneficiary, ""),
                     line.agreement_code,
                     line.period_start.isoformat(),
-                    line.period_end.isoformat(),
+                    (line.period_end - dt.timedelta(days=1)).isoformat(),
                     entry.memo,
                 )
             )
