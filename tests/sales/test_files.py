@@ -78,6 +78,16 @@ def test_csv_amounts_and_dates_are_parsed_exactly(tmp_path: Path) -> None:
             "4 decimal places",
         ),
         ("L1,C1,P1,2026-03-31,10,", "file {f}, row 2, field 'net_amount': net_amount is empty"),
+        (
+            "L1,C1,P1,2026-03-31,-10,150.00",
+            "file {f}, row 2, field 'net_amount': the amount '150.00' and the quantity have "
+            "opposite signs: a sale has both positive, a return both negative",
+        ),
+        (
+            "L1,C1,P1,2026-03-31,3,-0.01",
+            "file {f}, row 2, field 'net_amount': the amount '-0.01' and the quantity have "
+            "opposite signs: a sale has both positive, a return both negative",
+        ),
         ("L1,,P1,2026-03-31,10,1", "file {f}, row 2, field 'customer_id': customer_id is empty"),
         (
             "L1,C1,P1,2026-02-30,10,1",

@@ -694,6 +694,25 @@ def _sales_from_raw(
         if name != "gross_amount":
             _empty_flag(checker, text, name)
         output[name] = _parse_measure(text, name, checker)
+    # A sale has a positive quantity and amount, a return both negative; opposite signs are a
+    # keying error that would add to one measure what it takes from the other. (A zero on
+    # either side is a price adjustment or a free good, and is fine.)
+    zero = pa.scalar(0, FACT_DECIMAL)
+    quantity, amount = output["quantity"], output["net_amount"]
+    opposite = pc.or_(
+        pc.and_(pc.greater(quantity, zero), pc.less(amount, zero)),
+        pc.and_(pc.less(quantity, zero), pc.greater(amount, zero)),
+    )
+    checker.flag(
+        opposite,
+        "net_amount",
+        lambda value: said(
+            "the amount {amount} and the quantity have opposite signs: a sale has both "
+            "positive, a return both negative",
+            amount=repr(value),
+        ),
+        text_of("net_amount"),  # as the file wrote it
+    )
     if "gross_amount" not in output:
         output["gross_amount"] = output["net_amount"]
     else:
