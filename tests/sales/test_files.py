@@ -170,6 +170,30 @@ def test_unknown_customer_and_product(tmp_path: Path) -> None:
     assert caught.value.issues[1].message == "product_id 'P9' is not in p.csv"
 
 
+def test_problems_name_the_column_as_the_file_does(tmp_path: Path) -> None:
+    """A Chinese ERP export's problems say 不含税金额 and 开票日期, the headers the user sees,
+    not Fanli's field names."""
+    text = (
+        "单据编号,行号,客户编码,物料编码,开票日期,数量,不含税金额\n"
+        "XS01,1,C1,P1,2026/1/5,10,abc\n"
+        "XS01,1,C1,P1,2026/2/30,10,5\n"
+        "XS02,1,,P1,2026/1/5,10,5\n"
+    )
+    path = write(tmp_path, "erp.csv", text)
+    with pytest.raises(InputFileError) as caught:
+        read_sales(path)
+    assert [(i.row, i.field, i.message) for i in caught.value.issues] == [
+        (2, "不含税金额", "不含税金额 'abc' is not a number"),
+        (
+            3,
+            "开票日期",
+            "开票日期 '2026/2/30' is not a date (use 2026-03-31, 2026/3/31 or 2026年3月31日)",
+        ),
+        (3, "单据编号+行号", "duplicate 单据编号+行号 'XS01-1' (first on row 2)"),
+        (4, "客户编码", "客户编码 is empty"),
+    ]
+
+
 def test_gbk_csv_with_chinese_erp_headers(tmp_path: Path) -> None:
     text = (
         "单据编号,行号,单据类型,客户编码,物料编码,开票日期,回款日期,数量,不含税金额,价税合计,币种\n"
@@ -282,7 +306,7 @@ def test_dimensions_with_presets_and_attributes(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as caught:
         read_products(products)
     assert str(caught.value) == (
-        f"file {products}, row 3, field '物料编码': duplicate product_id 'P1' (first on row 2)"
+        f"file {products}, row 3, field '物料编码': duplicate 物料编码 'P1' (first on row 2)"
     )
 
 

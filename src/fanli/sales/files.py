@@ -453,10 +453,12 @@ def _parse_measure(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Ch
         wellformed,
         pc.invert(pc.match_substring_regex(cleaned, _FITS)),
     )
+    # The messages name the column as the file does (不含税金额, not net_amount).
+    header = checker.columns.header(name)
     checker.flag(
         malformed,
         name,
-        lambda value: said("{name} {value} is not a number", name=name, value=repr(value)),
+        lambda value: said("{name} {value} is not a number", name=header, value=repr(value)),
         text,
     )
     checker.flag(
@@ -464,7 +466,7 @@ def _parse_measure(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Ch
         name,
         lambda value: said(
             "{name} {value} has more than {places} decimal places",
-            name=name,
+            name=header,
             value=repr(value),
             places=FACT_SCALE,
         ),
@@ -473,7 +475,7 @@ def _parse_measure(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Ch
     checker.flag(
         too_large,
         name,
-        lambda value: said("{name} {value} is too large", name=name, value=repr(value)),
+        lambda value: said("{name} {value} is too large", name=header, value=repr(value)),
         text,
     )
     good = pc.and_(wellformed, pc.invert(pc.or_(too_precise, too_large)))
@@ -494,12 +496,13 @@ def _parse_date(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Chunk
     # strptime rolls 2026-02-30 over into March; a round trip catches impossible days.
     real = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), iso)
     bad = pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(real, False)))
+    header = checker.columns.header(name)  # as the file names the column
     checker.flag(
         bad,
         name,
         lambda value: said(
             "{name} {value} is not a date (use 2026-03-31, 2026/3/31 or 2026年3月31日)",
-            name=name,
+            name=header,
             value=repr(value),
         ),
         text,
@@ -538,7 +541,8 @@ def _refuse_float_measures(raw: _Raw, columns: ResolvedColumns, names: tuple[str
 
 
 def _empty_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
-    checker.flag(pc.is_null(values), name, lambda _value: f"{name} is empty")
+    header = checker.columns.header(name)  # as the file names the column
+    checker.flag(pc.is_null(values), name, lambda _value: said("{name} is empty", name=header))
 
 
 def _distinct_count(values: pa.ChunkedArray) -> int:
@@ -584,7 +588,7 @@ def _flag_duplicates(checker: _Checker, values: pa.ChunkedArray, name: str) -> N
     def describe(value: Any) -> Said:
         return said(
             "duplicate {name} {value} (first on row {first})",
-            name=name,
+            name=checker.columns.header(name),
             value=repr(value),
             first=next(first_rows) + offset,
         )
@@ -677,7 +681,12 @@ def _sales_from_raw(
         pc.is_null(dates["order_date"]),
         pc.and_(missing("order_date"), missing("invoice_date")),
     )
-    checker.flag(no_date, "invoice_date", lambda _value: "invoice_date and order_date are empty")
+    both = said(
+        "{invoice} and {order} are empty",
+        invoice=columns.header("invoice_date"),
+        order=columns.header("order_date"),
+    )
+    checker.flag(no_date, "invoice_date", lambda _value: both)
     output.update(dates)
 
     for name in MEASURE_COLUMNS:
@@ -756,7 +765,10 @@ def _sales_from_raw(
 
         def describe(value: Any, name: str = name, file_label: str = file_label) -> Said:
             return said(
-                "{name} {value} is not in {file}", name=name, value=repr(value), file=file_label
+                "{name} {value} is not in {file}",
+                name=checker.columns.header(name),
+                value=repr(value),
+                file=file_label,
             )
 
         checker.flag(unknown, name, describe, output[name])

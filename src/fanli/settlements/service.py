@@ -353,9 +353,10 @@ def propose(
     day = now.date()
     policy_version, policy = policy_in_force(session, day)
     due = compute_due(session, store, agreement_code, beneficiary, period_start)
-    if due.period_end > day:
+    if due.period_end > day + dt.timedelta(days=1):
         # Its numbers can still change (the customer cannot sign its statement off either):
-        # paying now would pay a figure the period may not keep.
+        # paying now would pay a figure the period may not keep. (A day's grace: a ``now``
+        # taken in UTC can be a day behind the company's date, as for audit runs.)
         raise SettlementError.said(
             "the rebate period of {agreement} / {customer} runs until {last_day}; it is settled "
             "once it has ended",
