@@ -331,8 +331,20 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     page.wait_for_url(f"{site.base}/dashboard")
     page.goto(f"{site.base}/settlements")
     row = page.locator(f"tr[data-settlement='{settlement_id}']")
-    row.locator("input[name=document_number]").fill("CN-2026-0042")
     asked: list[str] = []
+
+    # Without its document number the form is not sent: the browser says so, before the
+    # question that a payout cannot be undone (no dialog opens).
+    def noted(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", noted)
+    row.locator("form[action$='/pay'] button").click()
+    assert row.locator("input[name=document_number]:invalid").count() == 1
+    assert asked == []
+    page.remove_listener("dialog", noted)
+    row.locator("input[name=document_number]").fill("CN-2026-0042")
 
     def accept(dialog: Any) -> None:  # a payout cannot be undone: the page asks first
         asked.append(dialog.message)

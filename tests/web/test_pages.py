@@ -653,7 +653,17 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             "rebate.tiers[1]：100 与 200 之间有空档"
         ]
         valid = terms.replace("colour: blue\n", "").replace("200", "100") % "marginal"
-        assert "条款有效" in client.post("/agreements/check", data={"terms": valid}).text
+        said = client.post("/agreements/check", data={"terms": valid}).text
+        assert "条款有效" in said
+        # Valid, but the policy would still refuse its submission: said now, not at submit.
+        assert 'data-testid="to-submit">提交前还需：' in said
+        assert problems(valid) == [
+            "条款未附合同（须填写已签署文件的编号 reference 与 document_sha256）"
+        ]
+        signed = valid + f'contract: {{reference: "HT-1", document_sha256: "{"ab" * 32}"}}\n'
+        ready = client.post("/agreements/check", data={"terms": signed}).text
+        assert "条款有效" in ready
+        assert "to-submit" not in ready
         client.get("/lang/en?back=/agreements")
         assert problems(terms % "bogus") == [
             "rebate.method: must be one of 'whole_volume', 'marginal', 'rolling' or 'all_reached'",

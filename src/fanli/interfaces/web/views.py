@@ -146,6 +146,11 @@ def say(lang: i18n.Lang, error: FanliError) -> str:
     return lang._(error.template, **{key: _said(lang, v) for key, v in error.values.items()})
 
 
+def say_part(lang: i18n.Lang, sentence: Said) -> str:
+    """One said sentence (a part of a list of problems) in the reader's language."""
+    return str(_said(lang, sentence))
+
+
 def _said(lang: i18n.Lang, value: Any) -> Any:
     """A value of a said error in the reader's language: codes and sentences translated, a list
     of parts numbered."""

@@ -30,6 +30,7 @@ from fanli.agreements.queries import sent_back
 from fanli.agreements.service import add_version, edit_draft
 from fanli.agreements.terms import Agreement
 from fanli.compliance import review
+from fanli.compliance.queries import policy_in_force
 from fanli.config import company_now
 from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
@@ -70,6 +71,7 @@ from .views import (
     form_problem,
     readable,
     say,
+    say_part,
     scope,
     templates,
     visible,
@@ -515,8 +517,8 @@ def propose(  # noqa: PLR0917 - one form field each
     except FanliError as error:
         # The proposal form keeps what was typed, beside the reason it was refused.
         kept = {"agreement": agreement, "customer": customer, "period_start": str(period_start)}
-        return _settlement_page(request, viewer, error=say(_lang(request), error), kept=kept)
-    return _settlement_page(request, viewer, done=done)
+        return flash_redirect("/settlements", error=say(_lang(request), error), kept=kept)
+    return flash_redirect("/settlements", done=done)
 
 
 @router.post("/settlements/{settlement_id}/pay", response_model=None)
@@ -551,8 +553,8 @@ def pay(  # noqa: PLR0917 - one form field each
             )
             done = _lang(request)._("Settlement {id} paid.", id=payout.settlement_id)
     except FanliError as error:
-        return _settlement_page(request, viewer, error=say(_lang(request), error))
-    return _settlement_page(request, viewer, done=done)
+        return flash_redirect("/settlements", error=say(_lang(request), error))
+    return flash_redirect("/settlements", done=done)
 
 
 @router.post("/settlements/{settlement_id}/reject", response_model=None)
@@ -572,8 +574,8 @@ def reject(
             )
             done = _lang(request)._("Settlement {id} rejected.", id=settlement_id)
     except FanliError as error:
-        return _settlement_page(request, viewer, error=say(_lang(request), error))
-    return _settlement_page(request, viewer, done=done)
+        return flash_redirect("/settlements", error=say(_lang(request), error))
+    return flash_redirect("/settlements", done=done)
 
 
 @router.post("/settlements/{settlement_id}/refresh", response_model=None)
@@ -595,8 +597,8 @@ def refresh(settlement_id: int, request: Request, csrf: str = Form(default="")) 
                 amount=_lang(request).money(done.amount, done.currency),
             )
     except FanliError as error:
-        return _settlement_page(request, viewer, error=say(_lang(request), error))
-    return _settlement_page(request, viewer, done=message)
+        return flash_redirect("/settlements", error=say(_lang(request), error))
+    return flash_redirect("/settlements", done=message)
 
 
 # ---- rebate balance uses ---------------------------------------------------------------------
@@ -768,9 +770,25 @@ def check(request: Request, terms: str = Form(default="", max_length=200_000)) -
     lang = _lang(request)
     if refused or viewer is None:
         return HTMLResponse("", status_code=403)
-    problems, _terms = _problems(terms, lang)
+    problems, parsed = _problems(terms, lang)
     if not problems:
-        return HTMLResponse(f'<div class="text-success">{lang._("The terms are valid.")}</div>')
+        valid = f'<div class="text-success">{lang._("The terms are valid.")}</div>'
+        # What submitting would still refuse under the policy in force (a contract, a form
+        # the policy allows, a justification for a rate beyond it): said now, not at submit.
+        with unit_of_work(request.app.state.read_sessions) as session:
+            try:
+                _version, policy = policy_in_force(session, lang.today())
+            except FanliError:
+                return HTMLResponse(valid)
+            reasons, _deviations = review.check_terms(session, parsed, policy, justification=None)
+        if not reasons:
+            return HTMLResponse(valid)
+        items = "".join(f"<li>{_escape(say_part(lang, r))}</li>" for r in reasons)
+        before = lang._("Before it can be submitted:")
+        return HTMLResponse(
+            f'{valid}<div class="text-warning-emphasis small mt-1" data-testid="to-submit">'
+            f'{before}<ul class="mb-0">{items}</ul></div>'
+        )
     items = "".join(f"<li>{_escape(p)}</li>" for p in problems)
     return HTMLResponse(f'<ul class="text-danger mb-0" data-testid="problems">{items}</ul>')
 
