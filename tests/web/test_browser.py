@@ -210,7 +210,7 @@ def test_an_approver_signs_in_with_a_second_factor_and_approves(page: Any, site:
     assert "C1" in row.inner_text()
     assert "CN¥200.00" in row.inner_text()
     _shot(page, "inbox-en")
-    row.locator("button").click()
+    row.locator("button[hx-post$='/approve']").click()
     assert row.locator(".badge").inner_text() == "Approved"
 
 
@@ -323,7 +323,7 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     page.wait_for_url(f"{site.base}/dashboard")
     page.goto(f"{site.base}/inbox")
     waiting = page.locator("tbody tr", has_text="C2")
-    waiting.locator("button").click()
+    waiting.locator("button[hx-post$='/approve']").click()
     assert waiting.locator(".badge").inner_text() == "Approved"  # the context chose English
     page.click("form[action='/signout'] button")
 

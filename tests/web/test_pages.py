@@ -922,3 +922,31 @@ def test_sign_in_takes_a_code_with_spaces_around_it_and_in_the_six_digits(
         )
         assert signed.url.path == "/dashboard"
         assert '<span class="text-body-secondary small" data-testid="who">fay</span>' in signed.text
+
+
+def test_an_approver_rejects_a_settlement_from_the_inbox(store: Store, tmp_path: Path) -> None:
+    """With a reason, and back to the inbox, which no longer lists it."""
+    world = _world(store, tmp_path, _form("credit_note"))
+    settlement_id = world.propose()
+    with store.work() as session:
+        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        csrf = _signed_in(client, "amy", secret)
+        assert f'data-testid="reject-{settlement_id}"' in client.get("/inbox").text
+        rejected = client.post(
+            f"/settlements/{settlement_id}/reject",
+            data={"reason": "金额需与客户核对", "back": "/inbox", "csrf": csrf},
+        )
+        assert rejected.url.path == "/inbox"
+        assert _alert(rejected.text, "done") == f"结算 {settlement_id} 已驳回。"
+        assert f'data-testid="reject-{settlement_id}"' not in rejected.text
+        elsewhere = client.post(
+            f"/settlements/{settlement_id}/reject",
+            data={"reason": "x", "back": "https://example.com/", "csrf": csrf},
+        )
+        assert elsewhere.url.host == "testserver"  # refused as a form, never sent elsewhere
+        assert "表单未被接受" in elsewhere.text
+    settlement = world.settlement(settlement_id)
+    assert (settlement.status, settlement.rejection_reason) == ("rejected", "金额需与客户核对")

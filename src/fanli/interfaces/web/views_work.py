@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import yaml
@@ -562,8 +562,11 @@ def reject(
     settlement_id: int,
     request: Request,
     reason: str = Form(max_length=500),
+    back: Literal["/settlements", "/inbox"] = Form(default="/settlements"),
     csrf: str = Form(default=""),
 ) -> Response:
+    """Reject a proposed settlement with a reason, from the settlements page or from the
+    approver's inbox (``back``: the page to return to)."""
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()
@@ -574,8 +577,8 @@ def reject(
             )
             done = _lang(request)._("Settlement {id} rejected.", id=settlement_id)
     except FanliError as error:
-        return flash_redirect("/settlements", error=say(_lang(request), error))
-    return flash_redirect("/settlements", done=done)
+        return flash_redirect(back, error=say(_lang(request), error))
+    return flash_redirect(back, done=done)
 
 
 @router.post("/settlements/{settlement_id}/refresh", response_model=None)
