@@ -753,6 +753,11 @@ def test_a_user_changes_their_own_password_given_the_present_one(
             data={"current": PASSWORD, "new": "short", "repeat": "short", "csrf": csrf},
         )
         assert _alert(short.text, "error") == "密码至少 12 个字符"
+        same = client.post(
+            "/password",
+            data={"current": PASSWORD, "new": PASSWORD, "repeat": PASSWORD, "csrf": csrf},
+        )
+        assert _alert(same.text, "error") == "新密码与当前密码相同；请另选一个"
         changed = client.post(
             "/password",
             data={

@@ -99,6 +99,8 @@ def set_password(
             matches = False
         if not matches:
             raise WrongPasswordError.said("the present password is not that")
+        if password == current:  # a change that changes nothing is no change
+            raise AuthError.said("the new password is the present one; choose another")
     user.password_hash = _HASHER.hash(password)
     _end_sessions(session, user.id, reason="password", now=now)
     session.flush()
