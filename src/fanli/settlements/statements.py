@@ -29,6 +29,7 @@ from fanli.kit.errors import InputError, NotFoundError
 from fanli.ledger.queries import StatementRow, statement_rows
 from fanli.sales.store import FactStore
 from fanli.settlements.models import (
+    OPEN,
     DisputeAnswer,
     DisputeOutcome,
     Settlement,
@@ -306,6 +307,20 @@ def answers_these_numbers(response: StatementResponse, statement: PeriodStatemen
     if response.rows_sha256 is None:  # recorded before the results had their own digest
         return response.statement_sha256 == statement.sha256
     return response.rows_sha256 == statement.rows_sha256
+
+
+def settlement_standings(
+    session: Session, store: FactStore, rows: Collection[Settlement]
+) -> dict[int, StatementStanding]:
+    """By settlement id: the open settlements among ``rows`` (proposed or approved, those that
+    may still be approved or paid) whose period's statement is contested."""
+    pending = [row for row in rows if row.status in OPEN]
+    found = standings(session, store, {(row.beneficiary, row.period_start) for row in pending})
+    return {
+        row.id: found[row.beneficiary, row.period_start]
+        for row in pending
+        if (row.beneficiary, row.period_start) in found
+    }
 
 
 def _corrected(dispute: StatementResponse, statement: PeriodStatement) -> bool:

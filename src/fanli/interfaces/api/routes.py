@@ -16,9 +16,9 @@ from fanli.config import company_now
 from fanli.customers.models import Customer
 from fanli.customers.queries import customer_by_code
 from fanli.settlements import service as settlements
-from fanli.settlements.models import OPEN, Settlement, SettlementStatus
+from fanli.settlements.models import Settlement, SettlementStatus
 from fanli.settlements.queries import settlement_page, waiting_for
-from fanli.settlements.statements import standings
+from fanli.settlements.statements import settlement_standings
 from fanli.users.actor import Actor
 from fanli.users.auth import Outcome, create_token, revoke_token, sign_in, sign_out
 
@@ -204,12 +204,11 @@ def settlement_list(  # noqa: PLR0917 - FastAPI maps parameters to query and dep
 
 def _detailed(session: Db, store: Facts, rows: list[Settlement]) -> list[SettlementDetailOut]:
     """The settlements with their period's statement standing, where one is open and contested."""
-    pending = [r for r in rows if r.status in OPEN]
-    found = standings(session, store, {(r.beneficiary, r.period_start) for r in pending})
+    found = settlement_standings(session, store, rows)
     out = []
     for row in rows:
-        said = found.get((row.beneficiary, row.period_start)) if row in pending else None
         detail = SettlementDetailOut.model_validate(row)
+        said = found.get(row.id)
         if said is not None:
             detail.statement = StandingOut(
                 standing=said.standing.value, since=said.since, comment=said.comment

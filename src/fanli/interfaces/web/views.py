@@ -64,7 +64,7 @@ from fanli.settlements.models import (
 )
 from fanli.settlements.queries import payouts_of, waiting_for
 from fanli.settlements.queries import settlements as list_settlements
-from fanli.settlements.statements import open_disputes, standings
+from fanli.settlements.statements import open_disputes, settlement_standings
 from fanli.users.actor import Actor, Role
 from fanli.users.auth import (
     Outcome,
@@ -703,11 +703,7 @@ def inbox(request: Request) -> Response:
                 if payable is None or s.beneficiary in payable
             ]
         # An approver should see that the customer disputes the numbers being approved.
-        found = standings(
-            session,
-            request.app.state.facts,
-            {(s.beneficiary, s.period_start) for s in waiting.settlements},
-        )
+        standing = settlement_standings(session, request.app.state.facts, waiting.settlements)
         outdated = settlement_service.outdated(
             session, request.app.state.facts, waiting.settlements
         )
@@ -719,7 +715,7 @@ def inbox(request: Request) -> Response:
         waiting=waiting.settlements,
         versions=waiting.agreement_versions,
         disputes=disputes,
-        standing={s.id: found.get((s.beneficiary, s.period_start)) for s in waiting.settlements},
+        standing=standing,
         outdated=outdated,
         to_pay=to_pay,
         answers_disputes=scope(viewer, "POST /api/disputes/{response_id}/answer") is not None,

@@ -48,13 +48,8 @@ from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.service import import_customers, import_products, import_sales, void_batch
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
-from fanli.settlements.models import (
-    OPEN,
-    DisputeOutcome,
-    Settlement,
-    StatementResponse,
-)
-from fanli.settlements.statements import answer_dispute, standings
+from fanli.settlements.models import DisputeOutcome, Settlement, StatementResponse
+from fanli.settlements.statements import answer_dispute, settlement_standings
 
 from . import i18n
 from .jobs import Outcome
@@ -439,12 +434,9 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         # Open settlements of a period whose statement the customer disputes, or whose
         # correction is still to come, carry a mark: approving or paying them pays contested
         # numbers.
-        pending = [s for s in rows if s.status in OPEN]
-        found = standings(
-            session, request.app.state.facts, {(s.beneficiary, s.period_start) for s in pending}
-        )
+        standing = settlement_standings(session, request.app.state.facts, rows)
         # A later run changed what is due: the amount shown is not what would be approved.
-        outdated = settlements.outdated(session, request.app.state.facts, pending)
+        outdated = settlements.outdated(session, request.app.state.facts, rows)
         # A transfer goes only to a verified account of the beneficiary: offer just those, to
         # those who may see bank accounts.
         sees_accounts = scope(viewer, "GET /api/customers/{code}/bank-accounts") is not None
@@ -470,7 +462,7 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         # transfer or from the balance (the service decides; the form asks for what it needs).
         paid_as={s.id: settlements.payout_form(s).value for s in rows},
         accounts=accounts,
-        standing={s.id: found.get((s.beneficiary, s.period_start)) for s in pending},
+        standing=standing,
         outdated=outdated,
         agreements=codes,
         key=secrets.token_urlsafe(12),
