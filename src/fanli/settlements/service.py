@@ -628,11 +628,17 @@ def reject(
     return settlement
 
 
-def _require_fresh(session: Session, store: FactStore, settlement: Settlement, verb: str) -> None:
+def _changed_due(session: Session, store: FactStore, settlement: Settlement) -> Due | None:
+    """What is due now for the settlement's key, if a later run changed its inputs."""
     due = compute_due(
         session, store, settlement.agreement_code, settlement.beneficiary, settlement.period_start
     )
-    if due.inputs_hash != settlement.inputs_hash:
+    return due if due.inputs_hash != settlement.inputs_hash else None
+
+
+def _require_fresh(session: Session, store: FactStore, settlement: Settlement, verb: str) -> None:
+    due = _changed_due(session, store, settlement)
+    if due is not None:
         raise SettlementError.said(
             "settlement {id} cannot be {verb}: its inputs changed since it was proposed "
             "(amount now {now}, was {was}); refresh it, and it needs approving again",
@@ -654,14 +660,11 @@ def outdated(session: Session, store: FactStore, rows: Iterable[Settlement]) -> 
         if settlement.status not in OPEN:
             continue
         try:
-            due = compute_due(
-                session, store, settlement.agreement_code, settlement.beneficiary,
-                settlement.period_start,
-            )  # fmt: skip
+            due = _changed_due(session, store, settlement)
         except SettlementError:  # its results are gone (a voided batch): nothing is due now
             found[settlement.id] = Decimal(0)
             continue
-        if due.inputs_hash != settlement.inputs_hash:
+        if due is not None:
             found[settlement.id] = due.amount
     return found
 
@@ -673,10 +676,8 @@ def refresh(
     approval lapses (approvals count only for the inputs they were given to)."""
     settlement = _settlement(session, settlement_id, lock=True)
     check_transition(settlement, "refresh", actor)
-    due = compute_due(
-        session, store, settlement.agreement_code, settlement.beneficiary, settlement.period_start
-    )
-    if due.inputs_hash == settlement.inputs_hash:
+    due = _changed_due(session, store, settlement)
+    if due is None:
         raise SettlementError.said("settlement {id}: its inputs have not changed", id=settlement.id)
     day = now.date()
     policy_version, policy = policy_in_force(session, day)
