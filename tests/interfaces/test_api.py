@@ -99,7 +99,7 @@ def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
             now=NOW,
         )
         for code in ("admin", "sam", "fay", "fred", "amy", "abe", "cora", "ivan", "eve", "c1"):
-            set_password(session, code, PASSWORD, actor=who["admin"], now=NOW)
+            set_password(session, code, PASSWORD, actor=who["admin"], now=NOW, must_change=False)
         for code in ("admin", "fay", "fred", "amy", "abe"):
             secrets[code] = enrol_second_factor(session, code, actor=who["admin"], now=NOW)
         import_products(session, facts, products_file(tmp_path), actor=who["fay"], now=NOW)
@@ -153,6 +153,47 @@ def test_sign_in_needs_the_password_and_for_approvers_a_second_factor(api: Api) 
     )
     assert spaced.status_code == 200
     assert api.client.get("/api/me").json()["code"] == "amy"
+
+
+def test_a_password_an_administrator_set_is_changed_before_anything_else(api: Api) -> None:
+    """An administrator's reset leaves the password known to two people: the session it opens
+    may read who it is, change it, or sign out, nothing more, until the user chooses their own."""
+    admin = api.client
+    admin.cookies.clear()
+    csrf = api.sign_in("admin").json()["csrf_token"]
+    reset = admin.post(
+        "/api/users/cora/password",
+        json={"password": "handed over to cora"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert reset.status_code == 204
+    admin.cookies.clear()
+    signed = api.sign_in("cora", password="handed over to cora")
+    assert (signed.status_code, signed.json()["password_change_required"]) == (200, True)
+    csrf = signed.json()["csrf_token"]
+    refused = api.client.get("/api/customers")
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "error": "password_change_required",
+        "detail": "cora must first change the password an administrator set",
+    }
+    assert api.client.get("/api/me").json()["password_change_required"] is True
+    same = api.client.post(
+        "/api/users/cora/password",
+        json={"password": "handed over to cora"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert (same.status_code, same.json()["error"]) == (422, "invalid_input")
+    own = api.client.post(
+        "/api/users/cora/password",
+        json={"password": "cora's own passphrase"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert own.status_code == 204
+    assert api.client.get("/api/me").status_code == 401  # the change ended the session
+    signed = api.sign_in("cora", password="cora's own passphrase")
+    assert signed.json()["password_change_required"] is False
+    assert api.client.get("/api/customers").status_code == 200
 
 
 def test_sign_in_is_throttled_per_account(api: Api) -> None:
@@ -351,6 +392,35 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     gl = api.client.post("/api/periods/2026-03/gl-exports?format=csv", headers=fay)
     assert gl.status_code == 200
     assert gl.text.splitlines()[-1].startswith("total,,2026-03,,,,460.0000,460.0000")
+
+
+def test_a_draft_is_discarded_through_the_api(api: Api) -> None:
+    sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
+    terms = {
+        "id": "B2",
+        "term": {"start": "2026-01-01", "end": "2027-01-01"},
+        "parties": {"counterparty": "C1"},
+        "rebate": {"tiers": [{"from": "0", "rate": "1"}]},
+    }
+    assert api.client.post("/api/agreements", json=terms, headers=sam).status_code == 201
+    bare = api.client.post("/api/agreements/B2/discard", json={"reason": ""}, headers=sam)
+    assert bare.status_code == 422  # a reason is required
+    gone = api.client.post(
+        "/api/agreements/B2/discard", json={"reason": "entered twice"}, headers=sam
+    )
+    assert (gone.status_code, gone.json()["status"]) == (200, "discarded")
+    shown = api.client.get("/api/agreements/B2", headers=sam).json()
+    assert (shown["status"], [v["status"] for v in shown["versions"]]) == (
+        "discarded",
+        ["discarded"],
+    )
+    none_left = api.client.post("/api/agreements/B2/discard", json={"reason": "x"}, headers=sam)
+    assert (none_left.status_code, none_left.json()["detail"]) == (
+        409,
+        "agreement B2 has no draft or submitted version",
+    )
+    listed = api.client.get("/api/agreements?status=discarded", headers=sam).json()
+    assert [a["code"] for a in listed["items"]] == ["B2"]
 
 
 def test_fields_a_caller_may_not_set_are_refused(api: Api) -> None:

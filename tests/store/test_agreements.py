@@ -13,6 +13,7 @@ from fanli.agreements.service import (
     AgreementError,
     ImmutableVersionError,
     add_version,
+    discard_draft,
     edit_draft,
     expire_ended,
     terminate,
@@ -45,6 +46,53 @@ def test_lifecycle_and_immutability(store: Store) -> None:
         agreement = session.scalars(select(AgreementRecord)).one()
         assert agreement.status == "active"
     assert _events(store) == before  # a refused action writes no event
+
+
+def test_a_draft_is_discarded_not_deleted(store: Store) -> None:
+    """A discarded draft keeps its number and its event; an agreement left with nothing but
+    discarded drafts is discarded, and a new draft under its code revives it."""
+    with store.work() as session:
+        draft = add_version(session, percent_agreement(rate="2"), actor=staff("ann"), now=NOW)
+    with store.work() as session, pytest.raises(AgreementError, match="needs a reason"):
+        discard_draft(session, draft.id, reason="  ", actor=staff("ann"), now=NOW)
+    with store.work() as session:
+        discard_draft(session, draft.id, reason="a test draft", actor=staff("ann"), now=NOW)
+    with store.work() as session:
+        agreement = session.scalars(select(AgreementRecord)).one()
+        version = session.get(AgreementVersion, draft.id)
+        assert version is not None
+        assert (agreement.status, version.status) == ("discarded", "discarded")
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.type == "agreement.version.discarded")
+        ).one()
+        assert (event.entity_id, event.inputs["reason"], event.outcome) == (
+            str(draft.id),
+            "a test draft",
+            {"status": "discarded", "agreement_status": "discarded"},
+        )
+        assert terms_for_run(session) == []
+    before = _events(store)
+    with store.work() as session, pytest.raises(AgreementError, match="is discarded, not a draft"):
+        discard_draft(session, draft.id, reason="again", actor=staff("ann"), now=NOW)
+    assert _events(store) == before
+    with store.work() as session:
+        revived = add_version(session, percent_agreement(rate="3"), actor=staff("ann"), now=NOW)
+        assert revived.version == 2  # number 1 stays the discarded draft's
+        activate(session, revived.id, now=NOW)
+    with store.work() as session:
+        assert session.scalars(select(AgreementRecord.status)).one() == "active"
+        second = add_version(
+            session,
+            percent_agreement(rate="4", effective_from="2026-07-01"),
+            actor=staff("ann"),
+            now=NOW,
+        )
+        discard_draft(session, second.id, reason="not now", actor=staff("ann"), now=NOW)
+        # The active version is untouched, and so is the agreement.
+        assert session.scalars(select(AgreementRecord.status)).one() == "active"
+        assert [v.version for v in terms_for_run(session)] == [2]
+    with store.work() as session, pytest.raises(AgreementError, match="is active, not a draft"):
+        discard_draft(session, revived.id, reason="no", actor=staff("ann"), now=NOW)
 
 
 def test_a_new_version_must_take_effect_later(store: Store) -> None:

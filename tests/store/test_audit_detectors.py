@@ -198,7 +198,14 @@ def test_every_summary_is_kept_as_a_sentence_the_pages_can_say(
     assert _said(Lang("zh_CN", "Asia/Shanghai"), said_from_json(outlier.summary_said)) == chinese
     # The page: the internal auditor reads the findings in Chinese, every one translated.
     with world.store.work() as session:
-        set_password(session, "ivan", "correct horse battery", actor=world.who["admin"], now=CLOSE)
+        set_password(
+            session,
+            "ivan",
+            "correct horse battery",
+            actor=world.who["admin"],
+            now=CLOSE,
+            must_change=False,
+        )
         secret = enrol_second_factor(session, "ivan", actor=world.who["admin"], now=CLOSE)
     settings = Settings(
         data_dir=tmp_path, database_url=world.store.engine.url.render_as_string(False)

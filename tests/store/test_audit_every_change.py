@@ -325,6 +325,16 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
             s, "A1", on=dt.date(2026, 12, 31), reason="ends", actor=who["sam"], now=NOW
         ),
     )
+    given_up = step(
+        agreements.add_version,
+        lambda s: agreements.add_version(s, percent_agreement("A9"), actor=who["sam"], now=NOW).id,
+    )
+    step(
+        agreements.discard_draft,
+        lambda s: agreements.discard_draft(
+            s, given_up, reason="a test draft", actor=who["sam"], now=NOW
+        ),
+    )
     short = step(
         agreements.add_version,
         lambda s: (

@@ -123,7 +123,7 @@ PASSWORD = "correct horse battery"
 def test_the_dashboard_shows_one_section_per_currency(store: Store, tmp_path: Path) -> None:
     world = _two_currencies(store, tmp_path)
     with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:

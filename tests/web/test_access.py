@@ -24,7 +24,8 @@ from store.test_settlements import _form, _world
 
 __all__ = ["sqlite_template", "store"]
 PASSWORD = "correct horse battery"
-# Not staff pages: sign-in and language for anyone, the portal for customer users.
+# Not staff pages: sign-in, language and one's own password for anyone, the portal for customer
+# users.
 OPEN = {
     ("GET", "/"),
     ("GET", "/signin"),
@@ -36,6 +37,7 @@ OPEN = {
     ("GET", "/portal/statements/{start}/pdf"),
     ("POST", "/portal/statements/{start}"),
     ("POST", "/portal/password"),
+    ("GET", "/password"),  # anyone signed in: where a handed-over password is changed
 }
 
 
@@ -69,7 +71,7 @@ def test_each_role_opens_exactly_its_pages(store: Store, tmp_path: Path) -> None
     secrets = {}
     with store.work() as session:
         for code, _roles, _limit in PEOPLE:
-            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW)
+            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW, must_change=False)
             secrets[code] = enrol_second_factor(session, code, actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     opened: dict[str, list[str]] = {}

@@ -50,7 +50,7 @@ def test_a_run_shows_its_results_and_explains_each(store: Store, tmp_path: Path)
         run_id = session.scalar(select(AccrualRun.id))
         secrets = {}
         for code in ("fay", "sam"):
-            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW)
+            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW, must_change=False)
             secrets[code] = enrol_second_factor(session, code, actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -115,7 +115,7 @@ def test_a_page_that_fails_unforeseen_says_so_as_a_page(
     world = _world(store, tmp_path, _form("credit_note"))
     with store.work() as session:
         run_id = session.scalar(select(AccrualRun.id))
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
 
     def unreadable(*_args: object, **_kwargs: object) -> None:

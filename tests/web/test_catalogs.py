@@ -38,6 +38,8 @@ WEB = files("fanli.interfaces.web")
 # _("...") in a template or a view, the string possibly on the next line; a job's title=.
 # (A string joined to a code, _("period " ~ status), is a code's prefix: see CODES.)
 CALL = re.compile(r"""(?:\b_\(|\btitle=)\s*(?:"([^"\n]+)"|'([^'\n]+)')\s*[,)]""")
+# n_("{count} problem", "{count} problems", count): both forms.
+PLURAL_CALL = re.compile(r"""\bn_\(\s*"([^"\n]+)",\s*"([^"\n]+)",""")
 
 
 def _used() -> set[str]:
@@ -47,7 +49,9 @@ def _used() -> set[str]:
     ]
     found = set()
     for source in sources:
-        found |= {double or single for double, single in CALL.findall(source.read_text("utf-8"))}
+        text = source.read_text("utf-8")
+        found |= {double or single for double, single in CALL.findall(text)}
+        found |= {form for forms in PLURAL_CALL.findall(text) for form in forms}
     # Messages chosen at run time: the stages of a job, the plain-language phrases and the
     # settlement titles.
     found |= set(STAGE_TEXT.values())
@@ -85,8 +89,18 @@ def test_the_services_refusals_are_in_both_catalogs() -> None:
 
 
 def _catalog(code: str) -> dict[str, str]:
+    """Each message and its translation; a plural message's two forms each, with the
+    translation of the form the language uses for it (Chinese has one)."""
+    found = {}
     with WEB.joinpath(f"locale/{code}/LC_MESSAGES/messages.po").open("rb") as po:
-        return {m.id: m.string for m in read_po(po) if m.id}
+        for message in read_po(po):
+            if isinstance(message.id, tuple):
+                singular, plural = message.id
+                found[singular] = message.string[0]
+                found[plural] = message.string[-1]
+            elif message.id:
+                found[message.id] = message.string
+    return found
 
 
 def test_every_message_is_in_both_catalogs() -> None:
@@ -148,6 +162,28 @@ def test_formats_follow_the_locale() -> None:
     assert (zh.month("2026-10"), en.month("2026-10")) == ("2026年10月", "Oct 2026")
     assert (zh._("Settlements"), en._("Settlements")) == ("结算", "Settlements")
     assert (zh._("paid"), en._("paid")) == ("已支付", "Paid")
+
+
+def test_counts_take_the_form_their_number_needs() -> None:
+    zh, en = Lang("zh_CN"), Lang("en")
+    message = (
+        "{name} was not imported: {count} problem. Nothing was stored.",
+        "{name} was not imported: {count} problems. Nothing was stored.",
+    )
+    assert (
+        en.n_(*message, 1, name="a.csv") == "a.csv was not imported: 1 problem. Nothing was stored."
+    )
+    assert en.n_(*message, 1200, name="a.csv") == (
+        "a.csv was not imported: 1,200 problems. Nothing was stored."
+    )
+    assert zh.n_(*message, 1, name="a.csv") == "a.csv 未导入：共 1 个问题，未存储任何数据。"
+    units = ("{count} unit", "{count} units")
+    assert [en.n_(*units, Decimal(n)) for n in ("1", "1.5", "0")] == [
+        "1 unit",
+        "1.5 units",
+        "0 units",
+    ]
+    assert zh.n_(*units, Decimal("1.5")) == "1.5 件"
 
 
 def test_agreements_in_plain_language() -> None:

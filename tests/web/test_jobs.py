@@ -174,7 +174,7 @@ def _client(store: Store, tmp_path: Path, world: object) -> tuple[TestClient, di
     secrets = {}
     with store.work() as session:
         for code in ("fay", "fred", "ivan"):
-            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW)  # type: ignore[index]
+            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW, must_change=False)  # type: ignore[index]
             secrets[code] = enrol_second_factor(session, code, actor=world["admin"], now=NOW)  # type: ignore[index]
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     return TestClient(create_app(settings), base_url="https://testserver"), secrets

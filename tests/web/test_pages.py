@@ -21,6 +21,7 @@ from sqlalchemy import select
 from fanli.agreements.models import AgreementVersion
 from fanli.agreements.service import add_version
 from fanli.agreements.terms import Rebate
+from fanli.audit.models import AuditEvent
 from fanli.compliance import review
 from fanli.config import Settings
 from fanli.customers.service import assign
@@ -47,7 +48,7 @@ def test_a_transfer_goes_to_the_verified_account_chosen_on_the_page(
     settlement_id = world.propose()
     world.approve(settlement_id, "amy")
     with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -113,7 +114,7 @@ def _signed_in_as_fay(
 ) -> Iterator[tuple[TestClient, str]]:
     """The app over the store, with finance user fay signed in: the client and its CSRF token."""
     with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -130,7 +131,7 @@ def test_a_balance_use_is_requested_on_the_customer_page_and_decided_in_the_inbo
     secrets = {}
     with store.work() as session:
         for code in ("fay", "fred"):
-            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW)
+            set_password(session, code, PASSWORD, actor=world["admin"], now=NOW, must_change=False)
             secrets[code] = enrol_second_factor(session, code, actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -168,7 +169,7 @@ def test_pages_show_and_allow_what_the_api_would(store: Store, tmp_path: Path) -
     world.approve(settlement_id, "amy")
     world.pay(settlement_id)
     with store.work() as session:
-        set_password(session, "sam", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "sam", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         client.post("/signin", data={"user": "sam", "password": PASSWORD})
@@ -332,7 +333,7 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
     with store.work() as session:
         create_user(session, "c1", name="C1", roles=["customer"], customer_code="C1",
                     actor=world["admin"], now=NOW)  # fmt: skip
-        set_password(session, "c1", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "c1", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         client.post("/signin", data={"user": "c1", "password": PASSWORD})
@@ -426,7 +427,7 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
     # The salesperson of C1 finds the new dispute in its inbox, with the form to answer it.
     with store.work() as session:
         assign(session, "C1", "sam", actor=world["admin"], now=NOW)
-        set_password(session, "sam", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "sam", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         client.post("/signin", data={"user": "sam", "password": PASSWORD})
         inbox = client.get("/inbox")
@@ -597,7 +598,7 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
             version = session.get(AgreementVersion, draft.id)
             assert version is not None
             assert version.status == "submitted"
-            set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW)
+            set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
             secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
         # The approver finds it in the inbox, and sends it back with a reason.
         amy_csrf = _signed_in(client, "amy", secret)
@@ -686,7 +687,7 @@ def test_a_new_second_factor_replaces_the_old_one_only_when_confirmed(
 ) -> None:
     world = _world(store, tmp_path)
     with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         old = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
 
@@ -723,7 +724,7 @@ def test_an_approval_says_who_still_has_to_approve(store: Store, tmp_path: Path)
     with store.work() as session:
         draft = add_version(session, percent_agreement("A3", rate="8"), actor=world["sam"], now=NOW)
         review.submit(session, draft.id, justification="新渠道", actor=world["sam"], now=NOW)
-        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
         terms_hash = draft.terms_hash
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
@@ -733,6 +734,67 @@ def test_an_approval_says_who_still_has_to_approve(store: Store, tmp_path: Path)
             f"/agreements/A3/review/{draft.id}", data={"terms_hash": terms_hash, "csrf": csrf}
         )
         assert _alert(approved.text, "done") == "版本已批准，仍待以下审批：合规 ×1。"
+
+
+def test_a_draft_is_discarded_from_the_agreements_page(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path)
+    with store.work() as session:
+        draft = add_version(session, percent_agreement("A3", rate="3"), actor=world["sam"], now=NOW)
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+        page = client.get("/agreements").text
+        assert f'data-testid="discard-{draft.id}"' in page
+        no_reason = client.post(f"/agreements/{draft.id}/discard", data={"csrf": csrf})
+        assert _alert(no_reason.text, "error") == "放弃草稿须说明原因"
+        assert f'data-testid="discard-{draft.id}"' in no_reason.text  # still there
+        done = client.post(
+            f"/agreements/{draft.id}/discard", data={"reason": "试算用的草稿", "csrf": csrf}
+        )
+        assert (done.url.path, _alert(done.text, "done")) == ("/agreements", "草稿 A3 v1 已放弃。")
+        assert 'href="/agreements/A3/review"' not in done.text  # gone from the list
+        assert 'href="/agreements/A1/review"' in done.text  # the active one stays
+        again = client.post(f"/agreements/{draft.id}/discard", data={"reason": "x", "csrf": csrf})
+        assert _alert(again.text, "error") == "A3 第 1 版的状态为“已放弃”，不是草稿"
+    with store.work() as session:
+        version = session.get(AgreementVersion, draft.id)
+        assert version is not None
+        assert version.status == "discarded"
+
+
+def test_the_preview_of_a_new_version_shows_the_version_in_force_beside_it(
+    store: Store, tmp_path: Path
+) -> None:
+    world = World(store, tmp_path)
+    world.agreement(percent_agreement(start="2027-01-01", end="2028-01-01"))
+    world.sales(
+        ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
+        ("L2", "C1", "P1", "2026-08-10", "5", "5000.00"),
+        ("L3", "C2", "P1", "2026-09-01", "1", "500.00"),
+    )
+    terms = (
+        "id: A1\nname: programme A1\nterm: {start: 2027-01-01, end: 2028-01-01}\n"
+        "effective_from: 2027-07-01\nperiods: {kind: quarter}\n"
+        "rebate: {form: percent, basis: net, tiers: [{from: 0, rate: 3}]}\n"
+    )
+    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+        page = client.post("/agreements/preview", data={"terms": terms}).text
+        heads = re.findall(r"<h3[^>]*>(.*?)</h3>", page, re.S)
+        assert heads == ["按 2026年1月1日 至 2026年12月31日 的销售，A1 将向 2 个客户支付 ¥165.00。"]
+        compared = re.search(r'data-testid="in-force">([^<]*)<', page)
+        assert compared is not None
+        assert compared[1] == (
+            "同样自 2026年7月1日 起的销售，现行的第 1 版将支付 ¥110.00：多付 ¥55.00。"
+        )
+        rows = [
+            [
+                re.sub(r"<[^>]+>", "", cell).strip()
+                for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)
+            ]
+            for row in re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1], re.S)
+        ]
+        assert rows == [
+            ["C1", "¥5,000.00", "¥150.00", "¥100.00", "+¥50.00"],
+            ["C2", "¥500.00", "¥15.00", "¥10.00", "+¥5.00"],
+        ]
 
 
 def test_a_user_changes_their_own_password_given_the_present_one(
@@ -781,12 +843,93 @@ def test_a_user_changes_their_own_password_given_the_present_one(
         assert client.get("/inbox").url.path == "/inbox"  # signed in, not sent to /signin
 
 
-def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_path: Path) -> None:
+def test_a_password_an_administrator_set_is_changed_at_the_first_sign_in(
+    store: Store, tmp_path: Path
+) -> None:
+    """Staff and customer users alike: until they choose their own password, every page sends
+    them to the one that changes it, and the navigation offers nothing else."""
     world = _world(store, tmp_path)
     with store.work() as session:
         create_user(session, "c1", name="C1", roles=["customer"], customer_code="C1",
                     actor=world["admin"], now=NOW)  # fmt: skip
         set_password(session, "c1", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    new = "fay's own passphrase"
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        signed = client.post(
+            "/signin",
+            data={"user": "fay", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+        )
+        assert signed.url.path == "/password"
+        assert 'data-testid="must-change"' in signed.text
+        assert 'href="/settlements"' not in signed.text  # no way on but the form
+        assert 'action="/password"' in signed.text
+        for path in ("/settlements", "/dashboard", "/users", "/portal"):
+            assert client.get(path).url.path == "/password", path
+        htmx = client.get("/settlements", headers={"HX-Request": "true"}, follow_redirects=False)
+        assert (htmx.status_code, htmx.headers["HX-Redirect"]) == (204, "/password")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', signed.text)
+        assert csrf is not None
+        # The form's own POST, not another one: a settlement cannot be paid meanwhile.
+        paid = client.post("/settlements/1/pay", data={"csrf": csrf[1]}, follow_redirects=False)
+        assert (paid.status_code, paid.headers["location"]) == (303, "/password")
+        same = client.post(
+            "/password",
+            data={"current": PASSWORD, "new": PASSWORD, "repeat": PASSWORD, "csrf": csrf[1]},
+        )
+        assert same.url.path == "/password"
+        assert _alert(same.text, "error") == "新密码与当前密码相同；请另选一个"
+        changed = client.post(
+            "/password", data={"current": PASSWORD, "new": new, "repeat": new, "csrf": csrf[1]}
+        )
+        assert (changed.url.path, _alert(changed.text, "done")) == (
+            "/signin",
+            "密码已修改，请用新密码登录。",
+        )
+        client.post(
+            "/signin", data={"user": "fay", "password": new, "totp": pyotp.TOTP(secret).now()}
+        )
+        assert client.get("/settlements").url.path == "/settlements"
+
+        client.cookies.clear()
+        portal = client.post("/signin", data={"user": "c1", "password": PASSWORD})
+        assert portal.url.path == "/password"
+        assert 'action="/portal/password"' in portal.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', portal.text)
+        assert csrf is not None
+        short = client.post(
+            "/portal/password",
+            data={"current": PASSWORD, "new": "short", "repeat": "short", "csrf": csrf[1]},
+        )
+        assert (short.url.path, _alert(short.text, "error")) == ("/password", "密码至少 12 个字符")
+        client.post(
+            "/portal/password",
+            data={"current": PASSWORD, "new": new, "repeat": new, "csrf": csrf[1]},
+        )
+        client.post("/signin", data={"user": "c1", "password": new})
+        assert client.get("/portal").url.path == "/portal"
+    with store.work() as session:
+        changes = session.execute(
+            select(AuditEvent.actor, AuditEvent.outcome)
+            .where(AuditEvent.type == "user.password.set", AuditEvent.entity_id.in_(["c1", "fay"]))
+            .order_by(AuditEvent.seq)
+        ).all()
+    assert [(actor, outcome["change_required"]) for actor, outcome in changes] == [
+        ("admin", True),
+        ("admin", True),
+        ("fay", False),
+        ("c1", False),
+    ]
+
+
+def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path)
+    with store.work() as session:
+        create_user(session, "c1", name="C1", roles=["customer"], customer_code="C1",
+                    actor=world["admin"], now=NOW)  # fmt: skip
+        set_password(session, "c1", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         client.post("/signin", data={"user": "c1", "password": PASSWORD})
@@ -866,6 +1009,40 @@ def test_an_open_settlement_of_a_disputed_period_is_marked(store: Store, tmp_pat
         assert 'data-testid="standing"' not in client.get("/settlements").text
 
 
+def test_the_approver_reads_how_the_amount_was_worked_out_in_the_inbox(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path)
+    settlement_id = world.propose()
+    with store.work() as session:
+        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
+        secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        _signed_in(client, "amy", secret)
+        inbox = client.get("/inbox").text
+        found = re.findall(rf'hx-get="([^"]+)" [^>]*data-testid="workings-{settlement_id}"', inbox)
+        assert found == [f"/settlements/{settlement_id}/workings/0"]  # one version's result
+        address = found[0]
+        why = client.get(address).text
+        assert why.startswith('<pre class="small mb-0" data-testid="explanation"')
+        # The amount being approved, as the engine reached it.
+        assert "全额累进：2% x 10,000.00 = 200.00" in why.splitlines()
+        assert client.get(f"/settlements/{settlement_id}/workings/1").status_code == 404
+        assert client.get("/settlements/999/workings/0").status_code == 404
+    # A salesperson sees the workings of their own customers' settlements only.
+    with store.work() as session:
+        set_password(session, "sam", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/signin", data={"user": "sam", "password": PASSWORD})
+        assert client.get(address).status_code == 404
+        with store.work() as session:
+            assign(session, "C1", "sam", actor=world["admin"], now=NOW)
+        assert client.get(address).status_code == 200
+        settlements = client.get("/settlements").text  # the settlements page links it too
+        assert f'hx-get="{address}"' in settlements
+
+
 def test_finance_finds_approved_settlements_to_pay_in_its_inbox(
     store: Store, tmp_path: Path
 ) -> None:
@@ -898,7 +1075,9 @@ def test_a_refused_form_comes_back_as_it_was_typed(store: Store, tmp_path: Path)
         assert 'name="period_start" value="2026-10-01"' in page
         assert "<option selected>A1</option>" in page
         with store.work() as session:
-            set_password(session, "admin", PASSWORD, actor=world["admin"], now=NOW)
+            set_password(
+                session, "admin", PASSWORD, actor=world["admin"], now=NOW, must_change=False
+            )
             secret = enrol_second_factor(session, "admin", actor=world["admin"], now=NOW)
         admin_csrf = _signed_in(client, "admin", secret)
         taken = client.post(
@@ -916,7 +1095,7 @@ def test_sign_in_takes_a_code_with_spaces_around_it_and_in_the_six_digits(
 ) -> None:
     world = _world(store, tmp_path, _form("credit_note"))
     with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -934,7 +1113,7 @@ def test_an_approver_rejects_a_settlement_from_the_inbox(store: Store, tmp_path:
     world = _world(store, tmp_path, _form("credit_note"))
     settlement_id = world.propose()
     with store.work() as session:
-        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW)
+        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:

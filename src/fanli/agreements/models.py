@@ -23,12 +23,14 @@ class AgreementStatus(StrEnum):
     ACTIVE = "active"
     EXPIRED = "expired"
     TERMINATED = "terminated"
+    DISCARDED = "discarded"  # its only versions were drafts, discarded; a new draft revives it
 
 
 class VersionStatus(StrEnum):
     DRAFT = "draft"
     SUBMITTED = "submitted"  # compliance checks passed; waiting for the approvals it needs
     ACTIVE = "active"
+    DISCARDED = "discarded"  # a draft given up: kept (the trail names it), never counted
 
 
 class AgreementRecord(Base):

@@ -6,6 +6,8 @@ draft. An agreement is active from its first active version until it expires (th
 ended) or is terminated (ended early, from a date).
 A change to an active agreement is a new version with a later effective date; the earlier
 version keeps counting the sales dated before it (``queries.terms_for_run``).
+A draft that is not wanted is discarded, not deleted: it keeps its number and its place in the
+audit trail, and an agreement left with nothing but discarded drafts is discarded too.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def add_version(
         created = True  # recorded with its first version: one call, one event
     else:
         created = False
+    if agreement.status == AgreementStatus.DISCARDED:  # its code is free for a fresh draft
+        agreement.status = AgreementStatus.DRAFT
+        agreement.name = terms.name
     if agreement.status in (AgreementStatus.EXPIRED, AgreementStatus.TERMINATED):
         raise AgreementError.said(
             "agreement {code} is {status}; it takes no new version",
@@ -243,6 +248,52 @@ def return_to_draft(
         entity_id=version.id,
         inputs={"agreement": code, "version": version.version, "reason": reason},
         outcome={"status": version.status},
+        now=now,
+    )
+    return version
+
+
+def discard_draft(
+    session: Session, version_id: int, *, reason: str, actor: Actor, now: dt.datetime
+) -> AgreementVersion:
+    """Give up a draft version (a submitted one is withdrawn first). It is kept, marked
+    discarded, so its number is never reused and the trail still names it; the agreement
+    itself is discarded when no other version is left."""
+    require(actor, Role.SALES, Role.FINANCE, to=said("discard drafts"))
+    version = locked_version(session, version_id)
+    code = _code(session, version)
+    if version.status != VersionStatus.DRAFT:
+        raise AgreementError.said(
+            "version {version} of {code} is {status}, not a draft",
+            version=version.version,
+            code=code,
+            status=VersionStatus(version.status),
+        )
+    if not reason.strip():
+        raise AgreementError.said("discarding a draft needs a reason")
+    version.status = VersionStatus.DISCARDED
+    agreement = session.get(AgreementRecord, version.agreement_id)
+    assert agreement is not None
+    others = session.scalar(
+        select(func.count())
+        .select_from(AgreementVersion)
+        .where(
+            AgreementVersion.agreement_id == agreement.id,
+            AgreementVersion.id != version.id,
+            AgreementVersion.status != VersionStatus.DISCARDED,
+        )
+    )
+    if not others:
+        agreement.status = AgreementStatus.DISCARDED
+    session.flush()
+    record(
+        session,
+        type="agreement.version.discarded",
+        actor=actor.code,
+        entity_type="agreement_version",
+        entity_id=version.id,
+        inputs={"agreement": code, "version": version.version, "reason": reason.strip()},
+        outcome={"status": version.status, "agreement_status": agreement.status},
         now=now,
     )
     return version

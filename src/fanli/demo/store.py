@@ -138,7 +138,9 @@ def build(sessions: sessionmaker[Session], facts: FactStore, folder: Path) -> De
             )
         for code, *_rest in USERS:
             if not _rest[3]:
-                set_password(session, code, DEMO_PASSWORD, actor=admin, now=now)
+                # The demo's published password is everyone's by design: not one to change
+                # at the first sign-in.
+                set_password(session, code, DEMO_PASSWORD, actor=admin, now=now, must_change=False)
         for code in ("admin", "finance", "approver"):
             built.secrets[code] = enrol_second_factor(session, code, actor=admin, now=now)
         publish(session, Policy.model_validate(POLICY), actor=actor(session, "compliance"), now=now)
@@ -157,7 +159,7 @@ def build(sessions: sessionmaker[Session], facts: FactStore, folder: Path) -> De
                 actor=admin,
                 now=now,
             )
-            set_password(session, code, DEMO_PASSWORD, actor=admin, now=now)
+            set_password(session, code, DEMO_PASSWORD, actor=admin, now=now, must_change=False)
         who = {code: actor(session, code) for code, *_rest in USERS}
         import_products(session, facts, data_path("products.csv"), actor=who["finance"], now=now)
         today = now.date()

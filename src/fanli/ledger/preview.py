@@ -3,7 +3,9 @@ draft is saved.
 
 The terms are moved back one year (the term and, if set, the version's effective date). They
 are then calculated by the engine, exactly as an accrual would, over every active sales line
-of that year, with today's customers and products. Nothing is stored.
+of that year, with today's customers and products. Nothing is stored. A new version of an
+active agreement is shown beside the version in force, on the same sales: what the change
+would have cost or saved.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from fanli.agreements.terms import Agreement
@@ -23,6 +26,7 @@ from fanli.sales.service import active_sales_files
 from fanli.sales.store import FactStore
 
 SHOWN = 10  # customers listed; the total covers all
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,16 @@ class Preview:
     end: dt.date  # exclusive
     total: Decimal
     beneficiaries: int
-    top: list[tuple[str, Decimal, Decimal]]  # (customer, basis, rebate), largest rebate first
+    # (customer, basis, rebate, rebate under the version in force or None), largest first
+    top: list[tuple[str, Decimal, Decimal, Decimal | None]]
+    in_force: int | None = None  # the active version compared with, on the same sales
+    in_force_total: Decimal | None = None
+    since: dt.date | None = None  # the compared sales are those from this day (last year's)
+
+    @property
+    def change(self) -> Decimal | None:
+        """What the terms would have paid more (or less, negative) than the version in force."""
+        return None if self.in_force_total is None else self.total - self.in_force_total
 
 
 def _year_back(day: dt.date) -> dt.date:
@@ -41,9 +54,71 @@ def _year_back(day: dt.date) -> dt.date:
         return day.replace(year=day.year - 1, day=28)
 
 
-def preview_last_year(session: Session, store: FactStore, terms: Agreement) -> Preview:
+def preview_last_year(
+    session: Session,
+    store: FactStore,
+    terms: Agreement,
+    *,
+    in_force: tuple[int, Agreement] | None = None,
+) -> Preview:
+    """What ``terms`` would have paid on last year's sales; with ``in_force`` (the active
+    version's number and terms), what that version would have paid on the same sales beside
+    it: its terms over the same term and from the same effective date, so the two differ only
+    by what the new terms change."""
     if terms.term.start is None or terms.term.end is None:
         raise InputError.said_at("a preview needs a term with a start and an end", field="term")
+    start, end = _year_back(terms.term.start), _year_back(terms.term.end)
+    files = [str(path) for _batch, path in active_sales_files(session, store)]
+    if not files:
+        return Preview(start, end, Decimal(0), 0, [])
+    basis, rebate = _paid(session, store, terms, files)
+    before = None
+    number = None
+    if in_force is not None:
+        number, active = in_force
+        same = _on_the_same_sales(active, terms)
+        if same is not None:
+            _basis, before = _paid(session, store, same, files)
+    ranked = sorted(
+        set(rebate) | set(before or {}),
+        key=lambda code: (-max(rebate.get(code, ZERO), (before or {}).get(code, ZERO)), code),
+    )
+    return Preview(
+        start,
+        end,
+        sum(rebate.values(), ZERO),
+        len(rebate),
+        [
+            (
+                code,
+                basis.get(code, ZERO),
+                rebate.get(code, ZERO),
+                None if before is None else before.get(code, ZERO),
+            )
+            for code in ranked[:SHOWN]
+        ],
+        number if before is not None else None,
+        None if before is None else sum(before.values(), ZERO),
+        _year_back(terms.effective_from or terms.term.start) if before is not None else None,
+    )
+
+
+def _on_the_same_sales(active: Agreement, terms: Agreement) -> Agreement | None:
+    """The version in force, counted over the new terms' term and from their effective date;
+    None when its own terms do not fit that window (a period calendar of its own dates)."""
+    moved = active.model_copy(update={"term": terms.term, "effective_from": terms.effective_from})
+    try:
+        return Agreement.model_validate(moved.model_dump(by_alias=True))
+    except ValidationError:
+        return None
+
+
+def _paid(
+    session: Session, store: FactStore, terms: Agreement, files: list[str]
+) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """The basis and the rebate per beneficiary of ``terms`` moved back one year."""
+    assert terms.term.start is not None
+    assert terms.term.end is not None
     start, end = _year_back(terms.term.start), _year_back(terms.term.end)
     moved = terms.model_copy(
         update={
@@ -52,9 +127,6 @@ def preview_last_year(session: Session, store: FactStore, terms: Agreement) -> P
         }
     )
     moved = Agreement.model_validate(moved.model_dump(by_alias=True))  # revalidated, derived views
-    files = [str(path) for _batch, path in active_sales_files(session, store)]
-    if not files:
-        return Preview(start, end, Decimal(0), 0, [])
     results = rows_from_table(
         calculate(
             [moved],
@@ -67,13 +139,6 @@ def preview_last_year(session: Session, store: FactStore, terms: Agreement) -> P
     basis: dict[str, Decimal] = {}
     rebate: dict[str, Decimal] = {}
     for row in results:
-        basis[row.beneficiary_id] = basis.get(row.beneficiary_id, Decimal(0)) + row.basis
-        rebate[row.beneficiary_id] = rebate.get(row.beneficiary_id, Decimal(0)) + row.rebate
-    ranked = sorted(rebate, key=lambda code: (-rebate[code], code))
-    return Preview(
-        start,
-        end,
-        sum(rebate.values(), Decimal(0)),
-        len(rebate),
-        [(code, basis[code], rebate[code]) for code in ranked[:SHOWN]],
-    )
+        basis[row.beneficiary_id] = basis.get(row.beneficiary_id, ZERO) + row.basis
+        rebate[row.beneficiary_id] = rebate.get(row.beneficiary_id, ZERO) + row.rebate
+    return basis, rebate

@@ -5,6 +5,8 @@
   with a TOTP code as well; they cannot sign in until a second factor is enrolled.
 - A session token and an API token are random; only their sha256 is stored, so a copy of the
   database signs nobody in.
+- A password an administrator sets for someone else is known to both: until its user changes
+  it, their sessions can do nothing else (``password_change_required``).
 - Sign-in is throttled per account (5 failures in 15 minutes) and per source address (20):
   further attempts are refused before the password is even checked.
 - A session ends on sign-out, after 30 idle minutes, after 12 hours, and when its user is
@@ -32,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.kit.errors import FanliError, InputError, said
-from fanli.users.actor import Actor, Role, require
+from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.models import ApiToken, LoginAttempt, User, WebSession
 from fanli.users.queries import as_actor, user_by_code
 
@@ -52,6 +54,12 @@ _DUMMY_HASH = _HASHER.hash("fanli: no such account")
 
 class AuthError(FanliError):
     code = "unauthenticated"
+
+
+class PasswordChangeRequiredError(PermissionDeniedError):
+    """A session whose user must first change the password an administrator handed over."""
+
+    code = "password_change_required"
 
 
 class WrongPasswordError(AuthError):
@@ -76,9 +84,15 @@ def set_password(
     actor: Actor,
     now: dt.datetime,
     current: str | None = None,
+    must_change: bool | None = None,
 ) -> None:
     """Set a user's password: the user themself, or an administrator. With ``current`` (a
-    user changing their own on the web), the present password must be it."""
+    user changing their own on the web), the present password must be it.
+
+    A password an administrator hands over is known to two people, so the user must change it
+    at the first sign-in (``must_change``; by default, whenever someone else sets it): until
+    then their sessions can do nothing else. ``must_change=False`` is for a password the
+    user chose and an operator only typed in (the demo's)."""
     if actor.code != code:
         require(actor, Role.ADMINISTRATOR, to=said("set the password of {user}", user=code))
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -92,16 +106,22 @@ def set_password(
         since = now - THROTTLE_WINDOW
         if _failures(session, LoginAttempt.user_code, code, since) >= MAX_ACCOUNT_FAILURES:
             raise AuthError.said("too many wrong passwords; wait 15 minutes")
-        try:
-            stored = user.password_hash
-            matches = stored is not None and _HASHER.verify(stored, current)
-        except (VerificationError, InvalidHashError):
-            matches = False
-        if not matches:
+        if not _verifies(user.password_hash, current):
             raise WrongPasswordError.said("the present password is not that")
         if password == current:  # a change that changes nothing is no change
             raise AuthError.said("the new password is the present one; choose another")
+    handed_over = actor.code != code if must_change is None else must_change
+    if (
+        user.password_change_required
+        and not handed_over
+        and _verifies(user.password_hash, password)
+    ):
+        # Keeping the handed-over password would leave it known to whoever handed it over.
+        raise InputError.said_at(
+            "the new password is the present one; choose another", field="password"
+        )
     user.password_hash = _HASHER.hash(password)
+    user.password_change_required = handed_over
     _end_sessions(session, user.id, reason="password", now=now)
     session.flush()
     record(
@@ -111,9 +131,17 @@ def set_password(
         entity_type="user",
         entity_id=code,
         inputs={},
-        outcome={"sessions_ended": True},
+        outcome={"sessions_ended": True, "change_required": handed_over},
         now=now,
     )
+
+
+def _verifies(stored: str | None, password: str) -> bool:
+    """Whether ``password`` is the one ``stored`` (an argon2id hash) was made from."""
+    try:
+        return stored is not None and _HASHER.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def password_refused(session: Session, code: str, *, source: str, now: dt.datetime) -> None:
@@ -186,6 +214,7 @@ class SignIn:
     token: str | None = None  # the session cookie's value, on success
     csrf_token: str | None = None
     actor: Actor | None = None
+    password_change_required: bool = False  # the session can do nothing but change it
 
 
 def _failures(session: Session, column: Any, value: str, since: dt.datetime) -> int:
@@ -253,7 +282,9 @@ def sign_in(
     )
     session.add(web)
     _attempt(session, code, source, succeeded=True, reason="signed_in", now=now)
-    return SignIn(Outcome.SIGNED_IN, token, web.csrf_token, as_actor(user))
+    return SignIn(
+        Outcome.SIGNED_IN, token, web.csrf_token, as_actor(user), user.password_change_required
+    )
 
 
 def _attempt(
@@ -280,6 +311,8 @@ class Authenticated:
     session_id: int | None
     token_id: int | None
     expires_at: dt.datetime | None = None  # API tokens: when the token stops being accepted
+    # Browser sessions of a user whose password was handed over: nothing but changing it.
+    password_change_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -308,7 +341,13 @@ def check_session(session: Session, token: str, *, now: dt.datetime) -> SessionC
         reason = "expired"
     if reason:
         return SessionCheck(None, web.id, reason, False)
-    who = Authenticated(as_actor(user), web.csrf_token, web.id, None)
+    who = Authenticated(
+        as_actor(user),
+        web.csrf_token,
+        web.id,
+        None,
+        password_change_required=user.password_change_required,
+    )
     # One write a minute at most, not one per request.
     return SessionCheck(who, web.id, None, now - web.last_seen_at > dt.timedelta(minutes=1))
 

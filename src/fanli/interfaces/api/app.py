@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -95,10 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(routes_store.router)
     app.include_router(routes_audit.router)
-    app.include_router(views.router)
-    app.include_router(views_work.router)
-    app.include_router(views_portal.router)
-    app.include_router(views_admin.router)
+    gate = [Depends(views.password_gate)]  # a handed-over password is changed first
+    app.include_router(views.router, dependencies=gate)
+    app.include_router(views_work.router, dependencies=gate)
+    app.include_router(views_portal.router, dependencies=gate)
+    app.include_router(views_admin.router, dependencies=gate)
     app.mount("/static", StaticFiles(directory=str(files("fanli.interfaces.web") / "static")))
 
     @app.get("/api/docs", include_in_schema=False)

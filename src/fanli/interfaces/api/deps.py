@@ -38,6 +38,7 @@ from fanli.users.actor import Actor, PermissionDeniedError
 from fanli.users.auth import (
     Authenticated,
     AuthError,
+    PasswordChangeRequiredError,
     check_session,
     digest,
     refusal,
@@ -160,6 +161,12 @@ def route_id(request: Request) -> str:
     return f"{request.method} {path}"
 
 
+# What a session may call before its user has changed a handed-over password.
+WHILE_PASSWORD_CHANGES = frozenset(
+    {"GET /api/me", "POST /api/users/{code}/password", "DELETE /api/session"}
+)
+
+
 @dataclass(frozen=True)
 class Access:
     actor: Actor
@@ -192,6 +199,11 @@ def authorized(request: Request, session: Db) -> Access:
     else:
         with unit_of_work(request.app.state.read_sessions) as reading:
             who = caller(request, reading)
+    if who.password_change_required and route_id(request) not in WHILE_PASSWORD_CHANGES:
+        raise PasswordChangeRequiredError.said(
+            "{user} must first change the password an administrator set",
+            user=who.actor.code,
+        )
     scope = scope_for(matrix().get(route_id(request)), who.actor)
     if scope is None:
         raise PermissionDeniedError(f"{who.actor.code} may not call {route_id(request)}")

@@ -62,6 +62,10 @@ def install(app: FastAPI) -> None:
         detail = {"file": error.file, "total": error.total, "problems": problems}
         return JSONResponse(error_body(error.code, detail), status_code=422)
 
+    @app.exception_handler(web.PasswordChangeRequired)
+    async def _change_first(request: Request, _error: web.PasswordChangeRequired) -> Response:
+        return web.to_password_change(request)
+
     @app.exception_handler(FanliError)
     async def _fanli(_request: Request, error: FanliError) -> JSONResponse:
         return JSONResponse(error_body(error.code, str(error)), status_code=status_of(error))

@@ -93,7 +93,7 @@ def create_session(
         samesite="strict",
         path="/",
     )
-    return _me(result.actor, result.csrf_token)
+    return _me(result.actor, result.csrf_token, change_password=result.password_change_required)
 
 
 @router.delete("/session", status_code=204)
@@ -106,19 +106,24 @@ def end_session(request: Request, _access: Authorized, session: Db) -> Response:
     return response
 
 
-def _me(actor: Actor, csrf: str | None) -> Me:
+def _me(actor: Actor, csrf: str | None, *, change_password: bool) -> Me:
     return Me(
         code=actor.code,
         roles=sorted(role.value for role in actor.roles),
         customer=actor.customer_code,
         approval_limit=actor.approval_limit,
         csrf_token=csrf,
+        password_change_required=change_password,
     )
 
 
 @router.get("/me", response_model=Me)
 def me(access: Authorized) -> Me:
-    return _me(access.actor, access.who.csrf_token)
+    return _me(
+        access.actor,
+        access.who.csrf_token,
+        change_password=access.who.password_change_required,
+    )
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
-from fanli.agreements.service import add_version, draft_of, terminate
+from fanli.agreements.service import add_version, discard_draft, draft_of, terminate
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
 from fanli.compliance.service import publish
@@ -333,6 +333,17 @@ def agreement_approve(
 def agreement_reject(code: str, body: ReasonRequest, access: Authorized, session: Db) -> VersionOut:
     version = draft_of(session, code)
     review.reject(session, version.id, reason=body.reason, actor=access.actor, now=company_now())
+    return VersionOut.model_validate(version)
+
+
+@router.post("/agreements/{code}/discard", response_model=VersionOut)
+def agreement_discard(
+    code: str, body: ReasonRequest, access: Authorized, session: Db
+) -> VersionOut:
+    """Give up the agreement's draft (a submitted version is withdrawn or rejected first). It
+    stays on record as discarded; the agreement too, when it had no other version."""
+    version = draft_of(session, code)
+    discard_draft(session, version.id, reason=body.reason, actor=access.actor, now=company_now())
     return VersionOut.model_validate(version)
 
 

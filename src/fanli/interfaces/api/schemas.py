@@ -72,6 +72,9 @@ class Me(Shape):
     customer: str | None
     approval_limit: Money | None
     csrf_token: str | None = None  # browser sessions: echo it in X-CSRF-Token
+    # The password was handed over by an administrator: this session may only change it
+    # (POST /api/users/{code}/password), read this, and sign out.
+    password_change_required: bool = False
 
 
 class TokenRequest(Shape):

@@ -26,11 +26,14 @@ def user_password(
     actor: AsOption,
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
-    """Set a user's password (at least 12 characters); their sessions end."""
+    """Set a user's password (at least 12 characters); their sessions end. Set for someone
+    else, it must be changed at their first sign-in."""
 
     def step(session: Session, _facts: FactStore) -> str:
         set_password(session, code, password, actor=load_actor(session, actor), now=company_now())
-        return f"password of {code} set"
+        if actor == code:
+            return f"password of {code} set"
+        return f"password of {code} set; {code} chooses a new one at the first sign-in"
 
     stdout().print(Text(in_store(step)))
 

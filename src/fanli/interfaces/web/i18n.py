@@ -71,6 +71,14 @@ class Lang:
         text = translations(self.code).gettext(message)
         return text.format(**values) if values else text
 
+    def n_(self, singular: str, plural: str, count: Decimal | int, **values: object) -> str:
+        """A message about ``count`` things, in the form the language gives that number: "1
+        problem", "3 problems"; Chinese has one form. ``{count}`` is the number in the
+        reader's format unless given. A decimal count is singular only when exactly one."""
+        form = 1 if count == 1 else 2  # the catalogs' rules read an integer
+        text = translations(self.code).ngettext(singular, plural, form)
+        return text.format(**{"count": self.number(count), **values})
+
     def money(self, amount: Decimal | None, currency: str = "CNY") -> str:
         if amount is None:
             return "—"

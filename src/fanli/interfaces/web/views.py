@@ -89,6 +89,7 @@ PAGE = 50
 class Viewer:
     actor: Actor
     csrf: str
+    must_change_password: bool = False  # handed over by an administrator: see ``password_gate``
 
 
 def _lang(request: Request) -> i18n.Lang:
@@ -99,6 +100,14 @@ def _lang(request: Request) -> i18n.Lang:
 
 
 def _viewer(request: Request) -> Viewer | None:
+    """The signed-in viewer, checked once per request (``password_gate`` checks first)."""
+    if "viewer" not in request.scope:
+        request.scope["viewer"] = _check_viewer(request)
+    viewer: Viewer | None = request.scope["viewer"]
+    return viewer
+
+
+def _check_viewer(request: Request) -> Viewer | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -110,7 +119,46 @@ def _viewer(request: Request) -> Viewer | None:
             settle_session(session, check, now=now)
     if check.who is None or check.who.csrf_token is None:
         return None
-    return Viewer(check.who.actor, check.who.csrf_token)
+    return Viewer(check.who.actor, check.who.csrf_token, check.who.password_change_required)
+
+
+class PasswordChangeRequired(Exception):  # noqa: N818 - not an error: a detour
+    """The viewer must change the password an administrator handed over before anything else;
+    answered with a redirect to the page that changes it (``to_password_change``)."""
+
+
+# What a session may open before its user has changed a password an administrator handed over.
+WHILE_PASSWORD_CHANGES = frozenset(
+    {
+        ("GET", "/password"),
+        ("POST", "/password"),
+        ("POST", "/portal/password"),
+        ("GET", "/signin"),
+        ("POST", "/signin"),
+        ("POST", "/signout"),
+        ("GET", "/lang/{code}"),
+    }
+)
+
+
+def password_gate(request: Request) -> None:
+    """A dependency of every page: a viewer whose password was handed over reaches nothing but
+    the pages in ``WHILE_PASSWORD_CHANGES`` (a password two people know is nobody's). The API
+    keeps the same rule (``deps.authorized``)."""
+    route = request.scope.get("route")
+    if (request.method, getattr(route, "path", "")) in WHILE_PASSWORD_CHANGES:
+        return
+    viewer = _viewer(request)
+    if viewer is not None and viewer.must_change_password:
+        raise PasswordChangeRequired
+
+
+def to_password_change(request: Request) -> Response:
+    """Where ``PasswordChangeRequired`` sends the browser: the password page (for an HTMX
+    request, the whole page goes there, not a fragment of it)."""
+    if request.headers.get("HX-Request"):
+        return Response(status_code=204, headers={"HX-Redirect": "/password"})
+    return RedirectResponse("/password", status_code=303)
 
 
 FLASH = "fanli_flash"  # a message for the next page, after a redirect
@@ -194,6 +242,8 @@ def change_own_password(
     lang = _lang(request)
     if new != repeat:
         return flash_redirect(back, error=lang._("The two new passwords differ."))
+    if viewer.must_change_password:
+        back = "/password"  # nowhere else to go back to yet
     now = company_now()
     try:
         with unit_of_work(request.app.state.sessions) as session:
@@ -251,6 +301,7 @@ def _render(  # noqa: PLR0917 - the page's parts
         {
             "lang": lang,
             "_": lang._,
+            "n_": lang.n_,  # n_(singular, plural, count): "1 problem", "3 problems"
             "viewer": viewer,
             "locales": i18n.NAMES,
             "staff": viewer is not None and bool(viewer.actor.roles & STAFF),
@@ -363,6 +414,16 @@ def signin(
     return response
 
 
+@router.get("/password", response_model=None)
+def password_page(request: Request) -> Response:
+    """The viewer's own password on a page of its own: where a password an administrator
+    handed over must be changed first (``password_gate``), and open to anyone signed in."""
+    viewer = _viewer(request)
+    if viewer is None:
+        return _to_signin()
+    return _page(request, "password.html", viewer)
+
+
 @router.post("/signout", response_model=None)
 def signout(request: Request, csrf: str = Form(default="")) -> Response:
     viewer = _viewer(request)
@@ -420,6 +481,7 @@ PAGES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("POST", "/agreements/check"): "POST /api/agreements",
     ("POST", "/agreements/preview"): "POST /api/agreements",
     ("POST", "/agreements/{version_id}/submit"): "POST /api/agreements/{code}/submission",
+    ("POST", "/agreements/{version_id}/discard"): "POST /api/agreements/{code}/discard",
     ("GET", "/agreements/{code}/review"): "GET /api/agreements/{code}",
     ("POST", "/agreements/{code}/review/{version_id}"): "POST /api/agreements/{code}/approvals",
     (
@@ -433,6 +495,7 @@ PAGES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("POST", "/accruals"): "POST /api/accrual-runs",
     ("GET", "/accruals/{run_id}"): "GET /api/accrual-runs",
     ("GET", "/accruals/{run_id}/explain"): "GET /api/accrual-runs",
+    ("GET", "/settlements/{settlement_id}/workings/{line}"): "GET /api/settlements/{settlement_id}",
     ("GET", "/jobs/{job_id}"): "staff",  # only the job's owner sees it
     ("GET", "/settlements"): "GET /api/settlements",
     ("POST", "/settlements"): "POST /api/settlements",
@@ -707,12 +770,18 @@ def inbox(request: Request) -> Response:
         outdated = settlement_service.outdated(
             session, request.app.state.facts, waiting.settlements
         )
+        worked = (
+            workings(session, waiting.settlements)
+            if may(viewer, "/settlements/{settlement_id}/workings/{line}")
+            else {}
+        )
     keys = {s.id: secrets.token_urlsafe(12) for s in waiting.settlements}
     return _page(
         request,
         "inbox.html",
         viewer,
         waiting=waiting.settlements,
+        workings=worked,
         versions=waiting.agreement_versions,
         disputes=disputes,
         standing=standing,
@@ -723,6 +792,24 @@ def inbox(request: Request) -> Response:
         uses=uses,
         use_key=secrets.token_urlsafe(12),
     )
+
+
+def workings(session: Session, settlements: list[Settlement]) -> dict[int, list[tuple[str, int]]]:
+    """Where each settlement's amount comes from: for each version's result it settles, the
+    address of the engine's explanation of it (``settlement_workings``), with the version's
+    number. An approver reads the calculation before approving the amount."""
+    lines = {s.id: s.inputs.get("lines", []) for s in settlements}
+    ids = {line["version_id"] for found in lines.values() for line in found}
+    query = select(AgreementVersion.id, AgreementVersion.version)
+    numbers: dict[int, int] = dict(session.execute(query.where(AgreementVersion.id.in_(ids))).all())
+    return {
+        settlement.id: [
+            (f"/settlements/{settlement.id}/workings/{index}", numbers[line["version_id"]])
+            for index, line in enumerate(lines[settlement.id])
+            if line.get("run_id") is not None and line["version_id"] in numbers
+        ]
+        for settlement in settlements
+    }
 
 
 def _open_disputes(session: Session, viewer: Viewer) -> list[StatementResponse]:

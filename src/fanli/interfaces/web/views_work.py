@@ -25,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data, parse_terms_text
-from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
 from fanli.agreements.queries import sent_back
-from fanli.agreements.service import add_version, edit_draft
+from fanli.agreements.service import add_version, discard_draft, edit_draft
 from fanli.agreements.terms import Agreement
 from fanli.compliance import review
 from fanli.compliance.queries import policy_in_force
@@ -64,12 +64,14 @@ from .views import (
     act,
     flash_redirect,
     form_problem,
+    may,
     readable,
     say,
     say_part,
     scope,
     templates,
     visible,
+    workings,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -392,18 +394,29 @@ def explain_result(  # noqa: PLR0917 - the result's key
     viewer, refused = _staff(request)
     if refused or viewer is None:  # PAGES: as GET /api/accrual-runs
         return HTMLResponse("", status_code=404)
-    lang = _lang(request)
     with unit_of_work(request.app.state.read_sessions) as session:
         shown = visible(session, viewer, "GET /api/accrual-runs")
-        found = None
-        if shown is None or customer in shown:
-            key = (agreement, version, customer, period)
-            found = run_result(session, request.app.state.facts, run_id, key)
-        terms = session.scalar(
+        allowed = shown is None or customer in shown
+        key = (agreement, version, customer, period)
+        return _explanation(request, session, run_id, key if allowed else None)
+
+
+def _explanation(
+    request: Request, session: Session, run_id: int, key: tuple[str, int, str, int] | None
+) -> HTMLResponse:
+    """The engine's explanation of the result ``key`` (agreement code, version number,
+    customer, period index) of run ``run_id``, as an HTMX fragment; None: not the viewer's."""
+    lang = _lang(request)
+    found = run_result(session, request.app.state.facts, run_id, key) if key else None
+    terms = (
+        session.scalar(
             select(AgreementVersion.terms)
             .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
-            .where(AgreementRecord.code == agreement, AgreementVersion.version == version)
+            .where(AgreementRecord.code == key[0], AgreementVersion.version == key[1])
         )
+        if key
+        else None
+    )
     if found is None or terms is None:
         return HTMLResponse(f'<p class="text-danger">{lang._("No such result.")}</p>', 404)
     row, previous = found
@@ -418,6 +431,32 @@ def explain_result(  # noqa: PLR0917 - the result's key
         '<pre class="small mb-0" data-testid="explanation" style="white-space: pre-wrap">'
         f"{_escape(text)}</pre>"
     )
+
+
+@router.get("/settlements/{settlement_id}/workings/{line}", response_class=HTMLResponse)
+def settlement_workings(settlement_id: int, line: int, request: Request) -> HTMLResponse:
+    """How a settlement's amount was worked out (HTMX): the engine's explanation of the result
+    its ``line``-th version line settles, in the run it was taken from. Open to whoever may
+    see the settlement, so an approver reads the calculation of the amount to approve."""
+    viewer, refused = _staff(request)
+    if refused or viewer is None:  # PAGES: as GET /api/settlements/{settlement_id}
+        return HTMLResponse("", status_code=404)
+    with unit_of_work(request.app.state.read_sessions) as session:
+        settlement = session.get(Settlement, settlement_id)
+        shown = visible(session, viewer, "GET /api/settlements/{settlement_id}")
+        lines = settlement.inputs.get("lines", []) if settlement is not None else []
+        if settlement is None or (shown is not None and settlement.beneficiary not in shown):
+            lines = []
+        if not 0 <= line < len(lines) or lines[line].get("run_id") is None:
+            return _explanation(request, session, 0, None)
+        found = lines[line]
+        number = session.scalar(
+            select(AgreementVersion.version).where(AgreementVersion.id == found["version_id"])
+        )
+        assert settlement is not None
+        assert number is not None
+        key = (settlement.agreement_code, number, settlement.beneficiary, found["period_index"])
+        return _explanation(request, session, found["run_id"], key)
 
 
 # ---- settlements -----------------------------------------------------------------------------
@@ -437,6 +476,12 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         standing = settlement_standings(session, request.app.state.facts, rows)
         # A later run changed what is due: the amount shown is not what would be approved.
         outdated = settlements.outdated(session, request.app.state.facts, rows)
+        # How each amount was worked out, for whoever may read it before deciding.
+        worked = (
+            workings(session, rows)
+            if may(viewer, "/settlements/{settlement_id}/workings/{line}")
+            else {}
+        )
         # A transfer goes only to a verified account of the beneficiary: offer just those, to
         # those who may see bank accounts.
         sees_accounts = scope(viewer, "GET /api/customers/{code}/bank-accounts") is not None
@@ -458,6 +503,7 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         "settlements.html",
         viewer,
         rows=rows,
+        workings=worked,
         # How each would be paid: a claw-back is collected by document or offset, never by a
         # transfer or from the balance (the service decides; the form asks for what it needs).
         paid_as={s.id: settlements.payout_form(s).value for s in rows},
@@ -732,6 +778,8 @@ def _agreement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRes
             session.execute(
                 select(AgreementRecord.code, AgreementRecord.name, AgreementVersion)
                 .join(AgreementVersion, AgreementVersion.agreement_id == AgreementRecord.id)
+                # Discarded drafts are given up: the API and the audit trail still show them.
+                .where(AgreementVersion.status != VersionStatus.DISCARDED)
                 .order_by(AgreementRecord.code, AgreementVersion.version)
             )
         )
@@ -790,7 +838,8 @@ def check(request: Request, terms: str = Form(default="", max_length=200_000)) -
 
 @router.post("/agreements/preview", response_class=HTMLResponse)
 def preview(request: Request, terms: str = Form(default="", max_length=200_000)) -> HTMLResponse:
-    """What the terms in the editor would have paid on last year's sales (HTMX; nothing stored)."""
+    """What the terms in the editor would have paid on last year's sales, beside the version in
+    force when they change an active agreement (HTMX; nothing stored)."""
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return HTMLResponse("", status_code=403)
@@ -800,7 +849,19 @@ def preview(request: Request, terms: str = Form(default="", max_length=200_000))
         return HTMLResponse(f'<ul class="text-danger mb-0">{items}</ul>')
     try:
         with unit_of_work(request.app.state.read_sessions) as session:
-            found = preview_last_year(session, request.app.state.facts, parsed)
+            # A new version of an active agreement: beside the version in force.
+            active = session.execute(
+                select(AgreementVersion.version, AgreementVersion.terms)
+                .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+                .where(
+                    AgreementRecord.code == parsed.id,
+                    AgreementVersion.status == VersionStatus.ACTIVE,
+                )
+                .order_by(AgreementVersion.version.desc())
+                .limit(1)
+            ).first()
+            in_force = (active[0], Agreement.model_validate(active[1])) if active else None
+            found = preview_last_year(session, request.app.state.facts, parsed, in_force=in_force)
     except FanliError as error:
         return HTMLResponse(f'<div class="text-danger">{_escape(say(_lang(request), error))}</div>')
     return templates.TemplateResponse(
@@ -809,6 +870,7 @@ def preview(request: Request, terms: str = Form(default="", max_length=200_000))
         {
             "lang": _lang(request),
             "_": _lang(request)._,
+            "n_": _lang(request).n_,
             "preview": found,
             "terms": parsed,
             "one_day": dt.timedelta(days=1),  # the preview's year ends exclusive
@@ -857,6 +919,33 @@ def save(
     except FanliError as error:
         return _agreement_page(request, viewer, text=terms, problems=[say(_lang(request), error)])
     return _agreement_page(request, viewer, text="", done=done)
+
+
+@router.post("/agreements/{version_id}/discard", response_model=None)
+def discard(
+    version_id: int,
+    request: Request,
+    reason: str = Form(default="", max_length=500),
+    csrf: str = Form(default=""),
+) -> Response:
+    """Give up a draft: it leaves the list, and stays on record as discarded."""
+    viewer, refused = _checked(request, csrf)
+    if refused or viewer is None:
+        return refused or _to_signin()
+    lang = _lang(request)
+    try:
+        with unit_of_work(request.app.state.sessions) as session:
+            version = discard_draft(
+                session, version_id, reason=reason, actor=viewer.actor, now=company_now()
+            )
+            done = lang._(
+                "Draft {code} v{version} discarded.",
+                code=version.terms["id"],
+                version=version.version,
+            )
+    except FanliError as error:
+        return flash_redirect("/agreements", error=say(lang, error))
+    return flash_redirect("/agreements", done=done)
 
 
 @router.post("/agreements/{version_id}/submit", response_model=None)
