@@ -389,8 +389,7 @@ def test_the_agreement_editor_explains_bad_bands(page: Any, site: Site) -> None:
     )
     page.click("text=Preview on last year's sales")
     assert page.locator("[data-testid=preview] h3").inner_text() == (
-        "On the sales of Jan 1, 2026 to Dec 31, 2026, NEXT would have paid CN¥500.00 "
-        "to 1 customer."
+        "On the sales of Jan 1, 2026 to Dec 31, 2026, NEXT would have paid CN¥500.00 to 1 customer."
     )
     assert page.locator("[data-testid=preview] tbody tr").all_inner_texts() == [
         "C1\tCN¥10,000.00\tCN¥500.00"

@@ -378,6 +378,12 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
         assert "数量不对" in disputes[1]
         assert f"{quarter.year}年{quarter.month}月1日" in disputes[1]
         assert '<a href="/customers/C1">C1</a>' in disputes[1]
+        # The period opens the statement as the customer sees it, with the dispute waiting.
+        statement_page = f"/customers/C1/statements/{quarter}"
+        assert f'<a href="{statement_page}">' in disputes[1]
+        page = client.get(statement_page).text
+        assert 'data-testid="waiting-answer"' in page
+        assert 'href="/inbox"' in page
         # ... and answers it there: the numbers stand, and why. The dispute leaves the inbox.
         dispute_id = re.search(r'data-testid="answer-(\d+)"', disputes[1])
         assert dispute_id is not None
@@ -398,6 +404,19 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
             data={"outcome": "correcting", "comment": "x", "csrf": fay_csrf},
         )
         assert f"异议 {dispute_id[1]} 已经答复过" in again.text
+        # The whole exchange, on the staff's page of the statement: who said what, in order.
+        page = client.get(statement_page).text
+        assert 'data-testid="waiting-answer"' not in page
+        thread = re.search(r'data-testid="thread">(.*?)</ol>', page, re.S)
+        assert thread is not None
+        said = [" ".join(re.sub(r"<[^>]+>", "", item).split()) for item in thread[1].split("</li>")]
+        now = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        on = f"{now.year}年{now.month}月{now.day}日"
+        assert said[:1] == [
+            f"{on}有异议 · c1 — 数量不对 我方于 {on} 答复：维持原数 · fay — 数量按出库单计"
+        ]
+        # The customer's page lists its period statements, each opening the same page.
+        assert f'href="{statement_page}"' in client.get("/customers/C1").text
     # The customer reads the answer beside its dispute, and may dispute again.
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         client.post("/signin", data={"user": "c1", "password": PASSWORD})

@@ -469,6 +469,7 @@ PAGES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/dashboard"): "staff",  # every figure on it is narrowed to what the viewer may see
     ("GET", "/customers"): "GET /api/customers",
     ("GET", "/customers/{code}"): "GET /api/customers/{code}/statement",
+    ("GET", "/customers/{code}/statements/{start}"): "GET /api/customers/{code}/statement",
     ("POST", "/customers/{code}/balance-uses"): "POST /api/balance-uses",
     # Settlements and versions to approve, balance uses to decide, disputes to answer: open to
     # whoever may do one of them (each list is narrowed to what the viewer may act on).
@@ -728,6 +729,10 @@ def customer(code: str, request: Request) -> Response:
         if scope(viewer, "GET /api/customers/{code}/due-diligence") is None:
             statement["gaps"] = None
         statement["may_use_balance"] = scope(viewer, "POST /api/balance-uses") is not None
+        # The period statements, as the customer's portal lists them, each opening its page.
+        statement["statements"] = _period_list(
+            session, request.app.state.facts, code, statement, _lang(request)
+        )
     return _page(request, "customer.html", viewer, key=secrets.token_urlsafe(12), **statement)
 
 
@@ -868,12 +873,7 @@ def portal(request: Request) -> Response:
     lang = _lang(request)
     with unit_of_work(request.app.state.read_sessions) as session:
         statement = _statement(session, request.app.state.facts, code, lang)
-        answered: dict[dt.date, StatementResponse] = {}
-        for answer in settlement_statements.responses(session, code):  # the latest first
-            answered.setdefault(answer.period_start, answer)
-        replied = settlement_statements.dispute_answers(session, [a.id for a in answered.values()])
-        # An answer to numbers that have changed since is no answer to today's statement.
-        now_shown = settlement_statements.period_statements(session, request.app.state.facts, code)
+        statements = _period_list(session, request.app.state.facts, code, statement, lang)
         shown = sorted({(p.row.agreement_code, p.row.version) for p in statement["progress"]})
         agreements = []
         for agreement_code, number in shown:
@@ -886,6 +886,23 @@ def portal(request: Request) -> Response:
             if found is not None:
                 name, terms = found
                 agreements.append((agreement_code, number, name, plain.describe(terms, lang)))
+    return _page(
+        request, "portal.html", viewer, agreements=agreements, statements=statements, **statement
+    )
+
+
+def _period_list(
+    session: Session, store: Any, code: str, statement: dict[str, Any], lang: i18n.Lang
+) -> list[tuple[dt.date, dt.date, bool, StatementResponse | None, Any, bool]]:
+    """A customer's period statements, for the portal and the customer's staff page: each
+    period's first and last day, whether it has ended, the customer's latest answer, the
+    company's reply to it, and whether the numbers changed since that answer."""
+    answered: dict[dt.date, StatementResponse] = {}
+    for answer in settlement_statements.responses(session, code):  # the latest first
+        answered.setdefault(answer.period_start, answer)
+    replied = settlement_statements.dispute_answers(session, [a.id for a in answered.values()])
+    # An answer to numbers that have changed since is no answer to today's statement.
+    now_shown = settlement_statements.period_statements(session, store, code)
     # A period's statement is to sign off once the period has ended; a running one is shown
     # with the day it ends (its numbers can still change).
     today = lang.today()
@@ -894,7 +911,7 @@ def portal(request: Request) -> Response:
         periods[p.row.period_start] = max(
             periods.get(p.row.period_start, p.row.period_end), p.row.period_end
         )
-    statements = [
+    return [
         (
             start,
             end - dt.timedelta(days=1),
@@ -911,9 +928,6 @@ def portal(request: Request) -> Response:
         )
         for start, end in sorted(periods.items())
     ]
-    return _page(
-        request, "portal.html", viewer, agreements=agreements, statements=statements, **statement
-    )
 
 
 def readable(value: object) -> object:

@@ -2,6 +2,10 @@
 language, with its sign-off or dispute. The numbers are ``period_statement``'s, the same as
 the staff see; the PDF is the same template, printed by WeasyPrint with a CJK font, so Chinese
 names and amounts come out as text (extractable, searchable).
+
+The staff read the same statement page, without the customer's form, at
+``/customers/{code}/statements/{start}``: the numbers and the whole exchange about them (each
+answer, whether it was to these numbers, and the company's replies).
 """
 
 from __future__ import annotations
@@ -34,11 +38,14 @@ from .views import (
     _lang,
     _not_found,
     _page,
+    _staff,
     _to_signin,
     _viewer,
     change_own_password,
     say,
+    scope,
     templates,
+    visible,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -95,6 +102,33 @@ def statement(start: dt.date, request: Request) -> Response:
     if not context["statement"].rows:
         return _not_found(request, viewer)
     return _page(request, "statement.html", viewer, **context)
+
+
+@router.get("/customers/{code}/statements/{start}", response_model=None)
+def staff_statement(code: str, start: dt.date, request: Request) -> Response:
+    """A customer's period statement as the customer sees it, for the staff who may see the
+    customer: the numbers and the whole exchange about them; an open dispute is answered from
+    the inbox."""
+    viewer, refused = _staff(request)
+    if refused or viewer is None:  # PAGES: as GET /api/customers/{code}/statement
+        return refused or _to_signin()
+    with unit_of_work(request.app.state.read_sessions) as session:
+        shown = visible(session, viewer, "GET /api/customers/{code}/statement")
+    if shown is not None and code not in shown:
+        return _not_found(request, viewer)
+    context = _statement_context(request, code, start)
+    if not context["statement"].rows:
+        return _not_found(request, viewer)
+    latest = context["thread"][-1] if context["thread"] else None
+    return _page(
+        request,
+        "customer_statement.html",
+        viewer,
+        # The customer's latest word is a dispute nobody has answered yet.
+        waiting_answer=latest is not None and latest[0].decision == "disputed" and not latest[2],
+        answers_disputes=scope(viewer, "POST /api/disputes/{response_id}/answer") is not None,
+        **context,
+    )
 
 
 @router.get("/portal/statements/{start}/pdf", response_model=None)
