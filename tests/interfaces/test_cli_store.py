@@ -59,6 +59,20 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
     assert (code, out.strip()) == (0, "sales.csv: batch 3, 1 sales rows (1 new, 0 updated)")
     code, out, _ = cli("import", "sales", str(sales), "--as", "fay")
     assert out.strip() == "sales.csv: already imported as batch 3; nothing added"
+    ahead = _write(
+        tmp_path / "ahead.csv",
+        "客户编码,物料编码,开票日期,数量,不含税金额,单据编号,行号\n"
+        "C1,P1,2099-01-10,1,1.00,INV9,1\n",
+    )
+    code, out, _ = cli("import", "sales", str(ahead), "--as", "fay")
+    assert (code, out.splitlines()) == (
+        0,
+        [
+            "ahead.csv: batch 4, 1 sales rows (1 new, 0 updated)",
+            "note: 1 line is dated after today (the latest 2099-01-10); accrual runs count "
+            "it as of their day",
+        ],
+    )
     assert "A1 v1 (draft, from 2026-01-01" in cli("agreement", "add", str(terms), "--as", "sam")[1]
     assert "needs approver x1" in cli("agreement", "submit", "A1", "--as", "sam")[1]
     code, out, _ = cli("agreement", "list")

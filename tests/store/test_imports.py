@@ -212,6 +212,33 @@ def test_sales_go_to_an_immutable_parquet_file(store: Store, tmp_path: Path) -> 
     ]
 
 
+def test_lines_dated_after_the_import_are_stored_and_counted(store: Store, tmp_path: Path) -> None:
+    """An ERP may export documents dated ahead: they are stored like any other, and the import
+    says how many and until when (the runs count them as of their day)."""
+    _masters(store, tmp_path)
+    path = sales_file(
+        tmp_path,
+        "sales.csv",
+        [
+            ("L1", "C1", "P1", "2026-11-27", "1", "100.00"),  # the day of the import
+            ("L2", "C1", "P1", "2026-11-28", "1", "100.00"),
+            ("L3", "C2", "P2", "2027-01-15", "1", "100.00"),
+        ],
+    )
+    with store.work() as session:
+        outcome = import_sales(session, store.facts, path, actor=staff("ann"), now=NOW)
+    assert (outcome.rows, outcome.dated_ahead, outcome.latest) == (3, 2, dt.date(2027, 1, 15))
+    with store.work() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.type == "sales.batch.imported")
+        ).one()
+        assert event.outcome["dated_ahead"] == 2
+    on_time = sales_file(tmp_path, "more.csv", [("L4", "C1", "P1", "2026-11-01", "1", "1.00")])
+    with store.work() as session:
+        outcome = import_sales(session, store.facts, on_time, actor=staff("ann"), now=NOW)
+    assert (outcome.dated_ahead, outcome.latest) == (0, None)
+
+
 def test_bad_sales_lines_are_all_reported_and_nothing_stored(store: Store, tmp_path: Path) -> None:
     _masters(store, tmp_path)
     with store.work() as session:

@@ -223,7 +223,12 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
     with client:
         csrf = _sign_in(client, "fay", secrets["fay"])
         upload = sales_file(
-            tmp_path, "march.csv", [("L3", "C1", "P1", "2026-03-05", "5", "5000.00")]
+            tmp_path,
+            "march.csv",
+            [
+                ("L3", "C1", "P1", "2026-03-05", "5", "5000.00"),
+                ("L3A", "C1", "P1", "2099-06-30", "1", "100.00"),  # an invoice dated ahead
+            ],
         )
         started = client.post(
             "/imports",
@@ -231,7 +236,10 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
             files={"file": ("march.csv", upload.read_bytes(), "text/csv")},
         )
         page = _ended(client, started)
-        assert _alert(page, "imported") == f"批次 {before + 1}：1 行（新增 1，更新 0）。"
+        assert _alert(page, "imported") == f"批次 {before + 1}：2 行（新增 2，更新 0）。"
+        assert _alert(page, "dated-ahead") == (
+            "1 行的日期晚于今天，最晚为 2099年6月30日：计提运行到了各行的日期才会计入。"
+        )
 
         bad = sales_file(tmp_path, "bad.csv", [("L4", "C9", "P1", "2026-03-06", "1", "10.00")])
         started = client.post(

@@ -93,6 +93,10 @@ class ImportOutcome:
     already_imported: bool  # the same file (or key) was imported before; nothing changed
     inserted: int = 0
     updated: int = 0
+    # Sales lines with a date after the day of the import, and the latest date: stored as any
+    # other (an ERP may export documents dated ahead), counted by the runs as of their day.
+    dated_ahead: int = 0
+    latest: dt.date | None = None
 
 
 def file_hash(path: Path) -> str:
@@ -576,6 +580,7 @@ def import_sales(
         min((d for d in firsts if d is not None), default=None),
         max((d for d in lasts if d is not None), default=None),
     )
+    ahead = _dated_ahead(table, now.date())
     stages.begin(Stage.WRITING)
     name = store.write_batch(table, content_hash)
     batch = _add_batch(
@@ -597,10 +602,33 @@ def import_sales(
         entity_type="import_batch",
         entity_id=batch.id,
         inputs={"file": path.name, "sha256": content_hash},
-        outcome={"rows": table.num_rows, "facts_file": name, "dates": list(dates)},
+        outcome={
+            "rows": table.num_rows,
+            "facts_file": name,
+            "dates": list(dates),
+            "dated_ahead": ahead,
+        },
         now=now,
     )
-    return ImportOutcome(batch.id, BatchKind.SALES, table.num_rows, False, table.num_rows, 0)
+    return ImportOutcome(
+        batch.id,
+        BatchKind.SALES,
+        table.num_rows,
+        False,
+        table.num_rows,
+        0,
+        dated_ahead=ahead,
+        latest=dates[1] if ahead else None,
+    )
+
+
+def _dated_ahead(table: pa.Table, today: dt.date) -> int:
+    """How many lines carry a date (order, invoice or payment) after ``today``."""
+    after = None
+    for name in DATE_COLUMNS:
+        later = pc.fill_null(pc.greater(table.column(name), pa.scalar(today, pa.date32())), False)
+        after = later if after is None else pc.or_(after, later)
+    return int(pc.sum(after).as_py() or 0) if after is not None else 0
 
 
 def void_batch(

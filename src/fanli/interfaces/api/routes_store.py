@@ -224,6 +224,8 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
         already_imported=outcome.already_imported,
         inserted=outcome.inserted,
         updated=outcome.updated,
+        dated_ahead=outcome.dated_ahead,
+        latest=outcome.latest,
     )
 
 

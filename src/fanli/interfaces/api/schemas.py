@@ -198,6 +198,9 @@ class ImportOut(Shape):
     already_imported: bool
     inserted: int
     updated: int
+    # Sales lines dated after the day of the import (stored; runs count them as of their day)
+    dated_ahead: int = 0
+    latest: dt.date | None = None  # their latest date
 
 
 class ReasonRequest(Shape):

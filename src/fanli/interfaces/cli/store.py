@@ -174,6 +174,15 @@ def _import(
                 f"({outcome.inserted:,} new, {outcome.updated:,} updated)"
             )
         )
+    if outcome.dated_ahead:
+        lines, them = ("line is", "it") if outcome.dated_ahead == 1 else ("lines are", "them")
+        console.print(
+            Text(
+                f"note: {outcome.dated_ahead:,} {lines} dated after today (the latest "
+                f"{outcome.latest}); accrual runs count {them} as of their day",
+                style="yellow",
+            )
+        )
 
 
 def _show_issues(error: InputFileError, report: Path | None) -> None:
