@@ -155,6 +155,24 @@ def test_sign_in_needs_the_password_and_for_approvers_a_second_factor(api: Api) 
     assert api.client.get("/api/me").json()["code"] == "amy"
 
 
+def test_a_second_factor_once_enrolled_is_always_checked(api: Api) -> None:
+    """Compliance needs no second factor, but one an administrator handed over is checked."""
+    assert api.sign_in("cora").status_code == 200
+    with unit_of_work(api.sessions) as session:
+        secret = enrol_second_factor(session, "cora", actor=api.who["admin"], now=NOW)
+    api.client.cookies.clear()
+    assert api.sign_in("cora").status_code == 401  # no code
+    wrong = api.client.post(
+        "/api/session", json={"user": "cora", "password": PASSWORD, "totp": "000000"}
+    )
+    assert wrong.status_code == 401
+    right = api.client.post(
+        "/api/session",
+        json={"user": "cora", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+    )
+    assert right.status_code == 200
+
+
 def test_a_password_an_administrator_set_is_changed_before_anything_else(api: Api) -> None:
     """An administrator's reset leaves the password known to two people: the session it opens
     may read who it is, change it, or sign out, nothing more, until the user chooses their own."""

@@ -3,9 +3,13 @@ of an active agreement, what the version in force would have paid on the same sa
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from fanli.ledger import preview as previews
 from fanli.ledger.preview import preview_last_year
 from store.builders import percent_agreement
 from store.conftest import Store
@@ -36,6 +40,7 @@ def test_a_new_version_is_previewed_beside_the_version_in_force(
     with store.work() as session:
         preview = preview_last_year(session, store.facts, change, in_force=(1, active))
     # From 1 July, on last year's sales: 3% against the 2% in force.
+    assert (preview.start, preview.end) == (dt.date(2026, 7, 1), dt.date(2027, 1, 1))
     assert (preview.total, preview.in_force, preview.in_force_total, preview.change) == (
         D("165.00"),
         1,
@@ -72,12 +77,27 @@ def test_customers_the_new_terms_leave_out_are_still_compared(store: Store, tmp_
     )
     with store.work() as session:
         preview = preview_last_year(session, store.facts, narrower, in_force=(1, active))
-    assert preview.top == [
-        ("C1", D("5000.00"), D("100.00"), D("100.00")),
+    assert preview.top == [  # the customers the change touches most come first
         ("C2", D("0"), D("0"), D("10.00")),
+        ("C1", D("5000.00"), D("100.00"), D("100.00")),
     ]
     assert (preview.total, preview.in_force_total, preview.change) == (
         D("100.00"),
         D("110.00"),
         D("-10.00"),
     )
+
+
+def test_the_customers_not_listed_are_summed_up(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list stops at a few customers; the rest are one line, so no change goes unseen."""
+    monkeypatch.setattr(previews, "SHOWN", 1)
+    _world(store, tmp_path)
+    active = percent_agreement(start="2027-01-01", end="2028-01-01")
+    change = percent_agreement(rate="3", start="2027-01-01", end="2028-01-01")
+    with store.work() as session:
+        preview = preview_last_year(session, store.facts, change, in_force=(1, active))
+    assert preview.top == [("C1", D("15000.00"), D("450.00"), D("300.00"))]
+    assert preview.rest == (1, D("15.00"), D("10.00"))
+    assert (preview.total, preview.in_force_total) == (D("465.00"), D("310.00"))

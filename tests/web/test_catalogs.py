@@ -131,7 +131,7 @@ CODES = {
         DueDiligenceKind,  # a lapsed kind in a finding's summary
     )
     for member in enum
-} | {"draft", "submitted", "active"}
+} | {"draft", "submitted", "active", "discarded"}
 CODES |= set(DETECTORS)  # a finding's detector, by its name
 CODES |= {f"role {role.value}" for role in Role}  # "sales" the role is not "sales" the batch
 # A period's "open" is not a finding's: the periods page says "period open" (未结账).

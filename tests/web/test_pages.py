@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyotp
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -26,6 +27,7 @@ from fanli.compliance import review
 from fanli.config import Settings
 from fanli.customers.service import assign
 from fanli.interfaces.api.app import create_app
+from fanli.ledger import preview as previews
 from fanli.settlements.models import DisputeOutcome, Payout, StatementDecision
 from fanli.settlements.statements import answer_dispute, respond
 from fanli.users.actor import Actor, Role
@@ -383,6 +385,11 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
         assert f'<a href="{statement_page}">' in disputes[1]
         page = client.get(statement_page).text
         assert 'data-testid="waiting-answer"' in page
+        unknown = client.get(f"/customers/ZZZ/statements/{quarter}")
+        assert (unknown.status_code, unknown.headers["content-type"]) == (
+            404,
+            "text/html; charset=utf-8",
+        )
         assert 'href="/inbox"' in page
         # ... and answers it there: the numbers stand, and why. The dispute leaves the inbox.
         dispute_id = re.search(r'data-testid="answer-(\d+)"', disputes[1])
@@ -773,6 +780,14 @@ def test_a_draft_is_discarded_from_the_agreements_page(store: Store, tmp_path: P
         assert 'href="/agreements/A1/review"' in done.text  # the active one stays
         again = client.post(f"/agreements/{draft.id}/discard", data={"reason": "x", "csrf": csrf})
         assert _alert(again.text, "error") == "A3 第 1 版的状态为“已放弃”，不是草稿"
+        # An Edit link opened before it was discarded says so, on the list.
+        stale = client.get(f"/agreements?edit={draft.id}")
+        assert stale.status_code == 200
+        assert _alert(stale.text, "error") == "A3 第 1 版现为“已放弃”，已不是可编辑的草稿。"
+        # A discarded agreement has nothing to settle: the settlements page does not offer it.
+        offered = re.findall(r"<option[^>]*>(\w+)</option>", client.get("/settlements").text)
+        assert "A1" in offered
+        assert "A3" not in offered
     with store.work() as session:
         version = session.get(AgreementVersion, draft.id)
         assert version is not None
@@ -780,7 +795,7 @@ def test_a_draft_is_discarded_from_the_agreements_page(store: Store, tmp_path: P
 
 
 def test_the_preview_of_a_new_version_shows_the_version_in_force_beside_it(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = World(store, tmp_path)
     world.agreement(percent_agreement(start="2027-01-01", end="2028-01-01"))
@@ -797,12 +812,10 @@ def test_the_preview_of_a_new_version_shows_the_version_in_force_beside_it(
     with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
         page = client.post("/agreements/preview", data={"terms": terms}).text
         heads = re.findall(r"<h3[^>]*>(.*?)</h3>", page, re.S)
-        assert heads == ["按 2026年1月1日 至 2026年12月31日 的销售，A1 将向 2 个客户支付 ¥165.00。"]
+        assert heads == ["按 2026年7月1日 至 2026年12月31日 的销售，A1 将向 2 个客户支付 ¥165.00。"]
         compared = re.search(r'data-testid="in-force">([^<]*)<', page)
         assert compared is not None
-        assert compared[1] == (
-            "同样自 2026年7月1日 起的销售，现行的第 1 版将支付 ¥110.00：多付 ¥55.00。"
-        )
+        assert compared[1] == ("同样的销售，现行的第 1 版将支付 ¥110.00：多付 ¥55.00。")
         rows = [
             [
                 re.sub(r"<[^>]+>", "", cell).strip()
@@ -814,6 +827,13 @@ def test_the_preview_of_a_new_version_shows_the_version_in_force_beside_it(
             ["C1", "¥5,000.00", "¥150.00", "¥100.00", "+¥50.00"],
             ["C2", "¥500.00", "¥15.00", "¥10.00", "+¥5.00"],
         ]
+        # Past the customers listed, the others are one line: no change goes unseen.
+        monkeypatch.setattr(previews, "SHOWN", 1)
+        page = client.post("/agreements/preview", data={"terms": terms}).text
+        rest = re.search(r'<tr[^>]*data-testid="rest">(.*?)</tr>', page, re.S)
+        assert rest is not None
+        cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in rest[1].split("</td>")][:-1]
+        assert cells == ["其余 1 个客户", "", "¥15.00", "¥10.00", "+¥5.00"]
 
 
 def test_a_user_changes_their_own_password_given_the_present_one(

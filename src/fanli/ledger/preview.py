@@ -35,11 +35,13 @@ class Preview:
     end: dt.date  # exclusive
     total: Decimal
     beneficiaries: int
-    # (customer, basis, rebate, rebate under the version in force or None), largest first
+    # (customer, basis, rebate, rebate under the version in force or None): the largest
+    # rebates first, or beside a version in force, the largest changes first
     top: list[tuple[str, Decimal, Decimal, Decimal | None]]
     in_force: int | None = None  # the active version compared with, on the same sales
     in_force_total: Decimal | None = None
-    since: dt.date | None = None  # the compared sales are those from this day (last year's)
+    # The customers not listed in ``top``: how many, their rebate and under the version in force
+    rest: tuple[int, Decimal, Decimal | None] = (0, Decimal(0), None)
 
     @property
     def change(self) -> Decimal | None:
@@ -67,7 +69,9 @@ def preview_last_year(
     by what the new terms change."""
     if terms.term.start is None or terms.term.end is None:
         raise InputError.said_at("a preview needs a term with a start and an end", field="term")
-    start, end = _year_back(terms.term.start), _year_back(terms.term.end)
+    # The sales counted: from the effective date of a later version, else from the term's start.
+    start = _year_back(terms.effective_from or terms.term.start)
+    end = _year_back(terms.term.end)
     files = [str(path) for _batch, path in active_sales_files(session, store)]
     if not files:
         return Preview(start, end, Decimal(0), 0, [])
@@ -79,10 +83,18 @@ def preview_last_year(
         same = _on_the_same_sales(active, terms)
         if same is not None:
             _basis, before = _paid(session, store, same, files)
-    ranked = sorted(
-        set(rebate) | set(before or {}),
-        key=lambda code: (-max(rebate.get(code, ZERO), (before or {}).get(code, ZERO)), code),
-    )
+    if before is None:
+        ranked = sorted(rebate, key=lambda code: (-rebate[code], code))
+    else:  # whom the change touches most, then the largest rebates
+        ranked = sorted(
+            set(rebate) | set(before),
+            key=lambda code: (
+                -abs(rebate.get(code, ZERO) - before.get(code, ZERO)),
+                -rebate.get(code, ZERO),
+                code,
+            ),
+        )
+    rest = ranked[SHOWN:]
     return Preview(
         start,
         end,
@@ -99,7 +111,11 @@ def preview_last_year(
         ],
         number if before is not None else None,
         None if before is None else sum(before.values(), ZERO),
-        _year_back(terms.effective_from or terms.term.start) if before is not None else None,
+        (
+            len(rest),
+            sum((rebate.get(code, ZERO) for code in rest), ZERO),
+            None if before is None else sum((before.get(code, ZERO) for code in rest), ZERO),
+        ),
     )
 
 

@@ -2,7 +2,9 @@
 
 - A password is stored as an argon2id hash and never leaves this module.
 - Users holding a role that moves or approves money (approver, finance, administrator) sign in
-  with a TOTP code as well; they cannot sign in until a second factor is enrolled.
+  with a TOTP code as well; they cannot sign in until a second factor is enrolled. Any other
+  user who has enrolled one gives its code too: a second factor once enrolled is always
+  checked.
 - A session token and an API token are random; only their sha256 is stored, so a copy of the
   database signs nobody in.
 - A password an administrator sets for someone else is known to both: until its user changes
@@ -107,7 +109,7 @@ def set_password(
         if _failures(session, LoginAttempt.user_code, code, since) >= MAX_ACCOUNT_FAILURES:
             raise AuthError.said("too many wrong passwords; wait 15 minutes")
         if not _verifies(user.password_hash, current):
-            raise WrongPasswordError.said("the present password is not that")
+            raise WrongPasswordError.said("that is not the present password")
         if password == current:  # a change that changes nothing is no change
             raise AuthError.said("the new password is the present one; choose another")
     handed_over = actor.code != code if must_change is None else must_change
@@ -260,7 +262,10 @@ def sign_in(
     except (VerificationError, InvalidHashError):
         password_ok = False
     ok = password_ok and user is not None and user.active
-    if ok and user is not None and needs_second_factor(user.roles):
+    # Roles that move or approve money need the second factor; anyone who has enrolled one
+    # gives it too (an administrator hands staff one at creation: it must mean something).
+    checks_code = user is not None and (needs_second_factor(user.roles) or bool(user.totp_secret))
+    if ok and user is not None and checks_code:
         ok = bool(
             user.totp_secret
             and totp_code
@@ -276,7 +281,7 @@ def sign_in(
         token_sha256=digest(token),
         user_id=user.id,
         csrf_token=secrets.token_urlsafe(32),
-        second_factor=needs_second_factor(user.roles),
+        second_factor=checks_code,
         created_at=now,
         last_seen_at=now,
     )

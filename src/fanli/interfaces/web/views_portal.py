@@ -116,7 +116,10 @@ def staff_statement(code: str, start: dt.date, request: Request) -> Response:
         shown = visible(session, viewer, "GET /api/customers/{code}/statement")
     if shown is not None and code not in shown:
         return _not_found(request, viewer)
-    context = _statement_context(request, code, start)
+    try:
+        context = _statement_context(request, code, start)
+    except NotFoundError:  # no such customer: no such page
+        return _not_found(request, viewer)
     if not context["statement"].rows:
         return _not_found(request, viewer)
     latest = context["thread"][-1] if context["thread"] else None

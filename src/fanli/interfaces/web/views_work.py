@@ -25,7 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data, parse_terms_text
-from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
+from fanli.agreements.models import (
+    AgreementRecord,
+    AgreementStatus,
+    AgreementVersion,
+    VersionStatus,
+)
 from fanli.agreements.queries import sent_back
 from fanli.agreements.service import add_version, discard_draft, edit_draft
 from fanli.agreements.terms import Agreement
@@ -469,7 +474,23 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         if shown is not None:
             query = query.where(Settlement.beneficiary.in_(shown))
         rows = list(session.scalars(query))
-        codes = list(session.scalars(select(AgreementRecord.code).order_by(AgreementRecord.code)))
+        # Only agreements that have been in force have results to settle (not drafts, nor
+        # discarded ones).
+        codes = list(
+            session.scalars(
+                select(AgreementRecord.code)
+                .where(
+                    AgreementRecord.status.in_(
+                        [
+                            AgreementStatus.ACTIVE,
+                            AgreementStatus.EXPIRED,
+                            AgreementStatus.TERMINATED,
+                        ]
+                    )
+                )
+                .order_by(AgreementRecord.code)
+            )
+        )
         # Open settlements of a period whose statement the customer disputes, or whose
         # correction is still to come, carry a mark: approving or paying them pays contested
         # numbers.
@@ -800,8 +821,22 @@ def agreements(request: Request, edit: int | None = None) -> Response:
     if edit is not None:
         with unit_of_work(request.app.state.read_sessions) as session:
             draft = session.get(AgreementVersion, edit)
-            if draft is None or draft.status != "draft":
+            if draft is None:
                 return _not_found(request, viewer)
+            if draft.status != VersionStatus.DRAFT:  # submitted, discarded or active since
+                lang = _lang(request)
+                return _agreement_page(
+                    request,
+                    viewer,
+                    text="",
+                    error=lang._(
+                        "Version {version} of {code} is {status} now: it is no longer a draft "
+                        "to edit.",
+                        version=draft.version,
+                        code=draft.terms["id"],
+                        status=lang._(draft.status),
+                    ),
+                )
             text = yaml.safe_dump(readable(draft.terms), allow_unicode=True, sort_keys=False)
     return _agreement_page(request, viewer, text=text)
 
