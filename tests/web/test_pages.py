@@ -988,6 +988,8 @@ def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_pa
         differ = change(PASSWORD, "our own passphrase", "our own passphrasf")
         assert _alert(differ.text, "error") == "两次输入的新密码不一致。"
         assert _alert(change(PASSWORD, " " * 12).text, "error") == "密码不能只由空格组成"
+        weak = change(PASSWORD, "abababababab")
+        assert _alert(weak.text, "error") == "密码至少要包含 5 个不同的字符"
         changed = change(PASSWORD, "our own passphrase")
         assert changed.url.path == "/signin"
         assert _alert(changed.text, "done") == "密码已修改，请用新密码登录。"

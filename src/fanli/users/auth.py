@@ -47,6 +47,7 @@ THROTTLE_WINDOW = dt.timedelta(minutes=15)
 MAX_ACCOUNT_FAILURES = 5
 MAX_SOURCE_FAILURES = 20
 MIN_PASSWORD_LENGTH = 12
+MIN_DISTINCT_CHARACTERS = 5
 MAX_TOKEN_DAYS = 366
 
 _HASHER = PasswordHasher()
@@ -112,6 +113,13 @@ def set_password(
             raise WrongPasswordError.said("that is not the present password")
         if password == current:  # a change that changes nothing is no change
             raise AuthError.said("the new password is the present one; choose another")
+    if len(set(password.casefold())) < MIN_DISTINCT_CHARACTERS:
+        # "aaaaaaaaaaaa" and "121212121212" are long enough and guessed first.
+        raise InputError.said_at(
+            "a password needs at least {count} different characters",
+            field="password",
+            count=MIN_DISTINCT_CHARACTERS,
+        )
     handed_over = actor.code != code if must_change is None else must_change
     if (
         user.password_change_required
