@@ -697,8 +697,13 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             "colour: unknown field",
         ]
         assert problems("id: X\nterm: [") == [
-            "not YAML or JSON: while parsing a flow node expected the node content, but found "
-            "'<stream end>'   in \"<unicode string>\", line 2, column 8:     term: [            ^"
+            "not valid YAML or JSON at line 2, column 8 (expected the node content, but found "
+            "'<stream end>')"
+        ]
+        client.get("/lang/zh_CN?back=/agreements")
+        assert problems('{"id": "X",}') == [
+            "第 1 行第 12 列起不是有效的 YAML 或 JSON（Expecting property name enclosed in "
+            "double quotes）"
         ]
 
 

@@ -38,10 +38,30 @@ def parse_terms_text(text: str, *, source: str = "<text>") -> Any:
         if stripped.startswith(("{", "[")):
             return json.loads(text, parse_float=Decimal)
         return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
-    except (yaml.YAMLError, json.JSONDecodeError) as error:
+    except json.JSONDecodeError as error:
+        raise _not_parsed(source, error.lineno, error.colno, error.msg) from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        if mark is None:  # pragma: no cover - PyYAML marks the errors it raises while parsing
+            raise _not_parsed(source, 0, 0, str(error)) from None
+        problem = error.problem or error.context or "not valid"
+        raise _not_parsed(source, mark.line + 1, mark.column + 1, problem) from None
+    except yaml.YAMLError as error:
         raise InputError.said_at(
             "not valid YAML or JSON: {error}", file=source, error=str(error).replace("\n", " ")
         ) from None
+
+
+def _not_parsed(source: str, line: int, column: int, problem: str) -> InputError:
+    """Where the text stops being YAML or JSON: the place said in the reader's language, the
+    parser's own words (English) beside it."""
+    return InputError.said_at(
+        "not valid YAML or JSON at line {line}, column {column} ({problem})",
+        file=source,
+        line=line,
+        column=column,
+        problem=problem.strip(),
+    )
 
 
 def _describe(error: ValidationError) -> str:

@@ -771,9 +771,8 @@ def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
     try:
         # Fanli's loader: 2.5 is the decimal 2.5, as in a terms file (YAML's own reads a float).
         data = parse_terms_text(text, source="editor")
-    except InputError as error:
-        found = error.detail.removeprefix("not valid YAML or JSON: ")  # the parser's own words
-        return [lang._("not YAML or JSON: {error}", error=found)], None
+    except InputError as error:  # where the text stops being YAML or JSON, and why
+        return [say(lang, error)], None
     except RecursionError:  # absurdly deep nesting
         return [lang._("the terms are nested too deeply")], None
     if not isinstance(data, dict):
