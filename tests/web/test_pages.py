@@ -1134,6 +1134,20 @@ def test_a_refused_form_comes_back_as_it_was_typed(store: Store, tmp_path: Path)
         assert 'name="code" placeholder="用户" value="fay"' in taken
         assert 'value="Fay Two"' in taken
         assert '<option value="finance" selected>' in taken
+        # A new user's credentials are shown once, after a redirect: a reload does not post
+        # the form again, and the page is not there a second time.
+        made = client.post(
+            "/users",
+            data={"code": "nora", "name": "Nora", "role": "sales", "customer": "",
+                  "csrf": admin_csrf},
+        )  # fmt: skip
+        assert made.url.path.startswith("/users/created/")
+        assert 'data-testid="password"' in made.text
+        again = client.get(made.url.path)
+        assert again.url.path == "/users"
+        assert _alert(again.text, "error") == (
+            "新用户的初始密码只显示一次，已经显示过了。如果没有记下，请为该用户重新设置密码。"
+        )
 
 
 def test_sign_in_takes_a_code_with_spaces_around_it_and_in_the_six_digits(

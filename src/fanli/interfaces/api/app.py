@@ -24,6 +24,7 @@ from fanli.config import Settings
 from fanli.db.session import make_engine, read_session_factory, session_factory
 from fanli.db.status import require_current
 from fanli.interfaces.web import views, views_admin, views_portal, views_work
+from fanli.interfaces.web.handover import Handovers
 from fanli.interfaces.web.jobs import JobBoard
 from fanli.oversight import schedule
 from fanli.sales.store import FactStore
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_cache = VersionedCache(TOKEN_CACHE_SIZE)
     app.state.read_cache = VersionedCache(settings.read_cache_size)
     app.state.jobs = JobBoard()  # the web pages' long operations
+    app.state.handovers = Handovers()  # a new user's credentials, shown once
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.include_router(routes.router)

@@ -519,6 +519,7 @@ PAGES: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/policy"): "GET /api/policy",
     ("GET", "/users"): "staff",  # everyone's own tokens and second factor
     ("POST", "/users"): "POST /api/users",
+    ("GET", "/users/created/{token}"): "POST /api/users",  # what the creation hands over
     ("POST", "/users/{code}/disable"): "POST /api/users/{code}/disable",
     ("POST", "/tokens"): "staff",
     ("POST", "/tokens/{token_id}/revoke"): "staff",

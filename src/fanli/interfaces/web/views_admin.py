@@ -16,7 +16,7 @@ from typing import Annotated
 
 import yaml
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -397,7 +397,7 @@ def user_create(  # noqa: PLR0917 - one form field each
     if refused or viewer is None:
         return refused or _to_signin()
     # The new user's first password, and a staff user's second factor: shown once, to hand
-    # over; the user changes the password with `fanli user password` or keeps it safe.
+    # over; the user must change the password at the first sign-in.
     password = secrets.token_urlsafe(12)
     factor = None
     try:
@@ -419,15 +419,36 @@ def user_create(  # noqa: PLR0917 - one form field each
         # The form comes back filled as it was sent, beside the reason it was refused.
         kept = {"code": code, "name": name, "role": role.value, "customer": customer}
         return flash_redirect("/users", error=say(_lang(request), error), kept=kept)
-    return _page(
-        request,
-        "new_user.html",
-        viewer,
-        code=code,
-        password=password,
-        factor=factor,
-        uri=provisioning_uri(factor, code) if factor else None,
+    # Shown on the next page, once (handover.py): a reload of it does not post the form again.
+    token = request.app.state.handovers.put(
+        viewer.actor.code,
+        {
+            "code": code,
+            "password": password,
+            "factor": factor,
+            "uri": provisioning_uri(factor, code) if factor else None,
+        },
     )
+    return RedirectResponse(f"/users/created/{token}", status_code=303)
+
+
+@router.get("/users/created/{token}", response_model=None)
+def user_created(token: str, request: Request) -> Response:
+    """A new user's first password and second factor, to the administrator who created the
+    user, once."""
+    viewer, refused = _staff(request)  # PAGES: as POST /api/users
+    if refused or viewer is None:
+        return refused or _to_signin()
+    shown = request.app.state.handovers.take(viewer.actor.code, token)
+    if shown is None:
+        return flash_redirect(
+            "/users",
+            error=_lang(request)._(
+                "A new user's first password is shown once, and that was it. If it was not "
+                "noted, set a new one for the user."
+            ),
+        )
+    return _page(request, "new_user.html", viewer, **shown)
 
 
 @router.post("/users/{code}/disable", response_model=None)
