@@ -125,6 +125,18 @@ def approve_hash(cli, code: str) -> str:  # type: ignore[no-untyped-def]
     return line.split("terms ")[1].rstrip(")")
 
 
+def test_a_password_set_for_someone_else_is_theirs_to_change(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "upgrade")
+    people(cli)
+    own = cli("user", "password", "admin", "--password", "the admin's passphrase", "--as", "admin")
+    assert (own[0], own[1].strip()) == (0, "password of admin set")
+    theirs = cli("user", "password", "fay", "--password", "handed over to fay", "--as", "admin")
+    assert (theirs[0], theirs[1].strip()) == (
+        0,
+        "password of fay set; fay chooses a new one at the first sign-in",
+    )
+
+
 def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cli("db", "upgrade")
     people(cli)

@@ -841,6 +841,32 @@ def test_the_preview_of_a_new_version_shows_the_version_in_force_beside_it(
         assert cells == ["其余 1 个客户", "", "¥15.00", "¥10.00", "+¥5.00"]
 
 
+def test_an_id_beyond_the_databases_integers_is_no_page_not_a_server_error(
+    store: Store, tmp_path: Path
+) -> None:
+    """SQLite refuses integers past 64 bits with an exception: every id and number in a page's
+    address or form is bounded, so such an address is a page that does not exist."""
+    world = _world(store, tmp_path)
+    big = "9" * 23
+    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+        for path in (
+            f"/settlements/{big}/workings/0",
+            f"/accruals/{big}",
+            f"/accruals/{big}/explain?agreement=A1&version=1&customer=C1&period=1",
+        ):
+            assert client.get(path).status_code == 404, path
+        for path in (f"/agreements?edit={big}", f"/customers?offset={big}"):
+            answer = client.get(path)
+            assert (answer.status_code, answer.url.path) == (200, path.split("?")[0]), path
+        for path in (
+            f"/agreements/{big}/discard",
+            f"/settlements/{big}/reject",
+            f"/settlements/{big}/refresh",
+            f"/imports/{big}/void",
+        ):
+            assert client.post(path, data={"reason": "x", "csrf": csrf}).status_code == 404, path
+
+
 def test_a_user_changes_their_own_password_given_the_present_one(
     store: Store, tmp_path: Path
 ) -> None:

@@ -26,6 +26,10 @@ class AgreementStatus(StrEnum):
     DISCARDED = "discarded"  # its only versions were drafts, discarded; a new draft revives it
 
 
+# Agreements that have had an active version: the only ones with results to settle.
+BEEN_IN_FORCE = (AgreementStatus.ACTIVE, AgreementStatus.EXPIRED, AgreementStatus.TERMINATED)
+
+
 class VersionStatus(StrEnum):
     DRAFT = "draft"
     SUBMITTED = "submitted"  # compliance checks passed; waiting for the approvals it needs

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
+from fanli.agreements.models import (
+    BEEN_IN_FORCE,
+    AgreementRecord,
+    AgreementVersion,
+    VersionStatus,
+)
 from fanli.agreements.terms import Agreement, DateRange
 from fanli.audit.models import AuditEvent
 
@@ -81,6 +86,25 @@ def versions(
         query = query.where(AgreementVersion.status == status)
     rows = session.execute(query).all()
     return [(agreement, version) for agreement, version in rows]
+
+
+def in_force(session: Session, code: str) -> tuple[int, Agreement] | None:
+    """The latest active version of agreement ``code`` (its number and terms), if it has one."""
+    found = session.execute(
+        select(AgreementVersion)
+        .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
+        .where(AgreementRecord.code == code, AgreementVersion.status == VersionStatus.ACTIVE)
+        .order_by(AgreementVersion.version.desc())
+        .limit(1)
+    ).scalar()
+    return (found.version, _parsed(found)) if found is not None else None
+
+
+def settleable_codes(session: Session) -> list[str]:
+    """The codes of the agreements that have been in force (drafts and discarded ones have no
+    results to settle)."""
+    query = select(AgreementRecord.code).where(AgreementRecord.status.in_(BEEN_IN_FORCE))
+    return list(session.scalars(query.order_by(AgreementRecord.code)))
 
 
 @dataclass(frozen=True)

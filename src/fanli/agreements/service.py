@@ -196,13 +196,7 @@ def submit_version(
     the checks and decides the approval steps: ``review["steps"]`` = [{role, count}])."""
     version = locked_version(session, version_id)
     code = _code(session, version)
-    if version.status != VersionStatus.DRAFT:
-        raise AgreementError.said(
-            "version {version} of {code} is {status}, not a draft",
-            version=version.version,
-            code=code,
-            status=VersionStatus(version.status),
-        )
+    _require_draft(version, code)
     version.status = VersionStatus.SUBMITTED
     version.submission += 1
     version.submitted_by = actor
@@ -262,13 +256,7 @@ def discard_draft(
     require(actor, Role.SALES, Role.FINANCE, to=said("discard drafts"))
     version = locked_version(session, version_id)
     code = _code(session, version)
-    if version.status != VersionStatus.DRAFT:
-        raise AgreementError.said(
-            "version {version} of {code} is {status}, not a draft",
-            version=version.version,
-            code=code,
-            status=VersionStatus(version.status),
-        )
+    _require_draft(version, code)
     if not reason.strip():
         raise AgreementError.said("discarding a draft needs a reason")
     version.status = VersionStatus.DISCARDED
@@ -498,6 +486,16 @@ def draft_of(session: Session, code: str) -> AgreementVersion:
     if version is None:
         raise AgreementError.said("agreement {code} has no draft or submitted version", code=code)
     return version
+
+
+def _require_draft(version: AgreementVersion, code: str) -> None:
+    if version.status != VersionStatus.DRAFT:
+        raise AgreementError.said(
+            "version {version} of {code} is {status}, not a draft",
+            version=version.version,
+            code=code,
+            status=VersionStatus(version.status),
+        )
 
 
 def _code(session: Session, version: AgreementVersion) -> str:

@@ -94,6 +94,40 @@ def settlement_page(
 
 
 @dataclass(frozen=True)
+class SettledResult:
+    """A run result a settlement settles: the key the engine's explanation of it is read by."""
+
+    run_id: int
+    agreement_code: str
+    version: int  # the version's number
+    beneficiary: str
+    period_index: int
+
+
+def settled_results(session: Session, rows: list[Settlement]) -> dict[int, list[SettledResult]]:
+    """By settlement id: the results each settles, one per version line of its inputs, in
+    their order (lines recorded without their run are left out)."""
+    lines = {row.id: row.inputs.get("lines", []) for row in rows}
+    ids = {line["version_id"] for found in lines.values() for line in found}
+    query = select(AgreementVersion.id, AgreementVersion.version)
+    numbers: dict[int, int] = dict(session.execute(query.where(AgreementVersion.id.in_(ids))).all())
+    return {
+        row.id: [
+            SettledResult(
+                line["run_id"],
+                row.agreement_code,
+                numbers[line["version_id"]],
+                row.beneficiary,
+                line["period_index"],
+            )
+            for line in lines[row.id]
+            if line.get("run_id") is not None and line["version_id"] in numbers
+        ]
+        for row in rows
+    }
+
+
+@dataclass(frozen=True)
 class PayoutRow:
     """A payout as its beneficiary sees it: when, for what, how, and the document to find it by."""
 

@@ -88,14 +88,15 @@ def set_password(
     now: dt.datetime,
     current: str | None = None,
     must_change: bool | None = None,
-) -> None:
+) -> bool:
     """Set a user's password: the user themself, or an administrator. With ``current`` (a
     user changing their own on the web), the present password must be it.
 
     A password an administrator hands over is known to two people, so the user must change it
     at the first sign-in (``must_change``; by default, whenever someone else sets it): until
     then their sessions can do nothing else. ``must_change=False`` is for a password the
-    user chose and an operator only typed in (the demo's)."""
+    user chose and an operator only typed in (the demo's). Returns whether it must be
+    changed."""
     if actor.code != code:
         require(actor, Role.ADMINISTRATOR, to=said("set the password of {user}", user=code))
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -111,8 +112,6 @@ def set_password(
             raise AuthError.said("too many wrong passwords; wait 15 minutes")
         if not _verifies(user.password_hash, current):
             raise WrongPasswordError.said("that is not the present password")
-        if password == current:  # a change that changes nothing is no change
-            raise AuthError.said("the new password is the present one; choose another")
     if len(set(password.casefold())) < MIN_DISTINCT_CHARACTERS:
         # "aaaaaaaaaaaa" and "121212121212" are long enough and guessed first.
         raise InputError.said_at(
@@ -121,12 +120,14 @@ def set_password(
             count=MIN_DISTINCT_CHARACTERS,
         )
     handed_over = actor.code != code if must_change is None else must_change
-    if (
-        user.password_change_required
-        and not handed_over
-        and _verifies(user.password_hash, password)
-    ):
-        # Keeping the handed-over password would leave it known to whoever handed it over.
+    # A change that changes nothing is no change; and a handed-over password kept would stay
+    # known to whoever handed it over.
+    keeps_present = (
+        password == current
+        if current is not None
+        else user.password_change_required and _verifies(user.password_hash, password)
+    )
+    if keeps_present and not handed_over:
         raise InputError.said_at(
             "the new password is the present one; choose another", field="password"
         )
@@ -144,6 +145,7 @@ def set_password(
         outcome={"sessions_ended": True, "change_required": handed_over},
         now=now,
     )
+    return handed_over
 
 
 def _verifies(stored: str | None, password: str) -> bool:
@@ -265,10 +267,8 @@ def sign_in(
         return SignIn(Outcome.THROTTLED)
     user = session.scalar(select(User).where(User.code == code))
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
-    try:
-        password_ok = _HASHER.verify(stored, password) and stored is not _DUMMY_HASH
-    except (VerificationError, InvalidHashError):
-        password_ok = False
+    # The dummy hash is verified too, so that timing does not tell which accounts exist.
+    password_ok = _verifies(stored, password) and stored is not _DUMMY_HASH
     ok = password_ok and user is not None and user.active
     # Roles that move or approve money need the second factor; anyone who has enrolled one
     # gives it too (an administrator hands staff one at creation: it must mean something).

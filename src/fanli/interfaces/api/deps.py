@@ -52,7 +52,8 @@ from .schemas import Page
 Q = TypeVar("Q", bound=Select)  # type: ignore[type-arg]  # any select, of any row shape
 SESSION_COOKIE = "fanli_session"
 # Ids in paths: database integers (an id beyond them is simply not found, never a crash).
-Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+MAX_ID = 2**31 - 1  # ids and numbers in an address: what every database's integer holds
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 IdempotencyKey = Annotated[

@@ -30,10 +30,12 @@ def user_password(
     else, it must be changed at their first sign-in."""
 
     def step(session: Session, _facts: FactStore) -> str:
-        set_password(session, code, password, actor=load_actor(session, actor), now=company_now())
-        if actor == code:
-            return f"password of {code} set"
-        return f"password of {code} set; {code} chooses a new one at the first sign-in"
+        handed_over = set_password(
+            session, code, password, actor=load_actor(session, actor), now=company_now()
+        )
+        if handed_over:
+            return f"password of {code} set; {code} chooses a new one at the first sign-in"
+        return f"password of {code} set"
 
     stdout().print(Text(in_store(step)))
 

@@ -46,7 +46,7 @@ from fanli.customers.queries import (
 from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
 from fanli.engine.results import ResultRow
-from fanli.interfaces.api.deps import SESSION_COOKIE, matrix, scope_for
+from fanli.interfaces.api.deps import SESSION_COOKIE, Id, Offset, matrix, scope_for
 from fanli.kit.errors import Code, FanliError, Month, Said, said_from_json
 from fanli.ledger import overview
 from fanli.ledger.queries import result_rows, statement_rows
@@ -62,7 +62,7 @@ from fanli.settlements.models import (
     StatementResponse,
     UseStatus,
 )
-from fanli.settlements.queries import payouts_of, waiting_for
+from fanli.settlements.queries import payouts_of, settled_results, waiting_for
 from fanli.settlements.queries import settlements as list_settlements
 from fanli.settlements.statements import open_disputes, settlement_standings
 from fanli.users.actor import Actor, Role
@@ -366,6 +366,12 @@ def visible(session: Session, viewer: Viewer, api_route: str) -> set[str] | None
     return set()
 
 
+def sees_customer(session: Session, viewer: Viewer, code: str) -> bool:
+    """Whether the viewer may see customer ``code``'s pages (as its statement in the API)."""
+    shown = visible(session, viewer, "GET /api/customers/{code}/statement")
+    return shown is None or code in shown
+
+
 def _csrf_ok(viewer: Viewer, sent: str | None) -> bool:
     return bool(sent) and hmac.compare_digest(sent or "", viewer.csrf)
 
@@ -607,7 +613,7 @@ def dashboard(request: Request) -> Response:
 
 
 @router.get("/customers", response_model=None)
-def customers(request: Request, q: str = "", offset: int = 0) -> Response:
+def customers(request: Request, q: str = "", offset: Offset = 0) -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()
@@ -717,8 +723,7 @@ def customer(code: str, request: Request) -> Response:
     if refused or viewer is None:
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
-        shown = visible(session, viewer, "GET /api/customers/{code}/statement")
-        if shown is not None and code not in shown:
+        if not sees_customer(session, viewer, code):
             return _not_found(request, viewer)
         try:
             statement = _statement(session, request.app.state.facts, code, _lang(request))
@@ -801,20 +806,15 @@ def inbox(request: Request) -> Response:
 
 
 def workings(session: Session, settlements: list[Settlement]) -> dict[int, list[tuple[str, int]]]:
-    """Where each settlement's amount comes from: for each version's result it settles, the
-    address of the engine's explanation of it (``settlement_workings``), with the version's
-    number. An approver reads the calculation before approving the amount."""
-    lines = {s.id: s.inputs.get("lines", []) for s in settlements}
-    ids = {line["version_id"] for found in lines.values() for line in found}
-    query = select(AgreementVersion.id, AgreementVersion.version)
-    numbers: dict[int, int] = dict(session.execute(query.where(AgreementVersion.id.in_(ids))).all())
+    """Where each settlement's amount comes from: for each result it settles, the address of
+    the engine's explanation of it (``settlement_workings``), with the version's number. An
+    approver reads the calculation before approving the amount."""
     return {
-        settlement.id: [
-            (f"/settlements/{settlement.id}/workings/{index}", numbers[line["version_id"]])
-            for index, line in enumerate(lines[settlement.id])
-            if line.get("run_id") is not None and line["version_id"] in numbers
+        settlement_id: [
+            (f"/settlements/{settlement_id}/workings/{index}", result.version)
+            for index, result in enumerate(results)
         ]
-        for settlement in settlements
+        for settlement_id, results in settled_results(session, settlements).items()
     }
 
 
@@ -828,7 +828,7 @@ def _open_disputes(session: Session, viewer: Viewer) -> list[StatementResponse]:
 
 
 @router.post("/inbox/{settlement_id}/approve", response_model=None)
-def approve(settlement_id: int, request: Request, key: str = Form(max_length=64)) -> Response:
+def approve(settlement_id: Id, request: Request, key: str = Form(max_length=64)) -> Response:
     viewer, refused = _staff(request)
     if refused or viewer is None:
         return refused or _to_signin()

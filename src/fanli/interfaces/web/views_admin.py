@@ -28,6 +28,7 @@ from fanli.compliance import review
 from fanli.compliance.queries import policy_versions
 from fanli.config import company_now
 from fanli.db.session import unit_of_work
+from fanli.interfaces.api.deps import Id
 from fanli.kit.errors import FanliError, Month
 from fanli.kit.progress import ProgressHook
 from fanli.ledger.export import export_gl
@@ -158,7 +159,7 @@ def audit_run(
 
 @router.post("/audit/findings/{finding_id}", response_model=None)
 def finding_action(  # noqa: PLR0917 - one form field each
-    finding_id: int,
+    finding_id: Id,
     request: Request,
     action: Annotated[str, Form(pattern="^(assign|resolve|dismiss)$")],
     owner: str = Form(default="", max_length=64),
@@ -292,7 +293,7 @@ def agreement_review(code: str, request: Request) -> Response:
 @router.post("/agreements/{code}/review/{version_id}", response_model=None)
 def approve_version(
     code: str,
-    version_id: int,
+    version_id: Id,
     request: Request,
     terms_hash: str = Form(max_length=64),
     csrf: str = Form(default=""),
@@ -335,7 +336,7 @@ def approve_version(
 @router.post("/agreements/{code}/review/{version_id}/reject", response_model=None)
 def reject_version(
     code: str,
-    version_id: int,
+    version_id: Id,
     request: Request,
     reason: str = Form(default="", max_length=1000),
     csrf: str = Form(default=""),
@@ -493,7 +494,7 @@ def token_create(
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=None)
-def token_revoke(token_id: int, request: Request, csrf: str = Form(default="")) -> Response:
+def token_revoke(token_id: Id, request: Request, csrf: str = Form(default="")) -> Response:
     viewer, refused = _checked(request, csrf)
     if refused or viewer is None:
         return refused or _to_signin()

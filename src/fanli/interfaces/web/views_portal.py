@@ -25,6 +25,7 @@ from fanli.settlements.statements import (
     answers_these_numbers,
     dispute_answers,
     may_answer,
+    open_disputes,
     period_statement,
     respond,
     responses,
@@ -44,8 +45,8 @@ from .views import (
     change_own_password,
     say,
     scope,
+    sees_customer,
     templates,
-    visible,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -113,22 +114,21 @@ def staff_statement(code: str, start: dt.date, request: Request) -> Response:
     if refused or viewer is None:  # PAGES: as GET /api/customers/{code}/statement
         return refused or _to_signin()
     with unit_of_work(request.app.state.read_sessions) as session:
-        shown = visible(session, viewer, "GET /api/customers/{code}/statement")
-    if shown is not None and code not in shown:
-        return _not_found(request, viewer)
+        if not sees_customer(session, viewer, code):
+            return _not_found(request, viewer)
+        # The customer's latest word on this statement is a dispute nobody has answered yet.
+        waiting = any(d.period_start == start for d in open_disputes(session, {code}))
     try:
         context = _statement_context(request, code, start)
     except NotFoundError:  # no such customer: no such page
         return _not_found(request, viewer)
     if not context["statement"].rows:
         return _not_found(request, viewer)
-    latest = context["thread"][-1] if context["thread"] else None
     return _page(
         request,
         "customer_statement.html",
         viewer,
-        # The customer's latest word is a dispute nobody has answered yet.
-        waiting_answer=latest is not None and latest[0].decision == "disputed" and not latest[2],
+        waiting_answer=waiting,
         answers_disputes=scope(viewer, "POST /api/disputes/{response_id}/answer") is not None,
         **context,
     )

@@ -19,19 +19,15 @@ from urllib.parse import quote
 
 import yaml
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as InPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data, parse_terms_text
-from fanli.agreements.models import (
-    AgreementRecord,
-    AgreementStatus,
-    AgreementVersion,
-    VersionStatus,
-)
-from fanli.agreements.queries import sent_back
+from fanli.agreements.models import AgreementRecord, AgreementVersion, VersionStatus
+from fanli.agreements.queries import in_force, sent_back, settleable_codes
 from fanli.agreements.service import add_version, discard_draft, edit_draft
 from fanli.agreements.terms import Agreement
 from fanli.compliance import review
@@ -40,6 +36,7 @@ from fanli.config import company_now
 from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
+from fanli.interfaces.api.deps import MAX_ID, Id, Offset
 from fanli.kit.errors import FanliError, InputError, NotFoundError
 from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger import overview
@@ -54,6 +51,7 @@ from fanli.sales.service import import_customers, import_products, import_sales,
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
 from fanli.settlements.models import DisputeOutcome, Settlement, StatementResponse
+from fanli.settlements.queries import settled_results
 from fanli.settlements.statements import answer_dispute, settlement_standings
 
 from . import i18n
@@ -271,7 +269,7 @@ def upload(
 
 @router.post("/imports/{batch_id}/void", response_model=None)
 def void(
-    batch_id: int,
+    batch_id: Id,
     request: Request,
     reason: str = Form(default="", max_length=500),
     csrf: str = Form(default=""),
@@ -356,7 +354,7 @@ def run_accrual(
 
 
 @router.get("/accruals/{run_id}", response_model=None)
-def accrual_run(run_id: int, request: Request, q: str = "", offset: int = 0) -> Response:
+def accrual_run(run_id: Id, request: Request, q: str = "", offset: Offset = 0) -> Response:
     """What a run read and what it rated: every result row, searchable, each with the engine's
     explanation (loaded when opened)."""
     viewer, refused = _staff(request)
@@ -388,12 +386,12 @@ def accrual_run(run_id: int, request: Request, q: str = "", offset: int = 0) -> 
 
 @router.get("/accruals/{run_id}/explain", response_class=HTMLResponse)
 def explain_result(  # noqa: PLR0917 - the result's key
-    run_id: int,
+    run_id: Id,
     request: Request,
     agreement: str = Query(max_length=64),
-    version: int = Query(ge=1),
+    version: int = Query(ge=1, le=MAX_ID),
     customer: str = Query(max_length=64),
-    period: int = Query(ge=1),
+    period: int = Query(ge=1, le=MAX_ID),
 ) -> HTMLResponse:
     """The engine's explanation of one result row of a run (HTMX, when the row is opened)."""
     viewer, refused = _staff(request)
@@ -439,7 +437,9 @@ def _explanation(
 
 
 @router.get("/settlements/{settlement_id}/workings/{line}", response_class=HTMLResponse)
-def settlement_workings(settlement_id: int, line: int, request: Request) -> HTMLResponse:
+def settlement_workings(
+    settlement_id: Id, line: Annotated[int, InPath(ge=0, le=MAX_ID)], request: Request
+) -> HTMLResponse:
     """How a settlement's amount was worked out (HTMX): the engine's explanation of the result
     its ``line``-th version line settles, in the run it was taken from. Open to whoever may
     see the settlement, so an approver reads the calculation of the amount to approve."""
@@ -449,19 +449,14 @@ def settlement_workings(settlement_id: int, line: int, request: Request) -> HTML
     with unit_of_work(request.app.state.read_sessions) as session:
         settlement = session.get(Settlement, settlement_id)
         shown = visible(session, viewer, "GET /api/settlements/{settlement_id}")
-        lines = settlement.inputs.get("lines", []) if settlement is not None else []
-        if settlement is None or (shown is not None and settlement.beneficiary not in shown):
-            lines = []
-        if not 0 <= line < len(lines) or lines[line].get("run_id") is None:
+        results = []
+        if settlement is not None and (shown is None or settlement.beneficiary in shown):
+            results = settled_results(session, [settlement])[settlement.id]
+        if not 0 <= line < len(results):
             return _explanation(request, session, 0, None)
-        found = lines[line]
-        number = session.scalar(
-            select(AgreementVersion.version).where(AgreementVersion.id == found["version_id"])
-        )
-        assert settlement is not None
-        assert number is not None
-        key = (settlement.agreement_code, number, settlement.beneficiary, found["period_index"])
-        return _explanation(request, session, found["run_id"], key)
+        found = results[line]
+        key = (found.agreement_code, found.version, found.beneficiary, found.period_index)
+        return _explanation(request, session, found.run_id, key)
 
 
 # ---- settlements -----------------------------------------------------------------------------
@@ -474,23 +469,8 @@ def _settlement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRe
         if shown is not None:
             query = query.where(Settlement.beneficiary.in_(shown))
         rows = list(session.scalars(query))
-        # Only agreements that have been in force have results to settle (not drafts, nor
-        # discarded ones).
-        codes = list(
-            session.scalars(
-                select(AgreementRecord.code)
-                .where(
-                    AgreementRecord.status.in_(
-                        [
-                            AgreementStatus.ACTIVE,
-                            AgreementStatus.EXPIRED,
-                            AgreementStatus.TERMINATED,
-                        ]
-                    )
-                )
-                .order_by(AgreementRecord.code)
-            )
-        )
+        # Only agreements that have been in force have results to settle.
+        codes = settleable_codes(session)
         # Open settlements of a period whose statement the customer disputes, or whose
         # correction is still to come, carry a mark: approving or paying them pays contested
         # numbers.
@@ -582,10 +562,10 @@ def propose(  # noqa: PLR0917 - one form field each
 
 @router.post("/settlements/{settlement_id}/pay", response_model=None)
 def pay(  # noqa: PLR0917 - one form field each
-    settlement_id: int,
+    settlement_id: Id,
     request: Request,
     document_number: str = Form(default="", max_length=64),
-    bank_account: int | None = Form(default=None),
+    bank_account: int | None = Form(default=None, ge=1, le=MAX_ID),
     original_lines: str = Form(default="", max_length=5000),
     key: str = Form(max_length=64),
     csrf: str = Form(default=""),
@@ -618,7 +598,7 @@ def pay(  # noqa: PLR0917 - one form field each
 
 @router.post("/settlements/{settlement_id}/reject", response_model=None)
 def reject(
-    settlement_id: int,
+    settlement_id: Id,
     request: Request,
     reason: str = Form(max_length=500),
     back: Literal["/settlements", "/inbox"] = Form(default="/settlements"),
@@ -641,7 +621,7 @@ def reject(
 
 
 @router.post("/settlements/{settlement_id}/refresh", response_model=None)
-def refresh(settlement_id: int, request: Request, csrf: str = Form(default="")) -> Response:
+def refresh(settlement_id: Id, request: Request, csrf: str = Form(default="")) -> Response:
     """Recompute an open settlement whose inputs changed since it was proposed (a later run):
     it goes back to proposed and its approvals lapse, so approvers see the new amount."""
     viewer, refused = _checked(request, csrf)
@@ -705,7 +685,7 @@ def balance_use(  # noqa: PLR0917 - one form field each
 
 @router.post("/inbox/uses/{use_id}", response_model=None)
 def decide(  # noqa: PLR0917 - one form field each
-    use_id: int,
+    use_id: Id,
     request: Request,
     decision: Annotated[str, Form(pattern="^(approve|reject)$")],
     reason: str = Form(default="", max_length=500),
@@ -733,7 +713,7 @@ def decide(  # noqa: PLR0917 - one form field each
 
 @router.post("/inbox/disputes/{response_id}", response_model=None)
 def answer_a_dispute(
-    response_id: int,
+    response_id: Id,
     request: Request,
     outcome: Annotated[DisputeOutcome, Form()],
     comment: str = Form(default="", max_length=2000),
@@ -811,7 +791,9 @@ def _agreement_page(request: Request, viewer: Viewer, **context: Any) -> HTMLRes
 
 
 @router.get("/agreements", response_model=None)
-def agreements(request: Request, edit: int | None = None) -> Response:
+def agreements(
+    request: Request, edit: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
+) -> Response:
     """The agreements; ``?edit=<version id>`` opens a draft's terms in the editor."""
     viewer, refused = _staff(request)
     if refused or viewer is None:
@@ -884,18 +866,9 @@ def preview(request: Request, terms: str = Form(default="", max_length=200_000))
     try:
         with unit_of_work(request.app.state.read_sessions) as session:
             # A new version of an active agreement: beside the version in force.
-            active = session.execute(
-                select(AgreementVersion.version, AgreementVersion.terms)
-                .join(AgreementRecord, AgreementRecord.id == AgreementVersion.agreement_id)
-                .where(
-                    AgreementRecord.code == parsed.id,
-                    AgreementVersion.status == VersionStatus.ACTIVE,
-                )
-                .order_by(AgreementVersion.version.desc())
-                .limit(1)
-            ).first()
-            in_force = (active[0], Agreement.model_validate(active[1])) if active else None
-            found = preview_last_year(session, request.app.state.facts, parsed, in_force=in_force)
+            found = preview_last_year(
+                session, request.app.state.facts, parsed, in_force=in_force(session, parsed.id)
+            )
     except FanliError as error:
         return HTMLResponse(f'<div class="text-danger">{_escape(say(_lang(request), error))}</div>')
     return templates.TemplateResponse(
@@ -957,7 +930,7 @@ def save(
 
 @router.post("/agreements/{version_id}/discard", response_model=None)
 def discard(
-    version_id: int,
+    version_id: Id,
     request: Request,
     reason: str = Form(default="", max_length=500),
     csrf: str = Form(default=""),
@@ -984,7 +957,7 @@ def discard(
 
 @router.post("/agreements/{version_id}/submit", response_model=None)
 def submit(
-    version_id: int,
+    version_id: Id,
     request: Request,
     justification: str = Form(default="", max_length=1000),
     csrf: str = Form(default=""),
