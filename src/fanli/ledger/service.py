@@ -27,7 +27,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import case, func, literal, select, type_coerce
@@ -46,6 +45,7 @@ from fanli.engine.columnar import calculate
 from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.engine.results import RESULT_SCHEMA
+from fanli.kit import duck
 from fanli.kit.errors import InputError
 from fanli.kit.money import ZERO
 from fanli.kit.progress import ProgressHook, Stage, Stages
@@ -143,9 +143,7 @@ def _customers_in(files: list[Path], where: str = "TRUE") -> set[str]:
     """Customers with a line in these batch files (that meets ``where``)."""
     if not files:
         return set()
-    # A connection of its own: DuckDB's default connection is one for the whole process, and
-    # two threads (two API requests) must not share it.
-    with duckdb.connect() as connection:
+    with duck.connection() as connection:
         rows = connection.execute(
             f"SELECT DISTINCT customer_id FROM read_parquet([{sql_list(files)}]) WHERE {where}"
         ).fetchall()
@@ -315,6 +313,52 @@ def _chunks(values: list[str], size: int = 10_000) -> list[list[str]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
+_KEY = ("agreement_id", "version", "beneficiary_id", "period_index")
+_OPERAND = pa.decimal128(37, 4)
+
+
+def _with_liability(results: pa.Table) -> pa.Table:
+    """``results`` with ``liability``: each period's accrual less the previous period's of the
+    same agreement version and beneficiary (what the period adds to the liability).
+
+    The engine returns results sorted by key (``calculate(ordered=True)``), so the previous
+    period is the previous row: comparing each row with the one before takes 30-40 ms, where a
+    window over 594,600 rows took 0.3 s. The order is checked, not assumed; rows out of order
+    are sorted first.
+    """
+    rows = results.num_rows
+    if rows > 1:
+        before = {name: results.column(name).slice(0, rows - 1) for name in _KEY}
+        after = {name: results.column(name).slice(1) for name in _KEY}
+        # row i + 1 sorts after row i: compare the key from its last column to its first
+        ascending = pc.less(before["period_index"], after["period_index"])
+        for name in reversed(_KEY[:-1]):
+            ascending = pc.or_(
+                pc.less(before[name], after[name]),
+                pc.and_(pc.equal(before[name], after[name]), ascending),
+            )
+        if not pc.all(ascending).as_py():
+            results = results.sort_by([(name, "ascending") for name in _KEY])
+            before = {name: results.column(name).slice(0, rows - 1) for name in _KEY}
+            after = {name: results.column(name).slice(1) for name in _KEY}
+        same = pc.and_(
+            pc.and_(
+                pc.equal(before["agreement_id"], after["agreement_id"]),
+                pc.equal(before["version"], after["version"]),
+            ),
+            pc.equal(before["beneficiary_id"], after["beneficiary_id"]),
+        )
+        # One digit fewer for the operands: Arrow gives their difference one digit more, and
+        # 38 is decimal128's most (a safe cast: a value that does not fit raises).
+        accrual = pc.cast(results.column("accrual"), _OPERAND)
+        earlier = pc.if_else(same, accrual.slice(0, rows - 1), pa.scalar(ZERO, _OPERAND))
+        previous = pa.chunked_array([pa.array([ZERO], _OPERAND), *earlier.chunks], _OPERAND)
+        liability = pc.cast(pc.subtract(accrual, previous), _AMOUNT)
+    else:
+        liability = pc.cast(results.column("accrual"), _AMOUNT)
+    return results.append_column("liability", liability)
+
+
 def _deltas(
     results: pa.Table,
     versions: list[RunVersion],
@@ -322,8 +366,7 @@ def _deltas(
     closed: list[tuple[dt.date, dt.date]],
 ) -> tuple[pa.Table, pa.Table]:
     """(the results with their version id and period liability, the non-zero deltas)."""
-    connection = duckdb.connect()
-    try:
+    with duck.connection() as connection:
         connection.register("results", results)
         connection.register(
             "versions",
@@ -354,10 +397,7 @@ def _deltas(
                    r.beneficiary_id AS beneficiary,
                    r.period_index, r.period_start, r.period_end, r.currency, r.lines, r.basis,
                    r.window_basis, r.tier_basis, r.baseline, r.gate_basis, r.tier, r.rate,
-                   r.window_rebate, r.rebate, r.cumulative_rebate, r.accrual,
-                   r.accrual - coalesce(lag(r.accrual) OVER (
-                       PARTITION BY v.version_id, r.beneficiary_id ORDER BY r.period_index), 0)
-                     AS liability
+                   r.window_rebate, r.rebate, r.cumulative_rebate, r.accrual, r.liability
             FROM results r JOIN versions v USING (agreement_id, version))
             -- A version accrues only for periods that overlap its own dates: a guarantee or a
             -- fixed amount would otherwise pay for periods another version (or nobody) covers.
@@ -383,8 +423,6 @@ def _deltas(
             WHERE d.delta <> 0
             ORDER BY version_id, beneficiary, period_index"""
         ).to_arrow_table()
-    finally:
-        connection.close()
     return rated, deltas
 
 
@@ -405,8 +443,7 @@ def _lines_of(
     dated = " OR ".join(
         f"(s.{column} >= DATE '{first}' AND s.{column} < DATE '{until}')" for column in events
     )
-    connection = duckdb.connect()
-    try:
+    with duck.connection() as connection:
         connection.register("touched", pa.table({"customer_id": customers}))
         listed = sql_list(files)
         table = connection.sql(
@@ -415,8 +452,6 @@ def _lines_of(
             SEMI JOIN touched t ON t.customer_id = s.customer_id
             WHERE {dated}"""
         ).to_arrow_table()
-    finally:
-        connection.close()
     return table.cast(SALES_SCHEMA)
 
 
@@ -535,7 +570,9 @@ def accrue(
                 as_of=as_of,
             )
         )
-    results = pa.concat_tables(parts) if parts else RESULT_SCHEMA.empty_table()
+    results = pa.concat_tables(
+        [_with_liability(part) for part in parts] or [_with_liability(RESULT_SCHEMA.empty_table())]
+    )
     stages.begin(Stage.POSTING)
     posted = _posted_balances(session, [*(v.version_id for v in plan.full), *plan.dropped])
     if plan.partial:

@@ -13,9 +13,9 @@ import hashlib
 import os
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
+from fanli.kit import duck
 from fanli.kit.sql import sql_literal
 
 ROW_GROUP_LINES = 128 * 1024
@@ -54,15 +54,12 @@ class FactStore:
             table = table.append_column(LINK_COLUMN, pa.nulls(table.num_rows, pa.string()))
         partial = self.root / f".{name}.{os.getpid()}.partial"
         # DuckDB sorts and encodes on every core; pyarrow's writer would use one.
-        connection = duckdb.connect()
-        try:
+        with duck.connection() as connection:
             connection.register("batch", table)
             connection.execute(
                 f"""COPY (SELECT * FROM batch ORDER BY invoice_date) TO {sql_literal(partial)}
                 (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {ROW_GROUP_LINES})"""
             )
-        finally:
-            connection.close()
         durable_replace(partial, final)
         return name
 
@@ -71,14 +68,11 @@ class FactStore:
         directory = self.root / "results"
         directory.mkdir(parents=True, exist_ok=True)
         partial = directory / f".run-{run_id}.{os.getpid()}.partial"
-        connection = duckdb.connect()
-        try:
+        with duck.connection() as connection:
             connection.register("results", table)
             connection.execute(
                 f"COPY results TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION snappy)"
             )
-        finally:
-            connection.close()
         digest = hashlib.sha256(partial.read_bytes()).hexdigest()
         # Named by run and content: a rolled-back run's file never takes another's name.
         name = f"results/run-{run_id}-{digest[:16]}.parquet"

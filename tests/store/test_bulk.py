@@ -1,0 +1,239 @@
+"""Bulk inserts from Arrow (fanli.db.bulk): every value stored exactly, on both backends; on
+SQLite, the multi-row statements at their boundaries and the index rebuild of a large load."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import shutil
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from sqlalchemy import Connection, event, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fanli.db import bulk
+from fanli.db.session import make_engine, session_factory
+from fanli.ledger.models import Account, EntryKind, JournalEntry, JournalLine
+from fanli.ledger.periods import ensure_period
+from fanli.sales.store import FactStore
+
+from .conftest import NOW, Store
+
+DAY = dt.date(2026, 11, 27)
+CONTRA = Account.CONTRA_REVENUE.value
+LIABILITY = Account.LIABILITY.value
+
+
+def _entry(session: Session) -> int:
+    period = ensure_period(session, DAY)
+    entry = JournalEntry(
+        accounting_period_id=period.id,
+        run_id=None,
+        kind=EntryKind.ACCRUAL,
+        entry_date=DAY,
+        memo="bulk test",
+        posted_at=NOW,
+    )
+    session.add(entry)
+    session.flush()
+    return entry.id
+
+
+def _postings(entry_id: int, rows: int, *, first: int = 0) -> pa.Table:
+    """``rows`` postings: amounts with four places, three agreements, a distinct beneficiary
+    per row (text with many values) and a period per quarter (text with few)."""
+    numbers = range(first, first + rows)
+    quarters = [dt.date(2026, 1 + 3 * (n % 4), 1) for n in numbers]
+    return pa.table(
+        {
+            "entry_id": pa.array([entry_id] * rows, pa.int64()),
+            "debit_account": pa.array([CONTRA if n % 5 else LIABILITY for n in numbers]),
+            "credit_account": pa.array([LIABILITY if n % 5 else CONTRA for n in numbers]),
+            "amount": pa.array(
+                [Decimal(n + 1) + Decimal("0.0001") * (n % 10_000) for n in numbers],
+                pa.decimal128(38, 4),
+            ),
+            "agreement_code": pa.array([f"RB-{n % 3}" for n in numbers]),
+            "version_id": pa.array([n % 3 + 1 for n in numbers], pa.int64()),
+            "beneficiary": pa.array([f"客户-{n:06d}" for n in numbers]),
+            "period_index": pa.array([n % 4 for n in numbers], pa.int32()),
+            "period_start": pa.array(quarters, pa.date32()),
+            "period_end": pa.array(
+                [
+                    q.replace(month=q.month + 3) if q.month < 10 else dt.date(2027, 1, 1)
+                    for q in quarters
+                ],
+                pa.date32(),
+            ),
+        }
+    )
+
+
+def _stored(session: Session) -> list[tuple[Any, ...]]:
+    return [
+        (
+            line.entry_id,
+            line.debit_account,
+            line.credit_account,
+            line.amount,
+            line.agreement_code,
+            line.version_id,
+            line.beneficiary,
+            line.period_index,
+            line.period_start,
+            line.period_end,
+        )
+        for line in session.scalars(select(JournalLine).order_by(JournalLine.id))
+    ]
+
+
+def _expected(table: pa.Table) -> list[tuple[Any, ...]]:
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+@pytest.mark.parametrize("rows", [1, 98, 99, 100, 198, 199, 250])
+def test_every_value_is_stored_exactly_in_order(store: Store, rows: int) -> None:
+    # Ten columns: 99 rows per SQLite statement, so these counts sit on both sides of one and
+    # two whole statements, with and without a remainder.
+    with store.work() as session:
+        data = _postings(_entry(session), rows)
+        assert bulk.insert_arrow(session, JournalLine, data) == rows
+    with store.work() as session:
+        stored = _stored(session)
+    assert stored == _expected(data)
+    assert stored[0][3] == Decimal("1.0000")
+    assert stored[-1][3] == Decimal(rows) + Decimal("0.0001") * (rows - 1)
+    assert sum(row[3] for row in stored) == sum(row[3] for row in _expected(data))
+
+
+def test_an_empty_table_inserts_nothing(store: Store) -> None:
+    with store.work() as session:
+        data = _postings(_entry(session), 0)
+        assert bulk.insert_arrow(session, JournalLine, data) == 0
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 0
+
+
+def _indexes(connection: Connection) -> list[tuple[str, str]]:
+    return [
+        (name, sql)
+        for name, sql in connection.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                "AND tbl_name = 'journal_line' ORDER BY name"
+            )
+        )
+    ]
+
+
+@pytest.fixture
+def sqlite_store(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Store]:
+    """A SQLite store (the index rebuild is SQLite's: PostgreSQL loads by COPY with its
+    indexes), with the rebuild starting at 100 rows instead of 50,000."""
+    database = tmp_path / "fanli.db"
+    shutil.copy(sqlite_template, database)
+    engine = make_engine(f"sqlite:///{database}")
+    monkeypatch.setattr(bulk, "REBUILD_INDEXES_FROM", 100)
+    yield Store(engine, session_factory(engine), FactStore(tmp_path / "facts"), "sqlite")
+    engine.dispose()
+
+
+def _statements(store: Store) -> list[str]:
+    seen: list[str] = []
+    event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda _c, _cursor, statement, *_rest: seen.append(statement),
+    )
+    return seen
+
+
+def test_a_load_larger_than_the_table_rebuilds_its_indexes_as_they_were(
+    sqlite_store: Store,
+) -> None:
+    with sqlite_store.engine.connect() as connection:
+        before = _indexes(connection)
+    assert [name for name, _ in before] == [
+        "ix_journal_line_entry_id",
+        "ix_journal_line_version_id",
+    ]
+    seen = _statements(sqlite_store)
+    with sqlite_store.work() as session:
+        data = _postings(_entry(session), 150)
+        bulk.insert_arrow(session, JournalLine, data)
+    assert [s for s in seen if s.startswith("DROP INDEX")] == [
+        'DROP INDEX "ix_journal_line_entry_id"',
+        'DROP INDEX "ix_journal_line_version_id"',
+    ]
+    with sqlite_store.engine.connect() as connection:
+        assert _indexes(connection) == before
+        plan = " ".join(
+            str(row[-1])
+            for row in connection.execute(
+                text("EXPLAIN QUERY PLAN SELECT id FROM journal_line WHERE version_id = 2")
+            )
+        )
+        assert "ix_journal_line_version_id" in plan
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM journal_line WHERE version_id = 2")
+            ).scalar()
+            == 50
+        )
+    with sqlite_store.work() as session:
+        assert _stored(session) == _expected(data)
+
+
+def test_a_load_smaller_than_the_table_keeps_its_indexes(sqlite_store: Store) -> None:
+    with sqlite_store.work() as session:
+        entry_id = _entry(session)
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 150))
+    seen = _statements(sqlite_store)
+    with sqlite_store.work() as session:
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 120, first=150))
+        # below the threshold: never even asks how large the table is
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 99, first=270))
+    # the 120 rows ask the table's size (150 rows: no rebuild); the 99 never ask
+    assert [s for s in seen if "max(rowid)" in s] == ['SELECT max(rowid) FROM "journal_line"']
+    assert [s for s in seen if "INDEX" in s] == []
+    with sqlite_store.work() as session:
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 369
+
+
+def test_a_failed_load_leaves_no_row_and_the_indexes_in_place(sqlite_store: Store) -> None:
+    with sqlite_store.engine.connect() as connection:
+        before = _indexes(connection)
+    with sqlite_store.work() as session:
+        entry_id = _entry(session)
+    data = _postings(entry_id, 200)
+    # row 180 debits and credits the same account: the CHECK constraint refuses the load
+    credit = data.column("credit_account").to_pylist()
+    credit[180] = data.column("debit_account")[180].as_py()
+    bad = data.set_column(2, "credit_account", pa.array(credit))
+    with pytest.raises(IntegrityError, match="two_accounts"), sqlite_store.work() as session:
+        bulk.insert_arrow(session, JournalLine, bad)
+    assert gc.isenabled()
+    with sqlite_store.engine.connect() as connection:
+        assert _indexes(connection) == before
+        assert connection.execute(text("SELECT count(*) FROM journal_line")).scalar() == 0
+
+
+def test_the_cycle_collector_resumes_as_it_was(store: Store) -> None:
+    with store.work() as session:
+        entry_id = _entry(session)
+        assert gc.isenabled()
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 10))
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            bulk.insert_arrow(session, JournalLine, _postings(entry_id, 10, first=10))
+            assert not gc.isenabled()  # a caller's choice is left alone
+        finally:
+            gc.enable()
