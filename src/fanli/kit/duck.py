@@ -19,20 +19,27 @@ from contextlib import contextmanager
 
 import duckdb
 
-_lock = threading.Lock()
-_database: duckdb.DuckDBPyConnection | None = None
-# Databases a forked process inherited from its parent, never used and never freed there.
-_inherited: list[duckdb.DuckDBPyConnection] = []
+
+class _Shared:
+    """The process's database, opened on first use, and the lock that opens it once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.database: duckdb.DuckDBPyConnection | None = None
+        # Databases a forked process inherited from its parent: never used, never freed there.
+        self.inherited: list[duckdb.DuckDBPyConnection] = []
+
+
+_shared = _Shared()
 
 
 @contextmanager
 def connection() -> Iterator[duckdb.DuckDBPyConnection]:
     """A new connection to the process's in-memory database, closed when the block ends."""
-    global _database
-    with _lock:
-        if _database is None:
-            _database = duckdb.connect()
-        cursor = _database.cursor()
+    with _shared.lock:
+        if _shared.database is None:
+            _shared.database = duckdb.connect()
+        cursor = _shared.database.cursor()
     try:
         yield cursor
     finally:
@@ -43,11 +50,10 @@ def _after_fork_in_child() -> None:
     """A forked process opens a database of its own. The parent's came along without its
     worker threads: freeing it would wait for them forever, so it is kept and left alone. The
     lock is new too, in case another thread of the parent held it at the fork."""
-    global _database, _lock
-    if _database is not None:
-        _inherited.append(_database)
-        _database = None
-    _lock = threading.Lock()
+    if _shared.database is not None:
+        _shared.inherited.append(_shared.database)
+        _shared.database = None
+    _shared.lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
