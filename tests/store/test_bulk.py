@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from psycopg.errors import CheckViolation
 from sqlalchemy import Connection, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -237,3 +238,69 @@ def test_the_cycle_collector_resumes_as_it_was(store: Store) -> None:
             assert not gc.isenabled()  # a caller's choice is left alone
         finally:
             gc.enable()
+
+
+def test_a_caught_failure_leaves_nothing_behind_and_the_transaction_usable(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the rebuild path on SQLite too; on PostgreSQL a failed COPY would abort the transaction
+    monkeypatch.setattr(bulk, "REBUILD_INDEXES_FROM", 100)
+    with store.work() as session:
+        entry_id = _entry(session)
+        data = _postings(entry_id, 200)
+        credit = data.column("credit_account").to_pylist()
+        credit[150] = data.column("debit_account")[150].as_py()
+        bad = data.set_column(2, "credit_account", pa.array(credit))
+        # PostgreSQL's COPY goes through the driver, whose own error comes up
+        with pytest.raises((IntegrityError, CheckViolation), match="two_accounts"):
+            bulk.insert_arrow(session, JournalLine, bad)
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 0
+        good = _postings(entry_id, 120, first=500)
+        assert bulk.insert_arrow(session, JournalLine, good) == 120
+    with store.work() as session:
+        assert _stored(session) == _expected(good)
+    if store.backend == "sqlite":
+        with store.engine.connect() as connection:
+            assert [name for name, _ in _indexes(connection)] == [
+                "ix_journal_line_entry_id",
+                "ix_journal_line_version_id",
+            ]
+
+
+def test_a_unique_index_is_kept_through_the_load(sqlite_store: Store) -> None:
+    with sqlite_store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE UNIQUE INDEX ux_line_key ON journal_line "
+                "(version_id, beneficiary, period_index, entry_id)"
+            )
+        )
+    seen = _statements(sqlite_store)
+    with sqlite_store.work() as session:
+        entry_id = _entry(session)
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 150))
+    assert [s for s in seen if "DROP INDEX" in s] == [
+        'DROP INDEX "ix_journal_line_entry_id"',
+        'DROP INDEX "ix_journal_line_version_id"',
+    ]
+    # still enforced: the same key again is refused
+    with pytest.raises(IntegrityError, match="UNIQUE"), sqlite_store.work() as session:
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 1))
+    with sqlite_store.engine.connect() as connection:
+        assert "ux_line_key" in [name for name, _ in _indexes(connection)]
+
+
+def test_planner_statistics_are_taken_again_after_a_rebuild(sqlite_store: Store) -> None:
+    with sqlite_store.engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
+    with sqlite_store.work() as session:
+        bulk.insert_arrow(session, JournalLine, _postings(_entry(session), 150))
+    with sqlite_store.engine.connect() as connection:
+        stats = dict(
+            connection.execute(
+                text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'journal_line'")
+            ).all()
+        )
+    # 150 rows; 50 per version, all of one entry
+    assert stats["ix_journal_line_version_id"] == "150 50"
+    assert stats["ix_journal_line_entry_id"] == "150 150"

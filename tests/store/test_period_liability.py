@@ -8,6 +8,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 
 from fanli.engine.results import RESULT_SCHEMA
 from fanli.ledger.service import _with_liability
@@ -87,3 +88,12 @@ def test_one_row_and_no_rows() -> None:
     empty = _with_liability(RESULT_SCHEMA.empty_table())
     assert empty.num_rows == 0
     assert empty.schema.field("liability").type == pa.decimal128(38, 4)
+
+
+def test_a_result_without_its_beneficiary_is_refused() -> None:
+    table = _table(ROWS)
+    beneficiaries = table.column("beneficiary_id").to_pylist()
+    beneficiaries[3] = None
+    broken = table.set_column(2, "beneficiary_id", pa.array(beneficiaries, pa.string()))
+    with pytest.raises(ValueError, match="a result without its beneficiary_id"):
+        _with_liability(broken)

@@ -68,9 +68,17 @@ def insert_arrow(session: Session, model: type[Base], data: pa.Table) -> int:
     rows: int = data.num_rows
     if rows == 0:
         return 0
-    connection = session.connection()
+    # All rows or none, also for a caller that catches the failure and carries on: the load
+    # has a savepoint of its own.
+    with session.begin_nested():
+        _load(session.connection(), table, data)
+    return rows
+
+
+def _load(connection: Connection, table: Table, data: pa.Table) -> None:
+    rows: int = data.num_rows
     names = data.column_names
-    quoted = ", ".join(f'"{name}"' for name in names)
+    quoted = ", ".join(_quoted(name) for name in names)
     if connection.dialect.name == "postgresql":
         # Amounts are cast exactly to four places first (Arrow refuses to drop a digit), as
         # Amount does on the other paths: NUMERIC(22, 4) would round silently.
@@ -88,14 +96,17 @@ def insert_arrow(session: Session, model: type[Base], data: pa.Table) -> int:
         assert driver is not None
         with (
             driver.cursor() as cursor,
-            cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT csv)') as copy,
+            cursor.copy(f"COPY {_quoted(table.name)} ({quoted}) FROM STDIN (FORMAT csv)") as copy,
         ):
             copy.write(buffer.getvalue())
-        return rows
+        return
     with _collector_paused():
         columns = [_sqlite_values(table, name, data.column(name)) for name in names]
         _sqlite_insert(connection, table.name, quoted, columns, rows=rows)
-    return rows
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @contextmanager
@@ -129,27 +140,20 @@ def _sqlite_insert(
     The values are laid out flat by slice assignment and go in 99 rows per statement (a
     multi-row ``VALUES``): no tuple per row, and one statement step per 99 rows.
 
-    A load larger than what the table already holds also rebuilds the table's indexes
+    A load larger than what the table already holds also rebuilds the table's plain indexes
     afterwards. SQLite maintains an index row by row, at random places in its B-tree; building
     it once from the finished table is a sort: 0.35 s for both journal indexes at SF1 against
     about 1 s of row-by-row upkeep. Once the table is larger than the load, a rebuild would read
-    more than it saves, so later runs insert as usual. DDL is transactional in SQLite: if the
-    load fails, the rollback restores the indexes with everything else, and readers in WAL mode
-    keep using them on their snapshot meanwhile. The indexes are rebuilt from their own stored
-    definitions, so the schema ends exactly as it began.
+    more than it saves, so later runs insert as usual.
+    - Only indexes made by ``CREATE INDEX`` without ``UNIQUE`` are rebuilt: a unique one
+      enforces a rule during the load and may be what another table's foreign key points at.
+    - They are created again from their own stored definitions, so the schema ends as it began,
+      and analysed again if the database keeps planner statistics (``DROP INDEX`` drops them).
+    - DDL is transactional in SQLite and the load runs in a savepoint (``insert_arrow``): a
+      failed load leaves the indexes as they were. Readers in WAL mode keep using them on their
+      snapshot meanwhile.
     """
-    rebuilt: list[str] = []
-    if rows >= REBUILD_INDEXES_FROM:
-        held = connection.exec_driver_sql(f'SELECT max(rowid) FROM "{table}"').scalar() or 0
-        if rows > held:
-            indexes = connection.exec_driver_sql(
-                "SELECT name, sql FROM sqlite_master "
-                "WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
-                (table,),
-            ).all()
-            for name, sql in indexes:
-                connection.exec_driver_sql(f'DROP INDEX "{name}"')
-                rebuilt.append(sql)
+    rebuilt = _drop_plain_indexes(connection, table, rows) if rows >= REBUILD_INDEXES_FROM else []
     width = len(columns)
     flat: list[Any] = [None] * (rows * width)
     for position, values in enumerate(columns):
@@ -158,16 +162,46 @@ def _sqlite_insert(
     one = "(" + ", ".join("?" * width) + ")"
     step = per_statement * width
     whole = rows // per_statement
+    into = f"INSERT INTO {_quoted(table)} ({quoted}) VALUES "
     if whole:
         connection.exec_driver_sql(
-            f'INSERT INTO "{table}" ({quoted}) VALUES ' + ", ".join([one] * per_statement),
+            into + ", ".join([one] * per_statement),
             [tuple(flat[i : i + step]) for i in range(0, whole * step, step)],
         )
     if rows > whole * per_statement:
         connection.exec_driver_sql(
-            f'INSERT INTO "{table}" ({quoted}) VALUES '
-            + ", ".join([one] * (rows - whole * per_statement)),
-            tuple(flat[whole * step :]),
+            into + ", ".join([one] * (rows - whole * per_statement)), tuple(flat[whole * step :])
         )
     for sql in rebuilt:
         connection.exec_driver_sql(sql)
+    if (
+        rebuilt
+        and connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
+        ).first()
+    ):
+        connection.exec_driver_sql(f"ANALYZE {_quoted(table)}")
+
+
+def _drop_plain_indexes(connection: Connection, table: str, rows: int) -> list[str]:
+    """If ``rows`` outnumber the table's rows, drop its non-unique ``CREATE INDEX`` indexes;
+    the definitions of those dropped, to create them again."""
+    # max(rowid) reads one page and never undercounts, so it can only spare a rebuild.
+    held = connection.exec_driver_sql(f"SELECT max(rowid) FROM {_quoted(table)}").scalar() or 0
+    if rows <= held:
+        return []
+    plain = sorted(
+        name
+        for _seq, name, unique, origin, *_partial in connection.exec_driver_sql(
+            f"PRAGMA index_list({_quoted(table)})"
+        )
+        if origin == "c" and not unique
+    )
+    definitions = []
+    for name in plain:
+        sql = connection.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+        ).scalar()
+        connection.exec_driver_sql(f"DROP INDEX {_quoted(name)}")
+        definitions.append(str(sql))
+    return definitions

@@ -327,6 +327,9 @@ def _with_liability(results: pa.Table) -> pa.Table:
     are sorted first.
     """
     rows = results.num_rows
+    for name in _KEY:  # a null would compare as unknown and pass the order check
+        if results.column(name).null_count:
+            raise ValueError(f"a result without its {name}")
     if rows > 1:
         before = {name: results.column(name).slice(0, rows - 1) for name in _KEY}
         after = {name: results.column(name).slice(1) for name in _KEY}

@@ -13,6 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from fanli.kit import duck
@@ -54,7 +55,8 @@ class FactStore:
             table = table.append_column(LINK_COLUMN, pa.nulls(table.num_rows, pa.string()))
         partial = self.root / f".{name}.{os.getpid()}.partial"
         # DuckDB sorts and encodes on every core; pyarrow's writer would use one.
-        with duck.connection() as connection:
+        # A database of its own, closed after: the sort's peak memory goes with it (kit.duck).
+        with duckdb.connect() as connection:
             connection.register("batch", table)
             connection.execute(
                 f"""COPY (SELECT * FROM batch ORDER BY invoice_date) TO {sql_literal(partial)}
