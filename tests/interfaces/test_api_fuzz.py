@@ -3,6 +3,7 @@ response conforms to the document (status, content type, body schema)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -21,7 +22,6 @@ from fanli.users.auth import create_token
 from fanli.users.queries import actor
 from interfaces.test_api import Api, api
 from interfaces.test_api_matrix import USERS
-from store.conftest import NOW
 
 __all__ = ["api"]
 
@@ -39,8 +39,15 @@ def tokens(api: Api) -> dict[Role, str]:
     made = {}
     with unit_of_work(api.sessions) as session:
         for role, code in USERS.items():
+            # Made now, not at the fixed test time: the API checks a token against the real
+            # clock, so one made at NOW would stop working a day after NOW.
             token, _row = create_token(
-                session, name="fuzz", roles=[role], days=1, actor=actor(session, code), now=NOW
+                session,
+                name="fuzz",
+                roles=[role],
+                days=1,
+                actor=actor(session, code),
+                now=dt.datetime.now(dt.UTC),
             )
             made[role] = token
     return made
