@@ -50,6 +50,11 @@ def tokens(api: Api) -> dict[Role, str]:
                 now=dt.datetime.now(dt.UTC),
             )
             made[role] = token
+    # Every token signs in: with a dead one, each case would meet only 401s and pass unseen.
+    for role, token in made.items():
+        me = api.client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200, (role, me.text)
+        assert me.json()["roles"] == [role.value]
     return made
 
 
