@@ -29,6 +29,7 @@ from .conftest import NOW, Store
 DAY = dt.date(2026, 11, 27)
 CONTRA = Account.CONTRA_REVENUE.value
 LIABILITY = Account.LIABILITY.value
+JOURNAL_INDEXES = ["ix_journal_line_entry_id", "ix_journal_line_version_id"]
 
 
 def _entry(session: Session) -> int:
@@ -74,6 +75,14 @@ def _postings(entry_id: int, rows: int, *, first: int = 0) -> pa.Table:
             ),
         }
     )
+
+
+def _one_account_twice(data: pa.Table, row: int) -> pa.Table:
+    """``data`` with row ``row`` debiting and crediting the same account: the journal's CHECK
+    constraint refuses it."""
+    credit = data.column("credit_account").to_pylist()
+    credit[row] = data.column("debit_account")[row].as_py()
+    return data.set_column(2, "credit_account", pa.array(credit))
 
 
 def _stored(session: Session) -> list[tuple[Any, ...]]:
@@ -161,17 +170,13 @@ def test_a_load_larger_than_the_table_rebuilds_its_indexes_as_they_were(
 ) -> None:
     with sqlite_store.engine.connect() as connection:
         before = _indexes(connection)
-    assert [name for name, _ in before] == [
-        "ix_journal_line_entry_id",
-        "ix_journal_line_version_id",
-    ]
+    assert [name for name, _ in before] == JOURNAL_INDEXES
     seen = _statements(sqlite_store)
     with sqlite_store.work() as session:
         data = _postings(_entry(session), 150)
         bulk.insert_arrow(session, JournalLine, data)
     assert [s for s in seen if s.startswith("DROP INDEX")] == [
-        'DROP INDEX "ix_journal_line_entry_id"',
-        'DROP INDEX "ix_journal_line_version_id"',
+        f'DROP INDEX "{name}"' for name in JOURNAL_INDEXES
     ]
     with sqlite_store.engine.connect() as connection:
         assert _indexes(connection) == before
@@ -213,11 +218,7 @@ def test_a_failed_load_leaves_no_row_and_the_indexes_in_place(sqlite_store: Stor
         before = _indexes(connection)
     with sqlite_store.work() as session:
         entry_id = _entry(session)
-    data = _postings(entry_id, 200)
-    # row 180 debits and credits the same account: the CHECK constraint refuses the load
-    credit = data.column("credit_account").to_pylist()
-    credit[180] = data.column("debit_account")[180].as_py()
-    bad = data.set_column(2, "credit_account", pa.array(credit))
+    bad = _one_account_twice(_postings(entry_id, 200), 180)
     with pytest.raises(IntegrityError, match="two_accounts"), sqlite_store.work() as session:
         bulk.insert_arrow(session, JournalLine, bad)
     assert gc.isenabled()
@@ -247,10 +248,7 @@ def test_a_caught_failure_leaves_nothing_behind_and_the_transaction_usable(
     monkeypatch.setattr(bulk, "REBUILD_INDEXES_FROM", 100)
     with store.work() as session:
         entry_id = _entry(session)
-        data = _postings(entry_id, 200)
-        credit = data.column("credit_account").to_pylist()
-        credit[150] = data.column("debit_account")[150].as_py()
-        bad = data.set_column(2, "credit_account", pa.array(credit))
+        bad = _one_account_twice(_postings(entry_id, 200), 150)
         # PostgreSQL's COPY goes through the driver, whose own error comes up
         with pytest.raises((IntegrityError, CheckViolation), match="two_accounts"):
             bulk.insert_arrow(session, JournalLine, bad)
@@ -261,10 +259,7 @@ def test_a_caught_failure_leaves_nothing_behind_and_the_transaction_usable(
         assert _stored(session) == _expected(good)
     if store.backend == "sqlite":
         with store.engine.connect() as connection:
-            assert [name for name, _ in _indexes(connection)] == [
-                "ix_journal_line_entry_id",
-                "ix_journal_line_version_id",
-            ]
+            assert [name for name, _ in _indexes(connection)] == JOURNAL_INDEXES
 
 
 def test_a_unique_index_is_kept_through_the_load(sqlite_store: Store) -> None:
@@ -280,8 +275,7 @@ def test_a_unique_index_is_kept_through_the_load(sqlite_store: Store) -> None:
         entry_id = _entry(session)
         bulk.insert_arrow(session, JournalLine, _postings(entry_id, 150))
     assert [s for s in seen if "DROP INDEX" in s] == [
-        'DROP INDEX "ix_journal_line_entry_id"',
-        'DROP INDEX "ix_journal_line_version_id"',
+        f'DROP INDEX "{name}"' for name in JOURNAL_INDEXES
     ]
     # still enforced: the same key again is refused
     with pytest.raises(IntegrityError, match="UNIQUE"), sqlite_store.work() as session:

@@ -111,16 +111,17 @@ def _signed_in(client: TestClient, user: str, secret: str) -> str:
 
 
 @contextmanager
-def _signed_in_as_fay(
-    store: Store, tmp_path: Path, world: World
+def _signed_in_as(
+    store: Store, tmp_path: Path, world: World, user: str = "fay"
 ) -> Iterator[tuple[TestClient, str]]:
-    """The app over the store, with finance user fay signed in: the client and its CSRF token."""
+    """The app over the store, with ``user`` (finance user fay unless said) signed in with a
+    password and a second factor: the client and its CSRF token."""
     with store.work() as session:
-        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
-        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+        set_password(session, user, PASSWORD, actor=world["admin"], now=NOW, must_change=False)
+        secret = enrol_second_factor(session, user, actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
-        yield client, _signed_in(client, "fay", secret)
+        yield client, _signed_in(client, user, secret)
 
 
 def test_a_balance_use_is_requested_on_the_customer_page_and_decided_in_the_inbox(
@@ -220,7 +221,7 @@ def test_a_red_invoice_names_the_original_lines_on_the_page(store: Store, tmp_pa
     world = _world(store, tmp_path, _form("red_invoice"))
     settlement_id = world.propose()
     world.approve(settlement_id, "amy")
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         assert 'name="original_lines"' in page
         key = re.search(rf'name="key" value="([^"]+)-{settlement_id}"', page)
@@ -256,7 +257,7 @@ def test_a_clawback_is_paid_on_the_page_by_offset(store: Store, tmp_path: Path) 
     world.accrue()
     claw = world.propose(key="claw")
     world.approve(claw, "amy")
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         row = re.search(rf'<tr data-settlement="{claw}"[^>]*>(.*?)</tr>', page, re.S)
         assert row is not None
@@ -290,7 +291,7 @@ def test_a_quantity_basis_is_shown_in_units(store: Store, tmp_path: Path) -> Non
         }
     )
     world = _world(store, tmp_path, per_unit)  # C1 buys 10 units, C2 one
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, _csrf):
         page = client.get("/customers/C1").text
         row = re.search(r'data-testid="statement".*?<tbody>\s*<tr>(.*?)</tr>', page, re.S)
         assert row is not None
@@ -308,7 +309,7 @@ def test_a_quantity_basis_is_shown_in_units(store: Store, tmp_path: Path) -> Non
 
 def test_customer_search_takes_what_is_typed_literally(store: Store, tmp_path: Path) -> None:
     world = _world(store, tmp_path, _form("credit_note"))
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, _csrf):
 
         def found(q: str) -> list[str]:
             page = client.get("/customers", params={"q": q}).text
@@ -373,7 +374,7 @@ def test_a_running_period_is_disputed_in_the_portal_not_signed_off(
             )
             assert forged.status_code == 404
     # Finance finds the dispute in its inbox: who, which period, what they said.
-    with _signed_in_as_fay(store, tmp_path, world) as (client, fay_csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, fay_csrf):
         inbox = client.get("/inbox").text
         disputes = re.search(r'data-testid="disputes">(.*?)</table>', inbox, re.S)
         assert disputes is not None
@@ -502,7 +503,7 @@ def test_a_settlement_whose_inputs_changed_is_refreshed_on_the_page(
     settlement_id = world.propose()  # 2% of 10,000.00
     world.sales(("L9", "C1", "P1", "2026-03-01", "1", "1000.00"))
     world.accrue()  # now 2% of 11,000.00
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         assert f'data-testid="refresh-{settlement_id}"' in page
         # The row says the amount shown is no longer what is due.
@@ -521,7 +522,7 @@ def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_pat
     world = _world(store, tmp_path, _form("credit_note"))
     settlement_id = world.propose()
     world.approve(settlement_id, "amy")
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         page = client.get("/settlements").text
         key = re.search(rf'name="key" value="([^"]+-{settlement_id})"', page)
         assert key is not None
@@ -547,7 +548,7 @@ def test_more_refusals_are_said_in_the_readers_language(store: Store, tmp_path: 
     English."""
     world = _world(store, tmp_path, _form("credit_note"))
     settlement_id = world.propose()
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         refused = client.post(
             f"/settlements/{settlement_id}/pay", data={"key": "early", "csrf": csrf}
         )
@@ -568,7 +569,7 @@ def test_more_refusals_are_said_in_the_readers_language(store: Store, tmp_path: 
 
 def test_the_policy_page_shows_what_the_policy_says(store: Store, tmp_path: Path) -> None:
     world = _world(store, tmp_path, _form("credit_note"))
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, _csrf):
         page = client.get("/policy").text
     limits = re.search(r'<pre class="small">(.*?)</pre>', page, re.S)
     assert limits is not None
@@ -588,7 +589,7 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
         draft = add_version(
             session, percent_agreement("A2", rate="12", contract=None), actor=world["sam"], now=NOW
         )
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         refused = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
         assert _alert(refused.text, "error") == (
             "协议 A2 第 1 版未通过合规检查：(1) 条款未附合同（须填写已签署文件的编号 reference 与 "
@@ -666,7 +667,7 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
         "rebate: {tiers: [{from: 0, to: 100, rate: 2.5}, {from: 200, rate: 3}], method: %s}\n"
         "colour: blue\n"
     )
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, _csrf):
 
         def problems(text: str) -> list[str]:
             checked = client.post("/agreements/check", data={"terms": text}).text
@@ -771,7 +772,7 @@ def test_a_draft_is_discarded_from_the_agreements_page(store: Store, tmp_path: P
     world = _world(store, tmp_path)
     with store.work() as session:
         draft = add_version(session, percent_agreement("A3", rate="3"), actor=world["sam"], now=NOW)
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         page = client.get("/agreements").text
         assert f'data-testid="discard-{draft.id}"' in page
         no_reason = client.post(f"/agreements/{draft.id}/discard", data={"csrf": csrf})
@@ -814,7 +815,7 @@ def test_the_preview_of_a_new_version_shows_the_version_in_force_beside_it(
         "effective_from: 2027-07-01\nperiods: {kind: quarter}\n"
         "rebate: {form: percent, basis: net, tiers: [{from: 0, rate: 3}]}\n"
     )
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, _csrf):
         page = client.post("/agreements/preview", data={"terms": terms}).text
         heads = re.findall(r"<h3[^>]*>(.*?)</h3>", page, re.S)
         assert heads == ["按 2026年7月1日 至 2026年12月31日 的销售，A1 将向 2 个客户支付 ¥165.00。"]
@@ -848,7 +849,7 @@ def test_an_id_beyond_the_databases_integers_is_no_page_not_a_server_error(
     address or form is bounded, so such an address is a page that does not exist."""
     world = _world(store, tmp_path)
     big = "9" * 23
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         for path in (
             f"/settlements/{big}/workings/0",
             f"/accruals/{big}",
@@ -871,7 +872,7 @@ def test_a_user_changes_their_own_password_given_the_present_one(
     store: Store, tmp_path: Path
 ) -> None:
     world = _world(store, tmp_path)
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         secret = None
         with store.work() as session:
             secret = session.scalar(select(User.totp_secret).where(User.code == "fay"))
@@ -1045,7 +1046,7 @@ def test_a_customer_user_changes_its_password_in_the_portal(store: Store, tmp_pa
             said.append(_alert(answer.text, "error"))
         assert said == ["当前密码不对"] * 3 + ["密码错误次数过多，请等待 15 分钟"]
     # A staff user has no portal: the form is not theirs to post.
-    with _signed_in_as_fay(store, tmp_path, world) as (client, fay_csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, fay_csrf):
         staff = client.post(
             "/portal/password",
             data={"current": PASSWORD, "new": "c" * 12, "csrf": fay_csrf},
@@ -1064,7 +1065,7 @@ def test_an_open_settlement_of_a_disputed_period_is_marked(store: Store, tmp_pat
             comment="INV-9 <缺失>", actor=Actor(id=0, code="c1", roles=frozenset({Role.CUSTOMER}),
             customer_code="C1"), now=NOW,
         )  # fmt: skip
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, _csrf):
         listed = client.get("/settlements").text
         row = re.search(rf'<tr data-settlement="{settlement_id}"[^>]*>(.*?)</tr>', listed, re.S)
         assert row is not None
@@ -1120,7 +1121,7 @@ def test_finance_finds_approved_settlements_to_pay_in_its_inbox(
 ) -> None:
     world = _world(store, tmp_path, _form("credit_note"))
     settlement_id = world.propose()
-    with _signed_in_as_fay(store, tmp_path, world) as (client, _csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, _csrf):
         assert 'data-testid="to-pay"' not in client.get("/inbox").text  # proposed, not approved
         world.approve(settlement_id, "amy")
         inbox = client.get("/inbox").text
@@ -1136,7 +1137,7 @@ def test_a_refused_form_comes_back_as_it_was_typed(store: Store, tmp_path: Path)
     """A proposal for a period with no results yet, and a user whose code is taken: each form comes
     back filled as it was sent, beside the reason."""
     world = _world(store, tmp_path, _form("credit_note"))
-    with _signed_in_as_fay(store, tmp_path, world) as (client, csrf):
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
         page = client.post(
             "/settlements",
             data={"agreement": "A1", "customer": "C1", "period_start": "2026-10-01",
@@ -1198,12 +1199,7 @@ def test_an_approver_rejects_a_settlement_from_the_inbox(store: Store, tmp_path:
     """With a reason, and back to the inbox, which no longer lists it."""
     world = _world(store, tmp_path, _form("credit_note"))
     settlement_id = world.propose()
-    with store.work() as session:
-        set_password(session, "amy", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
-        secret = enrol_second_factor(session, "amy", actor=world["admin"], now=NOW)
-    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
-        csrf = _signed_in(client, "amy", secret)
+    with _signed_in_as(store, tmp_path, world, "amy") as (client, csrf):
         assert f'data-testid="reject-{settlement_id}"' in client.get("/inbox").text
         rejected = client.post(
             f"/settlements/{settlement_id}/reject",
