@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from psycopg.errors import CheckViolation
+from psycopg.errors import CheckViolation, ForeignKeyViolation
 from sqlalchemy import Connection, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -298,3 +298,92 @@ def test_planner_statistics_are_taken_again_after_a_rebuild(sqlite_store: Store)
     # 150 rows; 50 per version, all of one entry
     assert stats["ix_journal_line_version_id"] == "150 50"
     assert stats["ix_journal_line_entry_id"] == "150 150"
+
+
+# ---- a line names an entry that exists: SQLite's foreign key, PostgreSQL's statement trigger
+
+
+def _line(entry_id: int) -> JournalLine:
+    return JournalLine(
+        entry_id=entry_id,
+        debit_account=CONTRA,
+        credit_account=LIABILITY,
+        amount=Decimal("1.0000"),
+        agreement_code="RB-0",
+        version_id=1,
+        beneficiary="客户-000001",
+        period_index=0,
+        period_start=dt.date(2026, 1, 1),
+        period_end=dt.date(2026, 4, 1),
+    )
+
+
+@pytest.mark.parametrize("rows", [1, 500])
+def test_a_load_naming_a_missing_entry_stores_no_line(store: Store, rows: int) -> None:
+    # The last row names an entry that does not exist: the whole load is refused.
+    with store.work() as session:
+        entry_id = _entry(session)
+        data = _postings(entry_id, rows)
+        entries = data.column("entry_id").to_pylist()
+        entries[-1] = entry_id + 1
+        data = data.set_column(0, "entry_id", pa.array(entries, pa.int64()))
+        with pytest.raises((IntegrityError, ForeignKeyViolation)) as refused:
+            bulk.insert_arrow(session, JournalLine, data)
+        if store.backend == "postgresql":
+            assert f"journal_line names journal_entry {entry_id + 1}, which does not exist" in (
+                str(refused.value)
+            )
+            assert refused.value.diag.constraint_name == "fk_journal_line_entry_id_journal_entry"
+        else:
+            assert "FOREIGN KEY constraint failed" in str(refused.value)
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 0
+        # the savepoint took the load back; lines naming the entry that exists still go in
+        assert bulk.insert_arrow(session, JournalLine, _postings(entry_id, 3)) == 3
+    with store.work() as session:
+        assert [row[0] for row in _stored(session)] == [entry_id] * 3
+
+
+def test_one_line_naming_a_missing_entry_is_refused(store: Store) -> None:
+    with store.work() as session:
+        entry_id = _entry(session)
+        session.add(_line(entry_id))
+        session.flush()
+    with store.work() as session:
+        session.add(_line(entry_id + 7))
+        with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed|does not exist"):
+            session.flush()
+    with store.work() as session:
+        assert [row[0] for row in _stored(session)] == [entry_id]
+
+
+def test_the_entry_is_checked_by_sqlites_key_and_by_a_postgresql_statement_trigger(
+    store: Store,
+) -> None:
+    """The schema as migration 0012 left it: SQLite keeps its foreign key; PostgreSQL has no
+    per-row foreign key on the line's entry, and the statement trigger in its place."""
+    with store.engine.connect() as connection:
+        if store.backend == "sqlite":
+            keys = connection.execute(text("PRAGMA foreign_key_list(journal_line)")).all()
+            # columns: id, seq, table, from, to, ...
+            assert [(key[2], key[3], key[4]) for key in keys] == [
+                ("journal_entry", "entry_id", "id")
+            ]
+            return
+        keys = connection.execute(
+            text(
+                "SELECT conname FROM pg_constraint "
+                "WHERE conrelid = 'journal_line'::regclass AND contype = 'f'"
+            )
+        ).scalars()
+        assert list(keys) == []
+        triggers = {
+            row[0]: row[1]
+            for row in connection.execute(
+                text(
+                    "SELECT tgname, tgtype FROM pg_trigger "
+                    "WHERE tgrelid = 'journal_line'::regclass AND NOT tgisinternal"
+                )
+            )
+        }
+    # tgtype bits: 1 = row-level (unset: once per statement), 4 = on INSERT
+    assert triggers["journal_line_entry_exists"] & 0b101 == 0b100

@@ -29,6 +29,11 @@ NAMING_CONVENTION: Final = {
 
 _UNIT: Final = Decimal(1).scaleb(-FACT_SCALE)
 
+# Foreign keys that PostgreSQL enforces with a statement-level trigger in place of the
+# constraint (migration 0012, ADR 0004 decision 11). Their models declare them for SQLite only,
+# and ``alembic check`` does not look for them on PostgreSQL.
+CHECKED_BY_TRIGGER_ON_POSTGRESQL: Final = frozenset({"fk_journal_line_entry_id_journal_entry"})
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
