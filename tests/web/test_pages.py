@@ -886,6 +886,16 @@ def test_a_user_changes_their_own_password_given_the_present_one(
             data={"current": PASSWORD, "new": "short", "repeat": "short", "csrf": csrf},
         )
         assert _alert(short.text, "error") == "密码至少 12 个字符"
+        common = client.post(
+            "/password",
+            data={
+                "current": PASSWORD,
+                "new": "password1234",
+                "repeat": "password1234",
+                "csrf": csrf,
+            },
+        )
+        assert _alert(common.text, "error") == "这个密码是常见密码，或与常见密码太接近，请另选一个"
         same = client.post(
             "/password",
             data={"current": PASSWORD, "new": PASSWORD, "repeat": PASSWORD, "csrf": csrf},
