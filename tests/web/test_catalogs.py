@@ -20,7 +20,7 @@ from fanli.interfaces.web import plain
 from fanli.interfaces.web.i18n import LOCALES, Lang
 from fanli.interfaces.web.views import CHECKS, FIELDS, say
 from fanli.interfaces.web.views_work import STAGE_TEXT
-from fanli.kit.errors import Month, said, said_from_json, said_to_json
+from fanli.kit.errors import FanliError, Month, said, said_from_json, said_to_json
 from fanli.ledger.models import PeriodStatus
 from fanli.ledger.periods import PeriodError
 from fanli.oversight.detectors import DETECTORS
@@ -288,6 +288,22 @@ def test_a_month_among_said_values_is_written_as_the_reader_writes_it() -> None:
     )
     assert str(refusal) == "accounting period 2026-03 is closed already"  # the API's English
     assert say(Lang("zh_CN"), refusal) == "会计期间 2026年3月 已结账"
-    assert say(Lang("en"), refusal) == "accounting period Mar 2026 is closed already"
+    # shown on its own, an English sentence that opens with a word begins with a capital
+    assert say(Lang("en"), refusal) == "Accounting period Mar 2026 is closed already"
     stored = said_from_json(said_to_json(said("{period}", period=Month("2026-03"))))
     assert isinstance(stored.values["period"], Month)
+
+
+def test_a_sentence_opening_with_a_value_keeps_the_values_case() -> None:
+    """A user's code opens the sentence: it is written as its owner wrote it, in any language."""
+    refusal = FanliError.said("{user} may not assign findings", user="fay")
+    assert say(Lang("en"), refusal) == "fay may not assign findings"
+    assert str(refusal) == "fay may not assign findings"
+    # a sentence that opens with a sentence opens with its words
+    blocked = FanliError.said(
+        "{subject} is blocked: {reasons}",
+        subject=said("agreement {code} version {version}", code="a2", version=1),
+        reasons=["no contract"],
+    )
+    assert say(Lang("en"), blocked) == "Agreement a2 version 1 is blocked: (1) no contract"
+    assert say(Lang("zh_CN"), blocked).startswith("协议 a2 第 1 版")

@@ -536,7 +536,7 @@ def test_a_service_refusal_is_said_in_the_readers_language(store: Store, tmp_pat
         error = re.search(r'data-testid="error">([^<]*)<', refused.text)
         assert error is not None
         assert error[1] == (
-            f"paying settlement {settlement_id} is blocked: (1) a Credit note payout needs its "
+            f"Paying settlement {settlement_id} is blocked: (1) a Credit note payout needs its "
             "document number"
         )
 
@@ -598,7 +598,7 @@ def test_a_blocked_submission_says_every_reason_in_the_readers_language(
         client.get("/lang/en?back=/agreements")
         refused = client.post(f"/agreements/{draft.id}/submit", data={"csrf": csrf})
         assert _alert(refused.text, "error") == (
-            "agreement A2 version 1 is blocked: (1) the terms carry no contract (reference and "
+            "Agreement A2 version 1 is blocked: (1) the terms carry no contract (reference and "
             "document_sha256 of the signed document); (2) band 1 rate 12% is above the policy "
             "limit 5%: a deviation needs a written justification"
         )
@@ -698,7 +698,7 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             "colour: unknown field",
         ]
         assert problems("id: X\nterm: [") == [
-            "not valid YAML or JSON at line 2, column 8 (expected the node content, but found "
+            "Not valid YAML or JSON at line 2, column 8 (expected the node content, but found "
             "'<stream end>')"
         ]
         client.get("/lang/zh_CN?back=/agreements")

@@ -14,8 +14,9 @@ import base64
 import datetime as dt
 import hmac
 import json
+import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -191,7 +192,25 @@ def say(lang: i18n.Lang, error: FanliError) -> str:
     the catalogs know (``FanliError.said``); else its own English sentence."""
     if error.template is None:
         return str(error)
-    return lang._(error.template, **{key: _said(lang, v) for key, v in error.values.items()})
+    text = lang._(error.template, **{key: _said(lang, v) for key, v in error.values.items()})
+    # The services' English sentences begin in lower case, as they read inside the command
+    # line's "error: ...". Shown on their own, a sentence that opens with a word begins with a
+    # capital; one that opens with a value ("{code} version {version} ...") keeps the value's
+    # own case: a user's or customer's code is written as its owner wrote it.
+    if lang.code == "en" and _opens_with_word(error.template, error.values):
+        text = text[:1].upper() + text[1:]
+    return text
+
+
+def _opens_with_word(template: str, values: Mapping[str, Any]) -> bool:
+    """Whether a said sentence begins with one of its own words: a lower-case letter, or a
+    value that is itself a said sentence beginning so ("{subject} is blocked: ...", whose
+    subject is "agreement {code} version {version}")."""
+    if template[:1].islower():
+        return True
+    opening = re.match(r"\{(\w+)\}", template)
+    value = values.get(opening[1]) if opening else None
+    return isinstance(value, Said) and _opens_with_word(value.template, value.values)
 
 
 def say_part(lang: i18n.Lang, sentence: Said) -> str:
