@@ -698,13 +698,19 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             "colour: unknown field",
         ]
         assert problems("id: X\nterm: [") == [
-            "Not valid YAML or JSON at line 2, column 8 (expected the node content, but found "
-            "'<stream end>')"
+            "Not valid YAML or JSON at line 2, column 8 (the text ends where a value is expected)"
         ]
         client.get("/lang/zh_CN?back=/agreements")
         assert problems('{"id": "X",}') == [
-            "第 1 行第 12 列起不是有效的 YAML 或 JSON（Expecting property name enclosed in "
-            "double quotes）"
+            "第 1 行第 12 列起不是有效的 YAML 或 JSON（此处应为双引号括起的字段名）"
+        ]
+        # a reason the pages have no words for is shown as the parser gave it
+        assert problems("? [1]\n: 2") == [
+            "第 1 行第 3 列起不是有效的 YAML 或 JSON（found unhashable key）"
+        ]
+        # an impossible day was Python's own error, and the page's 500
+        assert problems("id: X\nterm: {start: 2026-02-30, end: 2027-01-01}") == [
+            "第 2 行第 15 列起不是有效的 YAML 或 JSON（2026-02-30 不是有效的日期）"
         ]
 
 

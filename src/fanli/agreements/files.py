@@ -8,6 +8,8 @@ field.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,33 @@ import yaml
 from pydantic import ValidationError
 
 from fanli.agreements.terms import Agreement
-from fanli.kit.errors import InputError
+from fanli.kit.errors import InputError, Said, said
 
 
 class _ExactLoader(yaml.SafeLoader):
-    """SafeLoader whose floats are Decimals."""
+    """SafeLoader whose floats are Decimals, whose mappings refuse a key given twice, and
+    whose values that do not fit their type (2026-13-45 as a date) are refused where they
+    stand instead of raising Python's own error with no place."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, ArithmeticError, LookupError, AttributeError, TypeError):
+            kind = _KINDS.get(node.tag, node.tag.replace("tag:yaml.org,2002:", "!!"))
+            value = node.value if isinstance(node, yaml.ScalarNode) else "..."
+            raise yaml.constructor.ConstructorError(
+                None, None, f"not a {kind}: {value}", node.start_mark
+            ) from None
+
+
+_KINDS = {
+    "tag:yaml.org,2002:timestamp": "date",
+    "tag:yaml.org,2002:int": "whole number",
+    "tag:yaml.org,2002:float": "number",
+    "tag:yaml.org,2002:bool": "true/false",
+}
 
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
@@ -31,13 +55,142 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
 _ExactLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """A mapping whose keys are all different: YAML would keep the last of two ``rate:`` lines
+    without a word, and terms must not depend on which one the reader noticed."""
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *base": its keys may be overridden here, as YAML means
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | Decimal | bool | None):
+            continue  # a list as a key: the mapping's own construction refuses it
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"found duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_ExactLoader.add_constructor("tag:yaml.org,2002:map", _construct_unique_mapping)
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (``json`` keeps the last of two)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKeyError(key)
+        found[key] = value
+    return found
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+# The parsers' own reasons for the common mistakes, as sentences the pages can translate
+# (``json``'s messages and PyYAML's problems; any other reason is shown as the parser gave it).
+_REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], Said]], ...] = tuple(
+    (re.compile(pattern), sentence)
+    for pattern, sentence in (
+        (r"Expecting value", lambda _: said("a value is expected here")),
+        (
+            r"Expecting property name enclosed in double quotes",
+            lambda _: said("a field name in double quotes is expected here"),
+        ),
+        (r"Expecting '(.)' delimiter", lambda m: said("'{mark}' is expected here", mark=m[1])),
+        (r"Extra data", lambda _: said("more text follows the end of the data")),
+        (r"Unterminated string starting at", lambda _: said("a quoted value is not closed")),
+        (r"found unexpected end of stream", lambda _: said("a quoted value is not closed")),
+        (
+            r"Invalid \\(?:escape|u[0-9A-Fa-f]{0,4} ?escape)|found unknown escape character.*",
+            lambda _: said("a backslash in a quoted value starts no known escape"),
+        ),
+        (
+            r"Invalid control character at",
+            lambda _: said("a quoted value holds a tab or a line break"),
+        ),
+        (
+            r"expected the node content, but found '<stream end>'",
+            lambda _: said("the text ends where a value is expected"),
+        ),
+        (
+            r"expected ',' or '([\]}])', but got '<stream end>'",
+            lambda m: said("the text ends before the closing '{mark}'", mark=m[1]),
+        ),
+        (
+            r"expected ',' or '([\]}])', but got .*",
+            lambda m: said("',' or '{mark}' is expected here", mark=m[1]),
+        ),
+        (
+            r"mapping values are not allowed here",
+            lambda _: said(
+                "a ':' is not allowed here: check the indentation, or quote a value that "
+                "holds ': '"
+            ),
+        ),
+        (r"expected <block end>, but found .*", lambda _: said("the indentation is off here")),
+        (
+            r"found character '\\t' that cannot start any token",
+            lambda _: said("a tab: indent with spaces"),
+        ),
+        (
+            r"found character '(.+)' that cannot start any token",
+            lambda m: said("a value cannot begin with {character}: quote it", character=m[1]),
+        ),
+        (r"not a date: (.*)", lambda m: said("{value} is not a date", value=m[1])),
+        (
+            r"not a whole number: (.*)",
+            lambda m: said("{value} is not a whole number", value=m[1]),
+        ),
+        (r"not a number: (.*)", lambda m: said("{value} is not a number", value=m[1])),
+        (r"not a true/false: (.*)", lambda m: said("{value} is not true or false", value=m[1])),
+        (
+            r"could not find expected ':'",
+            lambda _: said("a ':' is expected after the field name"),
+        ),
+        (
+            r"found duplicate key '(.*)'",
+            lambda m: said("the field {key} is given twice", key=m[1]),
+        ),
+        (
+            r"found undefined alias '(.*)'",
+            lambda m: said("the alias *{name} names no anchor", name=m[1]),
+        ),
+        (
+            r"could not determine a constructor for the tag '(.*)'",
+            lambda m: said(
+                "the tag {tag} is not allowed", tag=m[1].replace("tag:yaml.org,2002:", "!!")
+            ),
+        ),
+    )
+)
+
+
+def _reason(problem: str) -> Said | str:
+    """The parser's reason as a sentence the pages translate, when it is a common one."""
+    for pattern, sentence in _REASONS:
+        match = pattern.fullmatch(problem)
+        if match:
+            return sentence(match)
+    return problem
+
+
 def parse_terms_text(text: str, *, source: str = "<text>") -> Any:
     """Parse YAML or JSON text with exact decimals (JSON is valid YAML, but JSON is faster)."""
     stripped = text.lstrip()
     try:
         if stripped.startswith(("{", "[")):
-            return json.loads(text, parse_float=Decimal)
+            return json.loads(text, parse_float=Decimal, object_pairs_hook=_unique_object)
         return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKeyError as error:
+        raise InputError.said_at(
+            "not valid terms: the field {key} is given twice", file=source, key=error.key
+        ) from None
     except json.JSONDecodeError as error:
         raise _not_parsed(source, error.lineno, error.colno, error.msg) from None
     except yaml.MarkedYAMLError as error:
@@ -53,14 +206,14 @@ def parse_terms_text(text: str, *, source: str = "<text>") -> Any:
 
 
 def _not_parsed(source: str, line: int, column: int, problem: str) -> InputError:
-    """Where the text stops being YAML or JSON: the place said in the reader's language, the
-    parser's own words (English) beside it."""
+    """Where the text stops being YAML or JSON, and why: in the reader's language for the
+    common mistakes, else in the parser's own words (English)."""
     return InputError.said_at(
         "not valid YAML or JSON at line {line}, column {column} ({problem})",
         file=source,
         line=line,
         column=column,
-        problem=problem.strip(),
+        problem=_reason(problem.strip()),
     )
 
 
