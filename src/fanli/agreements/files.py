@@ -129,8 +129,7 @@ _REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], Said]], ...] = 
         (
             r"mapping values are not allowed here",
             lambda _: said(
-                "a ':' is not allowed here: check the indentation, or quote a value that "
-                "holds ': '"
+                "a ':' is not allowed here: check the indentation, or quote a value that holds ': '"
             ),
         ),
         (r"expected <block end>, but found .*", lambda _: said("the indentation is off here")),
