@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from fanli.agreements.files import parse_terms_text
+from fanli.agreements.files import _reason, agreements_from_data, parse_terms_text
 from fanli.interfaces.web.i18n import Lang
 from fanli.interfaces.web.views import say
-from fanli.kit.errors import InputError
+from fanli.kit.errors import InputError, Said
 
 
 def _refusal(text: str) -> InputError:
@@ -54,9 +54,26 @@ def _refusal(text: str) -> InputError:
         ("a: !!int x", (1, 4), "x is not a whole number"),
         ("a: !!float x", (1, 4), "x is not a number"),
         ("a: !!bool x", (1, 4), "x is not true or false"),
-        # a field given twice, at any depth
+        ("a: !!int ''", (1, 4), "'' is not a whole number"),
+        ("a: !!float NaN", (1, 4), "NaN is not a number"),
+        ("a: .inf", (1, 4), ".inf is not a number"),
+        ("- !!set {? !!float sNaN}", (1, 12), "sNaN is not a number"),
+        ('{"a": "\\u12G4"}', (1, 9), "a backslash in a quoted value starts no known escape"),
+        # a field given twice, at any depth, whatever its type; written as the file writes it
         ("a: 1\na: 2", (2, 1), "the field a is given twice"),
         ("a:\n  b: 1\n  c: 2\n  b: 3", (4, 3), "the field b is given twice"),
+        ("2026-01-01: a\n2026-01-01: b", (2, 1), "the field 2026-01-01 is given twice"),
+        ("yes: 1\ntrue: 2", (2, 1), "the field true is given twice"),
+        ("1: a\n1.0: b", (2, 1), "the field 1.0 is given twice"),
+        # aliases that would multiply a small text into a huge structure, or into itself
+        (
+            "l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n"
+            + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
+            + "id: *l8\n",
+            (1, 1),
+            "the text expands to more than 1000000 values through its aliases",
+        ),
+        ("a: &a [*a]", (1, 1), "the text expands to more than 1000000 values through its aliases"),
     ],
 )
 def test_a_mistake_is_refused_where_it_is_with_a_reason(
@@ -82,7 +99,7 @@ def test_the_chinese_reasons_read_as_chinese() -> None:
         "第 1 行第 12 列起不是有效的 YAML 或 JSON（此处应为双引号括起的字段名）"
     )
     assert say(Lang("zh_CN"), _refusal("a: 1\na: 2")) == (
-        "第 2 行第 1 列起不是有效的 YAML 或 JSON（字段 a 出现了两次）"
+        "第 2 行第 1 列起不是有效的 YAML 或 JSON（字段 a 重复出现）"
     )
     assert say(Lang("zh_CN"), _refusal("term: {start: 2026-02-30}")) == (
         "第 1 行第 15 列起不是有效的 YAML 或 JSON（2026-02-30 不是有效的日期）"
@@ -102,7 +119,7 @@ def test_a_reason_without_words_in_the_catalogs_is_the_parsers_own() -> None:
 def test_a_json_field_given_twice_is_refused() -> None:
     refusal = _refusal('{"id": "X", "rebate": {"rate": 1, "rate": 2}}')
     assert str(refusal) == "file <text>: not valid terms: the field rate is given twice"
-    assert say(Lang("zh_CN"), refusal) == "条款无效：字段 rate 出现了两次"
+    assert say(Lang("zh_CN"), refusal) == "条款无效：字段 rate 重复出现"
 
 
 def test_what_is_valid_reads_exactly() -> None:
@@ -119,3 +136,39 @@ def test_what_is_valid_reads_exactly() -> None:
     }
     merged = parse_terms_text("base: &base {rate: 1, cap: 5}\nvariant:\n  <<: *base\n  rate: 2\n")
     assert merged["variant"] == {"rate": 2, "cap": 5}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": NaN}', "file <text>: not valid terms: NaN is not a number"),
+        ('{"a": -Infinity}', "file <text>: not valid terms: -Infinity is not a number"),
+        ("[" * 5000 + "]" * 5000, "file <text>: the terms are nested too deeply"),
+    ],
+)
+def test_what_the_parsers_let_through_unmarked_is_refused_too(text: str, message: str) -> None:
+    assert str(_refusal(text)) == message
+
+
+def test_a_json_integer_longer_than_python_converts_is_refused() -> None:
+    refusal = _refusal('{"id": ' + "1" * 4301 + "}")
+    assert str(refusal).startswith(
+        "file <text>: not valid YAML or JSON: Exceeds the limit (4300 digits) for integer "
+        "string conversion"
+    )
+
+
+def test_pythons_later_json_messages_have_words_too() -> None:
+    """Python 3.13's json says "Illegal trailing comma" where 3.11 says "Expecting property
+    name"; requires-python allows both."""
+    reason = _reason("Illegal trailing comma before end of object")
+    assert isinstance(reason, Said)
+    assert str(reason) == "a comma too many before the closing bracket"
+
+
+def test_an_agreement_whose_id_is_a_structure_is_named_by_its_place() -> None:
+    """An id that is a list (here of aliases) is not written out into the message."""
+    data = parse_terms_text("base: &b [1, 2, 3]\nagreements:\n  - id: *b\n    colour: blue\n")
+    with pytest.raises(InputError) as refused:
+        agreements_from_data(data)
+    assert str(refused.value).startswith("file <data>: agreement #1: ")

@@ -139,16 +139,26 @@ def test_a_password_set_for_someone_else_is_theirs_to_change(cli) -> None:  # ty
     for common in ("password1234", "1qaz2wsx3edc", "qwertyuiop12"):
         refused = cli("user", "password", "fay", "--password", common, "--as", "admin")
         assert refused[0] == 2
-        assert "this password is a common one, or too close to one: choose another" in refused[2]
+        assert (
+            "this password is easy to guess (a common password, word or name, a keyboard "
+            "pattern, or your own name): choose another"
+        ) in refused[2]
     # the user's own name is as good as known: refused for Wang Xiaoming, fine for fay
     created = cli(
         "user", "create", "wxm", "--name", "Wang Xiaoming", "--role", "sales", "--as", "admin"
     )
     assert created[0] == 0, created[2]
     refused = cli("user", "password", "wxm", "--password", "wangxiaoming!!", "--as", "admin")
-    assert (refused[0], "this password is a common one" in refused[2]) == (2, True)
+    assert (refused[0], "this password is easy to guess" in refused[2]) == (2, True)
     fine = cli("user", "password", "fay", "--password", "wangxiaoming!!", "--as", "admin")
     assert fine[0] == 0, fine[2]
+    # longer than zxcvbn scores (72 characters): its first 72 are scored, and it is taken
+    long_one = "Zq7!vR2#mK9@" * 7
+    taken = cli("user", "password", "fay", "--password", long_one, "--as", "admin")
+    assert (taken[0], taken[2]) == (0, "")
+    common_start = "password1234" * 7
+    refused = cli("user", "password", "fay", "--password", common_start, "--as", "admin")
+    assert (refused[0], "this password is easy to guess" in refused[2]) == (2, True)
 
 
 def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

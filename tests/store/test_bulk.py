@@ -318,29 +318,52 @@ def _line(entry_id: int) -> JournalLine:
     )
 
 
-@pytest.mark.parametrize("rows", [1, 500])
-def test_a_load_naming_a_missing_entry_stores_no_line(store: Store, rows: int) -> None:
-    # The last row names an entry that does not exist: the whole load is refused.
+@pytest.mark.parametrize(
+    ("rows", "where", "absent"),
+    [
+        (1, 0, 31),  # one line, its entry not there
+        (500, 499, 31),  # the last of many, an id above every entry
+        (500, 0, 0),  # the first, an id below every entry
+        (500, 250, 20),  # one in the middle, an id between the two entries
+    ],
+)
+def test_a_load_naming_a_missing_entry_stores_no_line(
+    store: Store, rows: int, where: int, absent: int
+) -> None:
+    # Entries 10 and 30 exist; one row names ``absent``, the others 10 or 30.
     with store.work() as session:
-        entry_id = _entry(session)
-        data = _postings(entry_id, rows)
-        entries = data.column("entry_id").to_pylist()
-        entries[-1] = entry_id + 1
-        data = data.set_column(0, "entry_id", pa.array(entries, pa.int64()))
+        period = ensure_period(session, DAY)
+        for entry_id in (10, 30):
+            session.add(
+                JournalEntry(
+                    id=entry_id,
+                    accounting_period_id=period.id,
+                    run_id=None,
+                    kind=EntryKind.ACCRUAL,
+                    entry_date=DAY,
+                    memo="bulk test",
+                    posted_at=NOW,
+                )
+            )
+        session.flush()
+        entries = [10 if n % 2 else 30 for n in range(rows)]
+        entries[where] = absent
+        data = _postings(10, rows).set_column(0, "entry_id", pa.array(entries, pa.int64()))
         with pytest.raises((IntegrityError, ForeignKeyViolation)) as refused:
             bulk.insert_arrow(session, JournalLine, data)
         if store.backend == "postgresql":
-            assert f"journal_line names journal_entry {entry_id + 1}, which does not exist" in (
+            assert f"journal_line names journal_entry {absent}, which does not exist" in (
                 str(refused.value)
             )
+            assert refused.value.diag.sqlstate == "23503"
             assert refused.value.diag.constraint_name == "fk_journal_line_entry_id_journal_entry"
         else:
             assert "FOREIGN KEY constraint failed" in str(refused.value)
         assert session.scalar(select(func.count()).select_from(JournalLine)) == 0
         # the savepoint took the load back; lines naming the entry that exists still go in
-        assert bulk.insert_arrow(session, JournalLine, _postings(entry_id, 3)) == 3
+        assert bulk.insert_arrow(session, JournalLine, _postings(30, 3)) == 3
     with store.work() as session:
-        assert [row[0] for row in _stored(session)] == [entry_id] * 3
+        assert [row[0] for row in _stored(session)] == [30] * 3
 
 
 def test_one_line_naming_a_missing_entry_is_refused(store: Store) -> None:
@@ -350,8 +373,12 @@ def test_one_line_naming_a_missing_entry_is_refused(store: Store) -> None:
         session.flush()
     with store.work() as session:
         session.add(_line(entry_id + 7))
-        with pytest.raises(IntegrityError, match=r"FOREIGN KEY constraint failed|does not exist"):
+        with pytest.raises(
+            IntegrityError, match=r"FOREIGN KEY constraint failed|does not exist"
+        ) as refused:
             session.flush()
+        if store.backend == "postgresql":
+            assert refused.value.orig.diag.sqlstate == "23503"  # type: ignore[union-attr]
     with store.work() as session:
         assert [row[0] for row in _stored(session)] == [entry_id]
 
@@ -387,3 +414,19 @@ def test_the_entry_is_checked_by_sqlites_key_and_by_a_postgresql_statement_trigg
         }
     # tgtype bits: 1 = row-level (unset: once per statement), 4 = on INSERT
     assert triggers["journal_line_entry_exists"] & 0b101 == 0b100
+
+
+def test_a_temporary_journal_entry_cannot_stand_in_for_the_real_one(store: Store) -> None:
+    """A session's temporary tables come first in its search path, and any role may create
+    one: the check must read the real journal_entry, as the foreign key did."""
+    with store.work() as session:
+        entry_id = _entry(session)
+        session.execute(text("CREATE TEMPORARY TABLE journal_entry (id integer)"))
+        session.execute(text("INSERT INTO journal_entry (id) VALUES (:id)"), {"id": entry_id + 5})
+        # the session's own name now means the temporary table
+        assert session.execute(text("SELECT id FROM journal_entry")).scalars().all() == [
+            entry_id + 5
+        ]
+        with pytest.raises((IntegrityError, ForeignKeyViolation)):
+            bulk.insert_arrow(session, JournalLine, _postings(entry_id + 5, 2))
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 0

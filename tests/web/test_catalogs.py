@@ -288,8 +288,12 @@ def test_a_month_among_said_values_is_written_as_the_reader_writes_it() -> None:
     )
     assert str(refusal) == "accounting period 2026-03 is closed already"  # the API's English
     assert say(Lang("zh_CN"), refusal) == "会计期间 2026年3月 已结账"
-    # shown on its own, an English sentence that opens with a word begins with a capital
+    # shown on its own, an English sentence that opens with a word begins with a capital;
+    # inside another sentence or a list of problems, it stays as it is
     assert say(Lang("en"), refusal) == "Accounting period Mar 2026 is closed already"
+    assert say(Lang("en"), refusal, alone=False) == "accounting period Mar 2026 is closed already"
+    # a letter whose capital is two letters ("ß" is "SS") is left as it is
+    assert say(Lang("en"), FanliError.said("ßig {n}", n=1)) == "ßig 1"
     stored = said_from_json(said_to_json(said("{period}", period=Month("2026-03"))))
     assert isinstance(stored.values["period"], Month)
 

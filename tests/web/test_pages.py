@@ -698,7 +698,8 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             "colour: unknown field",
         ]
         assert problems("id: X\nterm: [") == [
-            "Not valid YAML or JSON at line 2, column 8 (the text ends where a value is expected)"
+            # among problems that open with field names, as they do
+            "not valid YAML or JSON at line 2, column 8 (the text ends where a value is expected)"
         ]
         client.get("/lang/zh_CN?back=/agreements")
         assert problems('{"id": "X",}') == [
@@ -901,7 +902,9 @@ def test_a_user_changes_their_own_password_given_the_present_one(
                 "csrf": csrf,
             },
         )
-        assert _alert(common.text, "error") == "这个密码是常见密码，或与常见密码太接近，请另选一个"
+        assert _alert(common.text, "error") == (
+            "这个密码容易被猜到（常见密码、词语或姓名、键盘上的排列，或您自己的名字），请另选一个"
+        )
         same = client.post(
             "/password",
             data={"current": PASSWORD, "new": PASSWORD, "repeat": PASSWORD, "csrf": csrf},

@@ -22,9 +22,20 @@ from fanli.kit.errors import InputError, Said, said
 
 
 class _ExactLoader(yaml.SafeLoader):
-    """SafeLoader whose floats are Decimals, whose mappings refuse a key given twice, and
-    whose values that do not fit their type (2026-13-45 as a date) are refused where they
-    stand instead of raising Python's own error with no place."""
+    """SafeLoader whose floats are Decimals, whose mappings refuse a key given twice, whose
+    values that do not fit their type (2026-13-45 as a date) are refused where they stand
+    instead of raising Python's own error with no place, and whose aliases may not multiply a
+    small text into a huge structure (nine levels of ten aliases each are 10**9 values)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_size(node, {}, set()) > MAX_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the text expands to more than {MAX_VALUES} values through its aliases",
+                node.start_mark,
+            )
+        return super().construct_document(node)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -33,10 +44,39 @@ class _ExactLoader(yaml.SafeLoader):
             raise
         except (ValueError, ArithmeticError, LookupError, AttributeError, TypeError):
             kind = _KINDS.get(node.tag, node.tag.replace("tag:yaml.org,2002:", "!!"))
-            value = node.value if isinstance(node, yaml.ScalarNode) else "..."
+            value = (node.value or "''") if isinstance(node, yaml.ScalarNode) else "..."
             raise yaml.constructor.ConstructorError(
                 None, None, f"not a {kind}: {value}", node.start_mark
             ) from None
+
+
+# Far more than any terms, policy or chart file holds; far less than an alias bomb expands to.
+MAX_VALUES = 1_000_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values ``node`` stands for once every alias is expanded (a node that contains
+    itself counts as too many)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        return MAX_VALUES + 1
+    open_nodes.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        children: list[yaml.Node] = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = []
+    for child in children:
+        size += _expanded_size(child, sizes, open_nodes)
+        if size > MAX_VALUES:
+            break
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
 
 
 _KINDS = {
@@ -49,7 +89,10 @@ _KINDS = {
 
 def _construct_decimal(loader: yaml.SafeLoader, node: yaml.Node) -> Decimal:
     text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
-    return Decimal(text)
+    value = Decimal(text)
+    if not value.is_finite():  # NaN and infinity are no amount, rate or threshold
+        raise ValueError(text)
+    return value
 
 
 _ExactLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
@@ -63,11 +106,14 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue  # "<<: *base": its keys may be overridden here, as YAML means
         key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str | int | Decimal | bool | None):
+        try:
+            hash(key)
+        except TypeError:
             continue  # a list as a key: the mapping's own construction refuses it
-        if key in seen:
+        if key in seen:  # 1 and 1.0, or yes and true, are one key to Python as well
+            written = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key)
             raise yaml.constructor.ConstructorError(
-                None, None, f"found duplicate key {key!r}", key_node.start_mark
+                None, None, f"found duplicate key '{written}'", key_node.start_mark
             )
         seen.add(key)
     return loader.construct_mapping(node, deep=True)
@@ -92,6 +138,17 @@ class _DuplicateKeyError(ValueError):
         self.key = key
 
 
+class _NotANumberError(ValueError):
+    def __init__(self, written: str) -> None:
+        super().__init__(written)
+        self.written = written
+
+
+def _refuse_constant(written: str) -> Any:
+    """``json`` reads NaN, Infinity and -Infinity as floats; terms have no use for them."""
+    raise _NotANumberError(written)
+
+
 # The parsers' own reasons for the common mistakes, as sentences the pages can translate
 # (``json``'s messages and PyYAML's problems; any other reason is shown as the parser gave it).
 _REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], Said]], ...] = tuple(
@@ -107,7 +164,7 @@ _REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], Said]], ...] = 
         (r"Unterminated string starting at", lambda _: said("a quoted value is not closed")),
         (r"found unexpected end of stream", lambda _: said("a quoted value is not closed")),
         (
-            r"Invalid \\(?:escape|u[0-9A-Fa-f]{0,4} ?escape)|found unknown escape character.*",
+            r"Invalid \\(?:escape|uXXXX escape)|found unknown escape character.*",
             lambda _: said("a backslash in a quoted value starts no known escape"),
         ),
         (
@@ -140,6 +197,16 @@ _REASONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], Said]], ...] = 
         (
             r"found character '(.+)' that cannot start any token",
             lambda m: said("a value cannot begin with {character}: quote it", character=m[1]),
+        ),
+        (
+            r"Illegal trailing comma before end of (?:object|array)",  # Python 3.13's json
+            lambda _: said("a comma too many before the closing bracket"),
+        ),
+        (
+            r"the text expands to more than (\d+) values through its aliases",
+            lambda m: said(
+                "the text expands to more than {count} values through its aliases", count=m[1]
+            ),
         ),
         (r"not a date: (.*)", lambda m: said("{value} is not a date", value=m[1])),
         (
@@ -184,11 +251,20 @@ def parse_terms_text(text: str, *, source: str = "<text>") -> Any:
     stripped = text.lstrip()
     try:
         if stripped.startswith(("{", "[")):
-            return json.loads(text, parse_float=Decimal, object_pairs_hook=_unique_object)
+            return json.loads(
+                text,
+                parse_float=Decimal,
+                parse_constant=_refuse_constant,
+                object_pairs_hook=_unique_object,
+            )
         return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKeyError as error:
         raise InputError.said_at(
             "not valid terms: the field {key} is given twice", file=source, key=error.key
+        ) from None
+    except _NotANumberError as error:
+        raise InputError.said_at(
+            "not valid terms: {value} is not a number", file=source, value=error.written
         ) from None
     except json.JSONDecodeError as error:
         raise _not_parsed(source, error.lineno, error.colno, error.msg) from None
@@ -199,6 +275,14 @@ def parse_terms_text(text: str, *, source: str = "<text>") -> Any:
         problem = error.problem or error.context or "not valid"
         raise _not_parsed(source, mark.line + 1, mark.column + 1, problem) from None
     except yaml.YAMLError as error:
+        raise InputError.said_at(
+            "not valid YAML or JSON: {error}", file=source, error=str(error).replace("\n", " ")
+        ) from None
+    except RecursionError:  # absurdly deep nesting
+        raise InputError.said_at("the terms are nested too deeply", file=source) from None
+    except (ValueError, TypeError, ArithmeticError) as error:
+        # What the parsers let through unmarked: a JSON integer longer than Python converts
+        # (4,300 digits), a value PyYAML's set builder cannot hash.
         raise InputError.said_at(
             "not valid YAML or JSON: {error}", file=source, error=str(error).replace("\n", " ")
         ) from None
@@ -233,7 +317,10 @@ def agreements_from_data(data: Any, *, source: str = "<data>") -> list[Agreement
     agreements: list[Agreement] = []
     seen: set[tuple[str, int]] = set()
     for index, item in enumerate(items):
-        label = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
+        # The agreement's id when it is one: a structure in its place would be written out in
+        # full into the message.
+        written = item.get("id") if isinstance(item, dict) else None
+        label = written if isinstance(written, str | int) else f"#{index + 1}"
         if not isinstance(item, dict):
             raise InputError.said_at(
                 "agreement {label}: expected a mapping of terms", file=source, label=label

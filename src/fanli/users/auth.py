@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -56,6 +57,13 @@ MIN_DISTINCT_CHARACTERS = 5
 # zxcvbn's score 3: an attacker needs at least 10**8 guesses. "password1234" (a leaked
 # password), "1qaz2wsx3edc" (a keyboard walk) and "administrator1" score 0-1.
 MIN_GUESS_SCORE = 3
+# zxcvbn refuses to score more than 72 characters (it raises); a longer passphrase is scored
+# on its first 72, which already hold more guesses than the score asks for unless they are
+# common themselves.
+_SCORED_CHARACTERS = 72
+# zxcvbn keeps the words of the user being scored in a module-level dictionary: two scores at
+# once (the web serves requests on several threads) would each see the other's user.
+_SCORING = threading.Lock()
 MAX_TOKEN_DAYS = 366
 
 _HASHER = PasswordHasher()
@@ -85,6 +93,14 @@ def digest(token: str) -> str:
 
 def needs_second_factor(roles: list[str] | frozenset[Role]) -> bool:
     return any(Role(role) in SECOND_FACTOR_ROLES for role in roles)
+
+
+def _guess_score(password: str, user: User) -> int:
+    """zxcvbn's score, 0 to 4, for ``password`` chosen by ``user``: their code and name count
+    as words an attacker knows."""
+    own_words = [user.code, user.name, user.name.replace(" ", ""), *user.name.split()]
+    with _SCORING:
+        return int(zxcvbn(password[:_SCORED_CHARACTERS], user_inputs=own_words)["score"])
 
 
 def set_password(
@@ -127,10 +143,10 @@ def set_password(
             field="password",
             count=MIN_DISTINCT_CHARACTERS,
         )
-    own_words = [user.code, user.name, user.name.replace(" ", ""), *user.name.split()]
-    if zxcvbn(password, user_inputs=own_words)["score"] < MIN_GUESS_SCORE:
+    if _guess_score(password, user) < MIN_GUESS_SCORE:
         raise InputError.said_at(
-            "this password is a common one, or too close to one: choose another",
+            "this password is easy to guess (a common password, word or name, a keyboard "
+            "pattern, or your own name): choose another",
             field="password",
         )
     handed_over = actor.code != code if must_change is None else must_change

@@ -187,18 +187,27 @@ def flash_redirect(
     return response
 
 
-def say(lang: i18n.Lang, error: FanliError) -> str:
+def say(lang: i18n.Lang, error: FanliError, *, alone: bool = True) -> str:
     """A service's refusal in the reader's language, when the service said it with a template
-    the catalogs know (``FanliError.said``); else its own English sentence."""
+    the catalogs know (``FanliError.said``); else its own English sentence.
+
+    The services' English sentences begin in lower case, as they read inside the command
+    line's "error: ...". Shown ``alone`` (a page's alert), a sentence that opens with a word
+    begins with a capital; one that opens with a value ("{code} version {version} ...") keeps
+    the value's own case: a user's or customer's code is written as its owner wrote it. A
+    sentence inside another ("sales.csv, row 3: ...") or among a list of problems that open
+    with field names stays as it is."""
     if error.template is None:
         return str(error)
     text = lang._(error.template, **{key: _said(lang, v) for key, v in error.values.items()})
-    # The services' English sentences begin in lower case, as they read inside the command
-    # line's "error: ...". Shown on their own, a sentence that opens with a word begins with a
-    # capital; one that opens with a value ("{code} version {version} ...") keeps the value's
-    # own case: a user's or customer's code is written as its owner wrote it.
-    if lang.code == "en" and _opens_with_word(error.template, error.values):
-        text = text[:1].upper() + text[1:]
+    first = text[:1].upper()  # "ß".upper() is "SS": such a sentence is left as it is
+    if (
+        alone
+        and lang.code == "en"
+        and len(first) == 1
+        and _opens_with_word(error.template, error.values)
+    ):
+        text = first + text[1:]
     return text
 
 

@@ -252,7 +252,7 @@ def upload(
                     if part
                 )
                 + lang._(": ")
-                + (say(lang, error) if error.template else error.detail)
+                + (say(lang, error, alone=False) if error.template else error.detail)
             )
         return outcome
 
@@ -752,7 +752,7 @@ def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
         # Fanli's loader: 2.5 is the decimal 2.5, as in a terms file (YAML's own reads a float).
         data = parse_terms_text(text, source="editor")
     except InputError as error:  # where the text stops being YAML or JSON, and why
-        return [say(lang, error)], None
+        return [say(lang, error, alone=False)], None
     except RecursionError:  # absurdly deep nesting
         return [lang._("the terms are nested too deeply")], None
     if not isinstance(data, dict):
@@ -763,10 +763,10 @@ def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
         if isinstance(error.__cause__, ValidationError):
             return [form_problem(lang, e) for e in error.__cause__.errors()], None
         if error.template is not None:
-            return [say(lang, error)], None
+            return [say(lang, error, alone=False)], None
         return [str(error).removeprefix(f"file {error.file}: ")], None
     except FanliError as error:
-        return [say(lang, error)], None
+        return [say(lang, error, alone=False)], None
     if len(parsed) != 1:
         return [lang._("write one agreement at a time")], None
     return [], parsed[0]
@@ -924,7 +924,9 @@ def save(
                     "Draft {code} v{version} saved.", code=parsed.id, version=version.version
                 )
     except FanliError as error:
-        return _agreement_page(request, viewer, text=terms, problems=[say(_lang(request), error)])
+        return _agreement_page(
+            request, viewer, text=terms, problems=[say(_lang(request), error, alone=False)]
+        )
     return _agreement_page(request, viewer, text="", done=done)
 
 

@@ -15,6 +15,7 @@ cannot be updated either. SQLite keeps its foreign key, whose per-row check cost
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
@@ -26,12 +27,21 @@ FOREIGN_KEY = "fk_journal_line_entry_id_journal_entry"
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
         return
     op.drop_constraint(FOREIGN_KEY, "journal_line", type_="foreignkey")
+    # The function finds journal_entry by name. Without a search path of its own it would look
+    # in the session's temporary schema first, where any role may create a journal_entry of
+    # its own: the foreign key named the table itself. So: the schema the tables live in, and
+    # the temporary schema only after it.
+    schema = bind.dialect.identifier_preparer.quote(
+        bind.execute(sa.text("SELECT current_schema()")).scalar_one()
+    )
     op.execute(
-        """
-        CREATE FUNCTION fanli_journal_line_entry_exists() RETURNS trigger LANGUAGE plpgsql AS $$
+        f"""
+        CREATE FUNCTION fanli_journal_line_entry_exists() RETURNS trigger LANGUAGE plpgsql
+        SET search_path = {schema}, pg_temp AS $$
         DECLARE
           missing integer;
         BEGIN
