@@ -9,10 +9,13 @@ from decimal import Decimal
 
 import pytest
 
+from fanli.agreements import files
 from fanli.agreements.files import _reason, agreements_from_data, parse_terms_text
 from fanli.interfaces.web.i18n import Lang
 from fanli.interfaces.web.views import say
 from fanli.kit.errors import InputError, Said
+
+EXPANDS = "the text stands for more than 1000000 values (aliases counted as often as they repeat)"
 
 
 def _refusal(text: str) -> InputError:
@@ -71,9 +74,9 @@ def _refusal(text: str) -> InputError:
             + "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
             + "id: *l8\n",
             (1, 1),
-            "the text expands to more than 1000000 values through its aliases",
+            EXPANDS,
         ),
-        ("a: &a [*a]", (1, 1), "the text expands to more than 1000000 values through its aliases"),
+        ("a: &a [*a]", (1, 1), EXPANDS),
     ],
 )
 def test_a_mistake_is_refused_where_it_is_with_a_reason(
@@ -150,12 +153,39 @@ def test_what_the_parsers_let_through_unmarked_is_refused_too(text: str, message
     assert str(_refusal(text)) == message
 
 
-def test_a_json_integer_longer_than_python_converts_is_refused() -> None:
-    refusal = _refusal('{"id": ' + "1" * 4301 + "}")
-    assert str(refusal).startswith(
-        "file <text>: not valid YAML or JSON: Exceeds the limit (4300 digits) for integer "
-        "string conversion"
+def test_a_json_integer_longer_than_python_converts_is_refused_in_words() -> None:
+    refusal = _refusal('{"id": -' + "1" * 4301 + "}")
+    assert str(refusal) == "file <text>: not valid terms: a number of 4301 digits is too long"
+    assert say(Lang("zh_CN"), refusal) == "条款无效：4301 位的数字太长"
+
+
+def test_a_long_value_is_quoted_in_part_and_a_key_over_lines_still_has_words() -> None:
+    refusal = _refusal("a: !!int " + "x" * 5000)
+    assert str(refusal) == (
+        "file <text>: not valid YAML or JSON at line 1, column 4 "
+        f"({'x' * 40}... is not a whole number)"
     )
+    twice = _refusal('"a\\nb": 1\n"a\\nb": 2')  # a key with a line break, written "a\nb"
+    assert say(Lang("zh_CN"), twice) == (
+        "第 2 行第 1 列起不是有效的 YAML 或 JSON（字段 a\nb 重复出现）"
+    )
+
+
+def test_an_unexpected_error_is_a_refusal_and_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No known input reaches the last resort; a mistake in the module would, and must show
+    in the log rather than pass as the user's."""
+
+    def broken(*_args: object) -> int:
+        raise TypeError("a mistake in the module")
+
+    monkeypatch.setattr(files, "_expanded_size", broken)
+    refusal = _refusal("a: 1")
+    assert str(refusal) == "file <text>: not valid YAML or JSON: a mistake in the module"
+    assert [record.getMessage() for record in caplog.records] == [
+        "terms text refused by an unexpected TypeError"
+    ]
 
 
 def test_pythons_later_json_messages_have_words_too() -> None:
@@ -166,9 +196,13 @@ def test_pythons_later_json_messages_have_words_too() -> None:
     assert str(reason) == "a comma too many before the closing bracket"
 
 
-def test_an_agreement_whose_id_is_a_structure_is_named_by_its_place() -> None:
-    """An id that is a list (here of aliases) is not written out into the message."""
-    data = parse_terms_text("base: &b [1, 2, 3]\nagreements:\n  - id: *b\n    colour: blue\n")
+@pytest.mark.parametrize("written", ["*b", "true"])
+def test_an_agreement_whose_id_is_not_a_code_is_named_by_its_place(written: str) -> None:
+    """An id that is a list (here of aliases) is not written out into the message, and a
+    true/false is no agreement's name."""
+    data = parse_terms_text(
+        f"base: &b [1, 2, 3]\nagreements:\n  - id: {written}\n    colour: blue\n"
+    )
     with pytest.raises(InputError) as refused:
         agreements_from_data(data)
     assert str(refused.value).startswith("file <data>: agreement #1: ")

@@ -641,47 +641,56 @@ def _sales_from_raw(
 
 @dataclass
 class _Prepared:
-    """Work started ahead: each needed column's trimmed text, each date's and measure's
-    strict cast (``_fast_cast``)."""
+    """Work started ahead, in the order the checks read it: the ids' and codes' trimmed text,
+    each date's and measure's strict cast (``_fast_cast``), and for a text column that is
+    only tested for emptiness, just that test (a bitmap, not the column's text). Each result
+    is handed over once and then belongs to its reader, so no column is held longer than
+    reading it one by one would hold it."""
 
     texts: dict[str, Future[pa.ChunkedArray]]
     casts: dict[str, Future[pa.ChunkedArray | None]]
+    blanks: dict[str, Future[pa.ChunkedArray]]
 
     @classmethod
     def start(
         cls, pool: ThreadPoolExecutor, table: pa.Table, columns: ResolvedColumns
     ) -> _Prepared:
         fields = columns.fields
-        # Text every import reads: the ids, the codes, and the amount its sign check quotes.
-        wanted = [
-            fields[name]
-            for name in (
-                "line_id",
-                "customer_id",
-                "product_id",
-                "document_type",
-                "currency",
-                "net_amount",
-                "original_line_id",
-            )
-            if name in fields
-        ]
-        wanted += list(columns.line_id_parts or ())
-        # Text columns whose emptiness is checked on their text (blank cells count as empty).
-        for name in ("quantity", "order_date", "invoice_date"):
+        texts: dict[str, Future[pa.ChunkedArray]] = {}
+        casts: dict[str, Future[pa.ChunkedArray | None]] = {}
+        blanks: dict[str, Future[pa.ChunkedArray]] = {}
+
+        def text(name: str) -> None:
             header = fields.get(name)
-            if header is not None and _is_text(table.column(header).type):
-                wanted.append(header)
-        targets = dict.fromkeys(DATE_COLUMNS, pa.date32())
-        targets |= dict.fromkeys(MEASURE_COLUMNS, FACT_DECIMAL)
-        return cls(
-            {header: pool.submit(_text, table.column(header)) for header in dict.fromkeys(wanted)},
-            {
-                name: pool.submit(_fast_cast, table.column(fields[name]), target)
-                for name, target in targets.items()
-                if name in fields
-            },
-        )
+            if header is not None and header not in texts:
+                texts[header] = pool.submit(_text, table.column(header))
+
+        for part in columns.line_id_parts or ():
+            texts[part] = pool.submit(_text, table.column(part))
+        for name in ("line_id", "document_type", "customer_id", "product_id"):
+            text(name)
+        for name, target in (
+            *((name, pa.date32()) for name in DATE_COLUMNS),
+            *((name, FACT_DECIMAL) for name in MEASURE_COLUMNS),
+        ):
+            header = fields.get(name)
+            if header is None:
+                continue
+            casts[name] = pool.submit(_fast_cast, table.column(header), target)
+            if name in _TESTED_FOR_BLANKS and _is_text(table.column(header).type):
+                blanks[name] = pool.submit(_blank, table.column(header))
+        text("net_amount")  # the sign check quotes the amount as the file wrote it
+        text("currency")
+        return cls(texts, casts, blanks)
+
+
+# The columns whose emptiness the checks test (``missing`` in ``_sales_checked``).
+_TESTED_FOR_BLANKS = frozenset({"order_date", "invoice_date", "quantity", "net_amount"})
+
+
+def _blank(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Cells of a text column that are empty or only spaces."""
+    return pc.is_null(_text(column))
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -702,20 +711,13 @@ def _sales_checked(
     checker = _Checker(raw, columns)
     table = raw.table
     length = table.num_rows
-    # Each column trimmed once: several checks read the same text (an amount's emptiness, its
-    # parse and the message that quotes it), and trimming 6M cells costs 0.1-0.2 s a column.
-    trimmed: dict[str, pa.ChunkedArray] = {}
 
     def text_in(header: str) -> pa.ChunkedArray:
-        if header not in trimmed:
-            started = prepared.texts.get(header)
-            trimmed[header] = (
-                started.result() if started is not None else _text(table.column(header))
-            )
-        return trimmed[header]
+        started = prepared.texts.pop(header, None)
+        return started.result() if started is not None else _text(table.column(header))
 
     def fast_cast(name: str, target: pa.DataType) -> pa.ChunkedArray | None:
-        started = prepared.casts.get(name)
+        started = prepared.casts.pop(name, None)
         if started is not None:
             return started.result()
         header = columns.fields.get(name)
@@ -758,8 +760,11 @@ def _sales_checked(
         raw_column = raw_of(name)
         if raw_column is None:
             return pa.chunked_array([pa.array([True] * length, pa.bool_())])
+        started = prepared.blanks.pop(name, None)
+        if started is not None:
+            return started.result()
         if _is_text(raw_column.type):
-            return pc.is_null(text_of(name))
+            return _blank(raw_column)
         return pc.is_null(raw_column)
 
     def parsed_date(name: str) -> pa.ChunkedArray:

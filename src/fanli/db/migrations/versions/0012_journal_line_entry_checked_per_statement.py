@@ -30,18 +30,24 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    op.drop_constraint(FOREIGN_KEY, "journal_line", type_="foreignkey")
     # The function finds journal_entry by name. Without a search path of its own it would look
     # in the session's temporary schema first, where any role may create a journal_entry of
-    # its own: the foreign key named the table itself. So: the schema the tables live in, and
-    # the temporary schema only after it.
-    schema = bind.dialect.identifier_preparer.quote(
-        bind.execute(sa.text("SELECT current_schema()")).scalar_one()
-    )
+    # its own: the foreign key named the table itself. So: the schema of the table the key
+    # refers to, and the temporary schema only after it.
+    schema = bind.execute(
+        sa.text(
+            "SELECT n.nspname FROM pg_constraint c JOIN pg_class t ON t.oid = c.confrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE c.conname = :name AND c.conrelid = 'journal_line'::regclass"
+        ),
+        {"name": FOREIGN_KEY},
+    ).scalar_one()
+    op.drop_constraint(FOREIGN_KEY, "journal_line", type_="foreignkey")
+    quoted = bind.dialect.identifier_preparer.quote(schema)
     op.execute(
         f"""
         CREATE FUNCTION fanli_journal_line_entry_exists() RETURNS trigger LANGUAGE plpgsql
-        SET search_path = {schema}, pg_temp AS $$
+        SET search_path = {quoted}, pg_temp AS $$
         DECLARE
           missing integer;
         BEGIN
