@@ -32,9 +32,11 @@ LIABILITY = Account.LIABILITY.value
 JOURNAL_INDEXES = ["ix_journal_line_entry_id", "ix_journal_line_version_id"]
 
 
-def _entry(session: Session) -> int:
+def _entry(session: Session, entry_id: int | None = None) -> int:
+    """A journal entry of its own (with ``entry_id`` when given), for lines to name."""
     period = ensure_period(session, DAY)
     entry = JournalEntry(
+        id=entry_id,
         accounting_period_id=period.id,
         run_id=None,
         kind=EntryKind.ACCRUAL,
@@ -332,20 +334,7 @@ def test_a_load_naming_a_missing_entry_stores_no_line(
 ) -> None:
     # Entries 10 and 30 exist; one row names ``absent``, the others 10 or 30.
     with store.work() as session:
-        period = ensure_period(session, DAY)
-        for entry_id in (10, 30):
-            session.add(
-                JournalEntry(
-                    id=entry_id,
-                    accounting_period_id=period.id,
-                    run_id=None,
-                    kind=EntryKind.ACCRUAL,
-                    entry_date=DAY,
-                    memo="bulk test",
-                    posted_at=NOW,
-                )
-            )
-        session.flush()
+        assert [_entry(session, 10), _entry(session, 30)] == [10, 30]
         entries = [10 if n % 2 else 30 for n in range(rows)]
         entries[where] = absent
         data = _postings(10, rows).set_column(0, "entry_id", pa.array(entries, pa.int64()))

@@ -701,6 +701,7 @@ def test_the_editors_live_check_speaks_the_readers_language(store: Store, tmp_pa
             # among problems that open with field names, as they do
             "not valid YAML or JSON at line 2, column 8 (the text ends where a value is expected)"
         ]
+        assert problems("a: " + "[" * 5000 + "]" * 5000) == ["the terms are nested too deeply"]
         client.get("/lang/zh_CN?back=/agreements")
         assert problems('{"id": "X",}') == [
             "第 1 行第 12 列起不是有效的 YAML 或 JSON（此处应为双引号括起的字段名）"

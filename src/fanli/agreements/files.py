@@ -130,37 +130,27 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -
 _ExactLoader.add_constructor("tag:yaml.org,2002:map", _construct_unique_mapping)
 
 
+class _JsonRefusalError(ValueError):
+    """Valid JSON that is not valid terms, raised from ``json``'s hooks with its reason."""
+
+    def __init__(self, reason: Said) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose keys are all different (``json`` keeps the last of two)."""
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:
-            raise _DuplicateKeyError(key)
+            raise _JsonRefusalError(said("the field {key} is given twice", key=key))
         found[key] = value
     return found
 
 
-class _DuplicateKeyError(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-class _NotANumberError(ValueError):
-    def __init__(self, written: str) -> None:
-        super().__init__(written)
-        self.written = written
-
-
 def _refuse_constant(written: str) -> Any:
     """``json`` reads NaN, Infinity and -Infinity as floats; terms have no use for them."""
-    raise _NotANumberError(written)
-
-
-class _TooLongNumberError(ValueError):
-    def __init__(self, digits: int) -> None:
-        super().__init__(digits)
-        self.digits = digits
+    raise _JsonRefusalError(said("{value} is not a number", value=written))
 
 
 def _whole_number(written: str) -> int:
@@ -168,7 +158,10 @@ def _whole_number(written: str) -> int:
     try:
         return int(written)
     except ValueError:
-        raise _TooLongNumberError(len(written.lstrip("-"))) from None
+        digits = len(written.lstrip("-"))
+        raise _JsonRefusalError(
+            said("a number of {digits} digits is too long", digits=digits)
+        ) from None
 
 
 # The parsers' own reasons for the common mistakes, as sentences the pages can translate
@@ -284,19 +277,9 @@ def parse_terms_text(text: str, *, source: str = "<text>") -> Any:
                 object_pairs_hook=_unique_object,
             )
         return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKeyError as error:
+    except _JsonRefusalError as error:
         raise InputError.said_at(
-            "not valid terms: the field {key} is given twice", file=source, key=error.key
-        ) from None
-    except _NotANumberError as error:
-        raise InputError.said_at(
-            "not valid terms: {value} is not a number", file=source, value=error.written
-        ) from None
-    except _TooLongNumberError as error:
-        raise InputError.said_at(
-            "not valid terms: a number of {digits} digits is too long",
-            file=source,
-            digits=error.digits,
+            "not valid terms: {problem}", file=source, problem=error.reason
         ) from None
     except json.JSONDecodeError as error:
         raise _not_parsed(source, error.lineno, error.colno, error.msg) from None

@@ -371,6 +371,10 @@ _DATE = (
 # through the general parsers below, which name every bad cell.
 
 
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
 def _fast_cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray | None:
     """``column`` cast to ``target`` when it is typed already or every text cell is plain."""
     kind = column.type
@@ -380,7 +384,7 @@ def _fast_cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray 
         else pa.types.is_date(kind) or pa.types.is_timestamp(kind)
     )
     if not typed:
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        if not _is_text(kind):
             return None
         column = pc.if_else(pc.equal(column, ""), pa.scalar(None, kind), column)
         if (
@@ -396,7 +400,7 @@ def _fast_cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray 
 
 def _text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
     """Trimmed text, with empty cells as null."""
-    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+    if not _is_text(column.type):
         if pa.types.is_integer(column.type):
             return pc.cast(column, pa.string())  # digits: nothing to trim, never blank
         column = pc.cast(column, pa.string())
@@ -691,10 +695,6 @@ _TESTED_FOR_BLANKS = frozenset({"order_date", "invoice_date", "quantity", "net_a
 def _blank(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Cells of a text column that are empty or only spaces."""
     return pc.is_null(_text(column))
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def _sales_checked(

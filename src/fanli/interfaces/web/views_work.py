@@ -753,8 +753,6 @@ def _problems(text: str, lang: i18n.Lang) -> tuple[list[str], Any]:
         data = parse_terms_text(text, source="editor")
     except InputError as error:  # where the text stops being YAML or JSON, and why
         return [say(lang, error, alone=False)], None
-    except RecursionError:  # absurdly deep nesting
-        return [lang._("the terms are nested too deeply")], None
     if not isinstance(data, dict):
         return [lang._("the terms are a mapping: id, term, rebate, ...")], None
     try:

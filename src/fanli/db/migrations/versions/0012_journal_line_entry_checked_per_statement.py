@@ -57,7 +57,7 @@ def upgrade() -> None:
           IF FOUND THEN
             RAISE EXCEPTION 'journal_line names journal_entry %, which does not exist', missing
               USING ERRCODE = 'foreign_key_violation',
-                    CONSTRAINT = 'fk_journal_line_entry_id_journal_entry';
+                    CONSTRAINT = '{FOREIGN_KEY}';
           END IF;
           RETURN NULL;
         END $$
