@@ -353,6 +353,60 @@ def test_a_bad_request_names_the_field(api: Api) -> None:
     assert bad.json()["detail"][0]["field"] == "body.period_start"
 
 
+def test_a_body_that_says_a_key_twice_or_is_not_json_is_refused_where_it_is(api: Api) -> None:
+    sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
+    as_json = {**sam, "Content-Type": "application/json"}
+    # Python's json would keep the second rate: 9% instead of the 1% a reader sees first.
+    twice = (
+        '{"id": "B3", "term": {"start": "2026-01-01", "end": "2027-01-01"},\n'
+        ' "parties": {"counterparty": "C1"},\n'
+        ' "rebate": {"tiers": [{"from": "0", "rate": "1",\n'
+        '                       "rate": "9"}]}}'
+    )
+    refused = api.client.post("/api/agreements", content=twice, headers=as_json)
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "error": "invalid_input",
+        "detail": [
+            {"field": "body", "message": 'the field "rate" is given twice (line 3, column 23)'}
+        ],
+    }
+    assert api.client.get("/api/agreements/B3", headers=sam).status_code == 404
+    constant = api.client.post(
+        "/api/agreements", content='{"id": "B3", "rebate": {"cap": NaN}}', headers=as_json
+    )
+    assert constant.json()["detail"] == [
+        {"field": "body", "message": "NaN is not a number JSON allows (line 1, column 24)"}
+    ]
+    broken = api.client.post(
+        "/api/agreements", content='{"id": "B3",\n "term" {}}', headers=as_json
+    )
+    assert (broken.status_code, broken.json()["detail"]) == (
+        422,
+        [{"field": "body", "message": "Expecting ':' delimiter (line 2, column 9)"}],
+    )
+    # The same terms said once are taken.
+    once = twice.replace(',\n                       "rate": "9"', "")
+    assert api.client.post("/api/agreements", content=once, headers=as_json).status_code == 201
+
+
+def test_a_money_request_that_says_a_key_twice_moves_nothing(api: Api) -> None:
+    fay = {
+        "Authorization": f"Bearer {api.token('fay', ['finance'])}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": "twice",
+    }
+    body = '{"agreement": "A1", "beneficiary": "C1", "beneficiary": "C2"}'
+    refused = api.client.post("/api/settlements", content=body, headers=fay)
+    assert refused.json()["detail"] == [
+        {"field": "body", "message": 'the field "beneficiary" is given twice (line 1, column 1)'}
+    ]
+    with unit_of_work(api.sessions) as session:
+        assert session.scalar(text("SELECT count(*) FROM settlement")) == 0
+        # The claim on the key was released with the refusal: a corrected retry may use it.
+        assert session.scalar(text("SELECT count(*) FROM http_idempotency")) == 0
+
+
 def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     """Import (a refused file first), agreement draft -> submit -> approve, accrue, statement,
     journal, GL export: every step through the API."""

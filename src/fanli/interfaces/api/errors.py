@@ -25,6 +25,8 @@ from fanli.users.actor import PermissionDeniedError
 from fanli.users.auth import AuthError
 from fanli.users.queries import UnknownUserError
 
+from .strict_json import json_problem
+
 log = logging.getLogger("fanli.api")
 
 # Most specific first.
@@ -72,10 +74,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> Response:
-        problems = [
-            {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
-            for e in error.errors()
-        ]
+        problems = []
+        for e in error.errors():
+            said = json_problem(e, error.body)
+            if said is not None:  # the body is not JSON, or says a key twice: no field to name
+                problems.append({"field": "body", "message": said})
+            else:
+                problems.append(
+                    {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
+                )
         if not request.url.path.startswith("/api"):
             # A web form: back to its page, saying what was wrong in the reader's language.
             return await run_in_threadpool(web.form_not_accepted, request, error.errors())

@@ -58,8 +58,9 @@ from .schemas import (
     TokenCreated,
     TokenRequest,
 )
+from .strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api", responses=ERRORS)
+router = APIRouter(prefix="/api", responses=ERRORS, route_class=StrictJsonRoute)
 
 
 # ---- sign-in ----------------------------------------------------------------------------------

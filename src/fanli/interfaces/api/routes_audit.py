@@ -30,8 +30,9 @@ from .schemas import (
     ReasonRequest,
     TrailOut,
 )
+from .strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/audit", responses=ERRORS)
+router = APIRouter(prefix="/api/audit", responses=ERRORS, route_class=StrictJsonRoute)
 
 
 @router.post("/runs", response_model=AuditRunOut, status_code=201)

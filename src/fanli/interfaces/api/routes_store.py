@@ -121,8 +121,9 @@ from .schemas import (
     UserOut,
     VersionOut,
 )
+from .strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api", responses=ERRORS)
+router = APIRouter(prefix="/api", responses=ERRORS, route_class=StrictJsonRoute)
 
 _SAFE_NAME = re.compile(r"[^\w.\-]+")
 MAX_UPLOAD = 2 << 30  # 2 GiB
