@@ -36,6 +36,9 @@ def _scenario(store: Store, directory: Path) -> None:
         import_products(session, store.facts, products_file(directory), actor=staff("ann"), now=NOW)
         version = add_version(session, percent_agreement(), actor=staff("ann"), now=NOW)
         activate(session, version.id, now=NOW)
+    # One operation per transaction, as in production: each takes its own lock before the
+    # audit chain's (``LockOrderError``).
+    with store.work() as session:
         batch = import_sales(
             session,
             store.facts,
@@ -45,8 +48,11 @@ def _scenario(store: Store, directory: Path) -> None:
         )
     with store.work() as session:
         accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
+    with store.work() as session:
         void_batch(session, batch.batch_id, reason="test", actor=staff("ann"), now=NOW)
+    with store.work() as session:
         close_period(session, "2026-03", actor=staff("fin"), now=NOW)
+    with store.work() as session:
         export_gl(session, "2026-03", directory / "gl.csv", actor=staff("fin"), now=NOW)
 
 

@@ -881,6 +881,7 @@ def test_an_expired_credit_cannot_be_spent(store: Store, tmp_path: Path) -> None
             actor=world["fred"],
             now=late,
         )
+    with store.work() as session:
         expired = balances.expire_credits(session, as_of=late.date(), actor=world["fay"], now=late)
         assert [c.amount for c in expired] == [D("200.00")]
 

@@ -77,16 +77,45 @@ class Lock(IntEnum):
     SETTLEMENT = 7306
     AUDIT_SCHEDULE = 7307
     ADMINISTRATORS = 7308  # disabling users: the last active administrator must stay
+    # Accounting periods: closing one takes it alone; posting an entry, or reading which
+    # periods are closed to decide where and how to post, takes it shared. So no period closes
+    # between a run's reading of the closed periods and its commit.
+    PERIODS = 7309
 
 
-def serialize(session: Session, lock: Lock) -> None:
-    """Wait for, then hold until commit or rollback, the lock of one kind of operation.
+class LockOrderError(RuntimeError):
+    """A lock asked for after the audit chain's: a transaction that writes audit events takes
+    the chain's lock last (it is held to the commit), or two transactions could each hold the
+    lock the other waits for."""
+
+
+_HELD = "fanli.locks"  # Session.info key: the locks this transaction holds
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction: its locks are gone
+        session.info.pop(_HELD, None)
+
+
+def serialize(session: Session, lock: Lock, *, shared: bool = False) -> None:
+    """Wait for, then hold until commit or rollback, the lock of one kind of operation;
+    ``shared`` holders wait only for, and only hold off, those who take it alone.
 
     PostgreSQL takes an advisory transaction lock. SQLite needs nothing: every transaction
-    begins IMMEDIATE, so writers already run one at a time.
+    begins IMMEDIATE, so writers already run one at a time. On both, the order is checked:
+    the audit chain's lock comes last (``LockOrderError``), so the tests on SQLite find an
+    order that would deadlock on PostgreSQL.
     """
+    held: set[Lock] = session.info.setdefault(_HELD, set())
+    if lock in held:
+        return
+    if Lock.AUDIT_CHAIN in held:
+        raise LockOrderError(f"{lock.name} asked for after the audit chain's lock")
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(lock)})
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        session.execute(text(f"SELECT {function}(:key)"), {"key": int(lock)})
+    held.add(lock)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
+from fanli.db.session import Lock, serialize
 from fanli.kit.errors import FanliError, Month, said
 from fanli.kit.periods import add_months
 from fanli.ledger.models import AccountingPeriod, AccrualRun, PeriodStatus
@@ -47,14 +48,22 @@ def ensure_period(session: Session, day: dt.date) -> AccountingPeriod:
 
 
 def posting_period(session: Session, day: dt.date) -> AccountingPeriod:
-    """Where an entry dated ``day`` goes: its own month, or the first open month after it."""
-    period = ensure_period(session, day)
+    """Where an entry dated ``day`` goes: its own month, or, if that month is closed or before
+    the latest closed one, the first open month after the latest closed one (an entry never
+    lands before a period that is closed). No period closes until this transaction ends."""
+    serialize(session, Lock.PERIODS, shared=True)
+    latest = session.scalar(
+        select(func.max(AccountingPeriod.end)).where(AccountingPeriod.status == PeriodStatus.CLOSED)
+    )
+    period = ensure_period(session, day if latest is None else max(day, latest))
     while period.status == PeriodStatus.CLOSED:
         period = ensure_period(session, period.end)
     return period
 
 
 def closed_periods(session: Session) -> list[AccountingPeriod]:
+    """The closed periods, by start; none closes until this transaction ends."""
+    serialize(session, Lock.PERIODS, shared=True)
     return list(
         session.scalars(
             select(AccountingPeriod)
@@ -82,9 +91,27 @@ def close_period(
             last=end - dt.timedelta(days=1),
             end=end,
         )
+    # Alone: a run or a payout posting now commits first, and one that starts later sees the
+    # period closed. Two closes of one period queue, and the second finds it closed.
+    serialize(session, Lock.PERIODS)
     period = ensure_period(session, start)
     if period.status == PeriodStatus.CLOSED:
         raise PeriodError.said("accounting period {period} is closed already", period=Month(code))
+    # Periods close in order: an adjustment for a closed month must have an open month after
+    # it to go to, never one before.
+    earlier = session.scalar(
+        select(AccountingPeriod.code)
+        .where(AccountingPeriod.start < start, AccountingPeriod.status == PeriodStatus.OPEN)
+        .order_by(AccountingPeriod.start)
+        .limit(1)
+    )
+    if earlier is not None:
+        raise PeriodError.said(
+            "accounting period {earlier} is still open: periods close in order, so it closes "
+            "before {period}",
+            earlier=Month(earlier),
+            period=Month(code),
+        )
     period.status = PeriodStatus.CLOSED
     period.closed_at = now
     period.closed_by = actor.code

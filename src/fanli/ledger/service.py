@@ -493,6 +493,8 @@ def accrue(
     stages = Stages(progress, Stage.EXPIRING, Stage.PLANNING, Stage.RATING, Stage.POSTING)
     # Two runs at once would both post the same delta: they queue (SQLite's writers always do).
     serialize(session, Lock.ACCRUAL)
+    # Before any audit event (the chain's lock comes last): no period closes during the run.
+    serialize(session, Lock.PERIODS, shared=True)
     stages.begin(Stage.EXPIRING)
     expire_ended(session, as_of=as_of, actor=actor, now=now)
     stages.begin(Stage.PLANNING)

@@ -636,7 +636,9 @@ def void_batch(
 ) -> ImportBatch:
     """Void a sales batch: its lines stop counting from the next accrual run."""
     require(actor, Role.FINANCE, to=said("void batches"))
-    batch = session.get(ImportBatch, batch_id)
+    # Locked and read fresh: a second void of the same batch waits for the first, then finds
+    # it voided (PostgreSQL; SQLite's writers queue anyway).
+    batch = session.get(ImportBatch, batch_id, with_for_update=True, populate_existing=True)
     if batch is None or batch.kind != BatchKind.SALES:
         raise BatchError.said("there is no sales batch {batch}", batch=batch_id)
     if batch.status == BatchStatus.VOIDED:
