@@ -244,6 +244,36 @@ def test_mapping_naming_a_missing_column(tmp_path: Path) -> None:
     )
 
 
+def test_a_mapping_that_feeds_two_fields_from_one_column_is_refused(tmp_path: Path) -> None:
+    # Read as asked, the file's own line_id column would be dropped and every line would carry
+    # its customer's code as its line id.
+    mapping = write(tmp_path, "m.yaml", "customer_id: cust\nline_id: cust\n")
+    sales = write(
+        tmp_path,
+        "s.csv",
+        "line_id,cust,product_id,invoice_date,quantity,net_amount\nM1,C1,P1,2026-03-31,1,1\n",
+    )
+    assert str(error_of(sales, mapping=load_mapping(mapping))) == (
+        f"file {sales}, field 'cust': the mapping names column 'cust' for both customer_id and "
+        "line_id: a column feeds one field"
+    )
+
+
+def test_a_mapping_file_that_says_a_field_twice_or_is_not_text_is_refused(tmp_path: Path) -> None:
+    twice = write(tmp_path, "m.yaml", "customer_id: Kunde\ncustomer_id: Kundennummer\n")
+    with pytest.raises(InputError) as caught:
+        load_mapping(twice)
+    assert str(caught.value) == (
+        f"file {twice}: not valid YAML or JSON at line 2, column 1 (the field customer_id is "
+        "given twice)"
+    )
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"\xff\xfe\x00c")
+    with pytest.raises(InputError) as caught:
+        load_mapping(binary)
+    assert str(caught.value) == f"file {binary}: is not UTF-8 text"
+
+
 def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active

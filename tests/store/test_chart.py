@@ -30,3 +30,17 @@ def test_a_wrong_chart_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(InputError) as raised:
         load_chart(path)
     assert str(raised.value) == f"file {path}, field 'acounts': Extra inputs are not permitted"
+
+
+def test_a_misspelt_entry_kind_or_a_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "chart.yaml"
+    path.write_text("entry_kinds:\n  adjustmnet: {rebate_liability: '2241.09'}\n", "utf-8")
+    with pytest.raises(InputError) as raised:
+        load_chart(path)
+    assert raised.value.field == "entry_kinds.adjustmnet.[key]"
+    path.write_bytes(b"\xff\xfeaccounts: {}")
+    with pytest.raises(InputError) as raised:
+        load_chart(path)
+    assert str(raised.value) == f"file {path}: is not UTF-8 text"
+    path.write_bytes(b"\xef\xbb\xbfcost_centre: SALES-WEST\n")  # a byte-order mark is skipped
+    assert load_chart(path).cost_centre == "SALES-WEST"

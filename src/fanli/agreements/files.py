@@ -363,14 +363,21 @@ def agreements_from_data(data: Any, *, source: str = "<data>") -> list[Agreement
     return agreements
 
 
-def load_agreements(path: Path) -> list[Agreement]:
-    """Read and validate every agreement in a YAML or JSON file."""
+def read_document(path: Path) -> Any:
+    """A YAML or JSON file (terms, a policy, a chart of accounts, a column mapping) parsed as
+    ``parse_terms_text`` does; a file that cannot be read, or is not UTF-8, is refused by
+    name. A byte-order mark, which spreadsheet tools write, is skipped."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise InputError.said_at(
             "cannot read: {problem}", file=str(path), problem=error.strerror
         ) from None
     except UnicodeDecodeError:
         raise InputError.said_at("is not UTF-8 text", file=str(path)) from None
-    return agreements_from_data(parse_terms_text(text, source=str(path)), source=str(path))
+    return parse_terms_text(text, source=str(path))
+
+
+def load_agreements(path: Path) -> list[Agreement]:
+    """Read and validate every agreement in a YAML or JSON file."""
+    return agreements_from_data(read_document(path), source=str(path))

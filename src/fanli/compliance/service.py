@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fanli.agreements.files import parse_terms_text
+from fanli.agreements.files import read_document
 from fanli.audit.service import canonical_json, record
 from fanli.compliance.models import PolicyVersion
 from fanli.compliance.policy import Policy
@@ -24,7 +24,7 @@ class PolicyError(FanliError):
 
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy document; a bad one names the file and the field."""
-    data = parse_terms_text(path.read_text(encoding="utf-8"), source=str(path))
+    data = read_document(path)
     try:
         return Policy.model_validate(data)
     except ValidationError as error:

@@ -20,12 +20,18 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fanli.agreements.files import parse_terms_text
+from fanli.agreements.files import read_document
 from fanli.audit.service import record
 from fanli.customers.models import Customer
 from fanli.kit.errors import InputError, Month, said
 from fanli.kit.money import ZERO
-from fanli.ledger.models import Account, AccountingPeriod, JournalEntry, JournalLine
+from fanli.ledger.models import (
+    Account,
+    AccountingPeriod,
+    EntryKind,
+    JournalEntry,
+    JournalLine,
+)
 from fanli.ledger.periods import PeriodError
 from fanli.users.actor import Actor, Role, require
 
@@ -42,17 +48,17 @@ class ChartOfAccounts(BaseModel):
         Account.BANK: "1002",  # 银行存款
         Account.REBATE_BALANCE: "2241.02",  # 其他应付款-返利账户
     }
-    entry_kinds: dict[str, dict[Account, str]] = {}
+    entry_kinds: dict[EntryKind, dict[Account, str]] = {}  # a misspelt kind is refused
     cost_centre: str | None = None
 
     def code(self, account: str, kind: str) -> str:
-        override = self.entry_kinds.get(kind, {})
+        override = self.entry_kinds.get(EntryKind(kind), {})
         chosen = override.get(Account(account)) or self.accounts.get(Account(account))
         return chosen or account
 
 
 def load_chart(path: Path) -> ChartOfAccounts:
-    data = parse_terms_text(path.read_text(encoding="utf-8"), source=str(path))
+    data = read_document(path)
     try:
         return ChartOfAccounts.model_validate(data)
     except ValidationError as error:

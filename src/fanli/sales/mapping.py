@@ -17,12 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from fanli.agreements.files import read_document
 from fanli.kit.errors import InputError
 
 
@@ -235,6 +235,17 @@ def resolve_columns(
                 header=repr(header),
                 name=name,
             )
+        if found in fields.values():
+            other = next(field for field, header in fields.items() if header == found)
+            raise InputError.said_at(
+                "the mapping names column {header} for both {first} and {second}: a column "
+                "feeds one field",
+                file=source,
+                field=found,
+                header=repr(found),
+                first=other,
+                second=name,
+            )
         fields[name] = found
     used = set(fields.values())
     for name, names in aliases.items():
@@ -305,7 +316,7 @@ def mapping_from_data(data: Any, *, source: str) -> ColumnMapping:
             )
         entries.update(section)
         for name, header in entries.items():
-            if not isinstance(header, str | int) or isinstance(header, bool):
+            if not isinstance(header, str | int | Decimal) or isinstance(header, bool):
                 raise InputError.said_at(
                     "{section}.{name}: expected a column header",
                     file=source,
@@ -329,19 +340,5 @@ def mapping_from_data(data: Any, *, source: str) -> ColumnMapping:
 
 
 def load_mapping(path: Path) -> ColumnMapping:
-    """Read a YAML (or JSON) mapping file."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise InputError.said_at(
-            "cannot read: {problem}", file=str(path), problem=error.strerror
-        ) from None
-    except UnicodeDecodeError:
-        raise InputError.said_at("is not UTF-8 text", file=str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise InputError.said_at(
-            "not valid YAML: {error}", file=str(path), error=str(error).replace("\n", " ")
-        ) from None
-    return mapping_from_data(data, source=str(path))
+    """Read a YAML (or JSON) mapping file; a field given twice is refused, not overwritten."""
+    return mapping_from_data(read_document(path), source=str(path))
