@@ -390,6 +390,25 @@ def test_a_body_that_says_a_key_twice_or_is_not_json_is_refused_where_it_is(api:
     assert api.client.post("/api/agreements", content=once, headers=as_json).status_code == 201
 
 
+def test_days_and_periods_outside_the_calendar_are_a_422(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    far = api.client.post("/api/accrual-runs", json={"as_of": "9999-12-31"}, headers=fay)
+    assert (far.status_code, far.json()["detail"][0]["field"]) == (422, "body.as_of")
+    short = api.client.post("/api/periods/26-10/close", headers=fay)
+    assert (short.status_code, short.json()["detail"]) == (
+        422,
+        "'26-10' is not an accounting period (YYYY-MM)",
+    )
+    last = api.client.post("/api/periods/9999-12/close", headers=fay)
+    assert (last.status_code, last.json()["detail"]) == (
+        422,
+        "'9999-12' is outside the days Fanli keeps (1900-01-01 to 9998-12-31)",
+    )
+    with unit_of_work(api.sessions) as session:
+        codes = session.scalars(text("SELECT code FROM accounting_period ORDER BY code")).all()
+        assert codes == ["2026-03"]  # the run's, and no other
+
+
 def test_a_money_request_that_says_a_key_twice_moves_nothing(api: Api) -> None:
     fay = {
         "Authorization": f"Bearer {api.token('fay', ['finance'])}",

@@ -182,3 +182,20 @@ def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) ->
         ["4", "credit_code"],
     ]
     assert "customers" not in cli("batch", "list")[1]
+
+
+def test_days_and_periods_outside_the_calendar_are_refused_in_words(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "upgrade")
+    people(cli)
+    code, _, err = cli("accrue", "--as-of", "9999-12-31", "--as", "fay")
+    assert code == 2
+    assert "9999-12-31 is outside the days Fanli keeps (1900-01-01 to 9998-12-31)" in err
+    for period, said in (
+        ("26-03", "'26-03' is not an accounting period (YYYY-MM)"),
+        ("9999-12", "'9999-12' is outside the days Fanli keeps (1900-01-01 to 9998-12-31)"),
+    ):
+        code, _, err = cli("period", "close", period, "--as", "fay")
+        assert code == 2
+        assert said in " ".join(err.split()), err
+    listed = cli("period", "list")[1]
+    assert "20" not in listed and "0026" not in listed  # no period was made by a refusal

@@ -274,6 +274,35 @@ def test_a_mapping_file_that_says_a_field_twice_or_is_not_text_is_refused(tmp_pa
     assert str(caught.value) == f"file {binary}: is not UTF-8 text"
 
 
+def test_days_outside_the_calendar_are_named_by_row(tmp_path: Path) -> None:
+    sales = write(
+        tmp_path,
+        "s.csv",
+        HEADER + "L1,C1,P1,0001-01-01,1,1\nL2,C1,P1,2026-03-31,1,1\nL3,C1,P1,9999-12-31,1,1\n",
+    )
+    outside = "is outside the days Fanli keeps (1900-01-01 to 9998-12-31)"
+    assert [(i.row, i.field, i.message) for i in error_of(sales).issues] == [
+        (2, "invoice_date", f"invoice_date '0001-01-01' {outside}"),
+        (4, "invoice_date", f"invoice_date '9999-12-31' {outside}"),
+    ]
+    # A Parquet day past Python's last one could not even be read back into a message.
+    far = tmp_path / "far.parquet"
+    table = pa.table(
+        {
+            "line_id": ["L1"],
+            "customer_id": ["C1"],
+            "product_id": ["P1"],
+            "invoice_date": pa.array([2**31 - 1], pa.int32()).cast(pa.date32()),
+            "quantity": ["1"],
+            "net_amount": ["1"],
+        }
+    )
+    pq.write_table(table, far)
+    assert [(i.row, i.field, i.message) for i in error_of(far).issues] == [
+        (1, "invoice_date", f"invoice_date '<value out of range: 2147483647>' {outside}")
+    ]
+
+
 def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active

@@ -11,6 +11,11 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
+# The days Fanli keeps: sales, as-of days, accounting periods. Python's dates end in 9999, and
+# a day's rebate period, its prior year and the month after it must stay inside them.
+FIRST_DAY = dt.date(1900, 1, 1)
+LAST_DAY = dt.date(9998, 12, 31)
+
 
 class PeriodKind(StrEnum):
     """Length of a calculation period."""

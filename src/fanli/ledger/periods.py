@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
 from fanli.db.session import Lock, serialize
-from fanli.kit.errors import FanliError, Month, said
-from fanli.kit.periods import add_months
+from fanli.kit.errors import FanliError, InputError, Month, said
+from fanli.kit.periods import FIRST_DAY, LAST_DAY, add_months
 from fanli.ledger.models import AccountingPeriod, AccrualRun, PeriodStatus
 from fanli.users.actor import Actor, Role, require
 
@@ -24,13 +25,25 @@ def month_code(day: dt.date) -> str:
 
 
 def parse_code(code: str) -> dt.date:
+    """The first day of the month a period code (``2026-03``) names; four digits of year, two
+    of month, within the days Fanli keeps (``26-03`` would be the year 26)."""
+    written = re.fullmatch(r"(\d{4})-(\d{2})", code)
     try:
-        year, month = code.split("-")
-        return dt.date(int(year), int(month), 1)
+        if written is None:
+            raise ValueError(code)
+        first = dt.date(int(written[1]), int(written[2]), 1)
     except ValueError:
-        raise PeriodError.said(
+        raise InputError.said(
             "{code} is not an accounting period (YYYY-MM)", code=repr(code)
         ) from None
+    if not FIRST_DAY <= first <= LAST_DAY:
+        raise InputError.said(
+            "{code} is outside the days Fanli keeps ({first} to {last})",
+            code=repr(code),
+            first=FIRST_DAY,
+            last=LAST_DAY,
+        )
+    return first
 
 
 def ensure_period(session: Session, day: dt.date) -> AccountingPeriod:

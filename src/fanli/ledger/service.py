@@ -48,6 +48,7 @@ from fanli.engine.results import RESULT_SCHEMA
 from fanli.kit import duck
 from fanli.kit.errors import InputError
 from fanli.kit.money import ZERO
+from fanli.kit.periods import FIRST_DAY, LAST_DAY
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.ledger.dimensions import customer_table, product_table
@@ -490,6 +491,14 @@ def accrue(
 ) -> RunSummary:
     """One accrual run as of ``as_of`` over every active agreement version."""
     require(actor, Role.FINANCE, to="run accruals")
+    if not FIRST_DAY <= as_of <= LAST_DAY:
+        raise InputError.said_at(
+            "{day} is outside the days Fanli keeps ({first} to {last})",
+            field="as_of",
+            day=as_of,
+            first=FIRST_DAY,
+            last=LAST_DAY,
+        )
     stages = Stages(progress, Stage.EXPIRING, Stage.PLANNING, Stage.RATING, Stage.POSTING)
     # Two runs at once would both post the same delta: they queue (SQLite's writers always do).
     serialize(session, Lock.ACCRUAL)

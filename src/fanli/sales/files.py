@@ -46,6 +46,7 @@ from fanli.engine.facts import (
 )
 from fanli.kit.errors import Code, InputError, Said, said
 from fanli.kit.money import FACT_SCALE, MINOR_UNITS
+from fanli.kit.periods import FIRST_DAY, LAST_DAY
 from fanli.kit.progress import ProgressHook
 from fanli.sales.mapping import (
     ALIASES,
@@ -517,6 +518,28 @@ def _parse_date(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.Chunk
     return pc.cast(good, pa.date32())
 
 
+def _range_flag(checker: _Checker, dates: pa.ChunkedArray, name: str) -> None:
+    """Days outside the ones Fanli keeps (a year 1 or 9999 is a typing slip or a placeholder;
+    a Parquet day past Python's dates cannot even be read back)."""
+    outside = pc.or_(
+        pc.less(dates, pa.scalar(FIRST_DAY, pa.date32())),
+        pc.greater(dates, pa.scalar(LAST_DAY, pa.date32())),
+    )
+    header = checker.columns.header(name)  # as the file names the column
+    checker.flag(
+        outside,
+        name,
+        lambda value: said(
+            "{name} {value} is outside the days Fanli keeps ({first} to {last})",
+            name=header,
+            value=repr(value),
+            first=FIRST_DAY,
+            last=LAST_DAY,
+        ),
+        pc.cast(dates, pa.string()),  # Arrow writes any day; Python's dates end in 9999
+    )
+
+
 def _required_missing(name: str, kind: FileKind, source: str) -> InputError:
     aliases = ", ".join(ALIASES[kind][name][:4])
     return InputError.said_at(
@@ -769,9 +792,9 @@ def _sales_checked(
 
     def parsed_date(name: str) -> pa.ChunkedArray:
         fast = fast_cast(name, pa.date32())
-        if fast is not None:
-            return fast
-        return _parse_date(text_of(name), name, checker)
+        dates = fast if fast is not None else _parse_date(text_of(name), name, checker)
+        _range_flag(checker, dates, name)
+        return dates
 
     dates = {name: parsed_date(name) for name in ("order_date", "invoice_date", "paid_date")}
     if "order_date" not in columns.fields:

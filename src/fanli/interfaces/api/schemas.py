@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from fanli.kit.money import MAX_AMOUNT
+from fanli.kit.periods import FIRST_DAY, LAST_DAY
 from fanli.users.actor import Role
 
 
@@ -44,6 +45,10 @@ MoneyIn = Annotated[
     BeforeValidator(_no_float),
     WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d{1,4})?$", "examples": ["150.00"]}),
 ]
+
+
+# A day a request may name: one Fanli keeps (a year 1 or 9999 is refused, not computed with).
+Day = Annotated[dt.date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 
 
 class Shape(BaseModel):
@@ -132,7 +137,7 @@ class SettlementDetailOut(SettlementOut):
 class ProposeRequest(Shape):
     agreement: str = Field(min_length=1, max_length=64)
     beneficiary: str = Field(min_length=1, max_length=64)
-    period_start: dt.date
+    period_start: Day
 
 
 class RejectRequest(Shape):
@@ -233,7 +238,7 @@ class ApproveRequest(Shape):
 
 
 class AccrualRequest(Shape):
-    as_of: dt.date
+    as_of: Day
 
 
 class RunOut(Shape):
@@ -294,8 +299,8 @@ class DueDiligenceIn(Shape):
     kind: str
     passed: bool = True
     reference: str = Field(min_length=1, max_length=200)
-    checked_on: dt.date
-    expires_on: dt.date
+    checked_on: Day
+    expires_on: Day
     note: str = Field(default="", max_length=500)
 
 
@@ -417,8 +422,8 @@ class UserOut(Shape):
 class DelegationIn(Shape):
     delegator: str = Field(min_length=1, max_length=64)
     delegate: str = Field(min_length=1, max_length=64)
-    valid_from: dt.date
-    valid_to: dt.date
+    valid_from: Day
+    valid_to: Day
     reason: str = Field(min_length=1, max_length=300)
 
 
@@ -464,12 +469,12 @@ class ApprovalStatusOut(Shape):
 
 
 class TerminationIn(Shape):
-    on: dt.date
+    on: Day
     reason: str = Field(min_length=1, max_length=500)
 
 
 class ExpiryIn(Shape):
-    as_of: dt.date
+    as_of: Day
 
 
 class ExpiryOut(Shape):

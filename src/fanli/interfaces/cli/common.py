@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.text import Text
 
 from fanli.kit.errors import FanliError, InputError
+from fanli.kit.periods import FIRST_DAY, LAST_DAY
 from fanli.kit.progress import ProgressHook
 
 EXIT_INPUT = 2  # bad input: a file, a field, an option
@@ -76,9 +77,14 @@ def parse_date(text: str | None, option: str) -> dt.date | None:
     if text is None:
         return None
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{text!r} is not a date (use 2026-03-31)", field=option) from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InputError(
+            f"{day} is outside the days Fanli keeps ({FIRST_DAY} to {LAST_DAY})", field=option
+        )
+    return day
 
 
 @contextmanager
