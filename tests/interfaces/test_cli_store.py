@@ -198,4 +198,6 @@ def test_days_and_periods_outside_the_calendar_are_refused_in_words(cli) -> None
         assert code == 2
         assert said in " ".join(err.split()), err
     listed = cli("period", "list")[1]
-    assert "20" not in listed and "0026" not in listed  # no period was made by a refusal
+    # No period was made by a refusal.
+    assert "20" not in listed
+    assert "0026" not in listed
