@@ -385,6 +385,19 @@ def test_a_body_that_says_a_key_twice_or_is_not_json_is_refused_where_it_is(api:
         422,
         [{"field": "body", "message": "Expecting ':' delimiter (line 2, column 9)"}],
     )
+    lone = api.client.post(
+        "/api/agreements", content='{"id": "B3", "name": "\\udfff x"}', headers=as_json
+    )
+    assert (lone.status_code, lone.json()["detail"]) == (
+        422,
+        [
+            {
+                "field": "body",
+                "message": "\\udfff is half of a UTF-16 surrogate pair, not a character "
+                "(line 1, column 23)",
+            }
+        ],
+    )
     # The same terms said once are taken.
     once = twice.replace(',\n                       "rate": "9"', "")
     assert api.client.post("/api/agreements", content=once, headers=as_json).status_code == 201

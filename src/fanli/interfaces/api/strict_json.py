@@ -1,11 +1,14 @@
-"""JSON request bodies that say one thing: no key given twice in an object, no NaN or Infinity.
+"""JSON request bodies that say one thing: no key given twice in an object, no NaN or
+Infinity, no half of a surrogate pair.
 
 Python's ``json``, and so FastAPI, keeps the last of two equal keys in an object: a body of
 ``{"amount": "10.00", ..., "amount": "10000.00"}`` would be read as 10,000 with nothing said,
 while a reviewer of the request, or a proxy's log, may read the first. JSON has no NaN or
-Infinity either, but ``json`` reads them as floats. The API's routes therefore read bodies with
-``StrictJsonRoute``: either is refused as bad input (422), naming the key or the constant and
-the line and column of the object or array that holds it, before any route runs.
+Infinity either, but ``json`` reads them as floats; and an escape of half a UTF-16 surrogate
+pair (``\\ud800``) leaves a string no database or response can hold. The API's routes
+therefore read bodies with ``StrictJsonRoute``: each is refused as bad input (422), naming
+the key, the constant or the escape and the line and column where it is, before any route
+runs.
 
 Each body is read once by the C parser with a check on every object. Only a refused body is
 read again, by the pure-Python scanner, to find where: it is the one that lets the start of
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import json.decoder
 import json.scanner
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -81,9 +85,35 @@ def strict_loads(body: bytes | str) -> Any:
     ``json.JSONDecodeError`` (FastAPI answers those with a 422 naming the position)."""
     text = body.decode() if isinstance(body, bytes) else body
     try:
-        return json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
+        value = json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
     except _RefusedError as refused:
         raise json.JSONDecodeError(refused.problem, text, _where(text)) from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(value, text)
+    return value
+
+
+# An escape of a UTF-16 surrogate: a pair stands for one character, but one alone is no
+# character at all, and no database or response can hold the string it leaves.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _refuse_lone_surrogates(value: Any, text: str) -> None:
+    """Refuse a body whose text escapes half a surrogate pair, at the first such escape."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        found = _LONE.search(text)
+        written = found.group(0) if found else "\\ud800"
+        raise json.JSONDecodeError(
+            f"{written} is half of a UTF-16 surrogate pair, not a character",
+            text,
+            found.start() if found else 0,
+        ) from None
 
 
 class _StrictJsonRequest(Request):
