@@ -201,3 +201,26 @@ def test_days_and_periods_outside_the_calendar_are_refused_in_words(cli) -> None
     # No period was made by a refusal.
     assert "20" not in listed
     assert "0026" not in listed
+
+
+def test_an_output_never_overwrites_an_input_and_ids_stay_in_range(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "upgrade")
+    people(cli)
+    text = "line_id,customer_id\nL1,C1\n"
+    sales = _write(tmp_path / "sales.csv", text)
+    code, _, err = cli("import", "sales", str(sales), "--report", str(sales), "--as", "fay")
+    assert code == 2
+    assert f"--report names the input file {sales}: write to another file" in err
+    code, _, err = cli(
+        "import", "sales", str(sales), "--report", str(tmp_path / "r.txt"), "--as", "fay"
+    )
+    assert code == 2
+    assert "the report is written as .csv or .xlsx" in err
+    terms = _write(tmp_path / "a.yaml", "id: A1\n")
+    code, _, err = cli("calc", "-a", str(terms), "-s", str(sales), "--out", str(sales))
+    assert code == 2
+    assert f"--out names the input file {sales}" in err
+    assert sales.read_text(encoding="utf-8") == text  # untouched
+    code, _, err = cli("batch", "void", "99999999999999999999", "--reason", "x", "--as", "fay")
+    assert code == 2
+    assert "2147483647" in err

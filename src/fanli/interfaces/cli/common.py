@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,31 @@ def run(step: Callable[[], T]) -> T:
             return step()
     except ExitError as failure:
         raise typer.Exit(failure.code) from None
+
+
+# A record's id on the command line: the API's bound too, so an id neither database can hold
+# is refused by the argument parser instead of failing in the driver.
+MAX_ID = 2_147_483_647
+RecordId = Annotated[int, typer.Argument(min=1, max=MAX_ID, show_default=False)]
+
+
+def check_output(out: Path, option: str, *inputs: Path | None) -> None:
+    """Refuse an output path that is one of the command's input files: writing it would
+    destroy the input."""
+    for given in inputs:
+        if given is None:
+            continue
+        same = (
+            os.path.samefile(out, given)
+            if out.exists() and given.exists()
+            else out.resolve() == given.resolve()
+        )
+        if same:
+            raise InputError(
+                f"{option} names the input file {given}: write to another file",
+                field=option,
+                file=str(out),
+            )
 
 
 def parse_date(text: str | None, option: str) -> dt.date | None:

@@ -21,7 +21,14 @@ from fanli.demo import export_demo, run_demo
 from fanli.engine.columnar import calculate
 from fanli.engine.explain import explain_results, summarize
 from fanli.interfaces.cli import access, audit, money, store
-from fanli.interfaces.cli.common import MappingOption, parse_date, progress, run, stdout
+from fanli.interfaces.cli.common import (
+    MappingOption,
+    check_output,
+    parse_date,
+    progress,
+    run,
+    stdout,
+)
 from fanli.interfaces.cli.output import RESULT_SUFFIXES, summary_table, write_results
 from fanli.kit.errors import InputError
 from fanli.sales.files import Facts, read_facts
@@ -87,6 +94,8 @@ def calc(  # noqa: PLR0917 - Typer maps parameters to options
                 file=str(out),
                 field="--out",
             )
+        if out is not None:
+            check_output(out, "--out", sales, customers, products, agreements, mapping)
         if (customer or period) and explain is None:
             raise InputError("--customer and --period go with --explain", field="--explain")
         return parse_date(as_of, "--as-of")

@@ -24,7 +24,7 @@ from fanli.compliance.service import load_policy, publish
 from fanli.config import company_now
 from fanli.customers.models import DueDiligenceKind
 from fanli.customers.service import add_due_diligence, register_account, verify_account
-from fanli.interfaces.cli.common import parse_date, run, stdout
+from fanli.interfaces.cli.common import RecordId, parse_date, run, stdout
 from fanli.interfaces.cli.store import agreement_app, in_store
 from fanli.kit.errors import InputError
 from fanli.kit.money import RoundingMode, quantize_money
@@ -295,7 +295,7 @@ def settlement_propose(
 
 
 @settlement_app.command("approve")
-def settlement_approve(settlement_id: int, actor: AsOption, key: KeyOption = None) -> None:
+def settlement_approve(settlement_id: RecordId, actor: AsOption, key: KeyOption = None) -> None:
     """Approve one step of a settlement."""
 
     def step(session: Session, facts: FactStore) -> str:
@@ -314,7 +314,7 @@ def settlement_approve(settlement_id: int, actor: AsOption, key: KeyOption = Non
 
 @settlement_app.command("reject")
 def settlement_reject(
-    settlement_id: int, reason: Annotated[str, typer.Option()], actor: AsOption
+    settlement_id: RecordId, reason: Annotated[str, typer.Option()], actor: AsOption
 ) -> None:
     """Reject a settlement, with the reason."""
 
@@ -332,7 +332,7 @@ def settlement_reject(
 
 
 @settlement_app.command("refresh")
-def settlement_refresh(settlement_id: int, actor: AsOption) -> None:
+def settlement_refresh(settlement_id: RecordId, actor: AsOption) -> None:
     """Recompute a settlement whose inputs changed; it needs approving again."""
 
     def step(session: Session, facts: FactStore) -> str:
@@ -346,7 +346,7 @@ def settlement_refresh(settlement_id: int, actor: AsOption) -> None:
 
 @settlement_app.command("pay")
 def settlement_pay(  # noqa: PLR0917 - Typer maps parameters to options
-    settlement_id: int,
+    settlement_id: RecordId,
     actor: AsOption,
     key: KeyOption = None,
     document: Annotated[
@@ -380,7 +380,7 @@ def settlement_pay(  # noqa: PLR0917 - Typer maps parameters to options
 
 
 @settlement_app.command("status")
-def settlement_status(settlement_id: int) -> None:
+def settlement_status(settlement_id: RecordId) -> None:
     """A settlement, its approvals and what it still needs."""
 
     def step(session: Session, _facts: FactStore) -> list[str]:
@@ -469,7 +469,7 @@ def balance_use(
 
 @balance_app.command("decide")
 def balance_decide(
-    use_id: int,
+    use_id: RecordId,
     actor: AsOption,
     approve: Annotated[bool, typer.Option("--approve/--reject")] = True,
     reason: Annotated[str, typer.Option()] = "",
@@ -543,7 +543,7 @@ def customer_add_account(  # noqa: PLR0917 - Typer maps parameters to options
 
 
 @customer_app.command("verify-account")
-def customer_verify_account(account_id: int, actor: AsOption) -> None:
+def customer_verify_account(account_id: RecordId, actor: AsOption) -> None:
     """Verify a registered bank account (not by whoever registered it)."""
 
     def step(session: Session, _facts: FactStore) -> str:

@@ -32,6 +32,8 @@ from fanli.interfaces.cli.common import (
     EXIT_INPUT,
     ExitError,
     MappingOption,
+    RecordId,
+    check_output,
     parse_date,
     progress,
     run,
@@ -140,6 +142,8 @@ def _import(
     actor: str,
 ) -> None:
     console = stdout()
+    if report is not None:
+        run(lambda: _check_report(report, path, mapping))
     column_mapping = run(lambda: load_mapping(mapping)) if mapping else None
 
     def step() -> ImportOutcome:
@@ -183,6 +187,16 @@ def _import(
                 style="yellow",
             )
         )
+
+
+def _check_report(report: Path, *inputs: Path | None) -> None:
+    """Before the import: a report path it could not write, or that would overwrite an input,
+    is refused while nothing has been done."""
+    if report.suffix.lower() not in (".csv", ".xlsx"):
+        raise InputError(
+            "the report is written as .csv or .xlsx", field="--report", file=str(report)
+        )
+    check_output(report, "--report", *inputs)
 
 
 def _show_issues(error: InputFileError, report: Path | None) -> None:
@@ -251,7 +265,7 @@ def batch_list() -> None:
 
 @batch_app.command("void")
 def batch_void(
-    batch_id: int,
+    batch_id: RecordId,
     reason: Annotated[str, typer.Option(help="Why.")],
     actor: ActorOption,
 ) -> None:
@@ -367,6 +381,7 @@ def gl_export(
     """Export one accounting period's journal lines with the company's account codes."""
     if out.suffix.lower() not in (".csv", ".xlsx"):
         raise run(lambda: _bad_suffix(out))
+    run(lambda: check_output(out, "--out", chart))
     chart_of_accounts = run(lambda: load_chart(chart)) if chart else None
     result = in_store(
         lambda s, _f: export_gl(
