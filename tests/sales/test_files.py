@@ -303,6 +303,27 @@ def test_days_outside_the_calendar_are_named_by_row(tmp_path: Path) -> None:
     ]
 
 
+def test_a_parquet_column_of_lists_or_a_header_past_the_csv_limit_is_refused(
+    tmp_path: Path,
+) -> None:
+    nested = tmp_path / "nested.parquet"
+    pq.write_table(
+        pa.table({"line_id": pa.array([["a"]]), "customer_id": ["C1"], "product_id": ["P1"]}),
+        nested,
+    )
+    refused = error_of(nested)
+    assert (refused.field, str(refused)) == (
+        "line_id",
+        f"file {nested}, field 'line_id': column 'line_id' holds list<element: string> values; "
+        "a column holds text, numbers or dates",
+    )
+    wide = write(tmp_path, "wide.csv", "x" * 140_000 + "\n1\n")
+    assert str(error_of(wide)) == (
+        f"file {wide}, row 1: the header row cannot be read (field larger than field limit "
+        "(131072))"
+    )
+
+
 def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active

@@ -195,6 +195,10 @@ def _csv_headers(path: Path, encoding: str) -> list[str]:
         raise InputError.said_at(
             "is neither UTF-8 nor GBK/GB18030 text; save it as CSV UTF-8", file=str(path), row=1
         ) from None
+    except csv.Error as error:  # a header longer than the csv module reads (128 KiB)
+        raise InputError.said_at(
+            "the header row cannot be read ({problem})", file=str(path), row=1, problem=str(error)
+        ) from None
     if not headers or not any(header.strip() for header in headers):
         raise InputError.said_at("the file is empty or has no header row", file=str(path), row=1)
     return [header.strip() for header in headers]
@@ -342,6 +346,20 @@ def _read_parquet(path: Path, progress: ProgressHook | None) -> pa.Table:
         raise InputError.said_at(
             "not a readable Parquet file ({problem})", file=str(path), problem=str(error)
         ) from None
+    for column in parquet.schema_arrow:
+        # Lists, structs and maps have no one value per cell to check; bytes are no text.
+        if (
+            pa.types.is_nested(column.type)
+            or pa.types.is_binary(column.type)
+            or (pa.types.is_large_binary(column.type) or pa.types.is_fixed_size_binary(column.type))
+        ):
+            raise InputError.said_at(
+                "column {header} holds {stored} values; a column holds text, numbers or dates",
+                file=str(path),
+                field=column.name,
+                header=repr(column.name),
+                stored=str(column.type),
+            )
     groups = parquet.num_row_groups
     if progress is None:
         return parquet.read(use_threads=True)  # columns decoded in parallel
