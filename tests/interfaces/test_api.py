@@ -453,6 +453,12 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     assert refused.status_code == 422
     problems = refused.json()["detail"]["problems"]
     assert [(p["row"], p["field"]) for p in problems] == [(2, "invoice_date"), (3, "customer_id")]
+    assert refused.json()["detail"]["file"] == "march.csv"  # not the server's temporary copy
+    empty = api.client.post("/api/imports/sales", files={"file": ("empty.csv", b"")}, headers=fay)
+    assert (empty.status_code, empty.json()["detail"]) == (
+        422,
+        "file empty.csv, row 1: the file is empty or has no header row",
+    )
     as_file = api.client.post(
         "/api/imports/sales?report=csv", files={"file": ("march.csv", bad)}, headers=fay
     )

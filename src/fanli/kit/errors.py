@@ -133,16 +133,30 @@ class InputError(FanliError):
         self.row = row
         self.field = field
         self.detail = message  # what is wrong, without where
+        super().__init__(self._located())
+
+    def _located(self) -> str:
         where = ", ".join(
             part
             for part in (
-                f"file {file}" if file else "",
-                f"row {row}" if row is not None else "",
-                f"field {field!r}" if field else "",
+                f"file {self.file}" if self.file else "",
+                f"row {self.row}" if self.row is not None else "",
+                f"field {self.field!r}" if self.field else "",
             )
             if part
         )
-        super().__init__(f"{where}: {message}" if where else message)
+        return f"{where}: {self.detail}" if where else self.detail
+
+    def naming(self, file: str) -> Self:
+        """The same refusal naming ``file``: an upload by the name its sender gave it, not
+        the server's temporary copy."""
+        # Not copy.copy: it rebuilds an exception from its args, which subclasses differ on.
+        renamed = type(self).__new__(type(self))
+        renamed.__dict__.update(self.__dict__)
+        renamed.file = file
+        renamed.message = renamed._located()
+        renamed.args = (renamed.message,)
+        return renamed
 
     @classmethod
     def said_at(

@@ -202,9 +202,10 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
                 now=company_now(),
                 idempotency_key=idempotency_key,
             )
-        except InputFileError as refused:
+        except InputFileError as bad:
+            refused = bad.naming(name) if bad.file == str(path) else bad
             if report is None:
-                raise
+                raise refused from None
             out_path = Path(folder) / f"problems.{report}"
             write_issue_report(refused, out_path)
             media = (
@@ -218,6 +219,10 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
                 media_type=media,
                 headers={"Content-Disposition": f'attachment; filename="problems.{report}"'},
             )
+        except InputError as bad:
+            if bad.file != str(path):
+                raise
+            raise bad.naming(name) from None  # the sender's name, not the server's copy
     return ImportOut(
         batch_id=outcome.batch_id,
         kind=outcome.kind,
