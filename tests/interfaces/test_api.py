@@ -422,6 +422,22 @@ def test_days_and_periods_outside_the_calendar_are_a_422(api: Api) -> None:
         assert codes == ["2026-03"]  # the run's, and no other
 
 
+def test_an_amount_is_written_one_way_only(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    for n, written in enumerate(("1_000", "\uff15", "1e3", " 5", "5.12345")):
+        refused = api.client.post(
+            "/api/balance-uses",
+            json={"customer": "C1", "amount": written, "order_reference": "SO-1"},
+            headers={**fay, "Idempotency-Key": f"amount-{n}"},
+        )
+        assert refused.status_code == 422, written
+        assert refused.json()["detail"][0]["field"] == "body.amount"
+        assert refused.json()["detail"][0]["message"] == (
+            f"Value error, {written!r} is not an amount: write digits, a point and up to four "
+            'places ("150.00")'
+        )
+
+
 def test_a_money_request_that_says_a_key_twice_moves_nothing(api: Api) -> None:
     fay = {
         "Authorization": f"Bearer {api.token('fay', ['finance'])}",

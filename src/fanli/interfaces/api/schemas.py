@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -34,9 +35,19 @@ Money = Annotated[
 ]
 
 
+_AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
+
+
 def _no_float(value: object) -> object:
     if isinstance(value, float):
         raise ValueError('write amounts as decimal strings ("150.00"), not JSON numbers')
+    # Python's Decimal also reads "1_000", "1e3", " 5 " and other scripts' digits ("５"); an
+    # amount in a request is written one way only, as the schema says.
+    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+        raise ValueError(
+            f"{value[:40]!r} is not an amount: write digits, a point and up to four places "
+            '("150.00")'
+        )
     return value
 
 
