@@ -358,6 +358,29 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
     assert duckdb.sql(
         f"SELECT line_id, original_line_id FROM '{store.facts.path(str(name))}'"
     ).fetchall() == [("R1", "L1")]
+    # L1 sold 3 and R1 took 1 back: the returns of a line together take back at most 3.
+    more = write_csv(
+        tmp_path / "s4.csv",
+        linked,
+        [
+            ("R5", "C1", "P1", "2026-01-24", "-2", "-200", "L1"),
+            ("R6", "C1", "P1", "2026-01-25", "-1", "-100", "L1"),
+            ("R7", "C1", "P1", "2026-01-26", "-1", "-100", "R7"),
+        ],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, more, actor=staff("ann"), now=NOW)
+    over = "the returns of line L1 come to a quantity of 4, more than the 3 it sold"
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (2, "原发票行", over),
+        (3, "原发票行", over),
+        (4, "原发票行", "a return names itself as its original line"),
+    ]
+    enough = write_csv(
+        tmp_path / "s5.csv", linked, [("R5", "C1", "P1", "2026-01-24", "-2", "-200", "L1")]
+    )
+    with store.work() as session:
+        assert import_sales(session, store.facts, enough, actor=staff("ann"), now=NOW).rows == 1
 
 
 def test_a_product_value_longer_than_its_field_is_refused_by_row(

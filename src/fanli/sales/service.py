@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -505,18 +506,53 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
             pc.and_(linked, pc.greater_equal(table.column("net_amount"), 0))
         ).to_pylist()[:1000]
     ]
-    wanted = pa.table({"link": links, "row_index": pa.array(range(table.num_rows))}).filter(linked)
+    issues += [
+        RowIssue(
+            first_row + index,
+            header_of(table, LINK_COLUMN),
+            "a return names itself as its original line",
+        )
+        for index in pc.indices_nonzero(
+            pc.fill_null(pc.equal(links, table.column("line_id")), False)
+        ).to_pylist()[:1000]
+    ]
+    wanted = pa.table(
+        {
+            "link": links,
+            "row_index": pa.array(range(table.num_rows)),
+            "quantity": table.column("quantity"),
+        }
+    ).filter(linked)
     if wanted.num_rows == 0:
         return issues
     connection = duckdb.connect()
     try:
         connection.register("wanted", wanted)
-        connection.register("incoming", table.select(["line_id"]))
+        connection.register("incoming", table.select(["line_id", "quantity", LINK_COLUMN]))
         listed = sql_list(files)
-        stored = f"UNION ALL SELECT line_id FROM read_parquet([{listed}])" if files else ""
+        stored = (
+            f"UNION ALL SELECT line_id, quantity, {LINK_COLUMN} FROM read_parquet([{listed}])"
+            if files
+            else ""
+        )
+        connection.execute(
+            f"CREATE TEMP TABLE known AS SELECT * FROM (SELECT * FROM incoming {stored})"
+        )
         missing = connection.execute(
-            f"""SELECT w.row_index, w.link FROM wanted w
-            ANTI JOIN (SELECT line_id FROM incoming {stored}) known ON known.line_id = w.link
+            """SELECT w.row_index, w.link FROM wanted w
+            ANTI JOIN known ON known.line_id = w.link
+            ORDER BY w.row_index LIMIT 1000"""
+        ).fetchall()
+        # Every return of a line, stored or new, together takes back at most what it sold.
+        over = connection.execute(
+            f"""WITH returned AS (
+                SELECT {LINK_COLUMN} AS link, -sum(quantity) AS taken FROM known
+                WHERE {LINK_COLUMN} IN (SELECT link FROM wanted) GROUP BY ALL
+            )
+            SELECT w.row_index, w.link, r.taken, o.quantity
+            FROM wanted w JOIN returned r ON r.link = w.link
+            JOIN known o ON o.line_id = w.link AND o.{LINK_COLUMN} IS NULL
+            WHERE r.taken > o.quantity
             ORDER BY w.row_index LIMIT 1000"""
         ).fetchall()
     finally:
@@ -529,7 +565,21 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
         )
         for index, link in missing
     ]
+    issues += [
+        RowIssue(
+            first_row + int(index),
+            header_of(table, LINK_COLUMN),
+            f"the returns of line {link} come to a quantity of {_plain(taken)}, more than "
+            f"the {_plain(sold)} it sold",
+        )
+        for index, link, taken, sold in over
+    ]
     return sorted(issues, key=lambda issue: issue.row or 0)
+
+
+def _plain(quantity: Decimal) -> str:
+    """4 for 4.0000, 2.5 for 2.5000 (never 1E+2)."""
+    return format(quantity.normalize(), "f")
 
 
 def import_sales(
