@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from fanli.audit.models import AuditEvent
 from fanli.customers.models import Customer, GroupMembership
+from fanli.kit.errors import InputError
 from fanli.ledger.dimensions import customer_table
 from fanli.products.models import Product
 from fanli.sales.files import InputFileError
@@ -393,3 +394,16 @@ def test_a_product_value_longer_than_its_field_is_refused_by_row(
         (3, "category", "121 characters; at most 120 are allowed")
     ]
     assert _count(store, ImportBatch.id) == 0
+
+
+def test_a_file_with_a_header_and_no_rows_is_refused(store: Store, tmp_path: Path) -> None:
+    for kind, importer, header in (
+        ("customers", import_customers, ("customer_id", "name")),
+        ("products", import_products, ("product_id", "name")),
+    ):
+        empty = write_csv(tmp_path / f"{kind}.csv", header, [])
+        with store.work() as session, pytest.raises(InputError) as raised:
+            importer(session, store.facts, empty, actor=staff("ann"), now=NOW)
+        assert str(raised.value) == f"file {empty}: the file has no {kind}"
+    assert _count(store, ImportBatch.id) == 0
+    assert _count(store, AuditEvent.seq) == 0

@@ -267,6 +267,8 @@ def import_customers(
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
     stages.begin(Stage.READING)
     table = read_customers(path, mapping=mapping, progress=progress)
+    if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
+        raise InputError.said_at("the file has no customers", file=str(path))
     stages.begin(Stage.CHECKING)
     rows = _text_rows(table, CUSTOMER_FIELDS)
     first = _first_row(path)
@@ -408,6 +410,8 @@ def import_products(
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
     stages.begin(Stage.READING)
     table = read_products(path, mapping=mapping, progress=progress)
+    if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
+        raise InputError.said_at("the file has no products", file=str(path))
     stages.begin(Stage.CHECKING)
     rows = _text_rows(table, PRODUCT_FIELDS)
     too_long = _too_long(rows, _first_row(path), PRODUCT_LENGTHS)
