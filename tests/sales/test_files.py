@@ -324,6 +324,31 @@ def test_a_parquet_column_of_lists_or_a_header_past_the_csv_limit_is_refused(
     )
 
 
+def test_a_moment_with_a_zone_falls_on_the_companys_day(tmp_path: Path) -> None:
+    path = tmp_path / "s.parquet"
+    moments = [
+        dt.datetime(2026, 3, 1, 23, 30, tzinfo=dt.UTC),  # 07:30 on 2 March in Shanghai
+        dt.datetime(2026, 3, 1, 15, 59, tzinfo=dt.UTC),  # 23:59 on 1 March in Shanghai
+    ]
+    pq.write_table(
+        pa.table(
+            {
+                "line_id": ["L1", "L2"],
+                "customer_id": ["C1", "C1"],
+                "product_id": ["P1", "P1"],
+                "invoice_date": pa.array(moments, pa.timestamp("us", tz="UTC")),
+                "quantity": ["1", "1"],
+                "net_amount": ["1", "1"],
+            }
+        ),
+        path,
+    )
+    assert read_sales(path).column("invoice_date").to_pylist() == [
+        dt.date(2026, 3, 2),
+        dt.date(2026, 3, 1),
+    ]
+
+
 def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active

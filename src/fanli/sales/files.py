@@ -36,6 +36,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from openpyxl import load_workbook
 
+from fanli.config import company_zone
 from fanli.engine.facts import (
     CUSTOMER_BUILTINS,
     DATE_COLUMNS,
@@ -411,6 +412,10 @@ def _fast_cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray 
             and pc.any(pc.match_substring(column, "e", ignore_case=True)).as_py()
         ):
             return None
+    if pa.types.is_date(target) and pa.types.is_timestamp(kind) and kind.tz is not None:
+        # A moment with a zone falls on the day it was in the company's zone (23:30 UTC is
+        # the next morning in Shanghai); Arrow takes the day in the type's own zone.
+        column = pc.cast(column, pa.timestamp(kind.unit, tz=company_zone().key))
     try:
         return pc.cast(column, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
