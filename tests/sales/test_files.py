@@ -349,6 +349,20 @@ def test_a_moment_with_a_zone_falls_on_the_companys_day(tmp_path: Path) -> None:
     ]
 
 
+def test_every_row_with_too_few_or_too_many_cells_is_named(tmp_path: Path) -> None:
+    sales = write(
+        tmp_path,
+        "s.csv",
+        HEADER + "L1,C1,P1,2026-03-31,1,1\nL2,C1\n\nL3,C1,P1,2026-03-31,1,1,extra\n",
+    )
+    refused = error_of(sales)
+    assert [(i.row, i.field, i.message) for i in refused.issues] == [
+        (3, None, "this row has 2 cells; the header has 6"),
+        (5, None, "this row has 7 cells; the header has 6"),
+    ]
+    assert refused.total == 2
+
+
 def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active

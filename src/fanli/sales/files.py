@@ -234,14 +234,22 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
         column_types={header: pa.string() for header in headers},
         strings_can_be_null=False,
     )
-    parse_options = pcsv.ParseOptions(newlines_in_values=False)
+    ragged: list[int] = []  # per row whose number of cells differs from the header's
+
+    def count_ragged(_row: Any) -> str:
+        # Arrow reads blocks on several threads and does not know the row's number; counting
+        # them here lets every such row be found and named afterwards.
+        ragged.append(1)
+        return "skip"
+
+    parse_options = pcsv.ParseOptions(newlines_in_values=False, invalid_row_handler=count_ragged)
     total = path.stat().st_size
     with path.open("rb") as raw_stream:
         stream: Any = raw_stream
         if progress is not None:
             stream = io.BufferedReader(_CountingReader(raw_stream, total, str(path), progress))
         try:
-            return pcsv.read_csv(
+            table = pcsv.read_csv(
                 stream,
                 read_options=read_options,
                 parse_options=parse_options,
@@ -251,6 +259,35 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
             if "UTF8" in str(error) and encoding.startswith("utf-8"):
                 raise
             raise _unparsable(error, str(path)) from None
+    if ragged:
+        raise _ragged_rows(path, encoding, len(headers), len(ragged))
+    return table
+
+
+def _ragged_rows(path: Path, encoding: str, expected: int, total: int) -> InputFileError:
+    """Each row whose number of cells is not the header's, by its line (rows never span
+    lines: ``newlines_in_values`` is off, as in Arrow's read)."""
+    issues = []
+    with path.open(encoding=encoding, newline="") as stream:
+        for number, line in enumerate(stream, start=1):
+            if number == 1 or not line.strip():
+                continue  # the header; blank lines are skipped by the read too
+            cells = len(next(csv.reader([line])))
+            if cells != expected:
+                issues.append(
+                    RowIssue.of(
+                        number,
+                        None,
+                        said(
+                            "this row has {cells} cells; the header has {columns}",
+                            cells=cells,
+                            columns=expected,
+                        ),
+                    )
+                )
+                if len(issues) == MAX_ISSUES:
+                    break
+    return InputFileError(issues, file=str(path), total=total)
 
 
 def _check_unique_headers(headers: list[str], source: str) -> None:
