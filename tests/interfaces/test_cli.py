@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from openpyxl import load_workbook
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
+from fanli.interfaces.cli.common import EXIT_REFUSED, ExitError, errors
 from fanli.interfaces.cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -159,3 +163,17 @@ def test_demo_command() -> None:
     assert code == 0, stderr
     assert "SUXIAN-GROUP" in stdout
     assert "Demo:" in stdout
+
+
+def test_a_database_kept_busy_is_one_line_not_a_traceback(capsys) -> None:  # type: ignore[no-untyped-def]
+    locked = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    with pytest.raises(ExitError) as failed, errors():
+        raise locked
+    assert failed.value.code == EXIT_REFUSED
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "error: the database is busy: another Fanli process kept it for over 30 seconds; "
+        "nothing was changed, try again"
+    )
+    other = OperationalError("SELECT ...", {}, sqlite3.OperationalError("no such table: x"))
+    with pytest.raises(OperationalError), errors():
+        raise other  # not a queue: a fault, left to the log

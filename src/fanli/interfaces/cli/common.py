@@ -20,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+from sqlalchemy.exc import OperationalError
 
 from fanli.kit.errors import FanliError, InputError
 from fanli.kit.periods import FIRST_DAY, LAST_DAY
@@ -64,6 +65,15 @@ def errors() -> Iterator[None]:
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         raise fail(f"{where}{error.strerror or error}", EXIT_INPUT) from None
+    except OperationalError as error:
+        if "database is locked" not in str(error.orig):
+            raise
+        # SQLite's writers queue for 30 s (busy_timeout); the transaction rolled back.
+        raise fail(
+            "the database is busy: another Fanli process kept it for over 30 seconds; nothing "
+            "was changed, try again",
+            EXIT_REFUSED,
+        ) from None
 
 
 def run(step: Callable[[], T]) -> T:
