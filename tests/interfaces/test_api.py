@@ -334,6 +334,18 @@ def test_another_customers_object_is_the_same_404_as_a_missing_one(api: Api) -> 
     assert other.status_code == missing.status_code == 404
     assert other.json()["error"] == missing.json()["error"] == "not_found"
     assert other.json()["detail"] == "there is no settlement 2"
+    api.client.cookies.clear()
+    acting = api.client.post(
+        "/api/settlements/99/approvals", headers={**fay, "Idempotency-Key": "x3"}
+    )
+    assert (acting.status_code, acting.json()["detail"]) == (404, "there is no settlement 99")
+    ending = api.client.post(
+        "/api/agreements/NOPE/termination",
+        json={"on": "2026-06-01", "reason": "x"},
+        headers=fay,
+    )
+    assert (ending.status_code, ending.json()["detail"]) == (404, "there is no agreement NOPE")
+    assert api.sign_in("c1").status_code == 200
     assert api.client.get("/api/customers/C2").json() == {
         "error": "not_found",
         "detail": "there is no customer C2",

@@ -382,7 +382,7 @@ def terminate(
     require(actor, Role.SALES, Role.FINANCE, Role.COMPLIANCE, to=said("terminate agreements"))
     agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == code))
     if agreement is None:
-        raise AgreementError.said("there is no agreement {agreement}", agreement=code)
+        raise NotFoundError.said("there is no agreement {agreement}", agreement=code)
     if agreement.status != AgreementStatus.ACTIVE:
         raise AgreementError.said(
             "agreement {code} is {status}, not active",

@@ -36,7 +36,7 @@ from fanli.customers.credit_code import legal_entity_problem
 from fanli.customers.models import BankAccount, Customer
 from fanli.customers.queries import due_diligence_gaps
 from fanli.db.session import Lock, serialize
-from fanli.kit.errors import FanliError, Said, said
+from fanli.kit.errors import FanliError, NotFoundError, Said, said
 from fanli.kit.money import RoundingMode, quantize_money
 from fanli.ledger.models import Account, EntryKind
 from fanli.ledger.postings import Posting, post_entry, signed
@@ -442,7 +442,7 @@ def _settlement(session: Session, settlement_id: int, *, lock: bool = False) -> 
         query = query.with_for_update()
     settlement = session.scalar(query.execution_options(populate_existing=True))
     if settlement is None:
-        raise SettlementError.said("there is no settlement {id}", id=settlement_id)
+        raise NotFoundError.said("there is no settlement {id}", id=settlement_id)
     return settlement
 
 
