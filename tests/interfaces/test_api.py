@@ -263,9 +263,21 @@ def test_tokens_carry_some_roles_and_can_be_revoked(api: Api) -> None:
     too_much = api.client.post(
         "/api/tokens", json={"name": "x", "roles": ["approver"], "days": 1}, headers=csrf
     )
-    assert too_much.status_code == 401  # fay does not hold approver
+    assert (too_much.status_code, too_much.json()["detail"]) == (
+        403,  # signed in, but fay does not hold approver
+        "fay cannot give a token roles they do not hold: approver",
+    )
+    lasting = api.client.post(
+        "/api/tokens", json={"name": "x", "roles": ["finance"], "days": 9999}, headers=csrf
+    )
+    assert lasting.status_code == 422
     token_id = api.client.get("/api/me", headers=bearer).status_code
     assert token_id == 200
+    unknown = api.client.delete("/api/tokens/99999", headers=csrf)
+    assert (unknown.status_code, unknown.json()["detail"]) == (
+        404,
+        "there is no token 99999 of yours",
+    )
     assert api.client.delete("/api/tokens/1", headers=csrf).status_code == 204
     api.client.cookies.clear()
     assert api.client.get("/api/me", headers=bearer).status_code == 401

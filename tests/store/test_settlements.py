@@ -421,6 +421,22 @@ def test_due_diligence_blocks_until_current(store: Store, tmp_path: Path) -> Non
         world.propose(key="dd-1")
     assert "business_licence: never recorded" in str(refused.value)
     assert "blacklist_check: never recorded" in str(refused.value)
+    with store.work() as session, pytest.raises(CustomerError) as ahead:
+        add_due_diligence(  # a check that has not happened cannot clear anything
+            session,
+            "C1",
+            kind=DueDiligenceKind.BUSINESS_LICENCE,
+            passed=True,
+            reference="dated ahead",
+            checked_on=NOW.date() + dt.timedelta(days=1),
+            expires_on=dt.date(2027, 12, 1),
+            actor=world["cora"],
+            now=NOW,
+        )
+    assert str(ahead.value) == (
+        f"a check made on {NOW.date() + dt.timedelta(days=1)} has not been made yet: it is "
+        f"{NOW.date()} today"
+    )
     with store.work() as session:
         for kind in (DueDiligenceKind.BUSINESS_LICENCE, DueDiligenceKind.BLACKLIST_CHECK):
             add_due_diligence(

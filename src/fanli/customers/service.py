@@ -143,6 +143,12 @@ def add_due_diligence(
     ``expires_on``. A failed check is recorded too: it blocks until a later check passes."""
     require(actor, Role.COMPLIANCE, to=said("record due diligence"))
     customer = customer_by_code(session, customer_code)
+    if checked_on > now.date():  # a check is recorded once made, never ahead of it
+        raise CustomerError.said(
+            "a check made on {checked} has not been made yet: it is {today} today",
+            checked=checked_on,
+            today=now.date(),
+        )
     if checked_on >= expires_on:
         raise CustomerError.said(
             "a check made on {checked} must expire after it, not {expires}",

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
 from fanli.audit.service import record
-from fanli.kit.errors import FanliError, InputError, said
+from fanli.kit.errors import FanliError, InputError, NotFoundError, said
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.models import ApiToken, LoginAttempt, User, WebSession
 from fanli.users.queries import as_actor, user_by_code
@@ -481,17 +481,19 @@ def create_token(
     is returned once; only its hash is kept."""
     roles = [Role(role) for role in roles]
     if not roles:
-        raise AuthError.said("a token carries at least one role")
+        raise InputError.said_at("a token carries at least one role", field="roles")
     if not set(roles) <= set(actor.roles):
-        raise AuthError.said(
+        raise PermissionDeniedError.said(
             "{user} cannot give a token roles they do not hold: {roles}",
             user=actor.code,
             roles=tuple(sorted(set(roles) - set(actor.roles))),
         )
     if not 1 <= days <= MAX_TOKEN_DAYS:
-        raise AuthError.said("a token lives between 1 and {days} days", days=MAX_TOKEN_DAYS)
+        raise InputError.said_at(
+            "a token lives between 1 and {days} days", field="days", days=MAX_TOKEN_DAYS
+        )
     if not name.strip():
-        raise AuthError.said("a token needs a name (what uses it)")
+        raise InputError.said_at("a token needs a name (what uses it)", field="name")
     token = "fanli_" + secrets.token_urlsafe(32)
     row = ApiToken(
         token_sha256=digest(token),
@@ -519,7 +521,7 @@ def create_token(
 def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datetime) -> ApiToken:
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != actor.id and not actor.has(Role.ADMINISTRATOR)):
-        raise AuthError.said("there is no token {token} of yours", token=token_id)
+        raise NotFoundError.said("there is no token {token} of yours", token=token_id)
     if row.revoked_at is None:
         row.revoked_at = now
         session.flush()
