@@ -511,6 +511,12 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
         "/api/imports/sales", files={"file": ("march.csv", good)}, headers=fay
     )
     assert (imported.status_code, imported.json()["rows"]) == (201, 1)
+    again = api.client.post("/api/imports/sales", files={"file": ("march.csv", good)}, headers=fay)
+    assert (again.status_code, again.json()["already_imported"], again.json()["batch_id"]) == (
+        200,
+        True,
+        imported.json()["batch_id"],
+    )
     terms = {
         "id": "B1",
         "term": {"start": "2026-01-01", "end": "2027-01-01"},

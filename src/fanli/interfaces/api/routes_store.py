@@ -173,11 +173,13 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
     access: Authorized,
     session: Db,
     store: Facts,
+    response: Response,
     report: Annotated[str | None, Query(pattern="^(csv|xlsx)$")] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> ImportOut | Response:
     """Import a file: all rows or none. A refused file answers 422 listing every bad row, or
-    with ``report=csv|xlsx`` the same list as a file to download."""
+    with ``report=csv|xlsx`` the same list as a file to download. A file imported before
+    answers 200 with ``already_imported`` and its batch: nothing was created."""
     name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name)[:120] or "upload"
     importer = {
         BatchKind.CUSTOMERS: import_customers,
@@ -223,6 +225,8 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
             if bad.file != str(path):
                 raise
             raise bad.naming(name) from None  # the sender's name, not the server's copy
+    if outcome.already_imported:
+        response.status_code = 200
     return ImportOut(
         batch_id=outcome.batch_id,
         kind=outcome.kind,
