@@ -17,10 +17,12 @@ from fanli.kit.errors import InputError
 from fanli.ledger.dimensions import customer_table
 from fanli.products.models import Product
 from fanli.sales.files import InputFileError
-from fanli.sales.models import ImportBatch
+from fanli.sales.mapping import ColumnMapping, mapping_from_data
+from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.service import (
     BatchError,
     IdempotencyConflictError,
+    ImportOutcome,
     import_customers,
     import_products,
     import_sales,
@@ -407,3 +409,37 @@ def test_a_file_with_a_header_and_no_rows_is_refused(store: Store, tmp_path: Pat
         assert str(raised.value) == f"file {empty}: the file has no {kind}"
     assert _count(store, ImportBatch.id) == 0
     assert _count(store, AuditEvent.seq) == 0
+
+
+def test_a_file_read_through_a_wrong_mapping_can_come_again_through_the_right_one(
+    store: Store, tmp_path: Path
+) -> None:
+    _masters(store, tmp_path)
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net", "gross")
+    path = write_csv(
+        tmp_path / "s.csv", header, [("L1", "C1", "P1", "2026-01-10", "1", "100.00", "113.00")]
+    )
+    wrong = mapping_from_data({"net_amount": "gross"}, source="wrong.yaml")
+    right = mapping_from_data({"net_amount": "net", "gross_amount": "gross"}, source="right.yaml")
+
+    def imported(mapping: ColumnMapping) -> ImportOutcome:
+        with store.work() as session:
+            return import_sales(
+                session, store.facts, path, actor=staff("ann"), now=NOW, mapping=mapping
+            )
+
+    first = imported(wrong)
+    assert imported(wrong) == ImportOutcome(first.batch_id, BatchKind.SALES, 1, True)
+    with store.work() as session:
+        void_batch(
+            session, first.batch_id, reason="net read from gross", actor=staff("ann"), now=NOW
+        )
+    with pytest.raises(BatchError, match="through a corrected column mapping"):
+        imported(wrong)
+    second = imported(right)
+    assert (second.already_imported, second.rows) == (False, 1)
+    with store.work() as session:
+        name = session.get(ImportBatch, second.batch_id).facts_file  # type: ignore[union-attr]
+    assert duckdb.sql(
+        f"SELECT net_amount, gross_amount FROM '{store.facts.path(str(name))}'"
+    ).fetchall() == [(Decimal("100.0000"), Decimal("113.0000"))]

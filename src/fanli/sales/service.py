@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -45,7 +46,7 @@ from fanli.sales.files import (
     read_products,
     read_sales,
 )
-from fanli.sales.mapping import ColumnMapping
+from fanli.sales.mapping import ColumnMapping, FileKind
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.store import LINK_COLUMN, FactStore
 from fanli.users.actor import Actor, Role, require
@@ -108,6 +109,23 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def import_hash(path: Path, kind: BatchKind, mapping: ColumnMapping | None) -> str:
+    """What recognises an import again: the file's sha256, or, when a column mapping reads
+    it, the sha256 of the file's and the mapping's. The same file read through another
+    mapping is another import: a batch stored through a wrong mapping, once voided, can be
+    imported again through the right one."""
+    content = file_hash(path)
+    if mapping is None:
+        return content
+    used: dict[str, Any] = {"columns": mapping.for_kind(FileKind(kind.value))}
+    if kind is BatchKind.SALES:
+        used["document_types"] = mapping.document_types
+    if not any(used.values()):
+        return content  # a mapping with nothing for this kind reads the file as none does
+    both = json.dumps([content, used], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(both.encode("utf-8")).hexdigest()
+
+
 def _first_row(path: Path) -> int:
     """The row number of the first record as the user sees it (CSV/Excel: after the header)."""
     return 1 if path.suffix.lower() in PARQUET_SUFFIXES else 2
@@ -139,7 +157,7 @@ def _previous(
     if same.status == BatchStatus.VOIDED:
         raise BatchError.said(
             "this file was imported as batch {batch}, which was voided; a voided batch is not "
-            "restored: import a corrected file",
+            "restored: import a corrected file, or this one through a corrected column mapping",
             batch=same.id,
         )
     return ImportOutcome(same.id, kind, same.rows, already_imported=True)
@@ -260,7 +278,7 @@ def import_customers(
 ) -> ImportOutcome:
     """Add new customers and update changed ones from a file; all rows or none."""
     require(actor, Role.FINANCE, to=said("import customers"))
-    content_hash = file_hash(path)
+    content_hash = import_hash(path, BatchKind.CUSTOMERS, mapping)
     repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
@@ -403,7 +421,7 @@ def import_products(
 ) -> ImportOutcome:
     """Add new products and update changed ones from a file; all rows or none."""
     require(actor, Role.FINANCE, to=said("import products"))
-    content_hash = file_hash(path)
+    content_hash = import_hash(path, BatchKind.PRODUCTS, mapping)
     repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
@@ -605,7 +623,7 @@ def import_sales(
     require(actor, Role.FINANCE, to=said("import sales"))
     # Two imports at once could each find the other's line ids not yet stored.
     serialize(session, Lock.SALES_IMPORT)
-    content_hash = file_hash(path)
+    content_hash = import_hash(path, BatchKind.SALES, mapping)
     repeated = _previous(session, BatchKind.SALES, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
