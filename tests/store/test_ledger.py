@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from fanli.agreements.service import AgreementError, add_version, terminate
 from fanli.agreements.terms import Agreement
+from fanli.kit.errors import InputError
 from fanli.ledger.export import ChartOfAccounts, export_gl
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
 from fanli.ledger.periods import PeriodError, close_period
@@ -558,3 +559,33 @@ def test_two_runs_at_once_post_once(store: Store, tmp_path: Path) -> None:
         thread.join()
     assert sorted(outcome.net_change for outcome in outcomes) == [D(0), D("20.0000")]
     assert _held(store) == {("C1", 1): D("20.0000")}
+
+
+def test_a_run_never_takes_a_day_to_come_and_the_routine_never_goes_back(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"))
+    tomorrow = NOW.date() + dt.timedelta(days=1)
+    with store.work() as session, pytest.raises(InputError) as ahead:
+        accrue(session, store.facts, as_of=tomorrow, actor=staff("fin"), now=NOW)
+    assert str(ahead.value) == (
+        f"field 'as_of': {tomorrow} has not come yet; an accrual runs as of today or earlier."
+    )
+    with store.work() as session:
+        assert session.scalar(select(func.count(AccrualRun.id))) == 0
+    _accrue(store, "2026-03-31")
+    with store.work() as session, pytest.raises(InputError) as back:
+        accrue(
+            session,
+            store.facts,
+            as_of=dt.date(2026, 3, 15),
+            actor=staff("fin"),
+            now=NOW,
+            routine=True,
+        )
+    assert str(back.value) == (
+        "field 'as_of': The last run was as of 2026-03-31; a run as of 2026-03-15 would reverse "
+        "what it accrued since."
+    )
+    assert _accrue(store, "2026-03-15").net_change == Decimal("0.00")  # a deliberate rerun

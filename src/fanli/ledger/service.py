@@ -488,8 +488,12 @@ def accrue(
     actor: Actor,
     now: dt.datetime,
     progress: ProgressHook | None = None,
+    routine: bool = False,
 ) -> RunSummary:
-    """One accrual run as of ``as_of`` over every active agreement version."""
+    """One accrual run as of ``as_of`` over every active agreement version. Any day up to
+    today: a day still to come would accrue sales not yet made and end agreements early.
+    ``routine`` (the pages' run) also refuses a day before the last run, checked under the
+    run's lock, so two runs queued one after the other cannot reverse each other."""
     require(actor, Role.FINANCE, to="run accruals")
     if not FIRST_DAY <= as_of <= LAST_DAY:
         raise InputError.said_at(
@@ -504,6 +508,14 @@ def accrue(
     serialize(session, Lock.ACCRUAL)
     # Before any audit event (the chain's lock comes last): no period closes during the run.
     serialize(session, Lock.PERIODS, shared=True)
+    if routine:
+        check_routine_day(session, as_of, today=now.date())
+    elif as_of > now.date():
+        raise InputError.said_at(
+            "{day} has not come yet; an accrual runs as of today or earlier.",
+            field="as_of",
+            day=as_of,
+        )
     stages.begin(Stage.EXPIRING)
     expire_ended(session, as_of=as_of, actor=actor, now=now)
     stages.begin(Stage.PLANNING)

@@ -338,8 +338,14 @@ def run_accrual(
 
     def work(progress: ProgressHook) -> Outcome:
         with unit_of_work(sessions) as session:
-            summary = accrue(
-                session, facts, as_of=as_of, actor=actor, now=company_now(), progress=progress
+            summary = accrue(  # the day checked again, under the run's lock
+                session,
+                facts,
+                as_of=as_of,
+                actor=actor,
+                now=company_now(),
+                progress=progress,
+                routine=True,
             )
         return {"summary": summary}
 
