@@ -26,7 +26,7 @@ from fanli.audit.service import record
 from fanli.db.session import Lock, LockOrderError, serialize
 from fanli.kit.errors import FanliError
 from fanli.ledger.models import AccountingPeriod, JournalEntry
-from fanli.ledger.periods import PeriodError, close_period
+from fanli.ledger.periods import PeriodError, close_period, ensure_period
 from fanli.sales.models import ImportBatch
 from fanli.sales.service import void_batch
 from store.builders import staff
@@ -246,3 +246,17 @@ def test_the_audit_chains_lock_is_taken_last(store: Store) -> None:
             serialize(session, Lock.ACCRUAL)
     with store.work() as session:  # a new transaction holds nothing
         serialize(session, Lock.ACCRUAL)
+
+
+def test_two_first_uses_of_a_month_open_it_once(store: Store) -> None:
+    first = store.sessions()
+    first.begin()
+    opened = ensure_period(first, dt.date(2026, 5, 20))
+    second = _InThread(
+        lambda: _in_unit(store, lambda s, _who: ensure_period(s, dt.date(2026, 5, 1)).id, "fay")
+    )
+    assert second.waits()
+    first.commit()
+    first.close()
+    second.finish()
+    assert (second.refusal, second.result) == (None, opened.id)

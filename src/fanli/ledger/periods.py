@@ -6,6 +6,8 @@ import datetime as dt
 import re
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from fanli.audit.service import record
@@ -49,14 +51,21 @@ def parse_code(code: str) -> dt.date:
 def ensure_period(session: Session, day: dt.date) -> AccountingPeriod:
     """The accounting period containing ``day``, opened if it does not exist yet."""
     code = month_code(day)
-    period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == code))
+    find = select(AccountingPeriod).where(AccountingPeriod.code == code)
+    period = session.scalar(find)
     if period is None:
+        # A run and a payout may both open a new month at once (both hold the periods' lock
+        # shared): the second insert waits for the first and then does nothing, where a plain
+        # insert would fail on the unique code.
         start = day.replace(day=1)
-        period = AccountingPeriod(
-            code=code, start=start, end=add_months(start, 1), status=PeriodStatus.OPEN
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(AccountingPeriod)
+            .values(code=code, start=start, end=add_months(start, 1), status=PeriodStatus.OPEN)
+            .on_conflict_do_nothing(index_elements=["code"])
         )
-        session.add(period)
-        session.flush()
+        period = session.scalars(find).one()
     return period
 
 
