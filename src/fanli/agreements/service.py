@@ -380,7 +380,13 @@ def terminate(
 ) -> AgreementRecord:
     """End an agreement early: sales dated on or after ``on`` no longer count."""
     require(actor, Role.SALES, Role.FINANCE, Role.COMPLIANCE, to=said("terminate agreements"))
-    agreement = session.scalar(select(AgreementRecord).where(AgreementRecord.code == code))
+    # Locked and read fresh: a second termination waits for the first, then finds it ended.
+    agreement = session.scalar(
+        select(AgreementRecord)
+        .where(AgreementRecord.code == code)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if agreement is None:
         raise NotFoundError.said("there is no agreement {agreement}", agreement=code)
     if agreement.status != AgreementStatus.ACTIVE:

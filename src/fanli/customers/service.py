@@ -99,7 +99,8 @@ def verify_account(
 ) -> BankAccount:
     """Verify a registered account (the checker): someone other than who registered it."""
     require(actor, Role.FINANCE, Role.COMPLIANCE, to=said("verify bank accounts"))
-    account = session.get(BankAccount, account_id)
+    # Locked and read fresh: a second verification waits for the first, then finds it done.
+    account = session.get(BankAccount, account_id, with_for_update=True, populate_existing=True)
     if account is None:
         raise CustomerError.said("there is no bank account {id}", id=account_id)
     if account.verified_by is not None:

@@ -144,7 +144,7 @@ def run_audit(
 
 
 def _finding(session: Session, finding_id: int) -> Finding:
-    found = session.get(Finding, finding_id, with_for_update=True)
+    found = session.get(Finding, finding_id, with_for_update=True, populate_existing=True)
     if found is None:
         raise NotFoundError.said("there is no finding {finding}", finding=finding_id)
     return found

@@ -1,10 +1,11 @@
-"""Closing accounting periods beside runs, voids and other closes, on both databases.
+"""State changes that meet at once, on both databases.
 
 A close waits for a run that is posting, and a run waits for a close in progress, so a closed
 period never receives an entry after its close, and a late sale for it is always posted as an
-adjustment in an open period after it. Two closes of one period, or two voids of one batch,
-make one change and one audit event. Periods close in order. On SQLite every writer queues
-anyway; on PostgreSQL the accounting-period lock and row locks keep the same order.
+adjustment in an open period after it. The same change made twice at once (a close, a void, a
+termination, a verification, the first use of a month) happens once, with one audit event; the
+second finds it done. Periods close in order. On SQLite every writer queues anyway; on
+PostgreSQL the accounting-period lock and row locks keep the same order.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import fanli.ledger.service as ledger_service
+from fanli.agreements.service import terminate
 from fanli.audit.models import AuditEvent
 from fanli.audit.service import record
 from fanli.db.session import Lock, LockOrderError, serialize
@@ -260,3 +262,20 @@ def test_two_first_uses_of_a_month_open_it_once(store: Store) -> None:
     first.close()
     second.finish()
     assert (second.refusal, second.result) == (None, opened.id)
+
+
+def test_two_terminations_of_one_agreement_make_one(store: Store, tmp_path: Path) -> None:
+    _setup(store, tmp_path)
+    second = _twice(
+        store,
+        lambda session, who: terminate(
+            session,
+            "A1",
+            on=dt.date(2026, 7, 1),
+            reason=f"ended by {who}",
+            actor=staff(who),
+            now=NOW,
+        ),
+    )
+    assert str(second.refusal) == "agreement A1 is terminated, not active"
+    assert _events(store, "agreement.terminated") == [("agreement.terminated", "A1", "fin")]
