@@ -4,9 +4,12 @@ would stop (an inserted event that links properly needs the unique prev_hash dro
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fanli.audit.verifier import GENESIS, Break, event_hash, first_break
+import pytest
+
+from fanli.audit.verifier import GENESIS, Break, event_hash, first_break, read_checkpoints
 
 
 def _chain(size: int) -> list[dict[str, Any]]:
@@ -95,3 +98,15 @@ def test_each_edit_is_named_and_explained() -> None:
 
     unreadable = [*chain[:1], {**chain[1], "unreadable": "bad JSON"}, *chain[2:]]
     assert first_break(unreadable) == Break(2, "changed: bad JSON")
+
+
+def test_a_checkpoint_file_that_is_not_text_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.jsonl"
+    path.write_bytes(b"\xff\xfe{}\n")
+    with pytest.raises(ValueError, match="not UTF-8 text, so not a checkpoint file") as raised:
+        read_checkpoints(path)
+    assert str(raised.value) == f"{path}: not UTF-8 text, so not a checkpoint file"
+    path.write_text('{"tree_size": 1}\nnot json\n', "utf-8")
+    with pytest.raises(ValueError, match="not JSON") as raised:
+        read_checkpoints(path)
+    assert str(raised.value) == f"{path}, line 2: not JSON (Expecting value)"

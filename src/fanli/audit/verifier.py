@@ -226,7 +226,11 @@ def load_public_key(pem: bytes) -> Ed25519PublicKey:
 def read_checkpoints(path: Path) -> list[dict[str, Any]]:
     """The checkpoints in a checkpoint file: one JSON object per line."""
     found = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text, so not a checkpoint file") from error
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 found.append(json.loads(line))
