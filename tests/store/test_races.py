@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import fanli.ledger.service as ledger_service
-from fanli.agreements.service import terminate
+from fanli.agreements.models import AgreementRecord
+from fanli.agreements.service import add_version, terminate
 from fanli.audit.models import AuditEvent
 from fanli.audit.service import record
 from fanli.db.session import Lock, LockOrderError, serialize
@@ -31,9 +32,11 @@ from fanli.ledger.models import AccountingPeriod, JournalEntry
 from fanli.ledger.periods import PeriodError, close_period, ensure_period
 from fanli.sales.models import ImportBatch
 from fanli.sales.service import void_batch
-from store.builders import staff
+from fanli.users.service import delegate, disable_user, revoke_delegation
+from store.builders import activate, people, percent_agreement, staff
 from store.conftest import NOW, Store
 from store.test_ledger import _accrue, _sales, _setup
+from store.test_settlements import _world
 
 WAIT = 10.0  # seconds a step may take before the test gives up on it
 BLOCKED = 0.5  # how long a waiting thread is given to show it waits
@@ -279,3 +282,85 @@ def test_two_terminations_of_one_agreement_make_one(store: Store, tmp_path: Path
     )
     assert str(second.refusal) == "agreement A1 is terminated, not active"
     assert _events(store, "agreement.terminated") == [("agreement.terminated", "A1", "fin")]
+
+
+def test_a_run_that_expires_an_agreement_and_a_payout_both_open_the_month(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = _world(store, tmp_path)
+    settlement = world.propose()
+    assert world.approve(settlement, "amy") == "approved"
+    with store.work() as session:  # its term has ended: the run expires it, with an event
+        ended = add_version(
+            session, percent_agreement("A2", end="2026-07-01"), actor=staff("ann"), now=NOW
+        )
+        activate(session, ended.id, now=NOW)
+    world.sales(("L9", "C2", "P1", "2026-10-11", "1", "500.00"))  # the run has a delta
+    at_post, go_on = threading.Event(), threading.Event()
+    post = ledger_service._post
+
+    def pause_then_post(*args: Any, **kwargs: Any) -> Any:
+        at_post.set()
+        assert go_on.wait(WAIT)
+        return post(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_service, "_post", pause_then_post)
+    run = _InThread(lambda: world.accrue(NOW.date().isoformat()))
+    assert at_post.wait(WAIT)
+    pay = _InThread(lambda: world.pay(settlement, document_number="CN-1", key="k1"))
+    assert pay.waits()  # for the run, which holds the audit chain since its expiry event
+    go_on.set()
+    run.finish()
+    pay.finish()
+    assert (run.refusal, pay.refusal) == (None, None)
+    with store.work() as session:
+        months = session.scalars(select(AccountingPeriod.code).order_by(AccountingPeriod.code))
+        assert list(months) == ["2026-03", "2026-11"]
+
+
+def test_a_run_does_not_overwrite_a_termination_made_meanwhile(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path, percent_agreement("A2", end="2026-11-27"))
+    terminating = store.sessions()
+    terminating.begin()
+    terminate(
+        terminating, "A2", on=dt.date(2026, 11, 20), reason="breach", actor=staff("fin"), now=NOW
+    )
+    run = _InThread(lambda: _accrue(store, NOW.date().isoformat()))
+    assert run.waits()  # on the agreement's row
+    terminating.commit()
+    terminating.close()
+    run.finish()
+    with store.work() as session:
+        status = session.scalar(select(AgreementRecord.status).where(AgreementRecord.code == "A2"))
+        assert status == "terminated"
+    assert _events(store, "agreement.expired") == []
+
+
+def test_two_disablings_of_a_user_or_revocations_of_a_delegation_make_one(store: Store) -> None:
+    with store.work() as session:
+        people(session, NOW)
+        granted = delegate(
+            session,
+            delegator="amy",
+            delegate_to="abe",
+            valid_from=NOW.date(),
+            valid_to=NOW.date() + dt.timedelta(days=30),
+            reason="leave",
+            actor=staff("admin"),
+            now=NOW,
+        ).id
+    second = _twice(
+        store,
+        lambda session, who: disable_user(
+            session, "sam", reason=f"left ({who})", actor=staff(who), now=NOW
+        ),
+    )
+    assert str(second.refusal) == "user sam is disabled already"
+    assert _events(store, "user.disabled") == [("user.disabled", "sam", "fin")]
+    second = _twice(
+        store, lambda session, who: revoke_delegation(session, granted, actor=staff(who), now=NOW)
+    )
+    assert str(second.refusal) == f"delegation {granted} is revoked already"
+    assert [a for _, _, a in _events(store, "user.delegation.revoked")] == ["fin"]

@@ -433,6 +433,10 @@ def expire_ended(session: Session, *, as_of: dt.date, actor: Actor, now: dt.date
             & (AgreementVersion.version == latest.c.version),
         )
         .where(AgreementRecord.status == AgreementStatus.ACTIVE)
+        # Locked and read fresh: a termination committed meanwhile is seen (the row is no
+        # longer active) instead of being overwritten by the expiry.
+        .with_for_update(of=AgreementRecord)
+        .execution_options(populate_existing=True)
     ).all()
     changes = []
     for agreement, version in rows:

@@ -516,6 +516,10 @@ def accrue(
             field="as_of",
             day=as_of,
         )
+    # The month the run posts in is opened now, before the run's first audit event (an
+    # expired agreement's): opening it may wait for a payout opening it too, and that payout
+    # waits for the audit chain's lock, which the run would otherwise hold by then.
+    posting_period(session, as_of)
     stages.begin(Stage.EXPIRING)
     expire_ended(session, as_of=as_of, actor=actor, now=now)
     stages.begin(Stage.PLANNING)

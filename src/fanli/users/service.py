@@ -108,6 +108,8 @@ def disable_user(
 ) -> User:
     require(actor, Role.ADMINISTRATOR, to=said("disable users"))
     user = user_by_code(session, code)
+    # Locked and read fresh: a second disabling waits for the first, then finds it done.
+    session.refresh(user, with_for_update=True)
     if not user.active:
         raise UserError.said("user {user} is disabled already", user=code)
     if not reason.strip():
@@ -219,7 +221,8 @@ def delegate(
 def revoke_delegation(
     session: Session, delegation_id: int, *, actor: Actor, now: dt.datetime
 ) -> Delegation:
-    grant = session.get(Delegation, delegation_id)
+    # Locked and read fresh: a second revocation waits for the first, then finds it done.
+    grant = session.get(Delegation, delegation_id, with_for_update=True, populate_existing=True)
     if grant is None:
         raise UserError.said("there is no delegation {delegation}", delegation=delegation_id)
     delegator = session.get(User, grant.delegator_id)
