@@ -444,6 +444,19 @@ def test_days_and_periods_outside_the_calendar_are_a_422(api: Api) -> None:
     with unit_of_work(api.sessions) as session:
         codes = session.scalars(text("SELECT code FROM accounting_period ORDER BY code")).all()
         assert codes == ["2026-03"]  # the run's, and no other
+    # The end of a check may be the calendar's last day, meaning "never".
+    cora = {"Authorization": f"Bearer {api.token('cora', ['compliance'])}"}
+    never = api.client.post(
+        "/api/customers/C1/due-diligence",
+        json={
+            "kind": "business_licence",
+            "reference": "营业执照 (no end)",
+            "checked_on": "2026-11-01",
+            "expires_on": "9999-12-31",
+        },
+        headers=cora,
+    )
+    assert (never.status_code, never.json()["expires_on"]) == (201, "9999-12-31")
 
 
 def test_an_amount_is_written_one_way_only(api: Api) -> None:

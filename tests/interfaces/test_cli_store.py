@@ -224,3 +224,9 @@ def test_an_output_never_overwrites_an_input_and_ids_stay_in_range(cli, tmp_path
     code, _, err = cli("batch", "void", "99999999999999999999", "--reason", "x", "--as", "fay")
     assert code == 2
     assert "2147483647" in err
+    code, _, err = cli("settlement", "pay", "1", "--account", "10" * 10, "--as", "fay")
+    assert code == 2
+    assert "2147483647" in err
+    code, _, err = cli("period", "close", "\uff12\uff10\uff12\uff16-\uff10\uff13", "--as", "fay")
+    assert code == 2
+    assert "is not an accounting period (YYYY-MM)" in err  # full-width digits are not digits here

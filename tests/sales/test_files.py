@@ -361,6 +361,13 @@ def test_every_row_with_too_few_or_too_many_cells_is_named(tmp_path: Path) -> No
         (5, None, "this row has 7 cells; the header has 6"),
     ]
     assert refused.total == 2
+    # A line of spaces is a row of one cell to Arrow, and to the scan that names it.
+    spaces = write(
+        tmp_path, "w.csv", HEADER + "L1,C1,P1,2026-03-31,1,1\n   \nL2,C1,P1,2026-03-31,1,1\n"
+    )
+    assert [(i.row, i.message) for i in error_of(spaces).issues] == [
+        (3, "this row has 1 cells; the header has 6")
+    ]
 
 
 def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:

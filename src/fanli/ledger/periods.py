@@ -29,7 +29,7 @@ def month_code(day: dt.date) -> str:
 def parse_code(code: str) -> dt.date:
     """The first day of the month a period code (``2026-03``) names; four digits of year, two
     of month, within the days Fanli keeps (``26-03`` would be the year 26)."""
-    written = re.fullmatch(r"(\d{4})-(\d{2})", code)
+    written = re.fullmatch(r"([0-9]{4})-([0-9]{2})", code)  # not \d: other scripts' digits
     try:
         if written is None:
             raise ValueError(code)

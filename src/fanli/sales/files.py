@@ -234,15 +234,17 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
         column_types={header: pa.string() for header in headers},
         strings_can_be_null=False,
     )
-    ragged: list[int] = []  # per row whose number of cells differs from the header's
+    ragged: list[int] = []  # set when a row's number of cells differs from the header's
 
-    def count_ragged(_row: Any) -> str:
-        # Arrow reads blocks on several threads and does not know the row's number; counting
-        # them here lets every such row be found and named afterwards.
+    def stop_at_ragged(_row: Any) -> str:
+        # Arrow reads blocks on several threads and does not know the row's number: the read
+        # stops at the first such row, and the file is scanned once more to name them all
+        # (carrying on would call back into Python for every row of a file with one comma too
+        # many on each line).
         ragged.append(1)
-        return "skip"
+        return "error"
 
-    parse_options = pcsv.ParseOptions(newlines_in_values=False, invalid_row_handler=count_ragged)
+    parse_options = pcsv.ParseOptions(newlines_in_values=False, invalid_row_handler=stop_at_ragged)
     total = path.stat().st_size
     with path.open("rb") as raw_stream:
         stream: Any = raw_stream
@@ -256,38 +258,48 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
                 convert_options=convert_options,
             )
         except pa.ArrowInvalid as error:
+            if ragged:
+                raise _ragged_rows(path, encoding, len(headers)) from None
             if "UTF8" in str(error) and encoding.startswith("utf-8"):
                 raise
             raise _unparsable(error, str(path)) from None
-    if ragged:
-        raise _ragged_rows(path, encoding, len(headers), len(ragged))
     return table
 
 
-def _ragged_rows(path: Path, encoding: str, expected: int, total: int) -> InputFileError:
-    """Each row whose number of cells is not the header's, by its line (rows never span
-    lines: ``newlines_in_values`` is off, as in Arrow's read)."""
-    issues = []
+def _ragged_rows(path: Path, encoding: str, expected: int) -> InputError:
+    """Each row whose number of cells is not the header's, by its line."""
+    issues: list[RowIssue] = []
+    total = 0
     with path.open(encoding=encoding, newline="") as stream:
-        for number, line in enumerate(stream, start=1):
-            if number == 1 or not line.strip():
-                continue  # the header; blank lines are skipped by the read too
-            cells = len(next(csv.reader([line])))
-            if cells != expected:
+        rows = csv.reader(stream)
+        next(rows, None)  # the header
+        for cells in _readable(rows):
+            if not cells or len(cells) == expected:
+                continue  # empty lines are skipped by Arrow's read too
+            total += 1
+            if len(issues) < MAX_ISSUES:  # the rest are counted
                 issues.append(
                     RowIssue.of(
-                        number,
+                        rows.line_num,
                         None,
                         said(
                             "this row has {cells} cells; the header has {columns}",
-                            cells=cells,
+                            cells=len(cells),
                             columns=expected,
                         ),
                     )
                 )
-                if len(issues) == MAX_ISSUES:
-                    break
+    if not issues:  # the two readers disagree on a row: still a refusal, never an IndexError
+        return InputError.said_at("a row has more or fewer cells than the header", file=str(path))
     return InputFileError(issues, file=str(path), total=total)
+
+
+def _readable(rows: Iterator[list[str]]) -> Iterator[list[str]]:
+    """The rows the csv module can read, up to one it cannot (a cell over 128 KiB)."""
+    try:
+        yield from rows
+    except csv.Error:
+        return
 
 
 def _check_unique_headers(headers: list[str], source: str) -> None:
@@ -452,7 +464,13 @@ def _fast_cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray 
     if pa.types.is_date(target) and pa.types.is_timestamp(kind) and kind.tz is not None:
         # A moment with a zone falls on the day it was in the company's zone (23:30 UTC is
         # the next morning in Shanghai); Arrow takes the day in the type's own zone.
-        column = pc.cast(column, pa.timestamp(kind.unit, tz=company_zone().key))
+        try:
+            column = pc.cast(column, pa.timestamp(kind.unit, tz=company_zone().key))
+        except pa.ArrowInvalid as error:  # no time zone database where Arrow looks
+            raise InputError.said_at(
+                "the times cannot be put in the company's time zone ({problem})",
+                problem=str(error),
+            ) from None
     try:
         return pc.cast(column, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -585,6 +603,8 @@ def _range_flag(checker: _Checker, dates: pa.ChunkedArray, name: str) -> None:
         pc.less(dates, pa.scalar(FIRST_DAY, pa.date32())),
         pc.greater(dates, pa.scalar(LAST_DAY, pa.date32())),
     )
+    if not pc.any(pc.fill_null(outside, False)).as_py():
+        return  # the usual case: no day's text is made
     header = checker.columns.header(name)  # as the file names the column
     checker.flag(
         outside,

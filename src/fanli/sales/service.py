@@ -512,39 +512,29 @@ def _lines_already_stored(
 
 
 def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[RowIssue]:
-    """Rows that name an original line which is neither in the file nor stored, or that name
-    one without being a return (a negative amount)."""
+    """Rows that name an original line which is neither in the file nor stored, that name one
+    without being a return (a negative amount) or name themselves, and returns that together
+    take back more of a line than it sold."""
     if LINK_COLUMN not in table.column_names:
         return []
     links = table.column(LINK_COLUMN)
     linked = pc.is_valid(links)
+    column = header_of(table, LINK_COLUMN)
+    not_returns = pc.and_(linked, pc.greater_equal(table.column("net_amount"), 0))
+    themselves = pc.fill_null(pc.equal(links, table.column("line_id")), False)
     issues = [
-        RowIssue(
+        RowIssue.of(
             first_row + index,
-            header_of(table, LINK_COLUMN),
-            "only a return (negative net amount) names an original line",
+            column,
+            said("only a return (negative net amount) names an original line"),
         )
-        for index in pc.indices_nonzero(
-            pc.and_(linked, pc.greater_equal(table.column("net_amount"), 0))
-        ).to_pylist()[:1000]
+        for index in pc.indices_nonzero(not_returns).to_pylist()[:1000]
     ]
     issues += [
-        RowIssue(
-            first_row + index,
-            header_of(table, LINK_COLUMN),
-            "a return names itself as its original line",
-        )
-        for index in pc.indices_nonzero(
-            pc.fill_null(pc.equal(links, table.column("line_id")), False)
-        ).to_pylist()[:1000]
+        RowIssue.of(first_row + index, column, said("a return names itself as its original line"))
+        for index in pc.indices_nonzero(themselves).to_pylist()[:1000]
     ]
-    wanted = pa.table(
-        {
-            "link": links,
-            "row_index": pa.array(range(table.num_rows)),
-            "quantity": table.column("quantity"),
-        }
-    ).filter(linked)
+    wanted = pa.table({"link": links, "row_index": pa.array(range(table.num_rows))}).filter(linked)
     if wanted.num_rows == 0:
         return issues
     connection = duckdb.connect()
@@ -557,8 +547,13 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
             if files
             else ""
         )
+        # Only the lines the returns name, and the returns of those lines: not every line
+        # stored (millions, where the returns name a few).
         connection.execute(
-            f"CREATE TEMP TABLE known AS SELECT * FROM (SELECT * FROM incoming {stored})"
+            f"""CREATE TEMP TABLE known AS
+            SELECT * FROM (SELECT * FROM incoming {stored})
+            WHERE line_id IN (SELECT link FROM wanted)
+               OR {LINK_COLUMN} IN (SELECT link FROM wanted)"""
         )
         missing = connection.execute(
             """SELECT w.row_index, w.link FROM wanted w
@@ -569,7 +564,7 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
         over = connection.execute(
             f"""WITH returned AS (
                 SELECT {LINK_COLUMN} AS link, -sum(quantity) AS taken FROM known
-                WHERE {LINK_COLUMN} IN (SELECT link FROM wanted) GROUP BY ALL
+                WHERE {LINK_COLUMN} IS NOT NULL GROUP BY ALL
             )
             SELECT w.row_index, w.link, r.taken, o.quantity
             FROM wanted w JOIN returned r ON r.link = w.link
@@ -580,19 +575,22 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
     finally:
         connection.close()
     issues += [
-        RowIssue(
-            first_row + int(index),
-            header_of(table, LINK_COLUMN),
-            f"original line {link} is not stored",
+        RowIssue.of(
+            first_row + int(index), column, said("original line {line} is not stored", line=link)
         )
         for index, link in missing
     ]
     issues += [
-        RowIssue(
+        RowIssue.of(
             first_row + int(index),
-            header_of(table, LINK_COLUMN),
-            f"the returns of line {link} come to a quantity of {_plain(taken)}, more than "
-            f"the {_plain(sold)} it sold",
+            column,
+            said(
+                "the returns of line {line} come to a quantity of {taken}, more than the "
+                "{sold} it sold",
+                line=link,
+                taken=_plain(taken),
+                sold=_plain(sold),
+            ),
         )
         for index, link, taken, sold in over
     ]

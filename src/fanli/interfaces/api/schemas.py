@@ -60,6 +60,9 @@ MoneyIn = Annotated[
 
 # A day a request may name: one Fanli keeps (a year 1 or 9999 is refused, not computed with).
 Day = Annotated[dt.date, Field(ge=FIRST_DAY, le=LAST_DAY)]
+# The end of a validity or of a check may be the calendar's last day, meaning "never": it is
+# only compared with, never computed with.
+Until = Annotated[dt.date, Field(ge=FIRST_DAY)]
 
 
 class Shape(BaseModel):
@@ -311,7 +314,7 @@ class DueDiligenceIn(Shape):
     passed: bool = True
     reference: str = Field(min_length=1, max_length=200)
     checked_on: Day
-    expires_on: Day
+    expires_on: Until
     note: str = Field(default="", max_length=500)
 
 
@@ -434,7 +437,7 @@ class DelegationIn(Shape):
     delegator: str = Field(min_length=1, max_length=64)
     delegate: str = Field(min_length=1, max_length=64)
     valid_from: Day
-    valid_to: Day
+    valid_to: Until
     reason: str = Field(min_length=1, max_length=300)
 
 

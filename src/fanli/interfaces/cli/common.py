@@ -109,16 +109,18 @@ def check_output(out: Path, option: str, *inputs: Path | None) -> None:
             )
 
 
-def parse_date(text: str | None, option: str) -> dt.date | None:
+def parse_date(text: str | None, option: str, *, last: dt.date = LAST_DAY) -> dt.date | None:
+    """A day typed as 2026-03-31, within the days Fanli keeps; ``last`` may be the
+    calendar's last day for an end that only means "never" (a validity, an expiry)."""
     if text is None:
         return None
     try:
         day = dt.date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{text!r} is not a date (use 2026-03-31)", field=option) from None
-    if not FIRST_DAY <= day <= LAST_DAY:
+    if not FIRST_DAY <= day <= last:
         raise InputError(
-            f"{day} is outside the days Fanli keeps ({FIRST_DAY} to {LAST_DAY})", field=option
+            f"{day} is outside the days Fanli keeps ({FIRST_DAY} to {last})", field=option
         )
     return day
 

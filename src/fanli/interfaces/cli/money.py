@@ -24,10 +24,11 @@ from fanli.compliance.service import load_policy, publish
 from fanli.config import company_now
 from fanli.customers.models import DueDiligenceKind
 from fanli.customers.service import add_due_diligence, register_account, verify_account
-from fanli.interfaces.cli.common import RecordId, parse_date, run, stdout
+from fanli.interfaces.cli.common import MAX_ID, RecordId, parse_date, run, stdout
 from fanli.interfaces.cli.store import agreement_app, in_store
 from fanli.kit.errors import InputError
 from fanli.kit.money import RoundingMode, quantize_money
+from fanli.kit.periods import LAST_DAY
 from fanli.sales.store import FactStore
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
@@ -63,8 +64,8 @@ def _money(text: str, option: str) -> Decimal:
     return value
 
 
-def _date(text: str, option: str) -> dt.date:
-    day = parse_date(text, option)
+def _date(text: str, option: str, *, last: dt.date = LAST_DAY) -> dt.date:
+    day = parse_date(text, option, last=last)
     assert day is not None
     return day
 
@@ -136,7 +137,7 @@ def user_delegate(  # noqa: PLR0917 - Typer maps parameters to options
 ) -> None:
     """Let another user approve for DELEGATOR between two dates."""
     first = run(lambda: _date(start, "--from"))
-    last = run(lambda: _date(end, "--until"))
+    last = run(lambda: _date(end, "--until", last=dt.date.max))  # 9999-12-31: no end
 
     def step(session: Session, _facts: FactStore) -> str:
         grant = delegate(
@@ -355,7 +356,9 @@ def settlement_pay(  # noqa: PLR0917 - Typer maps parameters to options
     invoice: Annotated[
         list[str] | None, typer.Option(help="An original invoice line it corrects; repeat.")
     ] = None,
-    account: Annotated[int | None, typer.Option(help="Bank account id (transfers).")] = None,
+    account: Annotated[
+        int | None, typer.Option(help="Bank account id (transfers).", min=1, max=MAX_ID)
+    ] = None,
 ) -> None:
     """Pay an approved settlement in the form its agreement names."""
 
@@ -566,7 +569,7 @@ def dd_add(  # noqa: PLR0917 - Typer maps parameters to options
 ) -> None:
     """Record a due-diligence check of a customer."""
     first = run(lambda: _date(checked, "--checked"))
-    last = run(lambda: _date(expires, "--expires"))
+    last = run(lambda: _date(expires, "--expires", last=dt.date.max))  # 9999-12-31: never
 
     def step(session: Session, _facts: FactStore) -> str:
         entry = add_due_diligence(
