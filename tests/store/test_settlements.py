@@ -102,13 +102,16 @@ class World:
             ).batch_id
 
     def accrue(self, as_of: str = "2026-03-31") -> None:
+        day = dt.date.fromisoformat(as_of)
         with self.store.work() as session:
             accrue(
                 session,
                 self.store.facts,
-                as_of=dt.date.fromisoformat(as_of),
+                as_of=day,
                 actor=staff("f"),
-                now=NOW,
+                # A run takes no day still to come: a run as of the real today, after NOW,
+                # runs on that day.
+                now=max(NOW, dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC)),
             )
 
     def propose(self, beneficiary: str = "C1", *, key: str | None = None, by: str = "fay") -> int:
