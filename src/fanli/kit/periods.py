@@ -11,10 +11,26 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fanli.kit.errors import InputError
+
 # The days Fanli keeps: sales, as-of days, accounting periods. Python's dates end in 9999, and
 # a day's rebate period, its prior year and the month after it must stay inside them.
 FIRST_DAY = dt.date(1900, 1, 1)
 LAST_DAY = dt.date(9998, 12, 31)
+
+
+def kept_day(day: dt.date, *, field: str, last: dt.date = LAST_DAY) -> dt.date:
+    """``day``, refused when it is outside the days Fanli keeps (``last`` may be later for an
+    end that only means "never")."""
+    if not FIRST_DAY <= day <= last:
+        raise InputError.said_at(
+            "{day} is outside the days Fanli keeps ({first} to {last})",
+            field=field,
+            day=day,
+            first=FIRST_DAY,
+            last=last,
+        )
+    return day
 
 
 class PeriodKind(StrEnum):

@@ -48,7 +48,7 @@ from fanli.engine.results import RESULT_SCHEMA
 from fanli.kit import duck
 from fanli.kit.errors import InputError
 from fanli.kit.money import ZERO
-from fanli.kit.periods import FIRST_DAY, LAST_DAY
+from fanli.kit.periods import kept_day
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.ledger.dimensions import customer_table, product_table
@@ -459,17 +459,22 @@ def _lines_of(
     return table.cast(SALES_SCHEMA)
 
 
-def check_routine_day(session: Session, as_of: dt.date, *, today: dt.date) -> None:
-    """Refuse an as-of day the routine run must not take: a day still to come would accrue
-    sales not yet made, and a day before the last run would reverse what that run accrued.
-    ``accrue`` itself takes any day (``fanli accrue`` is for deliberate reruns); the pages
-    check this first."""
+def _refuse_day_to_come(as_of: dt.date, today: dt.date) -> None:
+    """A day still to come would accrue sales not yet made (and end agreements early)."""
     if as_of > today:
         raise InputError.said_at(
             "{day} has not come yet; an accrual runs as of today or earlier.",
             field="as_of",
             day=as_of,
         )
+
+
+def check_routine_day(session: Session, as_of: dt.date, *, today: dt.date) -> None:
+    """Refuse an as-of day the routine run must not take: a day still to come would accrue
+    sales not yet made, and a day before the last run would reverse what that run accrued.
+    ``accrue`` itself takes any day (``fanli accrue`` is for deliberate reruns); the pages
+    check this first."""
+    _refuse_day_to_come(as_of, today)
     latest = session.scalar(select(func.max(AccrualRun.as_of)))
     if latest is not None and as_of < latest:
         raise InputError.said_at(
@@ -495,14 +500,7 @@ def accrue(
     ``routine`` (the pages' run) also refuses a day before the last run, checked under the
     run's lock, so two runs queued one after the other cannot reverse each other."""
     require(actor, Role.FINANCE, to="run accruals")
-    if not FIRST_DAY <= as_of <= LAST_DAY:
-        raise InputError.said_at(
-            "{day} is outside the days Fanli keeps ({first} to {last})",
-            field="as_of",
-            day=as_of,
-            first=FIRST_DAY,
-            last=LAST_DAY,
-        )
+    kept_day(as_of, field="as_of")
     stages = Stages(progress, Stage.EXPIRING, Stage.PLANNING, Stage.RATING, Stage.POSTING)
     # Two runs at once would both post the same delta: they queue (SQLite's writers always do).
     serialize(session, Lock.ACCRUAL)
@@ -510,12 +508,8 @@ def accrue(
     serialize(session, Lock.PERIODS, shared=True)
     if routine:
         check_routine_day(session, as_of, today=now.date())
-    elif as_of > now.date():
-        raise InputError.said_at(
-            "{day} has not come yet; an accrual runs as of today or earlier.",
-            field="as_of",
-            day=as_of,
-        )
+    else:
+        _refuse_day_to_come(as_of, now.date())
     # The month the run posts in is opened now, before the run's first audit event (an
     # expired agreement's): opening it may wait for a payout opening it too, and that payout
     # waits for the audit chain's lock, which the run would otherwise hold by then.

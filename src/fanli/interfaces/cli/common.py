@@ -23,7 +23,7 @@ from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
 from fanli.kit.errors import FanliError, InputError
-from fanli.kit.periods import FIRST_DAY, LAST_DAY
+from fanli.kit.periods import LAST_DAY, kept_day
 from fanli.kit.progress import ProgressHook
 
 EXIT_INPUT = 2  # bad input: a file, a field, an option
@@ -118,11 +118,7 @@ def parse_date(text: str | None, option: str, *, last: dt.date = LAST_DAY) -> dt
         day = dt.date.fromisoformat(text)
     except ValueError:
         raise InputError(f"{text!r} is not a date (use 2026-03-31)", field=option) from None
-    if not FIRST_DAY <= day <= last:
-        raise InputError(
-            f"{day} is outside the days Fanli keeps ({FIRST_DAY} to {last})", field=option
-        )
-    return day
+    return kept_day(day, field=option, last=last)
 
 
 @contextmanager
