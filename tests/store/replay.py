@@ -1,36 +1,87 @@
-"""A calculation from scratch: what the journal should hold if every run were a full one."""
+"""A calculation from scratch: what the journal should hold if every run were a full one, and
+what of it adjustments should hold."""
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
 
+import pyarrow as pa
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.queries import terms_for_run
 from fanli.engine.columnar import calculate
+from fanli.engine.facts import SALES_SCHEMA
 from fanli.ledger.dimensions import customer_table, product_table
+from fanli.ledger.late import SalesBatch, closed_months, covered, lines_as_closed
+from fanli.ledger.models import EntryKind, JournalEntry, JournalLine
+from fanli.ledger.service import liability_balance
+from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.service import active_sales_files
 from fanli.sales.store import FactStore
 
+Key = tuple[int, str, int]  # agreement version id, beneficiary, period index
 
-def from_scratch(
-    session: Session, store: FactStore, as_of: dt.date
-) -> dict[tuple[int, str, int], Decimal]:
-    versions = terms_for_run(session)
+
+def from_scratch(session: Session, store: FactStore, as_of: dt.date) -> dict[Key, Decimal]:
     files = [str(path) for _, path in active_sales_files(session, store)]
-    if not versions or not files:
+    if not files:
+        return {}
+    return {key: share for key, (share, _) in _held(session, store, as_of, files).items()}
+
+
+def late_effect_from_scratch(
+    session: Session, store: FactStore, as_of: dt.date
+) -> dict[Key, Decimal]:
+    """What adjustments should hold per key whose rebate period has a day still open: the
+    liability on the sales as they are less that on the sales as closed (ADR 0010)."""
+    months = closed_months(session)
+    spans = covered(months)
+    batches = [
+        SalesBatch(
+            batch.id,
+            store.path(batch.facts_file),
+            batch.first_date,
+            batch.last_date,
+            active=batch.status == BatchStatus.ACTIVE,
+        )
+        for batch in session.scalars(select(ImportBatch).where(ImportBatch.kind == BatchKind.SALES))
+        if batch.facts_file
+    ]
+    files = [str(path) for _, path in active_sales_files(session, store)]
+    now = _held(session, store, as_of, files or SALES_SCHEMA.empty_table())
+    as_closed = _held(
+        session, store, as_of, lines_as_closed(months, batches, customers=None, where="TRUE")
+    )
+    effect = {}
+    for key in {*now, *as_closed}:
+        share, (start, end) = now.get(key) or (Decimal(0), as_closed[key][1])
+        if any(first <= start and end <= last for first, last in spans):
+            continue  # wholly closed: all of its change is an adjustment
+        amount = share - as_closed.get(key, (Decimal(0), None))[0]
+        if amount:
+            effect[key] = amount
+    return effect
+
+
+def _held(
+    session: Session, store: FactStore, as_of: dt.date, sales: list[str] | pa.Table
+) -> dict[Key, tuple[Decimal, tuple[dt.date, dt.date]]]:
+    """Per key, the liability it should hold and its rebate period."""
+    versions = terms_for_run(session)
+    if not versions:
         return {}
     results = calculate(
         [v.terms for v in versions],
-        sales=files,
+        sales=sales,
         customers=customer_table(session, store, on=as_of),
         products=product_table(session, store),
         as_of=as_of,
     )
     ids = {(v.code, v.version): v.version_id for v in versions}
     windows = {v.version_id: (v.counts_from, v.counts_until) for v in versions}
-    held: dict[tuple[int, str, int], Decimal] = {}
+    held: dict[Key, tuple[Decimal, tuple[dt.date, dt.date]]] = {}
     previous: dict[tuple[int, str], Decimal] = {}
     rows = sorted(
         results.to_pylist(),
@@ -45,5 +96,31 @@ def from_scratch(
         # a version holds only what falls in periods overlapping its own dates
         inside = row["period_end"] > counts_from and row["period_start"] < counts_until
         if share and inside:
-            held[(version_id, row["beneficiary_id"], row["period_index"])] = share
+            held[(version_id, row["beneficiary_id"], row["period_index"])] = (
+                share,
+                (row["period_start"], row["period_end"]),
+            )
     return held
+
+
+def adjustments_held(session: Session) -> dict[Key, Decimal]:
+    """What adjustment entries of runs hold per key whose rebate period has a day still open."""
+    spans = covered(closed_months(session))
+    rows = session.execute(
+        select(
+            JournalLine.version_id,
+            JournalLine.beneficiary,
+            JournalLine.period_index,
+            func.min(JournalLine.period_start),
+            func.min(JournalLine.period_end),
+            liability_balance(),
+        )
+        .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+        .where(JournalEntry.run_id.is_not(None), JournalEntry.kind == EntryKind.ADJUSTMENT)
+        .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
+    ).all()
+    return {
+        (version_id, beneficiary, period): amount
+        for version_id, beneficiary, period, start, end, amount in rows
+        if amount and not any(first <= start and end <= last for first, last in spans)
+    }

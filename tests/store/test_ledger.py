@@ -273,6 +273,156 @@ def test_a_late_sale_in_a_closed_period_is_an_adjustment_in_the_next_open_one(
     _check_invariants(store)
 
 
+def _posted(store: Store, run_id: int) -> dict[tuple[str, str, int], Decimal]:
+    """What a run moved on the liability, per entry kind x beneficiary x period index."""
+    with store.work() as session:
+        rows = session.execute(
+            select(
+                JournalEntry.kind,
+                JournalLine.beneficiary,
+                JournalLine.period_index,
+                JournalLine.credit_account,
+                JournalLine.amount,
+            )
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalEntry.run_id == run_id)
+        ).all()
+    moved: dict[tuple[str, str, int], Decimal] = {}
+    for kind, beneficiary, period, credited, amount in rows:
+        signed = amount if credited == "rebate_liability" else -amount
+        moved[(kind, beneficiary, period)] = moved.get((kind, beneficiary, period), D(0)) + signed
+    return moved
+
+
+def _close(store: Store, *months: str) -> None:
+    for month in months:
+        with store.work() as session:
+            close_period(session, month, actor=staff("fin"), now=NOW)
+
+
+def test_sales_of_an_open_month_accrue_as_accruals_though_their_quarter_has_a_closed_month(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"))
+    assert _posted(store, _accrue(store, "2026-01-31").run_id) == {
+        ("accrual", "C1", 1): D("200.0000")
+    }
+    _close(store, "2026-01")
+    _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-02-10", "1", "5000.00"))
+    february = _accrue(store, "2026-02-28")
+    # February's sale: 2% of 5,000.00, an accrual in February (before, the whole quarter's
+    # change had been labelled an adjustment once January closed)
+    assert _posted(store, february.run_id) == {("accrual", "C1", 1): D("100.0000")}
+    _check_invariants(store)
+
+
+def test_a_late_sale_and_a_current_one_split_into_adjustment_and_accrual_at_the_margin(
+    store: Store, tmp_path: Path
+) -> None:
+    # a retroactive tier: 1% of the quarter's net below 10,000.00, 3% of all of it from there
+    tiers = [{"from": "0", "to": "10000", "rate": "1"}, {"from": "10000", "rate": "3"}]
+    _setup(store, tmp_path, percent_agreement(tiers=tiers))
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "8000.00"))
+    assert _accrue(store, "2026-01-31").net_change == D("80.0000")
+    _close(store, "2026-01")
+    late = _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-01-20", "1", "1000.00"))
+    _sales(store, tmp_path, "s3.csv", ("L3", "C1", "P1", "2026-02-10", "1", "2000.00"))
+    both = _accrue(store, "2026-02-28")
+    # With L2: 3% of 11,000.00 = 330.00. As January closed (without L2): 3% of 10,000.00 =
+    # 300.00. February's sale accrues 300.00 - 80.00; the late sale adjusts by 30.00.
+    assert both.net_change == D("250.0000")
+    assert _posted(store, both.run_id) == {
+        ("accrual", "C1", 1): D("220.0000"),
+        ("adjustment", "C1", 1): D("30.0000"),
+    }
+    with store.work() as session:
+        run = session.get(AccrualRun, both.run_id)
+        assert run is not None
+        assert run.inputs["closed_periods"] == {"2026-01": both.run_id - 1}
+        assert run.inputs["late"] == {"batches": [late], "customers": ["C1"], "versions": [1]}
+    # Another February sale: 3% of 12,000.00 = 360.00, as closed 330.00; the late sale's
+    # effect is still 30.00, so all of the change is an accrual.
+    _sales(store, tmp_path, "s4.csv", ("L4", "C1", "P1", "2026-02-20", "1", "1000.00"))
+    more = _accrue(store, "2026-02-28")
+    assert _posted(store, more.run_id) == {("accrual", "C1", 1): D("30.0000")}
+    # Voiding the late sale takes back its adjustment and nothing else.
+    with store.work() as session:
+        void_batch(session, late, reason="sent twice", actor=staff("ann"), now=NOW)
+    voided = _accrue(store, "2026-02-28")
+    assert _posted(store, voided.run_id) == {("adjustment", "C1", 1): D("-30.0000")}
+    assert _held(store) == {("C1", 1): D("330.0000")}
+    _check_invariants(store)
+
+
+def test_voiding_a_batch_a_closed_month_counted_is_an_adjustment(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    january = _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"))
+    _accrue(store, "2026-01-31")
+    _close(store, "2026-01")
+    with store.work() as session:
+        void_batch(session, january, reason="wrong customer", actor=staff("ann"), now=NOW)
+    _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-02-10", "1", "5000.00"))
+    run = _accrue(store, "2026-02-28")
+    # Now 2% of 5,000.00 = 100.00; as closed (January's batch still counted) 2% of 15,000.00
+    # = 300.00: February accrues 100.00 and the void reverses January's 200.00.
+    assert _posted(store, run.run_id) == {
+        ("accrual", "C1", 1): D("100.0000"),
+        ("adjustment", "C1", 1): D("-200.0000"),
+    }
+    assert _held(store) == {("C1", 1): D("100.0000")}
+    _check_invariants(store)
+
+
+def test_a_line_the_closing_run_had_not_reached_adjusts_the_closed_month(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2026-01-10", "1", "1000.00"),
+        ("L2", "C1", "P1", "2026-01-25", "1", "2000.00"),
+        ("L3", "C2", "P1", "2026-01-25", "1", "4000.00"),
+    )
+    assert _accrue(store, "2026-01-15").net_change == D("20.0000")  # L1 only
+    _close(store, "2026-01")  # January closes with the run as of the 15th
+    run = _accrue(store, "2026-02-28")
+    # L2 and L3 were dated in January after the closing run's day: January closed without them.
+    assert _posted(store, run.run_id) == {
+        ("adjustment", "C1", 1): D("40.0000"),
+        ("adjustment", "C2", 1): D("80.0000"),
+    }
+    _check_invariants(store)
+
+
+def test_a_pool_adjusts_for_a_members_late_sale(store: Store, tmp_path: Path) -> None:
+    _setup(store, tmp_path, percent_agreement(parties={"counterparty": "C1", "members": ["C2"]}))
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"),
+        ("L2", "C2", "P1", "2026-01-12", "1", "5000.00"),
+    )
+    assert _posted(store, _accrue(store, "2026-01-31").run_id) == {
+        ("accrual", "C1", 1): D("300.0000")
+    }
+    _close(store, "2026-01")
+    _sales(store, tmp_path, "s2.csv", ("L3", "C2", "P1", "2026-01-30", "1", "1000.00"))
+    _sales(store, tmp_path, "s3.csv", ("L4", "C1", "P1", "2026-02-03", "1", "500.00"))
+    run = _accrue(store, "2026-02-28")
+    # the pool pays C1 on both members' lines: the member's late 1,000.00 is an adjustment
+    assert _posted(store, run.run_id) == {
+        ("accrual", "C1", 1): D("10.0000"),
+        ("adjustment", "C1", 1): D("20.0000"),
+    }
+    _check_invariants(store)
+
+
 def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     _setup(store, tmp_path)
     batch = _sales(

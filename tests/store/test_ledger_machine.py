@@ -8,7 +8,9 @@ agreement version x beneficiary x period, exactly the latest run's results (accr
 settled; nothing is settled before settlements exist). Entries balance by construction (one
 amount, two accounts, CHECK constraints). After every run, a calculation from scratch over
 everything active gives the same liabilities as the incremental history: a voided batch's
-effect is reversed exactly, and the incremental choice of versions and customers misses nothing.
+effect is reversed exactly, and the incremental choice of versions and customers misses nothing;
+and what adjustments hold for a rebate period with a day still open is exactly the effect of the
+sales and voids that came after its closed months closed.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from fanli.sales.store import FactStore
 from postgres import empty_postgres
 from store.builders import activate, percent_agreement, products_file, sales_file, staff, write_csv
 from store.conftest import NOW
-from store.replay import from_scratch
+from store.replay import adjustments_held, from_scratch, late_effect_from_scratch
 
 TIERS = [{"from": "0", "to": "5000", "rate": "1"}, {"from": "5000", "rate": "3"}]
 YEAR_START = dt.date(2026, 1, 1)
@@ -186,6 +188,8 @@ class LedgerMachine(RuleBasedStateMachine):
             accrue(session, self.facts, as_of=as_of, actor=staff("t"), now=on)
         with unit_of_work(self.sessions) as session:
             assert liabilities(session) == from_scratch(session, self.facts, as_of)
+            # the part adjustments hold is the effect of late sales and voids (ADR 0010)
+            assert adjustments_held(session) == late_effect_from_scratch(session, self.facts, as_of)
 
     @rule(month=st.integers(1, 10))  # the months that have ended by NOW (27 November)
     def close(self, month: int) -> None:
@@ -249,5 +253,26 @@ def test_the_machine_would_notice_a_missing_reversal(sqlite_template: Path) -> N
             (2, "C1", 2): Decimal("50.0000"),  # B1: the guarantee of the started Q2
         }
         assert scratch == {}
+    finally:
+        machine.teardown()
+
+
+def test_the_machine_sees_a_late_sale_as_an_adjustment(sqlite_template: Path) -> None:
+    """The adjustments check is not vacuous: a late sale gives it an amount to compare."""
+    machine = type("Probe", (LedgerMachine,), {"template": sqlite_template})()
+    try:
+        machine.import_batch([("C3", "P1", 10, 400_000, False)])  # 4,000.00 on 11 January
+        machine.accrue(40)
+        machine.close(1)  # January closes with the run as of 10 February
+        machine.import_batch([("C3", "P1", 20, 200_000, False)])  # 2,000.00 on 21 January
+        machine.import_batch([("C3", "P1", 41, 100_000, False)])  # 1,000.00 on 11 February
+        machine.accrue(45)  # checks the journal against the calculation from scratch
+        with unit_of_work(machine.sessions) as session:
+            # A1, 3% from 5,000.00: 7,000.00 gives 210.00, without the late sale 5,000.00
+            # gives 150.00. B1, 1% with a guarantee of 50.00: 70.00 against 50.00.
+            assert adjustments_held(session) == {
+                (1, "C3", 1): Decimal("60.0000"),
+                (2, "C3", 1): Decimal("20.0000"),
+            }
     finally:
         machine.teardown()

@@ -13,8 +13,9 @@ a change; otherwise only for the customers with lines in new or voided batches o
 the previous as-of date and this one. A change to the customer or product master re-rates
 everything. ``inputs`` records all of it, so a run can be reproduced.
 
-A delta for a rebate period that overlaps a closed accounting period is posted in the first
-open period as an entry of kind ``adjustment``; a closed period is never rewritten.
+A closed period is never rewritten: a run posts in the first open period. The part of a change
+that late sales and voids make to closed periods is posted there as an entry of kind
+``adjustment``, the rest as an ``accrual`` (``ledger.late``, ADR 0010).
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ from fanli.kit.periods import kept_day
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.ledger.dimensions import customer_table, product_table
+from fanli.ledger.late import (
+    LateChanges,
+    SalesBatch,
+    closed_months,
+    covered,
+    late_changes,
+    lines_as_closed,
+)
 from fanli.ledger.models import (
     Account,
     AccrualRun,
@@ -59,7 +68,7 @@ from fanli.ledger.models import (
     JournalEntry,
     JournalLine,
 )
-from fanli.ledger.periods import closed_periods, posting_period
+from fanli.ledger.periods import posting_period
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.store import FactStore
 from fanli.users.actor import Actor, Role, require
@@ -255,16 +264,17 @@ def _plan(
     return _Plan(full, partial, customers, dropped)
 
 
-def liability_balance() -> Any:
-    """SQL for what lines hold on the liability account: credited minus debited."""
+def liability_balance(where: Any = None) -> Any:
+    """SQL for what lines hold on the liability account: credited minus debited (of the lines
+    that meet ``where`` only, when given)."""
     # The zero is an Amount too: a plain Decimal would reach SQLite as 0.0 and make SUM a float.
     zero = literal(ZERO, Amount())
-    credited = func.sum(
-        case((JournalLine.credit_account == Account.LIABILITY, JournalLine.amount), else_=zero)
-    )
-    debited = func.sum(
-        case((JournalLine.debit_account == Account.LIABILITY, JournalLine.amount), else_=zero)
-    )
+    credits = JournalLine.credit_account == Account.LIABILITY
+    debits = JournalLine.debit_account == Account.LIABILITY
+    if where is not None:
+        credits, debits = credits & where, debits & where
+    credited = func.sum(case((credits, JournalLine.amount), else_=zero))
+    debited = func.sum(case((debits, JournalLine.amount), else_=zero))
     # The difference of two sums must keep the column type (scaled integers on SQLite).
     return type_coerce(credited - debited, Amount())
 
@@ -273,7 +283,7 @@ def _posted_balances(
     session: Session, version_ids: Sequence[int], *, customers: Sequence[str] | None = None
 ) -> pa.Table:
     """What accrual runs have posted per key of these versions (of these customers only, when
-    given)."""
+    given): ``balance`` in all, ``adjusted`` of it by adjustments."""
     rows: list[Any] = []
     # Lists of ids are bound in chunks: SQLite allows some tens of thousands of parameters.
     for chunk in _chunks(list(customers)) if customers is not None else [None]:
@@ -287,6 +297,7 @@ def _posted_balances(
                 func.min(JournalLine.period_start),
                 func.min(JournalLine.period_end),
                 liability_balance(),
+                liability_balance(JournalEntry.kind == EntryKind.ADJUSTMENT),
             )
             # What accrual runs posted: settlements (a later issue) also move the liability,
             # but a run's delta is measured against accruals only.
@@ -306,6 +317,7 @@ def _posted_balances(
             "period_start": pa.array([r[3] for r in rows], pa.date32()),
             "period_end": pa.array([r[4] for r in rows], pa.date32()),
             "balance": pa.array([r[5] for r in rows], _AMOUNT),
+            "adjusted": pa.array([r[6] for r in rows], _AMOUNT),
         }
     )
 
@@ -368,10 +380,16 @@ def _deltas(
     versions: list[RunVersion],
     posted: pa.Table,
     closed: list[tuple[dt.date, dt.date]],
+    as_closed: _AsClosed | None,
 ) -> tuple[pa.Table, pa.Table]:
-    """(the results with their version id and period liability, the non-zero deltas)."""
+    """(the results with their version id and period liability, the changed keys).
+
+    Each changed key's ``delta`` (what it should hold less what it holds) is split in two
+    (ADR 0010): ``adjustment``, the change in the effect of late sales and voids on closed
+    periods (the results on the sales as they are less those on the sales as closed, less what
+    adjustments already hold), and ``accrual``, the rest. A rebate period that lies wholly in
+    closed periods takes all of its change as an adjustment."""
     with duck.connection() as connection:
-        connection.register("results", results)
         connection.register(
             "versions",
             pa.table(
@@ -394,59 +412,108 @@ def _deltas(
                 }
             ),
         )
-        connection.execute(
-            """CREATE TEMP TABLE rated AS
-            SELECT * EXCLUDE (counts_from, counts_until) FROM (
-            SELECT v.version_id, v.counts_from, v.counts_until, r.agreement_id, r.version,
-                   r.beneficiary_id AS beneficiary,
-                   r.period_index, r.period_start, r.period_end, r.currency, r.lines, r.basis,
-                   r.window_basis, r.tier_basis, r.baseline, r.gate_basis, r.tier, r.rate,
-                   r.window_rebate, r.rebate, r.cumulative_rebate, r.accrual, r.liability
-            FROM results r JOIN versions v USING (agreement_id, version))
-            -- A version accrues only for periods that overlap its own dates: a guarantee or a
-            -- fixed amount would otherwise pay for periods another version (or nobody) covers.
-            -- The period's share is taken first, so running totals stay consistent.
-            WHERE period_end > counts_from AND period_start < counts_until"""
-        )
+        connection.register("results", results)
+        connection.execute(f"CREATE TEMP TABLE rated AS {_RATED}")
         rated = connection.sql("SELECT * FROM rated").to_arrow_table()
+        if as_closed is None:
+            as_closed_liability = "k.target"
+        else:
+            connection.register("results", as_closed.results)
+            connection.execute(f"CREATE TEMP TABLE rated_as_closed AS {_RATED}")
+            connection.register(
+                "moved",
+                pa.table(
+                    {
+                        "version_id": pa.array(
+                            [v.version_id for v in [*as_closed.pooled, *as_closed.single]],
+                            pa.int64(),
+                        ),
+                        "pooled": pa.array(
+                            [True] * len(as_closed.pooled) + [False] * len(as_closed.single)
+                        ),
+                    }
+                ),
+            )
+            connection.register(
+                "late_customers",
+                pa.table({"customer_id": pa.array(as_closed.customers, pa.string())}),
+            )
+            # A key a late line can move takes the results as closed (none: nothing); any
+            # other key is as closed what it is.
+            as_closed_liability = """CASE
+                WHEN EXISTS (SELECT 1 FROM moved m WHERE m.version_id = k.version_id
+                               AND (m.pooled OR k.beneficiary IN
+                                                 (SELECT customer_id FROM late_customers)))
+                THEN coalesce((SELECT q.liability FROM rated_as_closed q
+                               WHERE q.version_id = k.version_id
+                                 AND q.beneficiary = k.beneficiary
+                                 AND q.period_index = k.period_index), 0)
+                ELSE k.target END"""
         deltas = connection.sql(
-            """SELECT d.*, EXISTS (
-                     SELECT 1 FROM closed c WHERE c.start < d.period_end AND d.period_start < c.end
-                   ) AS adjustment
-            FROM (
+            f"""WITH keys AS (
               SELECT coalesce(r.version_id, p.version_id) AS version_id,
                      coalesce(r.beneficiary, p.beneficiary) AS beneficiary,
                      coalesce(r.period_index, p.period_index) AS period_index,
                      coalesce(r.period_start, p.period_start) AS period_start,
                      coalesce(r.period_end, p.period_end) AS period_end,
-                     coalesce(r.liability, 0) - coalesce(p.balance, 0) AS delta
+                     coalesce(r.liability, 0) AS target,
+                     coalesce(p.balance, 0) AS balance,
+                     coalesce(p.adjusted, 0) AS adjusted
               FROM rated r FULL OUTER JOIN posted p
                 ON r.version_id = p.version_id AND r.beneficiary = p.beneficiary
                AND r.period_index = p.period_index
-            ) d
-            WHERE d.delta <> 0
+            ), split AS (
+              SELECT k.*,
+                     CASE WHEN EXISTS (SELECT 1 FROM closed c
+                                       WHERE c.start <= k.period_start AND k.period_end <= c."end")
+                          THEN 0
+                          ELSE ({as_closed_liability}) - (k.balance - k.adjusted) END AS accrual
+              FROM keys k
+            )
+            SELECT version_id, beneficiary, period_index, period_start, period_end,
+                   target - balance AS delta, accrual, target - balance - accrual AS adjustment
+            FROM split
+            WHERE accrual <> 0 OR target - balance - accrual <> 0
             ORDER BY version_id, beneficiary, period_index"""
         ).to_arrow_table()
     return rated, deltas
+
+
+# The results a run keeps: each row with its version id, of the periods that overlap the
+# version's own dates (a guarantee or a fixed amount would otherwise pay for periods another
+# version, or nobody, covers). The period's share is taken first, so running totals stay
+# consistent.
+_RATED = """SELECT * EXCLUDE (counts_from, counts_until) FROM (
+    SELECT v.version_id, v.counts_from, v.counts_until, r.agreement_id, r.version,
+           r.beneficiary_id AS beneficiary,
+           r.period_index, r.period_start, r.period_end, r.currency, r.lines, r.basis,
+           r.window_basis, r.tier_basis, r.baseline, r.gate_basis, r.tier, r.rate,
+           r.window_rebate, r.rebate, r.cumulative_rebate, r.accrual, r.liability
+    FROM results r JOIN versions v USING (agreement_id, version))
+    WHERE period_end > counts_from AND period_start < counts_until"""
 
 
 def _sales_input(files: list[Path]) -> pa.Table | list[str]:
     return [str(path) for path in files] if files else SALES_SCHEMA.empty_table()
 
 
-def _lines_of(
-    files: list[Path], customers: pa.Array, versions: list[RunVersion], as_of: dt.date
-) -> pa.Table:
-    """The lines of these customers in these batch files that these versions can read. The
-    date bounds let DuckDB skip row groups (batch files are sorted by invoice date)."""
-    if not files:
-        return SALES_SCHEMA.empty_table()
+def _dated_for(versions: list[RunVersion], as_of: dt.date) -> str:
+    """SQL: a line ``s`` dated where one of these versions can read it, up to ``as_of``. Batch
+    files are sorted by invoice date, so the bounds let DuckDB skip row groups."""
     first = min(_reads_from(version) for version in versions)
     until = min(max(version.counts_until for version in versions), as_of + dt.timedelta(days=1))
     events = sorted({EVENT_COLUMN[version.terms.eligibility.event] for version in versions})
-    dated = " OR ".join(
+    return " OR ".join(
         f"(s.{column} >= DATE '{first}' AND s.{column} < DATE '{until}')" for column in events
     )
+
+
+def _lines_of(
+    files: list[Path], customers: pa.Array, versions: list[RunVersion], as_of: dt.date
+) -> pa.Table:
+    """The lines of these customers in these batch files that these versions can read."""
+    if not files:
+        return SALES_SCHEMA.empty_table()
     with duck.connection() as connection:
         connection.register("touched", pa.table({"customer_id": customers}))
         listed = sql_list(files)
@@ -454,9 +521,82 @@ def _lines_of(
             f"""SELECT {", ".join(f"s.{name}" for name in SALES_SCHEMA.names)}
             FROM read_parquet([{listed}]) s
             SEMI JOIN touched t ON t.customer_id = s.customer_id
-            WHERE {dated}"""
+            WHERE {_dated_for(versions, as_of)}"""
         ).to_arrow_table()
     return table.cast(SALES_SCHEMA)
+
+
+@dataclass(frozen=True)
+class _AsClosed:
+    """The results on the sales as closed (``late``), of the ``pooled`` versions for every
+    beneficiary and of the ``single`` versions for the customers with a late line."""
+
+    results: pa.Table
+    pooled: list[RunVersion]
+    single: list[RunVersion]
+    customers: list[str]
+
+
+def _moved_by_late(plan: _Plan, late: LateChanges) -> tuple[list[RunVersion], list[RunVersion]]:
+    """The versions this run rates that a late line can move: (pooled, single)."""
+    moved = [
+        version
+        for version in plan.rated
+        if late.customers
+        and any(_overlaps(version, batch.first, batch.last) for batch in late.batches)
+    ]
+    # A pool pays its counterparty on its members' lines: any member's late line moves it.
+    pooled = [version for version in moved if version.terms.parties is not None]
+    single = [version for version in moved if version.terms.parties is None]
+    return pooled, single
+
+
+def _rate_as_closed(
+    late: LateChanges,
+    sales: list[SalesBatch],
+    pooled: list[RunVersion],
+    single: list[RunVersion],
+    *,
+    customers: pa.Table,
+    products: pa.Table,
+    as_of: dt.date,
+) -> _AsClosed:
+    """Rate these versions on the sales as closed: the pooled ones for every beneficiary, the
+    single ones for the customers with a late line."""
+    late_customers = pa.array(late.customers, pa.string())
+    parts = []
+    for versions, who in ((pooled, None), (single, late_customers)):
+        if not versions:
+            continue
+        voided = [b for b in late.batches if not b.active]
+        read = [
+            batch
+            for batch in [*sales, *voided]
+            if any(_overlaps(version, batch.first, batch.last) for version in versions)
+        ]
+        lines = lines_as_closed(late.months, read, customers=who, where=_dated_for(versions, as_of))
+        sold = pc.unique(lines.column("product_id"))
+        parts.append(
+            _with_liability(
+                calculate(
+                    [version.terms for version in versions],
+                    sales=lines,
+                    customers=(
+                        customers
+                        if who is None
+                        else customers.filter(pc.is_in(customers.column("customer_id"), who))
+                    ),
+                    products=products.filter(pc.is_in(products.column("product_id"), sold)),
+                    as_of=as_of,
+                )
+            )
+        )
+    return _AsClosed(
+        pa.concat_tables(parts) if parts else _with_liability(RESULT_SCHEMA.empty_table()),
+        pooled,
+        single,
+        late.customers,
+    )
 
 
 def _refuse_day_to_come(as_of: dt.date, today: dt.date) -> None:
@@ -518,18 +658,26 @@ def accrue(
     expire_ended(session, as_of=as_of, actor=actor, now=now)
     stages.begin(Stage.PLANNING)
     versions = terms_for_run(session)
+    stored_batches = session.scalars(
+        select(ImportBatch).where(ImportBatch.kind == BatchKind.SALES).order_by(ImportBatch.id)
+    ).all()
     batches = {
-        b.id: _Batch(b.id, b.facts_file or "", b.first_date, b.last_date)
-        for b in session.scalars(select(ImportBatch).where(ImportBatch.kind == BatchKind.SALES))
+        b.id: _Batch(b.id, b.facts_file or "", b.first_date, b.last_date) for b in stored_batches
     }
-    sales = [
-        batches[batch_id]
-        for batch_id in session.scalars(
-            select(ImportBatch.id).where(
-                ImportBatch.kind == BatchKind.SALES, ImportBatch.status == BatchStatus.ACTIVE
-            )
+    sales = [batches[b.id] for b in stored_batches if b.status == BatchStatus.ACTIVE]
+    months = closed_months(session)
+    every_file = [
+        SalesBatch(
+            b.id,
+            store.path(b.facts_file),
+            b.first_date,
+            b.last_date,
+            active=b.status == BatchStatus.ACTIVE,
         )
+        for b in stored_batches
+        if b.facts_file
     ]
+    late = late_changes(months, every_file)
     dimension_batches = sorted(
         session.scalars(
             select(ImportBatch.id).where(
@@ -558,6 +706,16 @@ def accrue(
     if plan.partial:
         inputs["rerated_for_customers"] = sorted(v.version_id for v in plan.partial)
         inputs["customers"] = plan.customers
+    if months:
+        # what each closed period counted: the sales as closed (ADR 0010)
+        inputs["closed_periods"] = {month.code: month.run_id for month in months}
+    pooled, single = _moved_by_late(plan, late)
+    if pooled or single:
+        inputs["late"] = {
+            "batches": [b.id for b in late.batches],
+            "customers": late.customers,
+            "versions": sorted(v.version_id for v in [*pooled, *single]),
+        }
     run = AccrualRun(as_of=as_of, started_at=now, actor=actor.code, inputs=inputs)
     session.add(run)
     session.flush()
@@ -597,6 +755,19 @@ def accrue(
     results = pa.concat_tables(
         [_with_liability(part) for part in parts] or [_with_liability(RESULT_SCHEMA.empty_table())]
     )
+    as_closed = None
+    if pooled or single:
+        assert customers is not None
+        assert products is not None
+        as_closed = _rate_as_closed(
+            late,
+            [b for b in every_file if b.active],
+            pooled,
+            single,
+            customers=customers,
+            products=products,
+            as_of=as_of,
+        )
     stages.begin(Stage.POSTING)
     posted = _posted_balances(session, [*(v.version_id for v in plan.full), *plan.dropped])
     if plan.partial:
@@ -608,8 +779,7 @@ def accrue(
                 ),
             ]
         )
-    closed = [(p.start, p.end) for p in closed_periods(session)]
-    rated, deltas = _deltas(results, plan.rated, posted, closed)
+    rated, deltas = _deltas(results, plan.rated, posted, covered(months), as_closed)
 
     stored = rated.num_rows
     # The results file is written on a worker thread while the postings are inserted: DuckDB
@@ -646,7 +816,8 @@ def accrue(
 def _post(
     session: Session, run: AccrualRun, deltas: pa.Table, *, as_of: dt.date, now: dt.datetime
 ) -> tuple[tuple[int, ...], int, Decimal]:
-    """One entry per kind (accrual, adjustment), one posting line per changed key."""
+    """One entry per kind (accrual, adjustment), one posting line per key whose part of that
+    kind is not zero."""
     if deltas.num_rows == 0:
         return (), 0, ZERO
     period = posting_period(session, as_of)
@@ -660,9 +831,8 @@ def _post(
     entry_ids = []
     lines = 0
     for kind in (EntryKind.ACCRUAL, EntryKind.ADJUSTMENT):
-        chosen = deltas.filter(
-            pc.equal(deltas.column("adjustment"), pa.scalar(kind is EntryKind.ADJUSTMENT))
-        )
+        part = pc.cast(deltas.column(kind.value), _AMOUNT)
+        chosen = deltas.filter(pc.not_equal(part, zero))
         if chosen.num_rows == 0:
             continue
         entry = JournalEntry(
@@ -680,7 +850,7 @@ def _post(
         session.add(entry)
         session.flush()
         entry_ids.append(entry.id)
-        delta = pc.cast(chosen.column("delta"), _AMOUNT)
+        delta = pc.cast(chosen.column(kind.value), _AMOUNT)
         # An increase debits contra-revenue and credits the liability; a decrease reverses it.
         increase = pc.greater(delta, zero)
         postings = pa.table(

@@ -1,0 +1,221 @@
+"""Late changes to closed periods: the part of a run's change that it posts as an adjustment.
+
+A closed accounting period keeps the results of the run it closed after (its
+``closed_after_run_id``): the sales batches that run read, up to that run's as-of day. (The
+months before it that have no period of their own closed with it: periods close in order, and
+nothing posts before the latest close.) A sales
+line dated in a closed period (by its document date: the invoice date, else the order date,
+else the paid date) is *as closed* when that run counted it: its batch was one of the run's and
+the line is dated on or before the run's as-of day. A line dated outside the closed periods is
+as closed when its batch is active. The lines that count now but are not as closed are late
+sales; those as closed that no longer count (their batch was voided after the close) are late
+voids (ADR 0010).
+
+A run rates the keys a late change can move twice: on the lines that count now, and on the
+lines as closed. The difference is the effect of the late changes, which the run posts as an
+adjustment; the rest of its change is an ordinary accrual. Under a tiered rate the late lines'
+share is their effect at the margin: what the rebate is with them less what it would be
+without them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fanli.engine.facts import SALES_SCHEMA
+from fanli.kit import duck
+from fanli.kit.periods import FIRST_DAY
+from fanli.kit.sql import sql_list
+from fanli.ledger.models import AccrualRun
+from fanli.ledger.periods import closed_periods
+
+# A line's document date: what "a sale dated in a closed period" means.
+DATED = "coalesce(s.invoice_date, s.order_date, s.paid_date)"
+
+
+@dataclass(frozen=True)
+class ClosedMonth:
+    """A closed accounting period and what its frozen results counted."""
+
+    code: str
+    start: dt.date  # the previous closed period's end: months without a period closed with it
+    end: dt.date  # exclusive
+    run_id: int | None  # the run it closed after; None: closed before any run
+    as_of: dt.date | None  # that run's as-of day
+    batches: frozenset[int]  # that run's sales batches
+
+
+@dataclass(frozen=True)
+class SalesBatch:
+    id: int
+    path: Path  # the batch's facts file
+    first: dt.date | None  # its earliest and latest date of any kind
+    last: dt.date | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class LateChanges:
+    """The batches with a late sale or a late void, and the customers of those lines."""
+
+    months: list[ClosedMonth]
+    batches: list[SalesBatch]
+    customers: list[str]
+
+
+def closed_months(session: Session) -> list[ClosedMonth]:
+    """The closed periods, by start, each with what the run it closed after counted."""
+    periods = closed_periods(session)
+    run_ids = {p.closed_after_run_id for p in periods if p.closed_after_run_id is not None}
+    runs = {
+        run.id: run for run in session.scalars(select(AccrualRun).where(AccrualRun.id.in_(run_ids)))
+    }
+    months = []
+    # Periods close in order and nothing posts before the latest close: the months before a
+    # closed one with no period of their own (nothing was posted in them) closed with it.
+    start = FIRST_DAY
+    for period in periods:
+        run = runs.get(period.closed_after_run_id) if period.closed_after_run_id else None
+        months.append(
+            ClosedMonth(
+                code=period.code,
+                start=start,
+                end=period.end,
+                run_id=run.id if run else None,
+                as_of=run.as_of if run else None,
+                batches=frozenset(int(i) for i in run.inputs["sales_batches"])
+                if run
+                else frozenset(),
+            )
+        )
+        start = period.end
+    return months
+
+
+def covered(months: Sequence[ClosedMonth]) -> list[tuple[dt.date, dt.date]]:
+    """The closed days as disjoint spans ``[start, end)``: adjacent closed months join up, so a
+    quarter whose three months are closed lies inside one span."""
+    spans: list[tuple[dt.date, dt.date]] = []
+    for month in sorted(months, key=lambda m: m.start):
+        if spans and spans[-1][1] >= month.start:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], month.end))
+        else:
+            spans.append((month.start, month.end))
+    return spans
+
+
+def _may_differ(batch: SalesBatch, month: ClosedMonth) -> bool:
+    """Whether the batch can have a line dated in the month that counts now but not as closed,
+    or the other way round (from the batch's date range; the lines decide)."""
+    first, last = batch.first, batch.last
+    if first is not None and last is not None and (last < month.start or first >= month.end):
+        return False
+    if month.as_of is None or batch.id not in month.batches:
+        return batch.active  # the close counted none of its lines
+    if not batch.active:
+        return True  # voided after the close
+    # Counted, unless a line is dated in the month after the day the closing run rated to.
+    rated_to_the_end = month.as_of >= month.end - dt.timedelta(days=1)
+    return not rated_to_the_end and (batch.last is None or batch.last > month.as_of)
+
+
+def late_changes(months: Sequence[ClosedMonth], batches: Sequence[SalesBatch]) -> LateChanges:
+    """The late sales and late voids among these batches (all the sales batches, voided ones
+    too)."""
+    candidates = [b for b in batches if any(_may_differ(b, month) for month in months)]
+    if not candidates:
+        return LateChanges(list(months), [], [])
+    with duck.connection() as connection:
+        relation = _with_as_closed(connection, months, candidates)
+        rows = connection.execute(
+            f"SELECT DISTINCT batch_id, customer_id FROM ({relation}) WHERE active <> as_closed"
+        ).fetchall()
+    late_ids = {row[0] for row in rows}
+    customers = sorted({row[1] for row in rows})
+    return LateChanges(list(months), [b for b in candidates if b.id in late_ids], customers)
+
+
+def lines_as_closed(
+    months: Sequence[ClosedMonth],
+    batches: Sequence[SalesBatch],
+    *,
+    customers: pa.Array | None,
+    where: str,
+) -> pa.Table:
+    """The lines of these batches (active or voided) that count as closed, of these customers
+    only when given, that meet ``where`` (SQL over the line ``s``, as read from its file)."""
+    if not batches:
+        return SALES_SCHEMA.empty_table()
+    with duck.connection() as connection:
+        chosen = ""
+        if customers is not None:
+            connection.register("late_customers", pa.table({"customer_id": customers}))
+            chosen = "SEMI JOIN late_customers t ON t.customer_id = s.customer_id"
+        relation = _with_as_closed(connection, months, batches, read=f"{chosen} WHERE {where}")
+        table = connection.sql(
+            f"""SELECT {", ".join(SALES_SCHEMA.names)} FROM ({relation}) WHERE as_closed"""
+        ).to_arrow_table()
+    return table.cast(SALES_SCHEMA)
+
+
+def _with_as_closed(
+    connection: duckdb.DuckDBPyConnection,
+    months: Sequence[ClosedMonth],
+    batches: Sequence[SalesBatch],
+    *,
+    read: str = "",
+) -> str:
+    """SQL for the lines of these batches with ``batch_id``, ``active`` and ``as_closed``, after
+    registering the tables it reads on ``connection``. ``read`` joins and filters the files'
+    lines (``s``) first: the customers and the dates cut millions of lines to a few thousand,
+    and DuckDB skips the files' row groups outside the dates."""
+    connection.register(
+        "closed_months",
+        pa.table(
+            {
+                "start": pa.array([m.start for m in months], pa.date32()),
+                "end": pa.array([m.end for m in months], pa.date32()),
+            }
+        ),
+    )
+    ids = {b.id for b in batches}
+    counted = [(b, m) for m in months for b in sorted(m.batches & ids) if m.as_of is not None]
+    connection.register(
+        "counted",
+        pa.table(
+            {
+                "batch_id": pa.array([b for b, _ in counted], pa.int64()),
+                "start": pa.array([m.start for _, m in counted], pa.date32()),
+                "end": pa.array([m.end for _, m in counted], pa.date32()),
+                "as_of": pa.array([m.as_of for _, m in counted], pa.date32()),
+            }
+        ),
+    )
+    connection.register(
+        "batch_files",
+        pa.table(
+            {
+                "filename": pa.array([str(b.path) for b in batches], pa.string()),
+                "batch_id": pa.array([b.id for b in batches], pa.int64()),
+                "active": pa.array([b.active for b in batches], pa.bool_()),
+            }
+        ),
+    )
+    files = sql_list([b.path for b in batches])
+    return f"""SELECT s.*, f.batch_id, f.active,
+               CASE WHEN EXISTS (SELECT 1 FROM closed_months c
+                                 WHERE {DATED} >= c.start AND {DATED} < c."end")
+                    THEN EXISTS (SELECT 1 FROM counted z
+                                 WHERE z.batch_id = f.batch_id AND {DATED} >= z.start
+                                   AND {DATED} < z."end" AND {DATED} <= z.as_of)
+                    ELSE f.active END AS as_closed
+        FROM (SELECT s.* FROM read_parquet([{files}], filename = true) s {read}) s
+        JOIN batch_files f ON f.filename = s.filename"""
