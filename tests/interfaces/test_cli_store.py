@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from fanli.interfaces.cli.main import app
+from fanli.ledger import export
 
 
 @pytest.fixture
@@ -30,7 +33,9 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_month_end_from_the_command_line(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     code, _, err = cli("accrue", "--as-of", "2026-03-31", "--as", "fay")
     assert code == 1
     assert "is not initialised: run `fanli db upgrade`" in err
@@ -90,6 +95,23 @@ def test_a_month_end_from_the_command_line(cli, tmp_path: Path) -> None:  # type
         "gl", "export", "--period", "2026-03", "--out", str(tmp_path / "gl.xlsx"), "--as", "fay"
     )
     assert (code, "debit 200.00 = credit 200.00" in out) == (0, True)
+    assert sorted(p.name for p in tmp_path.glob("*gl*")) == ["gl.xlsx"]
+    # An export whose transaction fails to commit leaves no file the audit trail does not know
+    # of: an earlier file at the path stays as it was.
+    earlier = _write(tmp_path / "gl.csv", "an earlier export\n")
+
+    def locked(*_args: object, **_kwargs: object) -> None:
+        busy = sqlite3.OperationalError("database is locked")
+        raise OperationalError("INSERT INTO audit_event", {}, busy)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "record", locked)
+        code, _, err = cli(
+            "gl", "export", "--period", "2026-03", "--out", str(earlier), "--as", "fay"
+        )
+    assert (code, "the database is busy" in err) == (1, True)
+    assert sorted(p.name for p in tmp_path.glob("*gl*")) == ["gl.csv", "gl.xlsx"]
+    assert earlier.read_text(encoding="utf-8") == "an earlier export\n"
     code, out, _ = cli("batch", "void", "3", "--reason", "wrong file", "--as", "fay")
     assert "batch 3 voided (1 lines)" in out
     assert "liability change -200.00" in cli("accrue", "--as-of", "2026-04-30", "--as", "fay")[1]

@@ -8,6 +8,7 @@ API).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -383,11 +384,24 @@ def gl_export(
         raise run(lambda: _bad_suffix(out))
     run(lambda: check_output(out, "--out", chart))
     chart_of_accounts = run(lambda: load_chart(chart)) if chart else None
-    result = in_store(
-        lambda s, _f: export_gl(
-            s, period, out, chart=chart_of_accounts, actor=load_actor(s, actor), now=company_now()
+    # Written beside ``out`` and moved there once the export's audit event has committed: a
+    # failed commit leaves no file that the audit trail does not know of (and an older file
+    # at ``out`` as it was).
+    staged = out.with_name(f".{out.stem}.{os.getpid()}.partial{out.suffix}")
+    try:
+        result = in_store(
+            lambda s, _f: export_gl(
+                s,
+                period,
+                staged,
+                chart=chart_of_accounts,
+                actor=load_actor(s, actor),
+                now=company_now(),
+            )
         )
-    )
+        staged.replace(out)
+    finally:
+        staged.unlink(missing_ok=True)
     stdout().print(
         Text(
             f"{result.rows:,} journal lines of {period} written to {out}: debit "
