@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -390,6 +391,45 @@ def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
         f"file {path}, row 4, field 'net_amount': net_amount '1234.56789' has more than "
         "4 decimal places"
     )
+
+
+def test_excel_formulas_without_saved_values_are_refused_by_cell(tmp_path: Path) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"])
+    sheet.append(["L1", "C1", "P1", "2026-03-31", 10, 100])
+    sheet.append(["L2", "C1", "P1", "2026-03-31", 2, "=F2*2"])
+    sheet.append(["L3", "C1", "P1", "2026-03-31", "=E3+1", "=F3/2"])
+    path = tmp_path / "s.xlsx"
+    workbook.save(path)  # openpyxl saves formulas as they are, with no calculated value
+    error = error_of(path)
+    assert isinstance(error, InputFileError)
+    said = "holds a formula with no saved value: open the workbook in Excel or WPS and save it"
+    assert [
+        (issue.row, issue.field, issue.message.split(" holds")[0]) for issue in error.issues
+    ] == [
+        (3, "net_amount", "cell F3"),
+        (4, "quantity", "cell E4"),
+        (4, "net_amount", "cell F4"),
+    ]
+    assert all(said in issue.message for issue in error.issues)
+    # Saved by a spreadsheet program, each formula keeps its value: the values are read.
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    sheet_xml = parts["xl/worksheets/sheet1.xml"].decode()
+    for formula, value in (("F2*2", "200"), ("E3+1", "3"), ("F3/2", "100")):
+        sheet_xml = sheet_xml.replace(f"<f>{formula}</f><v />", f"<f>{formula}</f><v>{value}</v>")
+    parts["xl/worksheets/sheet1.xml"] = sheet_xml.encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    rows = read_sales(path).to_pylist()
+    assert [(row["quantity"], row["net_amount"]) for row in rows] == [
+        (Decimal("10"), Decimal("100")),
+        (Decimal("2"), Decimal("200")),
+        (Decimal("3"), Decimal("100")),
+    ]
 
 
 def test_parquet_decimals_pass_and_floats_are_refused(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from openpyxl import load_workbook
+from openpyxl.utils import column_index_from_string
+from openpyxl.xml.functions import iterparse
 
 from fanli.config import company_zone
 from fanli.engine.facts import (
@@ -360,6 +363,9 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
             headers.pop()
         _check_unique_headers(headers, str(path))
         width = len(headers)
+        unsaved = _formulas_without_values(workbook, sheet, headers)
+        if unsaved:
+            raise InputFileError(unsaved, file=str(path))
         columns: list[list[str | None]] = [[] for _ in range(width)]
         total = sheet.max_row or 0
         pending_blank = 0
@@ -387,6 +393,59 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
             for header, column in zip(headers, columns, strict=True)
         }
     )
+
+
+# A cell's formula element, with or without a namespace prefix (``<f>``, ``<x:f t="shared">``).
+_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s>/]")
+_SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+def _formulas_without_values(workbook: Any, sheet: Any, headers: list[str]) -> list[RowIssue]:
+    """The cells of the first sheet that hold a formula and no saved value.
+
+    openpyxl reads such a cell as empty (it does not calculate), so a workbook written by a
+    program (not saved by Excel or WPS, which store each formula's value) would lose those
+    cells silently: an optional column defaulted, a required one reported empty. Most
+    workbooks hold no formula at all, so the sheet's XML is first searched for one, which
+    costs a fraction of reading it; only then is it parsed cell by cell.
+    """
+    # openpyxl's read-only sheet keeps its archive and the sheet's path in it (no public API).
+    archive, part = workbook._archive, sheet._worksheet_path
+    with archive.open(part) as source:
+        tail = b""
+        while chunk := source.read(1 << 20):
+            if _FORMULA_TAG.search(tail + chunk):
+                break
+            tail = chunk[-32:]
+        else:
+            return []
+    issues = []
+    with archive.open(part) as source:
+        for _, element in iterparse(source):  # openpyxl's: defused when defusedxml is there
+            if element.tag != f"{_SHEET_NS}c":
+                continue
+            # Only a text result can be saved empty (Excel writes t="str" and an empty value);
+            # a program that does not calculate writes no value, or an empty one.
+            saved = bool(element.findtext(f"{_SHEET_NS}v")) or element.get("t") == "str"
+            if element.find(f"{_SHEET_NS}f") is not None and not saved:
+                reference = element.get("r", "")
+                letters = reference.rstrip("0123456789")
+                row = int(reference[len(letters) :]) if reference[len(letters) :] else None
+                index = column_index_from_string(letters) - 1 if letters else None
+                name = headers[index] if index is not None and index < len(headers) else letters
+                issues.append(
+                    RowIssue.of(
+                        row,
+                        name or letters,
+                        said(
+                            "cell {cell} holds a formula with no saved value: open the "
+                            "workbook in Excel or WPS and save it, or paste values instead",
+                            cell=reference,
+                        ),
+                    )
+                )
+            element.clear()
+    return issues
 
 
 def _read_parquet(path: Path, progress: ProgressHook | None) -> pa.Table:
