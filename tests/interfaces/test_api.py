@@ -392,7 +392,7 @@ def test_a_body_that_says_a_key_twice_or_is_not_json_is_refused_where_it_is(api:
     assert refused.json() == {
         "error": "invalid_input",
         "detail": [
-            {"field": "body", "message": 'the field "rate" is given twice (line 3, column 23)'}
+            {"field": "body", "message": 'the field "rate" is given twice (line 4, column 24)'}
         ],
     }
     assert api.client.get("/api/agreements/B3", headers=sam).status_code == 404
@@ -484,7 +484,7 @@ def test_a_money_request_that_says_a_key_twice_moves_nothing(api: Api) -> None:
     body = '{"agreement": "A1", "beneficiary": "C1", "beneficiary": "C2"}'
     refused = api.client.post("/api/settlements", content=body, headers=fay)
     assert refused.json()["detail"] == [
-        {"field": "body", "message": 'the field "beneficiary" is given twice (line 1, column 1)'}
+        {"field": "body", "message": 'the field "beneficiary" is given twice (line 1, column 42)'}
     ]
     with unit_of_work(api.sessions) as session:
         assert session.scalar(text("SELECT count(*) FROM settlement")) == 0

@@ -12,7 +12,8 @@ runs.
 
 Each body is read once by the C parser with a check on every object. Only a refused body is
 read again, by the pure-Python scanner, to find where: it is the one that lets the start of
-each object and array be known.
+each object and array be known. A key given twice is then found by walking that object's
+members to the second one.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from starlette.responses import Response
 
 
 class _RefusedError(Exception):
-    """What the hooks raise inside the parser; ``at`` is set by the innermost container."""
+    """What the hooks raise inside the parser; ``at`` is set by the innermost container (or,
+    for a key given twice, by the key's second place in it)."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, *, twice: str | None = None) -> None:
         super().__init__(problem)
         self.problem = problem
+        self.twice = twice  # the key given twice
         self.at: int | None = None
 
 
@@ -42,9 +45,38 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for key, value in pairs:
         if key in found:
-            raise _RefusedError(f"the field {json.dumps(key, ensure_ascii=False)} is given twice")
+            raise _RefusedError(
+                f"the field {json.dumps(key, ensure_ascii=False)} is given twice", twice=key
+            )
         found[key] = value
     return found
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, at: int) -> int:
+    found = _SPACE.match(text, at)
+    assert found is not None  # it matches the empty string
+    return found.end()
+
+
+def _second_key(text: str, start: int, key: str, scan_once: Any) -> int:
+    """Where ``key`` is written the second time in the object that opens at ``start``: its
+    members (key, colon, value, then a comma) are walked with the scanner that read them."""
+    scan_string: Any = json.decoder.scanstring  # type: ignore[attr-defined]
+    seen = False
+    end = start + 1
+    while True:
+        at = _skip_space(text, end)
+        name, end = scan_string(text, at + 1)
+        if name == key:
+            if seen:
+                return at
+            seen = True
+        end = _skip_space(text, _skip_space(text, end) + 1)  # past the colon
+        _, end = scan_once(text, end)
+        end = _skip_space(text, end) + 1  # past the comma
 
 
 def _no_constant(name: str) -> Any:
@@ -76,6 +108,8 @@ def _where(text: str) -> int:
     try:
         decoder.decode(text)
     except _RefusedError as refused:
+        if refused.twice is not None and refused.at is not None:
+            return _second_key(text, refused.at, refused.twice, decoder.scan_once)
         return refused.at or 0
     return 0  # pragma: no cover - the C parser refused it, so the Python one does too
 
