@@ -11,13 +11,14 @@ from pathlib import Path
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fanli.config import Settings
 from fanli.interfaces.api import routes_store
 from fanli.interfaces.api.app import create_app
 from fanli.interfaces.web import views_work
 from fanli.ledger.models import AccrualRun
+from fanli.ledger.periods import close_period
 from fanli.users.auth import enrol_second_factor, set_password
 from store.conftest import NOW, Store, sqlite_template, store
 from store.test_settlements import _form, _world
@@ -105,6 +106,40 @@ def test_a_run_shows_its_results_and_explains_each(store: Store, tmp_path: Path)
             ).status_code
             == 404
         )
+
+
+def test_a_run_shows_its_entries_and_the_late_sales_it_adjusted_for(
+    store: Store, tmp_path: Path
+) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))  # 2% of C1's 10,000 and C2's 500
+    with store.work() as session:
+        for month in ("2026-01", "2026-02", "2026-03"):
+            close_period(session, month, actor=world["fay"], now=NOW)
+    late = world.sales(("L3", "C2", "P1", "2026-03-30", "1", "1500.00"))  # after March closed
+    world.sales(("L4", "C1", "P1", "2026-04-10", "1", "2500.00"))
+    world.accrue("2026-04-30")
+    with store.work() as session:
+        run_id = session.scalar(select(func.max(AccrualRun.id)))
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        _sign_in(client, "fay", secret)
+        page = client.get(f"/accruals/{run_id}").text
+        table = re.search(r'data-testid="entries">(.*?)</table>', page, re.S)
+        assert table is not None
+        rows = [
+            [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table[1], re.S)
+            if "<td>" in row
+        ]
+        # C1's April sale is the second quarter's accrual; C2's late March sale adjusts the
+        # closed first quarter. Both are posted in April.
+        assert rows == [
+            ["计提", "2026-04", "2026年4月30日", "1", "¥50.00"],
+            ["已结账期间的调整", "2026-04", "2026年4月30日", "1", "¥30.00"],
+        ]
+        assert f"批次 {late}，涉及 1 个客户，日期在已结账期间内" in page
 
 
 def test_a_page_that_fails_unforeseen_says_so_as_a_page(

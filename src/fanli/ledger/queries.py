@@ -154,6 +154,37 @@ def account_movements(session: Session, period_code: str) -> dict[str, tuple[Dec
     return movements
 
 
+@dataclass(frozen=True)
+class RunEntry:
+    """One journal entry a run posted: its kind (accrual, adjustment), where and how much."""
+
+    kind: str
+    period: str  # the accounting period it was posted in
+    entry_date: dt.date
+    lines: int
+    change: Decimal  # on the rebate liability
+
+
+def run_entries(session: Session, run_id: int) -> list[RunEntry]:
+    rows = session.execute(
+        select(
+            JournalEntry.kind,
+            AccountingPeriod.code,
+            JournalEntry.entry_date,
+            func.count(JournalLine.id),
+            liability_balance(),
+        )
+        .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.accounting_period_id)
+        .where(JournalEntry.run_id == run_id)
+        .group_by(
+            JournalEntry.id, JournalEntry.kind, AccountingPeriod.code, JournalEntry.entry_date
+        )
+        .order_by(JournalEntry.id)
+    ).all()
+    return [RunEntry(*row) for row in rows]
+
+
 def accounting_periods(session: Session) -> Sequence[AccountingPeriod]:
     return session.scalars(select(AccountingPeriod).order_by(AccountingPeriod.start)).all()
 

@@ -86,6 +86,7 @@ class RunSummary:
     lines_posted: int
     net_change: Decimal  # change of the total liability this run posted
     entry_ids: tuple[int, ...]
+    adjusted: Decimal = ZERO  # the part of ``net_change`` posted as adjustments (ADR 0010)
 
 
 @dataclass(frozen=True)
@@ -788,7 +789,7 @@ def accrue(
     # file then names no run and is never read).
     with ThreadPoolExecutor(max_workers=1) as writer:
         written = writer.submit(store.write_results, rated, run.id) if stored else None
-        entry_ids, lines, net = _post(session, run, deltas, as_of=as_of, now=now)
+        entry_ids, lines, net, adjusted = _post(session, run, deltas, as_of=as_of, now=now)
     if written is not None:
         run.results_file, run.results_sha256 = written.result()
     run.results_stored = stored
@@ -806,20 +807,21 @@ def accrue(
             "results_stored": stored,
             "lines_posted": lines,
             "net_change": net,
+            "adjusted": adjusted,
             "entries": list(entry_ids),
         },
         now=now,
     )
-    return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids)
+    return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids, adjusted)
 
 
 def _post(
     session: Session, run: AccrualRun, deltas: pa.Table, *, as_of: dt.date, now: dt.datetime
-) -> tuple[tuple[int, ...], int, Decimal]:
+) -> tuple[tuple[int, ...], int, Decimal, Decimal]:
     """One entry per kind (accrual, adjustment), one posting line per key whose part of that
     kind is not zero."""
     if deltas.num_rows == 0:
-        return (), 0, ZERO
+        return (), 0, ZERO, ZERO
     period = posting_period(session, as_of)
     entry_date = as_of if period.start <= as_of < period.end else period.start
     versions, codes = zip(*_version_codes(session, deltas), strict=True)
@@ -871,7 +873,8 @@ def _post(
         )
         lines += insert_arrow(session, JournalLine, postings)
     net = pc.sum(pc.cast(deltas.column("delta"), _AMOUNT)).as_py() or ZERO
-    return tuple(entry_ids), lines, Decimal(net)
+    adjusted = pc.sum(pc.cast(deltas.column("adjustment"), _AMOUNT)).as_py() or ZERO
+    return tuple(entry_ids), lines, Decimal(net), Decimal(adjusted)
 
 
 def _version_codes(session: Session, deltas: pa.Table) -> list[tuple[int, str]]:

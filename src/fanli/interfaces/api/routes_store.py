@@ -371,6 +371,7 @@ def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Fa
         results_stored=summary.results_stored,
         lines_posted=summary.lines_posted,
         net_change=summary.net_change,
+        adjusted=summary.adjusted,
     )
 
 

@@ -261,6 +261,7 @@ class RunOut(Shape):
     results_stored: int
     lines_posted: int
     net_change: Money
+    adjusted: Money  # the part of net_change posted as adjustments for closed periods
 
 
 class RunListOut(Shape):

@@ -341,6 +341,11 @@ def accrue_command(
             f"{len(summary.rerated)} agreement version(s), stored {summary.results_stored:,} "
             f"results, posted {summary.lines_posted:,} journal lines, "
             f"liability change {summary.net_change:,.2f}"
+            + (
+                f", of which {summary.adjusted:,.2f} adjusts closed periods"
+                if summary.adjusted
+                else ""
+            )
         )
     )
     if not summary.lines_posted:

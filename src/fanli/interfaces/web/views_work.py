@@ -42,7 +42,7 @@ from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger import overview
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.preview import preview_last_year
-from fanli.ledger.queries import run_result, run_results
+from fanli.ledger.queries import run_entries, run_result, run_results
 from fanli.ledger.service import accrue, check_routine_day
 from fanli.sales.files import InputFileError
 from fanli.sales.mapping import load_mapping
@@ -376,11 +376,13 @@ def accrual_run(run_id: Id, request: Request, q: str = "", offset: Offset = 0) -
             session, request.app.state.facts, run_id, customers=shown, search=q, offset=offset
         )
         in_units = overview.bases_in_units(session)
+        entries = run_entries(session, run_id)
     return _page(
         request,
         "accrual_run.html",
         viewer,
         run=run,
+        entries=entries,
         results=found,
         q=q,
         offset=offset,
