@@ -14,10 +14,9 @@ from fanli.agreements.queries import terms_for_run
 from fanli.engine.columnar import calculate
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.ledger.dimensions import customer_table, product_table
-from fanli.ledger.late import SalesBatch, closed_months, covered, lines_as_closed
+from fanli.ledger.late import closed_months, covered, lines_as_closed, sales_batches
 from fanli.ledger.models import EntryKind, JournalEntry, JournalLine
 from fanli.ledger.service import liability_balance
-from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.service import active_sales_files
 from fanli.sales.store import FactStore
 
@@ -38,17 +37,7 @@ def late_effect_from_scratch(
     liability on the sales as they are less that on the sales as closed (ADR 0010)."""
     months = closed_months(session)
     spans = covered(months)
-    batches = [
-        SalesBatch(
-            batch.id,
-            store.path(batch.facts_file),
-            batch.first_date,
-            batch.last_date,
-            active=batch.status == BatchStatus.ACTIVE,
-        )
-        for batch in session.scalars(select(ImportBatch).where(ImportBatch.kind == BatchKind.SALES))
-        if batch.facts_file
-    ]
+    batches = sales_batches(session, store)
     files = [str(path) for _, path in active_sales_files(session, store)]
     now = _held(session, store, as_of, files or SALES_SCHEMA.empty_table())
     as_closed = _held(

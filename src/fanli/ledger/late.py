@@ -36,6 +36,8 @@ from fanli.kit.periods import FIRST_DAY
 from fanli.kit.sql import sql_list
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.periods import closed_periods
+from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
+from fanli.sales.store import FactStore
 
 # A line's document date: what "a sale dated in a closed period" means.
 DATED = "coalesce(s.invoice_date, s.order_date, s.paid_date)"
@@ -69,6 +71,23 @@ class LateChanges:
     months: list[ClosedMonth]
     batches: list[SalesBatch]
     customers: list[str]
+
+
+def sales_batches(session: Session, store: FactStore) -> list[SalesBatch]:
+    """Every sales batch with its facts file, voided ones too, by id."""
+    return [
+        SalesBatch(
+            batch.id,
+            store.path(batch.facts_file),
+            batch.first_date,
+            batch.last_date,
+            active=batch.status == BatchStatus.ACTIVE,
+        )
+        for batch in session.scalars(
+            select(ImportBatch).where(ImportBatch.kind == BatchKind.SALES).order_by(ImportBatch.id)
+        )
+        if batch.facts_file
+    ]
 
 
 def closed_months(session: Session) -> list[ClosedMonth]:

@@ -60,6 +60,7 @@ from fanli.ledger.late import (
     covered,
     late_changes,
     lines_as_closed,
+    sales_batches,
 )
 from fanli.ledger.models import (
     Account,
@@ -69,7 +70,7 @@ from fanli.ledger.models import (
     JournalLine,
 )
 from fanli.ledger.periods import posting_period
-from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
+from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.store import FactStore
 from fanli.users.actor import Actor, Role, require
 
@@ -87,14 +88,6 @@ class RunSummary:
     net_change: Decimal  # change of the total liability this run posted
     entry_ids: tuple[int, ...]
     adjusted: Decimal = ZERO  # the part of ``net_change`` posted as adjustments (ADR 0010)
-
-
-@dataclass(frozen=True)
-class _Batch:
-    id: int
-    facts_file: str
-    first: dt.date | None
-    last: dt.date | None
 
 
 def _reads_from(version: RunVersion) -> dt.date:
@@ -135,16 +128,16 @@ class _Plan:
 PARTIAL_CUSTOMERS_LIMIT = 50_000
 
 
-def _files_read_by(store: FactStore, sales: list[_Batch], versions: list[RunVersion]) -> list[Path]:
+def _files_read_by(sales: list[SalesBatch], versions: list[RunVersion]) -> list[Path]:
     """The batch files whose dates some of these versions can see."""
     return [
-        store.path(batch.facts_file)
+        batch.path
         for batch in sales
         if any(_overlaps(version, batch.first, batch.last) for version in versions)
     ]
 
 
-def _overlaps_dates(batch: _Batch, *, after: dt.date, until: dt.date) -> bool:
+def _overlaps_dates(batch: SalesBatch, *, after: dt.date, until: dt.date) -> bool:
     if batch.first is None or batch.last is None:
         return True
     return batch.first <= until and after < batch.last
@@ -196,10 +189,9 @@ def _regrouped(session: Session, *, after: dt.date, until: dt.date) -> set[str]:
 def _plan(
     session: Session,
     versions: list[RunVersion],
-    store: FactStore,
     *,
-    sales: list[_Batch],
-    all_batches: dict[int, _Batch],
+    sales: list[SalesBatch],
+    all_batches: dict[int, SalesBatch],
     dimension_batches: list[int],
     previous: AccrualRun | None,
     as_of: dt.date,
@@ -248,12 +240,12 @@ def _plan(
     customers: list[str] = []
     if partial:
         touching = [b for b in changed if any(_overlaps(v, b.first, b.last) for v in partial)]
-        chosen = _customers_in([store.path(batch.facts_file) for batch in touching])
+        chosen = _customers_in([batch.path for batch in touching])
         if dated_in_move:
             # batches with a line dated in (low, high]
             dated = [b for b in sales if _overlaps_dates(b, after=low, until=high)]
             chosen |= _customers_in(
-                [store.path(batch.facts_file) for batch in dated],
+                [batch.path for batch in dated],
                 _dated_between(dated_in_move, after=low, until=high),
             )
         chosen |= regrouped
@@ -659,25 +651,10 @@ def accrue(
     expire_ended(session, as_of=as_of, actor=actor, now=now)
     stages.begin(Stage.PLANNING)
     versions = terms_for_run(session)
-    stored_batches = session.scalars(
-        select(ImportBatch).where(ImportBatch.kind == BatchKind.SALES).order_by(ImportBatch.id)
-    ).all()
-    batches = {
-        b.id: _Batch(b.id, b.facts_file or "", b.first_date, b.last_date) for b in stored_batches
-    }
-    sales = [batches[b.id] for b in stored_batches if b.status == BatchStatus.ACTIVE]
+    every_file = sales_batches(session, store)  # voided ones too: a late void is read
+    batches = {batch.id: batch for batch in every_file}
+    sales = [batch for batch in every_file if batch.active]
     months = closed_months(session)
-    every_file = [
-        SalesBatch(
-            b.id,
-            store.path(b.facts_file),
-            b.first_date,
-            b.last_date,
-            active=b.status == BatchStatus.ACTIVE,
-        )
-        for b in stored_batches
-        if b.facts_file
-    ]
     late = late_changes(months, every_file)
     dimension_batches = sorted(
         session.scalars(
@@ -690,7 +667,6 @@ def accrue(
     plan = _plan(
         session,
         versions,
-        store,
         sales=sales,
         all_batches=batches,
         dimension_batches=dimension_batches,
@@ -726,7 +702,7 @@ def accrue(
     products = product_table(session, store) if plan.rated else None
     parts = []
     if plan.full:
-        files = _files_read_by(store, sales, plan.full)
+        files = _files_read_by(sales, plan.full)
         parts.append(
             calculate(
                 [version.terms for version in plan.full],
@@ -738,7 +714,7 @@ def accrue(
         )
     if plan.partial:
         assert customers is not None
-        files = _files_read_by(store, sales, plan.partial)
+        files = _files_read_by(sales, plan.partial)
         touched = pa.array(plan.customers, pa.string())
         lines = _lines_of(files, touched, plan.partial, as_of)
         assert products is not None
@@ -762,7 +738,7 @@ def accrue(
         assert products is not None
         as_closed = _rate_as_closed(
             late,
-            [b for b in every_file if b.active],
+            sales,
             pooled,
             single,
             customers=customers,
