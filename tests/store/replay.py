@@ -10,8 +10,9 @@ import pyarrow as pa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fanli.agreements.queries import terms_for_run
+from fanli.agreements.queries import RunVersion, terms_for_run
 from fanli.engine.columnar import calculate
+from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.late import closed_months, covered, lines_as_closed, sales_batches
@@ -40,9 +41,14 @@ def late_effect_from_scratch(
     batches = sales_batches(session, store)
     files = [str(path) for _, path in active_sales_files(session, store)]
     now = _held(session, store, as_of, files or SALES_SCHEMA.empty_table())
-    as_closed = _held(
-        session, store, as_of, lines_as_closed(months, batches, customers=None, where="TRUE")
-    )
+    # Each version's lines are dated by its eligibility event: rate each event's versions on
+    # the lines as closed by that date.
+    versions = terms_for_run(session)
+    as_closed = {}
+    for column in sorted({EVENT_COLUMN[v.terms.eligibility.event] for v in versions}):
+        lines = lines_as_closed(months, batches, column, customers=None, where="TRUE")
+        chosen = [v for v in versions if EVENT_COLUMN[v.terms.eligibility.event] == column]
+        as_closed |= _held(session, store, as_of, lines, chosen)
     effect = {}
     for key in {*now, *as_closed}:
         share, (start, end) = now.get(key) or (Decimal(0), as_closed[key][1])
@@ -55,10 +61,15 @@ def late_effect_from_scratch(
 
 
 def _held(
-    session: Session, store: FactStore, as_of: dt.date, sales: list[str] | pa.Table
+    session: Session,
+    store: FactStore,
+    as_of: dt.date,
+    sales: list[str] | pa.Table,
+    versions: list[RunVersion] | None = None,
 ) -> dict[Key, tuple[Decimal, tuple[dt.date, dt.date]]]:
-    """Per key, the liability it should hold and its rebate period."""
-    versions = terms_for_run(session)
+    """Per key, the liability it should hold and its rebate period (of these versions only,
+    when given)."""
+    versions = terms_for_run(session) if versions is None else versions
     if not versions:
         return {}
     results = calculate(

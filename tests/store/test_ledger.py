@@ -423,6 +423,87 @@ def test_a_pool_adjusts_for_a_members_late_sale(store: Store, tmp_path: Path) ->
     _check_invariants(store)
 
 
+def _dated_sales(store: Store, directory: Path, name: str, *lines: tuple[str, ...]) -> int:
+    """Sales lines with their order, invoice and paid dates."""
+    header = ("line_id", "customer_id", "product_id", "order_date", "invoice_date", "paid_date")
+    path = write_csv(directory / name, (*header, "quantity", "net_amount"), lines)
+    with store.work() as session:
+        return import_sales(session, store.facts, path, actor=staff("ann"), now=NOW).batch_id
+
+
+def test_a_line_is_dated_by_the_event_its_agreement_counts(store: Store, tmp_path: Path) -> None:
+    # One programme counts orders, one counts payments; both 2% a quarter.
+    _setup(
+        store,
+        tmp_path,
+        percent_agreement("O1", eligibility={"event": "order"}),
+        percent_agreement("P1", eligibility={"event": "paid_invoice"}),
+    )
+    _dated_sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        # ordered on 10 January, invoiced on the 25th, paid on the 28th
+        ("L1", "C1", "P1", "2026-01-10", "2026-01-25", "2026-01-28", "1", "10000.00"),
+    )
+    first = _accrue(store, "2026-01-20")  # the order counts; the payment has not come
+    assert _posted(store, first.run_id) == {("accrual", "C1", 1): D("200.0000")}
+    _close(store, "2026-01")  # January closes with the run as of the 20th
+    _dated_sales(
+        store,
+        tmp_path,
+        "s2.csv",
+        ("L2", "C2", "P1", "2026-02-10", "2026-02-10", "2026-02-12", "1", "5000.00"),
+    )
+    run = _accrue(store, "2026-02-28")
+    with store.work() as session:
+        # (a Result has keys(): dict() would take it for a mapping)
+        codes = dict(
+            session.execute(select(JournalLine.version_id, JournalLine.agreement_code)).all()
+        )
+        moved = session.execute(
+            select(JournalLine.version_id, JournalEntry.kind, JournalLine.beneficiary)
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .where(JournalEntry.run_id == run.run_id)
+        ).all()
+    # The order was counted when January closed: O1's C1 is unchanged. The payment on the
+    # 28th came after the closing run's day: P1's 200.00 for C1 adjusts the closed month.
+    # C2's February sale accrues in both.
+    assert sorted((codes[v], kind, who) for v, kind, who in moved) == [
+        ("O1", "accrual", "C2"),
+        ("P1", "accrual", "C2"),
+        ("P1", "adjustment", "C1"),
+    ]
+    assert run.adjusted == D("200.0000")
+    assert run.net_change == D("400.0000")
+    _check_invariants(store)
+
+
+def test_a_late_batch_is_not_read_again_for_customers_the_run_does_not_rate(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"))
+    _accrue(store, "2026-01-31")
+    _close(store, "2026-01")
+    late = _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-01-20", "1", "1000.00"))
+    adjusting = _accrue(store, "2026-02-28")
+    assert _posted(store, adjusting.run_id) == {("adjustment", "C1", 1): D("20.0000")}
+    _close(store, "2026-02", "2026-03", "2026-04", "2026-05")
+    _sales(store, tmp_path, "s3.csv", ("L3", "C2", "P1", "2026-06-10", "1", "500.00"))
+    later = _accrue(store, "2026-06-30")  # months later, another customer's June sale
+    assert _posted(store, later.run_id) == {("accrual", "C2", 2): D("10.0000")}
+    with store.work() as session:
+        runs = {run.id: run.inputs for run in session.scalars(select(AccrualRun))}
+    assert runs[adjusting.run_id]["late"] == {
+        "batches": [late],
+        "customers": ["C1"],
+        "versions": [1],
+    }
+    assert "late" not in runs[later.run_id]
+    _check_invariants(store)
+
+
 def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     _setup(store, tmp_path)
     batch = _sales(

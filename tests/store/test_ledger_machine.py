@@ -1,9 +1,11 @@
 """The ledger's invariants under random histories (hypothesis state machine, real databases).
 
-Random sequences of sales imports (returns included, dated in 2025 and 2026), voids, new
-versions of a tiered programme, changes of a customer's group, accrual runs at any as-of date,
-and period closes, over that programme, a second one that pays a guarantee without lines and a
-third for one group on growth over the prior year. After every step the journal holds, per
+Random sequences of sales imports (returns included, dated in 2025 and 2026, paid or not),
+voids, new versions of a tiered programme, changes of a customer's group, accrual runs at any
+as-of date, and period closes (in order, or one month as asked, which may be refused), over that
+programme, a second one that pays a guarantee without lines, a third for one group on growth
+over the prior year, a fourth that counts paid invoices and a fifth that pools two customers.
+After every step the journal holds, per
 agreement version x beneficiary x period, exactly the latest run's results (accrued minus
 settled; nothing is settled before settlements exist). Entries balance by construction (one
 amount, two accounts, CHECK constraints). After every run, a calculation from scratch over
@@ -21,6 +23,7 @@ import shutil
 import tempfile
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -32,13 +35,13 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fanli.agreements.models import AgreementRecord
 from fanli.agreements.service import add_version
 from fanli.db.session import make_engine, session_factory, unit_of_work
 from fanli.ledger.models import AccountingPeriod
-from fanli.ledger.periods import close_period
+from fanli.ledger.periods import PeriodError, close_period
 from fanli.ledger.queries import latest_results, liabilities
 from fanli.ledger.service import accrue
 from fanli.sales.service import (
@@ -49,12 +52,15 @@ from fanli.sales.service import (
 )
 from fanli.sales.store import FactStore
 from postgres import empty_postgres
-from store.builders import activate, percent_agreement, products_file, sales_file, staff, write_csv
+from store.builders import activate, percent_agreement, products_file, staff, write_csv
 from store.conftest import NOW
 from store.replay import adjustments_held, from_scratch, late_effect_from_scratch
 
 TIERS = [{"from": "0", "to": "5000", "rate": "1"}, {"from": "5000", "rate": "3"}]
 YEAR_START = dt.date(2026, 1, 1)
+AMOUNTS = ("quantity", "net_amount")
+# The pool's parties must be registered legal entities.
+CREDIT_CODES = {"C1": "91350100M000100Y43", "C2": "91110000600037341L"}
 
 line_strategy = st.tuples(
     st.sampled_from(["C1", "C2", "C3"]),
@@ -62,6 +68,7 @@ line_strategy = st.tuples(
     st.integers(-365, 364),  # a day of 2025 (prior-year baselines) or 2026
     st.integers(1, 400_000),  # net amount in cents
     st.booleans(),  # a return (negative line)?
+    st.one_of(st.none(), st.integers(0, 60)),  # paid so many days after the invoice, or not yet
 )
 
 
@@ -111,13 +118,26 @@ class LedgerMachine(RuleBasedStateMachine):
             )
             version = add_version(session, growth, actor=staff("t"), now=NOW)
             activate(session, version.id, now=NOW)
+            # A fourth on paid invoices: a line counts on its paid date.
+            paid = percent_agreement("D1", rate="1", eligibility={"event": "paid_invoice"})
+            version = add_version(session, paid, actor=staff("t"), now=NOW)
+            activate(session, version.id, now=NOW)
+            # A fifth pools C2's lines with C1's and pays C1.
+            pool = percent_agreement(
+                "K1", rate="1", parties={"counterparty": "C1", "members": ["C2"]}
+            )
+            version = add_version(session, pool, actor=staff("t"), now=NOW)
+            activate(session, version.id, now=NOW)
 
     def _customers_file(self) -> Path:
         self.file_number += 1
         return write_csv(
             self.directory / f"customers{self.file_number}.csv",
-            ("customer_id", "name", "group"),
-            [(code, f"{code} 有限公司", group) for code, group in sorted(self.groups.items())],
+            ("customer_id", "name", "group", "统一社会信用代码"),
+            [
+                (code, f"{code} 有限公司", group, CREDIT_CODES.get(code, ""))
+                for code, group in sorted(self.groups.items())
+            ],
         )
 
     def teardown(self) -> None:
@@ -125,16 +145,23 @@ class LedgerMachine(RuleBasedStateMachine):
         shutil.rmtree(self.directory, ignore_errors=True)
 
     @rule(target=batches, lines=st.lists(line_strategy, min_size=1, max_size=6))
-    def import_batch(self, lines: list[tuple[str, str, int, int, bool]]) -> int:
+    def import_batch(self, lines: list[tuple[Any, ...]]) -> int:
+        """Lines: (customer, product, day, cents, a return?[, paid days after the invoice])."""
         rows = []
-        for customer, product, day, cents, is_return in lines:
+        for customer, product, day, cents, is_return, *paid_after in lines:
             self.line_number += 1
             sign = -1 if is_return else 1
             amount = Decimal(sign * cents).scaleb(-2)
             date = YEAR_START + dt.timedelta(days=day)
-            rows.append((f"L{self.line_number}", customer, product, date, sign, amount))
+            later = paid_after[0] if paid_after else None
+            paid = "" if later is None else date + dt.timedelta(days=later)
+            rows.append((f"L{self.line_number}", customer, product, date, paid, sign, amount))
         self.file_number += 1
-        path = sales_file(self.directory, f"s{self.file_number}.csv", rows)
+        path = write_csv(
+            self.directory / f"s{self.file_number}.csv",
+            ("line_id", "customer_id", "product_id", "invoice_date", "paid_date", *AMOUNTS),
+            rows,
+        )
         with unit_of_work(self.sessions) as session:
             return import_sales(session, self.facts, path, actor=staff("t"), now=NOW).batch_id
 
@@ -194,8 +221,14 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(month=st.integers(1, 10))  # the months that have ended by NOW (27 November)
     def close(self, month: int) -> None:
         """Close the books up to ``month``: periods close in order, so every earlier one
-        still open closes first."""
+        still open after the latest closed one closes first."""
+        with unit_of_work(self.sessions) as session:
+            latest = session.scalar(
+                select(func.max(AccountingPeriod.start)).where(AccountingPeriod.status == "closed")
+            )
         for earlier in range(1, month + 1):
+            if latest is not None and dt.date(2026, earlier, 1) <= latest:
+                continue  # closed, alone or with a later month
             code = f"2026-{earlier:02d}"
             with unit_of_work(self.sessions) as session:
                 period = session.scalar(
@@ -203,6 +236,16 @@ class LedgerMachine(RuleBasedStateMachine):
                 )
                 if period is None or period.status == "open":
                     close_period(session, code, actor=staff("t"), now=NOW)
+
+    @rule(month=st.integers(1, 10))
+    def close_one(self, month: int) -> None:
+        """Close one month as it is asked for: refused while an earlier one is open, or when
+        it is closed already, alone or with a later one."""
+        try:
+            with unit_of_work(self.sessions) as session:
+                close_period(session, f"2026-{month:02d}", actor=staff("t"), now=NOW)
+        except PeriodError:
+            pass
 
     @invariant()
     def the_journal_holds_the_latest_results(self) -> None:
@@ -251,6 +294,7 @@ def test_the_machine_would_notice_a_missing_reversal(sqlite_template: Path) -> N
             (1, "C1", 1): Decimal("180.0000"),  # A1: 3% of 6,000.00
             (2, "C1", 1): Decimal("60.0000"),  # B1: 1% of 6,000.00, above the guarantee
             (2, "C1", 2): Decimal("50.0000"),  # B1: the guarantee of the started Q2
+            (5, "C1", 1): Decimal("60.0000"),  # K1: 1% of the pool's 6,000.00, paid to C1
         }
         assert scratch == {}
     finally:

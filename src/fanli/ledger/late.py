@@ -3,13 +3,14 @@
 A closed accounting period keeps the results of the run it closed after (its
 ``closed_after_run_id``): the sales batches that run read, up to that run's as-of day. (The
 months before it that have no period of their own closed with it: periods close in order, and
-nothing posts before the latest close.) A sales
-line dated in a closed period (by its document date: the invoice date, else the order date,
-else the paid date) is *as closed* when that run counted it: its batch was one of the run's and
-the line is dated on or before the run's as-of day. A line dated outside the closed periods is
-as closed when its batch is active. The lines that count now but are not as closed are late
-sales; those as closed that no longer count (their batch was voided after the close) are late
-voids (ADR 0010).
+nothing posts before the latest close.)
+
+An agreement counts a line on the date of its eligibility event: the order, invoice or paid
+date; so is the line dated, here. A line dated in a closed period is *as closed* when that
+period's run counted it: its batch was one of the run's and the line is dated on or before the
+run's as-of day. A line dated outside the closed periods is as closed when its batch is
+active. The lines that count now but are not as closed are late sales; those as closed that no
+longer count (their batch was voided after the close) are late voids (ADR 0010).
 
 A run rates the keys a late change can move twice: on the lines that count now, and on the
 lines as closed. The difference is the effect of the late changes, which the run posts as an
@@ -39,9 +40,6 @@ from fanli.ledger.periods import closed_periods
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.store import FactStore
 
-# A line's document date: what "a sale dated in a closed period" means.
-DATED = "coalesce(s.invoice_date, s.order_date, s.paid_date)"
-
 
 @dataclass(frozen=True)
 class ClosedMonth:
@@ -66,11 +64,12 @@ class SalesBatch:
 
 @dataclass(frozen=True)
 class LateChanges:
-    """The batches with a late sale or a late void, and the customers of those lines."""
+    """The batches with a late sale or a late void, and the customers of those lines, per date
+    column a line can be dated by (``invoice_date``...)."""
 
     months: list[ClosedMonth]
     batches: list[SalesBatch]
-    customers: list[str]
+    customers: dict[str, list[str]]
 
 
 def sales_batches(session: Session, store: FactStore) -> list[SalesBatch]:
@@ -146,31 +145,48 @@ def _may_differ(batch: SalesBatch, month: ClosedMonth) -> bool:
     return not rated_to_the_end and (batch.last is None or batch.last > month.as_of)
 
 
-def late_changes(months: Sequence[ClosedMonth], batches: Sequence[SalesBatch]) -> LateChanges:
-    """The late sales and late voids among these batches (all the sales batches, voided ones
-    too)."""
+def late_changes(
+    months: Sequence[ClosedMonth],
+    batches: Sequence[SalesBatch],
+    *,
+    columns: Sequence[str],
+    customers: Sequence[str] | None = None,
+) -> LateChanges:
+    """The late sales and late voids among these batches (voided ones too), with lines dated
+    by each of these ``columns``; of these ``customers`` only, when given."""
     candidates = [b for b in batches if any(_may_differ(b, month) for month in months)]
     if not candidates:
-        return LateChanges(list(months), [], [])
-    with duck.connection() as connection:
-        relation = _with_as_closed(connection, months, candidates)
-        rows = connection.execute(
-            f"SELECT DISTINCT batch_id, customer_id FROM ({relation}) WHERE active <> as_closed"
-        ).fetchall()
-    late_ids = {row[0] for row in rows}
-    customers = sorted({row[1] for row in rows})
-    return LateChanges(list(months), [b for b in candidates if b.id in late_ids], customers)
+        return LateChanges(list(months), [], {})
+    late_ids: set[int] = set()
+    found: dict[str, list[str]] = {}
+    for column in columns:
+        with duck.connection() as connection:
+            read = ""
+            if customers is not None:
+                chosen = pa.table({"customer_id": pa.array(customers, pa.string())})
+                connection.register("chosen_customers", chosen)
+                read = "SEMI JOIN chosen_customers t ON t.customer_id = s.customer_id"
+            relation = _with_as_closed(connection, months, candidates, column, read=read)
+            rows = connection.execute(
+                f"SELECT DISTINCT batch_id, customer_id FROM ({relation}) WHERE active <> as_closed"
+            ).fetchall()
+        late_ids |= {row[0] for row in rows}
+        if rows:
+            found[column] = sorted({row[1] for row in rows})
+    return LateChanges(list(months), [b for b in candidates if b.id in late_ids], found)
 
 
 def lines_as_closed(
     months: Sequence[ClosedMonth],
     batches: Sequence[SalesBatch],
+    column: str,
     *,
     customers: pa.Array | None,
     where: str,
 ) -> pa.Table:
-    """The lines of these batches (active or voided) that count as closed, of these customers
-    only when given, that meet ``where`` (SQL over the line ``s``, as read from its file)."""
+    """The lines of these batches (active or voided) that count as closed when dated by
+    ``column``, of these customers only when given, that meet ``where`` (SQL over the line
+    ``s``, as read from its file)."""
     if not batches:
         return SALES_SCHEMA.empty_table()
     with duck.connection() as connection:
@@ -178,7 +194,9 @@ def lines_as_closed(
         if customers is not None:
             connection.register("late_customers", pa.table({"customer_id": customers}))
             chosen = "SEMI JOIN late_customers t ON t.customer_id = s.customer_id"
-        relation = _with_as_closed(connection, months, batches, read=f"{chosen} WHERE {where}")
+        relation = _with_as_closed(
+            connection, months, batches, column, read=f"{chosen} WHERE {where}"
+        )
         table = connection.sql(
             f"""SELECT {", ".join(SALES_SCHEMA.names)} FROM ({relation}) WHERE as_closed"""
         ).to_arrow_table()
@@ -189,6 +207,7 @@ def _with_as_closed(
     connection: duckdb.DuckDBPyConnection,
     months: Sequence[ClosedMonth],
     batches: Sequence[SalesBatch],
+    column: str,
     *,
     read: str = "",
 ) -> str:
@@ -229,12 +248,14 @@ def _with_as_closed(
         ),
     )
     files = sql_list([b.path for b in batches])
+    # A line without this day (not yet paid) is in no closed period: as closed when active.
+    dated = f"s.{column}"
     return f"""SELECT s.*, f.batch_id, f.active,
                CASE WHEN EXISTS (SELECT 1 FROM closed_months c
-                                 WHERE {DATED} >= c.start AND {DATED} < c."end")
+                                 WHERE {dated} >= c.start AND {dated} < c."end")
                     THEN EXISTS (SELECT 1 FROM counted z
-                                 WHERE z.batch_id = f.batch_id AND {DATED} >= z.start
-                                   AND {DATED} < z."end" AND {DATED} <= z.as_of)
+                                 WHERE z.batch_id = f.batch_id AND {dated} >= z.start
+                                   AND {dated} < z."end" AND {dated} <= z.as_of)
                     ELSE f.active END AS as_closed
         FROM (SELECT s.* FROM read_parquet([{files}], filename = true) s {read}) s
         JOIN batch_files f ON f.filename = s.filename"""

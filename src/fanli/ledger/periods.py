@@ -116,6 +116,21 @@ def close_period(
     # Alone: a run or a payout posting now commits first, and one that starts later sees the
     # period closed. Two closes of one period queue, and the second finds it closed.
     serialize(session, Lock.PERIODS)
+    # A month before a closed one closed with it (nothing posts before the latest close), even
+    # without a period of its own: closing it now would date its close after later runs.
+    later = session.scalar(
+        select(AccountingPeriod.code)
+        .where(AccountingPeriod.start > start, AccountingPeriod.status == PeriodStatus.CLOSED)
+        .order_by(AccountingPeriod.start.desc())
+        .limit(1)
+    )
+    if later is not None:
+        raise PeriodError.said(
+            "accounting period {period} closed already, with {later}: nothing posts before a "
+            "closed period",
+            period=Month(code),
+            later=Month(later),
+        )
     period = ensure_period(session, start)
     if period.status == PeriodStatus.CLOSED:
         raise PeriodError.said("accounting period {period} is closed already", period=Month(code))

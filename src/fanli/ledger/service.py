@@ -417,26 +417,16 @@ def _deltas(
                 "moved",
                 pa.table(
                     {
-                        "version_id": pa.array(
-                            [v.version_id for v in [*as_closed.pooled, *as_closed.single]],
-                            pa.int64(),
-                        ),
-                        "pooled": pa.array(
-                            [True] * len(as_closed.pooled) + [False] * len(as_closed.single)
-                        ),
+                        "version_id": pa.array([v for v, _ in as_closed.scope], pa.int64()),
+                        "customer_id": pa.array([c for _, c in as_closed.scope], pa.string()),
                     }
                 ),
-            )
-            connection.register(
-                "late_customers",
-                pa.table({"customer_id": pa.array(as_closed.customers, pa.string())}),
             )
             # A key a late line can move takes the results as closed (none: nothing); any
             # other key is as closed what it is.
             as_closed_liability = """CASE
                 WHEN EXISTS (SELECT 1 FROM moved m WHERE m.version_id = k.version_id
-                               AND (m.pooled OR k.beneficiary IN
-                                                 (SELECT customer_id FROM late_customers)))
+                               AND (m.customer_id IS NULL OR m.customer_id = k.beneficiary))
                 THEN coalesce((SELECT q.liability FROM rated_as_closed q
                                WHERE q.version_id = k.version_id
                                  AND q.beneficiary = k.beneficiary
@@ -520,54 +510,77 @@ def _lines_of(
 
 
 @dataclass(frozen=True)
+class _Rerating:
+    """Versions to rate again on the sales as closed, dated by one column, for these
+    customers (None: every beneficiary, for a pool)."""
+
+    versions: list[RunVersion]
+    column: str
+    customers: list[str] | None
+
+
+@dataclass(frozen=True)
 class _AsClosed:
-    """The results on the sales as closed (``late``), of the ``pooled`` versions for every
-    beneficiary and of the ``single`` versions for the customers with a late line."""
+    """The results on the sales as closed, and which keys they are for: (version id, customer;
+    None for every beneficiary)."""
 
     results: pa.Table
-    pooled: list[RunVersion]
-    single: list[RunVersion]
-    customers: list[str]
+    scope: list[tuple[int, str | None]]
 
 
-def _moved_by_late(plan: _Plan, late: LateChanges) -> tuple[list[RunVersion], list[RunVersion]]:
-    """The versions this run rates that a late line can move: (pooled, single)."""
-    moved = [
-        version
-        for version in plan.rated
-        if late.customers
-        and any(_overlaps(version, batch.first, batch.last) for batch in late.batches)
-    ]
-    # A pool pays its counterparty on its members' lines: any member's late line moves it.
-    pooled = [version for version in moved if version.terms.parties is not None]
-    single = [version for version in moved if version.terms.parties is None]
-    return pooled, single
+def _moved_by_late(plan: _Plan, late: LateChanges) -> list[_Rerating]:
+    """What of this run a late line can move, grouped for the engine: a pool whose dates
+    overlap a late batch, for every beneficiary (it pays its counterparty on its members'
+    lines); a single customer's version for the customers with a late line that the run
+    rates."""
+    partial = {version.version_id for version in plan.partial}
+    rated_customers = set(plan.customers)
+    groups: dict[tuple[str, bool, bool], list[RunVersion]] = {}
+    for version in plan.rated:
+        column = EVENT_COLUMN[version.terms.eligibility.event]
+        if not late.customers.get(column) or not any(
+            _overlaps(version, batch.first, batch.last) for batch in late.batches
+        ):
+            continue
+        key = (column, version.terms.parties is not None, version.version_id in partial)
+        groups.setdefault(key, []).append(version)
+    reratings = []
+    for (column, pooled, only_rated), versions in sorted(groups.items(), key=lambda item: item[0]):
+        if pooled:
+            reratings.append(_Rerating(versions, column, None))
+            continue
+        who = late.customers[column]
+        if only_rated:  # its keys exist for the customers the run rates it for
+            who = sorted(rated_customers.intersection(who))
+        if who:
+            reratings.append(_Rerating(versions, column, who))
+    return reratings
 
 
 def _rate_as_closed(
     late: LateChanges,
     sales: list[SalesBatch],
-    pooled: list[RunVersion],
-    single: list[RunVersion],
+    reratings: list[_Rerating],
     *,
     customers: pa.Table,
     products: pa.Table,
     as_of: dt.date,
 ) -> _AsClosed:
-    """Rate these versions on the sales as closed: the pooled ones for every beneficiary, the
-    single ones for the customers with a late line."""
-    late_customers = pa.array(late.customers, pa.string())
+    """Rate these versions on the sales as closed."""
+    voided = [b for b in late.batches if not b.active]
     parts = []
-    for versions, who in ((pooled, None), (single, late_customers)):
-        if not versions:
-            continue
-        voided = [b for b in late.batches if not b.active]
+    scope: list[tuple[int, str | None]] = []
+    for rerating in reratings:
+        versions = rerating.versions
+        who = None if rerating.customers is None else pa.array(rerating.customers, pa.string())
         read = [
             batch
             for batch in [*sales, *voided]
             if any(_overlaps(version, batch.first, batch.last) for version in versions)
         ]
-        lines = lines_as_closed(late.months, read, customers=who, where=_dated_for(versions, as_of))
+        lines = lines_as_closed(
+            late.months, read, rerating.column, customers=who, where=_dated_for(versions, as_of)
+        )
         sold = pc.unique(lines.column("product_id"))
         parts.append(
             _with_liability(
@@ -584,12 +597,9 @@ def _rate_as_closed(
                 )
             )
         )
-    return _AsClosed(
-        pa.concat_tables(parts) if parts else _with_liability(RESULT_SCHEMA.empty_table()),
-        pooled,
-        single,
-        late.customers,
-    )
+        chosen: list[str | None] = [None] if rerating.customers is None else [*rerating.customers]
+        scope += [(version.version_id, customer) for version in versions for customer in chosen]
+    return _AsClosed(pa.concat_tables(parts), scope)
 
 
 def _refuse_day_to_come(as_of: dt.date, today: dt.date) -> None:
@@ -655,7 +665,6 @@ def accrue(
     batches = {batch.id: batch for batch in every_file}
     sales = [batch for batch in every_file if batch.active]
     months = closed_months(session)
-    late = late_changes(months, every_file)
     dimension_batches = sorted(
         session.scalars(
             select(ImportBatch.id).where(
@@ -673,6 +682,18 @@ def accrue(
         previous=previous,
         as_of=as_of,
     )
+    # Only lines the run's versions can read: a late batch of long ago is not read again
+    # once every version that counts it has stopped being rated.
+    late = (
+        late_changes(
+            months,
+            [b for b in every_file if any(_overlaps(v, b.first, b.last) for v in plan.rated)],
+            columns=sorted({EVENT_COLUMN[v.terms.eligibility.event] for v in plan.rated}),
+            customers=None if plan.full else plan.customers,
+        )
+        if months and plan.rated
+        else LateChanges(months, [], {})
+    )
     inputs: dict[str, Any] = {
         "as_of": as_of.isoformat(),
         "sales_batches": sorted(b.id for b in sales),
@@ -686,12 +707,12 @@ def accrue(
     if months:
         # what each closed period counted: the sales as closed (ADR 0010)
         inputs["closed_periods"] = {month.code: month.run_id for month in months}
-    pooled, single = _moved_by_late(plan, late)
-    if pooled or single:
+    reratings = _moved_by_late(plan, late)
+    if reratings:
         inputs["late"] = {
             "batches": [b.id for b in late.batches],
-            "customers": late.customers,
-            "versions": sorted(v.version_id for v in [*pooled, *single]),
+            "customers": sorted({c for customers in late.customers.values() for c in customers}),
+            "versions": sorted(v.version_id for r in reratings for v in r.versions),
         }
     run = AccrualRun(as_of=as_of, started_at=now, actor=actor.code, inputs=inputs)
     session.add(run)
@@ -733,14 +754,13 @@ def accrue(
         [_with_liability(part) for part in parts] or [_with_liability(RESULT_SCHEMA.empty_table())]
     )
     as_closed = None
-    if pooled or single:
+    if reratings:
         assert customers is not None
         assert products is not None
         as_closed = _rate_as_closed(
             late,
             sales,
-            pooled,
-            single,
+            reratings,
             customers=customers,
             products=products,
             as_of=as_of,
