@@ -45,9 +45,16 @@ def late_effect_from_scratch(
     # the lines as closed by that date.
     versions = terms_for_run(session)
     as_closed = {}
-    for column in sorted({EVENT_COLUMN[v.terms.eligibility.event] for v in versions}):
-        lines = lines_as_closed(months, batches, column, customers=None, where="TRUE")
-        chosen = [v for v in versions if EVENT_COLUMN[v.terms.eligibility.event] == column]
+    # (A prior-year baseline's lines are as closed when active: see lines_as_closed.)
+    groups: dict[tuple[str, dt.date | None], list[RunVersion]] = {}
+    for version in versions:
+        baseline = version.counts_from if version.terms.prior_year_baseline else None
+        column = EVENT_COLUMN[version.terms.eligibility.event]
+        groups.setdefault((column, baseline), []).append(version)
+    for (column, baseline), chosen in groups.items():
+        lines = lines_as_closed(
+            months, batches, column, customers=None, where="TRUE", baseline_before=baseline
+        )
         as_closed |= _held(session, store, as_of, lines, chosen)
     effect = {}
     for key in {*now, *as_closed}:

@@ -479,6 +479,28 @@ def test_a_line_is_dated_by_the_event_its_agreement_counts(store: Store, tmp_pat
     _check_invariants(store)
 
 
+def test_a_prior_year_baseline_line_adjusts_no_closed_period(store: Store, tmp_path: Path) -> None:
+    growth = percent_agreement(
+        tiers=[{"from": "0", "to": "100", "rate": "0"}, {"from": "100", "rate": "5"}],
+        growth={"baseline": "prior_year", "mode": "whole_basis"},
+    )
+    _setup(store, tmp_path, growth)
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2025-02-10", "1", "1000.00"),  # the baseline
+        ("L2", "C1", "P1", "2026-02-10", "1", "1500.00"),
+    )
+    _accrue(store, "2025-02-05")
+    _close(store, "2025-02")  # February 2025 closes before its run reached L1
+    run = _accrue(store, "2026-03-31")
+    # 1,500.00 is 150% of the baseline: 5% of it, for the first quarter of 2026, which no
+    # closed period held; L1 is late for February 2025, not for 2026's rebate.
+    assert _posted(store, run.run_id) == {("accrual", "C1", 1): D("75.0000")}
+    _check_invariants(store)
+
+
 def test_a_late_batch_is_not_read_again_for_customers_the_run_does_not_rate(
     store: Store, tmp_path: Path
 ) -> None:

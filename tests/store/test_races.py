@@ -227,13 +227,17 @@ def test_periods_close_in_order_and_nothing_posts_before_a_closed_one(
     assert back.net_change == Decimal("-200.00")
     assert _entries(store, back.run_id) == [("adjustment", "2026-04", dt.date(2026, 4, 1))]
     # February closed with March: closing it now would date its close after later runs, so
-    # it is refused, and no period is made for it.
+    # it is refused, and no period is made for it; closing March again says it is closed.
+    _close(store, "2026-04")
     with pytest.raises(PeriodError) as refused:
         _close(store, "2026-02")
     assert str(refused.value) == (
         "accounting period 2026-02 closed already, with 2026-03: nothing posts before a closed "
         "period"
     )
+    with pytest.raises(PeriodError) as refused:
+        _close(store, "2026-03")
+    assert str(refused.value) == "accounting period 2026-03 is closed already"
     with store.work() as session:
         february = session.scalar(
             select(AccountingPeriod).where(AccountingPeriod.code == "2026-02")

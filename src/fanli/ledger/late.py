@@ -183,10 +183,15 @@ def lines_as_closed(
     *,
     customers: pa.Array | None,
     where: str,
+    baseline_before: dt.date | None = None,
 ) -> pa.Table:
     """The lines of these batches (active or voided) that count as closed when dated by
     ``column``, of these customers only when given, that meet ``where`` (SQL over the line
-    ``s``, as read from its file)."""
+    ``s``, as read from its file).
+
+    Lines dated before ``baseline_before`` are a prior-year baseline: the versions rated
+    count them for periods of their own, which no closed month's results held, and the engine
+    does not cut them at the as-of day; they are as closed when their batch is active."""
     if not batches:
         return SALES_SCHEMA.empty_table()
     with duck.connection() as connection:
@@ -195,7 +200,12 @@ def lines_as_closed(
             connection.register("late_customers", pa.table({"customer_id": customers}))
             chosen = "SEMI JOIN late_customers t ON t.customer_id = s.customer_id"
         relation = _with_as_closed(
-            connection, months, batches, column, read=f"{chosen} WHERE {where}"
+            connection,
+            months,
+            batches,
+            column,
+            read=f"{chosen} WHERE {where}",
+            baseline_before=baseline_before,
         )
         table = connection.sql(
             f"""SELECT {", ".join(SALES_SCHEMA.names)} FROM ({relation}) WHERE as_closed"""
@@ -210,6 +220,7 @@ def _with_as_closed(
     column: str,
     *,
     read: str = "",
+    baseline_before: dt.date | None = None,
 ) -> str:
     """SQL for the lines of these batches with ``batch_id``, ``active`` and ``as_closed``, after
     registering the tables it reads on ``connection``. ``read`` joins and filters the files'
@@ -250,8 +261,10 @@ def _with_as_closed(
     files = sql_list([b.path for b in batches])
     # A line without this day (not yet paid) is in no closed period: as closed when active.
     dated = f"s.{column}"
+    baseline = f"WHEN {dated} < DATE '{baseline_before}' THEN f.active" if baseline_before else ""
     return f"""SELECT s.*, f.batch_id, f.active,
-               CASE WHEN EXISTS (SELECT 1 FROM closed_months c
+               CASE {baseline}
+                    WHEN EXISTS (SELECT 1 FROM closed_months c
                                  WHERE {dated} >= c.start AND {dated} < c."end")
                     THEN EXISTS (SELECT 1 FROM counted z
                                  WHERE z.batch_id = f.batch_id AND {dated} >= z.start

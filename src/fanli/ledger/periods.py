@@ -116,12 +116,16 @@ def close_period(
     # Alone: a run or a payout posting now commits first, and one that starts later sees the
     # period closed. Two closes of one period queue, and the second finds it closed.
     serialize(session, Lock.PERIODS)
-    # A month before a closed one closed with it (nothing posts before the latest close), even
-    # without a period of its own: closing it now would date its close after later runs.
+    own = session.scalar(select(AccountingPeriod).where(AccountingPeriod.start == start))
+    if own is not None and own.status == PeriodStatus.CLOSED:
+        raise PeriodError.said("accounting period {period} is closed already", period=Month(code))
+    # A month before a closed one closed with the first closed one after it (nothing posts
+    # before the latest close), even without a period of its own: closing it now would date
+    # its close after later runs.
     later = session.scalar(
         select(AccountingPeriod.code)
         .where(AccountingPeriod.start > start, AccountingPeriod.status == PeriodStatus.CLOSED)
-        .order_by(AccountingPeriod.start.desc())
+        .order_by(AccountingPeriod.start)
         .limit(1)
     )
     if later is not None:
@@ -132,7 +136,7 @@ def close_period(
             later=Month(later),
         )
     period = ensure_period(session, start)
-    if period.status == PeriodStatus.CLOSED:
+    if period.status == PeriodStatus.CLOSED:  # closed by a close that committed meanwhile
         raise PeriodError.said("accounting period {period} is closed already", period=Month(code))
     # Periods close in order: an adjustment for a closed month must have an open month after
     # it to go to, never one before.

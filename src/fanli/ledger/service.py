@@ -517,6 +517,7 @@ class _Rerating:
     versions: list[RunVersion]
     column: str
     customers: list[str] | None
+    baseline_before: dt.date | None  # where a prior-year baseline's lines end
 
 
 @dataclass(frozen=True)
@@ -535,25 +536,28 @@ def _moved_by_late(plan: _Plan, late: LateChanges) -> list[_Rerating]:
     rates."""
     partial = {version.version_id for version in plan.partial}
     rated_customers = set(plan.customers)
-    groups: dict[tuple[str, bool, bool], list[RunVersion]] = {}
+    groups: dict[tuple[str, bool, bool, dt.date | None], list[RunVersion]] = {}
     for version in plan.rated:
         column = EVENT_COLUMN[version.terms.eligibility.event]
         if not late.customers.get(column) or not any(
             _overlaps(version, batch.first, batch.last) for batch in late.batches
         ):
             continue
-        key = (column, version.terms.parties is not None, version.version_id in partial)
+        baseline = version.counts_from if version.terms.prior_year_baseline else None
+        key = (column, version.terms.parties is not None, version.version_id in partial, baseline)
         groups.setdefault(key, []).append(version)
     reratings = []
-    for (column, pooled, only_rated), versions in sorted(groups.items(), key=lambda item: item[0]):
+    for (column, pooled, only_rated, baseline), versions in sorted(
+        groups.items(), key=lambda item: (*item[0][:3], item[0][3] or dt.date.min)
+    ):
         if pooled:
-            reratings.append(_Rerating(versions, column, None))
+            reratings.append(_Rerating(versions, column, None, baseline))
             continue
         who = late.customers[column]
         if only_rated:  # its keys exist for the customers the run rates it for
             who = sorted(rated_customers.intersection(who))
         if who:
-            reratings.append(_Rerating(versions, column, who))
+            reratings.append(_Rerating(versions, column, who, baseline))
     return reratings
 
 
@@ -579,7 +583,12 @@ def _rate_as_closed(
             if any(_overlaps(version, batch.first, batch.last) for version in versions)
         ]
         lines = lines_as_closed(
-            late.months, read, rerating.column, customers=who, where=_dated_for(versions, as_of)
+            late.months,
+            read,
+            rerating.column,
+            customers=who,
+            where=_dated_for(versions, as_of),
+            baseline_before=rerating.baseline_before,
         )
         sold = pc.unique(lines.column("product_id"))
         parts.append(
