@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -95,6 +96,13 @@ def closed_periods(session: Session) -> list[AccountingPeriod]:
     )
 
 
+def _first_code(session: Session, *where: Any) -> str | None:
+    """The code of the earliest period that meets ``where``, if any."""
+    return session.scalar(
+        select(AccountingPeriod.code).where(*where).order_by(AccountingPeriod.start).limit(1)
+    )
+
+
 def close_period(
     session: Session, code: str, *, actor: Actor, now: dt.datetime
 ) -> AccountingPeriod:
@@ -122,11 +130,8 @@ def close_period(
     # A month before a closed one closed with the first closed one after it (nothing posts
     # before the latest close), even without a period of its own: closing it now would date
     # its close after later runs.
-    later = session.scalar(
-        select(AccountingPeriod.code)
-        .where(AccountingPeriod.start > start, AccountingPeriod.status == PeriodStatus.CLOSED)
-        .order_by(AccountingPeriod.start)
-        .limit(1)
+    later = _first_code(
+        session, AccountingPeriod.start > start, AccountingPeriod.status == PeriodStatus.CLOSED
     )
     if later is not None:
         raise PeriodError.said(
@@ -135,16 +140,12 @@ def close_period(
             period=Month(code),
             later=Month(later),
         )
-    period = ensure_period(session, start)
-    if period.status == PeriodStatus.CLOSED:  # closed by a close that committed meanwhile
-        raise PeriodError.said("accounting period {period} is closed already", period=Month(code))
+    # (Read under the lock, alone: no other close can have committed since.)
+    period = own or ensure_period(session, start)
     # Periods close in order: an adjustment for a closed month must have an open month after
     # it to go to, never one before.
-    earlier = session.scalar(
-        select(AccountingPeriod.code)
-        .where(AccountingPeriod.start < start, AccountingPeriod.status == PeriodStatus.OPEN)
-        .order_by(AccountingPeriod.start)
-        .limit(1)
+    earlier = _first_code(
+        session, AccountingPeriod.start < start, AccountingPeriod.status == PeriodStatus.OPEN
     )
     if earlier is not None:
         raise PeriodError.said(
