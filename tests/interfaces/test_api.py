@@ -791,3 +791,20 @@ def test_a_dispute_is_raised_and_answered_over_http(api: Api) -> None:
         422,
         f"field 'response_id': dispute {dispute['id']} has been answered already",
     )
+
+
+def test_a_product_imported_without_a_name_is_listed_with_none(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    made = api.client.post(
+        "/api/imports/products",
+        files={"file": ("new.csv", "物料编码,品类\nP9,饮料\n".encode())},
+        headers=fay,
+    )
+    assert (made.status_code, made.json()["inserted"]) == (201, 1)
+    one = api.client.get("/api/products/P9", headers=fay)
+    assert (one.status_code, one.json()) == (
+        200,
+        {"code": "P9", "name": None, "category": "饮料", "brand": None},
+    )
+    listed = api.client.get("/api/products?limit=100", headers=fay).json()["items"]
+    assert {"code": "P9", "name": None, "category": "饮料", "brand": None} in listed

@@ -29,7 +29,16 @@ from fanli.sales.service import (
     void_batch,
     write_issue_report,
 )
-from store.builders import customers_file, products_file, sales_file, staff, write_csv
+from store.builders import (
+    PRODUCTS,
+    customers_file,
+    products_file,
+    sales_file,
+    staff,
+    write_csv,
+)
+
+PRODUCT_ONE = PRODUCTS[0]
 from store.conftest import NOW, Store
 
 
@@ -84,14 +93,18 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
     with store.work() as session, pytest.raises(InputFileError) as raised:
         import_customers(session, store.facts, path, actor=staff("ann"), now=NOW)
     issues = [(i.row, i.field, i.message) for i in raised.value.issues]
+    # the columns as the file names them; every problem also said in the reader's language
     assert issues == [
-        (2, "credit_code", "check character is '4', GB 32100-2015 requires '3'"),
-        (3, "name", "a customer needs its legal entity name"),
-        (4, "credit_code", "91110000600037341L is also on row 3"),
-        (5, "name", "201 characters; at most 200 are allowed"),
-        (5, "segment", "65 characters; at most 64 are allowed"),
+        (2, "统一社会信用代码", "check character is '4', GB 32100-2015 requires '3'"),
+        (3, "客户名称", "a customer needs its legal entity name"),
+        (4, "统一社会信用代码", "91110000600037341L is also on row 3"),
+        (5, "客户名称", "201 characters; at most 200 are allowed"),
+        (5, "客户分类", "65 characters; at most 64 are allowed"),
     ]
-    assert str(raised.value).startswith(f"file {path}, row 2, field 'credit_code': check character")
+    assert all(issue.said is not None for issue in raised.value.issues)
+    assert str(raised.value).startswith(
+        f"file {path}, row 2, field '统一社会信用代码': check character"
+    )
     assert _count(store, Customer.id) == 0
     assert _count(store, ImportBatch.id) == 0
     assert _count(store, AuditEvent.seq) == 0
@@ -99,14 +112,14 @@ def test_a_bad_customer_file_lists_every_bad_row_and_stores_nothing(
     write_issue_report(raised.value, tmp_path / "problems.csv")
     lines = (tmp_path / "problems.csv").read_text(encoding="utf-8-sig").splitlines()
     assert lines[0] == "file,row,field,reason"
-    assert lines[3] == f"{path},4,credit_code,91110000600037341L is also on row 3"
+    assert lines[3] == f"{path},4,统一社会信用代码,91110000600037341L is also on row 3"
     write_issue_report(raised.value, tmp_path / "problems.xlsx")
     sheet = load_workbook(tmp_path / "problems.xlsx").active
     assert sheet is not None
     assert [cell.value for cell in sheet[3]] == [
         str(path),
         3,
-        "name",
+        "客户名称",
         "a customer needs its legal entity name",
     ]
 
@@ -183,6 +196,146 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
             (dt.date.min, NOW.date()),
             (NOW.date(), None),
         ]
+
+
+def test_a_file_with_fewer_columns_leaves_the_others_as_stored(
+    store: Store, tmp_path: Path
+) -> None:
+    header = (
+        "客户编码",
+        "客户名称",
+        "统一社会信用代码",
+        "客户分类",
+        "区域",
+        "集团",
+        "合同类型",
+        "等级",
+    )
+    with store.work() as session:
+        import_customers(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "full.csv",
+                header,
+                [("C3", "丙公司", "91310000MA1FL0000N", "商超", "华东", "G1", "KA", "A")],
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    # A rename only: the credit code, segment, region, group and attributes are not in the file.
+    with store.work() as session:
+        outcome = import_customers(
+            session,
+            store.facts,
+            write_csv(tmp_path / "rename.csv", ("客户编码", "客户名称"), [("C3", "丙新公司")]),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    assert (outcome.inserted, outcome.updated) == (0, 1)
+    # An attribute column with an empty cell removes that attribute; a new one is added.
+    with store.work() as session:
+        import_customers(
+            session,
+            store.facts,
+            write_csv(tmp_path / "attrs.csv", ("客户编码", "合同类型", "星级"), [("C3", "", "5")]),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    with store.work() as session:
+        customer = session.scalars(select(Customer).where(Customer.code == "C3")).one()
+        assert (
+            customer.legal_name,
+            customer.credit_code,
+            customer.segment,
+            customer.region,
+            customer.attributes,
+        ) == ("丙新公司", "91310000MA1FL0000N", "商超", "华东", {"等级": "A", "星级": "5"})
+        memberships = session.scalars(select(GroupMembership)).all()
+        assert [(m.valid_from, m.valid_to) for m in memberships] == [(dt.date.min, None)]
+        # the engine's view, from the snapshot the imports wrote
+        dimension = customer_table(session, store.facts, on=NOW.date())
+    assert dimension.select(
+        ["customer_id", "name", "segment", "group", "等级", "星级"]
+    ).to_pylist() == [
+        {
+            "customer_id": "C3",
+            "name": "丙新公司",
+            "segment": "商超",
+            "group": "G1",
+            "等级": "A",
+            "星级": "5",
+        }
+    ]
+    # A column the file has, with an empty cell, clears the stored value.
+    with store.work() as session:
+        import_customers(
+            session,
+            store.facts,
+            write_csv(tmp_path / "clear.csv", ("客户编码", "区域"), [("C3", "")]),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    with store.work() as session:
+        customer = session.scalars(select(Customer).where(Customer.code == "C3")).one()
+        assert (customer.region, customer.segment) == (None, "商超")
+
+
+def test_a_new_customer_needs_a_name_column_and_every_problem_is_reported_at_once(
+    store: Store, tmp_path: Path
+) -> None:
+    with store.work() as session:
+        import_customers(
+            session, store.facts, customers_file(tmp_path), actor=staff("ann"), now=NOW
+        )
+    path = write_csv(
+        tmp_path / "partial.csv",
+        ("客户编码", "区域"),
+        [("C1", "华南"), ("", "华北"), ("C9", "华西")],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_customers(session, store.facts, path, actor=staff("ann"), now=NOW)
+    # the reader's problem (an empty code) and the import's (a new customer without a name)
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (3, "客户编码", "客户编码 is empty"),
+        (
+            4,
+            "name",
+            "customer C9 is new and needs its legal entity name, but the file has no column for it",
+        ),
+    ]
+    with store.work() as session:
+        assert session.scalars(select(Customer.region).order_by(Customer.code)).all() == [
+            "华东",
+            "华北",
+            "华南",
+        ]
+
+
+def test_a_products_file_without_names_keeps_the_stored_names(store: Store, tmp_path: Path) -> None:
+    with store.work() as session:
+        import_products(session, store.facts, products_file(tmp_path), actor=staff("ann"), now=NOW)
+    with store.work() as session:
+        import_products(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "cat.csv", ("物料编码", "品类"), [("P1", "新品类"), ("P9", "饮料")]
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    with store.work() as session:
+        stored = session.execute(
+            select(Product.code, Product.name, Product.category, Product.brand).order_by(
+                Product.code
+            )
+        ).all()
+    assert [tuple(row) for row in stored] == [
+        ("P1", PRODUCT_ONE[1], "新品类", PRODUCT_ONE[3]),
+        *[tuple(row) for row in PRODUCTS[1:]],
+        ("P9", None, "饮料", None),
+    ]
 
 
 def test_sales_go_to_an_immutable_parquet_file(store: Store, tmp_path: Path) -> None:
@@ -393,7 +546,7 @@ def test_a_product_value_longer_than_its_field_is_refused_by_row(
     with store.work() as session, pytest.raises(InputFileError) as raised:
         import_products(session, store.facts, path, actor=staff("ann"), now=NOW)
     assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
-        (3, "category", "121 characters; at most 120 are allowed")
+        (3, "品类", "121 characters; at most 120 are allowed")
     ]
     assert _count(store, ImportBatch.id) == 0
 

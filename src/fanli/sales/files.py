@@ -1059,8 +1059,17 @@ def _as_array(values: Any, type_: pa.DataType, length: int) -> pa.ChunkedArray:
 # ---- customers and products --------------------------------------------------------------------
 
 
+# What an import of customers or products checks against what is stored: called with the
+# file's table (a row with an empty key included) and the row number of its first line.
+MasterCheck = Callable[[pa.Table, int], list[RowIssue]]
+
+
 def _dimension_from_raw(
-    raw: _Raw, kind: FileKind, mapping: ColumnMapping | None, builtins: tuple[str, ...]
+    raw: _Raw,
+    kind: FileKind,
+    mapping: ColumnMapping | None,
+    builtins: tuple[str, ...],
+    check: MasterCheck | None,
 ) -> pa.Table:
     columns = resolve_columns(raw.table.column_names, kind, mapping, source=raw.source)
     key = builtins[0]
@@ -1084,10 +1093,25 @@ def _dimension_from_raw(
             output[header] = _text(raw.table.column(header))
     _empty_flag(checker, output[key], key)
     _flag_duplicates(checker, output[key], key)
-    checker.raise_if_any()
-    return pa.table(
+    # The fields the file has, by its own headers: a field it lacks is left as stored, and the
+    # messages name the columns as the file does.
+    table = pa.table(
         {name: _as_array(values, pa.string(), length) for name, values in output.items()}
-    )
+    ).replace_schema_metadata({HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False)})
+    if check is not None:
+        # Every problem in one report: the import's own checks beside the reader's.
+        found = check(table, raw.first_row)
+        checker.issues.extend(found)
+        checker.total += len(found)
+    checker.raise_if_any()
+    return table
+
+
+def fields_of(table: pa.Table) -> set[str]:
+    """The Fanli fields a file read by this module has a column for."""
+    metadata = table.schema.metadata or {}
+    raw = metadata.get(HEADERS_METADATA.encode())
+    return set(json.loads(raw)) if raw else set()
 
 
 def header_of(table: pa.Table, field: str) -> str:
@@ -1102,19 +1126,30 @@ def header_of(table: pa.Table, field: str) -> str:
 
 
 def read_customers(
-    path: Path, *, mapping: ColumnMapping | None = None, progress: ProgressHook | None = None
+    path: Path,
+    *,
+    mapping: ColumnMapping | None = None,
+    progress: ProgressHook | None = None,
+    check: MasterCheck | None = None,
 ) -> pa.Table:
-    """Customers: ``customer_id``, ``name``, ``group``, then every other column as an attribute."""
+    """Customers: ``customer_id``, ``name``, ``group``, then every other column as an attribute
+    (a field the file lacks is null; ``fields_of`` says which it has). ``check`` adds the
+    import's own problems to the reader's, so that one report lists them all."""
     raw = _read_raw(path, progress)
-    return _dimension_from_raw(raw, FileKind.CUSTOMERS, mapping, CUSTOMER_BUILTINS)
+    return _dimension_from_raw(raw, FileKind.CUSTOMERS, mapping, CUSTOMER_BUILTINS, check)
 
 
 def read_products(
-    path: Path, *, mapping: ColumnMapping | None = None, progress: ProgressHook | None = None
+    path: Path,
+    *,
+    mapping: ColumnMapping | None = None,
+    progress: ProgressHook | None = None,
+    check: MasterCheck | None = None,
 ) -> pa.Table:
-    """Products: ``product_id``, ``name``, ``category``, ``brand``, then attributes."""
+    """Products: ``product_id``, ``name``, ``category``, ``brand``, then attributes (as
+    ``read_customers``)."""
     raw = _read_raw(path, progress)
-    return _dimension_from_raw(raw, FileKind.PRODUCTS, mapping, PRODUCT_BUILTINS)
+    return _dimension_from_raw(raw, FileKind.PRODUCTS, mapping, PRODUCT_BUILTINS, check)
 
 
 def read_sales(

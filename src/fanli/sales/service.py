@@ -41,6 +41,7 @@ from fanli.sales.files import (
     PARQUET_SUFFIXES,
     InputFileError,
     RowIssue,
+    fields_of,
     header_of,
     read_customers,
     read_products,
@@ -63,17 +64,20 @@ CUSTOMER_LENGTHS = {
 PRODUCT_LENGTHS = {"product_id": 64, "name": 200, "category": 120, "brand": 120}
 
 
-def _too_long(rows: list[dict[str, Any]], first: int, lengths: dict[str, int]) -> list[RowIssue]:
-    """Every value longer than its field allows, by row and field."""
+def _too_long(table: pa.Table, first: int, lengths: dict[str, int]) -> list[RowIssue]:
+    """Every value longer than its field allows, by row and by the file's column."""
+    rows = table.select([name for name in lengths if name in table.column_names]).to_pylist()
     return [
-        RowIssue(
+        RowIssue.of(
             first + index,
-            field,
-            f"{len(row[field]):,} characters; at most {limit} are allowed",
+            header_of(table, field),
+            said(
+                "{length} characters; at most {limit} are allowed", length=len(value), limit=limit
+            ),
         )
         for index, row in enumerate(rows)
-        for field, limit in lengths.items()
-        if row.get(field) is not None and len(row[field]) > limit
+        for field, value in row.items()
+        if value is not None and len(value) > (limit := lengths[field])
     ]
 
 
@@ -276,7 +280,8 @@ def import_customers(
     idempotency_key: str | None = None,
     progress: ProgressHook | None = None,
 ) -> ImportOutcome:
-    """Add new customers and update changed ones from a file; all rows or none."""
+    """Add new customers and update changed ones from a file; all rows or none. A column the
+    file lacks leaves what is stored as it is; an empty cell in a column it has clears it."""
     require(actor, Role.FINANCE, to=said("import customers"))
     content_hash = import_hash(path, BatchKind.CUSTOMERS, mapping)
     repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
@@ -284,64 +289,40 @@ def import_customers(
         return repeated
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
     stages.begin(Stage.READING)
-    table = read_customers(path, mapping=mapping, progress=progress)
-    if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
-        raise InputError.said_at("the file has no customers", file=str(path))
-    stages.begin(Stage.CHECKING)
-    rows = _text_rows(table, CUSTOMER_FIELDS)
-    first = _first_row(path)
     existing = {
         code: (customer_id, credit)
         for customer_id, code, credit in session.execute(
             select(Customer.id, Customer.code, Customer.credit_code)
         )
     }
-    credit_owner = {credit: code for code, (_, credit) in existing.items() if credit}
-    issues: list[RowIssue] = _too_long(rows, first, CUSTOMER_LENGTHS)
-    seen_credit: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        number = first + index
-        if not row["name"]:
-            issues.append(RowIssue(number, "name", "a customer needs its legal entity name"))
-        credit = row["credit_code"]
-        if credit:
-            credit = credit.strip().upper()
-            row["credit_code"] = credit
-            problem = credit_code_problem(credit)
-            if problem:
-                issues.append(RowIssue(number, "credit_code", str(problem)))
-            elif credit in seen_credit:
-                issues.append(
-                    RowIssue(
-                        number, "credit_code", f"{credit} is also on row {seen_credit[credit]}"
-                    )
-                )
-            elif credit_owner.get(credit, row["customer_id"]) != row["customer_id"]:
-                issues.append(
-                    RowIssue(
-                        number,
-                        "credit_code",
-                        f"{credit} belongs to customer {credit_owner[credit]} already",
-                    )
-                )
-            seen_credit.setdefault(credit, number)
-    if issues:
-        issues.sort(key=lambda issue: issue.row or 0)  # by row; a row's fields as found
-        raise InputFileError(issues, file=str(path))
-
-    attribute_names = [name for name in table.column_names if name not in CUSTOMER_FIELDS]
-    values = [
-        {
-            "code": row["customer_id"],
-            "legal_name": row["name"],
-            "credit_code": row["credit_code"] or None,
-            "tax_number": row["tax_number"],
-            "segment": row["segment"],
-            "region": row["region"],
-            "attributes": {name: row[name] for name in attribute_names if row[name] is not None},
-        }
-        for row in rows
-    ]
+    table = read_customers(
+        path,
+        mapping=mapping,
+        progress=progress,
+        check=lambda table, first: _customer_problems(table, first, existing),
+    )
+    if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
+        raise InputError.said_at("the file has no customers", file=str(path))
+    stages.begin(Stage.CHECKING)
+    rows = _text_rows(table, CUSTOMER_FIELDS)
+    for row in rows:
+        row["credit_code"] = (row["credit_code"] or "").strip().upper() or None
+    given = fields_of(table)
+    values = _merged(
+        session,
+        Customer,
+        rows,
+        key="customer_id",
+        columns={
+            "name": "legal_name",
+            "credit_code": "credit_code",
+            "tax_number": "tax_number",
+            "segment": "segment",
+            "region": "region",
+        },
+        given=given,
+        attribute_names=[name for name in table.column_names if name not in CUSTOMER_FIELDS],
+    )
     return _upsert_master(
         session,
         store,
@@ -353,11 +334,120 @@ def import_customers(
         values=values,
         ids={code: ids[0] for code, ids in existing.items()},
         snapshot=("code", "legal_name", "segment", "region", "attributes"),
-        after_upsert=lambda: _record_groups(session, rows, now.date()),
+        # no group column: every membership stays as it is
+        after_upsert=(lambda: _record_groups(session, rows, now.date()))
+        if "group" in given
+        else None,
         actor=actor.code,
         now=now,
         stages=stages,
     )
+
+
+def _customer_problems(
+    table: pa.Table, first: int, existing: dict[str, tuple[int, str | None]]
+) -> list[RowIssue]:
+    """A customers file's problems against what is stored: a legal entity name for every new
+    customer and no emptied one, and valid credit codes that no two customers share."""
+    given = fields_of(table)
+    name_header = header_of(table, "name")
+    credit_header = header_of(table, "credit_code")
+    credit_owner = {credit: code for code, (_, credit) in existing.items() if credit}
+    issues: list[RowIssue] = _too_long(table, first, CUSTOMER_LENGTHS)
+    seen_credit: dict[str, int] = {}
+    for index, row in enumerate(_text_rows(table, CUSTOMER_FIELDS)):
+        number = first + index
+        code = row["customer_id"]
+        if code is None:
+            continue  # the reader reports the empty key
+        if "name" in given and not row["name"]:
+            issues.append(
+                RowIssue.of(number, name_header, said("a customer needs its legal entity name"))
+            )
+        elif "name" not in given and code not in existing:
+            issues.append(
+                RowIssue.of(
+                    number,
+                    name_header,
+                    said(
+                        "customer {code} is new and needs its legal entity name, but the file "
+                        "has no column for it",
+                        code=code,
+                    ),
+                )
+            )
+        credit = (row["credit_code"] or "").strip().upper()
+        if not credit:
+            continue
+        problem = credit_code_problem(credit)
+        if problem:
+            issues.append(RowIssue.of(number, credit_header, problem))
+        elif credit in seen_credit:
+            issues.append(
+                RowIssue.of(
+                    number,
+                    credit_header,
+                    said("{code} is also on row {row}", code=credit, row=seen_credit[credit]),
+                )
+            )
+        elif credit_owner.get(credit, code) != code:
+            issues.append(
+                RowIssue.of(
+                    number,
+                    credit_header,
+                    said(
+                        "{code} belongs to customer {customer} already",
+                        code=credit,
+                        customer=credit_owner[credit],
+                    ),
+                )
+            )
+        seen_credit.setdefault(credit, number)
+    return issues
+
+
+def _merged(
+    session: Session,
+    model: type[Customer] | type[Product],
+    rows: list[dict[str, Any]],
+    *,
+    key: str,
+    columns: dict[str, str],
+    given: set[str],
+    attribute_names: list[str],
+) -> list[dict[str, Any]]:
+    """Each row as the master will hold it: a known row as stored, with the file's columns laid
+    over it (a field the file lacks keeps its value); a new row with the file's values only.
+    Attributes likewise: the file's columns replace theirs, an empty cell removes one, and
+    attributes the file has no column for stay."""
+    kept = [column for field, column in columns.items() if field not in given]
+    stored: dict[str, dict[str, Any]] = {}
+    codes = [row[key] for row in rows]
+    for chunk in range(0, len(codes), 10_000):  # SQLite binds some tens of thousands at most
+        for found in session.execute(
+            select(model.code, model.attributes, *(getattr(model, c) for c in kept)).where(
+                model.code.in_(codes[chunk : chunk + 10_000])
+            )
+        ):
+            stored[found[0]] = {
+                "attributes": found[1] or {},
+                **dict(zip(kept, found[2:], strict=True)),
+            }
+    values = []
+    for row in rows:
+        before = stored.get(row[key], {"attributes": {}})
+        value: dict[str, Any] = {"code": row[key]}
+        for field, column in columns.items():
+            value[column] = row[field] if field in given else before.get(column)
+        attributes = dict(before["attributes"])
+        for name in attribute_names:
+            if row[name] is None:
+                attributes.pop(name, None)
+            else:
+                attributes[name] = row[name]
+        value["attributes"] = attributes
+        values.append(value)
+    return values
 
 
 # A customer's first group is taken to hold for all earlier dates: the file says which group it
@@ -419,7 +509,8 @@ def import_products(
     idempotency_key: str | None = None,
     progress: ProgressHook | None = None,
 ) -> ImportOutcome:
-    """Add new products and update changed ones from a file; all rows or none."""
+    """Add new products and update changed ones from a file; all rows or none. A column the
+    file lacks leaves what is stored as it is (as for customers)."""
     require(actor, Role.FINANCE, to=said("import products"))
     content_hash = import_hash(path, BatchKind.PRODUCTS, mapping)
     repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
@@ -427,26 +518,26 @@ def import_products(
         return repeated
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
     stages.begin(Stage.READING)
-    table = read_products(path, mapping=mapping, progress=progress)
+    table = read_products(
+        path,
+        mapping=mapping,
+        progress=progress,
+        check=lambda table, first: _too_long(table, first, PRODUCT_LENGTHS),
+    )
     if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
         raise InputError.said_at("the file has no products", file=str(path))
     stages.begin(Stage.CHECKING)
     rows = _text_rows(table, PRODUCT_FIELDS)
-    too_long = _too_long(rows, _first_row(path), PRODUCT_LENGTHS)
-    if too_long:
-        raise InputFileError(too_long, file=str(path))
     existing = dict(session.execute(select(Product.code, Product.id)).all())
-    attribute_names = [name for name in table.column_names if name not in PRODUCT_FIELDS]
-    values = [
-        {
-            "code": row["product_id"],
-            "name": row["name"],
-            "category": row["category"],
-            "brand": row["brand"],
-            "attributes": {name: row[name] for name in attribute_names if row[name] is not None},
-        }
-        for row in rows
-    ]
+    values = _merged(
+        session,
+        Product,
+        rows,
+        key="product_id",
+        columns={"name": "name", "category": "category", "brand": "brand"},
+        given=fields_of(table),
+        attribute_names=[name for name in table.column_names if name not in PRODUCT_FIELDS],
+    )
     return _upsert_master(
         session,
         store,

@@ -193,7 +193,7 @@ class EventOut(Shape):
 
 class ProductOut(Shape):
     code: str
-    name: str
+    name: str | None  # a products file may have no name column
     category: str | None
     brand: str | None
 
