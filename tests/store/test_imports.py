@@ -37,9 +37,9 @@ from store.builders import (
     staff,
     write_csv,
 )
+from store.conftest import NOW, Store
 
 PRODUCT_ONE = PRODUCTS[0]
-from store.conftest import NOW, Store
 
 
 def _count(store: Store, column: object) -> int:
@@ -496,7 +496,7 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
             ("R1", "C1", "P1", "2026-01-20", "-1", "-100", "L1"),  # fine: reverses a stored line
             ("R2", "C1", "P1", "2026-01-21", "-1", "-100", "L9"),  # no such line
             ("R3", "C1", "P1", "2026-01-22", "1", "100", "L1"),  # not a return
-            ("R4", "C1", "P1", "2026-01-23", "-1", "-100", "R1"),  # a line of this file: fine
+            ("R4", "C1", "P1", "2026-01-23", "-1", "-100", "R1"),  # a return, of this file
         ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
@@ -504,6 +504,7 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
     assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
         (3, "原发票行", "original line L9 is not stored"),
         (4, "原发票行", "only a return (negative net amount) names an original line"),
+        (5, "原发票行", "original line R1 is a return itself"),
     ]
     good = write_csv(
         tmp_path / "s3.csv", linked, [("R1", "C1", "P1", "2026-01-20", "-1", "-100", "L1")]
@@ -537,6 +538,46 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
     )
     with store.work() as session:
         assert import_sales(session, store.facts, enough, actor=staff("ann"), now=NOW).rows == 1
+
+
+def test_a_return_takes_back_part_of_its_own_customers_sale(store: Store, tmp_path: Path) -> None:
+    _masters(store, tmp_path)
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount")
+    with store.work() as session:
+        import_sales(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "s1.csv", header, [("L1", "C1", "P1", "2026-01-10", "5", "500.05")]
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    returns = write_csv(
+        tmp_path / "s2.csv",
+        (*header, "原发票行"),
+        [
+            ("R1", "C2", "P1", "2026-01-20", "-1", "-100.01", "L1"),  # another customer
+            ("R2", "C1", "P2", "2026-01-20", "-1", "-100.01", "L1"),  # another product
+            ("R3", "C1", "P1", "2026-01-09", "-1", "-100.01", "L1"),  # before the sale
+            ("R4", "C1", "P1", "2026-01-20", "-1", "-90000.00", "L1"),  # more than invoiced
+        ],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, returns, actor=staff("ann"), now=NOW)
+    refunded = "the returns of line L1 come to 90300.03, more than the 500.05 it was invoiced at"
+    assert [(i.row, i.message) for i in raised.value.issues] == [
+        (2, "original line L1 was sold to customer C1, not to C2"),
+        (2, refunded),
+        (3, "original line L1 is of product P1, not of P2"),
+        (3, refunded),
+        (4, "the return is dated 2026-01-09, before original line L1 (2026-01-10)"),
+        (4, refunded),
+        (5, refunded),
+    ]
+    assert all(issue.said is not None for issue in raised.value.issues)
+    with store.work() as session:
+        assert session.scalar(select(func.count()).select_from(ImportBatch)) == 3
 
 
 def test_a_product_value_longer_than_its_field_is_refused_by_row(

@@ -32,7 +32,7 @@ from fanli.customers.credit_code import credit_code_problem
 from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
-from fanli.kit.errors import FanliError, InputError, said
+from fanli.kit.errors import FanliError, InputError, Said, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.products.models import Product
@@ -604,8 +604,9 @@ def _lines_already_stored(
 
 def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[RowIssue]:
     """Rows that name an original line which is neither in the file nor stored, that name one
-    without being a return (a negative amount) or name themselves, and returns that together
-    take back more of a line than it sold."""
+    without being a return (a negative amount) or name themselves; returns of a line that is a
+    return itself, of another customer's or product's line, or dated before it; and returns
+    that together take back more of a line, in quantity or in amount, than it sold."""
     if LINK_COLUMN not in table.column_names:
         return []
     links = table.column(LINK_COLUMN)
@@ -625,16 +626,22 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
         RowIssue.of(first_row + index, column, said("a return names itself as its original line"))
         for index in pc.indices_nonzero(themselves).to_pylist()[:1000]
     ]
-    wanted = pa.table({"link": links, "row_index": pa.array(range(table.num_rows))}).filter(linked)
+    line = ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"]
+    wanted = (
+        table.select(line[1:4])
+        .append_column("link", links)
+        .append_column("row_index", pa.array(range(table.num_rows)))
+        .filter(pc.and_(linked, pc.invert(themselves)))
+    )
     if wanted.num_rows == 0:
         return issues
     connection = duckdb.connect()
     try:
         connection.register("wanted", wanted)
-        connection.register("incoming", table.select(["line_id", "quantity", LINK_COLUMN]))
+        connection.register("incoming", table.select([*line, LINK_COLUMN]))
         listed = sql_list(files)
         stored = (
-            f"UNION ALL SELECT line_id, quantity, {LINK_COLUMN} FROM read_parquet([{listed}])"
+            f"UNION ALL SELECT {', '.join(line)}, {LINK_COLUMN} FROM read_parquet([{listed}])"
             if files
             else ""
         )
@@ -651,16 +658,30 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
             ANTI JOIN known ON known.line_id = w.link
             ORDER BY w.row_index LIMIT 1000"""
         ).fetchall()
+        # A return takes back part of a sale: the same customer's, of the same product, made
+        # before it. Else it would cut one customer's rebate for another's goods.
+        mismatched = connection.execute(
+            f"""SELECT w.row_index, w.link,
+                       o.{LINK_COLUMN} IS NOT NULL OR o.net_amount < 0 AS of_a_return,
+                       o.customer_id, w.customer_id, o.product_id, w.product_id,
+                       o.invoice_date, w.invoice_date
+            FROM wanted w JOIN known o ON o.line_id = w.link
+            WHERE o.{LINK_COLUMN} IS NOT NULL OR o.net_amount < 0
+               OR o.customer_id <> w.customer_id OR o.product_id <> w.product_id
+               OR w.invoice_date < o.invoice_date
+            ORDER BY w.row_index LIMIT 1000"""
+        ).fetchall()
         # Every return of a line, stored or new, together takes back at most what it sold.
         over = connection.execute(
             f"""WITH returned AS (
-                SELECT {LINK_COLUMN} AS link, -sum(quantity) AS taken FROM known
-                WHERE {LINK_COLUMN} IS NOT NULL GROUP BY ALL
+                SELECT {LINK_COLUMN} AS link, -sum(quantity) AS taken,
+                       -sum(net_amount) AS refunded
+                FROM known WHERE {LINK_COLUMN} IS NOT NULL GROUP BY ALL
             )
-            SELECT w.row_index, w.link, r.taken, o.quantity
+            SELECT w.row_index, w.link, r.taken, o.quantity, r.refunded, o.net_amount
             FROM wanted w JOIN returned r ON r.link = w.link
             JOIN known o ON o.line_id = w.link AND o.{LINK_COLUMN} IS NULL
-            WHERE r.taken > o.quantity
+            WHERE r.taken > o.quantity OR r.refunded > o.net_amount
             ORDER BY w.row_index LIMIT 1000"""
         ).fetchall()
     finally:
@@ -672,20 +693,59 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
         for index, link in missing
     ]
     issues += [
-        RowIssue.of(
-            first_row + int(index),
-            column,
-            said(
-                "the returns of line {line} come to a quantity of {taken}, more than the "
-                "{sold} it sold",
-                line=link,
-                taken=_plain(taken),
-                sold=_plain(sold),
-            ),
-        )
-        for index, link, taken, sold in over
+        RowIssue.of(first_row + int(found[0]), column, _mismatch(found[1:])) for found in mismatched
     ]
+    for index, link, taken, sold, refunded, invoiced in over:
+        issues.append(
+            RowIssue.of(
+                first_row + int(index),
+                column,
+                said(
+                    "the returns of line {line} come to a quantity of {taken}, more than the "
+                    "{sold} it sold",
+                    line=link,
+                    taken=_plain(taken),
+                    sold=_plain(sold),
+                )
+                if taken > sold
+                else said(
+                    "the returns of line {line} come to {refunded}, more than the {invoiced} "
+                    "it was invoiced at",
+                    line=link,
+                    refunded=_plain(refunded),
+                    invoiced=_plain(invoiced),
+                ),
+            )
+        )
     return sorted(issues, key=lambda issue: issue.row or 0)
+
+
+def _mismatch(found: tuple[Any, ...]) -> Said:
+    """Why a return may not take back part of the line it names (``found``: the line it names,
+    whether that is a return, and its customer, product and date beside the return's own)."""
+    link, of_a_return, customer, own_customer, product, own_product, dated, own_date = found
+    if of_a_return:
+        return said("original line {line} is a return itself", line=link)
+    if customer != own_customer:
+        return said(
+            "original line {line} was sold to customer {customer}, not to {own}",
+            line=link,
+            customer=customer,
+            own=own_customer,
+        )
+    if product != own_product:
+        return said(
+            "original line {line} is of product {product}, not of {own}",
+            line=link,
+            product=product,
+            own=own_product,
+        )
+    return said(
+        "the return is dated {own}, before original line {line} ({dated})",
+        own=own_date,
+        line=link,
+        dated=dated,
+    )
 
 
 def _plain(quantity: Decimal) -> str:
