@@ -256,3 +256,30 @@ def test_an_output_never_overwrites_an_input_and_ids_stay_in_range(cli, tmp_path
     code, _, err = cli("period", "close", "\uff12\uff10\uff12\uff16-\uff10\uff13", "--as", "fay")
     assert code == 2
     assert "is not an accounting period (YYYY-MM)" in err  # full-width digits are not digits here
+
+
+def test_a_database_url_that_cannot_be_used_is_said_in_one_line(  # type: ignore[no-untyped-def]
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = (
+        ("garbage", 2, "field 'FANLI_DATABASE_URL': is not a database URL"),
+        (
+            "mysql://fay:secret@db/fanli",
+            2,
+            "field 'FANLI_DATABASE_URL': mysql://fay:***@db/fanli: Fanli stores in SQLite",
+        ),
+        # a port nothing listens on: the driver's reason, on one line
+        (
+            "postgresql://fay:secret@127.0.0.1:1/fanli",
+            1,
+            "the database (FANLI_DATABASE_URL) could not be used, nothing was changed: "
+            "connection failed",
+        ),
+    )
+    for url, exit_code, said in cases:
+        monkeypatch.setenv("FANLI_DATABASE_URL", url)
+        for command in (("db", "upgrade"), ("batch", "list")):
+            code, _, err = cli(*command)
+            assert (code, " ".join(err.split())[: len(said) + 7]) == (exit_code, "error: " + said)
+            assert "Traceback" not in err
+            assert "secret" not in err

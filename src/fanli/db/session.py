@@ -16,14 +16,42 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from fanli.kit.errors import InputError
 
 READ_ONLY = "fanli_read_only"  # the execution option that marks a read transaction
 
 
+# The setting that names the database, for messages about it.
+DATABASE_SETTING = "FANLI_DATABASE_URL"
+
+
+def database_url(url: str) -> str:
+    """``url`` if it names a database Fanli stores in (SQLite or PostgreSQL), else a refusal
+    naming the setting; a password in it is never repeated."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InputError(
+            "is not a database URL: use sqlite:///path/to/fanli.db or "
+            "postgresql://user@host/database",
+            field=DATABASE_SETTING,
+        ) from None
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise InputError(
+            f"{parsed.render_as_string(hide_password=True)}: Fanli stores in SQLite "
+            "(sqlite:///path/to/fanli.db) or PostgreSQL (postgresql://user@host/database)",
+            field=DATABASE_SETTING,
+        )
+    return url
+
+
 def make_engine(url: str, **options: Any) -> Engine:
     """An engine for ``url`` with Fanli's connection settings."""
+    database_url(url)
     if url.startswith("sqlite"):
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":

@@ -121,7 +121,7 @@ def web_demo(
 
     settings = Settings()
     console = stdout()
-    engine = make_engine(settings.resolved_database_url)
+    engine = run(lambda: make_engine(settings.resolved_database_url))
     run(lambda: upgrade(engine))
     sessions = session_factory(engine)
     secrets_file = settings.data_dir / "demo-second-factor.txt"

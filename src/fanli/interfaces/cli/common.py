@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
+from fanli.db.session import DATABASE_SETTING
 from fanli.kit.errors import FanliError, InputError
 from fanli.kit.periods import LAST_DAY, kept_day
 from fanli.kit.progress import ProgressHook
@@ -66,12 +67,18 @@ def errors() -> Iterator[None]:
         where = f"{error.filename}: " if error.filename else ""
         raise fail(f"{where}{error.strerror or error}", EXIT_INPUT) from None
     except OperationalError as error:
-        if "database is locked" not in str(error.orig):
-            raise
-        # SQLite's writers queue for 30 s (busy_timeout); the transaction rolled back.
+        if "database is locked" in str(error.orig):
+            # SQLite's writers queue for 30 s (busy_timeout); the transaction rolled back.
+            raise fail(
+                "the database is busy: another Fanli process kept it for over 30 seconds; "
+                "nothing was changed, try again",
+                EXIT_REFUSED,
+            ) from None
+        # The database could not be reached or used (no server, no such database, no right
+        # to it): the driver's first line says why. The transaction, if any, rolled back.
+        reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
         raise fail(
-            "the database is busy: another Fanli process kept it for over 30 seconds; nothing "
-            "was changed, try again",
+            f"the database ({DATABASE_SETTING}) could not be used, nothing was changed: {reason}",
             EXIT_REFUSED,
         ) from None
 
