@@ -236,6 +236,47 @@ def test_mapping_file(tmp_path: Path) -> None:
     assert row["document_type"] == "invoice"  # 'Art' is not mapped to document_type
 
 
+def test_a_document_type_fanli_does_not_know_is_refused_until_mapped(tmp_path: Path) -> None:
+    header = "单据编号,行号,单据类型,客户编码,物料编码,开票日期,数量,不含税金额\n"
+    sales = write(
+        tmp_path,
+        "s.csv",
+        header
+        + "INV1,1,销售发票,C1,P1,2026-01-02,3,30.00\n"
+        + "INV1,2,赠品,C1,P1,2026-01-02,1,0\n"
+        + "INV2,1,Invoice,C1,P1,2026-01-03,1,10.00\n"
+        + "INV3,1,proforma,C1,P1,2026-01-04,1,10.00\n",
+    )
+    with pytest.raises(InputFileError) as raised:
+        read_sales(sales)
+    known = "(invoice, credit_note, debit_note, order)"
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (
+            3,
+            "单据类型",
+            f"单据类型 '赠品' is not a document type Fanli knows {known}: map it under "
+            "document_types in a mapping file, or leave such lines out",
+        ),
+        (
+            5,
+            "单据类型",
+            f"单据类型 'proforma' is not a document type Fanli knows {known}: map it under "
+            "document_types in a mapping file, or leave such lines out",
+        ),
+    ]
+    mapping = write(tmp_path, "m.yaml", "document_types: {赠品: invoice, proforma: order}\n")
+    table = read_sales(sales, mapping=load_mapping(mapping))
+    assert table.column("document_type").to_pylist() == ["invoice", "invoice", "invoice", "order"]
+    # a mapping may only name Fanli's own types
+    wrong = write(tmp_path, "wrong.yaml", "document_types: {销售出库单: sale}\n")
+    with pytest.raises(InputError) as refused:
+        load_mapping(wrong)
+    assert str(refused.value) == (
+        f"file {wrong}: document_types: 'sale' (for '销售出库单') is not a Fanli document type "
+        "(invoice, credit_note, debit_note, order)"
+    )
+
+
 def test_mapping_naming_a_missing_column(tmp_path: Path) -> None:
     mapping = write(tmp_path, "m.yaml", "net_amount: Netto\n")
     sales = write(tmp_path, "s.csv", HEADER + "L1,C1,P1,2026-03-31,1,1\n")

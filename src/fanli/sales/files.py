@@ -55,6 +55,7 @@ from fanli.kit.progress import ProgressHook
 from fanli.sales.mapping import (
     ALIASES,
     DOCUMENT_TYPE_VALUES,
+    DOCUMENT_TYPES,
     ColumnMapping,
     FileKind,
     ResolvedColumns,
@@ -899,7 +900,8 @@ def _sales_checked(
     output: dict[str, Any] = {"line_id": line_id}
     _empty_flag(checker, line_id, "line_id")
 
-    document_type = text_of("document_type")
+    written_type = text_of("document_type")
+    document_type = written_type
     values = {**DOCUMENT_TYPE_VALUES, **(mapping.document_types if mapping else {})}
     if values and "document_type" in columns.fields:
         known = pa.array(list(values), pa.string())
@@ -907,7 +909,25 @@ def _sales_checked(
         positions = pc.index_in(document_type, value_set=known)
         translated = pc.take(mapped, pc.fill_null(positions, 0))
         document_type = pc.if_else(pc.is_valid(positions), translated, pc.utf8_lower(document_type))
-    output["document_type"] = pc.fill_null(document_type, "invoice")
+    document_type = pc.fill_null(document_type, "invoice")
+    # A type Fanli does not know would be counted by every agreement without a document_types
+    # list and by none with one: refused, so that the user says what it is.
+    unknown = pc.invert(pc.is_in(document_type, value_set=pa.array(DOCUMENT_TYPES)))
+    if pc.any(unknown).as_py():
+        header = columns.header("document_type")
+        checker.flag(
+            unknown,
+            "document_type",
+            lambda value: said(
+                "{name} {value} is not a document type Fanli knows ({known}): map it under "
+                "document_types in a mapping file, or leave such lines out",
+                name=header,
+                value=repr(value),
+                known=", ".join(DOCUMENT_TYPES),
+            ),
+            written_type,
+        )
+    output["document_type"] = document_type
 
     for name in ("customer_id", "product_id"):
         output[name] = text_of(name)

@@ -159,6 +159,9 @@ ALIASES: dict[FileKind, dict[str, tuple[str, ...]]] = {
     FileKind.PRODUCTS: PRODUCT_ALIASES,
 }
 
+# Fanli's document types: a sales line is one of these, as agreements' eligibility lists them.
+DOCUMENT_TYPES = ("invoice", "credit_note", "debit_note", "order")
+
 # Document type values as Chinese ERPs write them -> Fanli's document types.
 DOCUMENT_TYPE_VALUES: dict[str, str] = {
     "销售发票": "invoice",
@@ -302,6 +305,15 @@ def mapping_from_data(data: Any, *, source: str) -> ColumnMapping:
         for key, value in document_types.items()
     ):
         raise InputError.said_at("document_types maps the file's values to Fanli's", file=source)
+    for key, value in document_types.items():
+        if value not in DOCUMENT_TYPES:
+            raise InputError.said_at(
+                "document_types: {value} (for {key}) is not a Fanli document type ({known})",
+                file=source,
+                value=repr(value),
+                key=repr(str(key)),
+                known=", ".join(DOCUMENT_TYPES),
+            )
     sections = {kind.value for kind in FileKind}
     columns: dict[FileKind, dict[str, str]] = {}
     flat = {key: value for key, value in data.items() if key not in sections | {"document_types"}}
