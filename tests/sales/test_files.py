@@ -558,3 +558,22 @@ def test_fast_and_careful_parsers_agree_on_plain_numbers(tmp_path: Path) -> None
     exponent.write_text(header + "L1,C1,P1,2026-01-01,1,1e5\n", encoding="utf-8")
     with pytest.raises(InputFileError, match="net_amount '1e5' is not a number"):
         read_sales(exponent)
+
+
+def test_a_nul_character_in_any_text_is_refused_by_row_and_column(tmp_path: Path) -> None:
+    sales = write(
+        tmp_path, "s.csv", HEADER + "L1\x00,C1,P1,2026-03-31,1,1\nL2,C1,P\x001,2026-03-31,1,1\n"
+    )
+    with pytest.raises(InputFileError) as raised:
+        read_sales(sales)
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (2, "line_id", "line_id holds a NUL character (\\x00)"),
+        (3, "product_id", "product_id holds a NUL character (\\x00)"),
+    ]
+    customers = write(tmp_path, "c.csv", "客户编码,客户名称,等级\nC1,a\x00b,A\nC2,乙,\x00\n")
+    with pytest.raises(InputFileError) as raised:
+        read_customers(customers)
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (2, "客户名称", "客户名称 holds a NUL character (\\x00)"),
+        (3, "等级", "等级 holds a NUL character (\\x00)"),
+    ]

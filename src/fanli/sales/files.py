@@ -709,6 +709,18 @@ def _refuse_float_measures(raw: _Raw, columns: ResolvedColumns, names: tuple[str
             )
 
 
+def _nul_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
+    """Text with a NUL character: PostgreSQL cannot store it in text, and no ERP means it."""
+    if not pc.any(pc.match_substring(values, "\x00")).as_py():
+        return
+    header = checker.columns.header(name)
+    checker.flag(
+        pc.match_substring(values, "\x00"),
+        name,
+        lambda _value: said("{name} holds a NUL character (\\x00)", name=header),
+    )
+
+
 def _empty_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
     header = checker.columns.header(name)  # as the file names the column
     checker.flag(pc.is_null(values), name, lambda _value: said("{name} is empty", name=header))
@@ -899,6 +911,7 @@ def _sales_checked(
         line_id = text_of("line_id")
     output: dict[str, Any] = {"line_id": line_id}
     _empty_flag(checker, line_id, "line_id")
+    _nul_flag(checker, line_id, "line_id")
 
     written_type = text_of("document_type")
     document_type = written_type
@@ -932,6 +945,7 @@ def _sales_checked(
     for name in ("customer_id", "product_id"):
         output[name] = text_of(name)
         _empty_flag(checker, output[name], name)
+        _nul_flag(checker, output[name], name)
 
     def raw_of(name: str) -> pa.ChunkedArray | None:
         header = columns.fields.get(name)
@@ -1055,12 +1069,15 @@ def _sales_checked(
             )
 
         checker.flag(unknown, name, describe, output[name])
+    links = text_of("original_line_id") if "original_line_id" in columns.fields else None
+    if links is not None:
+        _nul_flag(checker, links, "original_line_id")
     checker.raise_if_any()
     arrays = [_as_array(output[field.name], field.type, length) for field in SALES_SCHEMA]
     facts = pa.Table.from_arrays(arrays, schema=SALES_SCHEMA)
-    if "original_line_id" in columns.fields:
+    if links is not None:
         # Kept beside the facts (the engine does not read it): the line a return reverses.
-        facts = facts.append_column("original_line_id", text_of("original_line_id"))
+        facts = facts.append_column("original_line_id", links)
     # The user's own headers, so that later checks (the import's) name columns as they do.
     return facts.replace_schema_metadata(
         {HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False)}
@@ -1113,6 +1130,8 @@ def _dimension_from_raw(
             output[header] = _text(raw.table.column(header))
     _empty_flag(checker, output[key], key)
     _flag_duplicates(checker, output[key], key)
+    for name, values in output.items():
+        _nul_flag(checker, values, name)
     # The fields the file has, by its own headers: a field it lacks is left as stored, and the
     # messages name the columns as the file does.
     table = pa.table(
