@@ -434,6 +434,32 @@ def test_excel_floats_dates_and_drift(tmp_path: Path) -> None:
     )
 
 
+def test_a_workbook_is_read_from_the_sheet_it_opens_on_and_messages_name_it(
+    tmp_path: Path,
+) -> None:
+    header = ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"]
+    workbook = Workbook()
+    cover = workbook.active
+    cover.title = "封面"
+    cover.append(["2026年3月销售"])
+    data = workbook.create_sheet("数据")
+    data.append(header)
+    data.append(["L1", "C1", "P1", "2026-03-31", "1", "x"])
+    workbook.active = data  # the sheet Excel opens on
+    path = tmp_path / "s.xlsx"
+    workbook.save(path)
+    assert str(error_of(path)) == (
+        f"file {path} (sheet '数据'), row 2, field 'net_amount': net_amount 'x' is not a number"
+    )
+    # A hidden sheet is never read, even when the workbook was saved with it active.
+    workbook.active = cover
+    cover.sheet_state = "hidden"
+    data.delete_rows(2)
+    data.append(["L1", "C1", "P1", "2026-03-31", "1", "2.50"])
+    workbook.save(path)
+    assert read_sales(path).column("net_amount").to_pylist() == [Decimal("2.5")]
+
+
 def test_excel_formulas_without_saved_values_are_refused_by_cell(tmp_path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active

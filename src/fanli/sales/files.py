@@ -132,7 +132,9 @@ def _read_raw(path: Path, progress: ProgressHook | None) -> _Raw:
         if suffix in CSV_SUFFIXES:
             return _Raw(_read_csv(path, progress), 2, source)
         if suffix in EXCEL_SUFFIXES:
-            return _Raw(_read_excel(path, progress), 2, source)
+            table, sheet = _read_excel(path, progress)
+            # In a workbook of several sheets, messages say which one was read.
+            return _Raw(table, 2, source if sheet is None else f"{source} (sheet {sheet})")
         if suffix in PARQUET_SUFFIXES:
             return _Raw(_read_parquet(path, progress), 1, source)
     except OSError as error:
@@ -344,7 +346,18 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
-def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
+def _sheet_read(workbook: Any) -> Any:
+    """The sheet a workbook is read from: the one it opens on (its active sheet), unless that
+    is hidden; then its first visible sheet."""
+    visible = [sheet for sheet in workbook.worksheets if sheet.sheet_state == "visible"]
+    active = workbook.active
+    if active is not None and active.sheet_state == "visible":
+        return active
+    return visible[0] if visible else workbook.worksheets[0]
+
+
+def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, str | None]:
+    """The sheet's table, and the sheet's name when the workbook has several."""
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
@@ -352,21 +365,21 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
             "not a readable .xlsx workbook ({problem})", file=str(path), problem=str(error)
         ) from None
     try:
-        sheet = workbook.worksheets[0]
+        sheet = _sheet_read(workbook)
+        name = repr(sheet.title) if len(workbook.worksheets) > 1 else None
+        source = str(path) if name is None else f"{path} (sheet {name})"
         rows: Iterator[tuple[Any, ...]] = sheet.iter_rows(values_only=True)
         header_cells = next(rows, None)
         if header_cells is None or all(cell is None for cell in header_cells):
-            raise InputError.said_at(
-                "the first sheet is empty or has no header row", file=str(path), row=1
-            )
+            raise InputError.said_at("the sheet is empty or has no header row", file=source, row=1)
         headers = [(_cell_text(cell) or "").strip() for cell in header_cells]
         while headers and not headers[-1]:
             headers.pop()
-        _check_unique_headers(headers, str(path))
+        _check_unique_headers(headers, source)
         width = len(headers)
         unsaved = _formulas_without_values(workbook, sheet, headers)
         if unsaved:
-            raise InputFileError(unsaved, file=str(path))
+            raise InputFileError(unsaved, file=source)
         columns: list[list[str | None]] = [[] for _ in range(width)]
         total = sheet.max_row or 0
         pending_blank = 0
@@ -388,12 +401,13 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> pa.Table:
             progress(str(path), total, total)
     finally:
         workbook.close()
-    return pa.table(
+    table = pa.table(
         {
             header: pa.array(column, pa.string())
             for header, column in zip(headers, columns, strict=True)
         }
     )
+    return table, name
 
 
 # A cell's formula element, with or without a namespace prefix (``<f>``, ``<x:f t="shared">``).
@@ -402,7 +416,7 @@ _SHEET_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 
 
 def _formulas_without_values(workbook: Any, sheet: Any, headers: list[str]) -> list[RowIssue]:
-    """The cells of the first sheet that hold a formula and no saved value.
+    """The cells of the sheet read that hold a formula and no saved value.
 
     openpyxl reads such a cell as empty (it does not calculate), so a workbook written by a
     program (not saved by Excel or WPS, which store each formula's value) would lose those
