@@ -808,3 +808,25 @@ def test_a_product_imported_without_a_name_is_listed_with_none(api: Api) -> None
     )
     listed = api.client.get("/api/products?limit=100", headers=fay).json()["items"]
     assert {"code": "P9", "name": None, "category": "饮料", "brand": None} in listed
+
+
+def test_a_report_of_more_problems_than_are_listed_says_how_many_more(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    header = "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+    bad = header + "".join(f"L{n},C1,P1,2026-03-01,1,x\n" for n in range(1500))
+    # A long name, with spaces and brackets: kept as sent, its extension too.
+    name = "2026年3月 销售 (终版)" + "长" * 80 + ".csv"
+    report = api.client.post(
+        "/api/imports/sales?report=csv",
+        files={"file": (name, bad.encode(), "text/csv")},
+        headers=fay,
+    )
+    assert report.status_code == 422
+    lines = report.content.decode("utf-8-sig").splitlines()
+    kept = "2026年3月 销售 (终版)" + "长" * 56 + ".csv"  # within 200 bytes, the extension kept
+    assert len(lines) == 1 + 1000 + 1
+    assert lines[1] == f"{kept},2,net_amount,net_amount 'x' is not a number"
+    assert lines[-1] == (
+        f"{kept},,,500 more problems are not listed: correct these and import the file again to "
+        "see them"
+    )

@@ -5,8 +5,10 @@ import (nothing stored), an accrual run and an audit, each started from its page
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
+import io
 import logging
 import re
 import threading
@@ -17,6 +19,7 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from fanli.config import Settings
@@ -253,6 +256,30 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
         assert problem is not None
         assert html.unescape(problem[1]) == "customer_id 'C9' 不在 客户主数据 中"
         assert _batches(store) == before + 1  # the refused file stored nothing
+        # The report to download, as CSV and Excel, says the same in the reader's language.
+        found = {
+            kind: base64.b64decode(data)
+            for data, kind in re.findall(r'base64,([^"]+)" data-testid="report-(csv|xlsx)"', page)
+        }
+        assert found["csv"].decode("utf-8-sig").splitlines() == [
+            "文件,行,字段,问题",
+            "bad.csv,2,customer_id,customer_id 'C9' 不在 客户主数据 中",
+        ]
+        sheet = load_workbook(io.BytesIO(found["xlsx"])).active
+        assert [[cell.value for cell in row] for row in sheet.iter_rows()] == [
+            ["文件", "行", "字段", "问题"],
+            ["bad.csv", 2, "customer_id", "customer_id 'C9' 不在 客户主数据 中"],
+        ]
+
+        # The same file again is recognised, and the page says so.
+        started = client.post(
+            "/imports",
+            data={"kind": "sales", "csrf": csrf},
+            files={"file": ("march (copy).csv", upload.read_bytes(), "text/csv")},
+        )
+        assert _alert(_ended(client, started), "imported") == (
+            f"此文件此前已导入为批次 {before + 1}（2 行）：未新增任何数据。"
+        )
 
         headless = tmp_path / "no-code.csv"
         headless.write_text("name,segment\n某公司,批发\n", encoding="utf-8")

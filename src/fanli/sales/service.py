@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -885,19 +886,45 @@ def void_batch(
 
 
 def write_issue_report(error: InputFileError, out: Path) -> None:
-    """Every problem of a refused file, as CSV or Excel: file, row, field, reason."""
-    header = ("file", "row", "field", "reason")
-    rows = [(error.file, issue.row, issue.field, issue.message) for issue in error.issues]
-    if out.suffix.lower() == ".xlsx":
+    """Every problem of a refused file, as CSV or Excel (``.xlsx``): file, row, field, reason."""
+    out.write_bytes(issue_report(error, excel=out.suffix.lower() == ".xlsx"))
+
+
+def issue_report(
+    error: InputFileError,
+    *,
+    excel: bool,
+    labels: tuple[str, str, str, str] = ("file", "row", "field", "reason"),
+    reason: Callable[[RowIssue], str] = lambda issue: issue.message,
+    more: Callable[[int], str] | None = None,
+) -> bytes:
+    """The problems of a refused file as a CSV (UTF-8 with BOM, for Excel) or an Excel file:
+    one row per problem under ``labels``, each described by ``reason``. A file with more
+    problems than are kept ends with a row saying how many more there are (``more``)."""
+    rows: list[tuple[Any, ...]] = [
+        (error.file, issue.row, issue.field, reason(issue)) for issue in error.issues
+    ]
+    hidden = error.total - len(error.issues)
+    if hidden > 0:
+        say_more = more or (
+            lambda count: (
+                f"{count:,} more problems are not listed: correct these and import "
+                "the file again to see them"
+            )
+        )
+        rows.append((error.file, None, None, say_more(hidden)))
+    if excel:
         workbook = Workbook()
         sheet = workbook.active
         assert sheet is not None
-        sheet.append(header)
+        sheet.append(labels)
         for row in rows:
             sheet.append(row)
-        workbook.save(out)
-        return
-    with out.open("w", newline="", encoding="utf-8-sig") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(rows)
+        buffer = io.BytesIO()
+        workbook.save(buffer)
+        return buffer.getvalue()
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(labels)
+    writer.writerows(rows)
+    return text.getvalue().encode("utf-8-sig")

@@ -5,7 +5,6 @@ balances, customer statements, users and delegations. Thin: one service or query
 from __future__ import annotations
 
 import datetime as dt
-import re
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +31,7 @@ from fanli.customers.service import (
     register_account,
     verify_account,
 )
+from fanli.interfaces.uploads import as_sent, upload_name
 from fanli.kit.errors import InputError, NotFoundError
 from fanli.ledger.export import export_gl
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
@@ -125,7 +125,6 @@ from .strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/api", responses=ERRORS, route_class=StrictJsonRoute)
 
-_SAFE_NAME = re.compile(r"[^\w.\-]+")
 MAX_UPLOAD = 2 << 30  # 2 GiB
 
 
@@ -180,7 +179,7 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
     """Import a file: all rows or none. A refused file answers 422 listing every bad row, or
     with ``report=csv|xlsx`` the same list as a file to download. A file imported before
     answers 200 with ``already_imported`` and its batch: nothing was created."""
-    name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name)[:120] or "upload"
+    name = upload_name(file.filename)
     importer = {
         BatchKind.CUSTOMERS: import_customers,
         BatchKind.PRODUCTS: import_products,
@@ -205,7 +204,7 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
                 idempotency_key=idempotency_key,
             )
         except InputFileError as bad:
-            refused = bad.naming(name) if bad.file == str(path) else bad
+            refused = as_sent(bad, path, name)
             if report is None:
                 raise refused from None
             out_path = Path(folder) / f"problems.{report}"
@@ -222,9 +221,7 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
                 headers={"Content-Disposition": f'attachment; filename="problems.{report}"'},
             )
         except InputError as bad:
-            if bad.file != str(path):
-                raise
-            raise bad.naming(name) from None  # the sender's name, not the server's copy
+            raise as_sent(bad, path, name) from None  # the sender's name, not the server's copy
     if outcome.already_imported:
         response.status_code = 200
     return ImportOut(

@@ -74,13 +74,20 @@ def errors() -> Iterator[None]:
                 "nothing was changed, try again",
                 EXIT_REFUSED,
             ) from None
-        # The database could not be reached or used (no server, no such database, no right
-        # to it): the driver's first line says why. The transaction, if any, rolled back.
-        reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+        reason = str(error.orig).strip()
+        if not reason.startswith(_UNREACHABLE):
+            raise  # not a queue nor an unreachable database: a fault, left to the log
+        # No server, no such database, no right to it, no such file: the driver's first line
+        # says why. Nothing was begun.
         raise fail(
-            f"the database ({DATABASE_SETTING}) could not be used, nothing was changed: {reason}",
+            f"the database ({DATABASE_SETTING}) could not be used, nothing was changed: "
+            f"{reason.splitlines()[0]}",
             EXIT_REFUSED,
         ) from None
+
+
+# How the drivers begin the message of a database they could not open (psycopg, sqlite3).
+_UNREACHABLE = ("connection failed", "connection to server", "unable to open database file")
 
 
 def run(step: Callable[[], T]) -> T:

@@ -37,6 +37,7 @@ from fanli.customers.models import BankAccount, Customer
 from fanli.db.session import unit_of_work
 from fanli.engine.explain import explain
 from fanli.interfaces.api.deps import MAX_ID, Id, Offset
+from fanli.interfaces.uploads import as_sent, upload_name
 from fanli.kit.errors import FanliError, InputError, NotFoundError
 from fanli.kit.progress import ProgressHook, Stage
 from fanli.ledger import overview
@@ -47,7 +48,13 @@ from fanli.ledger.service import accrue, check_routine_day
 from fanli.sales.files import InputFileError
 from fanli.sales.mapping import load_mapping
 from fanli.sales.models import BatchKind, ImportBatch
-from fanli.sales.service import import_customers, import_products, import_sales, void_batch
+from fanli.sales.service import (
+    import_customers,
+    import_products,
+    import_sales,
+    issue_report,
+    void_batch,
+)
 from fanli.settlements import balance as balances
 from fanli.settlements import service as settlements
 from fanli.settlements.models import DisputeOutcome, Settlement, StatementResponse
@@ -78,7 +85,6 @@ from .views import (
 )
 
 router = APIRouter(include_in_schema=False)
-SAFE_NAME = re.compile(r"[^\w.\-]+")
 SHOWN_ISSUES = 200  # rows of a refused file shown on the page; the download has them all
 RESULTS_PAGE = 50  # result rows of an accrual run per page
 
@@ -184,6 +190,26 @@ def _imports_page(request: Request, viewer: Viewer, outcome: Outcome) -> Respons
     )
 
 
+def _problems_report(lang: i18n.Lang, refused: InputFileError, *, excel: bool) -> bytes:
+    """A refused file's problems to download, in the reader's language (the API's report is
+    the same, in English)."""
+    return issue_report(
+        refused,
+        excel=excel,
+        labels=(lang._("File"), lang._("Row"), lang._("Field"), lang._("Problem")),
+        reason=lambda issue: (
+            say_part(lang, issue.said) if issue.said is not None else issue.message
+        ),
+        more=lambda count: lang.n_(
+            "{count} more problem is not listed: correct these and import the file again to "
+            "see it.",
+            "{count} more problems are not listed: correct these and import the file again to "
+            "see them.",
+            count,
+        ),
+    )
+
+
 @router.post("/imports", response_model=None)
 def upload(
     request: Request,
@@ -201,7 +227,7 @@ def upload(
         BatchKind.PRODUCTS: import_products,
         BatchKind.SALES: import_sales,
     }[kind]
-    name = SAFE_NAME.sub("_", Path(file.filename or "upload").name)[:120] or "upload"
+    name = upload_name(file.filename)
     # The file outlives the request: the job reads it, then removes the folder.
     folder = Path(tempfile.mkdtemp(prefix="fanli-web-upload-"))
     path = folder / name
@@ -230,13 +256,16 @@ def upload(
                     progress=progress,
                 )
         except InputFileError as bad:
-            lines = ["row,field,problem"] + [
-                f'{i.row or ""},{i.field or ""},"{i.message.replace(chr(34), chr(39))}"'
-                for i in bad.issues
-            ]
-            report = base64.b64encode("\n".join(lines).encode("utf-8-sig")).decode("ascii")
+            refused = as_sent(bad, path, name)
             outcome.update(
-                issues=bad.issues[:SHOWN_ISSUES], total_issues=bad.total, report=report, name=name
+                issues=refused.issues[:SHOWN_ISSUES],
+                total_issues=refused.total,
+                listed_issues=len(refused.issues),
+                reports={
+                    excel: base64.b64encode(_problems_report(lang, refused, excel=excel)).decode()
+                    for excel in (False, True)
+                },
+                name=refused.file,
             )
         except InputError as error:
             # Name the user's file or the mapping, never the server's temporary folder.
@@ -245,7 +274,7 @@ def upload(
                 ", ".join(
                     part
                     for part in (
-                        lang._("mapping") if in_mapping else name,
+                        lang._("mapping") if in_mapping else as_sent(error, path, name).file,
                         lang._("row {row}", row=error.row) if error.row is not None else "",
                         lang._("field {field}", field=error.field) if error.field else "",
                     )
