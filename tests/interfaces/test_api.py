@@ -562,6 +562,11 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     gl = api.client.post("/api/periods/2026-03/gl-exports?format=csv", headers=fay)
     assert gl.status_code == 200
     assert gl.text.splitlines()[-1].startswith("total,,2026-03,,,,460.0000,460.0000")
+    workbook = api.client.post("/api/periods/2026-03/gl-exports?format=xlsx", headers=fay)
+    assert (workbook.status_code, workbook.headers["content-type"]) == (
+        200,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
 
 
 def test_a_draft_is_discarded_through_the_api(api: Api) -> None:
@@ -829,4 +834,36 @@ def test_a_report_of_more_problems_than_are_listed_says_how_many_more(api: Api) 
     assert lines[-1] == (
         f"{kept},,,500 more problems are not listed: correct these and import the file again to "
         "see them"
+    )
+
+
+def test_a_void_of_no_batch_or_without_a_reason_and_a_reused_import_key_say_so(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    missing = api.client.post("/api/batches/99999/void", json={"reason": "wrong"}, headers=fay)
+    assert (missing.status_code, missing.json()["detail"]) == (
+        404,
+        "there is no sales batch 99999",
+    )
+    batch = api.client.get("/api/batches?kind=sales", headers=fay).json()["items"][0]["id"]
+    blank = api.client.post(f"/api/batches/{batch}/void", json={"reason": "   "}, headers=fay)
+    assert (blank.status_code, blank.json()["detail"]) == (
+        422,
+        "field 'reason': voiding a batch needs a reason",
+    )
+    header = b"line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+    keyed = {**fay, "Idempotency-Key": "upload-1"}
+    first = api.client.post(
+        "/api/imports/sales",
+        files={"file": ("a.csv", header + b"K1,C1,P1,2026-03-01,1,10.00\n")},
+        headers=keyed,
+    )
+    other = api.client.post(
+        "/api/imports/sales",
+        files={"file": ("b.csv", header + b"K2,C1,P1,2026-03-01,1,10.00\n")},
+        headers=keyed,
+    )
+    assert (first.status_code, other.status_code, other.json()["error"]) == (
+        201,
+        422,
+        "idempotency_conflict",
     )

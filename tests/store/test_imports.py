@@ -442,7 +442,7 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
     path = sales_file(tmp_path, "s.csv", [("L1", "C1", "P1", "2026-01-10", "1", "10.00")])
     with store.work() as session:
         outcome = import_sales(session, store.facts, path, actor=staff("ann"), now=NOW)
-    with store.work() as session, pytest.raises(BatchError, match="needs a reason"):
+    with store.work() as session, pytest.raises(InputError, match="needs a reason"):
         void_batch(session, outcome.batch_id, reason=" ", actor=staff("ann"), now=NOW)
     with store.work() as session:
         void_batch(session, outcome.batch_id, reason="wrong month", actor=staff("bob"), now=NOW)

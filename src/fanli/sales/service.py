@@ -33,7 +33,7 @@ from fanli.customers.credit_code import credit_code_problem
 from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
-from fanli.kit.errors import FanliError, InputError, Said, said
+from fanli.kit.errors import FanliError, InputError, NotFoundError, Said, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import sql_list
 from fanli.products.models import Product
@@ -86,8 +86,9 @@ class BatchError(FanliError):
     code = "batch_error"
 
 
-class IdempotencyConflictError(FanliError):
-    """The idempotency key was used before for a different file."""
+class IdempotencyConflictError(InputError):
+    """The idempotency key was used before for a different file: the request is wrong, as a
+    reused key with another body is anywhere in the API (ADR 0006)."""
 
     code = "idempotency_conflict"
 
@@ -860,13 +861,13 @@ def void_batch(
     require(actor, Role.FINANCE, to=said("void batches"))
     # Locked and read fresh: a second void of the same batch waits for the first, then finds
     # it voided (PostgreSQL; SQLite's writers queue anyway).
+    if not reason.strip():
+        raise InputError.said_at("voiding a batch needs a reason", field="reason")
     batch = session.get(ImportBatch, batch_id, with_for_update=True, populate_existing=True)
     if batch is None or batch.kind != BatchKind.SALES:
-        raise BatchError.said("there is no sales batch {batch}", batch=batch_id)
+        raise NotFoundError.said("there is no sales batch {batch}", batch=batch_id)
     if batch.status == BatchStatus.VOIDED:
         raise BatchError.said("batch {batch} is voided already", batch=batch_id)
-    if not reason.strip():
-        raise BatchError.said("voiding a batch needs a reason")
     batch.status = BatchStatus.VOIDED
     batch.voided_at = now
     batch.voided_by = actor.code

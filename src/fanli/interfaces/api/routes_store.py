@@ -128,6 +128,9 @@ router = APIRouter(prefix="/api", responses=ERRORS, route_class=StrictJsonRoute)
 MAX_UPLOAD = 2 << 30  # 2 GiB
 
 
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 # ---- products ---------------------------------------------------------------------------------
 
 
@@ -209,11 +212,7 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
                 raise refused from None
             out_path = Path(folder) / f"problems.{report}"
             write_issue_report(refused, out_path)
-            media = (
-                "text/csv"
-                if report == "csv"
-                else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-            )
+            media = "text/csv" if report == "csv" else _XLSX
             return Response(
                 out_path.read_bytes(),
                 status_code=422,
@@ -439,7 +438,7 @@ def journal(
 @router.post(
     "/periods/{code}/gl-exports",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, "application/octet-stream": {}}}},
+    responses={200: {"content": {"text/csv": {}, _XLSX: {}}}},
 )
 def gl_export(
     code: str,
@@ -454,7 +453,7 @@ def gl_export(
         out = Path(folder) / f"gl-{code}.{format}"
         export_gl(session, code, out, actor=access.actor, now=company_now())
         content = out.read_bytes()
-    media = "text/csv" if format == "csv" else "application/octet-stream"
+    media = "text/csv" if format == "csv" else _XLSX
     return Response(
         content,
         media_type=media,
