@@ -113,18 +113,25 @@ def test_a_run_shows_its_entries_and_the_late_sales_it_adjusted_for(
 ) -> None:
     world = _world(store, tmp_path, _form("credit_note"))  # 2% of C1's 10,000 and C2's 500
     with store.work() as session:
-        for month in ("2026-01", "2026-02", "2026-03"):
+        for month in ("2026-01", "2026-02"):
             close_period(session, month, actor=world["fay"], now=NOW)
-    late = world.sales(("L3", "C2", "P1", "2026-03-30", "1", "1500.00"))  # after March closed
-    world.sales(("L4", "C1", "P1", "2026-04-10", "1", "2500.00"))
-    world.accrue("2026-04-30")
-    with store.work() as session:
-        run_id = session.scalar(select(func.max(AccrualRun.id)))
         set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
         secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         _sign_in(client, "fay", secret)
+        # March is closed from its page, which names the month as the reader writes it.
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/periods").text)
+        assert csrf is not None
+        closed = client.post("/periods/2026-03/close", data={"csrf": csrf[1]})
+        assert (
+            re.search(r'data-testid="done">([^<]*)<', closed.text)[1] == "期间 2026年3月 已结账。"
+        )  # type: ignore[index]
+        late = world.sales(("L3", "C2", "P1", "2026-03-30", "1", "1500.00"))  # after March closed
+        world.sales(("L4", "C1", "P1", "2026-04-10", "1", "2500.00"))
+        world.accrue("2026-04-30")
+        with store.work() as session:
+            run_id = session.scalar(select(func.max(AccrualRun.id)))
         page = client.get(f"/accruals/{run_id}").text
         table = re.search(r'data-testid="entries">(.*?)</table>', page, re.S)
         assert table is not None
@@ -136,8 +143,8 @@ def test_a_run_shows_its_entries_and_the_late_sales_it_adjusted_for(
         # C1's April sale is the second quarter's accrual; C2's late March sale adjusts the
         # closed first quarter. Both are posted in April.
         assert rows == [
-            ["计提", "2026-04", "2026年4月30日", "1", "¥50.00"],
-            ["已结账期间的调整", "2026-04", "2026年4月30日", "1", "¥30.00"],
+            ["计提", "2026年4月", "2026年4月30日", "1", "¥50.00"],
+            ["已结账期间的调整", "2026年4月", "2026年4月30日", "1", "¥30.00"],
         ]
         assert f"批次 {late}，涉及 1 个客户，日期在已结账期间内" in page
 

@@ -220,7 +220,7 @@ def close(code: str, request: Request, csrf: str = Form(default="")) -> Response
         request,
         "/periods",
         lambda session: close_period(session, code, actor=viewer.actor, now=company_now()),
-        _lang(request)._("Period {code} closed.", code=code),
+        _lang(request)._("Period {code} closed.", code=_lang(request).month(code)),
     )
 
 
