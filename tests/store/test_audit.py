@@ -53,7 +53,9 @@ def _scenario(store: Store, directory: Path) -> None:
     with store.work() as session:
         close_period(session, "2026-03", actor=staff("fin"), now=NOW)
     with store.work() as session:
-        export_gl(session, "2026-03", directory / "gl.csv", actor=staff("fin"), now=NOW)
+        export_gl(
+            session, store.facts, "2026-03", directory / "gl.csv", actor=staff("fin"), now=NOW
+        )
 
 
 def test_every_state_change_writes_one_linked_event(store: Store, tmp_path: Path) -> None:

@@ -311,7 +311,7 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
     step(close_period, lambda s: close_period(s, "2026-03", actor=who["fay"], now=NOW))
     step(
         export_gl,
-        lambda s: export_gl(s, "2026-03", tmp_path / "gl.csv", actor=who["fay"], now=NOW),
+        lambda s: export_gl(s, facts, "2026-03", tmp_path / "gl.csv", actor=who["fay"], now=NOW),
     )
     step(
         sales.void_batch,

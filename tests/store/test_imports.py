@@ -398,7 +398,7 @@ def test_lines_dated_after_the_import_are_stored_and_counted(store: Store, tmp_p
 def test_bad_sales_lines_are_all_reported_and_nothing_stored(store: Store, tmp_path: Path) -> None:
     _masters(store, tmp_path)
     with store.work() as session:
-        import_sales(
+        first = import_sales(
             session,
             store.facts,
             sales_file(tmp_path, "first.csv", [("L1", "C1", "P1", "2026-01-10", "1", "10.00")]),
@@ -433,7 +433,7 @@ def test_bad_sales_lines_are_all_reported_and_nothing_stored(store: Store, tmp_p
     with store.work() as session, pytest.raises(InputFileError) as raised:
         import_sales(session, store.facts, fixed, actor=staff("ann"), now=NOW)
     assert [(i.row, i.field) for i in raised.value.issues] == [(2, "line_id")]
-    assert raised.value.issues[0].message.startswith("line L1 is already stored")
+    assert raised.value.issues[0].message == f"line L1 is already stored, in batch {first.batch_id}"
     assert len(list(store.facts.root.glob("*.parquet"))) == 1
 
 

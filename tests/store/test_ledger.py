@@ -57,10 +57,15 @@ def _sales(store: Store, directory: Path, name: str, *lines: tuple[str, ...]) ->
         ).batch_id
 
 
-def _accrue(store: Store, as_of: str) -> RunSummary:
+def _accrue(store: Store, as_of: str, *, rewind: bool = False) -> RunSummary:
     with store.work() as session:
         return accrue(
-            session, store.facts, as_of=dt.date.fromisoformat(as_of), actor=staff("fin"), now=NOW
+            session,
+            store.facts,
+            as_of=dt.date.fromisoformat(as_of),
+            actor=staff("fin"),
+            now=NOW,
+            rewind=rewind,
         )
 
 
@@ -547,6 +552,7 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
         csv_export = export_gl(
             session,
+            store.facts,
             "2026-03",
             tmp_path / "gl-2026-03.csv",
             chart=chart,
@@ -556,6 +562,7 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
         movements = account_movements(session, "2026-03")
         xlsx_export = export_gl(
             session,
+            store.facts,
             "2026-03",
             tmp_path / "gl-2026-03.xlsx",
             chart=chart,
@@ -598,6 +605,39 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     assert xlsx_export.rows == 8
     assert [sheet.cell(row=10, column=c).value for c in (1, 7, 8)] == ["total", 420.02, 420.02]
     _check_invariants(store)
+
+
+def test_a_closed_periods_export_is_the_same_file_after_a_customer_is_renamed(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-03-10", "1", "10000.00"))
+    _accrue(store, "2026-03-31")
+
+    def export(name: str) -> str:
+        with store.work() as session:
+            export_gl(session, store.facts, "2026-03", tmp_path / name, actor=staff("fin"), now=NOW)
+        return (tmp_path / name).read_text(encoding="utf-8-sig")
+
+    def rename(name: str, legal_name: str) -> None:
+        with store.work() as session:
+            import_customers(
+                session,
+                store.facts,
+                write_csv(tmp_path / name, ("客户编码", "客户名称"), [("C1", legal_name)]),
+                actor=staff("ann"),
+                now=NOW,
+            )
+
+    rename("open.csv", "上海华东食品有限公司")
+    assert export("open.csv.gl").splitlines()[1].split(",")[10] == "上海华东食品有限公司"  # open
+    with store.work() as session:
+        close_period(session, "2026-03", actor=staff("fin"), now=NOW)
+    first = export("first.csv")
+    rename("rename.csv", "华东食品集团有限公司")
+    assert export("again.csv") == first
+    # the names as the run March closed after saw them, as its results are
+    assert first.splitlines()[1].split(",")[10] == "上海华东食品贸易有限公司"
 
 
 def test_the_database_refuses_an_unbalanced_line(store: Store, tmp_path: Path) -> None:
@@ -841,4 +881,23 @@ def test_a_run_never_takes_a_day_to_come_and_the_routine_never_goes_back(
         "field 'as_of': The last run was as of 2026-03-31; a run as of 2026-03-15 would reverse "
         "what it accrued since."
     )
-    assert _accrue(store, "2026-03-15").net_change == Decimal("0.00")  # a deliberate rerun
+    # Any other run goes back only when asked to: a mistyped day or a stale retry would
+    # reverse what was accrued since.
+    with store.work() as session, pytest.raises(InputError) as unasked:
+        accrue(session, store.facts, as_of=dt.date(2026, 3, 15), actor=staff("fin"), now=NOW)
+    assert str(unasked.value) == (
+        "field 'as_of': the last run was as of 2026-03-31; a run as of 2026-03-15 would reverse "
+        'what was accrued since: ask for it as a rewind (fanli accrue --rewind, or "rewind": '
+        "true) if that is what you mean"
+    )
+    with store.work() as session:
+        assert session.scalar(select(func.count(AccrualRun.id))) == 1
+        rerun = accrue(
+            session,
+            store.facts,
+            as_of=dt.date(2026, 3, 15),
+            actor=staff("fin"),
+            now=NOW,
+            rewind=True,
+        )
+    assert rerun.net_change == Decimal("0.00")  # a deliberate rerun

@@ -223,7 +223,7 @@ def test_periods_close_in_order_and_nothing_posts_before_a_closed_one(
     _close(store, "2026-03")  # February was never used: it has nothing to close
     # A run as of January (a deliberate rerun) takes March's sale back out of Q1: the reversal
     # goes after the latest closed period, not into February, which comes before it.
-    back = _accrue(store, "2026-01-31")
+    back = _accrue(store, "2026-01-31", rewind=True)
     assert back.net_change == Decimal("-200.00")
     assert _entries(store, back.run_id) == [("adjustment", "2026-04", dt.date(2026, 4, 1))]
     # February closed with March: closing it now would date its close after later runs, so

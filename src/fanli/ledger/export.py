@@ -28,11 +28,16 @@ from fanli.kit.money import ZERO
 from fanli.ledger.models import (
     Account,
     AccountingPeriod,
+    AccrualRun,
     EntryKind,
     JournalEntry,
     JournalLine,
+    PeriodStatus,
 )
 from fanli.ledger.periods import PeriodError
+from fanli.sales.dimensions import master_after
+from fanli.sales.models import BatchKind
+from fanli.sales.store import FactStore
 from fanli.users.actor import Actor, Role, require
 
 
@@ -98,8 +103,29 @@ class GlExport:
     by_account: dict[str, tuple[Decimal, Decimal]]  # account code -> (debit, credit)
 
 
+def _customer_names(session: Session, store: FactStore, period: AccountingPeriod) -> dict[str, str]:
+    """Each customer's legal name as the export shows it: for a closed period, as the run it
+    closed after saw it, so that exporting a closed period again gives the same file after a
+    customer is renamed; for an open one, as it is now."""
+    names: dict[str, str] = dict(session.execute(select(Customer.code, Customer.legal_name)).all())
+    run = (
+        session.get(AccrualRun, period.closed_after_run_id)
+        if period.status == PeriodStatus.CLOSED and period.closed_after_run_id is not None
+        else None
+    )
+    if run is not None:
+        kept = master_after(
+            session, store, BatchKind.CUSTOMERS, run.inputs.get("dimension_batches", [])
+        )
+        if kept is not None:  # else (a snapshot removed by hand) the names as they are now
+            codes, legal_names = kept.column("customer_id"), kept.column("name")
+            names.update(zip(codes.to_pylist(), legal_names.to_pylist(), strict=True))
+    return names
+
+
 def export_gl(
     session: Session,
+    store: FactStore,
     period_code: str,
     out: Path,
     *,
@@ -108,7 +134,8 @@ def export_gl(
     now: dt.datetime,
 ) -> GlExport:
     """Write the period's journal lines to ``out`` (``.csv`` or ``.xlsx``); the export is
-    audited with its totals, so what left the system is on record."""
+    audited with its totals, so what left the system is on record. A closed period's export
+    is the same file each time (its customers' names as when it closed)."""
     require(
         actor,
         Role.FINANCE,
@@ -120,7 +147,7 @@ def export_gl(
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
         raise PeriodError.said("there is no accounting period {period}", period=Month(period_code))
-    names = dict(session.execute(select(Customer.code, Customer.legal_name)).all())
+    names = _customer_names(session, store, period)
     lines = session.execute(
         select(JournalEntry, JournalLine)
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)

@@ -624,13 +624,32 @@ def _refuse_day_to_come(as_of: dt.date, today: dt.date) -> None:
 def check_routine_day(session: Session, as_of: dt.date, *, today: dt.date) -> None:
     """Refuse an as-of day the routine run must not take: a day still to come would accrue
     sales not yet made, and a day before the last run would reverse what that run accrued.
-    ``accrue`` itself takes any day (``fanli accrue`` is for deliberate reruns); the pages
-    check this first."""
+    The pages check this first; ``accrue`` checks it again under the run's lock."""
     _refuse_day_to_come(as_of, today)
-    latest = session.scalar(select(func.max(AccrualRun.as_of)))
+    latest = _latest_day(session)
     if latest is not None and as_of < latest:
         raise InputError.said_at(
             "The last run was as of {last}; a run as of {day} would reverse what it accrued since.",
+            field="as_of",
+            last=latest,
+            day=as_of,
+        )
+
+
+def _latest_day(session: Session) -> dt.date | None:
+    return session.scalar(select(func.max(AccrualRun.as_of)))
+
+
+def _refuse_rewind_unasked(session: Session, as_of: dt.date) -> None:
+    """A run before the last run's day reverses what was accrued since: only when asked for
+    (``fanli accrue --rewind``, ``"rewind": true``), never by a mistyped day or a retried
+    request of long ago."""
+    latest = _latest_day(session)
+    if latest is not None and as_of < latest:
+        raise InputError.said_at(
+            "the last run was as of {last}; a run as of {day} would reverse what was accrued "
+            'since: ask for it as a rewind (fanli accrue --rewind, or "rewind": true) if '
+            "that is what you mean",
             field="as_of",
             last=latest,
             day=as_of,
@@ -646,11 +665,14 @@ def accrue(
     now: dt.datetime,
     progress: ProgressHook | None = None,
     routine: bool = False,
+    rewind: bool = False,
 ) -> RunSummary:
     """One accrual run as of ``as_of`` over every active agreement version. Any day up to
-    today: a day still to come would accrue sales not yet made and end agreements early.
-    ``routine`` (the pages' run) also refuses a day before the last run, checked under the
-    run's lock, so two runs queued one after the other cannot reverse each other."""
+    today: a day still to come would accrue sales not yet made and end agreements early. A
+    day before the last run's reverses what was accrued since, so it is taken only when
+    asked for (``rewind``); the check runs under the run's lock, so two runs queued one
+    after the other cannot reverse each other. ``routine`` is the pages' run, which never
+    rewinds."""
     require(actor, Role.FINANCE, to="run accruals")
     kept_day(as_of, field="as_of")
     stages = Stages(progress, Stage.EXPIRING, Stage.PLANNING, Stage.RATING, Stage.POSTING)
@@ -662,6 +684,8 @@ def accrue(
         check_routine_day(session, as_of, today=now.date())
     else:
         _refuse_day_to_come(as_of, now.date())
+        if not rewind:
+            _refuse_rewind_unasked(session, as_of)
     # The month the run posts in is opened now, before the run's first audit event (an
     # expired agreement's): opening it may wait for a payout opening it too, and that payout
     # waits for the audit chain's lock, which the run would otherwise hold by then.

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,23 @@ _SHAPES: dict[BatchKind, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def revision(session: Session, kind: BatchKind) -> str:
-    rows = session.execute(
-        select(ImportBatch.id, ImportBatch.content_hash)
-        .where(ImportBatch.kind == kind)
-        .order_by(ImportBatch.id)
-    ).all()
+def revision(session: Session, kind: BatchKind, batches: Collection[int] | None = None) -> str:
+    """The name of the master's snapshot: a hash of the import batches that shaped it (all of
+    them, or those among ``batches``: the master as it stood when those were all there were)."""
+    query = select(ImportBatch.id, ImportBatch.content_hash).where(ImportBatch.kind == kind)
+    if batches is not None:
+        query = query.where(ImportBatch.id.in_(list(batches)))
+    rows = session.execute(query.order_by(ImportBatch.id)).all()
     return hashlib.sha256(json.dumps([list(row) for row in rows]).encode()).hexdigest()[:24]
+
+
+def master_after(
+    session: Session, store: FactStore, kind: BatchKind, batches: Collection[int]
+) -> pa.Table | None:
+    """The master as it stood when ``batches`` were all the imports there were (an accrual run
+    records them), from the snapshot written then; None when that snapshot is not kept."""
+    path = _path(store, kind, revision(session, kind, batches))
+    return pq.read_table(path) if path.exists() else None
 
 
 def _path(store: FactStore, kind: BatchKind, name: str) -> Path:

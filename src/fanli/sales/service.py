@@ -574,10 +574,11 @@ def active_sales_files(session: Session, store: FactStore) -> list[tuple[int, Pa
 
 
 def _lines_already_stored(
-    table: pa.Table, files: list[Path], first_row: int, source: str
+    table: pa.Table, batches: list[tuple[int, Path]], first_row: int
 ) -> list[RowIssue]:
-    """Rows whose line id is in an active batch already (it would count twice)."""
-    if not files:
+    """Rows whose line id is in an active batch already (it would count twice), with the
+    batch, as the batch list shows it."""
+    if not batches:
         return []
     ids = pa.table(
         {"line_id": table.column("line_id"), "row_index": pa.array(range(table.num_rows))}
@@ -585,11 +586,21 @@ def _lines_already_stored(
     connection = duckdb.connect()
     try:
         connection.register("incoming", ids)
-        listed = sql_list(files)
+        connection.register(
+            "batches",
+            pa.table(
+                {
+                    "batch_id": pa.array([batch for batch, _ in batches], pa.int64()),
+                    "filename": pa.array([str(file) for _, file in batches], pa.string()),
+                }
+            ),
+        )
+        listed = sql_list([file for _, file in batches])
         found = connection.execute(
-            f"""SELECT i.row_index, i.line_id, regexp_extract(s.filename, 'sales-(\\w{{12}})', 1)
+            f"""SELECT i.row_index, i.line_id, b.batch_id
             FROM incoming i JOIN read_parquet([{listed}], filename = true) s
               ON s.line_id = i.line_id
+            JOIN batches b ON b.filename = s.filename
             ORDER BY i.row_index LIMIT 1000"""
         ).fetchall()
     finally:
@@ -598,9 +609,9 @@ def _lines_already_stored(
         RowIssue.of(
             first_row + int(index),
             header_of(table, "line_id"),
-            said("line {line} is already stored ({file}...)", line=line, file=file),
+            said("line {line} is already stored, in batch {batch}", line=line, batch=batch),
         )
-        for index, line, file in found
+        for index, line, batch in found
     ]
 
 
@@ -792,8 +803,9 @@ def import_sales(
     if table.num_rows == 0:
         raise InputError.said_at("the file has no sales lines", file=str(path))
     stages.begin(Stage.CHECKING)
-    files = [file for _, file in active_sales_files(session, store)]
-    issues = _lines_already_stored(table, files, _first_row(path), str(path))
+    batches = active_sales_files(session, store)
+    files = [file for _, file in batches]
+    issues = _lines_already_stored(table, batches, _first_row(path))
     issues += _unknown_links(table, files, _first_row(path))
     if issues:
         raise InputFileError(issues, file=str(path))

@@ -360,7 +360,9 @@ def agreement_discard(
 
 @router.post("/accrual-runs", response_model=RunOut, status_code=201)
 def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Facts) -> RunOut:
-    summary = accrue(session, store, as_of=body.as_of, actor=access.actor, now=company_now())
+    summary = accrue(
+        session, store, as_of=body.as_of, actor=access.actor, now=company_now(), rewind=body.rewind
+    )
     return RunOut(
         run_id=summary.run_id,
         as_of=summary.as_of,
@@ -444,6 +446,7 @@ def gl_export(
     code: str,
     access: Authorized,
     session: Db,
+    store: Facts,
     format: Annotated[str, Query(pattern="^(csv|xlsx)$")] = "csv",
 ) -> Response:
     """The period's journal in the company's accounts, as CSV or Excel. A POST: each export is
@@ -451,7 +454,7 @@ def gl_export(
     _period(session, code)
     with tempfile.TemporaryDirectory(prefix="fanli-gl-") as folder:
         out = Path(folder) / f"gl-{code}.{format}"
-        export_gl(session, code, out, actor=access.actor, now=company_now())
+        export_gl(session, store, code, out, actor=access.actor, now=company_now())
         content = out.read_bytes()
     media = "text/csv" if format == "csv" else _XLSX
     return Response(

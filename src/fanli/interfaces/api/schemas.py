@@ -253,6 +253,8 @@ class ApproveRequest(Shape):
 
 class AccrualRequest(Shape):
     as_of: Day
+    # A day before the last run's reverses what was accrued since: refused unless asked for.
+    rewind: bool = False
 
 
 class RunOut(Shape):

@@ -327,12 +327,21 @@ def agreement_list() -> None:
 def accrue_command(
     as_of: Annotated[str, typer.Option("--as-of", help="The accrual date (2026-06-30).")],
     actor: ActorOption,
+    rewind: Annotated[
+        bool,
+        typer.Option(
+            "--rewind",
+            help="Run as of a day before the last run's, reversing what was accrued since.",
+        ),
+    ] = False,
 ) -> None:
     """Run the accruals as of a date and post the change to the journal."""
     day = run(lambda: parse_date(as_of, "--as-of"))
     assert day is not None
     summary = in_store(
-        lambda s, f: accrue(s, f, as_of=day, actor=load_actor(s, actor), now=company_now())
+        lambda s, f: accrue(
+            s, f, as_of=day, actor=load_actor(s, actor), now=company_now(), rewind=rewind
+        )
     )
     console = stdout()
     console.print(
@@ -395,8 +404,9 @@ def gl_export(
     staged = out.with_name(f".{out.stem}.{os.getpid()}.partial{out.suffix}")
     try:
         result = in_store(
-            lambda s, _f: export_gl(
+            lambda s, f: export_gl(
                 s,
+                f,
                 period,
                 staged,
                 chart=chart_of_accounts,
@@ -409,8 +419,9 @@ def gl_export(
         staged.unlink(missing_ok=True)
     stdout().print(
         Text(
-            f"{result.rows:,} journal lines of {period} written to {out}: debit "
-            f"{result.debit_total:,.2f} = credit {result.credit_total:,.2f}"
+            f"{result.rows:,} rows (each journal line of {period} as its debit and its credit) "
+            f"written to {out}: debit {result.debit_total:,.2f} = credit "
+            f"{result.credit_total:,.2f}"
         )
     )
 

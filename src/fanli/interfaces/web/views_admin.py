@@ -233,7 +233,14 @@ def gl(code: str, request: Request, csrf: str = Form(default="")) -> Response:
         out = Path(folder) / f"gl-{code}.xlsx"
         try:
             with unit_of_work(request.app.state.sessions) as session:
-                export_gl(session, code, out, actor=viewer.actor, now=company_now())
+                export_gl(
+                    session,
+                    request.app.state.facts,
+                    code,
+                    out,
+                    actor=viewer.actor,
+                    now=company_now(),
+                )
         except FanliError as error:
             return flash_redirect("/periods", error=say(_lang(request), error))
         body = out.read_bytes()
