@@ -603,3 +603,22 @@ def test_a_nul_character_in_any_text_is_refused_by_row_and_column(tmp_path: Path
         (2, "客户名称", "客户名称 holds a NUL character (\\x00)"),
         (3, "等级", "等级 holds a NUL character (\\x00)"),
     ]
+
+
+def test_a_file_separated_by_tabs_or_semicolons_is_read_as_such(tmp_path: Path) -> None:
+    for name, separator in (("tabs.csv", "\t"), ("semicolons.csv", ";")):
+        text = "客户编码,物料编码,开票日期,数量,不含税金额,单据编号,行号\n".replace(",", separator)
+        text += separator.join(["C1", "P1", "2026-03-31", "2", "1,234.50", "INV1", "1"]) + "\n"
+        table = read_sales(write(tmp_path, name, text))
+        assert table.select(["line_id", "customer_id", "net_amount"]).to_pylist() == [
+            {"line_id": "INV1-1", "customer_id": "C1", "net_amount": Decimal("1234.50")}
+        ]
+    # A decimal comma is not read as a decimal point: refused by row, not misread.
+    text = (
+        "line_id;customer_id;product_id;invoice_date;quantity;net_amount\n"
+        "L1;C1;P1;2026-03-31;1;2,50\n"
+    )
+    assert str(error_of(write(tmp_path, "comma.csv", text))) == (
+        f"file {tmp_path / 'comma.csv'}, row 2, field 'net_amount': net_amount '2,50' is not a "
+        "number"
+    )

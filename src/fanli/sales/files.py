@@ -194,10 +194,26 @@ def _sniff_encoding(path: Path) -> str:
     return "utf-8"
 
 
-def _csv_headers(path: Path, encoding: str) -> list[str]:
+def _delimiter(path: Path, encoding: str) -> str:
+    """The file's separator: a comma, unless its header line has none and is separated by
+    tabs or semicolons (an export "as text", or from a locale that writes decimal commas)."""
     try:
         with path.open(encoding=encoding, newline="") as stream:
-            headers = next(csv.reader(stream), None)
+            first = stream.readline(1 << 17)
+    except UnicodeDecodeError:
+        return ","  # said by the header's read
+    if "," in first:
+        return ","
+    for candidate in ("\t", ";"):
+        if candidate in first:
+            return candidate
+    return ","
+
+
+def _csv_headers(path: Path, encoding: str, delimiter: str = ",") -> list[str]:
+    try:
+        with path.open(encoding=encoding, newline="") as stream:
+            headers = next(csv.reader(stream, delimiter=delimiter), None)
     except UnicodeDecodeError:
         raise InputError.said_at(
             "is neither UTF-8 nor GBK/GB18030 text; save it as CSV UTF-8", file=str(path), row=1
@@ -228,7 +244,8 @@ def _unparsable(error: Exception, source: str) -> InputError:
 
 
 def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa.Table:
-    headers = _csv_headers(path, encoding)
+    delimiter = _delimiter(path, encoding)
+    headers = _csv_headers(path, encoding, delimiter)
     _check_unique_headers(headers, str(path))
     read_options = pcsv.ReadOptions(
         column_names=headers,
@@ -250,7 +267,9 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
         ragged.append(1)
         return "error"
 
-    parse_options = pcsv.ParseOptions(newlines_in_values=False, invalid_row_handler=stop_at_ragged)
+    parse_options = pcsv.ParseOptions(
+        delimiter=delimiter, newlines_in_values=False, invalid_row_handler=stop_at_ragged
+    )
     total = path.stat().st_size
     with path.open("rb") as raw_stream:
         stream: Any = raw_stream
@@ -265,19 +284,19 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
             )
         except pa.ArrowInvalid as error:
             if ragged:
-                raise _ragged_rows(path, encoding, len(headers)) from None
+                raise _ragged_rows(path, encoding, len(headers), delimiter) from None
             if "UTF8" in str(error) and encoding.startswith("utf-8"):
                 raise
             raise _unparsable(error, str(path)) from None
     return table
 
 
-def _ragged_rows(path: Path, encoding: str, expected: int) -> InputError:
+def _ragged_rows(path: Path, encoding: str, expected: int, delimiter: str) -> InputError:
     """Each row whose number of cells is not the header's, by its line."""
     issues: list[RowIssue] = []
     total = 0
     with path.open(encoding=encoding, newline="") as stream:
-        rows = csv.reader(stream)
+        rows = csv.reader(stream, delimiter=delimiter)
         next(rows, None)  # the header
         for cells in _readable(rows):
             if not cells or len(cells) == expected:
