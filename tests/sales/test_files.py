@@ -622,3 +622,39 @@ def test_a_file_separated_by_tabs_or_semicolons_is_read_as_such(tmp_path: Path) 
         f"file {tmp_path / 'comma.csv'}, row 2, field 'net_amount': net_amount '2,50' is not a "
         "number"
     )
+
+
+def test_blank_rows_are_skipped_and_rows_keep_their_numbers(tmp_path: Path) -> None:
+    header = ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"]
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(header)
+    sheet.append(["L1", "C1", "P1", "2026-03-01", 1, 10])
+    sheet.append([None] * 6)  # spacing, row 3
+    sheet.append([None, " ", None, None, None, None])  # row 4: blank too
+    sheet.append(["L2", "C1", "P1", "2026-03-02", 1, "x"])  # row 5
+    sheet.append(["L3", "C1", "P1", "2026-03-03", 1, 30])
+    sheet.append([None] * 6)
+    sheet.append(["L4", "C1", "P1", "2026-03-04", 1, "y"])  # row 8
+    workbook.save(tmp_path / "s.xlsx")
+    # A CSV with an empty line and a line of commas (a blank row saved from a workbook).
+    text = (
+        ",".join(header) + "\n"
+        "L1,C1,P1,2026-03-01,1,10\n"
+        "\n"
+        ",,,,,\n"
+        "L2,C1,P1,2026-03-02,1,x\n"
+        "L3,C1,P1,2026-03-03,1,30\n"
+        "\r\n"
+        "L4,C1,P1,2026-03-04,1,y\n"
+    )
+    for path in (tmp_path / "s.xlsx", write(tmp_path, "s.csv", text)):
+        with pytest.raises(InputFileError) as raised:
+            read_sales(path)
+        assert [(i.row, i.message) for i in raised.value.issues] == [
+            (5, "net_amount 'x' is not a number"),
+            (8, "net_amount 'y' is not a number"),
+        ], path
+    fixed = text.replace(",x\n", ",20\n").replace(",y\n", ",40\n")
+    table = read_sales(write(tmp_path, "fixed.csv", fixed))
+    assert table.column("line_id").to_pylist() == ["L1", "L2", "L3", "L4"]

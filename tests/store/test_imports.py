@@ -637,3 +637,31 @@ def test_a_file_read_through_a_wrong_mapping_can_come_again_through_the_right_on
     assert duckdb.sql(
         f"SELECT net_amount, gross_amount FROM '{store.facts.path(str(name))}'"
     ).fetchall() == [(Decimal("100.0000"), Decimal("113.0000"))]
+
+
+def test_the_imports_own_checks_name_rows_as_the_file_has_them(
+    store: Store, tmp_path: Path
+) -> None:
+    _masters(store, tmp_path)
+    with store.work() as session:
+        first = import_sales(
+            session,
+            store.facts,
+            sales_file(tmp_path, "first.csv", [("L1", "C1", "P1", "2026-01-10", "1", "10.00")]),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    again = tmp_path / "again.csv"
+    again.write_text(
+        "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+        "L2,C1,P1,2026-01-11,1,10.00\n"
+        "\n"
+        ",,,,,\n"
+        "L1,C1,P1,2026-01-11,1,10.00\n",
+        encoding="utf-8",
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, again, actor=staff("ann"), now=NOW)
+    assert [(i.row, i.message) for i in raised.value.issues] == [
+        (5, f"line L1 is already stored, in batch {first.batch_id}")
+    ]

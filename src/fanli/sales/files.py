@@ -15,6 +15,7 @@ whose ``issues`` hold the rest. Nothing partial is ever returned.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import datetime as dt
@@ -118,10 +119,74 @@ class Facts:
 # ---- raw reading: any file -> a table of its own columns ------------------------------------
 
 
+class Rows:
+    """The row number, as the user sees the file, of each record read from it: ``first`` for
+    the first record and one more for each next one, except after blank rows, which are
+    skipped (a blank row in a workbook, an empty line in a CSV). ``skips`` holds, for each
+    record that follows skipped rows, its index and its row number, in order.
+
+    A CSV's empty lines are looked for only when a row number is first asked for (a problem
+    to report): a good file is not read a second time for them."""
+
+    def __init__(
+        self,
+        first: int,
+        skips: tuple[tuple[int, int], ...] = (),
+        *,
+        csv_file: Path | None = None,
+        records: int = 0,
+    ) -> None:
+        self.first = first
+        self._skips: tuple[tuple[int, int], ...] | None = skips if csv_file is None else None
+        self._csv_file = csv_file
+        self._records = records
+
+    @property
+    def skips(self) -> tuple[tuple[int, int], ...]:
+        if self._skips is None:
+            assert self._csv_file is not None
+            self._skips = _csv_skips(self._csv_file, self._records)
+        return self._skips
+
+    def __call__(self, index: int) -> int:
+        skips = self.skips
+        position = bisect.bisect_right(skips, (index, _LAST)) - 1
+        if position < 0:
+            return self.first + index
+        start, row = skips[position]
+        return row + index - start
+
+    def as_json(self) -> str:
+        if self._skips is None:
+            return json.dumps(
+                {"first": self.first, "csv": str(self._csv_file), "records": self._records}
+            )
+        return json.dumps({"first": self.first, "skips": self._skips})
+
+    def __repr__(self) -> str:
+        return f"Rows({self.as_json()})"
+
+
+_LAST = 1 << 62  # compares after any row number
+ROWS_METADATA = "fanli.rows"  # schema metadata: the records' rows (``Rows``) as JSON
+
+
+def rows_of(table: pa.Table) -> Rows:
+    """Where the records of a table read by this module stand in their file."""
+    metadata = table.schema.metadata or {}
+    raw = metadata.get(ROWS_METADATA.encode())
+    if raw is None:
+        return Rows(1)
+    found = json.loads(raw)
+    if "csv" in found:
+        return Rows(found["first"], csv_file=Path(found["csv"]), records=found["records"])
+    return Rows(found["first"], tuple((index, row) for index, row in found["skips"]))
+
+
 @dataclass(frozen=True)
 class _Raw:
     table: pa.Table  # the file's columns under their own headers
-    first_row: int  # row number of the first record as the user sees it
+    rows: Rows  # each record's row number as the user sees it
     source: str
 
 
@@ -130,13 +195,13 @@ def _read_raw(path: Path, progress: ProgressHook | None) -> _Raw:
     suffix = path.suffix.lower()
     try:
         if suffix in CSV_SUFFIXES:
-            return _Raw(_read_csv(path, progress), 2, source)
+            return _without_blank_records(*_read_csv(path, progress), source)
         if suffix in EXCEL_SUFFIXES:
-            table, sheet = _read_excel(path, progress)
+            table, rows, sheet = _read_excel(path, progress)
             # In a workbook of several sheets, messages say which one was read.
-            return _Raw(table, 2, source if sheet is None else f"{source} (sheet {sheet})")
+            return _Raw(table, rows, source if sheet is None else f"{source} (sheet {sheet})")
         if suffix in PARQUET_SUFFIXES:
-            return _Raw(_read_parquet(path, progress), 1, source)
+            return _Raw(_read_parquet(path, progress), Rows(1), source)
     except OSError as error:
         raise InputError.said_at(
             "cannot read: {problem}", file=source, problem=str(error.strerror or error)
@@ -227,15 +292,94 @@ def _csv_headers(path: Path, encoding: str, delimiter: str = ",") -> list[str]:
     return [header.strip() for header in headers]
 
 
-def _read_csv(path: Path, progress: ProgressHook | None) -> pa.Table:
+def _read_csv(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Rows]:
     encoding = _sniff_encoding(path)
     try:
-        return _read_csv_as(path, encoding, progress)
+        table = _read_csv_as(path, encoding, progress)
     except pa.ArrowInvalid as error:
         if encoding != "gb18030" and "UTF8" in str(error):
             # The sample was UTF-8 but a later line is not: a GBK file with an ASCII start.
-            return _read_csv_as(path, "gb18030", progress)
-        raise _unparsable(error, str(path)) from None
+            table = _read_csv_as(path, "gb18030", progress)
+        else:
+            raise _unparsable(error, str(path)) from None
+    return table, Rows(2, csv_file=path, records=table.num_rows)
+
+
+def _csv_skips(path: Path, records: int) -> tuple[tuple[int, int], ...]:
+    """Where a CSV's records stand after empty lines: Arrow skips them, so a file with some
+    has its records further down than their count says. Counting the file's line breaks
+    tells whether it has any (Arrow reads no line break inside a value); only then are they
+    looked for."""
+    breaks = 0
+    ends_with_break = True
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 24):
+            breaks += chunk.count(b"\n")
+            ends_with_break = chunk.endswith(b"\n")
+    lines = breaks + (0 if ends_with_break else 1)  # the last line may have no break
+    if lines <= records + 1:  # the header and one line per record
+        return ()
+    skips: list[tuple[int, int]] = []
+    line = 0
+    record = 0
+    pending = False
+    with path.open("rb") as stream:
+        for text in stream:
+            line += 1
+            if line == 1:
+                continue  # the header
+            if not text.strip(b"\r\n"):
+                pending = True
+                continue
+            if pending:
+                skips.append((record, line))
+                pending = False
+            record += 1
+    return tuple(skips)
+
+
+def _without_blank_records(table: pa.Table, rows: Rows, source: str) -> _Raw:
+    """The records of a CSV without those whose every cell is blank (a blank row saved from a
+    workbook is a line of commas), their neighbours keeping their row numbers."""
+    if table.num_columns == 0 or table.num_rows == 0:
+        return _Raw(table, rows, source)
+    # Most files have none: one column is looked at first, the others only where it is blank.
+    maybe = pc.indices_nonzero(_blank_cells(table.column(0))).to_pylist()
+    blank = [
+        index
+        for index in maybe
+        if all(
+            not (value := table.column(position)[index].as_py()) or not value.strip()
+            for position in range(1, table.num_columns)
+        )
+    ]
+    if not blank:
+        return _Raw(table, rows, source)
+    kept = pc.invert(pc.is_in(pa.array(range(table.num_rows)), value_set=pa.array(blank)))
+    removed = set(blank)
+    # A record right after removed ones, and one where the rows already jumped, starts a run.
+    starts = sorted(
+        {start for start, _ in rows.skips}
+        | {index + 1 for index in blank} - removed - {table.num_rows}
+    )
+    skips = [(start - bisect.bisect_left(blank, start), rows(start)) for start in starts]
+    return _Raw(table.filter(kept), Rows(rows.first, _merged_skips(skips, rows.first)), source)
+
+
+def _merged_skips(skips: list[tuple[int, int]], first: int) -> tuple[tuple[int, int], ...]:
+    """The breakpoints that change the running row number (a record right after another
+    needs none)."""
+    kept: list[tuple[int, int]] = []
+    offset = first
+    for index, row in skips:
+        if row - index != offset:
+            kept.append((index, row))
+            offset = row - index
+    return tuple(kept)
+
+
+def _blank_cells(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)
 
 
 def _unparsable(error: Exception, source: str) -> InputError:
@@ -375,8 +519,9 @@ def _sheet_read(workbook: Any) -> Any:
     return visible[0] if visible else workbook.worksheets[0]
 
 
-def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, str | None]:
-    """The sheet's table, and the sheet's name when the workbook has several."""
+def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Rows, str | None]:
+    """The sheet's table, its records' rows, and the sheet's name when the workbook has
+    several."""
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
@@ -401,16 +546,17 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, st
             raise InputFileError(unsaved, file=source)
         columns: list[list[str | None]] = [[] for _ in range(width)]
         total = sheet.max_row or 0
-        pending_blank = 0
+        # Blank rows (a workbook's spacing) are skipped; the records after them keep their rows.
+        skips: list[tuple[int, int]] = []
+        skipped = False
         for number, cells in enumerate(rows, start=2):
             texts = [_cell_text(cell) for cell in cells[:width]]
             if all(text is None or not text.strip() for text in texts):
-                pending_blank += 1  # blank rows count for numbering, trailing ones are dropped
+                skipped = True
                 continue
-            for _ in range(pending_blank):
-                for column in columns:
-                    column.append(None)
-            pending_blank = 0
+            if skipped:
+                skips.append((len(columns[0]) if columns else 0, number))
+                skipped = False
             texts.extend([None] * (width - len(texts)))
             for column, text in zip(columns, texts, strict=True):
                 column.append(text)
@@ -426,7 +572,7 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, st
             for header, column in zip(headers, columns, strict=True)
         }
     )
-    return table, name
+    return table, Rows(2, tuple(skips)), name
 
 
 # A cell's formula element, with or without a namespace prefix (``<f>``, ``<x:f t="shared">``).
@@ -611,7 +757,7 @@ class _Checker:
         shown = values.take(indices).to_pylist() if values is not None else [None] * len(indices)
         header = self.columns.header(name)
         for index, value in zip(indices.to_pylist(), shown, strict=True):
-            self.issues.append(RowIssue.of(index + self.raw.first_row, header, describe(value)))
+            self.issues.append(RowIssue.of(self.raw.rows(index), header, describe(value)))
 
     def raise_if_any(self) -> None:
         if self.issues:
@@ -797,14 +943,14 @@ def _flag_duplicates(checker: _Checker, values: pa.ChunkedArray, name: str) -> N
     if not firsts:
         return
     first_rows = iter(firsts)
-    offset = checker.raw.first_row
+    rows = checker.raw.rows
 
     def describe(value: Any) -> Said:
         return said(
             "duplicate {name} {value} (first on row {first})",
             name=checker.columns.header(name),
             value=repr(value),
-            first=next(first_rows) + offset,
+            first=rows(next(first_rows)),
         )
 
     checker.flag(mask, name, describe, values)
@@ -1111,9 +1257,13 @@ def _sales_checked(
     if links is not None:
         # Kept beside the facts (the engine does not read it): the line a return reverses.
         facts = facts.append_column("original_line_id", links)
-    # The user's own headers, so that later checks (the import's) name columns as they do.
+    # The user's own headers and rows, so that later checks (the import's) name columns and
+    # rows as the file does.
     return facts.replace_schema_metadata(
-        {HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False)}
+        {
+            HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False),
+            ROWS_METADATA: raw.rows.as_json(),
+        }
     )
 
 
@@ -1130,8 +1280,8 @@ def _as_array(values: Any, type_: pa.DataType, length: int) -> pa.ChunkedArray:
 
 
 # What an import of customers or products checks against what is stored: called with the
-# file's table (a row with an empty key included) and the row number of its first line.
-MasterCheck = Callable[[pa.Table, int], list[RowIssue]]
+# file's table (a row with an empty key included) and its records' row numbers.
+MasterCheck = Callable[[pa.Table, "Rows"], list[RowIssue]]
 
 
 def _dimension_from_raw(
@@ -1169,10 +1319,15 @@ def _dimension_from_raw(
     # messages name the columns as the file does.
     table = pa.table(
         {name: _as_array(values, pa.string(), length) for name, values in output.items()}
-    ).replace_schema_metadata({HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False)})
+    ).replace_schema_metadata(
+        {
+            HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False),
+            ROWS_METADATA: raw.rows.as_json(),
+        }
+    )
     if check is not None:
         # Every problem in one report: the import's own checks beside the reader's.
-        found = check(table, raw.first_row)
+        found = check(table, raw.rows)
         checker.issues.extend(found)
         checker.total += len(found)
     checker.raise_if_any()

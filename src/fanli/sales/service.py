@@ -39,14 +39,15 @@ from fanli.kit.sql import sql_list
 from fanli.products.models import Product
 from fanli.sales.dimensions import read_master, revision, shape, write_after_import
 from fanli.sales.files import (
-    PARQUET_SUFFIXES,
     InputFileError,
     RowIssue,
+    Rows,
     fields_of,
     header_of,
     read_customers,
     read_products,
     read_sales,
+    rows_of,
 )
 from fanli.sales.mapping import ColumnMapping, FileKind
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
@@ -65,18 +66,18 @@ CUSTOMER_LENGTHS = {
 PRODUCT_LENGTHS = {"product_id": 64, "name": 200, "category": 120, "brand": 120}
 
 
-def _too_long(table: pa.Table, first: int, lengths: dict[str, int]) -> list[RowIssue]:
+def _too_long(table: pa.Table, rows: Rows, lengths: dict[str, int]) -> list[RowIssue]:
     """Every value longer than its field allows, by row and by the file's column."""
-    rows = table.select([name for name in lengths if name in table.column_names]).to_pylist()
+    values = table.select([name for name in lengths if name in table.column_names]).to_pylist()
     return [
         RowIssue.of(
-            first + index,
+            rows(index),
             header_of(table, field),
             said(
                 "{length} characters; at most {limit} are allowed", length=len(value), limit=limit
             ),
         )
-        for index, row in enumerate(rows)
+        for index, row in enumerate(values)
         for field, value in row.items()
         if value is not None and len(value) > (limit := lengths[field])
     ]
@@ -130,11 +131,6 @@ def import_hash(path: Path, kind: BatchKind, mapping: ColumnMapping | None) -> s
         return content  # a mapping with nothing for this kind reads the file as none does
     both = json.dumps([content, used], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(both.encode("utf-8")).hexdigest()
-
-
-def _first_row(path: Path) -> int:
-    """The row number of the first record as the user sees it (CSV/Excel: after the header)."""
-    return 1 if path.suffix.lower() in PARQUET_SUFFIXES else 2
 
 
 def _previous(
@@ -301,7 +297,7 @@ def import_customers(
         path,
         mapping=mapping,
         progress=progress,
-        check=lambda table, first: _customer_problems(table, first, existing),
+        check=lambda table, rows: _customer_problems(table, rows, existing),
     )
     if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
         raise InputError.said_at("the file has no customers", file=str(path))
@@ -347,7 +343,7 @@ def import_customers(
 
 
 def _customer_problems(
-    table: pa.Table, first: int, existing: dict[str, tuple[int, str | None]]
+    table: pa.Table, rows: Rows, existing: dict[str, tuple[int, str | None]]
 ) -> list[RowIssue]:
     """A customers file's problems against what is stored: a legal entity name for every new
     customer and no emptied one, and valid credit codes that no two customers share."""
@@ -355,10 +351,10 @@ def _customer_problems(
     name_header = header_of(table, "name")
     credit_header = header_of(table, "credit_code")
     credit_owner = {credit: code for code, (_, credit) in existing.items() if credit}
-    issues: list[RowIssue] = _too_long(table, first, CUSTOMER_LENGTHS)
+    issues: list[RowIssue] = _too_long(table, rows, CUSTOMER_LENGTHS)
     seen_credit: dict[str, int] = {}
     for index, row in enumerate(_text_rows(table, CUSTOMER_FIELDS)):
-        number = first + index
+        number = rows(index)
         code = row["customer_id"]
         if code is None:
             continue  # the reader reports the empty key
@@ -524,7 +520,7 @@ def import_products(
         path,
         mapping=mapping,
         progress=progress,
-        check=lambda table, first: _too_long(table, first, PRODUCT_LENGTHS),
+        check=lambda table, rows: _too_long(table, rows, PRODUCT_LENGTHS),
     )
     if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
         raise InputError.said_at("the file has no products", file=str(path))
@@ -573,9 +569,7 @@ def active_sales_files(session: Session, store: FactStore) -> list[tuple[int, Pa
     ]
 
 
-def _lines_already_stored(
-    table: pa.Table, batches: list[tuple[int, Path]], first_row: int
-) -> list[RowIssue]:
+def _lines_already_stored(table: pa.Table, batches: list[tuple[int, Path]]) -> list[RowIssue]:
     """Rows whose line id is in an active batch already (it would count twice), with the
     batch, as the batch list shows it."""
     if not batches:
@@ -605,9 +599,10 @@ def _lines_already_stored(
         ).fetchall()
     finally:
         connection.close()
+    rows = rows_of(table)
     return [
         RowIssue.of(
-            first_row + int(index),
+            rows(int(index)),
             header_of(table, "line_id"),
             said("line {line} is already stored, in batch {batch}", line=line, batch=batch),
         )
@@ -615,13 +610,14 @@ def _lines_already_stored(
     ]
 
 
-def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[RowIssue]:
+def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
     """Rows that name an original line which is neither in the file nor stored, that name one
     without being a return (a negative amount) or name themselves; returns of a line that is a
     return itself, of another customer's or product's line, or dated before it; and returns
     that together take back more of a line, in quantity or in amount, than it sold."""
     if LINK_COLUMN not in table.column_names:
         return []
+    rows = rows_of(table)
     links = table.column(LINK_COLUMN)
     linked = pc.is_valid(links)
     column = header_of(table, LINK_COLUMN)
@@ -629,14 +625,14 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
     themselves = pc.fill_null(pc.equal(links, table.column("line_id")), False)
     issues = [
         RowIssue.of(
-            first_row + index,
+            rows(index),
             column,
             said("only a return (negative net amount) names an original line"),
         )
         for index in pc.indices_nonzero(not_returns).to_pylist()[:1000]
     ]
     issues += [
-        RowIssue.of(first_row + index, column, said("a return names itself as its original line"))
+        RowIssue.of(rows(index), column, said("a return names itself as its original line"))
         for index in pc.indices_nonzero(themselves).to_pylist()[:1000]
     ]
     line = ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"]
@@ -700,18 +696,16 @@ def _unknown_links(table: pa.Table, files: list[Path], first_row: int) -> list[R
     finally:
         connection.close()
     issues += [
-        RowIssue.of(
-            first_row + int(index), column, said("original line {line} is not stored", line=link)
-        )
+        RowIssue.of(rows(int(index)), column, said("original line {line} is not stored", line=link))
         for index, link in missing
     ]
     issues += [
-        RowIssue.of(first_row + int(found[0]), column, _mismatch(found[1:])) for found in mismatched
+        RowIssue.of(rows(int(found[0])), column, _mismatch(found[1:])) for found in mismatched
     ]
     for index, link, taken, sold, refunded, invoiced in over:
         issues.append(
             RowIssue.of(
-                first_row + int(index),
+                rows(int(index)),
                 column,
                 said(
                     "the returns of line {line} come to a quantity of {taken}, more than the "
@@ -805,8 +799,8 @@ def import_sales(
     stages.begin(Stage.CHECKING)
     batches = active_sales_files(session, store)
     files = [file for _, file in batches]
-    issues = _lines_already_stored(table, batches, _first_row(path))
-    issues += _unknown_links(table, files, _first_row(path))
+    issues = _lines_already_stored(table, batches)
+    issues += _unknown_links(table, files)
     if issues:
         raise InputFileError(issues, file=str(path))
     firsts = [pc.min(table.column(name)).as_py() for name in DATE_COLUMNS]
