@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fanli.agreements.service import AgreementError, add_version, terminate
 from fanli.agreements.terms import Agreement
-from fanli.kit.errors import InputError
+from fanli.kit.errors import FanliError, InputError
 from fanli.ledger.export import ChartOfAccounts, export_gl
 from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
 from fanli.ledger.periods import PeriodError, close_period
@@ -901,3 +901,28 @@ def test_a_run_never_takes_a_day_to_come_and_the_routine_never_goes_back(
             rewind=True,
         )
     assert rerun.net_change == Decimal("0.00")  # a deliberate rerun
+
+
+def test_a_change_larger_than_a_journal_line_holds_is_refused_naming_its_key(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)  # 2% of the quarter's net sales
+    huge = "99999999999999.99"  # the largest amount a sales line may have
+    _sales(
+        store,
+        tmp_path,
+        "huge.csv",
+        *[(f"H{n}", "C1", "P1", "2026-01-10", "1", huge) for n in range(60)],
+    )
+    # the unit of work rolls back, as the command line's and the API's do
+    with pytest.raises(FanliError) as refused, store.work() as session:
+        accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
+    assert str(refused.value) == (
+        "the change for agreement A1, customer C1, rebate period from 2026-01-01 is "
+        "119999999999999.9900, more than a journal line holds (99999999999999.9999): check "
+        "the sales behind it"
+    )
+    with store.work() as session:
+        assert session.scalar(select(func.count(AccrualRun.id))) == 0
+    # no results file of the refused run is left behind
+    assert list((store.facts.root / "results").glob("*.parquet")) == []

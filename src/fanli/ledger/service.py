@@ -20,6 +20,7 @@ that late sales and voids make to closed periods is posted there as an entry of 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,7 @@ from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.engine.results import RESULT_SCHEMA
 from fanli.kit import duck
-from fanli.kit.errors import InputError
+from fanli.kit.errors import FanliError, InputError
 from fanli.kit.money import ZERO
 from fanli.kit.periods import kept_day
 from fanli.kit.progress import ProgressHook, Stage, Stages
@@ -818,7 +819,13 @@ def accrue(
     # file then names no run and is never read).
     with ThreadPoolExecutor(max_workers=1) as writer:
         written = writer.submit(store.write_results, rated, run.id) if stored else None
-        entry_ids, lines, net, adjusted = _post(session, run, deltas, as_of=as_of, now=now)
+        try:
+            entry_ids, lines, net, adjusted = _post(session, run, deltas, as_of=as_of, now=now)
+        except BaseException:
+            if written is not None:  # a refused run leaves no results file behind
+                with contextlib.suppress(Exception):
+                    store.path(written.result()[0]).unlink(missing_ok=True)
+            raise
     if written is not None:
         run.results_file, run.results_sha256 = written.result()
     run.results_stored = stored
@@ -863,6 +870,7 @@ def _post(
     lines = 0
     for kind in (EntryKind.ACCRUAL, EntryKind.ADJUSTMENT):
         part = pc.cast(deltas.column(kind.value), _AMOUNT)
+        _refuse_beyond_the_ledger(deltas, part, code_values, version_ids)
         chosen = deltas.filter(pc.not_equal(part, zero))
         if chosen.num_rows == 0:
             continue
@@ -904,6 +912,38 @@ def _post(
     net = pc.sum(pc.cast(deltas.column("delta"), _AMOUNT)).as_py() or ZERO
     adjusted = pc.sum(pc.cast(deltas.column("adjustment"), _AMOUNT)).as_py() or ZERO
     return tuple(entry_ids), lines, Decimal(net), Decimal(adjusted)
+
+
+# The largest amount one journal line holds: 14 digits before the point, as a sales line's
+# amounts have. SQLite keeps amounts as scaled 64-bit integers (up to about 9.2 x 10^14) and
+# PostgreSQL as NUMERIC(22, 4); sums of lines must fit as well.
+LARGEST_POSTING = Decimal("99999999999999.9999")
+
+
+class LedgerError(FanliError):
+    code = "ledger_error"
+
+
+def _refuse_beyond_the_ledger(
+    deltas: pa.Table, part: pa.ChunkedArray, codes: pa.Array, version_ids: pa.Array
+) -> None:
+    """Refuse, naming its key, a change too large for a journal line (sales of absurd size):
+    it would fail half-way through the write instead."""
+    beyond = pc.greater(pc.abs(part), pa.scalar(LARGEST_POSTING, _AMOUNT))
+    if not pc.any(beyond).as_py():
+        return
+    first = pc.index(beyond, True).as_py()
+    row = deltas.slice(first, 1).to_pylist()[0]
+    code = codes[pc.index(version_ids, row["version_id"]).as_py()].as_py()
+    raise LedgerError.said(
+        "the change for agreement {code}, customer {customer}, rebate period from {start} is "
+        "{amount}, more than a journal line holds ({most}): check the sales behind it",
+        code=code,
+        customer=row["beneficiary"],
+        start=row["period_start"],
+        amount=part[first].as_py(),
+        most=LARGEST_POSTING,
+    )
 
 
 def _version_codes(session: Session, deltas: pa.Table) -> list[tuple[int, str]]:
