@@ -675,3 +675,18 @@ def test_a_line_number_with_leading_zeros_is_the_same_line(tmp_path: Path) -> No
     ]
     table = read_sales(write(tmp_path, "ok.csv", text.rsplit("XS01,01", 1)[0]))
     assert table.column("line_id").to_pylist() == ["XS01-1", "XS01-2", "XS01-0"]
+
+
+def test_a_sales_file_sent_as_products_or_customers_is_refused(tmp_path: Path) -> None:
+    sales = write(
+        tmp_path,
+        "sales.csv",
+        "物料编码,客户编码,开票日期,数量,不含税金额\nP1,C1,2026-01-05,1,5\n",
+    )
+    for reader, kind in ((read_products, "products"), (read_customers, "customers")):
+        with pytest.raises(InputError) as refused:
+            reader(sales)
+        assert str(refused.value) == (
+            f"file {sales}: the file has the columns of sales lines (开票日期, 不含税金额), not "
+            f"of {kind}: import it as sales"
+        )

@@ -60,6 +60,7 @@ from fanli.sales.mapping import (
     ColumnMapping,
     FileKind,
     ResolvedColumns,
+    normalize_header,
     resolve_columns,
 )
 
@@ -1295,6 +1296,7 @@ def _dimension_from_raw(
     check: MasterCheck | None,
 ) -> pa.Table:
     columns = resolve_columns(raw.table.column_names, kind, mapping, source=raw.source)
+    _refuse_sales_as_master(columns.attributes, kind, raw.source)
     key = builtins[0]
     if key not in columns.fields:
         raise _required_missing(key, kind, raw.source)
@@ -1335,6 +1337,27 @@ def _dimension_from_raw(
         checker.total += len(found)
     checker.raise_if_any()
     return table
+
+
+def _refuse_sales_as_master(attributes: tuple[str, ...], kind: FileKind, source: str) -> None:
+    """A sales file sent as customers or products would make its lines' dates and amounts
+    attributes of the masters: refused when its extra columns are a sales line's date and
+    amount."""
+    sales = ALIASES[FileKind.SALES]
+    found = {normalize_header(header): header for header in attributes}
+    named = {
+        field: next((found[n] for n in map(normalize_header, sales[field]) if n in found), None)
+        for field in ("invoice_date", "net_amount")
+    }
+    if all(named.values()):
+        raise InputError.said_at(
+            "the file has the columns of sales lines ({date}, {amount}), not of {kind}: "
+            "import it as sales",
+            file=source,
+            date=named["invoice_date"],
+            amount=named["net_amount"],
+            kind=Code(kind.value),
+        )
 
 
 def fields_of(table: pa.Table) -> set[str]:
