@@ -604,6 +604,20 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     assert sheet is not None
     assert xlsx_export.rows == 8
     assert [sheet.cell(row=10, column=c).value for c in (1, 7, 8)] == ["total", 420.02, 420.02]
+    # days as dates and amounts as numbers with two places, for a GL import to read as such
+    first_row = [sheet.cell(row=2, column=c) for c in (2, 7, 13, 14)]
+    assert [cell.value for cell in first_row] == [
+        dt.datetime(2026, 3, 31),  # noqa: DTZ001 - Excel's dates have no zone
+        200,
+        dt.datetime(2026, 1, 1),  # noqa: DTZ001
+        dt.datetime(2026, 3, 31),  # noqa: DTZ001
+    ]
+    assert [cell.number_format for cell in first_row] == [
+        "yyyy-mm-dd",
+        "#,##0.00##",
+        "yyyy-mm-dd",
+        "yyyy-mm-dd",
+    ]
     _check_invariants(store)
 
 

@@ -94,6 +94,11 @@ HEADER = (
 )
 
 
+_DATE_COLUMNS = ("entry_date", "rebate_period_start", "rebate_period_last_day")
+# Two places as the ledger's amounts have them (cents), more only where an amount has more.
+_AMOUNT_FORMAT = "#,##0.00##"
+
+
 @dataclass(frozen=True)
 class GlExport:
     path: Path
@@ -195,10 +200,23 @@ def export_gl(
         assert sheet is not None
         sheet.title = f"GL {period.code}"
         sheet.append(HEADER)
+        dates = {HEADER.index(name) for name in _DATE_COLUMNS}
+        amounts = {HEADER.index("debit"), HEADER.index("credit")}
         for row in [*rows, total]:
             # Amounts go in as numbers, which Excel holds as doubles: exact to 15 significant
             # digits (every amount below 100 billion, to the 0.0001). The CSV keeps every digit.
-            sheet.append(list(row))
+            # Days go in as dates, so that a GL import or a filter reads them as such.
+            sheet.append(
+                [
+                    dt.date.fromisoformat(value)
+                    if position in dates and isinstance(value, str) and value
+                    else value
+                    for position, value in enumerate(row)
+                ]
+            )
+            for position in dates | amounts:
+                cell = sheet.cell(row=sheet.max_row, column=position + 1)
+                cell.number_format = "yyyy-mm-dd" if position in dates else _AMOUNT_FORMAT
         workbook.save(out)
     else:
         with out.open("w", newline="", encoding="utf-8-sig") as stream:
