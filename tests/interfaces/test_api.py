@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
+from openpyxl import load_workbook
 from sqlalchemy import text, update
 
 from fanli.agreements.service import add_version
@@ -867,3 +869,22 @@ def test_a_void_of_no_batch_or_without_a_reason_and_a_reused_import_key_say_so(a
         422,
         "idempotency_conflict",
     )
+
+
+def test_a_problem_report_never_holds_a_formula(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    bad = b"line_id,customer_id,product_id,invoice_date,quantity,net_amount\nL1,C1,P1,x,1,1\n"
+    for kind in ("csv", "xlsx"):
+        report = api.client.post(
+            f"/api/imports/sales?report={kind}",
+            files={"file": ("=HYPERLINK(1).csv", bad, "text/csv")},
+            headers=fay,
+        )
+        assert report.status_code == 422
+        if kind == "csv":
+            first = report.content.decode("utf-8-sig").splitlines()[1]
+            assert first.startswith("'=HYPERLINK(1).csv,2,invoice_date,")
+        else:
+            sheet = load_workbook(io.BytesIO(report.content)).active
+            cell = sheet.cell(row=2, column=1)
+            assert (cell.value, cell.data_type) == ("=HYPERLINK(1).csv", "s")

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from openpyxl import Workbook
+from openpyxl.chart import BarChart
 
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.kit.errors import InputError
@@ -456,6 +457,13 @@ def test_a_workbook_is_read_from_the_sheet_it_opens_on_and_messages_name_it(
     cover.sheet_state = "hidden"
     data.delete_rows(2)
     data.append(["L1", "C1", "P1", "2026-03-31", "1", "2.50"])
+    workbook.save(path)
+    assert read_sales(path).column("net_amount").to_pylist() == [Decimal("2.5")]
+
+    # A workbook saved while showing a chart sheet is read from its first visible worksheet.
+    chart = workbook.create_chartsheet("图表")
+    chart.add_chart(BarChart())
+    workbook.active = chart
     workbook.save(path)
     assert read_sales(path).column("net_amount").to_pylist() == [Decimal("2.5")]
 

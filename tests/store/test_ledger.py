@@ -915,6 +915,10 @@ def test_a_run_never_takes_a_day_to_come_and_the_routine_never_goes_back(
             rewind=True,
         )
     assert rerun.net_change == Decimal("0.00")  # a deliberate rerun
+    # From the day it went back to, going forward again reverses nothing: no rewind needed.
+    assert _accrue(store, "2026-03-20").net_change == Decimal("0.00")
+    with store.work() as session, pytest.raises(InputError, match="as of 2026-03-20; a run"):
+        accrue(session, store.facts, as_of=dt.date(2026, 3, 18), actor=staff("fin"), now=NOW)
 
 
 def test_a_change_larger_than_a_journal_line_holds_is_refused_naming_its_key(

@@ -25,6 +25,7 @@ from fanli.audit.service import record
 from fanli.customers.models import Customer
 from fanli.kit.errors import InputError, Month, said
 from fanli.kit.money import ZERO
+from fanli.kit.sheets import append_text_safe
 from fanli.ledger.models import (
     Account,
     AccountingPeriod,
@@ -206,13 +207,14 @@ def export_gl(
             # Amounts go in as numbers, which Excel holds as doubles: exact to 15 significant
             # digits (every amount below 100 billion, to the 0.0001). The CSV keeps every digit.
             # Days go in as dates, so that a GL import or a filter reads them as such.
-            sheet.append(
+            append_text_safe(
+                sheet,
                 [
                     dt.date.fromisoformat(value)
                     if position in dates and isinstance(value, str) and value
                     else value
                     for position, value in enumerate(row)
-                ]
+                ],
             )
             for position in dates | amounts:
                 cell = sheet.cell(row=sheet.max_row, column=position + 1)

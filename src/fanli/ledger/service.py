@@ -638,7 +638,9 @@ def check_routine_day(session: Session, as_of: dt.date, *, today: dt.date) -> No
 
 
 def _latest_day(session: Session) -> dt.date | None:
-    return session.scalar(select(func.max(AccrualRun.as_of)))
+    """The day of the latest run (after a rewind, the day it went back to: going forward from
+    there reverses nothing)."""
+    return session.scalar(select(AccrualRun.as_of).order_by(AccrualRun.id.desc()).limit(1))
 
 
 def _refuse_rewind_unasked(session: Session, as_of: dt.date) -> None:

@@ -513,9 +513,10 @@ def _cell_text(value: Any) -> str | None:
 def _sheet_read(workbook: Any) -> Any:
     """The sheet a workbook is read from: the one it opens on (its active sheet), unless that
     is hidden; then its first visible sheet."""
+    # Worksheets only: the active sheet may be a chart sheet, which has no cells.
     visible = [sheet for sheet in workbook.worksheets if sheet.sheet_state == "visible"]
     active = workbook.active
-    if active is not None and active.sheet_state == "visible":
+    if active in visible:
         return active
     return visible[0] if visible else workbook.worksheets[0]
 

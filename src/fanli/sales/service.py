@@ -35,6 +35,7 @@ from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
 from fanli.kit.errors import FanliError, InputError, NotFoundError, Said, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
+from fanli.kit.sheets import append_text_safe, inert
 from fanli.kit.sql import sql_list
 from fanli.products.models import Product
 from fanli.sales.dimensions import read_master, revision, shape, write_after_import
@@ -926,12 +927,12 @@ def issue_report(
         assert sheet is not None
         sheet.append(labels)
         for row in rows:
-            sheet.append(row)
+            append_text_safe(sheet, row)
         buffer = io.BytesIO()
         workbook.save(buffer)
         return buffer.getvalue()
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(labels)
-    writer.writerows(rows)
+    writer.writerows([inert(value) for value in row] for row in rows)
     return text.getvalue().encode("utf-8-sig")
