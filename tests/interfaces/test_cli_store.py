@@ -263,8 +263,9 @@ def test_an_output_never_overwrites_an_input_and_ids_stay_in_range(cli, tmp_path
 
 
 def test_a_database_url_that_cannot_be_used_is_said_in_one_line(  # type: ignore[no-untyped-def]
-    cli, monkeypatch: pytest.MonkeyPatch
+    cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    not_a_database = _write(tmp_path / "notes.db", "not a database\n")
     cases = (
         ("garbage", 2, "field 'FANLI_DATABASE_URL': is not a database URL"),
         (
@@ -273,11 +274,21 @@ def test_a_database_url_that_cannot_be_used_is_said_in_one_line(  # type: ignore
             "field 'FANLI_DATABASE_URL': mysql://fay:***@db/fanli: Fanli stores in SQLite",
         ),
         # a port nothing listens on: the driver's reason, on one line
+        ("postgresql://fay:secret@db:port/fanli", 2, "field 'FANLI_DATABASE_URL': is not a"),
+        (
+            "postgresql+psycopg2://fay:secret@db/fanli",
+            2,
+            "field 'FANLI_DATABASE_URL': postgresql+psycopg2://fay:***@db/fanli: Fanli stores",
+        ),
         (
             "postgresql://fay:secret@127.0.0.1:1/fanli",
             1,
-            "the database (FANLI_DATABASE_URL) could not be used, nothing was changed: "
-            "connection failed",
+            "the database (FANLI_DATABASE_URL) could not be used: connection failed",
+        ),
+        (
+            f"sqlite:///{not_a_database}",
+            1,
+            "the database (FANLI_DATABASE_URL) could not be used: file is not a database",
         ),
     )
     for url, exit_code, said in cases:

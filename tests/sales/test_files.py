@@ -698,3 +698,12 @@ def test_a_sales_file_sent_as_products_or_customers_is_refused(tmp_path: Path) -
             f"file {sales}: the file has the columns of sales lines (开票日期, 不含税金额), not "
             f"of {kind}: import it as sales"
         )
+
+
+def test_a_nul_character_in_a_header_is_refused(tmp_path: Path) -> None:
+    customers = write(tmp_path, "c.csv", "客户编码,客户名称,等\x00级\nC1,甲,A\n")
+    with pytest.raises(InputError) as refused:
+        read_customers(customers)
+    assert str(refused.value) == (
+        f"file {customers}, row 1, field '等\\x00级': a column header holds a NUL character (\\x00)"
+    )

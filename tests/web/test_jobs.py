@@ -271,6 +271,30 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
             ["bad.csv", 2, "customer_id", "customer_id 'C9' 不在 客户主数据 中"],
         ]
 
+        # More problems than a report keeps: the page and the report say how many more.
+        many = tmp_path / "many.csv"
+        many.write_text(
+            "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
+            + "".join(f"M{n},C1,P1,2026-03-06,1,x\n" for n in range(1500)),
+            encoding="utf-8",
+        )
+        started = client.post(
+            "/imports",
+            data={"kind": "sales", "csrf": csrf},
+            files={"file": ("many.csv", many.read_bytes(), "text/csv")},
+        )
+        page = _ended(client, started)
+        assert _alert(page, "listed") == (
+            "下表显示前 200 个，报告列出前 1,000 个；更正后再次导入即可看到其余问题。"
+        )
+        report = re.search(r'base64,([^"]+)" data-testid="report-csv"', page)
+        assert report is not None
+        lines = base64.b64decode(report[1]).decode("utf-8-sig").splitlines()
+        assert (len(lines), lines[-1]) == (
+            1 + 1000 + 1,
+            "many.csv,,,另有 500 个问题未列出：更正以上问题后再次导入即可看到。",
+        )
+
         # The same file again is recognised, and the page says so.
         started = client.post(
             "/imports",

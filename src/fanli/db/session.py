@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fanli.kit.errors import InputError
+from fanli.kit.errors import FanliError, InputError
 
 READ_ONLY = "fanli_read_only"  # the execution option that marks a read transaction
 
@@ -34,19 +34,40 @@ def database_url(url: str) -> str:
     naming the setting; a password in it is never repeated."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # not a URL; a port that is not a number
         raise InputError(
             "is not a database URL: use sqlite:///path/to/fanli.db or "
             "postgresql://user@host/database",
             field=DATABASE_SETTING,
         ) from None
-    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+    # The drivers Fanli is installed with: sqlite3, and psycopg (3) for PostgreSQL.
+    if parsed.drivername not in {"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"}:
         raise InputError(
             f"{parsed.render_as_string(hide_password=True)}: Fanli stores in SQLite "
             "(sqlite:///path/to/fanli.db) or PostgreSQL (postgresql://user@host/database)",
             field=DATABASE_SETTING,
         )
     return url
+
+
+class DatabaseUnavailableError(FanliError):
+    code = "database_unavailable"
+
+
+def reachable(engine: Engine) -> Engine:
+    """``engine`` once a connection to its database has been opened: one that cannot be (no
+    server, no such host or database, no right to it, a file that is not a database) is
+    refused in one line, with the driver's reason, before anything is begun."""
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as error:
+        reason = str(error.orig or error).strip()
+        raise DatabaseUnavailableError(
+            f"the database ({DATABASE_SETTING}) could not be used: "
+            f"{reason.splitlines()[0] if reason else type(error.orig).__name__}"
+        ) from None
+    return engine
 
 
 def make_engine(url: str, **options: Any) -> Engine:

@@ -24,9 +24,11 @@ def upload_name(filename: str | None) -> str:
     to fit a file system (its extension kept, since it says how the file is read)."""
     # A browser on Windows may send C:\Users\...\销售.csv: the last part is the name.
     last = re.split(r"[/\\]", filename or "")[-1]
-    name = _UNSAFE.sub("_", last).strip(" .")
-    if not name:
-        return "upload"
+    name = _UNSAFE.sub("_", last).strip().rstrip(" .")
+    if not name.strip("."):
+        return "upload"  # nothing but dots: never a folder's name (., ..)
+    if name.startswith("."):
+        name = "upload" + name  # .csv is a name with an extension, not a hidden file
     suffix = Path(name).suffix if len(Path(name).suffix) <= 16 else ""
     stem = name[: len(name) - len(suffix)] if suffix else name
     while stem and len((stem + suffix).encode("utf-8")) > _MOST_BYTES:

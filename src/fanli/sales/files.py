@@ -170,6 +170,14 @@ class Rows:
 
 _LAST = 1 << 62  # compares after any row number
 ROWS_METADATA = "fanli.rows"  # schema metadata: the records' rows (``Rows``) as JSON
+SOURCE_METADATA = "fanli.source"  # schema metadata: the file as messages name it (its sheet)
+
+
+def source_of(table: pa.Table, default: str) -> str:
+    """The file a table was read from, as messages name it: with the sheet read, for a
+    workbook of several sheets."""
+    raw = (table.schema.metadata or {}).get(SOURCE_METADATA.encode())
+    return raw.decode() if raw is not None else default
 
 
 def rows_of(table: pa.Table) -> Rows:
@@ -192,6 +200,19 @@ class _Raw:
 
 
 def _read_raw(path: Path, progress: ProgressHook | None) -> _Raw:
+    raw = _read_any(path, progress)
+    for header in raw.table.column_names:
+        if "\x00" in header:  # it would name an attribute, which PostgreSQL cannot store
+            raise InputError.said_at(
+                "a column header holds a NUL character (\\x00)",
+                file=raw.source,
+                row=raw.rows.first - 1 or None,
+                field=header,
+            )
+    return raw
+
+
+def _read_any(path: Path, progress: ProgressHook | None) -> _Raw:
     source = str(path)
     suffix = path.suffix.lower()
     try:
@@ -1268,6 +1289,7 @@ def _sales_checked(
         {
             HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False),
             ROWS_METADATA: raw.rows.as_json(),
+            SOURCE_METADATA: raw.source,
         }
     )
 
@@ -1329,6 +1351,7 @@ def _dimension_from_raw(
         {
             HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False),
             ROWS_METADATA: raw.rows.as_json(),
+            SOURCE_METADATA: raw.source,
         }
     )
     if check is not None:

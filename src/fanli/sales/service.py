@@ -49,6 +49,7 @@ from fanli.sales.files import (
     read_products,
     read_sales,
     rows_of,
+    source_of,
 )
 from fanli.sales.mapping import ColumnMapping, FileKind
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
@@ -301,7 +302,7 @@ def import_customers(
         check=lambda table, rows: _customer_problems(table, rows, existing),
     )
     if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
-        raise InputError.said_at("the file has no customers", file=str(path))
+        raise InputError.said_at("the file has no customers", file=source_of(table, str(path)))
     stages.begin(Stage.CHECKING)
     rows = _text_rows(table, CUSTOMER_FIELDS)
     for row in rows:
@@ -524,7 +525,7 @@ def import_products(
         check=lambda table, rows: _too_long(table, rows, PRODUCT_LENGTHS),
     )
     if table.num_rows == 0:  # an empty batch would only be a new revision of the same master
-        raise InputError.said_at("the file has no products", file=str(path))
+        raise InputError.said_at("the file has no products", file=source_of(table, str(path)))
     stages.begin(Stage.CHECKING)
     rows = _text_rows(table, PRODUCT_FIELDS)
     existing = dict(session.execute(select(Product.code, Product.id)).all())
@@ -796,14 +797,14 @@ def import_sales(
         progress=progress,
     )
     if table.num_rows == 0:
-        raise InputError.said_at("the file has no sales lines", file=str(path))
+        raise InputError.said_at("the file has no sales lines", file=source_of(table, str(path)))
     stages.begin(Stage.CHECKING)
     batches = active_sales_files(session, store)
     files = [file for _, file in batches]
     issues = _lines_already_stored(table, batches)
     issues += _unknown_links(table, files)
     if issues:
-        raise InputFileError(issues, file=str(path))
+        raise InputFileError(issues, file=source_of(table, str(path)))
     firsts = [pc.min(table.column(name)).as_py() for name in DATE_COLUMNS]
     lasts = [pc.max(table.column(name)).as_py() for name in DATE_COLUMNS]
     dates = (

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from fanli import __version__
 from fanli.config import Settings
-from fanli.db.session import make_engine, read_session_factory, session_factory
+from fanli.db.session import make_engine, reachable, read_session_factory, session_factory
 from fanli.db.status import require_current
 from fanli.interfaces.web import views, views_admin, views_portal, views_work
 from fanli.interfaces.web.handover import Handovers
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # More connections than worker threads (WORKER_THREADS): a request holds one connection at a
     # time, and its cleanup (the commit) needs a thread, so with fewer connections than threads
     # every thread could wait for a connection that only a cleanup would free.
-    engine = make_engine(settings.resolved_database_url, pool_size=24, max_overflow=16)
+    engine = reachable(make_engine(settings.resolved_database_url, pool_size=24, max_overflow=16))
     require_current(engine)
     app = FastAPI(
         lifespan=_lifespan,

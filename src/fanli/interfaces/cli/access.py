@@ -115,13 +115,13 @@ def web_demo(
 
     from fanli.config import Settings  # noqa: PLC0415
     from fanli.db.migrate import upgrade  # noqa: PLC0415
-    from fanli.db.session import make_engine, session_factory  # noqa: PLC0415
+    from fanli.db.session import make_engine, reachable, session_factory  # noqa: PLC0415
     from fanli.demo.store import DEMO_PASSWORD, USERS, build, is_built  # noqa: PLC0415
     from fanli.interfaces.api.app import create_app  # noqa: PLC0415
 
     settings = Settings()
     console = stdout()
-    engine = run(lambda: make_engine(settings.resolved_database_url))
+    engine = run(lambda: reachable(make_engine(settings.resolved_database_url)))
     run(lambda: upgrade(engine))
     sessions = session_factory(engine)
     secrets_file = settings.data_dir / "demo-second-factor.txt"

@@ -18,7 +18,7 @@ from fanli.audit.trail import verify
 from fanli.audit.verifier import key_id, load_public_key, read_checkpoints
 from fanli.config import Settings, company_now
 from fanli.db.roles import grant_application_role
-from fanli.db.session import make_engine
+from fanli.db.session import make_engine, reachable
 from fanli.interfaces.cli.common import EXIT_REFUSED, fail, run, stdout
 from fanli.interfaces.cli.money import AsOption
 from fanli.interfaces.cli.store import db_app, in_store
@@ -303,7 +303,7 @@ def db_grant(
     events and journal lines, never change or remove them (PostgreSQL only)."""
 
     def step() -> str:
-        engine = make_engine(Settings().resolved_database_url)
+        engine = reachable(make_engine(Settings().resolved_database_url))
         try:
             grant_application_role(engine, role)
         finally:

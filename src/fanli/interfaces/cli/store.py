@@ -27,7 +27,7 @@ from fanli.agreements.queries import versions
 from fanli.agreements.service import add_versions
 from fanli.config import Settings, company_now
 from fanli.db.migrate import upgrade
-from fanli.db.session import make_engine, session_factory, unit_of_work
+from fanli.db.session import make_engine, reachable, session_factory, unit_of_work
 from fanli.db.status import require_current
 from fanli.interfaces.cli.common import (
     EXIT_INPUT,
@@ -88,7 +88,7 @@ class _Store:
 
 def _open(*, migrated: bool = True) -> _Store:
     settings = Settings()
-    engine = make_engine(settings.resolved_database_url)
+    engine = reachable(make_engine(settings.resolved_database_url))
     if migrated:
         require_current(engine)
     return _Store(engine, session_factory(engine), FactStore(settings.facts_dir))
