@@ -578,6 +578,17 @@ def test_a_return_takes_back_part_of_its_own_customers_sale(store: Store, tmp_pa
     assert all(issue.said is not None for issue in raised.value.issues)
     with store.work() as session:
         assert session.scalar(select(func.count()).select_from(ImportBatch)) == 3
+    # and in the sale's own currency
+    dollars = write_csv(
+        tmp_path / "s3.csv",
+        (*header, "原发票行", "currency"),
+        [("R5", "C1", "P1", "2026-01-20", "-1", "-100.01", "L1", "USD")],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, dollars, actor=staff("ann"), now=NOW)
+    assert [(i.row, i.message) for i in raised.value.issues] == [
+        (2, "original line L1 is in no stated currency, not in USD")
+    ]
 
 
 def test_a_product_value_longer_than_its_field_is_refused_by_row(

@@ -33,7 +33,7 @@ from fanli.customers.credit_code import credit_code_problem
 from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
-from fanli.kit.errors import FanliError, InputError, NotFoundError, Said, said
+from fanli.kit.errors import Code, FanliError, InputError, NotFoundError, Said, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sheets import append_text_safe, inert
 from fanli.kit.sql import sql_list
@@ -637,9 +637,12 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
         RowIssue.of(rows(index), column, said("a return names itself as its original line"))
         for index in pc.indices_nonzero(themselves).to_pylist()[:1000]
     ]
-    line = ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"]
+    line = [
+        "line_id", "customer_id", "product_id", "invoice_date", "currency", "quantity",
+        "net_amount",
+    ]  # fmt: skip
     wanted = (
-        table.select(line[1:4])
+        table.select(line[1:5])
         .append_column("link", links)
         .append_column("row_index", pa.array(range(table.num_rows)))
         .filter(pc.and_(linked, pc.invert(themselves)))
@@ -675,10 +678,11 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
             f"""SELECT w.row_index, w.link,
                        o.{LINK_COLUMN} IS NOT NULL OR o.net_amount < 0 AS of_a_return,
                        o.customer_id, w.customer_id, o.product_id, w.product_id,
-                       o.invoice_date, w.invoice_date
+                       o.currency, w.currency, o.invoice_date, w.invoice_date
             FROM wanted w JOIN known o ON o.line_id = w.link
             WHERE o.{LINK_COLUMN} IS NOT NULL OR o.net_amount < 0
                OR o.customer_id <> w.customer_id OR o.product_id <> w.product_id
+               OR o.currency IS DISTINCT FROM w.currency
                OR w.invoice_date < o.invoice_date
             ORDER BY w.row_index LIMIT 1000"""
         ).fetchall()
@@ -731,8 +735,10 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
 
 def _mismatch(found: tuple[Any, ...]) -> Said:
     """Why a return may not take back part of the line it names (``found``: the line it names,
-    whether that is a return, and its customer, product and date beside the return's own)."""
-    link, of_a_return, customer, own_customer, product, own_product, dated, own_date = found
+    whether that is a return, and its customer, product, currency and date beside the
+    return's own)."""
+    (link, of_a_return, customer, own_customer, product, own_product, currency, own_currency,
+     dated, own_date) = found  # fmt: skip
     if of_a_return:
         return said("original line {line} is a return itself", line=link)
     if customer != own_customer:
@@ -748,6 +754,13 @@ def _mismatch(found: tuple[Any, ...]) -> Said:
             line=link,
             product=product,
             own=own_product,
+        )
+    if currency != own_currency:  # none stated counts for any currency: not the same either
+        return said(
+            "original line {line} is in {currency}, not in {own}",
+            line=link,
+            currency=currency or Code("no stated currency"),
+            own=own_currency or Code("no stated currency"),
         )
     return said(
         "the return is dated {own}, before original line {line} ({dated})",
