@@ -9,7 +9,6 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
-import pyotp
 from fastapi.testclient import TestClient
 
 from fanli.agreements.service import add_version
@@ -18,6 +17,7 @@ from fanli.interfaces.api.app import create_app
 from fanli.ledger import overview
 from fanli.ledger.overview import Leaders, NearMiss, PeriodTotals, TierProgress, tier_progress
 from fanli.users.auth import enrol_second_factor, set_password
+from second_factor import fresh_code
 from store.builders import activate, percent_agreement, staff
 from store.conftest import NOW, Store
 from store.test_settlements import World
@@ -127,7 +127,7 @@ def test_the_dashboard_shows_one_section_per_currency(store: Store, tmp_path: Pa
         secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:
-        totp = pyotp.TOTP(secret).now()
+        totp = fresh_code(secret)
         client.post("/signin", data={"user": "fay", "password": PASSWORD, "totp": totp})
         page = client.get("/lang/en?back=/dashboard").text
     accrued = re.search(r'data-testid="accrued">((?:<div>[^<]*</div>)*)', page)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pyotp
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -18,6 +17,7 @@ from fanli.interfaces.web import views, views_admin, views_portal, views_work
 from fanli.interfaces.web.views import PAGES
 from fanli.users.actor import Actor
 from fanli.users.auth import enrol_second_factor, set_password
+from second_factor import fresh_code
 from store.builders import PEOPLE
 from store.conftest import NOW, Store, sqlite_template, store
 from store.test_settlements import _form, _world
@@ -78,7 +78,7 @@ def test_each_role_opens_exactly_its_pages(store: Store, tmp_path: Path) -> None
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         for code, _roles, _limit in PEOPLE:
             client.cookies.clear()
-            totp = pyotp.TOTP(secrets[code]).now()
+            totp = fresh_code(secrets[code])
             client.post("/signin", data={"user": code, "password": PASSWORD, "totp": totp})
             actor = world[code]
             expected = [path for path in PLAIN if _opens(PAGES[("GET", path)], actor)]

@@ -8,7 +8,6 @@ import html
 import re
 from pathlib import Path
 
-import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -20,6 +19,7 @@ from fanli.interfaces.web import views_work
 from fanli.ledger.models import AccrualRun
 from fanli.ledger.periods import close_period
 from fanli.users.auth import enrol_second_factor, set_password
+from second_factor import fresh_code
 from store.conftest import NOW, Store, sqlite_template, store
 from store.test_settlements import _form, _world
 
@@ -29,7 +29,7 @@ PASSWORD = "correct horse battery"
 
 def _sign_in(client: TestClient, user: str, secret: str) -> None:
     client.cookies.clear()
-    totp = pyotp.TOTP(secret).now()
+    totp = fresh_code(secret)
     client.post("/signin", data={"user": user, "password": PASSWORD, "totp": totp})
 
 
@@ -177,7 +177,7 @@ def test_a_page_that_fails_unforeseen_says_so_as_a_page(
     monkeypatch.setattr(routes_store, "paged", unreadable)
     with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
         token = client.post("/api/session", json={
-            "user": "fay", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()
+            "user": "fay", "password": PASSWORD, "totp": fresh_code(secret)
         })  # fmt: skip
         assert token.status_code == 200
         api = client.get("/api/accrual-runs")

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pyotp
 import pytest
 import uvicorn
 from pypdf import PdfReader
@@ -46,6 +45,7 @@ from fanli.sales.store import FactStore
 from fanli.settlements import service as settlements
 from fanli.users.auth import enrol_second_factor, set_password
 from fanli.users.service import create_user
+from second_factor import fresh_code
 from store.builders import (
     activate,
     customers_file,
@@ -183,7 +183,7 @@ def _sign_in(page: Any, site: Site, user: str, *, totp: bool = False) -> None:
     page.fill("#user", user)
     page.fill("#password", PASSWORD)
     if totp:
-        page.fill("#totp", pyotp.TOTP(site.secrets[user]).now())
+        page.fill("#totp", fresh_code(site.secrets[user]))
     page.click("button.btn-primary")
 
 

@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import pyotp
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
@@ -33,6 +32,7 @@ from fanli.oversight.models import AuditRun
 from fanli.sales.models import ImportBatch
 from fanli.sales.service import import_sales
 from fanli.users.auth import enrol_second_factor, set_password
+from second_factor import fresh_code
 from store.builders import sales_file, staff
 from store.conftest import NOW, Store, sqlite_template, store
 from store.test_settlements import _form, _world
@@ -186,9 +186,7 @@ def _client(store: Store, tmp_path: Path, world: object) -> tuple[TestClient, di
 def _sign_in(client: TestClient, user: str, secret: str) -> str:
     """Sign ``user`` in; the CSRF token of the session."""
     client.cookies.clear()
-    client.post(
-        "/signin", data={"user": user, "password": PASSWORD, "totp": pyotp.TOTP(secret).now()}
-    )
+    client.post("/signin", data={"user": user, "password": PASSWORD, "totp": fresh_code(secret)})
     found = re.search(r'name="csrf" value="([^"]+)"', client.get("/imports").text)
     assert found is not None
     return found[1]

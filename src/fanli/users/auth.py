@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import re
 import secrets
 import threading
@@ -295,7 +296,9 @@ def sign_in(
     ):
         _attempt(session, code, source, succeeded=False, reason="throttled", now=now)
         return SignIn(Outcome.THROTTLED)
-    user = session.scalar(select(User).where(User.code == code))
+    # Locked while the code is checked and marked used: two sign-ins with one code, at once,
+    # cannot both pass (PostgreSQL; SQLite's writers queue anyway).
+    user = session.scalar(select(User).where(User.code == code).with_for_update())
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     # The dummy hash is verified too, so that timing does not tell which accounts exist.
     password_ok = _verifies(stored, password) and stored is not _DUMMY_HASH
@@ -304,11 +307,10 @@ def sign_in(
     # gives it too (an administrator hands staff one at creation: it must mean something).
     checks_code = user is not None and (needs_second_factor(user.roles) or bool(user.totp_secret))
     if ok and user is not None and checks_code:
-        ok = bool(
-            user.totp_secret
-            and totp_code
-            and pyotp.TOTP(user.totp_secret).verify(totp_code, for_time=now, valid_window=1)
-        )
+        step = _totp_step(user, totp_code, now)
+        ok = step is not None
+        if step is not None:
+            user.totp_last_step = step
     if not ok or user is None:
         _attempt(session, code, source, succeeded=False, reason="refused", now=now)
         return SignIn(Outcome.REFUSED)
@@ -328,6 +330,22 @@ def sign_in(
     return SignIn(
         Outcome.SIGNED_IN, token, web.csrf_token, as_actor(user), user.password_change_required
     )
+
+
+def _totp_step(user: User, code: str | None, now: dt.datetime) -> int | None:
+    """The time step the user's code is for, this one or the one either side of it (a clock
+    a little off), if it is not before or at the step of the last code accepted: a code,
+    once used, signs nobody in again (RFC 6238, 5.2)."""
+    if not user.totp_secret or not code:
+        return None
+    totp = pyotp.TOTP(user.totp_secret)
+    current = totp.timecode(now)
+    for step in (current - 1, current, current + 1):
+        if user.totp_last_step is not None and step <= user.totp_last_step:
+            continue
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
 
 
 def _attempt(

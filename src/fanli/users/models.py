@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Date, ForeignKey, Integer, String, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Integer,
+    String,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fanli.db.base import Amount, Base, UtcDateTime
@@ -25,6 +35,8 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2id; None: no sign-in
     totp_secret: Mapped[str | None] = mapped_column(String(64))  # base32, once enrolled
+    # The 30-second step of the last TOTP code accepted: a code signs in once (RFC 6238, 5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     # The password was handed over by someone else (an administrator): the user's sessions can
     # do nothing but change it, and it is cleared when the user sets one of their own.
     password_change_required: Mapped[bool] = mapped_column(

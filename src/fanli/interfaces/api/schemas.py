@@ -82,7 +82,8 @@ class Page(Shape, Generic[T]):
 class SignInRequest(Shape):
     user: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=200)
-    totp: str | None = Field(default=None, pattern=r"^\d{6}$")
+    # Six digits, as an authenticator app shows them ("123 456" too: the spaces are dropped).
+    totp: str | None = Field(default=None, pattern=r"^\s*(\d\s*){6}$")
 
 
 class Me(Shape):
