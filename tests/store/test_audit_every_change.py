@@ -385,7 +385,8 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
             s,
             "zoe",
             "a long passphrase",
-            totp_code=pyotp.TOTP(secret).at(NOW),
+            # a code signs in once: the next step's, which a clock one step off would show
+            totp_code=pyotp.TOTP(secret).at(NOW + dt.timedelta(seconds=30)),
             source="10.0.0.1",
             now=NOW,
         ),
