@@ -912,7 +912,18 @@ def _refuse_float_measures(raw: _Raw, columns: ResolvedColumns, names: tuple[str
 
 
 def _nul_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
-    """Text with a NUL character: PostgreSQL cannot store it in text, and no ERP means it."""
+    """Text with a NUL character: PostgreSQL cannot store it in text, and no ERP means it.
+    A column the file holds as numbers (Parquet, Excel) cannot have one: not searched."""
+    columns = checker.columns
+    headers = columns.line_id_parts if name == "line_id" and columns.line_id_parts else None
+    read = [columns.fields[name]] if headers is None and name in columns.fields else headers
+    raw = checker.raw.table
+    if read is not None and not any(
+        pa.types.is_string(raw.column(h).type) or pa.types.is_large_string(raw.column(h).type)
+        for h in read
+        if h in raw.column_names
+    ):
+        return
     if not pc.any(pc.match_substring(values, "\x00")).as_py():
         return
     header = checker.columns.header(name)
