@@ -676,3 +676,67 @@ def test_the_imports_own_checks_name_rows_as_the_file_has_them(
     assert [(i.row, i.message) for i in raised.value.issues] == [
         (5, f"line L1 is already stored, in batch {first.batch_id}")
     ]
+
+
+def test_a_sale_imported_again_must_still_be_what_its_stored_returns_reverse(
+    store: Store, tmp_path: Path
+) -> None:
+    _masters(store, tmp_path)
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount")
+    with store.work() as session:
+        sale = import_sales(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "s1.csv", header, [("L1", "C1", "P1", "2026-01-10", "5", "500.00")]
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+        import_sales(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "r1.csv",
+                (*header, "原发票行"),
+                [("R1", "C1", "P1", "2026-01-20", "-5", "-500.00", "L1")],
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    with store.work() as session:
+        void_batch(session, sale.batch_id, reason="wrong file", actor=staff("ann"), now=NOW)
+    for name, line, said in (
+        (
+            "other.csv",
+            ("L1", "C2", "P2", "2026-01-25", "1", "100.00"),
+            "return R1, stored already, names line L1 but is another customer's, product's or "
+            "currency's, or dated before it",
+        ),
+        (
+            "less.csv",
+            ("L1", "C1", "P1", "2026-01-10", "1", "100.00"),
+            "the returns stored for line L1 take back more than it sells",
+        ),
+    ):
+        with store.work() as session, pytest.raises(InputFileError) as raised:
+            import_sales(
+                session,
+                store.facts,
+                write_csv(tmp_path / name, header, [line]),
+                actor=staff("ann"),
+                now=NOW,
+            )
+        assert [(i.row, i.field, i.message) for i in raised.value.issues] == [(2, "line_id", said)]
+    # The corrected line, as the return can reverse it, is taken.
+    with store.work() as session:
+        again = import_sales(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "fixed.csv", header, [("L1", "C1", "P1", "2026-01-10", "5", "520.00")]
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    assert again.rows == 1

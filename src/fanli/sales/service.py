@@ -733,6 +733,75 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
     return sorted(issues, key=lambda issue: issue.row or 0)
 
 
+def _named_by_stored_returns(table: pa.Table, files: list[Path]) -> list[RowIssue]:
+    """Sale lines that returns already stored name (the line was voided and is imported
+    again): each of those returns must still be able to reverse part of it, as when a return
+    arrives after its sale (same customer, product and currency, dated no earlier, together
+    taking back no more than it sold)."""
+    if not files or table.num_rows == 0:
+        return []
+    links = (
+        table.column(LINK_COLUMN)
+        if LINK_COLUMN in table.column_names
+        else pa.nulls(table.num_rows, pa.string())
+    )
+    columns = ["line_id", "customer_id", "product_id", "currency", "invoice_date", "quantity"]
+    sales = (
+        table.select([*columns, "net_amount"])
+        .append_column("row_index", pa.array(range(table.num_rows)))
+        .filter(pc.and_(pc.is_null(links), pc.greater_equal(table.column("net_amount"), 0)))
+    )
+    connection = duckdb.connect()
+    try:
+        connection.register("sales", sales)
+        found = connection.execute(
+            f"""WITH returns AS (
+                SELECT line_id, {LINK_COLUMN} AS link, customer_id, product_id, currency,
+                       invoice_date, quantity, net_amount
+                FROM read_parquet([{sql_list(files)}], union_by_name = true)
+                WHERE {LINK_COLUMN} IS NOT NULL
+                  AND {LINK_COLUMN} IN (SELECT line_id FROM sales)
+            ), judged AS (
+                SELECT r.*, r.customer_id <> s.customer_id OR r.product_id <> s.product_id
+                            OR r.currency IS DISTINCT FROM s.currency
+                            OR r.invoice_date < s.invoice_date AS unlike
+                FROM returns r JOIN sales s ON s.line_id = r.link
+            ), taken AS (
+                SELECT link, -sum(quantity) AS quantity, -sum(net_amount) AS amount,
+                       bool_or(unlike) AS unlike,
+                       min(line_id) FILTER (WHERE unlike) AS first_return
+                FROM judged GROUP BY link
+            )
+            SELECT s.row_index, s.line_id, t.first_return, t.unlike,
+                   t.quantity > s.quantity OR t.amount > s.net_amount AS too_much
+            FROM sales s JOIN taken t ON t.link = s.line_id
+            WHERE t.unlike OR t.quantity > s.quantity OR t.amount > s.net_amount
+            ORDER BY s.row_index LIMIT 1000"""
+        ).fetchall()
+    finally:
+        connection.close()
+    rows = rows_of(table)
+    header = header_of(table, "line_id")
+    return [
+        RowIssue.of(
+            rows(int(index)),
+            header,
+            said(
+                "return {ret}, stored already, names line {line} but is another customer's, "
+                "product's or currency's, or dated before it",
+                ret=first_return,
+                line=line,
+            )
+            if unlike
+            else said(
+                "the returns stored for line {line} take back more than it sells",
+                line=line,
+            ),
+        )
+        for index, line, first_return, unlike, _too_much in found
+    ]
+
+
 def _mismatch(found: tuple[Any, ...]) -> Said:
     """Why a return may not take back part of the line it names (``found``: the line it names,
     whether that is a return, and its customer, product, currency and date beside the
@@ -816,6 +885,7 @@ def import_sales(
     files = [file for _, file in batches]
     issues = _lines_already_stored(table, batches)
     issues += _unknown_links(table, files)
+    issues += _named_by_stored_returns(table, files)
     if issues:
         raise InputFileError(issues, file=source_of(table, str(path)))
     firsts = [pc.min(table.column(name)).as_py() for name in DATE_COLUMNS]
