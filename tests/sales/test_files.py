@@ -668,23 +668,6 @@ def test_blank_rows_are_skipped_and_rows_keep_their_numbers(tmp_path: Path) -> N
     assert table.column("line_id").to_pylist() == ["L1", "L2", "L3", "L4"]
 
 
-def test_a_line_number_with_leading_zeros_is_the_same_line(tmp_path: Path) -> None:
-    text = (
-        "单据编号,行号,客户编码,物料编码,开票日期,数量,不含税金额\n"
-        "XS01,1,C1,P1,2026-01-05,1,5\n"
-        "XS01,002,C1,P1,2026-01-05,1,5\n"
-        "XS01,0,C1,P1,2026-01-05,1,5\n"
-        "XS01,01,C1,P1,2026-01-05,1,5\n"
-    )
-    with pytest.raises(InputFileError) as caught:
-        read_sales(write(tmp_path, "erp.csv", text))
-    assert [(i.row, i.message) for i in caught.value.issues] == [
-        (5, "duplicate 单据编号+行号 'XS01-1' (first on row 2)")
-    ]
-    table = read_sales(write(tmp_path, "ok.csv", text.rsplit("XS01,01", 1)[0]))
-    assert table.column("line_id").to_pylist() == ["XS01-1", "XS01-2", "XS01-0"]
-
-
 def test_a_sales_file_sent_as_products_or_customers_is_refused(tmp_path: Path) -> None:
     sales = write(
         tmp_path,

@@ -1119,9 +1119,6 @@ def _sales_checked(
 
     if columns.line_id_parts is not None:
         document, line = (text_in(part) for part in columns.line_id_parts)
-        # A line number written 01 in one export and 1 in another is the same line: leading
-        # zeros dropped, so that it is recognised as stored and never counted twice.
-        line = pc.replace_substring_regex(line, r"^0+(\d)", r"\1")
         line_id = pc.binary_join_element_wise(document, line, "-")
     else:
         line_id = text_of("line_id")
