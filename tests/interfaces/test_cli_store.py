@@ -286,6 +286,11 @@ def test_a_database_url_that_cannot_be_used_is_said_in_one_line(  # type: ignore
             "the database (FANLI_DATABASE_URL) could not be used: connection failed",
         ),
         (
+            f"sqlite:///{tmp_path / 'x.db'}?timeout=abc",
+            2,
+            f"field 'FANLI_DATABASE_URL': sqlite:///{tmp_path / 'x.db'}?timeout=abc: could not",
+        ),
+        (
             f"sqlite:///{not_a_database}",
             1,
             "the database (FANLI_DATABASE_URL) could not be used: file is not a database",

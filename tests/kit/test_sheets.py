@@ -14,7 +14,7 @@ def test_text_that_starts_like_a_formula_stays_text() -> None:
     workbook = Workbook()
     sheet = workbook.active
     assert sheet is not None
-    append_text_safe(sheet, ["=1+2", "+86 21", Decimal("-5.00"), "plain"])
+    append_text_safe(sheet, ["=1+2", "+86 21", Decimal("-5.00"), "plain", "#N/A"])
     buffer = io.BytesIO()
     workbook.save(buffer)
     cells = list(load_workbook(io.BytesIO(buffer.getvalue())).active[1])
@@ -23,6 +23,7 @@ def test_text_that_starts_like_a_formula_stays_text() -> None:
         ("+86 21", "s"),
         (-5, "n"),
         ("plain", "s"),
+        ("#N/A", "s"),
     ]
     assert [inert(v) for v in ("=cmd", "+1", "-1", "@x", "a=b", 5)] == [
         "'=cmd",

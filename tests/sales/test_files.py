@@ -690,3 +690,28 @@ def test_a_nul_character_in_a_header_is_refused(tmp_path: Path) -> None:
     assert str(refused.value) == (
         f"file {customers}, row 1, field '等\\x00级': a column header holds a NUL character (\\x00)"
     )
+
+
+def test_rows_are_numbered_whatever_ends_the_lines(tmp_path: Path) -> None:
+    lines = [
+        "line_id,customer_id,product_id,invoice_date,quantity,net_amount",
+        "L1,C1,P1,2026-03-01,1,10",
+        "",
+        "L2,C1,P1,2026-03-02,1,x",
+    ]
+    for ending in ("\n", "\r\n", "\r"):
+        path = write(tmp_path, "s.csv", ending.join(lines))  # no break after the last line
+        with pytest.raises(InputFileError) as raised:
+            read_sales(path)
+        assert [(i.row, i.message) for i in raised.value.issues] == [
+            (4, "net_amount 'x' is not a number")
+        ], repr(ending)
+
+
+def test_a_workbook_of_charts_only_is_refused_in_words(tmp_path: Path) -> None:
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    workbook.create_chartsheet("图表").add_chart(BarChart())
+    path = tmp_path / "charts.xlsx"
+    workbook.save(path)
+    assert str(error_of(path)) == f"file {path}: the workbook has no worksheet, only charts"

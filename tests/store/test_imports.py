@@ -578,16 +578,31 @@ def test_a_return_takes_back_part_of_its_own_customers_sale(store: Store, tmp_pa
     assert all(issue.said is not None for issue in raised.value.issues)
     with store.work() as session:
         assert session.scalar(select(func.count()).select_from(ImportBatch)) == 3
-    # and in the sale's own currency
+    # and in the sale's own currency, where both state one
+    with store.work() as session:
+        import_sales(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "yuan.csv",
+                (*header, "currency"),
+                [("L2", "C1", "P1", "2026-01-10", "5", "500.05", "CNY")],
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
     dollars = write_csv(
         tmp_path / "s3.csv",
         (*header, "原发票行", "currency"),
-        [("R5", "C1", "P1", "2026-01-20", "-1", "-100.01", "L1", "USD")],
+        [
+            ("R5", "C1", "P1", "2026-01-20", "-1", "-100.01", "L2", "USD"),
+            ("R6", "C1", "P1", "2026-01-20", "-1", "-100.01", "L1", "USD"),  # L1 states none
+        ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
         import_sales(session, store.facts, dollars, actor=staff("ann"), now=NOW)
     assert [(i.row, i.message) for i in raised.value.issues] == [
-        (2, "original line L1 is in no stated currency, not in USD")
+        (2, "original line L2 is in CNY, not in USD")
     ]
 
 

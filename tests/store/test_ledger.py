@@ -936,11 +936,35 @@ def test_a_change_larger_than_a_journal_line_holds_is_refused_naming_its_key(
     with pytest.raises(FanliError) as refused, store.work() as session:
         accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
     assert str(refused.value) == (
-        "the change for agreement A1, customer C1, rebate period from 2026-01-01 is "
-        "119999999999999.9900, more than a journal line holds (99999999999999.9999): check "
+        "the liability for agreement A1, customer C1, rebate period from 2026-01-01 would be "
+        "119999999999999.9900, more than the ledger holds for one (99999999999999.9999): check "
         "the sales behind it"
     )
     with store.work() as session:
         assert session.scalar(select(func.count(AccrualRun.id))) == 0
     # no results file of the refused run is left behind
     assert list((store.facts.root / "results").glob("*.parquet")) == []
+
+
+def test_a_run_whose_changes_add_up_to_more_than_the_ledger_takes_is_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    _setup(store, tmp_path)  # 2% of the quarter's net sales
+    huge = "99999999999999.99"
+    _sales(
+        store,
+        tmp_path,
+        "huge.csv",
+        *[
+            (f"H{customer}{n}", customer, "P1", "2026-01-10", "1", huge)
+            for customer in ("C1", "C2", "C3")
+            for n in range(45)
+        ],
+    )
+    # each key's liability fits (45 x 99,999,999,999,999.99 x 2%), the three together do not
+    with pytest.raises(FanliError) as refused, store.work() as session:
+        accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
+    assert str(refused.value) == (
+        "the run's changes come to 269999999999999.9700 in all, more than the ledger takes "
+        "from one run (99999999999999.9999): check the sales behind them"
+    )

@@ -1224,6 +1224,11 @@ def test_sign_in_takes_a_code_with_spaces_around_it_and_in_the_six_digits(
             json={"user": "fay", "password": PASSWORD, "totp": f"{fresh[:3]} {fresh[3:]}"},
         )
         assert spaced.status_code == 200
+        # Full-width digits, as a Chinese input method may type them, are the same digits.
+        wide = fresh_code(secret).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+        client.cookies.clear()
+        signed = client.post("/signin", data={"user": "fay", "password": PASSWORD, "totp": wide})
+        assert signed.url.path == "/dashboard"
 
 
 def test_an_approver_rejects_a_settlement_from_the_inbox(store: Store, tmp_path: Path) -> None:

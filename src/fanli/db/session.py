@@ -50,6 +50,16 @@ def database_url(url: str) -> str:
     return url
 
 
+def _created(url: str, options: dict[str, Any]) -> Engine:
+    try:
+        return create_engine(url, **options)
+    except (ValueError, TypeError) as error:  # a query option SQLAlchemy cannot read
+        raise InputError(
+            f"{make_url(url).render_as_string(hide_password=True)}: {error}",
+            field=DATABASE_SETTING,
+        ) from None
+
+
 class DatabaseUnavailableError(FanliError):
     code = "database_unavailable"
 
@@ -77,7 +87,7 @@ def make_engine(url: str, **options: Any) -> Engine:
         database = url.split("///", 1)[-1]
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, **options)
+        engine = _created(url, options)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection: Any, _record: Any) -> None:
@@ -99,7 +109,7 @@ def make_engine(url: str, **options: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, **options)
+    engine = _created(url, options)
 
     @event.listens_for(engine, "begin")
     def _read_only(connection: Any) -> None:

@@ -18,7 +18,8 @@ def append_text_safe(sheet: Any, values: Sequence[Any]) -> None:
     """Append ``values`` to the worksheet as a row; text stays text."""
     sheet.append(list(values))
     for cell in sheet[sheet.max_row]:
-        if isinstance(cell.value, str) and cell.data_type == "f":
+        # a formula (=...) or an error value (#N/A, #REF!): openpyxl types such text so
+        if isinstance(cell.value, str) and cell.data_type in {"f", "e"}:
             cell.data_type = "s"
 
 

@@ -455,7 +455,8 @@ def _deltas(
               FROM keys k
             )
             SELECT version_id, beneficiary, period_index, period_start, period_end,
-                   target - balance AS delta, accrual, target - balance - accrual AS adjustment
+                   target - balance AS delta, accrual, target - balance - accrual AS adjustment,
+                   target
             FROM split
             WHERE accrual <> 0 OR target - balance - accrual <> 0
             ORDER BY version_id, beneficiary, period_index"""
@@ -870,9 +871,9 @@ def _post(
     liability = pa.scalar(Account.LIABILITY.value)
     entry_ids = []
     lines = 0
+    _refuse_beyond_the_ledger(deltas, code_values, version_ids)
     for kind in (EntryKind.ACCRUAL, EntryKind.ADJUSTMENT):
         part = pc.cast(deltas.column(kind.value), _AMOUNT)
-        _refuse_beyond_the_ledger(deltas, part, code_values, version_ids)
         chosen = deltas.filter(pc.not_equal(part, zero))
         if chosen.num_rows == 0:
             continue
@@ -916,9 +917,11 @@ def _post(
     return tuple(entry_ids), lines, Decimal(net), Decimal(adjusted)
 
 
-# The largest amount one journal line holds: 14 digits before the point, as a sales line's
-# amounts have. SQLite keeps amounts as scaled 64-bit integers (up to about 9.2 x 10^14) and
-# PostgreSQL as NUMERIC(22, 4); sums of lines must fit as well.
+# The largest amount the ledger takes for one key, one posting or one run: 14 digits before
+# the point, as a sales line's amounts have. SQLite keeps amounts as scaled 64-bit integers, so
+# any sum of them (a period's movements, a key's balance) must stay under about 9.2 x 10^14;
+# PostgreSQL keeps NUMERIC(22, 4). A key, a posting and a run within this bound keep every sum
+# the pages and the GL export take within it, short of absurd volumes over many runs.
 LARGEST_POSTING = Decimal("99999999999999.9999")
 
 
@@ -926,26 +929,43 @@ class LedgerError(FanliError):
     code = "ledger_error"
 
 
-def _refuse_beyond_the_ledger(
-    deltas: pa.Table, part: pa.ChunkedArray, codes: pa.Array, version_ids: pa.Array
-) -> None:
-    """Refuse, naming its key, a change too large for a journal line (sales of absurd size):
-    it would fail half-way through the write instead."""
-    beyond = pc.greater(pc.abs(part), pa.scalar(LARGEST_POSTING, _AMOUNT))
-    if not pc.any(beyond).as_py():
-        return
-    first = pc.index(beyond, True).as_py()
-    row = deltas.slice(first, 1).to_pylist()[0]
-    code = codes[pc.index(version_ids, row["version_id"]).as_py()].as_py()
-    raise LedgerError.said(
-        "the change for agreement {code}, customer {customer}, rebate period from {start} is "
-        "{amount}, more than a journal line holds ({most}): check the sales behind it",
-        code=code,
-        customer=row["beneficiary"],
-        start=row["period_start"],
-        amount=part[first].as_py(),
-        most=LARGEST_POSTING,
+def _refuse_beyond_the_ledger(deltas: pa.Table, codes: pa.Array, version_ids: pa.Array) -> None:
+    """Refuse, naming its key, a liability or a change too large for the ledger (sales of
+    absurd size), and a run whose changes add up to more: it would fail half-way through the
+    write, or leave sums the ledger cannot take."""
+    most = pa.scalar(LARGEST_POSTING, _AMOUNT)
+    for column in ("target", "accrual", "adjustment"):
+        values = pc.cast(deltas.column(column), _AMOUNT)
+        beyond = pc.greater(pc.abs(values), most)
+        if not pc.any(beyond).as_py():
+            continue
+        first = pc.index(beyond, True).as_py()
+        row = deltas.slice(first, 1).to_pylist()[0]
+        raise LedgerError.said(
+            "the liability for agreement {code}, customer {customer}, rebate period from "
+            "{start} would be {amount}, more than the ledger holds for one ({most}): check the "
+            "sales behind it"
+            if column == "target"
+            else "the change for agreement {code}, customer {customer}, rebate period from "
+            "{start} is {amount}, more than a journal line holds ({most}): check the sales "
+            "behind it",
+            code=codes[pc.index(version_ids, row["version_id"]).as_py()].as_py(),
+            customer=row["beneficiary"],
+            start=row["period_start"],
+            amount=values[first].as_py(),
+            most=LARGEST_POSTING,
+        )
+    total = sum(
+        pc.sum(pc.abs(pc.cast(deltas.column(column), _AMOUNT))).as_py() or ZERO
+        for column in ("accrual", "adjustment")
     )
+    if total > LARGEST_POSTING:
+        raise LedgerError.said(
+            "the run's changes come to {amount} in all, more than the ledger takes from one run "
+            "({most}): check the sales behind them",
+            amount=total,
+            most=LARGEST_POSTING,
+        )
 
 
 def _version_codes(session: Session, deltas: pa.Table) -> list[tuple[int, str]]:

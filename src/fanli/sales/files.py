@@ -332,25 +332,29 @@ def _csv_skips(path: Path, records: int) -> tuple[tuple[int, int], ...]:
     has its records further down than their count says. Counting the file's line breaks
     tells whether it has any (Arrow reads no line break inside a value); only then are they
     looked for."""
-    breaks = 0
-    ends_with_break = True
+    # A line ends at \n, \r\n or a lone \r (a Macintosh export), as Arrow reads it.
+    feeds = returns = pairs = 0
+    previous = b""
     with path.open("rb") as stream:
         while chunk := stream.read(1 << 24):
-            breaks += chunk.count(b"\n")
-            ends_with_break = chunk.endswith(b"\n")
-    lines = breaks + (0 if ends_with_break else 1)  # the last line may have no break
+            feeds += chunk.count(b"\n")
+            returns += chunk.count(b"\r")
+            pairs += chunk.count(b"\r\n") + (previous == b"\r" and chunk[:1] == b"\n")
+            previous = chunk[-1:]
+    # Not ending with a break, the last line still counts.
+    lines = feeds + returns - pairs + (0 if previous in (b"\n", b"\r") else 1)
     if lines <= records + 1:  # the header and one line per record
         return ()
     skips: list[tuple[int, int]] = []
-    line = 0
     record = 0
     pending = False
-    with path.open("rb") as stream:
-        for text in stream:
-            line += 1
+    # Latin-1 reads every byte as itself, and no byte of a GBK or UTF-8 character is \r or
+    # \n: its universal newlines are the file's lines.
+    with path.open(encoding="latin-1", newline=None) as stream:
+        for line, text in enumerate(stream, start=1):
             if line == 1:
                 continue  # the header
-            if not text.strip(b"\r\n"):
+            if not text.strip("\n"):
                 pending = True
                 continue
             if pending:
@@ -531,7 +535,7 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
-def _sheet_read(workbook: Any) -> Any:
+def _sheet_read(workbook: Any, path: str) -> Any:
     """The sheet a workbook is read from: the one it opens on (its active sheet), unless that
     is hidden; then its first visible sheet."""
     # Worksheets only: the active sheet may be a chart sheet, which has no cells.
@@ -539,7 +543,9 @@ def _sheet_read(workbook: Any) -> Any:
     active = workbook.active
     if active in visible:
         return active
-    return visible[0] if visible else workbook.worksheets[0]
+    if visible or workbook.worksheets:
+        return visible[0] if visible else workbook.worksheets[0]
+    raise InputError.said_at("the workbook has no worksheet, only charts", file=path)
 
 
 def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Rows, str | None]:
@@ -552,7 +558,7 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Ro
             "not a readable .xlsx workbook ({problem})", file=str(path), problem=str(error)
         ) from None
     try:
-        sheet = _sheet_read(workbook)
+        sheet = _sheet_read(workbook, str(path))
         name = repr(sheet.title) if len(workbook.worksheets) > 1 else None
         source = str(path) if name is None else f"{path} (sheet {name})"
         rows: Iterator[tuple[Any, ...]] = sheet.iter_rows(values_only=True)
@@ -918,10 +924,8 @@ def _nul_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
     headers = columns.line_id_parts if name == "line_id" and columns.line_id_parts else None
     read = [columns.fields[name]] if headers is None and name in columns.fields else headers
     raw = checker.raw.table
-    if read is not None and not any(
-        pa.types.is_string(raw.column(h).type) or pa.types.is_large_string(raw.column(h).type)
-        for h in read
-        if h in raw.column_names
+    if read is not None and all(
+        _holds_no_text(raw.column(h).type) for h in read if h in raw.column_names
     ):
         return
     if not pc.any(pc.match_substring(values, "\x00")).as_py():
@@ -931,6 +935,17 @@ def _nul_flag(checker: _Checker, values: pa.ChunkedArray, name: str) -> None:
         pc.match_substring(values, "\x00"),
         name,
         lambda _value: said("{name} holds a NUL character (\\x00)", name=header),
+    )
+
+
+def _holds_no_text(type_: pa.DataType) -> bool:
+    """A column of numbers, days or truth values: no NUL character can be in it."""
+    return bool(
+        pa.types.is_integer(type_)
+        or pa.types.is_floating(type_)
+        or pa.types.is_decimal(type_)
+        or pa.types.is_temporal(type_)
+        or pa.types.is_boolean(type_)
     )
 
 

@@ -30,6 +30,7 @@ import hmac
 import re
 import secrets
 import threading
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -220,11 +221,17 @@ def enrol_second_factor(
     if secret is not None:
         if not re.fullmatch(r"[A-Z2-7]{32}", secret):
             raise InputError.said_at("that is not a secret Fanli gave out", field="secret")
-        if not pyotp.TOTP(secret).verify(confirmation.strip(), valid_window=1):
+        # The authenticator's clock, not the request's: the code was read off it just now.
+        confirmed = _matching_step(secret, confirmation, dt.datetime.now(dt.UTC))
+        if confirmed is None:
             raise InputError.said_at(
                 "the code does not match the new secret; the current one stays in use",
                 field="code",
             )
+        # The confirmation is a code used: it signs nobody in afterwards.
+        user.totp_last_step = confirmed
+    else:
+        user.totp_last_step = None  # a new secret: no code of it has been used
     user.totp_secret = secret or pyotp.random_base32()
     _end_sessions(session, user.id, reason="second_factor", now=now)
     session.flush()
@@ -333,19 +340,35 @@ def sign_in(
 
 
 def _totp_step(user: User, code: str | None, now: dt.datetime) -> int | None:
-    """The time step the user's code is for, this one or the one either side of it (a clock
-    a little off), if it is not before or at the step of the last code accepted: a code,
-    once used, signs nobody in again (RFC 6238, 5.2)."""
-    if not user.totp_secret or not code:
+    """The time step the user's code is for, if it is not before or at the step of the last
+    code accepted: a code, once used, signs nobody in again (RFC 6238, 5.2)."""
+    if not user.totp_secret:
         return None
-    totp = pyotp.TOTP(user.totp_secret)
+    return _matching_step(user.totp_secret, code, now, after=user.totp_last_step)
+
+
+def _matching_step(
+    secret: str, code: str | None, now: dt.datetime, *, after: int | None = None
+) -> int | None:
+    """The time step ``code`` is for, this one or the one either side of it (a clock a little
+    off), later than ``after``; None if it is none of them. Digits typed full-width (１２３,
+    as a Chinese input method may give them) count as the digits they are."""
+    if not code:
+        return None
+    digits = "".join(unicodedata.normalize("NFKC", code).split())
+    if not (len(digits) == _TOTP_DIGITS and digits.isascii() and digits.isdigit()):
+        return None
+    totp = pyotp.TOTP(secret)
     current = totp.timecode(now)
     for step in (current - 1, current, current + 1):
-        if user.totp_last_step is not None and step <= user.totp_last_step:
+        if after is not None and step <= after:
             continue
-        if hmac.compare_digest(totp.generate_otp(step), code):
+        if hmac.compare_digest(totp.generate_otp(step), digits):
             return step
     return None
+
+
+_TOTP_DIGITS = 6
 
 
 def _attempt(
