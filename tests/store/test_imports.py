@@ -578,7 +578,7 @@ def test_a_return_takes_back_part_of_its_own_customers_sale(store: Store, tmp_pa
     assert all(issue.said is not None for issue in raised.value.issues)
     with store.work() as session:
         assert session.scalar(select(func.count()).select_from(ImportBatch)) == 3
-    # and in the sale's own currency, where both state one
+    # and in the sale's own currency: a line with none stated counts in every agreement
     with store.work() as session:
         import_sales(
             session,
@@ -602,7 +602,8 @@ def test_a_return_takes_back_part_of_its_own_customers_sale(store: Store, tmp_pa
     with store.work() as session, pytest.raises(InputFileError) as raised:
         import_sales(session, store.facts, dollars, actor=staff("ann"), now=NOW)
     assert [(i.row, i.message) for i in raised.value.issues] == [
-        (2, "original line L2 is in CNY, not in USD")
+        (2, "original line L2 is in CNY, not in USD"),
+        (3, "original line L1 is in no stated currency, not in USD"),
     ]
 
 

@@ -921,7 +921,7 @@ def test_a_run_never_takes_a_day_to_come_and_the_routine_never_goes_back(
         accrue(session, store.facts, as_of=dt.date(2026, 3, 18), actor=staff("fin"), now=NOW)
 
 
-def test_a_change_larger_than_a_journal_line_holds_is_refused_naming_its_key(
+def test_a_liability_larger_than_the_ledger_holds_is_refused_naming_its_key(
     store: Store, tmp_path: Path
 ) -> None:
     _setup(store, tmp_path)  # 2% of the quarter's net sales
@@ -946,12 +946,12 @@ def test_a_change_larger_than_a_journal_line_holds_is_refused_naming_its_key(
     assert list((store.facts.root / "results").glob("*.parquet")) == []
 
 
-def test_a_run_whose_changes_add_up_to_more_than_the_ledger_takes_is_refused(
+def test_a_run_of_large_changes_within_the_ledger_is_taken_and_reversed(
     store: Store, tmp_path: Path
 ) -> None:
     _setup(store, tmp_path)  # 2% of the quarter's net sales
     huge = "99999999999999.99"
-    _sales(
+    batch = _sales(
         store,
         tmp_path,
         "huge.csv",
@@ -961,10 +961,10 @@ def test_a_run_whose_changes_add_up_to_more_than_the_ledger_takes_is_refused(
             for n in range(45)
         ],
     )
-    # each key's liability fits (45 x 99,999,999,999,999.99 x 2%), the three together do not
-    with pytest.raises(FanliError) as refused, store.work() as session:
-        accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
-    assert str(refused.value) == (
-        "the run's changes come to 269999999999999.9700 in all, more than the ledger takes "
-        "from one run (99999999999999.9999): check the sales behind them"
-    )
+    # each key's liability fits (45 x 99,999,999,999,999.99 x 2%), the three together would not
+    # fit one key: a run's changes in all are not bounded, so the wrong import can be undone
+    assert _accrue(store, "2026-03-31").net_change == Decimal("269999999999999.97")
+    with store.work() as session:
+        void_batch(session, batch, reason="wrong file", actor=staff("ann"), now=NOW)
+    assert _accrue(store, "2026-03-31").net_change == Decimal("-269999999999999.97")
+    assert _held(store) == {}

@@ -917,11 +917,11 @@ def _post(
     return tuple(entry_ids), lines, Decimal(net), Decimal(adjusted)
 
 
-# The largest amount the ledger takes for one key, one posting or one run: 14 digits before
-# the point, as a sales line's amounts have. SQLite keeps amounts as scaled 64-bit integers, so
-# any sum of them (a period's movements, a key's balance) must stay under about 9.2 x 10^14;
-# PostgreSQL keeps NUMERIC(22, 4). A key, a posting and a run within this bound keep every sum
-# the pages and the GL export take within it, short of absurd volumes over many runs.
+# The largest liability the ledger holds for one key: 14 digits before the point, as a sales
+# line's amounts have. SQLite keeps amounts as scaled 64-bit integers, so any sum of them (a
+# period's movements, a key's balance) must stay under about 9.2 x 10^14; PostgreSQL keeps
+# NUMERIC(22, 4). Keys within this bound keep the sums the pages and the GL export take within
+# it, short of absurd volumes over many keys and runs.
 LARGEST_POSTING = Decimal("99999999999999.9999")
 
 
@@ -930,42 +930,27 @@ class LedgerError(FanliError):
 
 
 def _refuse_beyond_the_ledger(deltas: pa.Table, codes: pa.Array, version_ids: pa.Array) -> None:
-    """Refuse, naming its key, a liability or a change too large for the ledger (sales of
-    absurd size), and a run whose changes add up to more: it would fail half-way through the
-    write, or leave sums the ledger cannot take."""
+    """Refuse, naming its key, a liability too large for the ledger (sales of absurd size): it
+    would fail half-way through the write, or leave sums the ledger cannot take. Only what a
+    key would hold is bounded, never a change: a run that reverses a wrong import, however
+    large, must always be possible (each posting is then at most twice the bound)."""
     most = pa.scalar(LARGEST_POSTING, _AMOUNT)
-    for column in ("target", "accrual", "adjustment"):
-        values = pc.cast(deltas.column(column), _AMOUNT)
-        beyond = pc.greater(pc.abs(values), most)
-        if not pc.any(beyond).as_py():
-            continue
-        first = pc.index(beyond, True).as_py()
-        row = deltas.slice(first, 1).to_pylist()[0]
-        raise LedgerError.said(
-            "the liability for agreement {code}, customer {customer}, rebate period from "
-            "{start} would be {amount}, more than the ledger holds for one ({most}): check the "
-            "sales behind it"
-            if column == "target"
-            else "the change for agreement {code}, customer {customer}, rebate period from "
-            "{start} is {amount}, more than a journal line holds ({most}): check the sales "
-            "behind it",
-            code=codes[pc.index(version_ids, row["version_id"]).as_py()].as_py(),
-            customer=row["beneficiary"],
-            start=row["period_start"],
-            amount=values[first].as_py(),
-            most=LARGEST_POSTING,
-        )
-    total = sum(
-        pc.sum(pc.abs(pc.cast(deltas.column(column), _AMOUNT))).as_py() or ZERO
-        for column in ("accrual", "adjustment")
+    values = pc.cast(deltas.column("target"), _AMOUNT)
+    beyond = pc.greater(pc.abs(values), most)
+    if not pc.any(beyond).as_py():
+        return
+    first = pc.index(beyond, True).as_py()
+    row = deltas.slice(first, 1).to_pylist()[0]
+    raise LedgerError.said(
+        "the liability for agreement {code}, customer {customer}, rebate period from {start} "
+        "would be {amount}, more than the ledger holds for one ({most}): check the sales "
+        "behind it",
+        code=codes[pc.index(version_ids, row["version_id"]).as_py()].as_py(),
+        customer=row["beneficiary"],
+        start=row["period_start"],
+        amount=values[first].as_py(),
+        most=LARGEST_POSTING,
     )
-    if total > LARGEST_POSTING:
-        raise LedgerError.said(
-            "the run's changes come to {amount} in all, more than the ledger takes from one run "
-            "({most}): check the sales behind them",
-            amount=total,
-            most=LARGEST_POSTING,
-        )
 
 
 def _version_codes(session: Session, deltas: pa.Table) -> list[tuple[int, str]]:

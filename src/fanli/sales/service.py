@@ -33,7 +33,7 @@ from fanli.customers.credit_code import credit_code_problem
 from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
-from fanli.kit.errors import FanliError, InputError, NotFoundError, Said, said
+from fanli.kit.errors import Code, FanliError, InputError, NotFoundError, Said, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sheets import append_text_safe, inert
 from fanli.kit.sql import sql_list
@@ -682,7 +682,7 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
             FROM wanted w JOIN known o ON o.line_id = w.link
             WHERE o.{LINK_COLUMN} IS NOT NULL OR o.net_amount < 0
                OR o.customer_id <> w.customer_id OR o.product_id <> w.product_id
-               OR o.currency <> w.currency
+               OR o.currency IS DISTINCT FROM w.currency
                OR w.invoice_date < o.invoice_date
             ORDER BY w.row_index LIMIT 1000"""
         ).fetchall()
@@ -763,7 +763,7 @@ def _named_by_stored_returns(table: pa.Table, files: list[Path]) -> list[RowIssu
                   AND {LINK_COLUMN} IN (SELECT line_id FROM sales)
             ), judged AS (
                 SELECT r.*, r.customer_id <> s.customer_id OR r.product_id <> s.product_id
-                            OR r.currency <> s.currency
+                            OR r.currency IS DISTINCT FROM s.currency
                             OR r.invoice_date < s.invoice_date AS unlike
                 FROM returns r JOIN sales s ON s.line_id = r.link
             ), taken AS (
@@ -824,13 +824,14 @@ def _mismatch(found: tuple[Any, ...]) -> Said:
             product=product,
             own=own_product,
         )
-    # A line with no stated currency counts in any (as the engine reads it): no mismatch.
-    if currency is not None and own_currency is not None and currency != own_currency:
+    # A line with no stated currency counts in every agreement (as the engine reads it), one
+    # that states one only in that currency's: a sale and its return must count in the same.
+    if currency != own_currency:
         return said(
             "original line {line} is in {currency}, not in {own}",
             line=link,
-            currency=currency,
-            own=own_currency,
+            currency=currency or Code("no stated currency"),
+            own=own_currency or Code("no stated currency"),
         )
     return said(
         "the return is dated {own}, before original line {line} ({dated})",
