@@ -750,7 +750,9 @@ def test_a_new_second_factor_replaces_the_old_one_only_when_confirmed(
             data={"secret": new[1], "code": fresh_code(new[1]), "csrf": csrf},
         )
         assert confirmed.url.path == "/signin"
-        assert _alert(confirmed.text, "done") == "新的验证器已启用。"
+        assert _alert(confirmed.text, "done") == (
+            "新的验证器已启用。请使用应用显示的下一个验证码登录：刚才输入的验证码已用过。"
+        )
         assert stored() == new[1]
         assert _signed_in(client, "fay", new[1])  # the new authenticator signs in
 

@@ -577,4 +577,11 @@ def confirm_second_factor(
     except FanliError as error:
         return _new_factor_page(request, viewer, secret, error=say(_lang(request), error))
     # Every session of the user ended with the old secret: sign in with the new one.
-    return flash_redirect("/signin", done=_lang(request)._("The new second factor is in use."))
+    # The code typed to confirm it is spent (a code signs in once): the next one signs in.
+    return flash_redirect(
+        "/signin",
+        done=_lang(request)._(
+            "The new second factor is in use. Sign in with the next code your app shows: the "
+            "one you typed is used up."
+        ),
+    )
