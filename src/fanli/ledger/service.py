@@ -628,36 +628,33 @@ def check_routine_day(session: Session, as_of: dt.date, *, today: dt.date) -> No
     sales not yet made, and a day before the last run would reverse what that run accrued.
     The pages check this first; ``accrue`` checks it again under the run's lock."""
     _refuse_day_to_come(as_of, today)
-    latest = _latest_day(session)
-    if latest is not None and as_of < latest:
+    _refuse_going_back(session, as_of, routine=True)
+
+
+def _refuse_going_back(session: Session, as_of: dt.date, *, routine: bool) -> None:
+    """A run before the latest run's day reverses what was accrued since: the routine run
+    never takes one; any other only when asked for as a rewind (``fanli accrue --rewind``,
+    ``"rewind": true``), never by a mistyped day or a retried request of long ago. After a
+    rewind the latest run's day is the one it went back to: going forward reverses nothing."""
+    latest = session.scalar(select(AccrualRun.as_of).order_by(AccrualRun.id.desc()).limit(1))
+    if latest is None or as_of >= latest:
+        return
+    # Two literal templates, so that the catalogs' test finds both.
+    if routine:
         raise InputError.said_at(
             "The last run was as of {last}; a run as of {day} would reverse what it accrued since.",
             field="as_of",
             last=latest,
             day=as_of,
         )
-
-
-def _latest_day(session: Session) -> dt.date | None:
-    """The day of the latest run (after a rewind, the day it went back to: going forward from
-    there reverses nothing)."""
-    return session.scalar(select(AccrualRun.as_of).order_by(AccrualRun.id.desc()).limit(1))
-
-
-def _refuse_rewind_unasked(session: Session, as_of: dt.date) -> None:
-    """A run before the last run's day reverses what was accrued since: only when asked for
-    (``fanli accrue --rewind``, ``"rewind": true``), never by a mistyped day or a retried
-    request of long ago."""
-    latest = _latest_day(session)
-    if latest is not None and as_of < latest:
-        raise InputError.said_at(
-            "the last run was as of {last}; a run as of {day} would reverse what was accrued "
-            'since: ask for it as a rewind (fanli accrue --rewind, or "rewind": true) if '
-            "that is what you mean",
-            field="as_of",
-            last=latest,
-            day=as_of,
-        )
+    raise InputError.said_at(
+        "the last run was as of {last}; a run as of {day} would reverse what was accrued "
+        'since: ask for it as a rewind (fanli accrue --rewind, or "rewind": true) if that is '
+        "what you mean",
+        field="as_of",
+        last=latest,
+        day=as_of,
+    )
 
 
 def accrue(
@@ -689,7 +686,7 @@ def accrue(
     else:
         _refuse_day_to_come(as_of, now.date())
         if not rewind:
-            _refuse_rewind_unasked(session, as_of)
+            _refuse_going_back(session, as_of, routine=False)
     # The month the run posts in is opened now, before the run's first audit event (an
     # expired agreement's): opening it may wait for a payout opening it too, and that payout
     # waits for the audit chain's lock, which the run would otherwise hold by then.
@@ -922,7 +919,7 @@ def _post(
 # period's movements, a key's balance) must stay under about 9.2 x 10^14; PostgreSQL keeps
 # NUMERIC(22, 4). Keys within this bound keep the sums the pages and the GL export take within
 # it, short of absurd volumes over many keys and runs.
-LARGEST_POSTING = Decimal("99999999999999.9999")
+LARGEST_LIABILITY = Decimal("99999999999999.9999")
 
 
 class LedgerError(FanliError):
@@ -934,7 +931,7 @@ def _refuse_beyond_the_ledger(deltas: pa.Table, codes: pa.Array, version_ids: pa
     would fail half-way through the write, or leave sums the ledger cannot take. Only what a
     key would hold is bounded, never a change: a run that reverses a wrong import, however
     large, must always be possible (each posting is then at most twice the bound)."""
-    most = pa.scalar(LARGEST_POSTING, _AMOUNT)
+    most = pa.scalar(LARGEST_LIABILITY, _AMOUNT)
     values = pc.cast(deltas.column("target"), _AMOUNT)
     beyond = pc.greater(pc.abs(values), most)
     if not pc.any(beyond).as_py():
@@ -949,7 +946,7 @@ def _refuse_beyond_the_ledger(deltas: pa.Table, codes: pa.Array, version_ids: pa
         customer=row["beneficiary"],
         start=row["period_start"],
         amount=values[first].as_py(),
-        most=LARGEST_POSTING,
+        most=LARGEST_LIABILITY,
     )
 
 
