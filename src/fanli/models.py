@@ -18,6 +18,7 @@ from fanli.ledger.models import (
     AccrualRun,
     JournalEntry,
     JournalLine,
+    RebatePeriod,
 )
 from fanli.oversight.models import AuditRun, Finding
 from fanli.products.models import Product
@@ -64,6 +65,7 @@ __all__ = [
     "Payout",
     "PolicyVersion",
     "Product",
+    "RebatePeriod",
     "Settlement",
     "SettlementApproval",
     "SettlementLine",

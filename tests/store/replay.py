@@ -16,7 +16,7 @@ from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.late import closed_months, covered, lines_as_closed, sales_batches
-from fanli.ledger.models import EntryKind, JournalEntry, JournalLine
+from fanli.ledger.models import EntryKind, JournalEntry, JournalLine, RebatePeriod
 from fanli.ledger.service import liability_balance
 from fanli.sales.service import active_sales_files
 from fanli.sales.store import FactStore
@@ -118,11 +118,12 @@ def adjustments_held(session: Session) -> dict[Key, Decimal]:
             JournalLine.version_id,
             JournalLine.beneficiary,
             JournalLine.period_index,
-            func.min(JournalLine.period_start),
-            func.min(JournalLine.period_end),
+            func.min(RebatePeriod.period_start),
+            func.min(RebatePeriod.period_end),
             liability_balance(),
         )
         .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+        .join(RebatePeriod, RebatePeriod.of(JournalLine))
         .where(JournalEntry.run_id.is_not(None), JournalEntry.kind == EntryKind.ADJUSTMENT)
         .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
     ).all()

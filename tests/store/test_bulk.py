@@ -50,10 +50,9 @@ def _entry(session: Session, entry_id: int | None = None) -> int:
 
 
 def _postings(entry_id: int, rows: int, *, first: int = 0) -> pa.Table:
-    """``rows`` postings: amounts with four places, three agreements, a distinct beneficiary
-    per row (text with many values) and a period per quarter (text with few)."""
+    """``rows`` postings: amounts with four places, accounts of two values (text with few),
+    three versions, a distinct beneficiary per row (text with many) and a period per quarter."""
     numbers = range(first, first + rows)
-    quarters = [dt.date(2026, 1 + 3 * (n % 4), 1) for n in numbers]
     return pa.table(
         {
             "entry_id": pa.array([entry_id] * rows, pa.int64()),
@@ -63,18 +62,9 @@ def _postings(entry_id: int, rows: int, *, first: int = 0) -> pa.Table:
                 [Decimal(n + 1) + Decimal("0.0001") * (n % 10_000) for n in numbers],
                 pa.decimal128(38, 4),
             ),
-            "agreement_code": pa.array([f"RB-{n % 3}" for n in numbers]),
             "version_id": pa.array([n % 3 + 1 for n in numbers], pa.int64()),
             "beneficiary": pa.array([f"客户-{n:06d}" for n in numbers]),
             "period_index": pa.array([n % 4 for n in numbers], pa.int32()),
-            "period_start": pa.array(quarters, pa.date32()),
-            "period_end": pa.array(
-                [
-                    q.replace(month=q.month + 3) if q.month < 10 else dt.date(2027, 1, 1)
-                    for q in quarters
-                ],
-                pa.date32(),
-            ),
         }
     )
 
@@ -94,12 +84,9 @@ def _stored(session: Session) -> list[tuple[Any, ...]]:
             line.debit_account,
             line.credit_account,
             line.amount,
-            line.agreement_code,
             line.version_id,
             line.beneficiary,
             line.period_index,
-            line.period_start,
-            line.period_end,
         )
         for line in session.scalars(select(JournalLine).order_by(JournalLine.id))
     ]
@@ -109,10 +96,11 @@ def _expected(table: pa.Table) -> list[tuple[Any, ...]]:
     return [tuple(row.values()) for row in table.to_pylist()]
 
 
-@pytest.mark.parametrize("rows", [1, 98, 99, 100, 198, 199, 250])
+@pytest.mark.parametrize("rows", [1, 165, 166, 167, 332, 333, 400])
 def test_every_value_is_stored_exactly_in_order(store: Store, rows: int) -> None:
-    # Ten columns: 99 rows per SQLite statement, so these counts sit on both sides of one and
-    # two whole statements, with and without a remainder.
+    # Seven columns, the entry's id shared by every row: (999 - 1) // 6 = 166 rows per SQLite
+    # statement, so these counts sit on both sides of one and two whole statements, with and
+    # without a remainder.
     with store.work() as session:
         data = _postings(_entry(session), rows)
         assert bulk.insert_arrow(session, JournalLine, data) == rows
@@ -122,6 +110,59 @@ def test_every_value_is_stored_exactly_in_order(store: Store, rows: int) -> None
     assert stored[0][3] == Decimal("1.0000")
     assert stored[-1][3] == Decimal(rows) + Decimal("0.0001") * (rows - 1)
     assert sum(row[3] for row in stored) == sum(row[3] for row in _expected(data))
+
+
+def _one_way(data: pa.Table, *, debit: str, credit: str) -> pa.Table:
+    """``data`` with every row debiting ``debit`` and crediting ``credit``."""
+    rows = data.num_rows
+    return data.set_column(1, "debit_account", pa.array([debit] * rows)).set_column(
+        2, "credit_account", pa.array([credit] * rows)
+    )
+
+
+@pytest.mark.parametrize(("first", "second"), [(249, 1), (250, 249), (498, 2), (1, 1), (2, 0)])
+def test_parts_go_in_one_after_the_other_with_their_shared_values(
+    store: Store, first: int, second: int
+) -> None:
+    # Entry and accounts are the same on every row of a part: SQLite binds them once per
+    # statement, which leaves (999 - 3) // 4 = 249 rows per statement. The counts sit on
+    # both sides of one and two whole statements; a part of one row shares nothing.
+    with store.work() as session:
+        entry_id = _entry(session)
+        increases = _one_way(_postings(entry_id, first), debit=CONTRA, credit=LIABILITY)
+        decreases = _one_way(
+            _postings(entry_id, second, first=first), debit=LIABILITY, credit=CONTRA
+        )
+        assert bulk.insert_arrow(session, JournalLine, increases, decreases) == first + second
+    with store.work() as session:
+        stored = _stored(session)
+    assert stored == _expected(increases) + _expected(decreases)
+    assert {row[1:3] for row in stored[:first]} == {(CONTRA, LIABILITY)}
+    assert {row[1:3] for row in stored[first:]} == ({(LIABILITY, CONTRA)} if second else set())
+
+
+def test_rows_alike_in_every_column_are_each_stored(store: Store) -> None:
+    # every column shares its value: one column is still bound per row, so there are rows
+    with store.work() as session:
+        entry_id = _entry(session)
+        one = _postings(entry_id, 1)
+        data = pa.concat_tables([one] * 300)
+        assert bulk.insert_arrow(session, JournalLine, data) == 300
+    with store.work() as session:
+        assert _stored(session) == _expected(one) * 300
+
+
+def test_parts_of_different_columns_are_refused(store: Store) -> None:
+    with store.work() as session:
+        entry_id = _entry(session)
+        with pytest.raises(ValueError, match="same columns"):
+            bulk.insert_arrow(
+                session,
+                JournalLine,
+                _postings(entry_id, 2),
+                _postings(entry_id, 2).drop(["amount"]),
+            )
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 0
 
 
 def test_an_empty_table_inserts_nothing(store: Store) -> None:
@@ -311,12 +352,9 @@ def _line(entry_id: int) -> JournalLine:
         debit_account=CONTRA,
         credit_account=LIABILITY,
         amount=Decimal("1.0000"),
-        agreement_code="RB-0",
         version_id=1,
         beneficiary="客户-000001",
         period_index=0,
-        period_start=dt.date(2026, 1, 1),
-        period_end=dt.date(2026, 4, 1),
     )
 
 
@@ -418,4 +456,24 @@ def test_a_temporary_journal_entry_cannot_stand_in_for_the_real_one(store: Store
         ]
         with pytest.raises((IntegrityError, ForeignKeyViolation)):
             bulk.insert_arrow(session, JournalLine, _postings(entry_id + 5, 2))
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("version_id", pa.array([Decimal(1)] * 3, pa.decimal128(10, 0)), "not an Amount"),
+        ("beneficiary", pa.array([dt.date(2026, 1, 1)] * 3, pa.date32()), "not loaded in bulk"),
+    ],
+)
+def test_sqlite_refuses_what_it_would_store_in_another_form(
+    sqlite_store: Store, column: str, values: pa.Array, message: str
+) -> None:
+    # SQLAlchemy would have stored these as text of its own making: a bulk load must not
+    # store them otherwise, so it takes none.
+    with sqlite_store.work() as session:
+        data = _postings(_entry(session), 3)
+        data = data.set_column(data.column_names.index(column), column, values)
+        with pytest.raises(TypeError, match=message):
+            bulk.insert_arrow(session, JournalLine, data)
         assert session.scalar(select(func.count()).select_from(JournalLine)) == 0

@@ -18,7 +18,13 @@ from fanli.agreements.service import AgreementError, add_version, terminate
 from fanli.agreements.terms import Agreement
 from fanli.kit.errors import FanliError, InputError
 from fanli.ledger.export import ChartOfAccounts, export_gl
-from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
+from fanli.ledger.models import (
+    AccountingPeriod,
+    AccrualRun,
+    JournalEntry,
+    JournalLine,
+    RebatePeriod,
+)
 from fanli.ledger.periods import PeriodError, close_period
 from fanli.ledger.queries import account_movements, latest_results, liabilities
 from fanli.ledger.service import RunSummary, accrue
@@ -34,7 +40,7 @@ from store.builders import (
     write_csv,
 )
 from store.conftest import NOW, Store
-from store.replay import from_scratch
+from store.replay import adjustments_held, from_scratch, late_effect_from_scratch
 
 D = Decimal
 
@@ -464,7 +470,7 @@ def test_a_line_is_dated_by_the_event_its_agreement_counts(store: Store, tmp_pat
     with store.work() as session:
         # (a Result has keys(): dict() would take it for a mapping)
         codes = dict(
-            session.execute(select(JournalLine.version_id, JournalLine.agreement_code)).all()
+            session.execute(select(RebatePeriod.version_id, RebatePeriod.agreement_code)).all()
         )
         moved = session.execute(
             select(JournalLine.version_id, JournalEntry.kind, JournalLine.beneficiary)
@@ -546,7 +552,13 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     _sales(store, tmp_path, "s2.csv", ("L1", "C1", "P1", "2026-01-10", "1", "9000.00"))
     _accrue(store, "2026-03-31")
     chart = ChartOfAccounts(
-        accounts={"rebate_contra_revenue": "6001.05", "rebate_liability": "2241.01"},
+        accounts={
+            "rebate_contra_revenue": "6001.05",
+            "rebate_liability": "2241.01",
+            "accounts_receivable": "1122",
+            "bank": "1002",
+            "rebate_balance": "2241.02",
+        },
         cost_centre="SALES-EAST",
     )
     with store.work() as session:
@@ -825,12 +837,9 @@ def test_liabilities_stay_exact_beyond_a_double(store: Store) -> None:
                 debit_account="rebate_contra_revenue",
                 credit_account="rebate_liability",
                 amount=amount,
-                agreement_code="A1",
                 version_id=1,
                 beneficiary="C1",
                 period_index=1,
-                period_start=dt.date(2026, 1, 1),
-                period_end=dt.date(2026, 4, 1),
             )
         )
     with store.work() as session:
@@ -968,3 +977,38 @@ def test_a_run_of_large_changes_within_the_ledger_is_taken_and_reversed(
         void_batch(session, batch, reason="wrong file", actor=staff("ann"), now=NOW)
     assert _accrue(store, "2026-03-31").net_change == Decimal("-269999999999999.97")
     assert _held(store) == {}
+
+
+def test_a_late_void_that_leaves_a_key_no_line_adjusts_it(store: Store, tmp_path: Path) -> None:
+    """A guarantee pays C2 50.00 a quarter once C2 has a line. The only line, dated in a
+    month that has closed, is voided: the results keep no key of C2 and the journal held none
+    for the quarters still open, so those keys had been left out, and the void's effect on
+    them (the guarantee the sales as closed would pay) was never said as an adjustment. Found
+    by the ledger's state machine."""
+    _setup(store, tmp_path, percent_agreement("B1", rate="1", guarantee={"amount": "50"}))
+    batch = _sales(store, tmp_path, "s1.csv", ("L1", "C2", "P1", "2026-03-27", "1", "261.00"))
+    first = _accrue(store, "2026-04-23")
+    assert _posted(store, first.run_id) == {
+        ("accrual", "C2", 1): D("50.0000"),
+        ("accrual", "C2", 2): D("50.0000"),
+    }
+    _close(store, *(f"2026-{month:02d}" for month in range(1, 9)))
+    with store.work() as session:
+        void_batch(session, batch, reason="wrong customer", actor=staff("ann"), now=NOW)
+    second = _accrue(store, "2026-10-31")
+    # Q1 and Q2 lie in closed months: all of their change is an adjustment. Q3 (September
+    # open) and Q4 would have paid the guarantee on the sales as closed: accrued, and taken
+    # back by the late void's adjustment.
+    assert _posted(store, second.run_id) == {
+        ("adjustment", "C2", 1): D("-50.0000"),
+        ("adjustment", "C2", 2): D("-50.0000"),
+        ("accrual", "C2", 3): D("50.0000"),
+        ("adjustment", "C2", 3): D("-50.0000"),
+        ("accrual", "C2", 4): D("50.0000"),
+        ("adjustment", "C2", 4): D("-50.0000"),
+    }
+    with store.work() as session:
+        assert liabilities(session) == {}
+        assert adjustments_held(session) == late_effect_from_scratch(
+            session, store.facts, dt.date(2026, 10, 31)
+        )

@@ -51,3 +51,118 @@ def test_an_older_database_keeps_its_rows(store: Store) -> None:
             text("SELECT code, status, closed_after_run_id FROM accounting_period")
         ).all()
     assert [tuple(row) for row in rows] == [("2026-01", "closed", None)]
+
+
+def _journal_at_0013(store: Store, *, second_end: str = "2026-04-01") -> None:
+    """The schema as migration 0013 left it, with one version's lines: two of its first
+    rebate period (the second ending on ``second_end``) and one of its second."""
+    config = alembic_config(store.engine.url.render_as_string(hide_password=False))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0013")
+    with store.engine.begin() as connection:
+        for statement in (
+            "INSERT INTO agreement (id, code, name, status, created_at) "
+            "VALUES (1, 'A1', 'a', 'active', '2026-01-01 00:00:00')",
+            "INSERT INTO agreement_version (id, agreement_id, version, effective_from, terms, "
+            "terms_hash, status, created_at) VALUES (7, 1, 1, '2026-01-01', '{}', 'h', "
+            "'active', '2026-01-01 00:00:00')",
+            'INSERT INTO accounting_period (id, code, start, "end", status) '
+            "VALUES (1, '2026-01', '2026-01-01', '2026-02-01', 'open')",
+            "INSERT INTO journal_entry (id, accounting_period_id, kind, entry_date, memo, "
+            "posted_at) VALUES (1, 1, 'accrual', '2026-01-31', 'm', '2026-01-31 00:00:00')",
+        ):
+            connection.execute(text(statement))
+        for line_id, beneficiary, index, start, end in (
+            (1, "C1", 0, "2026-01-01", "2026-04-01"),
+            (2, "C2", 0, "2026-01-01", second_end),
+            (3, "C1", 1, "2026-04-01", "2026-07-01"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO journal_line (id, entry_id, debit_account, credit_account, "
+                    "amount, agreement_code, version_id, beneficiary, period_index, "
+                    "period_start, period_end) VALUES (:id, 1, 'rebate_contra_revenue', "
+                    "'rebate_liability', :amount, 'A1', 7, :beneficiary, :index, :start, :end)"
+                ),
+                {
+                    "id": line_id,
+                    "amount": 10_000 * line_id + 5,
+                    "beneficiary": beneficiary,
+                    "index": index,
+                    "start": start,
+                    "end": end,
+                },
+            )
+
+
+_LINES = "SELECT id, amount, version_id, beneficiary, period_index FROM journal_line ORDER BY id"
+
+
+def test_the_journals_rebate_periods_move_to_their_own_table_and_back(store: Store) -> None:
+    _journal_at_0013(store)
+    with store.engine.connect() as connection:
+        lines = [tuple(row) for row in connection.execute(text(_LINES))]
+    upgrade(store.engine)
+    check(store.engine)
+    with store.engine.connect() as connection:
+        periods = connection.execute(
+            text(
+                "SELECT version_id, period_index, agreement_code, period_start, period_end "
+                "FROM rebate_period ORDER BY period_index"
+            )
+        ).all()
+        assert [tuple(row) for row in connection.execute(text(_LINES))] == lines
+        assert {column["name"] for column in inspect(connection).get_columns("journal_line")} == {
+            "id", "entry_id", "debit_account", "credit_account", "amount", "version_id",
+            "beneficiary", "period_index",
+        }  # fmt: skip
+    assert [(v, i, code, str(start), str(end)) for v, i, code, start, end in periods] == [
+        (7, 0, "A1", "2026-01-01", "2026-04-01"),
+        (7, 1, "A1", "2026-04-01", "2026-07-01"),
+    ]
+    # append-only, as the journal is
+    with pytest.raises(Exception, match="append-only"), store.engine.begin() as connection:
+        connection.execute(text("UPDATE rebate_period SET agreement_code = 'X'"))
+    # and back: every line gets its agreement and dates again
+    config = alembic_config(store.engine.url.render_as_string(hide_password=False))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0013")
+    with store.engine.connect() as connection:
+        restored = connection.execute(
+            text(
+                "SELECT id, agreement_code, period_start, period_end FROM journal_line ORDER BY id"
+            )
+        ).all()
+        assert [tuple(row) for row in connection.execute(text(_LINES))] == lines
+    assert [(i, code, str(start), str(end)) for i, code, start, end in restored] == [
+        (1, "A1", "2026-01-01", "2026-04-01"),
+        (2, "A1", "2026-01-01", "2026-04-01"),
+        (3, "A1", "2026-04-01", "2026-07-01"),
+    ]
+    with pytest.raises(Exception, match="append-only"), store.engine.begin() as connection:
+        connection.execute(text("UPDATE journal_line SET amount = 1"))
+    upgrade(store.engine)
+    check(store.engine)
+
+
+def test_lines_that_disagree_on_a_period_are_not_migrated(store: Store) -> None:
+    _journal_at_0013(store, second_end="2026-03-31")
+    try:
+        with pytest.raises(Exception, match="disagree on the period's agreement or dates"):
+            upgrade(store.engine)
+        with store.engine.connect() as connection:
+            version = connection.execute(text("SELECT version_num FROM alembic_version"))
+            assert version.scalar() == "0013"
+            assert "rebate_period" not in inspect(connection).get_table_names()
+            assert connection.execute(text("SELECT count(*) FROM journal_line")).scalar() == 3
+    finally:
+        # PostgreSQL's test database serves the tests after this one (SQLite's file is this
+        # test's own): down to nothing (the journal's lines cannot be deleted) and up again.
+        if store.backend == "postgresql":
+            config = alembic_config(store.engine.url.render_as_string(hide_password=False))
+            with store.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.downgrade(config, "base")
+            upgrade(store.engine)

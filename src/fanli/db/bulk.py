@@ -5,13 +5,16 @@ through ORM objects or per-row parameter processing costs far more than the data
 these paths hand the database what it stores natively:
 - PostgreSQL: ``COPY ... FROM STDIN`` in CSV written by Arrow (decimals keep every digit as text);
 - SQLite: multi-row ``INSERT``s through one ``executemany``, with amounts already as scaled
-  integers (``Amount``, ADR 0004) and dates as ISO text, as SQLAlchemy would have stored them.
+  integers (``Amount``, ADR 0004) as SQLAlchemy would have stored them.
+  A value a part's rows all share (an entry's id, its accounts) is bound once per statement.
   A load larger than what the table already holds builds the table's indexes afterwards
-  instead of row by row (``_sqlite_insert``).
+  instead of row by row (``_sqlite_load``).
 
 The SQLite path took 2.85 s for the 550,025 journal lines of a first full accrual run at SF1 as
-one single-row ``executemany`` over zipped tuples, and takes 1.3 s now (docs/benchmarks.md).
-Column names of the Arrow table must be columns of the target table; the others take defaults.
+one single-row ``executemany`` over zipped tuples, and 1.3 s as multi-row statements with the
+indexes built afterwards; binding shared values once, on the journal's narrower lines, took
+another third off the full run (docs/benchmarks.md).
+Column names of the Arrow tables must be columns of the target table; the others take defaults.
 """
 
 from __future__ import annotations
@@ -46,15 +49,16 @@ def _sqlite_values(table: Table, name: str, values: pa.ChunkedArray) -> list[Any
         )
     if pa.types.is_decimal(values.type):
         raise TypeError(f"{table.name}.{name}: a decimal into a column that is not an Amount")
-    if pa.types.is_date(values.type) or pa.types.is_string(values.type):
-        # Text with few distinct values (accounts, codes, period dates) is converted once per
-        # value and the rows share the Python strings: a Python string per row costs more.
+    if not (pa.types.is_integer(values.type) or pa.types.is_string(values.type)):
+        # Dates and times would need SQLAlchemy's own text forms: no bulk load has them.
+        raise TypeError(f"{table.name}.{name}: {values.type} is not loaded in bulk")
+    if pa.types.is_string(values.type):
+        # Text with few distinct values (accounts) is converted once per value and the rows
+        # share the Python strings: a Python string per row costs more.
         encoded = pc.dictionary_encode(values.combine_chunks(), null_encoding="encode")
         if len(encoded.dictionary) * _SHARED_FROM <= len(encoded):
-            distinct = pc.cast(encoded.dictionary, pa.string()).to_pylist()
+            distinct = encoded.dictionary.to_pylist()
             return list(map(distinct.__getitem__, encoded.indices.to_pylist()))
-        if pa.types.is_date(values.type):
-            values = pc.cast(values, pa.string())
     return cast(list[Any], values.to_pylist())
 
 
@@ -62,24 +66,33 @@ def _sqlite_values(table: Table, name: str, values: pa.ChunkedArray) -> list[Any
 _SHARED_FROM = 16
 
 
-def insert_arrow(session: Session, model: type[Base], data: pa.Table) -> int:
-    """Insert every row of ``data`` into the model's table; the number of rows."""
+def insert_arrow(session: Session, model: type[Base], *parts: pa.Table) -> int:
+    """Insert every row of each of ``parts`` (tables with the same columns) into the model's
+    table, in that order; the number of rows.
+
+    Give rows that share values in some columns as parts of their own (a journal entry's
+    increases and its decreases, say): on SQLite, a column that holds one value throughout a
+    part is bound once per statement instead of once per row (``_sqlite_insert``).
+    """
     table = cast(Table, model.__table__)
-    rows: int = data.num_rows
+    parts = tuple(part for part in parts if part.num_rows)
+    rows: int = sum(part.num_rows for part in parts)
     if rows == 0:
         return 0
+    if any(part.column_names != parts[0].column_names for part in parts):
+        raise ValueError(f"{table.name}: the parts of one load must have the same columns")
     # All rows or none, also for a caller that catches the failure and carries on: the load
     # has a savepoint of its own.
     with session.begin_nested():
-        _load(session.connection(), table, data)
+        _load(session.connection(), table, parts)
     return rows
 
 
-def _load(connection: Connection, table: Table, data: pa.Table) -> None:
-    rows: int = data.num_rows
-    names = data.column_names
-    quoted = ", ".join(_quoted(name) for name in names)
+def _load(connection: Connection, table: Table, parts: tuple[pa.Table, ...]) -> None:
     if connection.dialect.name == "postgresql":
+        names = parts[0].column_names
+        quoted = ", ".join(_quoted(name) for name in names)
+        data = pa.concat_tables(parts)
         # Amounts are cast exactly to four places first (Arrow refuses to drop a digit), as
         # Amount does on the other paths: NUMERIC(22, 4) would round silently.
         data = pa.table(
@@ -100,9 +113,41 @@ def _load(connection: Connection, table: Table, data: pa.Table) -> None:
         ):
             copy.write(buffer.getvalue())
         return
+    _sqlite_load(connection, table, parts)
+
+
+def _sqlite_load(connection: Connection, table: Table, parts: tuple[pa.Table, ...]) -> None:
+    """Insert the parts one after the other (``_sqlite_insert``).
+
+    A load larger than what the table already holds also rebuilds the table's plain indexes
+    afterwards. SQLite maintains an index row by row, at random places in its B-tree; building
+    it once from the finished table is a sort: 0.35 s for both journal indexes at SF1 against
+    about 1 s of row-by-row upkeep. Once the table is larger than the load, a rebuild would read
+    more than it saves, so later runs insert as usual.
+    - Only indexes made by ``CREATE INDEX`` without ``UNIQUE`` are rebuilt: a unique one
+      enforces a rule during the load and may be what another table's foreign key points at.
+    - They are created again from their own stored definitions, so the schema ends as it began,
+      and analysed again if the database keeps planner statistics (``DROP INDEX`` drops them).
+    - DDL is transactional in SQLite and the load runs in a savepoint (``insert_arrow``): a
+      failed load leaves the indexes as they were. Readers in WAL mode keep using them on their
+      snapshot meanwhile.
+    """
+    rows = sum(part.num_rows for part in parts)
+    rebuilt = (
+        _drop_plain_indexes(connection, table.name, rows) if rows >= REBUILD_INDEXES_FROM else []
+    )
     with _collector_paused():
-        columns = [_sqlite_values(table, name, data.column(name)) for name in names]
-        _sqlite_insert(connection, table.name, quoted, columns, rows=rows)
+        for part in parts:
+            _sqlite_insert(connection, table, part)
+    for sql in rebuilt:
+        connection.exec_driver_sql(sql)
+    if (
+        rebuilt
+        and connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
+        ).first()
+    ):
+        connection.exec_driver_sql(f"ANALYZE {_quoted(table.name)}")
 
 
 def _quoted(name: str) -> str:
@@ -132,55 +177,65 @@ REBUILD_INDEXES_FROM = 50_000
 _PARAMETERS_PER_STATEMENT = 999
 
 
-def _sqlite_insert(
-    connection: Connection, table: str, quoted: str, columns: list[list[Any]], *, rows: int
-) -> None:
-    """Insert the rows whose values ``columns`` hold, one list per column.
+def _holds_one_value(values: pa.ChunkedArray) -> bool:
+    """Whether every value of the column is the same one (none of them null)."""
+    if values.null_count or len(values) < 2:
+        return False
+    least, most = pc.min_max(values).values()
+    return bool(least == most)
 
-    The values are laid out flat by slice assignment and go in 99 rows per statement (a
-    multi-row ``VALUES``): no tuple per row, and one statement step per 99 rows.
 
-    A load larger than what the table already holds also rebuilds the table's plain indexes
-    afterwards. SQLite maintains an index row by row, at random places in its B-tree; building
-    it once from the finished table is a sort: 0.35 s for both journal indexes at SF1 against
-    about 1 s of row-by-row upkeep. Once the table is larger than the load, a rebuild would read
-    more than it saves, so later runs insert as usual.
-    - Only indexes made by ``CREATE INDEX`` without ``UNIQUE`` are rebuilt: a unique one
-      enforces a rule during the load and may be what another table's foreign key points at.
-    - They are created again from their own stored definitions, so the schema ends as it began,
-      and analysed again if the database keeps planner statistics (``DROP INDEX`` drops them).
-    - DDL is transactional in SQLite and the load runs in a savepoint (``insert_arrow``): a
-      failed load leaves the indexes as they were. Readers in WAL mode keep using them on their
-      snapshot meanwhile.
+def _sqlite_insert(connection: Connection, table: Table, data: pa.Table) -> None:
+    """Insert the rows of ``data``.
+
+    The values are laid out flat by slice assignment and go in as many rows per statement as
+    the parameter limit allows (a multi-row ``VALUES``): no tuple per row, and one statement
+    step per hundred rows or so. A column with one value throughout (an entry's id, its
+    accounts) is bound once per statement as a numbered parameter that every row names, not
+    once per row: three of a journal line's ten values, about a quarter of the binding.
     """
-    rebuilt = _drop_plain_indexes(connection, table, rows) if rows >= REBUILD_INDEXES_FROM else []
+    rows = data.num_rows
+    shared = (
+        [name for name in data.column_names if _holds_one_value(data.column(name))]
+        if rows > 1
+        else []
+    )
+    if len(shared) == data.num_columns:  # at least one column per row keeps the rows apart
+        shared = shared[:-1]
+    varying = [name for name in data.column_names if name not in shared]
+    constants = tuple(
+        _sqlite_values(table, name, data.column(name).slice(0, 1))[0] for name in shared
+    )
+    columns = [_sqlite_values(table, name, data.column(name)) for name in varying]
     width = len(columns)
     flat: list[Any] = [None] * (rows * width)
     for position, values in enumerate(columns):
         flat[position::width] = values
-    per_statement = max(1, _PARAMETERS_PER_STATEMENT // width)
-    one = "(" + ", ".join("?" * width) + ")"
+    per_statement = max(1, (_PARAMETERS_PER_STATEMENT - len(shared)) // width)
     step = per_statement * width
     whole = rows // per_statement
-    into = f"INSERT INTO {_quoted(table)} ({quoted}) VALUES "
+    into = (
+        f"INSERT INTO {_quoted(table.name)} ({', '.join(map(_quoted, shared + varying))}) VALUES "
+    )
+    first = len(shared) + 1
+
+    def statement(count: int) -> str:
+        """``count`` rows: the shared values' parameters ?1..?n in each, then the row's own."""
+        head = [f"?{n}" for n in range(1, first)]
+        return into + ", ".join(
+            "(" + ", ".join(head + [f"?{first + row * width + j}" for j in range(width)]) + ")"
+            for row in range(count)
+        )
+
     if whole:
         connection.exec_driver_sql(
-            into + ", ".join([one] * per_statement),
-            [tuple(flat[i : i + step]) for i in range(0, whole * step, step)],
+            statement(per_statement),
+            [constants + tuple(flat[i : i + step]) for i in range(0, whole * step, step)],
         )
     if rows > whole * per_statement:
         connection.exec_driver_sql(
-            into + ", ".join([one] * (rows - whole * per_statement)), tuple(flat[whole * step :])
+            statement(rows - whole * per_statement), constants + tuple(flat[whole * step :])
         )
-    for sql in rebuilt:
-        connection.exec_driver_sql(sql)
-    if (
-        rebuilt
-        and connection.exec_driver_sql(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
-        ).first()
-    ):
-        connection.exec_driver_sql(f"ANALYZE {_quoted(table)}")
 
 
 def _drop_plain_indexes(connection: Connection, table: str, rows: int) -> list[str]:

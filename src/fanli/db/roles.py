@@ -15,7 +15,13 @@ from sqlalchemy import Engine, text
 from fanli.kit.errors import InputError
 
 # Once written, never changed: a correction is a new audit event or a reversing entry.
-APPEND_ONLY = ("audit_event", "audit_checkpoint", "journal_entry", "journal_line")
+APPEND_ONLY = (
+    "audit_event",
+    "audit_checkpoint",
+    "journal_entry",
+    "journal_line",
+    "rebate_period",
+)
 
 
 def grant_application_role(engine: Engine, role: str) -> None:

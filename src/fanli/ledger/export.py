@@ -14,9 +14,10 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Self
 
 from openpyxl import Workbook
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,7 @@ from fanli.ledger.models import (
     JournalEntry,
     JournalLine,
     PeriodStatus,
+    RebatePeriod,
 )
 from fanli.ledger.periods import PeriodError
 from fanli.sales.dimensions import master_after
@@ -59,8 +61,36 @@ class ChartOfAccounts(BaseModel):
 
     def code(self, account: str, kind: str) -> str:
         override = self.entry_kinds.get(EntryKind(kind), {})
-        chosen = override.get(Account(account)) or self.accounts.get(Account(account))
-        return chosen or account
+        return override.get(Account(account)) or self.accounts[Account(account)]
+
+    @model_validator(mode="after")
+    def _each_account_its_own_code(self) -> Self:
+        """Every account Fanli posts to has a code, and no two share one, for every kind of
+        entry. A chart that named only some accounts had exported the others under Fanli's
+        own names; one code for two accounts makes a posting debit and credit the same
+        account."""
+        missing = [account.value for account in Account if not self.accounts.get(account)]
+        if missing:
+            raise ValueError(
+                f"accounts: no code for {', '.join(missing)}: a chart maps every account "
+                f"Fanli posts to ({', '.join(account.value for account in Account)})"
+            )
+        for kind, override in [(None, {}), *self.entry_kinds.items()]:
+            where = "accounts" if kind is None else f"entry_kinds.{kind.value}"
+            empty = [account.value for account, code in override.items() if not code]
+            if empty:
+                raise ValueError(f"{where}: no code for {', '.join(empty)}")
+            sharing: dict[str, list[str]] = {}
+            for account in Account:
+                code = override.get(account) or self.accounts[account]
+                sharing.setdefault(code, []).append(account.value)
+            for code, accounts in sharing.items():
+                if len(accounts) > 1:
+                    raise ValueError(
+                        f"{where}: {' and '.join(accounts)} share the code {code}: a posting "
+                        "between them would debit and credit one account"
+                    )
+        return self
 
 
 def load_chart(path: Path) -> ChartOfAccounts:
@@ -70,7 +100,8 @@ def load_chart(path: Path) -> ChartOfAccounts:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise InputError(first["msg"], file=str(path), field=field) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InputError(message, file=str(path), field=field or None) from None
 
 
 _NONE = Decimal("0.0000")  # the empty side of a row, written with the amounts' four places
@@ -155,15 +186,16 @@ def export_gl(
         raise PeriodError.said("there is no accounting period {period}", period=Month(period_code))
     names = _customer_names(session, store, period)
     lines = session.execute(
-        select(JournalEntry, JournalLine)
+        select(JournalEntry, JournalLine, RebatePeriod)
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(RebatePeriod, RebatePeriod.of(JournalLine))
         .where(JournalEntry.accounting_period_id == period.id)
         .order_by(JournalEntry.id, JournalLine.id)
     ).all()
     rows: list[tuple[object, ...]] = []
     debit_total = credit_total = ZERO
     by_account: dict[str, tuple[Decimal, Decimal]] = {}
-    for entry, line in lines:
+    for entry, line, rebate_period in lines:
         # Each posting line is shown as its debit row and its credit row.
         for account, debit, credit in (
             (line.debit_account, line.amount, _NONE),
@@ -187,9 +219,9 @@ def export_gl(
                     chart.cost_centre or "",
                     line.beneficiary,
                     names.get(line.beneficiary, ""),
-                    line.agreement_code,
-                    line.period_start.isoformat(),
-                    (line.period_end - dt.timedelta(days=1)).isoformat(),
+                    rebate_period.agreement_code,
+                    rebate_period.period_start.isoformat(),
+                    (rebate_period.period_end - dt.timedelta(days=1)).isoformat(),
                     entry.memo,
                 )
             )

@@ -8,10 +8,15 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from fanli.ledger.models import Account, EntryKind, JournalEntry, JournalLine
+from fanli.ledger.models import Account, EntryKind, JournalEntry, JournalLine, RebatePeriod
 from fanli.ledger.periods import posting_period
+
+# version id, period index -> agreement code, period start, period end (exclusive)
+PeriodKey = tuple[int, int]
+PeriodOf = tuple[str, dt.date, dt.date]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,13 @@ def post_entry(
     )
     session.add(entry)
     session.flush()
+    record_periods(
+        session,
+        [
+            ((p.version_id, p.period_index), (p.agreement_code, p.period_start, p.period_end))
+            for p in lines
+        ],
+    )
     for p in lines:
         if p.amount < 0:
             raise ValueError("a posting amount is positive; swap the accounts instead")
@@ -68,13 +80,61 @@ def post_entry(
                 debit_account=p.debit,
                 credit_account=p.credit,
                 amount=p.amount,
-                agreement_code=p.agreement_code,
                 version_id=p.version_id,
                 beneficiary=p.beneficiary,
                 period_index=p.period_index,
-                period_start=p.period_start,
-                period_end=p.period_end,
             )
         )
     session.flush()
     return entry
+
+
+def record_periods(session: Session, periods: list[tuple[PeriodKey, PeriodOf]]) -> int:
+    """Store the rebate periods that lines are about to name and the journal does not hold
+    yet; the number stored. A period is written once: one the journal holds already must be
+    given as it was (a version's periods follow from its terms, which never change), so a
+    disagreement is a fault in Fanli, refused before any line is written."""
+    wanted: dict[PeriodKey, PeriodOf] = {}
+    for key, period in periods:
+        if wanted.setdefault(key, period) != period:
+            raise RuntimeError(
+                f"rebate period {key[1]} of agreement version {key[0]} given twice: "
+                f"{wanted[key]} and {period}"
+            )
+    if not wanted:
+        return 0
+    versions = sorted({version_id for version_id, _index in wanted})
+    held: dict[PeriodKey, PeriodOf] = {}
+    # A run's versions number some hundreds at most; chunks keep SQLite's parameters bounded.
+    for first in range(0, len(versions), 10_000):
+        for row in session.execute(
+            select(
+                RebatePeriod.version_id,
+                RebatePeriod.period_index,
+                RebatePeriod.agreement_code,
+                RebatePeriod.period_start,
+                RebatePeriod.period_end,
+            ).where(RebatePeriod.version_id.in_(versions[first : first + 10_000]))
+        ):
+            held[(row[0], row[1])] = (row[2], row[3], row[4])
+    new = []
+    for key, period in sorted(wanted.items()):
+        stored = held.get(key)
+        if stored is None:
+            new.append(
+                {
+                    "version_id": key[0],
+                    "period_index": key[1],
+                    "agreement_code": period[0],
+                    "period_start": period[1],
+                    "period_end": period[2],
+                }
+            )
+        elif stored != period:
+            raise RuntimeError(
+                f"rebate period {key[1]} of agreement version {key[0]} is held as {stored}, "
+                f"not {period}"
+            )
+    if new:
+        session.execute(insert(RebatePeriod), new)
+    return len(new)

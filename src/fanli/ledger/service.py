@@ -69,8 +69,10 @@ from fanli.ledger.models import (
     EntryKind,
     JournalEntry,
     JournalLine,
+    RebatePeriod,
 )
 from fanli.ledger.periods import posting_period
+from fanli.ledger.postings import record_periods
 from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.store import FactStore
 from fanli.users.actor import Actor, Role, require
@@ -283,15 +285,13 @@ def _posted_balances(
     for chunk in _chunks(list(customers)) if customers is not None else [None]:
         if not version_ids:
             break
-        query = (
+        grouped = (
             select(
                 JournalLine.version_id,
                 JournalLine.beneficiary,
                 JournalLine.period_index,
-                func.min(JournalLine.period_start),
-                func.min(JournalLine.period_end),
-                liability_balance(),
-                liability_balance(JournalEntry.kind == EntryKind.ADJUSTMENT),
+                liability_balance().label("balance"),
+                liability_balance(JournalEntry.kind == EntryKind.ADJUSTMENT).label("adjusted"),
             )
             # What accrual runs posted: settlements (a later issue) also move the liability,
             # but a run's delta is measured against accruals only.
@@ -300,7 +300,18 @@ def _posted_balances(
             .group_by(JournalLine.version_id, JournalLine.beneficiary, JournalLine.period_index)
         )
         if chunk is not None:
-            query = query.where(JournalLine.beneficiary.in_(chunk))
+            grouped = grouped.where(JournalLine.beneficiary.in_(chunk))
+        keys = grouped.subquery()
+        # The period's dates once per key, after the lines are summed, not once per line.
+        query = select(
+            keys.c.version_id,
+            keys.c.beneficiary,
+            keys.c.period_index,
+            RebatePeriod.period_start,
+            RebatePeriod.period_end,
+            keys.c.balance,
+            keys.c.adjusted,
+        ).join(RebatePeriod, RebatePeriod.of(keys.c))
         # Core, not the ORM: tens of thousands of rows come back on a large run.
         rows.extend(session.connection().execute(query).all())
     return pa.table(
@@ -407,8 +418,14 @@ def _deltas(
             ),
         )
         connection.register("results", results)
-        connection.execute(f"CREATE TEMP TABLE rated AS {_RATED}")
-        rated = connection.sql("SELECT * FROM rated").to_arrow_table()
+        # Read back once and scanned from Arrow: a temporary table would copy it a second time.
+        rated = connection.sql(_RATED).to_arrow_table()
+        connection.register("rated", rated)
+        # The keys: those the results hold, and those posted before. With late changes, also
+        # those only the results as closed hold: a late void can take a key's every line
+        # away (a guarantee then pays it nothing), and the adjustment that says so belongs to
+        # a key neither the results nor the journal hold.
+        keyed = "rated"
         if as_closed is None:
             as_closed_liability = "k.target"
         else:
@@ -433,6 +450,14 @@ def _deltas(
                                  AND q.beneficiary = k.beneficiary
                                  AND q.period_index = k.period_index), 0)
                 ELSE k.target END"""
+            keyed = """(SELECT version_id, beneficiary, period_index, period_start, period_end,
+                           liability FROM rated
+                    UNION ALL
+                    SELECT q.version_id, q.beneficiary, q.period_index, q.period_start,
+                           q.period_end, NULL FROM rated_as_closed q
+                    WHERE NOT EXISTS (SELECT 1 FROM rated r WHERE r.version_id = q.version_id
+                                        AND r.beneficiary = q.beneficiary
+                                        AND r.period_index = q.period_index))"""
         deltas = connection.sql(
             f"""WITH keys AS (
               SELECT coalesce(r.version_id, p.version_id) AS version_id,
@@ -443,7 +468,7 @@ def _deltas(
                      coalesce(r.liability, 0) AS target,
                      coalesce(p.balance, 0) AS balance,
                      coalesce(p.adjusted, 0) AS adjusted
-              FROM rated r FULL OUTER JOIN posted p
+              FROM {keyed} r FULL OUTER JOIN posted p
                 ON r.version_id = p.version_id AND r.beneficiary = p.beneficiary
                AND r.period_index = p.period_index
             ), split AS (
@@ -864,11 +889,22 @@ def _post(
     version_ids = pa.array(versions, pa.int64())
     code_values = pa.array(codes, pa.string())
     zero = pa.scalar(Decimal(0), _AMOUNT)
-    contra = pa.scalar(Account.CONTRA_REVENUE.value)
-    liability = pa.scalar(Account.LIABILITY.value)
     entry_ids = []
     lines = 0
     _refuse_beyond_the_ledger(deltas, code_values, version_ids)
+    code_of = dict(zip(versions, codes, strict=True))
+    record_periods(
+        session,
+        [
+            (
+                (row["version_id"], row["period_index"]),
+                (code_of[row["version_id"]], row["period_start"], row["period_end"]),
+            )
+            for row in deltas.group_by(["version_id", "period_index", "period_start", "period_end"])
+            .aggregate([])
+            .to_pylist()
+        ],
+    )
     for kind in (EntryKind.ACCRUAL, EntryKind.ADJUSTMENT):
         part = pc.cast(deltas.column(kind.value), _AMOUNT)
         chosen = deltas.filter(pc.not_equal(part, zero))
@@ -890,28 +926,42 @@ def _post(
         session.flush()
         entry_ids.append(entry.id)
         delta = pc.cast(chosen.column(kind.value), _AMOUNT)
-        # An increase debits contra-revenue and credits the liability; a decrease reverses it.
-        increase = pc.greater(delta, zero)
         postings = pa.table(
             {
-                "entry_id": pa.array([entry.id] * chosen.num_rows, pa.int64()),
-                "debit_account": pc.if_else(increase, contra, liability),
-                "credit_account": pc.if_else(increase, liability, contra),
+                "entry_id": pa.repeat(pa.scalar(entry.id, pa.int64()), chosen.num_rows),
                 "amount": pc.abs(delta),
-                "agreement_code": pc.take(
-                    code_values, pc.index_in(chosen.column("version_id"), value_set=version_ids)
-                ),
                 "version_id": chosen.column("version_id"),
                 "beneficiary": chosen.column("beneficiary"),
                 "period_index": chosen.column("period_index"),
-                "period_start": chosen.column("period_start"),
-                "period_end": chosen.column("period_end"),
             }
         )
-        lines += insert_arrow(session, JournalLine, postings)
+        # An increase debits contra-revenue and credits the liability; a decrease reverses it.
+        # The increases go in first, then the decreases: each part's accounts are the same on
+        # every line, which the bulk insert binds once per statement.
+        increase = pc.greater(delta, zero)
+        lines += insert_arrow(
+            session,
+            JournalLine,
+            *(
+                _with_accounts(postings.filter(rows), debit=debit, credit=credit)
+                for rows, debit, credit in (
+                    (increase, Account.CONTRA_REVENUE, Account.LIABILITY),
+                    (pc.invert(increase), Account.LIABILITY, Account.CONTRA_REVENUE),
+                )
+            ),
+        )
     net = pc.sum(pc.cast(deltas.column("delta"), _AMOUNT)).as_py() or ZERO
     adjusted = pc.sum(pc.cast(deltas.column("adjustment"), _AMOUNT)).as_py() or ZERO
     return tuple(entry_ids), lines, Decimal(net), Decimal(adjusted)
+
+
+def _with_accounts(postings: pa.Table, *, debit: Account, credit: Account) -> pa.Table:
+    """``postings`` debiting ``debit`` and crediting ``credit``, the columns in the journal's
+    order."""
+    rows = postings.num_rows
+    return postings.add_column(1, "debit_account", pa.repeat(debit.value, rows)).add_column(
+        2, "credit_account", pa.repeat(credit.value, rows)
+    )
 
 
 # The largest liability the ledger holds for one key: 14 digits before the point, as a sales

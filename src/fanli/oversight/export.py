@@ -40,7 +40,7 @@ from fanli.audit.models import AuditEvent
 from fanli.audit.service import record
 from fanli.audit.trail import event_hashes, plain_events
 from fanli.kit.errors import InputError, Month, NotFoundError, said
-from fanli.ledger.models import AccountingPeriod, JournalEntry, JournalLine
+from fanli.ledger.models import AccountingPeriod, JournalEntry, JournalLine, RebatePeriod
 from fanli.oversight.checkpoints import sign_trail, stored_checkpoints
 from fanli.settlements.models import Payout, Settlement
 from fanli.users.actor import Actor, Role, require
@@ -105,8 +105,9 @@ def export_bundle(
     )
     settlements = session.scalars(select(Settlement).where(in_bundle).order_by(Settlement.id)).all()
     lines = session.execute(
-        select(JournalEntry, JournalLine)
+        select(JournalEntry, JournalLine, RebatePeriod.agreement_code)
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(RebatePeriod, RebatePeriod.of(JournalLine))
         .where(JournalEntry.accounting_period_id == period.id)
         .order_by(JournalEntry.id, JournalLine.id)
     ).all()
@@ -149,8 +150,8 @@ def export_bundle(
          "credit_account", "amount", "agreement_code", "version_id"],
         [
             [e.id, e.kind, e.entry_date, e.memo, line.id, line.debit_account,
-             line.credit_account, line.amount, line.agreement_code, line.version_id]
-            for e, line in lines
+             line.credit_account, line.amount, agreement_code, line.version_id]
+            for e, line, agreement_code in lines
         ],
     )  # fmt: skip
     _write_csv(

@@ -34,7 +34,13 @@ from fanli.customers.service import (
 from fanli.interfaces.uploads import as_sent, upload_name
 from fanli.kit.errors import InputError, NotFoundError
 from fanli.ledger.export import export_gl
-from fanli.ledger.models import AccountingPeriod, AccrualRun, JournalEntry, JournalLine
+from fanli.ledger.models import (
+    AccountingPeriod,
+    AccrualRun,
+    JournalEntry,
+    JournalLine,
+    RebatePeriod,
+)
 from fanli.ledger.periods import close_period
 from fanli.ledger.queries import accounting_periods, statement_rows
 from fanli.ledger.service import accrue
@@ -413,8 +419,9 @@ def journal(
 ) -> Page[JournalLineOut]:
     period = _period(session, code)
     query = (
-        select(JournalEntry, JournalLine)
+        select(JournalEntry, JournalLine, RebatePeriod)
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
+        .join(RebatePeriod, RebatePeriod.of(JournalLine))
         .where(JournalEntry.accounting_period_id == period.id)
     )
     page, total = window(session, query, JournalLine.id, offset, limit)
@@ -427,12 +434,12 @@ def journal(
             debit_account=line.debit_account,
             credit_account=line.credit_account,
             amount=line.amount,
-            agreement_code=line.agreement_code,
+            agreement_code=rebate_period.agreement_code,
             beneficiary=line.beneficiary,
-            period_start=line.period_start,
-            period_end=line.period_end,
+            period_start=rebate_period.period_start,
+            period_end=rebate_period.period_end,
         )
-        for entry, line in rows
+        for entry, line, rebate_period in rows
     ]
     return Page[JournalLineOut](items=items, total=total, offset=offset, limit=limit)
 
