@@ -56,3 +56,41 @@ def test_no_amount_is_beyond_what_the_store_holds(terms: dict[str, Any], path: s
     assert _refusal(id="A", **terms).endswith(" is larger than an amount can be")
     just_below = {"minimum": "99999999999999.99"}
     assert Agreement.model_validate({**BASE, "id": "A", **just_below}).minimum is not None
+
+
+@pytest.mark.parametrize(
+    ("term", "refusal"),
+    [
+        (
+            {"start": "2026-01-01", "end": "9999-12-31"},
+            "term.end: 9999-12-31 is outside the days Fanli keeps (1900-01-01 to 9998-12-31)",
+        ),
+        (
+            {"start": "0001-01-01", "end": "2027-01-01"},
+            "term.start: 0001-01-01 is outside the days Fanli keeps (1900-01-01 to 9998-12-31)",
+        ),
+    ],
+)
+def test_a_term_stays_within_the_days_fanli_keeps(term: dict[str, str], refusal: str) -> None:
+    # a run reads each period's year before and month after: beyond these, every run failed
+    assert _refusal(id="A", term=term) == refusal
+    last = {"start": "9000-01-01", "end": "9998-12-31"}
+    kept = Agreement.model_validate({**BASE, "id": "A", "term": last, "periods": {"kind": "year"}})
+    assert len(kept.calculation_periods()) == 999
+
+
+def test_a_term_has_at_most_4095_periods() -> None:
+    # 4,095 months from January 2026 end on 1 April 2367; one month more is refused
+    most = {"start": "2026-01-01", "end": "2367-04-01"}
+    agreement = Agreement.model_validate(
+        {**BASE, "id": "A", "term": most, "periods": {"kind": "month"}}
+    )
+    assert len(agreement.calculation_periods()) == 4095
+    assert (
+        _refusal(
+            id="A",
+            term={"start": "2026-01-01", "end": "2367-05-01"},
+            periods={"kind": "month"},
+        )
+        == "periods: the term has 4096 periods; at most 4095 are supported"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sqlite3
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from openpyxl import load_workbook
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from fanli.interfaces.cli.common import EXIT_REFUSED, ExitError, errors
+from fanli.config import company_zone
+from fanli.interfaces.cli.common import EXIT_REFUSED, ExitError, errors, local_time
 from fanli.interfaces.cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -177,3 +179,20 @@ def test_a_database_kept_busy_is_one_line_not_a_traceback(capsys) -> None:  # ty
     other = OperationalError("SELECT ...", {}, sqlite3.OperationalError("no such table: x"))
     with pytest.raises(OperationalError), errors():
         raise other  # not a queue: a fault, left to the log
+
+
+def test_times_are_shown_on_the_companys_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch and period lists had shown UTC: 23:48 on the 28th while the business day, and a
+    payout made then, were already the 29th in Shanghai."""
+    late = datetime(2026, 11, 28, 23, 48, tzinfo=UTC)
+    for zone, shown in (
+        ("Asia/Shanghai", "2026-11-29 07:48"),
+        ("Europe/Berlin", "2026-11-29 00:48"),
+    ):
+        monkeypatch.setenv("FANLI_TIMEZONE", zone)
+        company_zone.cache_clear()  # read once per process
+        try:
+            assert local_time(late) == shown
+            assert local_time(late, "%Y-%m-%d") == "2026-11-29"
+        finally:
+            company_zone.cache_clear()

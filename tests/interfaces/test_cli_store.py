@@ -303,3 +303,37 @@ def test_a_database_url_that_cannot_be_used_is_said_in_one_line(  # type: ignore
             assert (code, " ".join(err.split())[: len(said) + 7]) == (exit_code, "error: " + said)
             assert "Traceback" not in err
             assert "secret" not in err
+
+
+def test_a_draft_that_submission_refused_is_edited_or_discarded(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    """A draft without a contract could not be submitted, nor replaced by `agreement add`:
+    from the command line it was stuck for good."""
+    cli("db", "upgrade")
+    people(cli)
+    bare = (
+        "id: A1\nterm: {start: 2026-01-01, end: 2027-01-01}\n"
+        "rebate: {tiers: [{from: 0, rate: 2}]}\n"
+    )
+    without = _write(tmp_path / "a.yaml", bare)
+    signed = _write(
+        tmp_path / "b.yaml",
+        bare + f"contract: {{reference: HT-1, document_sha256: '{'0' * 64}'}}\n",
+    )
+    assert "A1 v1 (draft" in cli("agreement", "add", str(without), "--as", "sam")[1]
+    code, _, err = cli("agreement", "submit", "A1", "--as", "sam")
+    assert code != 0
+    assert "the terms carry no contract" in err
+    code, out, _ = cli("agreement", "edit", str(signed), "--as", "sam")
+    assert (code, out.split(" (")[0]) == (0, "A1 v1")
+    assert "needs approver x1" in cli("agreement", "submit", "A1", "--as", "sam")[1]
+    # submitted: back to draft, then given up; a new version can then be added
+    assert (
+        "returned to draft" in cli("agreement", "reject", "A1", "--reason", "r", "--as", "abe")[1]
+    )
+    code, out, _ = cli("agreement", "discard", "A1", "--reason", "wrong rate", "--as", "sam")
+    assert (code, out.strip()) == (0, "A1 v1: discarded")
+    code, _, err = cli("agreement", "discard", "A1", "--reason", "again", "--as", "sam")
+    assert (code, err.strip()) == (1, "error: agreement A1 has no draft or submitted version")
+    assert "A1 v2 (draft" in cli("agreement", "add", str(signed), "--as", "sam")[1]

@@ -715,3 +715,56 @@ def test_a_workbook_of_charts_only_is_refused_in_words(tmp_path: Path) -> None:
     path = tmp_path / "charts.xlsx"
     workbook.save(path)
     assert str(error_of(path)) == f"file {path}: the workbook has no worksheet, only charts"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # 红字 lines printed with positive amounts had counted as sales
+        (
+            "HZ9,1,红字发票,C1,P1,2026-08-05,10,1000.00",
+            "file {f}, row 2, field '不含税金额': the amount '1000.00' of a credit_note has the "
+            "wrong sign: a credit_note has its quantity and amount negative (or zero)",
+        ),
+        (
+            "HZ9,1,credit_note,C1,P1,2026-08-05,0,5.00",
+            "file {f}, row 2, field '不含税金额': the amount '5.00' of a credit_note has the "
+            "wrong sign: a credit_note has its quantity and amount negative (or zero)",
+        ),
+        (
+            "JX9,1,debit_note,C1,P1,2026-08-05,-1,-5.00",
+            "file {f}, row 2, field '不含税金额': the amount '-5.00' of a debit_note has the "
+            "wrong sign: a debit_note has its quantity and amount positive (or zero)",
+        ),
+        # opposite signs are said once, as such
+        (
+            "HZ9,1,红字发票,C1,P1,2026-08-05,-10,1000.00",
+            "file {f}, row 2, field '不含税金额': the amount '1000.00' and the quantity have "
+            "opposite signs: a sale has both positive, a return both negative",
+        ),
+    ],
+)
+def test_a_credit_note_takes_back_and_a_debit_note_adds(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    header = "单据编号,行号,单据类型,客户编码,物料编码,开票日期,数量,不含税金额\n"
+    path = write(tmp_path, "s.csv", header + line + "\n")
+    assert str(error_of(path)) == message.format(f=path)
+
+
+def test_credit_and_debit_notes_of_the_right_sign_are_read(tmp_path: Path) -> None:
+    header = "单据编号,行号,单据类型,客户编码,物料编码,开票日期,数量,不含税金额\n"
+    path = write(
+        tmp_path,
+        "s.csv",
+        header
+        + "HZ9,1,红字发票,C1,P1,2026-08-05,-10,-1000.00\n"
+        + "HZ9,2,红字发票,C1,P1,2026-08-05,0,-5.00\n"
+        + "JX9,1,debit_note,C1,P1,2026-08-05,0,5.00\n",
+    )
+    rows = read_sales(path).to_pylist()
+    assert [(r["document_type"], r["quantity"], r["net_amount"]) for r in rows] == [
+        ("credit_note", Decimal("-10"), Decimal("-1000.00")),
+        ("credit_note", Decimal("0"), Decimal("-5.00")),
+        ("debit_note", Decimal("0"), Decimal("5.00")),
+    ]

@@ -404,6 +404,45 @@ def test_rebate_balance_is_credited_used_once_and_expires(store: Store, tmp_path
     assert world.account(Account.CONTRA_REVENUE) == D("160.00")  # 200 + 10 accrued, 50 back
 
 
+def test_a_use_spends_whole_fen(store: Store, tmp_path: Path) -> None:
+    """A use of 0.001 yuan had been taken: the balance and the journal then held fractions of
+    a fen for good. The credit's currency (its settlement's) sets the places, also for what a
+    use left over."""
+    world = _world(store, tmp_path, _form("rebate_balance"))
+    settlement_id = world.propose()
+    world.approve(settlement_id, "amy")
+    world.pay(settlement_id)
+
+    def use(amount: str, key: str) -> Any:
+        with store.work() as session:
+            return balances.request_use(
+                session,
+                "C1",
+                amount=D(amount),
+                order_reference="SO-1",
+                idempotency_key=key,
+                actor=world["fay"],
+                now=NOW,
+            )
+
+    with pytest.raises(
+        balances.BalanceError,
+        match=r"an amount in CNY has at most 2 decimal places, not 0\.001",
+    ):
+        use("0.001", "u0")
+    with store.work() as session:
+        found = balances.balance(session, "C1", NOW.date())
+        assert (found.available, found.locked) == (D("200.00"), D("0"))  # nothing locked
+    first = use("150.00", "u1")
+    with store.work() as session:
+        balances.decide_use(
+            session, first.id, approve=True, idempotency_key="d1", actor=world["fred"], now=NOW
+        )
+    with pytest.raises(balances.BalanceError, match="not 10\\.005"):
+        use("10.005", "u2")  # the 50.00 left over is in CNY too
+    assert use("10.50", "u3").amount == D("10.50")
+
+
 def test_a_payee_must_be_a_legal_entity(store: Store, tmp_path: Path) -> None:
     world = _world(store, tmp_path)
     world.sales(("L9", "C3", "P1", "2026-02-12", "1", "100.00"))

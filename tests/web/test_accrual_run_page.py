@@ -146,7 +146,10 @@ def test_a_run_shows_its_entries_and_the_late_sales_it_adjusted_for(
             ["计提", "2026年4月", "2026年4月30日", "1", "¥50.00"],
             ["已结账期间的调整", "2026年4月", "2026年4月30日", "1", "¥30.00"],
         ]
-        assert f"批次 {late}，涉及 1 个客户，日期在已结账期间内" in page
+        assert f"涉及 1 个客户，日期在已结账期间内（批次：{late}）" in page
+        client.get("/lang/en")
+        page = client.get(f"/accruals/{run_id}").text
+        assert f"for 1 customer, dated in closed periods (batches: {late})" in page
 
 
 def test_a_page_that_fails_unforeseen_says_so_as_a_page(

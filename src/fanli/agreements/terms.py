@@ -25,7 +25,7 @@ from fanli.kit.money import (
     decimal_places,
     minor_unit,
 )
-from fanli.kit.periods import Period, PeriodKind, calendar_periods
+from fanli.kit.periods import FIRST_DAY, LAST_DAY, Period, PeriodKind, calendar_periods
 
 # Precision the engine represents exactly (it works in integers): see docs/calculation.md.
 MEASURE_PLACES = 4  # thresholds and band bounds in the measure's unit (yuan or units)
@@ -379,6 +379,8 @@ def _check_places(path: str, value: Decimal, places: int) -> None:
 # exports: letters (Chinese too), digits, '-', '_' and '.', starting with a letter or digit.
 _CODE = re.compile(r"[^\W_][\w.\-]*")
 NAME_LENGTH = 200
+# The most periods a term may have: the engine numbers them in 12 bits (engine.columnar).
+MOST_PERIODS = 4095
 
 
 def _check_identity(agreement: Agreement) -> None:
@@ -415,6 +417,19 @@ def _check_term_and_periods(agreement: Agreement) -> None:
     assert term.end is not None
     if term.end <= term.start:
         _fail("term", said("end {end} must be after start {start}", end=term.end, start=term.start))
+    for name, day in (("start", term.start), ("end", term.end)):
+        # A run reads a period's year before and the month after: beyond these days the
+        # calendar itself ends, and every run would fail on the one agreement.
+        if not FIRST_DAY <= day <= LAST_DAY:
+            _fail(
+                f"term.{name}",
+                said(
+                    "{day} is outside the days Fanli keeps ({first} to {last})",
+                    day=day,
+                    first=FIRST_DAY,
+                    last=LAST_DAY,
+                ),
+            )
     if agreement.effective_from and not term.start <= agreement.effective_from < term.end:
         _fail("effective_from", said("{day} is outside the term", day=agreement.effective_from))
     dates = agreement.eligibility.dates
@@ -458,6 +473,23 @@ def _check_term_and_periods(agreement: Agreement) -> None:
         _fail(
             "periods.custom",
             said("only allowed with kind 'custom', not {kind}", kind=repr(periods.kind.value)),
+        )
+    # The engine numbers a term's periods in 12 bits. A calendar kind can only exceed that
+    # over centuries; counting is cheap enough to do only then.
+    if periods.kind is PeriodKind.CUSTOM:
+        count = len(periods.custom or [])
+    elif (term.end - term.start).days > MOST_PERIODS * 28:
+        count = len(calendar_periods(agreement.term_period, periods.kind))
+    else:
+        count = 0
+    if count > MOST_PERIODS:
+        _fail(
+            "periods",
+            said(
+                "the term has {count} periods; at most {most} are supported",
+                count=count,
+                most=MOST_PERIODS,
+            ),
         )
 
 

@@ -33,7 +33,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fanli.agreements.terms import Agreement, CustomerSelector, LineSet, ProductSelector
+from fanli.agreements.terms import (
+    MOST_PERIODS,
+    Agreement,
+    CustomerSelector,
+    LineSet,
+    ProductSelector,
+)
 from fanli.engine.compile import (
     GROWTH_SCALE,
     CompiledAgreement,
@@ -689,7 +695,7 @@ def _load_small_tables(
 # The pass over the facts
 
 
-_PERIOD_BITS = 12  # periods per term
+_PERIOD_BITS = MOST_PERIODS.bit_length()  # periods per term: 12 bits
 _CUSTOMER_BITS = 28  # customers
 _SET_SHIFT = _PERIOD_BITS + _CUSTOMER_BITS  # line sets (or agreements): 23 bits left
 # A result's key packs (agreement, beneficiary); OR-ing the period index makes a row key that

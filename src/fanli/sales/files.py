@@ -1247,6 +1247,27 @@ def _sales_checked(
         ),
         text_of("net_amount"),  # as the file wrote it
     )
+    # A credit note takes back and a debit note adds: a credit note written with positive
+    # amounts (as some ERPs print 红字 lines) had counted as a sale.
+    for kind, wrong, direction in (
+        (Code("credit_note"), pc.greater, Code("negative")),
+        (Code("debit_note"), pc.less, Code("positive")),
+    ):
+        checker.flag(
+            pc.and_(
+                pc.and_(pc.equal(output["document_type"], kind), pc.invert(opposite)),
+                pc.or_(wrong(quantity, zero), wrong(amount, zero)),
+            ),
+            "net_amount",
+            lambda value, kind=kind, direction=direction: said(
+                "the amount {amount} of a {kind} has the wrong sign: a {kind} has its quantity "
+                "and amount {direction} (or zero)",
+                amount=repr(value),
+                kind=kind,
+                direction=direction,
+            ),
+            text_of("net_amount"),
+        )
     if "gross_amount" not in output:
         output["gross_amount"] = output["net_amount"]
     else:

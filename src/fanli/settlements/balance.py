@@ -18,11 +18,18 @@ from sqlalchemy.orm import Session
 from fanli.audit.service import record
 from fanli.customers.queries import customer_by_code
 from fanli.kit.errors import FanliError, said
-from fanli.kit.money import MAX_AMOUNT
+from fanli.kit.money import MAX_AMOUNT, decimal_places, minor_unit
 from fanli.ledger.models import Account, EntryKind
 from fanli.ledger.postings import Posting, post_entry
 from fanli.settlements.idempotency import claim, remember
-from fanli.settlements.models import BalanceCredit, BalanceUse, CreditStatus, UseStatus
+from fanli.settlements.models import (
+    BalanceCredit,
+    BalanceUse,
+    CreditStatus,
+    Payout,
+    Settlement,
+    UseStatus,
+)
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 
 
@@ -42,6 +49,23 @@ def _posting(credit: BalanceCredit, amount: Decimal, *, debit: Account, to: Acco
         period_start=credit.period_start,
         period_end=credit.period_end,
     )
+
+
+def _currency_of(session: Session, credit: BalanceCredit) -> str:
+    """The currency of the settlement whose payout made the credit (or the credit it is
+    what was left of)."""
+    while credit.payout_id is None:
+        assert credit.parent_id is not None  # a credit is a payout's or a remainder
+        parent = session.get(BalanceCredit, credit.parent_id)
+        assert parent is not None
+        credit = parent
+    currency = session.scalar(
+        select(Settlement.currency)
+        .join(Payout, Payout.settlement_id == Settlement.id)
+        .where(Payout.id == credit.payout_id)
+    )
+    assert currency is not None
+    return currency
 
 
 def request_use(
@@ -95,6 +119,15 @@ def request_use(
             "{customer} has no available rebate balance credit of at least {amount} "
             "(`fanli balance {customer}` lists the credits)",
             customer=customer_code,
+            amount=amount,
+        )
+    currency = _currency_of(session, credit)
+    if decimal_places(amount) > minor_unit(currency):
+        # A fraction of a fen would stay on the balance, and in the journal, for good.
+        raise BalanceError.said(
+            "an amount in {currency} has at most {places} decimal places, not {amount}",
+            currency=currency,
+            places=minor_unit(currency),
             amount=amount,
         )
     credit.status = CreditStatus.LOCKED

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from fanli.config import company_now
 from fanli.customers.service import assign
-from fanli.interfaces.cli.common import run, stdout
+from fanli.interfaces.cli.common import local_time, run, stdout
 from fanli.interfaces.cli.money import AsOption, customer_app, user_app
 from fanli.interfaces.cli.store import in_store
 from fanli.sales.store import FactStore
@@ -71,7 +71,8 @@ def user_token(
             actor=load_actor(session, actor),
             now=company_now(),
         )
-        return f"token {row.id} ({', '.join(row.roles)}, until {row.expires_at:%Y-%m-%d}):\n{token}"
+        until = local_time(row.expires_at, "%Y-%m-%d")
+        return f"token {row.id} ({', '.join(row.roles)}, until {until}):\n{token}"
 
     stdout().print(Text(in_store(step)))
 

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
+from fanli.config import company_zone
 from fanli.kit.errors import FanliError, InputError
 from fanli.kit.periods import LAST_DAY, kept_day
 from fanli.kit.progress import ProgressHook
@@ -36,6 +37,12 @@ T = TypeVar("T")
 class ExitError(Exception):
     def __init__(self, code: int) -> None:
         self.code = code
+
+
+def local_time(moment: dt.datetime, form: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored moment (UTC) as the company's clock shows it: the business day is the
+    company's (``FANLI_TIMEZONE``), so its times are too."""
+    return moment.astimezone(company_zone()).strftime(form)
 
 
 def stdout() -> Console:

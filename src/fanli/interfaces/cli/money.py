@@ -24,7 +24,14 @@ from fanli.compliance.service import load_policy, publish
 from fanli.config import company_now
 from fanli.customers.models import DueDiligenceKind
 from fanli.customers.service import add_due_diligence, register_account, verify_account
-from fanli.interfaces.cli.common import MAX_ID, RecordId, parse_date, run, stdout
+from fanli.interfaces.cli.common import (
+    MAX_ID,
+    RecordId,
+    local_time,
+    parse_date,
+    run,
+    stdout,
+)
 from fanli.interfaces.cli.store import agreement_app, in_store
 from fanli.kit.errors import InputError
 from fanli.kit.money import RoundingMode, quantize_money
@@ -392,7 +399,7 @@ def settlement_status(settlement_id: RecordId) -> None:
         lines += [
             f"  approved by {a.approver}"
             + (f" for {a.principal}" if a.principal != a.approver else "")
-            + f" as {a.role} at {a.approved_at:%Y-%m-%d %H:%M}"
+            + f" as {a.role} at {local_time(a.approved_at)}"
             for a in status.approvals
         ]
         if status.missing:

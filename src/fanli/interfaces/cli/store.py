@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fanli.agreements.files import load_agreements
 from fanli.agreements.queries import versions
-from fanli.agreements.service import add_versions
+from fanli.agreements.service import add_versions, discard_draft, draft_of, edit_draft
 from fanli.config import Settings, company_now
 from fanli.db.migrate import upgrade
 from fanli.db.session import make_engine, reachable, session_factory, unit_of_work
@@ -35,6 +35,7 @@ from fanli.interfaces.cli.common import (
     MappingOption,
     RecordId,
     check_output,
+    local_time,
     parse_date,
     progress,
     run,
@@ -257,7 +258,7 @@ def batch_list() -> None:
                 f"{batch.rows:,}",
                 dates,
                 batch.status,
-                f"{batch.imported_at:%Y-%m-%d %H:%M} {batch.imported_by}",
+                f"{local_time(batch.imported_at)} {batch.imported_by}",
             )
         return table
 
@@ -300,6 +301,52 @@ def agreement_add(path: Path, actor: ActorOption) -> None:
 
     for line in in_store(step):
         stdout().print(Text(line))
+
+
+@agreement_app.command("edit")
+def agreement_edit(path: Path, actor: ActorOption) -> None:
+    """Replace the draft of each agreement in a terms file with the file's terms (a draft
+    that submission refused, say). A submitted version goes back to draft first
+    (`fanli agreement reject`)."""
+    agreements = run(lambda: load_agreements(path))
+
+    def step(session: Session, _facts: FactStore) -> list[str]:
+        who = load_actor(session, actor)
+        lines = []
+        for terms in agreements:
+            version = edit_draft(
+                session, draft_of(session, terms.id).id, terms, actor=who, now=company_now()
+            )
+            lines.append(
+                f"{terms.id} v{version.version} ({version.status}, from "
+                f"{version.effective_from}, terms {version.terms_hash})"
+            )
+        return lines
+
+    for line in in_store(step):
+        stdout().print(Text(line))
+
+
+@agreement_app.command("discard")
+def agreement_discard(
+    code: str,
+    reason: Annotated[str, typer.Option(help="Why the draft is given up.")],
+    actor: ActorOption,
+) -> None:
+    """Give up an agreement's draft (a submitted one is withdrawn first). It is kept, marked
+    discarded; a new version can then be added."""
+
+    def step(session: Session, _facts: FactStore) -> str:
+        version = discard_draft(
+            session,
+            draft_of(session, code).id,
+            reason=reason,
+            actor=load_actor(session, actor),
+            now=company_now(),
+        )
+        return f"{code} v{version.version}: {version.status}"
+
+    stdout().print(Text(in_store(step)))
 
 
 @agreement_app.command("list")
@@ -378,7 +425,7 @@ def period_list() -> None:
         table = Table("period", "status", "closed")
         for period in accounting_periods(session):
             closed = (
-                f"{period.closed_at:%Y-%m-%d %H:%M} {period.closed_by}" if period.closed_at else ""
+                f"{local_time(period.closed_at)} {period.closed_by}" if period.closed_at else ""
             )
             table.add_row(period.code, period.status, closed)
         return table
