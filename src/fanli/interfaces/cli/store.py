@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fanli.agreements.files import load_agreements
+from fanli.agreements.models import AgreementVersion
 from fanli.agreements.queries import versions
 from fanli.agreements.service import add_versions, discard_draft, draft_of, edit_draft
 from fanli.config import Settings, company_now
@@ -283,6 +284,13 @@ def batch_void(
 # ---- agreement --------------------------------------------------------------------------------
 
 
+def _version_line(code: str, version: AgreementVersion) -> str:
+    return (
+        f"{code} v{version.version} ({version.status}, from {version.effective_from}, "
+        f"terms {version.terms_hash})"
+    )
+
+
 @agreement_app.command("add")
 def agreement_add(path: Path, actor: ActorOption) -> None:
     """Add a new version of each agreement in a terms file (YAML or JSON), as a draft.
@@ -294,8 +302,7 @@ def agreement_add(path: Path, actor: ActorOption) -> None:
             session, agreements, actor=load_actor(session, actor), now=company_now()
         )
         return [
-            f"{terms.id} v{version.version} ({version.status}, from {version.effective_from}, "
-            f"terms {version.terms_hash})"
+            _version_line(terms.id, version)
             for terms, version in zip(agreements, added, strict=True)
         ]
 
@@ -312,16 +319,15 @@ def agreement_edit(path: Path, actor: ActorOption) -> None:
 
     def step(session: Session, _facts: FactStore) -> list[str]:
         who = load_actor(session, actor)
-        lines = []
-        for terms in agreements:
-            version = edit_draft(
-                session, draft_of(session, terms.id).id, terms, actor=who, now=company_now()
+        return [
+            _version_line(
+                terms.id,
+                edit_draft(
+                    session, draft_of(session, terms.id).id, terms, actor=who, now=company_now()
+                ),
             )
-            lines.append(
-                f"{terms.id} v{version.version} ({version.status}, from "
-                f"{version.effective_from}, terms {version.terms_hash})"
-            )
-        return lines
+            for terms in agreements
+        ]
 
     for line in in_store(step):
         stdout().print(Text(line))
