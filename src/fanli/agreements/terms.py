@@ -417,15 +417,15 @@ def _check_term_and_periods(agreement: Agreement) -> None:
     assert term.end is not None
     if term.end <= term.start:
         _fail("term", said("end {end} must be after start {start}", end=term.end, start=term.start))
-    for name, day in (("start", term.start), ("end", term.end)):
+    for name, bound in (("start", term.start), ("end", term.end)):
         # A run reads a period's year before and the month after: beyond these days the
         # calendar itself ends, and every run would fail on the one agreement.
-        if not FIRST_DAY <= day <= LAST_DAY:
+        if not FIRST_DAY <= bound <= LAST_DAY:
             _fail(
                 f"term.{name}",
                 said(
                     "{day} is outside the days Fanli keeps ({first} to {last})",
-                    day=day,
+                    day=bound,
                     first=FIRST_DAY,
                     last=LAST_DAY,
                 ),

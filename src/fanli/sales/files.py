@@ -19,6 +19,7 @@ import bisect
 import codecs
 import csv
 import datetime as dt
+import functools
 import io
 import json
 import re
@@ -794,6 +795,16 @@ class _Checker:
             raise InputFileError(self.issues[:MAX_ISSUES], file=self.raw.source, total=self.total)
 
 
+def _wrong_sign(value: Any, *, kind: Code, direction: Code) -> Said:
+    return said(
+        "the amount {amount} of a {kind} has the wrong sign: a {kind} has its quantity and "
+        "amount {direction} (or zero)",
+        amount=repr(value),
+        kind=kind,
+        direction=direction,
+    )
+
+
 def _parse_measure(text: pa.ChunkedArray, name: str, checker: _Checker) -> pa.ChunkedArray:
     """Decimal text (``1,234.50``, ``¥12``, ``-3``) -> decimal128(18, 4); bad cells flagged."""
     wellformed = pc.match_substring_regex(text, _NUMBER)
@@ -1259,13 +1270,7 @@ def _sales_checked(
                 pc.or_(wrong(quantity, zero), wrong(amount, zero)),
             ),
             "net_amount",
-            lambda value, kind=kind, direction=direction: said(
-                "the amount {amount} of a {kind} has the wrong sign: a {kind} has its quantity "
-                "and amount {direction} (or zero)",
-                amount=repr(value),
-                kind=kind,
-                direction=direction,
-            ),
+            functools.partial(_wrong_sign, kind=kind, direction=direction),
             text_of("net_amount"),
         )
     if "gross_amount" not in output:
