@@ -1,6 +1,6 @@
 """Store benchmarks: sales imports against DuckDB's raw read, and accrual runs against the engine.
 
-    python -m benchmarks.store --sf 1 [--backends sqlite,postgresql] [--skip-import] [--repeat 3]
+    python -m benchmarks.store --sf 1 [--backends sqlite,postgresql] [--skip-import] [--repeat 5]
 
 Each step is measured ``--repeat`` times from the same saved state (a copy of the store), and
 so is its reference, alternating with it; the fastest of each is compared, and every time is
@@ -477,7 +477,7 @@ def main() -> None:
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--skip-accrual", action="store_true")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="measure each step this many times (fastest kept)"
+        "--repeat", type=int, default=5, help="measure each step this many times (fastest kept)"
     )
     args = parser.parse_args()
     dataset = prepare(args.sf)

@@ -469,6 +469,23 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
         ).already_imported
 
 
+def test_a_masters_batch_is_not_voided_and_says_why(store: Store, tmp_path: Path) -> None:
+    _masters(store, tmp_path)
+    with store.work() as session:
+        batches = dict(session.execute(select(ImportBatch.kind, ImportBatch.id)).tuples().all())
+    events = _count(store, AuditEvent.seq)
+    for kind in ("customers", "products"):
+        with store.work() as session, pytest.raises(BatchError) as raised:
+            void_batch(session, batches[kind], reason="wrong", actor=staff("bob"), now=NOW)
+        assert str(raised.value) == (
+            f"batch {batches[kind]} holds {kind}, not sales: only a sales batch can be voided; "
+            f"import the corrected {kind} again instead"
+        )
+    with store.work() as session:
+        assert set(session.scalars(select(ImportBatch.status))) == {"active"}
+    assert _count(store, AuditEvent.seq) == events
+
+
 def test_products(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
         import_products(session, store.facts, products_file(tmp_path), actor=staff("ann"), now=NOW)

@@ -8,10 +8,12 @@ as a temporary table belongs to its connection and goes away with it.
 
 What these uses may do: register tables, create temporary tables, read and copy files. What
 they must not: ``SET`` anything or create lasting objects (tables, macros), which every later
-use would see. The engine and the sales imports keep databases of their own: the engine sets a
-spill directory and database-wide settings, and an import sorts millions of lines, whose peak
-memory a shared database would keep for the rest of the process. (After a full accrual run at
-SF1, the shared database holds about 125 MB it no longer uses; later uses reuse it.)
+use would see. Large engine runs and the sales imports keep databases of their own: the engine
+sets a spill directory and database-wide settings for millions of lines, and an import sorts
+millions of lines, whose peak memory a shared database would keep for the rest of the process.
+The engine rates a small Arrow input (an incremental run's touched customers) here. (After a
+full accrual run at SF1, the shared database holds about 125 MB it no longer uses; later uses
+reuse it.)
 """
 
 from __future__ import annotations

@@ -518,22 +518,28 @@ def _dated_for(versions: list[RunVersion], as_of: dt.date) -> str:
     )
 
 
+# What the engine reads of a line: all but its id, the longest text of the line, which only
+# explanations show (reading it took a sixth of the time of reading the lines).
+_RATED_SALES = pa.schema([field for field in SALES_SCHEMA if field.name != "line_id"])
+
+
 def _lines_of(
     files: list[Path], customers: pa.Array, versions: list[RunVersion], as_of: dt.date
 ) -> pa.Table:
-    """The lines of these customers in these batch files that these versions can read."""
+    """The lines of these customers in these batch files that these versions can read, without
+    their ids."""
     if not files:
-        return SALES_SCHEMA.empty_table()
+        return _RATED_SALES.empty_table()
     with duck.connection() as connection:
         connection.register("touched", pa.table({"customer_id": customers}))
         listed = sql_list(files)
         table = connection.sql(
-            f"""SELECT {", ".join(f"s.{name}" for name in SALES_SCHEMA.names)}
+            f"""SELECT {", ".join(f"s.{name}" for name in _RATED_SALES.names)}
             FROM read_parquet([{listed}]) s
             SEMI JOIN touched t ON t.customer_id = s.customer_id
             WHERE {_dated_for(versions, as_of)}"""
         ).to_arrow_table()
-    return table.cast(SALES_SCHEMA)
+    return table.cast(_RATED_SALES)
 
 
 @dataclass(frozen=True)

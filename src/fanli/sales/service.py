@@ -957,8 +957,21 @@ def void_batch(
     if not reason.strip():
         raise InputError.said_at("voiding a batch needs a reason", field="reason")
     batch = session.get(ImportBatch, batch_id, with_for_update=True, populate_existing=True)
-    if batch is None or batch.kind != BatchKind.SALES:
+    if batch is None:
         raise NotFoundError.said("there is no sales batch {batch}", batch=batch_id)
+    # Master data is corrected by importing it again (the later batch wins), never voided.
+    if batch.kind == BatchKind.CUSTOMERS:
+        raise BatchError.said(
+            "batch {batch} holds customers, not sales: only a sales batch can be voided; "
+            "import the corrected customers again instead",
+            batch=batch_id,
+        )
+    if batch.kind == BatchKind.PRODUCTS:
+        raise BatchError.said(
+            "batch {batch} holds products, not sales: only a sales batch can be voided; "
+            "import the corrected products again instead",
+            batch=batch_id,
+        )
     if batch.status == BatchStatus.VOIDED:
         raise BatchError.said("batch {batch} is voided already", batch=batch_id)
     batch.status = BatchStatus.VOIDED
