@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
+from fanli.agreements import queries
 from fanli.agreements.models import AgreementRecord, AgreementVersion
 from fanli.agreements.queries import terms_for_run
 from fanli.agreements.service import (
@@ -122,6 +123,47 @@ def test_a_new_version_must_take_effect_later(store: Store) -> None:
         (1, dt.date(2026, 1, 1), dt.date(2026, 7, 1)),
         (2, dt.date(2026, 7, 1), dt.date(2027, 1, 1)),
     ]
+
+
+def test_a_run_reads_the_same_terms_cold_warm_and_while_the_cache_empties(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terms are parsed once per hash and kept; a run reads each version's own terms whether
+    they are parsed already, not yet, or the cache empties while they are being parsed."""
+    with store.work() as session:
+        first = add_version(session, percent_agreement(rate="2"), actor=staff("ann"), now=NOW)
+        activate(session, first.id, now=NOW)
+        second = add_version(
+            session,
+            percent_agreement(rate="3", effective_from="2026-07-01"),
+            actor=staff("ann"),
+            now=NOW,
+        )
+        activate(session, second.id, now=NOW)
+        other = add_version(session, percent_agreement("A2", rate="4"), actor=staff("ann"), now=NOW)
+        activate(session, other.id, now=NOW)
+
+    def read() -> list[tuple[str, int, str, dt.date]]:
+        with store.work() as session:
+            return [
+                (v.code, v.version, str(v.terms.rebate.tiers[0].rate), v.counts_until)
+                for v in terms_for_run(session)
+            ]
+
+    expected = [
+        ("A1", 1, "2", dt.date(2026, 7, 1)),
+        ("A1", 2, "3", dt.date(2027, 1, 1)),
+        ("A2", 1, "4", dt.date(2027, 1, 1)),
+    ]
+    cache: dict[str, object] = {}
+    monkeypatch.setattr(queries, "_PARSED", cache)
+    assert read() == expected  # cold: every hash parsed
+    assert len(cache) == 3
+    assert read() == expected  # warm: nothing parsed again
+    # Nearly full: the third parse of this read empties the cache, the first two with it.
+    cache.clear()
+    cache.update({f"filler-{n}": object() for n in range(9_999)})
+    assert read() == expected
 
 
 def test_terminate_and_expire(store: Store) -> None:
