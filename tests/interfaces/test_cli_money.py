@@ -36,7 +36,7 @@ def test_propose_approve_and_pay_by_transfer(cli, tmp_path: Path) -> None:  # ty
     cli("agreement", "add", str(tmp_path / "a.yaml"), "--as", "sam")
     cli("agreement", "submit", "A1", "--as", "sam")
     code, _, err = cli("agreement", "approve", "A1", "--terms-hash", "0" * 64, "--as", "abe")
-    assert (code, "its terms changed since they were reviewed" in err) == (1, True)
+    assert (code, "is not that of the terms submitted now" in err) == (1, True)
     terms_hash = approve_hash(cli, "A1")
     assert cli("agreement", "approve", "A1", "--terms-hash", terms_hash, "--as", "abe")[0] == 0
     assert "liability change 600.00" in cli("accrue", "--as-of", "2026-03-31", "--as", "fay")[1]
@@ -113,3 +113,31 @@ def test_propose_approve_and_pay_by_transfer(cli, tmp_path: Path) -> None:  # ty
         "fay",
     )
     assert (code, "debit 600.00 = credit 600.00" in out) == (0, True)
+
+
+def test_a_submitter_withdraws_a_version_to_change_or_discard_it(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "upgrade")
+    people(cli)
+    _write(
+        tmp_path / "c.csv",
+        "客户编码,客户名称,统一社会信用代码,客户分类\nC1,上海华东食品贸易有限公司,91350100M000100Y43,批发\n",
+    )
+    assert cli("import", "customers", str(tmp_path / "c.csv"), "--as", "fay")[0] == 0
+    _write(
+        tmp_path / "a.yaml",
+        "id: A1\nterm: {start: 2026-01-01, end: 2027-01-01}\nparties: {counterparty: C1}\n"
+        "rebate: {tiers: [{from: 0, rate: 2}]}\nsettlement: {form: bank_transfer}\n"
+        f"contract: {{reference: HT-7, document_sha256: '{'a' * 64}'}}\n",
+    )
+    cli("agreement", "add", str(tmp_path / "a.yaml"), "--as", "sam")
+    cli("agreement", "submit", "A1", "--as", "sam")
+    code, _, err = cli("agreement", "discard", "A1", "--reason", "not now", "--as", "sam")
+    assert (code, "is submitted, not a draft" in err) == (1, True)
+    # Only the submitter (or compliance) takes it back.
+    code, _, err = cli("agreement", "withdraw", "A1", "--reason", "not now", "--as", "fay")
+    assert (code, "withdraw another user's submission" in err) == (1, True)
+    assert cli("agreement", "withdraw", "A1", "--reason", "rate typo", "--as", "sam")[1] == (
+        "A1 v1 withdrawn to draft\n"
+    )
+    code, out, _ = cli("agreement", "discard", "A1", "--reason", "not now", "--as", "sam")
+    assert (code, "discarded" in out) == (0, True)

@@ -95,6 +95,59 @@ def test_submit_then_approve_activates(store: Store, tmp_path: Path) -> None:
         assert last.inputs["last_approval"]["role"] == "approver"
 
 
+def test_whoever_wrote_or_changed_the_terms_never_approves_them(
+    store: Store, tmp_path: Path
+) -> None:
+    """Maker and checker: a user who drafts or edits terms and also holds the approver role
+    cannot approve them, though someone else submitted them; nor can a delegate on that user's
+    behalf. Each refusal changes nothing."""
+    who, _ = _draft(store, tmp_path)
+    with store.work() as session:
+        create_user(
+            session, "sally", name="Sally", roles=["sales", "approver"], actor=who["admin"], now=NOW
+        )
+        sally = actor(session, "sally")
+        written = add_version(
+            session, percent_agreement("A2", parties={"counterparty": "C1"}), actor=sally, now=NOW
+        )
+        edited = add_version(
+            session,
+            percent_agreement("A3", parties={"counterparty": "C1"}),
+            actor=who["sam"],
+            now=NOW,
+        )
+        edit_draft(
+            session,
+            edited.id,
+            percent_agreement("A3", rate="3", parties={"counterparty": "C1"}),
+            actor=sally,
+            now=NOW,
+        )
+        delegate(
+            session,
+            delegator="sally",
+            delegate_to="fred",
+            valid_from=NOW.date(),
+            valid_to=NOW.date() + dt.timedelta(days=1),
+            reason="on leave",
+            actor=sally,
+            now=NOW,
+        )
+    for version_id in (written.id, edited.id):
+        _submit(store, version_id, who["sam"])
+        before = _state(store, version_id)
+        with pytest.raises(PermissionDeniedError) as refused:
+            _approve(store, version_id, sally)
+        assert str(refused.value) == (
+            "sally wrote or changed the terms of this version and cannot approve them"
+        )
+        # fred approves only for sally, whose authority does not reach her own terms
+        with pytest.raises(PermissionDeniedError, match="fred cannot fill any open approval"):
+            _approve(store, version_id, who["fred"])
+        assert _state(store, version_id) == before
+        assert _approve(store, version_id, who["amy"]) == "active"
+
+
 def test_every_failed_check_is_named_and_nothing_changes(store: Store, tmp_path: Path) -> None:
     who, version_id = _draft(
         store,
@@ -165,7 +218,7 @@ def test_approving_changed_terms_fails(store: Store, tmp_path: Path) -> None:
         edit_draft(session, version_id, percent_agreement(rate="3"), actor=staff("sam"), now=NOW)
     _submit(store, version_id, who["sam"])
     before = _state(store, version_id)
-    with pytest.raises(review.ComplianceError, match="changed since they were reviewed"):
+    with pytest.raises(review.ComplianceError, match="is not that of the terms submitted now"):
         _approve(store, version_id, who["amy"], terms_hash=reviewed)
     assert _state(store, version_id) == before
     assert _approve(store, version_id, who["amy"]) == "active"

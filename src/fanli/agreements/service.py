@@ -250,7 +250,7 @@ def return_to_draft(
 def discard_draft(
     session: Session, version_id: int, *, reason: str, actor: Actor, now: dt.datetime
 ) -> AgreementVersion:
-    """Give up a draft version (a submitted one is withdrawn first). It is kept, marked
+    """Give up a draft version (a submitted one must be withdrawn first). It is kept, marked
     discarded, so its number is never reused and the trail still names it; the agreement
     itself is discarded when no other version is left."""
     require(actor, Role.SALES, Role.FINANCE, to=said("discard drafts"))

@@ -38,6 +38,7 @@ from fanli.agreements.service import (
     submit_version,
 )
 from fanli.agreements.terms import Agreement, RateForm
+from fanli.audit.models import AuditEvent
 from fanli.audit.service import record
 from fanli.compliance.policy import Policy, RateLimit, step_list
 from fanli.compliance.queries import policy_in_force
@@ -226,10 +227,13 @@ def approve(
                 "approving agreement {code} version {version}", code=code, version=version.version
             ),
             [
+                # Submitted terms cannot change, but a version can be withdrawn, edited and
+                # submitted again after the approver read it; or the hash was mistyped.
                 said(
-                    "its terms changed since they were reviewed (reviewed {reviewed}, now "
-                    "{current}): review them again",
-                    reviewed=terms_hash[:12],
+                    "the terms hash given ({given}) is not that of the terms submitted now "
+                    "({current}): they changed since you read them, or the hash is mistyped; "
+                    "review them again",
+                    given=terms_hash[:12],
                     current=version.terms_hash[:12],
                 )
             ],
@@ -285,6 +289,14 @@ def _slot(
         raise PermissionDeniedError.said(
             "{user} submitted this version and cannot approve it", user=actor.code
         )
+    # Maker and checker: whoever wrote or changed the terms never approves them, also when
+    # someone else submitted them.
+    authors = _authors(session, version)
+    if actor.code in authors:
+        raise PermissionDeniedError.said(
+            "{user} wrote or changed the terms of this version and cannot approve them",
+            user=actor.code,
+        )
     people = {a.approver for a in approvals} | {a.principal for a in approvals}
     if actor.code in people:
         raise PermissionDeniedError.said(
@@ -296,7 +308,11 @@ def _slot(
         if filled >= step["count"]:
             continue
         for principal, delegation_id in candidates:
-            if principal.code == version.submitted_by or principal.code in people:
+            if (
+                principal.code == version.submitted_by
+                or principal.code in people
+                or principal.code in authors
+            ):
                 continue
             if principal.has(Role(step["role"])):
                 return step["role"], principal.code, delegation_id
@@ -309,6 +325,20 @@ def _slot(
         "{user} cannot fill any open approval step (still needed: {steps})",
         user=actor.code,
         steps=said_steps(needed),
+    )
+
+
+def _authors(session: Session, version: AgreementVersion) -> set[str]:
+    """Who wrote the version's terms or changed them while it was a draft (the audit trail
+    holds each of those steps with its actor)."""
+    return set(
+        session.scalars(
+            select(AuditEvent.actor).where(
+                AuditEvent.entity_type == "agreement_version",
+                AuditEvent.entity_id == str(version.id),
+                AuditEvent.type.in_(["agreement.version.created", "agreement.version.edited"]),
+            )
+        )
     )
 
 

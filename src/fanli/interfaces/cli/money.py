@@ -264,6 +264,21 @@ def agreement_reject(code: str, reason: Annotated[str, typer.Option()], actor: A
     _say(in_store(step))
 
 
+@agreement_app.command("withdraw")
+def agreement_withdraw(code: str, reason: Annotated[str, typer.Option()], actor: AsOption) -> None:
+    """Take your submitted version back to draft, to change or discard it (compliance may
+    withdraw anyone's)."""
+
+    def step(session: Session, _facts: FactStore) -> str:
+        version = draft_of(session, code)
+        review.withdraw(
+            session, version.id, reason=reason, actor=load_actor(session, actor), now=company_now()
+        )
+        return f"{code} v{version.version} withdrawn to draft"
+
+    _say(in_store(step))
+
+
 # ---- settlement -------------------------------------------------------------------------------
 
 

@@ -339,8 +339,8 @@ def agreement_discard(
     reason: Annotated[str, typer.Option(help="Why the draft is given up.")],
     actor: ActorOption,
 ) -> None:
-    """Give up an agreement's draft (a submitted one is withdrawn first). It is kept, marked
-    discarded; a new version can then be added."""
+    """Give up an agreement's draft (withdraw a submitted one first: ``agreement withdraw``).
+    It is kept, marked discarded; a new version can then be added."""
 
     def step(session: Session, _facts: FactStore) -> str:
         version = discard_draft(
