@@ -117,7 +117,7 @@ def test_a_month_end_from_the_command_line(
     assert sorted(p.name for p in tmp_path.glob("*gl*")) == ["gl.csv", "gl.xlsx"]
     assert earlier.read_text(encoding="utf-8") == "an earlier export\n"
     code, out, _ = cli("batch", "void", "3", "--reason", "wrong file", "--as", "fay")
-    assert "batch 3 voided (1 lines)" in out
+    assert "batch 3 voided (1 line)" in out
     # The batch's sale was dated in the closed first quarter: its reversal is an adjustment.
     assert (
         "liability change -200.00, of which -200.00 adjusts closed periods"
@@ -212,6 +212,16 @@ def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) ->
         ["4", "credit_code"],
     ]
     assert "customers" not in cli("batch", "list")[1]
+    # A problem of the whole file is the report's one row.
+    empty = _write(tmp_path / "empty.csv", "")
+    code, _, err = cli("import", "sales", str(empty), "--report", str(report), "--as", "fay")
+    assert code == 2
+    assert f"report written to {report}" in err
+    rows = report.read_text(encoding="utf-8-sig").splitlines()
+    assert rows[0] == "file,row,field,reason"
+    assert len(rows) == 2
+    assert rows[1].startswith(f"{empty},1,,")
+    assert rows[1].split(",", 3)[3] in err  # the same words as on the terminal
 
 
 def test_days_and_periods_outside_the_calendar_are_refused_in_words(cli) -> None:  # type: ignore[no-untyped-def]
@@ -251,6 +261,20 @@ def test_an_output_never_overwrites_an_input_and_ids_stay_in_range(cli, tmp_path
     assert code == 2
     assert f"--out names the input file {sales}" in err
     assert sales.read_text(encoding="utf-8") == text  # untouched
+    # A mistyped folder is refused, not created.
+    missing = tmp_path / "exprots" / "gl.csv"
+    for command in (
+        ("gl", "export", "--period", "2026-03", "--out", str(missing), "--as", "fay"),
+        ("import", "sales", str(sales), "--report", str(missing), "--as", "fay"),
+    ):
+        code, _, err = cli(*command)
+        option = "--out" if "--out" in command else "--report"
+        expected = f"field '{option}': there is no folder {missing.parent}; create it first"
+        assert (code, expected in err) == (
+            2,
+            True,
+        ), err
+    assert not missing.parent.exists()
     code, _, err = cli("batch", "void", "99999999999999999999", "--reason", "x", "--as", "fay")
     assert code == 2
     assert "2147483647" in err

@@ -98,8 +98,15 @@ RecordId = Annotated[int, typer.Argument(min=1, max=MAX_ID, show_default=False)]
 
 
 def check_output(out: Path, option: str, *inputs: Path | None) -> None:
-    """Refuse an output path that is one of the command's input files: writing it would
-    destroy the input."""
+    """Refuse an output path that is one of the command's input files (writing it would
+    destroy the input), or whose folder does not exist (a mistyped folder would otherwise be
+    created, and the file written where nobody looks for it)."""
+    if not out.parent.is_dir():
+        raise InputError(
+            f"there is no folder {out.parent}; create it first or name another",
+            field=option,
+            file=str(out),
+        )
     for given in inputs:
         if given is None:
             continue

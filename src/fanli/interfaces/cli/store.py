@@ -47,7 +47,7 @@ from fanli.ledger.export import export_gl, load_chart
 from fanli.ledger.periods import close_period
 from fanli.ledger.queries import accounting_periods
 from fanli.ledger.service import accrue
-from fanli.sales.files import InputFileError
+from fanli.sales.files import InputFileError, RowIssue
 from fanli.sales.mapping import load_mapping
 from fanli.sales.models import BatchKind
 from fanli.sales.queries import batches
@@ -168,6 +168,16 @@ def _import(
         except InputFileError as error:
             _show_issues(error, report)
             raise ExitError(EXIT_INPUT) from None
+        except InputError as error:
+            # A problem with the whole file (empty, not text, a column missing): the report
+            # still says it, as its one row, where the user was told to look.
+            if report is not None:
+                whole = RowIssue(error.row, error.field, error.detail)
+                write_issue_report(InputFileError([whole], file=error.file or str(path)), report)
+                Console(stderr=True, soft_wrap=True, highlight=False).print(
+                    Text(f"report written to {report}")
+                )
+            raise
 
     outcome = run(step)
     if outcome.already_imported:
@@ -278,7 +288,8 @@ def batch_void(
             s, batch_id, reason=reason, actor=load_actor(s, actor), now=company_now()
         )
     )
-    stdout().print(Text(f"batch {batch.id} voided ({batch.rows:,} lines); run `fanli accrue`"))
+    lines = "line" if batch.rows == 1 else "lines"
+    stdout().print(Text(f"batch {batch.id} voided ({batch.rows:,} {lines}); run `fanli accrue`"))
 
 
 # ---- agreement --------------------------------------------------------------------------------
