@@ -869,6 +869,27 @@ def test_a_void_of_no_batch_or_without_a_reason_and_a_reused_import_key_say_so(a
         422,
         "idempotency_conflict",
     )
+    # A void names the returns it leaves without their sale.
+    returned = api.client.post(
+        "/api/imports/sales",
+        files={
+            "file": (
+                "r.csv",
+                header.replace(b"\n", b",original_line_id\n")
+                + b"RK1,C1,P1,2026-03-02,-1,-10.00,K1\n",
+            )
+        },
+        headers=fay,
+    )
+    assert returned.status_code == 201, returned.json()
+    voided = api.client.post(
+        f"/api/batches/{first.json()['batch_id']}/void", json={"reason": "wrong"}, headers=fay
+    )
+    assert voided.status_code == 200
+    assert (voided.json()["status"], voided.json()["returns_left"]) == (
+        "voided",
+        [{"batch_id": returned.json()["batch_id"], "line_id": "RK1"}],
+    )
 
 
 def test_a_problem_report_never_holds_a_formula(api: Api) -> None:

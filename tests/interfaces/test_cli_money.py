@@ -141,3 +141,25 @@ def test_a_submitter_withdraws_a_version_to_change_or_discard_it(cli, tmp_path: 
     )
     code, out, _ = cli("agreement", "discard", "A1", "--reason", "not now", "--as", "sam")
     assert (code, "discarded" in out) == (0, True)
+
+
+def test_a_void_says_which_returns_it_leaves_without_their_sale(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "upgrade")
+    people(cli)
+    _write(
+        tmp_path / "c.csv",
+        "客户编码,客户名称,统一社会信用代码\nC1,上海华东食品贸易有限公司,91350100M000100Y43\n",
+    )
+    _write(tmp_path / "p.csv", "物料编码,物料名称,品类\nP1,矿泉水,饮料\n")
+    header = "line_id,customer_id,product_id,invoice_date,quantity,net_amount"
+    _write(tmp_path / "s.csv", f"{header}\nL1,C1,P1,2026-01-10,2,200.00\n")
+    _write(tmp_path / "r.csv", f"{header},原发票行\nR1,C1,P1,2026-01-20,-1,-100.00,L1\n")
+    for kind, name in (("customers", "c.csv"), ("products", "p.csv"), ("sales", "s.csv")):
+        assert cli("import", kind, str(tmp_path / name), "--as", "fay")[0] == 0
+    assert cli("import", "sales", str(tmp_path / "r.csv"), "--as", "fay")[0] == 0
+    code, out, err = cli("batch", "void", "3", "--reason", "wrong file", "--as", "fay")
+    assert (code, out) == (0, "batch 3 voided (1 line); run `fanli accrue`\n")
+    assert " ".join(err.split()) == (
+        "note: 1 return(s) in other batches name lines of batch 3 (batch 4: R1); they keep "
+        "reducing rebates until those sales are imported again or the returns are voided too"
+    )

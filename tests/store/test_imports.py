@@ -23,9 +23,11 @@ from fanli.sales.service import (
     BatchError,
     IdempotencyConflictError,
     ImportOutcome,
+    ReturnLeft,
     import_customers,
     import_products,
     import_sales,
+    returns_left_by_void,
     void_batch,
     write_issue_report,
 )
@@ -484,6 +486,51 @@ def test_a_masters_batch_is_not_voided_and_says_why(store: Store, tmp_path: Path
     with store.work() as session:
         assert set(session.scalars(select(ImportBatch.status))) == {"active"}
     assert _count(store, AuditEvent.seq) == events
+
+
+def test_a_void_names_the_returns_it_leaves_without_their_sale(
+    store: Store, tmp_path: Path
+) -> None:
+    _masters(store, tmp_path)
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount")
+    rows = [
+        ("L1", "C1", "P1", "2026-01-10", "3", "300"),
+        ("L2", "C1", "P1", "2026-01-11", "1", "50"),
+    ]
+    with store.work() as session:
+        sales = import_sales(
+            session,
+            store.facts,
+            write_csv(tmp_path / "s1.csv", header, rows),
+            actor=staff("ann"),
+            now=NOW,
+        )
+        returns = import_sales(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "s2.csv",
+                (*header, "原发票行"),
+                [
+                    ("R2", "C1", "P1", "2026-01-21", "-1", "-100", "L1"),
+                    ("R1", "C1", "P1", "2026-01-20", "-1", "-100", "L1"),
+                    ("R3", "C1", "P1", "2026-01-22", "-1", "-50", ""),  # names no line
+                ],
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    with store.work() as session:
+        # The returns' own batch leaves nothing behind; nor does a batch that is not sales.
+        assert returns_left_by_void(session, store.facts, returns.batch_id) == []
+        assert returns_left_by_void(session, store.facts, 1) == []
+        void_batch(session, sales.batch_id, reason="wrong file", actor=staff("bob"), now=NOW)
+        assert returns_left_by_void(session, store.facts, sales.batch_id) == [
+            ReturnLeft(returns.batch_id, "R1"),
+            ReturnLeft(returns.batch_id, "R2"),
+        ]
+        void_batch(session, returns.batch_id, reason="with it", actor=staff("bob"), now=NOW)
+        assert returns_left_by_void(session, store.facts, sales.batch_id) == []
 
 
 def test_products(store: Store, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from fanli.config import Settings
 from fanli.customers.service import assign
 from fanli.interfaces.api.app import create_app
 from fanli.ledger import preview as previews
+from fanli.sales.service import import_sales
 from fanli.settlements.models import DisputeOutcome, Payout, StatementDecision
 from fanli.settlements.statements import answer_dispute, respond
 from fanli.users.actor import Actor, Role
@@ -34,7 +35,7 @@ from fanli.users.auth import enrol_second_factor, set_password
 from fanli.users.models import User
 from fanli.users.service import create_user
 from second_factor import fresh_code
-from store.builders import percent_agreement
+from store.builders import percent_agreement, staff, write_csv
 from store.conftest import NOW, Store, sqlite_template, store
 from store.test_settlements import World, _form, _world
 
@@ -562,6 +563,31 @@ def test_more_refusals_are_said_in_the_readers_language(store: Store, tmp_path: 
         refused = client.post("/audit/findings/1", data=assign)
         assert _alert(refused.text, "error") == (
             "fay may not assign findings: it needs the role Internal auditor or Administrator"
+        )
+
+
+def test_a_void_on_the_page_names_the_returns_it_leaves(store: Store, tmp_path: Path) -> None:
+    world = _world(store, tmp_path, _form("credit_note"))
+    sold = world.sales(("L9", "C1", "P1", "2026-03-01", "2", "200.00"))
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount")
+    with store.work() as session:
+        returned = import_sales(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "returns.csv",
+                (*header, "原发票行"),
+                [("R9", "C1", "P1", "2026-03-05", "-1", "-100.00", "L9")],
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        ).batch_id
+    with _signed_in_as(store, tmp_path, world) as (client, csrf):
+        page = client.post(f"/imports/{sold}/void", data={"reason": "wrong file", "csrf": csrf})
+        assert _alert(page.text, "voided").startswith(f"批次 {sold} 已作废")
+        assert _alert(page.text, "returns-left") == (
+            f"其他批次中有 1 笔退货引用了本批次的行（R9 ({returned})）：在重新导入这些销售或同样"
+            "作废这些退货之前，它们会继续减少返利。"
         )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from openpyxl import Workbook
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from fanli.customers.credit_code import credit_code_problem
 from fanli.customers.models import Customer, CustomerGroup, GroupMembership
 from fanli.db.session import Lock, serialize
 from fanli.engine.facts import DATE_COLUMNS
+from fanli.kit import duck
 from fanli.kit.errors import Code, FanliError, InputError, NotFoundError, Said, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sheets import append_text_safe, inert
@@ -990,6 +992,37 @@ def void_batch(
         now=now,
     )
     return batch
+
+
+@dataclass(frozen=True)
+class ReturnLeft:
+    """A return in another active batch that names a line of a voided sales batch."""
+
+    batch_id: int
+    line_id: str
+
+
+def returns_left_by_void(session: Session, store: FactStore, batch_id: int) -> list[ReturnLeft]:
+    """The returns in the other active sales batches that name a line of sales batch
+    ``batch_id``, by batch and line. Once that batch is voided they reverse a sale no longer
+    counted, and keep reducing the rebate until the sale is imported again or they are voided
+    too; whoever voids it is told which they are."""
+    batch = session.get(ImportBatch, batch_id)
+    if batch is None or batch.kind != BatchKind.SALES or not batch.facts_file:
+        return []
+    voided = store.path(batch.facts_file)
+    left: list[ReturnLeft] = []
+    with duck.connection() as connection:
+        for other, path in active_sales_files(session, store):
+            if other == batch_id or LINK_COLUMN not in pq.read_schema(path).names:
+                continue
+            rows = connection.execute(
+                f"""SELECT line_id FROM read_parquet({sql_list([path])})
+                WHERE {LINK_COLUMN} IN (SELECT line_id FROM read_parquet({sql_list([voided])}))
+                ORDER BY line_id"""
+            ).fetchall()
+            left += [ReturnLeft(other, line_id) for (line_id,) in rows]
+    return left
 
 
 def write_issue_report(error: InputFileError, out: Path) -> None:

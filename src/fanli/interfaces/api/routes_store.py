@@ -51,6 +51,7 @@ from fanli.sales.service import (
     import_customers,
     import_products,
     import_sales,
+    returns_left_by_void,
     void_batch,
     write_issue_report,
 )
@@ -126,6 +127,7 @@ from .schemas import (
     UserIn,
     UserOut,
     VersionOut,
+    VoidOut,
 )
 from .strict_json import StrictJsonRoute
 
@@ -259,10 +261,20 @@ def batch_list(
     return paged(session, query, ImportBatch.id.desc(), offset, limit, shape=BatchOut)
 
 
-@router.post("/batches/{batch_id}/void", response_model=BatchOut)
-def batch_void(batch_id: Id, body: ReasonRequest, access: Authorized, session: Db) -> BatchOut:
+@router.post("/batches/{batch_id}/void", response_model=VoidOut)
+def batch_void(
+    batch_id: Id, body: ReasonRequest, access: Authorized, session: Db, store: Facts
+) -> VoidOut:
+    """Void a sales batch. ``returns_left`` names the returns in other batches that name its
+    lines: they keep reducing rebates until those sales are imported again or they are voided."""
     done = void_batch(session, batch_id, reason=body.reason, actor=access.actor, now=company_now())
-    return BatchOut.model_validate(done)
+    left = returns_left_by_void(session, store, done.id)
+    return VoidOut.model_validate(
+        {
+            **BatchOut.model_validate(done).model_dump(),
+            "returns_left": [{"batch_id": r.batch_id, "line_id": r.line_id} for r in left],
+        }
+    )
 
 
 # ---- agreements -------------------------------------------------------------------------------

@@ -211,6 +211,18 @@ class BatchOut(Shape):
     last_date: dt.date | None
 
 
+class ReturnLeftOut(Shape):
+    """A return in another active batch that names a line of the voided batch: it keeps
+    reducing the rebate until that sale is imported again or the return is voided too."""
+
+    batch_id: int
+    line_id: str
+
+
+class VoidOut(BatchOut):
+    returns_left: list[ReturnLeftOut]
+
+
 class ImportOut(Shape):
     batch_id: int
     kind: str

@@ -49,13 +49,15 @@ from fanli.ledger.queries import accounting_periods
 from fanli.ledger.service import accrue
 from fanli.sales.files import InputFileError, RowIssue
 from fanli.sales.mapping import load_mapping
-from fanli.sales.models import BatchKind
+from fanli.sales.models import BatchKind, ImportBatch
 from fanli.sales.queries import batches
 from fanli.sales.service import (
     ImportOutcome,
+    ReturnLeft,
     import_customers,
     import_products,
     import_sales,
+    returns_left_by_void,
     void_batch,
     write_issue_report,
 )
@@ -283,13 +285,29 @@ def batch_void(
     actor: ActorOption,
 ) -> None:
     """Void a sales batch: its lines stop counting from the next accrual run."""
-    batch = in_store(
-        lambda s, _f: void_batch(
-            s, batch_id, reason=reason, actor=load_actor(s, actor), now=company_now()
+
+    def step(session: Session, facts: FactStore) -> tuple[ImportBatch, list[ReturnLeft]]:
+        batch = void_batch(
+            session, batch_id, reason=reason, actor=load_actor(session, actor), now=company_now()
         )
-    )
+        return batch, returns_left_by_void(session, facts, batch.id)
+
+    batch, left = in_store(step)
     lines = "line" if batch.rows == 1 else "lines"
     stdout().print(Text(f"batch {batch.id} voided ({batch.rows:,} {lines}); run `fanli accrue`"))
+    if left:
+        named = "; ".join(
+            f"batch {other}: {', '.join(r.line_id for r in left if r.batch_id == other)}"
+            for other in sorted({r.batch_id for r in left})
+        )
+        Console(stderr=True, soft_wrap=True, highlight=False).print(
+            Text(
+                f"note: {len(left):,} return(s) in other batches name lines of batch {batch.id} "
+                f"({named}); they keep reducing rebates until those sales are imported again "
+                "or the returns are voided too",
+                style="yellow",
+            )
+        )
 
 
 # ---- agreement --------------------------------------------------------------------------------

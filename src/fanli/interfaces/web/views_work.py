@@ -53,6 +53,7 @@ from fanli.sales.service import (
     import_products,
     import_sales,
     issue_report,
+    returns_left_by_void,
     void_batch,
 )
 from fanli.settlements import balance as balances
@@ -310,10 +311,23 @@ def void(
     try:
         with unit_of_work(request.app.state.sessions) as session:
             void_batch(session, batch_id, reason=reason, actor=viewer.actor, now=company_now())
-        context["voided"] = _lang(request)._(
+            left = returns_left_by_void(session, request.app.state.facts, batch_id)
+        lang = _lang(request)
+        context["voided"] = lang._(
             "Batch {batch} voided: its lines stop counting from the next accrual run.",
             batch=batch_id,
         )
+        if left:
+            context["returns_left"] = lang.n_(
+                "{count} return in another batch names a line of this batch ({lines}): it keeps "
+                "reducing rebates until that sale is imported again or the return is voided too.",
+                "{count} returns in other batches name lines of this batch ({lines}): they keep "
+                "reducing rebates until those sales are imported again or the returns are voided "
+                "too.",
+                len(left),
+                lines=", ".join(f"{r.line_id} ({r.batch_id})" for r in left[:20])
+                + (" …" if len(left) > 20 else ""),
+            )
     except FanliError as error:
         context["error"] = say(_lang(request), error)
     return _page(
