@@ -17,6 +17,7 @@ from fanli.agreements.models import (
 )
 from fanli.agreements.terms import Agreement, DateRange
 from fanli.audit.models import AuditEvent
+from fanli.kit.sql import chunks
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def terms_for_run(session: Session) -> list[RunVersion]:
         row.terms_hash: _PARSED[row.terms_hash] for row in rows if row.terms_hash in _PARSED
     }
     missing = [row.id for row in rows if row.terms_hash not in terms_of]
-    for chunk in (missing[i : i + 10_000] for i in range(0, len(missing), 10_000)):
+    for chunk in chunks(missing):
         for version in session.scalars(
             select(AgreementVersion).where(AgreementVersion.id.in_(chunk))
         ):

@@ -11,6 +11,7 @@ from decimal import Decimal
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from fanli.kit.sql import chunks
 from fanli.ledger.models import Account, EntryKind, JournalEntry, JournalLine, RebatePeriod
 from fanli.ledger.periods import posting_period
 
@@ -106,7 +107,7 @@ def record_periods(session: Session, periods: list[tuple[PeriodKey, PeriodOf]]) 
     versions = sorted({version_id for version_id, _index in wanted})
     held: dict[PeriodKey, PeriodOf] = {}
     # A run's versions number some hundreds at most; chunks keep SQLite's parameters bounded.
-    for first in range(0, len(versions), 10_000):
+    for chunk in chunks(versions):
         for row in session.execute(
             select(
                 RebatePeriod.version_id,
@@ -114,7 +115,7 @@ def record_periods(session: Session, periods: list[tuple[PeriodKey, PeriodOf]]) 
                 RebatePeriod.agreement_code,
                 RebatePeriod.period_start,
                 RebatePeriod.period_end,
-            ).where(RebatePeriod.version_id.in_(versions[first : first + 10_000]))
+            ).where(RebatePeriod.version_id.in_(chunk))
         ):
             held[(row[0], row[1])] = (row[2], row[3], row[4])
     new = []

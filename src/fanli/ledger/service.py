@@ -52,7 +52,7 @@ from fanli.kit.errors import FanliError, InputError
 from fanli.kit.money import ZERO
 from fanli.kit.periods import kept_day
 from fanli.kit.progress import ProgressHook, Stage, Stages
-from fanli.kit.sql import sql_list
+from fanli.kit.sql import chunks, sql_list
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.late import (
     LateChanges,
@@ -282,7 +282,7 @@ def _posted_balances(
     given): ``balance`` in all, ``adjusted`` of it by adjustments."""
     rows: list[Any] = []
     # Lists of ids are bound in chunks: SQLite allows some tens of thousands of parameters.
-    for chunk in _chunks(list(customers)) if customers is not None else [None]:
+    for chunk in chunks(list(customers)) if customers is not None else [None]:
         if not version_ids:
             break
         grouped = (
@@ -325,10 +325,6 @@ def _posted_balances(
             "adjusted": pa.array([r[6] for r in rows], _AMOUNT),
         }
     )
-
-
-def _chunks(values: list[str], size: int = 10_000) -> list[list[str]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 _KEY = ("agreement_id", "version", "beneficiary_id", "period_index")

@@ -24,7 +24,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from openpyxl import Workbook
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -38,7 +37,7 @@ from fanli.kit import duck
 from fanli.kit.errors import Code, FanliError, InputError, NotFoundError, Said, said
 from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sheets import append_text_safe, inert
-from fanli.kit.sql import sql_list
+from fanli.kit.sql import chunks, sql_list
 from fanli.products.models import Product
 from fanli.sales.dimensions import read_master, revision, shape, write_after_import
 from fanli.sales.files import (
@@ -425,10 +424,10 @@ def _merged(
     kept = [column for field, column in columns.items() if field not in given]
     stored: dict[str, dict[str, Any]] = {}
     codes = [row[key] for row in rows]
-    for chunk in range(0, len(codes), 10_000):  # SQLite binds some tens of thousands at most
+    for chunk in chunks(codes):  # SQLite binds some tens of thousands at most
         for found in session.execute(
             select(model.code, model.attributes, *(getattr(model, c) for c in kept)).where(
-                model.code.in_(codes[chunk : chunk + 10_000])
+                model.code.in_(chunk)
             )
         ):
             stored[found[0]] = {
@@ -1010,19 +1009,26 @@ def returns_left_by_void(session: Session, store: FactStore, batch_id: int) -> l
     batch = session.get(ImportBatch, batch_id)
     if batch is None or batch.kind != BatchKind.SALES or not batch.facts_file:
         return []
-    voided = store.path(batch.facts_file)
-    left: list[ReturnLeft] = []
+    others = [
+        (other, path) for other, path in active_sales_files(session, store) if other != batch_id
+    ]
+    if not others:
+        return []
+    paths = [str(path) for _, path in others]
     with duck.connection() as connection:
-        for other, path in active_sales_files(session, store):
-            if other == batch_id or LINK_COLUMN not in pq.read_schema(path).names:
-                continue
-            rows = connection.execute(
-                f"""SELECT line_id FROM read_parquet({sql_list([path])})
-                WHERE {LINK_COLUMN} IN (SELECT line_id FROM read_parquet({sql_list([voided])}))
-                ORDER BY line_id"""
-            ).fetchall()
-            left += [ReturnLeft(other, line_id) for (line_id,) in rows]
-    return left
+        # Every batch file holds the link column (``FactStore.write_batch``).
+        connection.register(
+            "files", pa.table({"batch_id": [b for b, _ in others], "filename": paths})
+        )
+        rows = connection.execute(
+            f"""SELECT f.batch_id, r.line_id
+            FROM read_parquet([{sql_list(paths)}], filename = true) r
+            JOIN files f USING (filename)
+            WHERE r.{LINK_COLUMN} IN (
+                SELECT line_id FROM read_parquet({sql_list([store.path(batch.facts_file)])}))
+            ORDER BY f.batch_id, r.line_id"""
+        ).fetchall()
+    return [ReturnLeft(other, line_id) for other, line_id in rows]
 
 
 def write_issue_report(error: InputFileError, out: Path) -> None:
