@@ -327,6 +327,49 @@ def test_a_unique_index_is_kept_through_the_load(sqlite_store: Store) -> None:
         assert "ux_line_key" in [name for name, _ in _indexes(connection)]
 
 
+def test_a_large_load_works_in_a_larger_page_cache_then_puts_it_back(
+    sqlite_store: Store,
+) -> None:
+    seen = _statements(sqlite_store)
+    with sqlite_store.work() as session:
+        entry_id = _entry(session)
+        connection = session.connection()
+        connection.exec_driver_sql("PRAGMA cache_size = 500")  # in pages: 2 MB at 4 KiB
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 150))
+        # back as it was, in the same units, for the rest of the transaction
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == 500
+        # a small load never touches it
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 99, first=150))
+    with sqlite_store.work() as session:
+        connection = session.connection()
+        connection.exec_driver_sql("PRAGMA cache_size = -262144")
+        # a cache already larger is left alone
+        bulk.insert_arrow(session, JournalLine, _postings(entry_id, 400, first=300))
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == -262144
+    assert [s for s in seen if s.startswith("PRAGMA cache_size =")] == [
+        "PRAGMA cache_size = 500",
+        "PRAGMA cache_size = -131072",
+        "PRAGMA cache_size = 500",
+        "PRAGMA cache_size = -262144",
+    ]
+    with sqlite_store.work() as session:
+        assert session.scalar(select(func.count()).select_from(JournalLine)) == 649
+
+
+def test_a_failed_large_load_puts_the_page_cache_back(sqlite_store: Store) -> None:
+    with sqlite_store.work() as session:
+        entry_id = _entry(session)
+    with pytest.raises(IntegrityError, match="two_accounts"), sqlite_store.work() as session:
+        connection = session.connection()
+        before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+        try:
+            bulk.insert_arrow(
+                session, JournalLine, _one_account_twice(_postings(entry_id, 200), 180)
+            )
+        finally:
+            assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == before
+
+
 def test_planner_statistics_are_taken_again_after_a_rebuild(sqlite_store: Store) -> None:
     with sqlite_store.engine.begin() as connection:
         connection.execute(text("ANALYZE"))
