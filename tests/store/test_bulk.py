@@ -359,15 +359,13 @@ def test_a_large_load_works_in_a_larger_page_cache_then_puts_it_back(
 def test_a_failed_large_load_puts_the_page_cache_back(sqlite_store: Store) -> None:
     with sqlite_store.work() as session:
         entry_id = _entry(session)
-    with pytest.raises(IntegrityError, match="two_accounts"), sqlite_store.work() as session:
+    with sqlite_store.work() as session:
         connection = session.connection()
         before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-        try:
-            bulk.insert_arrow(
-                session, JournalLine, _one_account_twice(_postings(entry_id, 200), 180)
-            )
-        finally:
-            assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == before
+        bad = _one_account_twice(_postings(entry_id, 200), 180)
+        with pytest.raises(IntegrityError, match="two_accounts"):
+            bulk.insert_arrow(session, JournalLine, bad)
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar() == before
 
 
 def test_planner_statistics_are_taken_again_after_a_rebuild(sqlite_store: Store) -> None:
