@@ -563,7 +563,7 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     assert journal["total"] == 4
     gl = api.client.post("/api/periods/2026-03/gl-exports?format=csv", headers=fay)
     assert gl.status_code == 200
-    assert gl.text.splitlines()[-1].startswith("total,,2026-03,,,,460.0000,460.0000")
+    assert gl.text.splitlines()[-1].startswith("total,,2026-03,,,,460.00,460.00,")
     workbook = api.client.post("/api/periods/2026-03/gl-exports?format=xlsx", headers=fay)
     assert (workbook.status_code, workbook.headers["content-type"]) == (
         200,

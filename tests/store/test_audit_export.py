@@ -83,7 +83,7 @@ def test_a_bundle_verifies_on_its_own(store: Store, tmp_path: Path) -> None:
     with (folder / "payouts.csv").open(encoding="utf-8") as stream:
         payouts = list(csv.DictReader(stream))
     assert [(p["form"], p["amount"], p["document_number"]) for p in payouts] == [
-        ("credit_note", "200.0000", "CN-0001")  # as stored: four places, as in the GL export
+        ("credit_note", "200.0000", "CN-0001")  # as stored: four places (the bundle is the store)
     ]
     code, out = _check(folder)
     assert code == 0, out

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from fanli.agreements.service import AgreementError, add_version, terminate
 from fanli.agreements.terms import Agreement
 from fanli.kit.errors import FanliError, InputError
-from fanli.ledger.export import ChartOfAccounts, export_gl
+from fanli.ledger.export import ChartOfAccounts, csv_amount, export_gl
 from fanli.ledger.models import (
     AccountingPeriod,
     AccrualRun,
@@ -594,13 +594,14 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     }
     rows = (tmp_path / "gl-2026-03.csv").read_text(encoding="utf-8-sig").splitlines()
     assert len(rows) == 1 + 8 + 1
-    assert rows[-1].startswith("total,,2026-03,,,,420.0200,420.0200")
+    # amounts with two places, as the sheet shows them (the ledger holds four)
+    assert rows[-1].startswith("total,,2026-03,,,,420.02,420.02,")
     first = rows[1].split(",")
     assert first[4:11] == [
         "6001.05",
         "rebate_contra_revenue",
-        "200.0000",
-        "0.0000",
+        "200.00",
+        "0.00",
         "SALES-EAST",
         "C1",
         "上海华东食品贸易有限公司",
@@ -631,6 +632,22 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
         "yyyy-mm-dd",
     ]
     _check_invariants(store)
+
+
+@pytest.mark.parametrize(
+    ("held", "written"),
+    [
+        ("200.0000", "200.00"),
+        ("0.0000", "0.00"),
+        ("100.0100", "100.01"),
+        ("100.0110", "100.011"),
+        ("0.0050", "0.005"),
+        ("1234567.8912", "1234567.8912"),
+        ("-20.0000", "-20.00"),
+    ],
+)
+def test_gl_csv_amounts_have_two_places_and_any_more_they_hold(held: str, written: str) -> None:
+    assert csv_amount(D(held)) == written
 
 
 def test_a_closed_periods_export_is_the_same_file_after_a_customer_is_renamed(

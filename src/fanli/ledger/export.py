@@ -104,7 +104,16 @@ def load_chart(path: Path) -> ChartOfAccounts:
         raise InputError(message, file=str(path), field=field or None) from None
 
 
-_NONE = Decimal("0.0000")  # the empty side of a row, written with the amounts' four places
+_NONE = Decimal("0.0000")  # the empty side of a row
+_CENT = Decimal("0.01")
+
+
+def csv_amount(amount: Decimal) -> str:
+    """An amount as the CSV writes it: two places, as money is read, and more only where the
+    amount has them (the ledger keeps four), as the sheet's number format shows it. Nothing is
+    rounded: 194.69 held as 194.6900 is written 194.69, 0.005 stays 0.005."""
+    cents = amount.quantize(_CENT)
+    return f"{cents:f}" if cents == amount else f"{amount.normalize():f}"
 
 HEADER = (
     "entry",
@@ -256,8 +265,10 @@ def export_gl(
         with out.open("w", newline="", encoding="utf-8-sig") as stream:
             writer = csv.writer(stream)
             writer.writerow(HEADER)
-            writer.writerows(rows)
-            writer.writerow(total)
+            for row in [*rows, total]:
+                writer.writerow(
+                    csv_amount(value) if isinstance(value, Decimal) else value for value in row
+                )
     record(
         session,
         type="ledger.gl.exported",
