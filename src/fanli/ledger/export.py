@@ -115,6 +115,7 @@ def csv_amount(amount: Decimal) -> str:
     cents = amount.quantize(_CENT)
     return f"{cents:f}" if cents == amount else f"{amount.normalize():f}"
 
+
 HEADER = (
     "entry",
     "entry_date",
