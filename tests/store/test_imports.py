@@ -200,6 +200,67 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
         ]
 
 
+def test_only_rows_that_change_count_as_updated(store: Store, tmp_path: Path) -> None:
+    """Importing the master again counts as updated only the customers whose values or group
+    change; the others are left as they are (and not written again)."""
+    header = ("customer_id", "name", "group", "segment", "等级")
+    rows = [
+        ("C1", "甲公司", "G1", "批发", "A"),
+        ("C2", "乙公司", "", "零售", "B"),
+        ("C3", "丙公司", "G1", "批发", ""),
+        ("C4", "丁公司", "", "批发", "C"),
+    ]
+
+    def load(name: str, lines: list[tuple[str, ...]]) -> tuple[int, int, int]:
+        with store.work() as session:
+            outcome = import_customers(
+                session,
+                store.facts,
+                write_csv(tmp_path / name, header, lines),
+                actor=staff("ann"),
+                now=NOW,
+            )
+            event = session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.type == "customers.imported")
+                .order_by(AuditEvent.seq.desc())
+                .limit(1)
+            ).one()
+        assert event.outcome == {
+            "rows": outcome.rows,
+            "inserted": outcome.inserted,
+            "updated": outcome.updated,
+        }
+        return outcome.rows, outcome.inserted, outcome.updated
+
+    assert load("first.csv", rows) == (4, 4, 0)
+    # the same customers in another file (so not the same batch): nothing changes
+    assert load("again.csv", [*rows[1:], rows[0]]) == (4, 0, 0)
+    # C1's segment, C2's attribute, C3's group; C4 as it was; C5 new
+    assert load(
+        "changed.csv",
+        [
+            ("C1", "甲公司", "G1", "零售", "A"),
+            ("C2", "乙公司", "", "零售", "B+"),
+            ("C3", "丙公司", "G2", "批发", ""),
+            rows[3],
+            ("C5", "戊公司", "", "批发", ""),
+        ],
+    ) == (5, 1, 3)
+    with store.work() as session:
+        stored = {
+            customer.code: (customer.segment, customer.attributes)
+            for customer in session.scalars(select(Customer))
+        }
+    assert stored == {
+        "C1": ("零售", {"等级": "A"}),
+        "C2": ("零售", {"等级": "B+"}),
+        "C3": ("批发", {}),
+        "C4": ("批发", {"等级": "C"}),
+        "C5": ("批发", {}),
+    }
+
+
 def test_a_file_with_fewer_columns_leaves_the_others_as_stored(
     store: Store, tmp_path: Path
 ) -> None:
@@ -474,7 +535,7 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
 def test_a_masters_batch_is_not_voided_and_says_why(store: Store, tmp_path: Path) -> None:
     _masters(store, tmp_path)
     with store.work() as session:
-        batches = dict(session.execute(select(ImportBatch.kind, ImportBatch.id)).tuples().all())
+        batches = dict(session.execute(select(ImportBatch.kind, ImportBatch.id)).all())
     events = _count(store, AuditEvent.seq)
     for kind in ("customers", "products"):
         with store.work() as session, pytest.raises(BatchError) as raised:

@@ -217,25 +217,32 @@ def _upsert_master(
     content_hash: str,
     idempotency_key: str | None,
     values: list[dict[str, Any]],
+    unchanged: set[str],
     ids: dict[str, int],
     snapshot: tuple[str, ...],
-    after_upsert: Callable[[], None] | None,
+    after_upsert: Callable[[], set[str]] | None,
     actor: str,
     now: dt.datetime,
     stages: Stages,
 ) -> ImportOutcome:
-    """Insert new and update known rows of a master (``ids``: code -> id of the rows stored),
-    then register the batch, write its audit event and the master's next snapshot."""
+    """Insert new rows of a master and update the known ones the file changes (``ids``: code ->
+    id of the rows stored; ``unchanged``: the codes of those it leaves as they are), then
+    register the batch, write its audit event and the master's next snapshot. A row counts as
+    updated when one of its values changes, or its membership does (``after_upsert``)."""
     stages.begin(Stage.WRITING)
     previous_revision = revision(session, kind)
     new = [value for value in values if value["code"] not in ids]
-    changed = [{"id": ids[value["code"]], **value} for value in values if value["code"] in ids]
+    changed = [
+        {"id": ids[value["code"]], **value}
+        for value in values
+        if value["code"] in ids and value["code"] not in unchanged
+    ]
     if new:
         session.execute(insert(model), new)
     if changed:
         session.execute(update(model), changed)
-    if after_upsert is not None:
-        after_upsert()
+    moved = after_upsert() if after_upsert is not None else set()
+    updated = len(changed) + len(moved & unchanged)
     batch = _add_batch(
         session,
         kind=kind,
@@ -253,7 +260,7 @@ def _upsert_master(
         entity_type="import_batch",
         entity_id=batch.id,
         inputs={"file": path.name, "sha256": content_hash},
-        outcome={"rows": len(values), "inserted": len(new), "updated": len(changed)},
+        outcome={"rows": len(values), "inserted": len(new), "updated": updated},
         now=now,
     )
     write_after_import(
@@ -264,7 +271,7 @@ def _upsert_master(
         imported=shape(kind, [tuple(value[name] for name in snapshot) for value in values]),
         complete=not ids,
     )
-    return ImportOutcome(batch.id, kind, len(values), False, len(new), len(changed))
+    return ImportOutcome(batch.id, kind, len(values), False, len(new), updated)
 
 
 # ---- customers -------------------------------------------------------------------------------
@@ -309,7 +316,7 @@ def import_customers(
     for row in rows:
         row["credit_code"] = (row["credit_code"] or "").strip().upper() or None
     given = fields_of(table)
-    values = _merged(
+    values, unchanged = _merged(
         session,
         Customer,
         rows,
@@ -333,6 +340,7 @@ def import_customers(
         content_hash=content_hash,
         idempotency_key=idempotency_key,
         values=values,
+        unchanged=unchanged,
         ids={code: ids[0] for code, ids in existing.items()},
         snapshot=("code", "legal_name", "segment", "region", "attributes"),
         # no group column: every membership stays as it is
@@ -416,31 +424,33 @@ def _merged(
     columns: dict[str, str],
     given: set[str],
     attribute_names: list[str],
-) -> list[dict[str, Any]]:
-    """Each row as the master will hold it: a known row as stored, with the file's columns laid
-    over it (a field the file lacks keeps its value); a new row with the file's values only.
-    Attributes likewise: the file's columns replace theirs, an empty cell removes one, and
-    attributes the file has no column for stay."""
-    kept = [column for field, column in columns.items() if field not in given]
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Each row as the master will hold it, and the codes of the known rows it leaves as they
+    are. A known row is taken as stored, with the file's columns laid over it (a field the file
+    lacks keeps its value); a new row has the file's values only. Attributes likewise: the
+    file's columns replace theirs, an empty cell removes one, and attributes the file has no
+    column for stay."""
     stored: dict[str, dict[str, Any]] = {}
     codes = [row[key] for row in rows]
+    held = list(columns.values())
     for chunk in chunks(codes):  # SQLite binds some tens of thousands at most
         for found in session.execute(
-            select(model.code, model.attributes, *(getattr(model, c) for c in kept)).where(
+            select(model.code, model.attributes, *(getattr(model, c) for c in held)).where(
                 model.code.in_(chunk)
             )
         ):
             stored[found[0]] = {
                 "attributes": found[1] or {},
-                **dict(zip(kept, found[2:], strict=True)),
+                **dict(zip(held, found[2:], strict=True)),
             }
     values = []
+    unchanged = set()
     for row in rows:
-        before = stored.get(row[key], {"attributes": {}})
+        before = stored.get(row[key])
         value: dict[str, Any] = {"code": row[key]}
         for field, column in columns.items():
-            value[column] = row[field] if field in given else before.get(column)
-        attributes = dict(before["attributes"])
+            value[column] = row[field] if field in given else (before or {}).get(column)
+        attributes = dict(before["attributes"]) if before else {}
         for name in attribute_names:
             if row[name] is None:
                 attributes.pop(name, None)
@@ -448,7 +458,9 @@ def _merged(
                 attributes[name] = row[name]
         value["attributes"] = attributes
         values.append(value)
-    return values
+        if before is not None and all(value[name] == before[name] for name in before):
+            unchanged.add(row[key])
+    return values, unchanged
 
 
 # A customer's first group is taken to hold for all earlier dates: the file says which group it
@@ -456,9 +468,10 @@ def _merged(
 ALWAYS = dt.date.min
 
 
-def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date) -> None:
+def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date) -> set[str]:
     """A group column that differs from the current membership ends it today and starts the new
-    one today; a customer's first membership holds since ``ALWAYS``."""
+    one today; a customer's first membership holds since ``ALWAYS``. The codes of the customers
+    whose membership changed."""
     wanted = {row["customer_id"]: row["group"] for row in rows}
     groups = dict(session.execute(select(CustomerGroup.code, CustomerGroup.id)).all())
     for code in sorted({group for group in wanted.values() if group} - groups.keys()):
@@ -475,12 +488,16 @@ def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date)
         )
     }
     had_membership = set(session.scalars(select(GroupMembership.customer_id).distinct()))
+    moved = set()
     for code, group in wanted.items():
         customer_id = customer_ids[code]
         group_id = groups.get(group) if group else None
         held = current.get(customer_id)
         if held is not None and held[1] == group_id:
             continue
+        if held is None and group_id is None:
+            continue
+        moved.add(code)
         if held is not None:
             session.execute(
                 update(GroupMembership).where(GroupMembership.id == held[0]).values(valid_to=today)
@@ -494,6 +511,7 @@ def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date)
                 )
             )
     session.flush()
+    return moved
 
 
 # ---- products --------------------------------------------------------------------------------
@@ -530,7 +548,7 @@ def import_products(
     stages.begin(Stage.CHECKING)
     rows = _text_rows(table, PRODUCT_FIELDS)
     existing = dict(session.execute(select(Product.code, Product.id)).all())
-    values = _merged(
+    values, unchanged = _merged(
         session,
         Product,
         rows,
@@ -548,6 +566,7 @@ def import_products(
         content_hash=content_hash,
         idempotency_key=idempotency_key,
         values=values,
+        unchanged=unchanged,
         ids=existing,
         snapshot=("code", "name", "category", "brand", "attributes"),
         after_upsert=None,
