@@ -589,6 +589,8 @@ def test_a_void_on_the_page_names_the_returns_it_leaves(store: Store, tmp_path: 
             f"其他批次中有 1 笔退货引用了本批次的行（R9 ({returned})）：在重新导入这些销售或同样"
             "作废这些退货之前，它们会继续减少返利。"
         )
+        # the batch list says when, by whom and why the batch was voided
+        assert _alert(page.text, "void-reason").endswith(" · fay: wrong file")
 
 
 def test_the_policy_page_shows_what_the_policy_says(store: Store, tmp_path: Path) -> None:

@@ -261,9 +261,15 @@ def batch_list() -> None:
     """Every import batch, newest last."""
 
     def step(session: Session, _facts: FactStore) -> Table:
-        table = Table("batch", "kind", "file", "rows", "dates", "status", "imported")
+        table = Table("batch", "kind", "file", "rows", "dates", "status", "imported", "voided")
         for batch in batches(session):
             dates = f"{batch.first_date} .. {batch.last_date}" if batch.first_date else ""
+            # a voided batch says when, by whom and why, as its audit event does
+            voided = (
+                f"{local_time(batch.voided_at)} {batch.voided_by}: {batch.void_reason}"
+                if batch.voided_at is not None
+                else ""
+            )
             table.add_row(
                 str(batch.id),
                 batch.kind,
@@ -272,6 +278,7 @@ def batch_list() -> None:
                 dates,
                 batch.status,
                 f"{local_time(batch.imported_at)} {batch.imported_by}",
+                voided,
             )
         return table
 
