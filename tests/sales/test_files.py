@@ -468,6 +468,41 @@ def test_a_workbook_is_read_from_the_sheet_it_opens_on_and_messages_name_it(
     assert read_sales(path).column("net_amount").to_pylist() == [Decimal("2.5")]
 
 
+def test_a_workbook_with_its_lines_over_several_sheets_is_refused_in_words(
+    tmp_path: Path,
+) -> None:
+    """A month per sheet: one import would take the sheet it opens on and leave the others
+    out. Sheets with other columns (notes, a summary) are no concern, nor is a hidden one."""
+    header = ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"]
+    workbook = Workbook()
+    january = workbook.active
+    assert january is not None
+    january.title = "1月"
+    january.append(header)
+    january.append(["L1", "C1", "P1", "2026-01-31", "1", "2.50"])
+    notes = workbook.create_sheet("说明")
+    notes.append(["本文件由 ERP 导出"])
+    path = tmp_path / "s.xlsx"
+    workbook.save(path)
+    assert read_sales(path).column("line_id").to_pylist() == ["L1"]
+    for month in ("2月", "3月"):
+        sheet = workbook.create_sheet(month)
+        sheet.append([*header, None])  # an empty cell after the last header is no column
+        sheet.append(["L2", "C1", "P1", "2026-02-28", "1", "1.00"])
+    workbook.save(path)
+    error = error_of(path)
+    assert type(error) is InputError
+    assert str(error) == (
+        f"file {path} (sheet '1月'): sheets '2月', '3月' have the same columns as the sheet "
+        "read: a workbook is imported one sheet at a time, so put the lines in one sheet, or "
+        "save each sheet as a file of its own and import each"
+    )
+    workbook["2月"].sheet_state = "hidden"
+    workbook["3月"].sheet_state = "hidden"
+    workbook.save(path)
+    assert read_sales(path).column("line_id").to_pylist() == ["L1"]
+
+
 def test_excel_formulas_without_saved_values_are_refused_by_cell(tmp_path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active

@@ -570,6 +570,7 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Ro
         while headers and not headers[-1]:
             headers.pop()
         _check_unique_headers(headers, source)
+        _refuse_more_of_the_same(workbook, sheet, headers, source)
         width = len(headers)
         unsaved = _formulas_without_values(workbook, sheet, headers)
         if unsaved:
@@ -603,6 +604,31 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Ro
         }
     )
     return table, Rows(2, tuple(skips)), name
+
+
+def _refuse_more_of_the_same(workbook: Any, sheet: Any, headers: list[str], source: str) -> None:
+    """Refuse a workbook whose other visible sheets have the read sheet's header row: lines
+    split over sheets (a month per sheet, say), of which one import would take only one and
+    leave the rest out without a word. Sheets with other columns (notes, a summary) are no
+    concern: they are not read."""
+    same = []
+    for other in workbook.worksheets:
+        if other is sheet or other.sheet_state != "visible":
+            continue
+        first = next(other.iter_rows(max_row=1, values_only=True), None) or ()
+        theirs = [(_cell_text(cell) or "").strip() for cell in first]
+        while theirs and not theirs[-1]:
+            theirs.pop()
+        if theirs == headers:
+            same.append(repr(other.title))
+    if same:
+        raise InputError.said_at(
+            "sheets {sheets} have the same columns as the sheet read: a workbook is imported "
+            "one sheet at a time, so put the lines in one sheet, or save each sheet as a file "
+            "of its own and import each",
+            file=source,
+            sheets=", ".join(same),
+        )
 
 
 # A cell's formula element, with or without a namespace prefix (``<f>``, ``<x:f t="shared">``).
