@@ -819,6 +819,50 @@ def test_the_imports_own_checks_name_rows_as_the_file_has_them(
     ]
 
 
+def test_one_pass_reports_lines_already_stored_with_the_files_own_problems(
+    store: Store, tmp_path: Path
+) -> None:
+    """A file with problems of its own and lines stored already: every one in one report,
+    in the file's row order, so that one correction is enough."""
+    _masters(store, tmp_path)
+    with store.work() as session:
+        first = import_sales(
+            session,
+            store.facts,
+            sales_file(
+                tmp_path,
+                "first.csv",
+                [
+                    ("L1", "C1", "P1", "2026-01-10", "1", "10.00"),
+                    ("L3", "C1", "P1", "2026-01-10", "1", "10.00"),
+                ],
+            ),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    batches, events = _count(store, ImportBatch.id), _count(store, AuditEvent.seq)
+    mixed = sales_file(
+        tmp_path,
+        "mixed.csv",
+        [
+            ("L1", "C1", "P1", "2026-01-11", "1", "10.00"),  # stored
+            ("L2", "C9", "P1", "2026-01-11", "1", "10.00"),  # unknown customer
+            ("L3", "C1", "P1", "2026-01-11", "1", "x"),  # stored, and not a number
+            ("L4", "C1", "P1", "2026-01-11", "1", "10.00"),  # fine
+        ],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, mixed, actor=staff("ann"), now=NOW)
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (2, "line_id", f"line L1 is already stored, in batch {first.batch_id}"),
+        (3, "customer_id", "customer_id 'C9' is not in the customer master"),
+        (4, "line_id", f"line L3 is already stored, in batch {first.batch_id}"),
+        (4, "net_amount", "net_amount 'x' is not a number"),
+    ]
+    assert raised.value.total == 4
+    assert (_count(store, ImportBatch.id), _count(store, AuditEvent.seq)) == (batches, events)
+
+
 def test_a_sale_imported_again_must_still_be_what_its_stored_returns_reverse(
     store: Store, tmp_path: Path
 ) -> None:

@@ -1045,6 +1045,12 @@ def _flag_duplicates(checker: _Checker, values: pa.ChunkedArray, name: str) -> N
 # ---- sales -----------------------------------------------------------------------------------
 
 
+# What an import of sales checks against the lines stored: called with the file's line ids
+# (one per row, some empty), it returns for each row the batch that holds its line already
+# (null for none), or None when no row's line is held.
+StoredLines = Callable[[pa.ChunkedArray], pa.Array | None]
+
+
 def _sales_from_raw(
     raw: _Raw,
     *,
@@ -1053,6 +1059,7 @@ def _sales_from_raw(
     products: pa.Table | None,
     customers_source: str,
     products_source: str,
+    stored: StoredLines | None = None,
 ) -> pa.Table:
     columns = resolve_columns(raw.table.column_names, FileKind.SALES, mapping, source=raw.source)
     _refuse_float_measures(raw, columns, MEASURE_COLUMNS)
@@ -1078,6 +1085,7 @@ def _sales_from_raw(
                 products=products,
                 customers_source=customers_source,
                 products_source=products_source,
+                stored=stored,
             )
         finally:
             pool.shutdown(cancel_futures=True)  # a refused file leaves nothing running
@@ -1147,6 +1155,7 @@ def _sales_checked(
     products: pa.Table | None,
     customers_source: str,
     products_source: str,
+    stored: StoredLines | None,
 ) -> pa.Table:
     checker = _Checker(raw, columns)
     table = raw.table
@@ -1177,6 +1186,19 @@ def _sales_checked(
     output: dict[str, Any] = {"line_id": line_id}
     _empty_flag(checker, line_id, "line_id")
     _nul_flag(checker, line_id, "line_id")
+    # Checked with the file's own problems, so that one pass reports them all.
+    holding = stored(line_id) if stored is not None else None
+    if holding is not None:
+        checker.flag(
+            pc.is_valid(holding),
+            "line_id",
+            lambda found: said(
+                "line {line} is already stored, in batch {batch}",
+                line=found["line"],
+                batch=found["batch"],
+            ),
+            pa.StructArray.from_arrays([line_id.combine_chunks(), holding], ["line", "batch"]),
+        )
 
     written_type = text_of("document_type")
     document_type = written_type
@@ -1513,8 +1535,10 @@ def read_sales(
     customers_source: str = "the customers file",
     products_source: str = "the products file",
     progress: ProgressHook | None = None,
+    stored: StoredLines | None = None,
 ) -> pa.Table:
-    """Sales lines in ``SALES_SCHEMA``. With ``customers``/``products``, unknown ids are errors."""
+    """Sales lines in ``SALES_SCHEMA``. With ``customers``/``products``, unknown ids are errors;
+    with ``stored``, so are lines already stored."""
     raw = _read_raw(path, progress)
     return _sales_from_raw(
         raw,
@@ -1523,6 +1547,7 @@ def read_sales(
         products=products,
         customers_source=customers_source,
         products_source=products_source,
+        stored=stored,
     )
 
 

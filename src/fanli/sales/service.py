@@ -591,17 +591,15 @@ def active_sales_files(session: Session, store: FactStore) -> list[tuple[int, Pa
     ]
 
 
-def _lines_already_stored(table: pa.Table, batches: list[tuple[int, Path]]) -> list[RowIssue]:
-    """Rows whose line id is in an active batch already (it would count twice), with the
-    batch, as the batch list shows it."""
+def _batches_holding(line_ids: pa.ChunkedArray, batches: list[tuple[int, Path]]) -> pa.Array | None:
+    """For each of ``line_ids``, the active batch that holds it already (null for none; it
+    would count twice), as the batch list shows it; None when no line is held, which is the
+    one question asked of a file with no such line."""
     if not batches:
-        return []
-    ids = pa.table(
-        {"line_id": table.column("line_id"), "row_index": pa.array(range(table.num_rows))}
-    )
+        return None
     connection = duckdb.connect()
     try:
-        connection.register("incoming", ids)
+        connection.register("incoming", pa.table({"line_id": line_ids}))
         connection.register(
             "batches",
             pa.table(
@@ -612,24 +610,27 @@ def _lines_already_stored(table: pa.Table, batches: list[tuple[int, Path]]) -> l
             ),
         )
         listed = sql_list([file for _, file in batches])
-        found = connection.execute(
-            f"""SELECT i.row_index, i.line_id, b.batch_id
-            FROM incoming i JOIN read_parquet([{listed}], filename = true) s
-              ON s.line_id = i.line_id
-            JOIN batches b ON b.filename = s.filename
-            ORDER BY i.row_index LIMIT 1000"""
+        held = f"""SELECT s.line_id, b.batch_id
+            FROM read_parquet([{listed}], filename = true) s
+            JOIN batches b ON b.filename = s.filename"""
+        ((found,),) = connection.execute(
+            f"SELECT count(*) FROM incoming i JOIN ({held}) h ON h.line_id = i.line_id"
         ).fetchall()
+        if not found:
+            return None
+        connection.register(
+            "numbered",
+            pa.table({"line_id": line_ids, "row_index": pa.array(range(len(line_ids)))}),
+        )
+        # active batches never share a line, so each row finds one batch at most
+        holding = connection.sql(
+            f"""SELECT h.batch_id FROM numbered i LEFT JOIN ({held}) h
+            ON h.line_id = i.line_id ORDER BY i.row_index"""
+        ).to_arrow_table()
+        assert holding is not None
+        return holding.column(0).combine_chunks()
     finally:
         connection.close()
-    rows = rows_of(table)
-    return [
-        RowIssue.of(
-            rows(int(index)),
-            header_of(table, "line_id"),
-            said("line {line} is already stored, in batch {batch}", line=line, batch=batch),
-        )
-        for index, line, batch in found
-    ]
 
 
 def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
@@ -891,6 +892,7 @@ def import_sales(
         return repeated
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
     stages.begin(Stage.READING)
+    batches = active_sales_files(session, store)
     table = read_sales(
         path,
         mapping=mapping,
@@ -899,14 +901,13 @@ def import_sales(
         customers_source="the customer master",
         products_source="the product master",
         progress=progress,
+        stored=lambda line_ids: _batches_holding(line_ids, batches),
     )
     if table.num_rows == 0:
         raise InputError.said_at("the file has no sales lines", file=source_of(table, str(path)))
     stages.begin(Stage.CHECKING)
-    batches = active_sales_files(session, store)
     files = [file for _, file in batches]
-    issues = _lines_already_stored(table, batches)
-    issues += _unknown_links(table, files)
+    issues = _unknown_links(table, files)
     issues += _named_by_stored_returns(table, files)
     if issues:
         raise InputFileError(issues, file=source_of(table, str(path)))
