@@ -678,6 +678,12 @@ def test_growing_lists_are_pages_with_filters(api: Api) -> None:
     assert [u["code"] for u in gone["items"]] == ["eve"]
     bad = api.client.get("/api/batches?kind=invoices", headers=fay)
     assert (bad.status_code, bad.json()["error"]) == (422, "invalid_input")
+    # an approval limit in fractions of a fen is refused, one in fen taken
+    user = {"code": "ann2", "name": "Ann", "roles": ["approver"], "approval_limit": "100.005"}
+    refused = api.client.post("/api/users", json=user, headers=admin)
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid_input")
+    made = api.client.post("/api/users", json={**user, "approval_limit": "100.05"}, headers=admin)
+    assert (made.status_code, made.json()["approval_limit"]) == (201, "100.05")
 
 
 def test_the_periodic_audit_over_http(api: Api) -> None:

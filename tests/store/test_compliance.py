@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,30 @@ def test_users_roles_and_delegations(store: Store) -> None:
             create_user(session, "y", name="Y", roles=["administrator"], actor=None, now=NOW)
         with pytest.raises(PermissionDeniedError, match="needs the role administrator"):
             create_user(session, "y", name="Y", roles=["sales"], actor=who["sam"], now=NOW)
+        # a settlement is paid in whole fen: a limit in fractions of one is refused
+        with pytest.raises(UserError) as refused:
+            create_user(
+                session,
+                "y",
+                name="Y",
+                roles=["approver"],
+                approval_limit=Decimal("1000.005"),
+                actor=who["admin"],
+                now=NOW,
+            )
+        assert str(refused.value) == (
+            "an approval limit has at most 2 decimal places, not 1000.005"
+        )
+        taken = create_user(
+            session,
+            "y",
+            name="Y",
+            roles=["approver"],
+            approval_limit=Decimal("1000.50"),
+            actor=who["admin"],
+            now=NOW,
+        )
+        assert taken.approval_limit == Decimal("1000.50")
         with pytest.raises(UserError, match=r"user code 'new user!' may hold only letters"):
             create_user(
                 session, "new user!", name="N", roles=["sales"], actor=who["admin"], now=NOW

@@ -13,13 +13,16 @@ from sqlalchemy.orm import Session
 from fanli.audit.service import record
 from fanli.db.session import Lock, serialize
 from fanli.kit.errors import FanliError, said
-from fanli.kit.money import MAX_AMOUNT
+from fanli.kit.money import MAX_AMOUNT, decimal_places, minor_unit
 from fanli.users.actor import Actor, PermissionDeniedError, Role, require
 from fanli.users.models import Delegation, User, WebSession
 from fanli.users.queries import user_by_code
 
 USER_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 BOOTSTRAP = "system"  # the actor recorded for the very first administrator
+
+# Places an approval limit may have: those of the default currency's fen.
+LIMIT_PLACES = minor_unit("CNY")
 
 
 class UserError(FanliError):
@@ -60,6 +63,13 @@ def create_user(
         raise UserError.said("user {user} exists already", user=code)
     if approval_limit is not None and not 0 <= approval_limit < MAX_AMOUNT:
         raise UserError.said("an approval limit lies between 0 and {limit}", limit=MAX_AMOUNT)
+    if approval_limit is not None and decimal_places(approval_limit) > LIMIT_PLACES:
+        # a settlement is paid in whole fen, so a limit in fractions of one means nothing
+        raise UserError.said(
+            "an approval limit has at most {places} decimal places, not {limit}",
+            places=LIMIT_PLACES,
+            limit=approval_limit,
+        )
     if Role.CUSTOMER in chosen:
         if not customer_code:
             raise UserError.said("customer user {user} must name its customer", user=code)

@@ -436,7 +436,7 @@ class UserIn(Shape):
     code: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     roles: list[Role] = Field(min_length=1)
-    approval_limit: Annotated[MoneyIn, Field(ge=0, lt=MAX_AMOUNT, decimal_places=4)] | None = None
+    approval_limit: Annotated[MoneyIn, Field(ge=0, lt=MAX_AMOUNT, decimal_places=2)] | None = None
     customer: str | None = Field(default=None, max_length=64)
 
 
