@@ -47,16 +47,24 @@ def local_time(moment: dt.datetime, form: str = "%Y-%m-%d %H:%M") -> str:
 
 def stdout() -> Console:
     """Standard output; wide enough for the summary table when it is not a terminal."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)
     if not console.is_terminal:
-        console = Console(highlight=False, soft_wrap=True, width=160)
+        console = Console(highlight=False, soft_wrap=True, markup=False, width=160)
     return console
 
 
+def stderr() -> Console:
+    """Standard error, for notes, problems and refusals."""
+    return Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+
+
+# Both consoles print text as it is: what the tables and notes show comes from users (a void
+# reason, a file's cells, a policy's title), and Rich would read "[...]" in it as markup,
+# dropping text or failing on a closing tag it did not open.
+
+
 def fail(message: str, code: int) -> ExitError:
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
-        Text(f"error: {message}", style="bold red")
-    )
+    stderr().print(Text(f"error: {message}", style="bold red"))
     return ExitError(code)
 
 

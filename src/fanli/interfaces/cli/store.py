@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
@@ -40,6 +39,7 @@ from fanli.interfaces.cli.common import (
     parse_date,
     progress,
     run,
+    stderr,
     stdout,
 )
 from fanli.kit.errors import InputError
@@ -176,7 +176,7 @@ def _import(
             if report is not None:
                 whole = RowIssue(error.row, error.field, error.detail)
                 write_issue_report(InputFileError([whole], file=error.file or str(path)), report)
-                Console(stderr=True, soft_wrap=True, highlight=False).print(
+                stderr().print(
                     Text(f"report written to {report}")
                 )
             raise
@@ -215,7 +215,7 @@ def _check_report(report: Path, *inputs: Path | None) -> None:
 
 
 def _show_issues(error: InputFileError, report: Path | None) -> None:
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console = stderr()
     console.print(
         Text(
             f"error: {error.file}: {error.total:,} problem(s); nothing was stored", style="bold red"
@@ -307,7 +307,7 @@ def batch_void(
             f"batch {other}: {', '.join(r.line_id for r in left if r.batch_id == other)}"
             for other in sorted({r.batch_id for r in left})
         )
-        Console(stderr=True, soft_wrap=True, highlight=False).print(
+        stderr().print(
             Text(
                 f"note: {len(left):,} return(s) in other batches name lines of batch {batch.id} "
                 f"({named}); they keep reducing rebates until those sales are imported again "
