@@ -176,9 +176,7 @@ def _import(
             if report is not None:
                 whole = RowIssue(error.row, error.field, error.detail)
                 write_issue_report(InputFileError([whole], file=error.file or str(path)), report)
-                stderr().print(
-                    Text(f"report written to {report}")
-                )
+                stderr().print(Text(f"report written to {report}"))
             raise
 
     outcome = run(step)
