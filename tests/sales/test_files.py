@@ -501,6 +501,21 @@ def test_a_workbook_with_its_lines_over_several_sheets_is_refused_in_words(
     workbook["3月"].sheet_state = "hidden"
     workbook.save(path)
     assert read_sales(path).column("line_id").to_pylist() == ["L1"]
+    # A blank template under the same header leaves nothing out: no concern.
+    template = workbook.create_sheet("模板")
+    template.append(header)
+    template.append([None, "  ", None])
+    workbook.save(path)
+    assert read_sales(path).column("line_id").to_pylist() == ["L1"]
+    # Headers written otherwise but matched as the same columns, or a month with one column
+    # more, still hold lines the import would leave out.
+    april = workbook.create_sheet("4月")
+    april.append(["Line_ID", "Customer ID", *header[2:], "备注"])
+    april.append(["L4", "C1", "P1", "2026-04-30", "1", "1.00", "补录"])
+    workbook.save(path)
+    assert str(error_of(path)).startswith(
+        f"file {path} (sheet '1月'): sheets '4月' have the same columns as the sheet read"
+    )
 
 
 def test_excel_formulas_without_saved_values_are_refused_by_cell(tmp_path: Path) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from fanli.audit.models import AuditEvent
 from fanli.customers.models import Customer, GroupMembership
@@ -211,7 +212,16 @@ def test_only_rows_that_change_count_as_updated(store: Store, tmp_path: Path) ->
         ("C4", "丁公司", "", "批发", "C"),
     ]
 
+    updates: list[int] = []  # the rows each UPDATE of a customer wrote
+
+    def written(_conn: Any, _cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.startswith("UPDATE customer "):
+            updates.append(len(parameters) if rest[-1] else 1)  # executemany: one set per row
+
+    event.listen(store.engine, "before_cursor_execute", written)
+
     def load(name: str, lines: list[tuple[str, ...]]) -> tuple[int, int, int]:
+        updates.clear()
         with store.work() as session:
             outcome = import_customers(
                 session,
@@ -236,6 +246,7 @@ def test_only_rows_that_change_count_as_updated(store: Store, tmp_path: Path) ->
     assert load("first.csv", rows) == (4, 4, 0)
     # the same customers in another file (so not the same batch): nothing changes
     assert load("again.csv", [*rows[1:], rows[0]]) == (4, 0, 0)
+    assert updates == []  # nor is any row written again
     # C1's segment, C2's attribute, C3's group; C4 as it was; C5 new
     assert load(
         "changed.csv",
@@ -247,6 +258,7 @@ def test_only_rows_that_change_count_as_updated(store: Store, tmp_path: Path) ->
             ("C5", "戊公司", "", "批发", ""),
         ],
     ) == (5, 1, 3)
+    assert sum(updates) == 2  # C1 and C2; C3's group is a membership, not the customer's row
     with store.work() as session:
         stored = {
             customer.code: (customer.segment, customer.attributes)

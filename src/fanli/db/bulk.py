@@ -143,13 +143,13 @@ def _sqlite_load(connection: Connection, table: Table, parts: tuple[pa.Table, ..
                 _sqlite_insert(connection, table, part)
         for sql in rebuilt:
             connection.exec_driver_sql(sql)
-    if (
-        rebuilt
-        and connection.exec_driver_sql(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
-        ).first()
-    ):
-        connection.exec_driver_sql(f"ANALYZE {_quoted(table.name)}")
+        if (
+            rebuilt
+            and connection.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
+            ).first()
+        ):
+            connection.exec_driver_sql(f"ANALYZE {_quoted(table.name)}")
 
 
 # The page cache a large load works in, in KiB. SQLite's default of 2 MB makes the load write

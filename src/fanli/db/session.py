@@ -131,7 +131,9 @@ class Lock(IntEnum):
     """Transaction-scoped locks for operations that must not run side by side."""
 
     ACCRUAL = 7301
-    SALES_IMPORT = 7302
+    # Any import: two at once could each find the other's sales lines not yet stored, or
+    # build the next master snapshot from the same previous one.
+    IMPORT = 7302
     AUDIT_CHAIN = 7305
     SETTLEMENT = 7306
     AUDIT_SCHEDULE = 7307

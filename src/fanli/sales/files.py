@@ -607,19 +607,27 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Ro
 
 
 def _refuse_more_of_the_same(workbook: Any, sheet: Any, headers: list[str], source: str) -> None:
-    """Refuse a workbook whose other visible sheets have the read sheet's header row: lines
-    split over sheets (a month per sheet, say), of which one import would take only one and
-    leave the rest out without a word. Sheets with other columns (notes, a summary) are no
-    concern: they are not read."""
+    """Refuse a workbook whose other visible sheets hold lines under the read sheet's columns:
+    lines split over sheets (a month per sheet, say), of which one import would take only one
+    and leave the rest out without a word.
+
+    Headers are compared as columns are matched (``normalize_header``), and a sheet counts when
+    its columns include the read sheet's or the other way round (a month with a remarks column
+    more). A sheet with other columns (notes, a summary) or with no line under its header (a
+    blank template) is no concern: it is not read, and nothing in it is left out."""
+    ours = {normalize_header(header) for header in headers if header}
     same = []
     for other in workbook.worksheets:
         if other is sheet or other.sheet_state != "visible":
             continue
-        first = next(other.iter_rows(max_row=1, values_only=True), None) or ()
-        theirs = [(_cell_text(cell) or "").strip() for cell in first]
-        while theirs and not theirs[-1]:
-            theirs.pop()
-        if theirs == headers:
+        rows = other.iter_rows(values_only=True)
+        first = next(rows, None) or ()
+        theirs = {
+            normalize_header(text) for text in map(_cell_text, first) if text and text.strip()
+        }
+        if not theirs or not (theirs <= ours or ours <= theirs):
+            continue
+        if any((_cell_text(cell) or "").strip() for cells in rows for cell in cells):
             same.append(repr(other.title))
     if same:
         raise InputError.said_at(

@@ -291,6 +291,8 @@ def import_customers(
     """Add new customers and update changed ones from a file; all rows or none. A column the
     file lacks leaves what is stored as it is; an empty cell in a column it has clears it."""
     require(actor, Role.FINANCE, to=said("import customers"))
+    # One import at a time: each builds the next snapshot of the master from the last one.
+    serialize(session, Lock.IMPORT)
     content_hash = import_hash(path, BatchKind.CUSTOMERS, mapping)
     repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
     if repeated is not None:
@@ -531,6 +533,7 @@ def import_products(
     """Add new products and update changed ones from a file; all rows or none. A column the
     file lacks leaves what is stored as it is (as for customers)."""
     require(actor, Role.FINANCE, to=said("import products"))
+    serialize(session, Lock.IMPORT)  # as for customers
     content_hash = import_hash(path, BatchKind.PRODUCTS, mapping)
     repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
     if repeated is not None:
@@ -622,10 +625,14 @@ def _batches_holding(line_ids: pa.ChunkedArray, batches: list[tuple[int, Path]])
             "numbered",
             pa.table({"line_id": line_ids, "row_index": pa.array(range(len(line_ids)))}),
         )
-        # active batches never share a line, so each row finds one batch at most
+        # One batch per row, should two batches ever hold a line: one answer per row.
         holding = connection.sql(
-            f"""SELECT h.batch_id FROM numbered i LEFT JOIN ({held}) h
-            ON h.line_id = i.line_id ORDER BY i.row_index"""
+            f"""WITH found AS (
+              SELECT i.row_index, min(h.batch_id) AS batch_id
+              FROM numbered i JOIN ({held}) h ON h.line_id = i.line_id
+              GROUP BY i.row_index)
+            SELECT f.batch_id FROM numbered n LEFT JOIN found f USING (row_index)
+            ORDER BY n.row_index"""
         ).to_arrow_table()
         assert holding is not None
         return holding.column(0).combine_chunks()
@@ -885,7 +892,7 @@ def import_sales(
     """
     require(actor, Role.FINANCE, to=said("import sales"))
     # Two imports at once could each find the other's line ids not yet stored.
-    serialize(session, Lock.SALES_IMPORT)
+    serialize(session, Lock.IMPORT)
     content_hash = import_hash(path, BatchKind.SALES, mapping)
     repeated = _previous(session, BatchKind.SALES, content_hash, idempotency_key)
     if repeated is not None:

@@ -57,6 +57,14 @@ MoneyIn = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d{1,4})?$", "examples": ["150.00"]}),
 ]
 
+# An approval limit: an amount in whole fen, as settlements are paid.
+LimitIn = Annotated[
+    Decimal,
+    BeforeValidator(_no_float),
+    Field(ge=0, lt=MAX_AMOUNT, decimal_places=2),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d{1,2})?$", "examples": ["50000.00"]}),
+]
+
 
 # A day a request may name: one Fanli keeps (a year 1 or 9999 is refused, not computed with).
 Day = Annotated[dt.date, Field(ge=FIRST_DAY, le=LAST_DAY)]
@@ -436,7 +444,7 @@ class UserIn(Shape):
     code: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     roles: list[Role] = Field(min_length=1)
-    approval_limit: Annotated[MoneyIn, Field(ge=0, lt=MAX_AMOUNT, decimal_places=2)] | None = None
+    approval_limit: LimitIn | None = None
     customer: str | None = Field(default=None, max_length=64)
 
 
