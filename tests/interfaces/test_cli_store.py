@@ -97,7 +97,7 @@ def test_a_month_end_from_the_command_line(
     assert (code, " ".join(out.split())) == (
         0,
         "2 rows (each journal line of 2026-03 as its debit and its credit) written to "
-        f"{tmp_path / 'gl.xlsx'}: debit 200.00 = credit 200.00",
+        f"{tmp_path / 'gl.xlsx'}: CNY debit 200.00 = credit 200.00",
     )
     assert sorted(p.name for p in tmp_path.glob("*gl*")) == ["gl.xlsx"]
     # An export whose transaction fails to commit leaves no file the audit trail does not know

@@ -37,10 +37,11 @@ EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "policy.yaml"
 
 def _draft(store: Store, tmp_path: Path, **terms: Any) -> tuple[dict[str, Any], int]:
     with store.work() as session:
-        who = people(session, NOW)
+        # an import comes first in its transaction (the import lock before the audit chain's)
         import_customers(
             session, store.facts, customers_file(tmp_path), actor=staff("ann"), now=NOW
         )
+        who = people(session, NOW)
         version = add_version(session, percent_agreement(**terms), actor=staff("sam"), now=NOW)
         return who, version.id
 
@@ -181,12 +182,12 @@ def test_every_failed_check_is_named_and_nothing_changes(store: Store, tmp_path:
 
 def test_an_individual_business_is_not_a_legal_entity(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
-        who = people(session, NOW)
         code = "92110105MA01234X5" + check_character("92110105MA01234X5")
         rows = [("G1", "李四个体商行", code, "零售", "华北")]
         import_customers(
             session, store.facts, customers_file(tmp_path, rows), actor=staff("a"), now=NOW
         )
+        who = people(session, NOW)
         version = add_version(
             session, percent_agreement(parties={"counterparty": "G1"}), actor=staff("sam"), now=NOW
         )
@@ -489,6 +490,7 @@ def test_a_deviation_adds_one_approver_to_a_role_already_asked(
             actor=who["cora"],
             now=NOW,
         )
+    with store.work() as session:  # an import comes first in its transaction
         import_customers(session, store.facts, customers_file(tmp_path), actor=who["fay"], now=NOW)
         version_id = add_version(
             session,

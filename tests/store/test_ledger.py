@@ -584,41 +584,49 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     # Run 1: C1 200.00 + C2 100.01 (2% of 5,000.55 = 100.011, half-up) posted.
     # Run 2: C1 200.00 -> 180.00 (-20.00), C2 100.01 -> 0 (-100.01).
     assert movements == {
-        "rebate_contra_revenue": (D("300.0100"), D("120.0100")),
-        "rebate_liability": (D("120.0100"), D("300.0100")),
+        "CNY": {
+            "rebate_contra_revenue": (D("300.0100"), D("120.0100")),
+            "rebate_liability": (D("120.0100"), D("300.0100")),
+        }
     }
-    assert csv_export.debit_total == csv_export.credit_total == D("420.0200")
+    assert csv_export.totals == {"CNY": (D("420.0200"), D("420.0200"))}
     assert csv_export.by_account == {
-        "6001.05": movements["rebate_contra_revenue"],
-        "2241.01": movements["rebate_liability"],
+        ("6001.05", "CNY"): movements["CNY"]["rebate_contra_revenue"],
+        ("2241.01", "CNY"): movements["CNY"]["rebate_liability"],
     }
     rows = (tmp_path / "gl-2026-03.csv").read_text(encoding="utf-8-sig").splitlines()
     assert len(rows) == 1 + 8 + 1
     # amounts with two places, as the sheet shows them (the ledger holds four)
-    assert rows[-1].startswith("total,,2026-03,,,,420.02,420.02,")
+    assert rows[-1].startswith("total,,2026-03,,,,420.02,420.02,CNY,")
     first = rows[1].split(",")
-    assert first[4:11] == [
+    assert first[4:12] == [
         "6001.05",
         "rebate_contra_revenue",
         "200.00",
         "0.00",
+        "CNY",
         "SALES-EAST",
         "C1",
         "上海华东食品贸易有限公司",
     ]
     # The rebate period as the screens show it: Q1 runs to its last day, 31 March.
-    assert rows[0].split(",")[11:14] == [
+    assert rows[0].split(",")[12:15] == [
         "agreement",
         "rebate_period_start",
         "rebate_period_last_day",
     ]
-    assert first[11:14] == ["A1", "2026-01-01", "2026-03-31"]
+    assert first[12:15] == ["A1", "2026-01-01", "2026-03-31"]
     sheet = load_workbook(tmp_path / "gl-2026-03.xlsx").active
     assert sheet is not None
     assert xlsx_export.rows == 8
-    assert [sheet.cell(row=10, column=c).value for c in (1, 7, 8)] == ["total", 420.02, 420.02]
+    assert [sheet.cell(row=10, column=c).value for c in (1, 7, 8, 9)] == [
+        "total",
+        420.02,
+        420.02,
+        "CNY",
+    ]
     # days as dates and amounts as numbers with two places, for a GL import to read as such
-    first_row = [sheet.cell(row=2, column=c) for c in (2, 7, 13, 14)]
+    first_row = [sheet.cell(row=2, column=c) for c in (2, 7, 14, 15)]
     assert [cell.value for cell in first_row] == [
         dt.datetime(2026, 3, 31),  # noqa: DTZ001 - Excel's dates have no zone
         200,
@@ -673,14 +681,14 @@ def test_a_closed_periods_export_is_the_same_file_after_a_customer_is_renamed(
             )
 
     rename("open.csv", "上海华东食品有限公司")
-    assert export("open.csv.gl").splitlines()[1].split(",")[10] == "上海华东食品有限公司"  # open
+    assert export("open.csv.gl").splitlines()[1].split(",")[11] == "上海华东食品有限公司"  # open
     with store.work() as session:
         close_period(session, "2026-03", actor=staff("fin"), now=NOW)
     first = export("first.csv")
     rename("rename.csv", "华东食品集团有限公司")
     assert export("again.csv") == first
     # the names as the run March closed after saw them, as its results are
-    assert first.splitlines()[1].split(",")[10] == "上海华东食品贸易有限公司"
+    assert first.splitlines()[1].split(",")[11] == "上海华东食品贸易有限公司"
 
 
 def test_the_database_refuses_an_unbalanced_line(store: Store, tmp_path: Path) -> None:

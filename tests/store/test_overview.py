@@ -10,12 +10,15 @@ from decimal import Decimal
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from openpyxl import load_workbook
 
 from fanli.agreements.service import add_version
 from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.ledger import overview
+from fanli.ledger.export import export_gl
 from fanli.ledger.overview import Leaders, NearMiss, PeriodTotals, TierProgress, tier_progress
+from fanli.ledger.queries import account_movements
 from fanli.users.auth import enrol_second_factor, set_password
 from second_factor import fresh_code
 from store.builders import activate, percent_agreement, staff
@@ -118,6 +121,55 @@ def test_amounts_are_kept_apart_per_currency(store: Store, tmp_path: Path) -> No
 
 
 PASSWORD = "correct horse battery"
+
+
+def test_the_gl_export_keeps_each_currency_apart(store: Store, tmp_path: Path) -> None:
+    """A CNY and a USD programme in one period: each GL row names its currency, and there is
+    one total per currency, each tying out to the ledger in that currency; JPY has no places."""
+    world = _two_currencies(store, tmp_path)
+    yen = percent_agreement("A3", currency="JPY", tiers=[{"from": "0", "rate": "1.2345"}])
+    with store.work() as session:
+        activate(session, add_version(session, yen, actor=staff("sam"), now=NOW).id, now=NOW)
+    world.accrue("2026-03-31")
+    with store.work() as session:
+        exported = export_gl(
+            session, store.facts, "2026-03", tmp_path / "gl.csv", actor=staff("fin"), now=NOW
+        )
+        movements = account_movements(session, "2026-03")
+        export_gl(
+            session, store.facts, "2026-03", tmp_path / "gl.xlsx", actor=staff("fin"), now=NOW
+        )
+    # Per customer (C1 10,000.00, C2 500.00): A1 2% in CNY, 200.00 + 10.00; A2 1% in USD,
+    # 100.00 + 5.00; A3 1.2345% in JPY, to whole yen: 123 (123.45) + 6 (6.1725).
+    assert exported.totals == {
+        "CNY": (D("210.0000"), D("210.0000")),
+        "JPY": (D("129.0000"), D("129.0000")),
+        "USD": (D("105.0000"), D("105.0000")),
+    }
+    assert {currency: held["rebate_contra_revenue"][0] for currency, held in movements.items()} == {
+        "CNY": D("210.0000"),
+        "JPY": D("129.0000"),
+        "USD": D("105.0000"),
+    }
+    assert exported.by_account[("6001.05", "USD")] == movements["USD"]["rebate_contra_revenue"]
+    rows = [line.split(",") for line in (tmp_path / "gl.csv").read_text("utf-8-sig").splitlines()]
+    assert rows[0][6:9] == ["debit", "credit", "currency"]
+    assert {(row[8], row[12]) for row in rows[1:-3]} == {
+        ("CNY", "A1"),
+        ("USD", "A2"),
+        ("JPY", "A3"),
+    }
+    assert [row[:9] for row in rows[-3:]] == [
+        ["total", "", "2026-03", "", "", "", "210.00", "210.00", "CNY"],
+        ["total", "", "2026-03", "", "", "", "129", "129", "JPY"],
+        ["total", "", "2026-03", "", "", "", "105.00", "105.00", "USD"],
+    ]
+    sheet = load_workbook(tmp_path / "gl.xlsx").active
+    assert sheet is not None
+    ends = [[cell.value for cell in row[:9]] for row in sheet.iter_rows(min_row=sheet.max_row - 2)]
+    assert [end[6:9] for end in ends] == [[210, 210, "CNY"], [129, 129, "JPY"], [105, 105, "USD"]]
+    formats = [sheet.cell(row=sheet.max_row - 2 + i, column=7).number_format for i in range(3)]
+    assert formats == ["#,##0.00##", "#,##0", "#,##0.00##"]
 
 
 def test_the_dashboard_shows_one_section_per_currency(store: Store, tmp_path: Path) -> None:

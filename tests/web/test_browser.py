@@ -87,6 +87,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     secrets: dict[str, str] = {}
     with unit_of_work(sessions) as session:
         who = people(session, NOW)
+    # an import comes first in its transaction (the import lock before the audit chain's)
+    with unit_of_work(sessions) as session:
         import_customers(session, facts, customers_file(folder), actor=who["fay"], now=NOW)
         create_user(
             session, "c1", name="C1", roles=["customer"], customer_code="C1",

@@ -165,3 +165,18 @@ def sent_back(session: Session, version_ids: list[int]) -> dict[int, SentBack]:
             reason=str(event.inputs.get("reason", "")),
         )
     return found
+
+
+# An agreement's currency when its terms name none (``Agreement.currency``'s default).
+DEFAULT_CURRENCY = "CNY"
+
+
+def version_currencies(session: Session) -> dict[int, str]:
+    """Each agreement version's currency, by version id: the ledger's amounts are in it, and
+    amounts in two currencies never add up."""
+    return {
+        version_id: (terms or {}).get("currency", DEFAULT_CURRENCY)
+        for version_id, terms in session.execute(
+            select(AgreementVersion.id, AgreementVersion.terms)
+        ).all()
+    }

@@ -2,9 +2,10 @@
 
 A chart of accounts (YAML or JSON) maps Fanli's accounts to account codes, optionally per
 entry kind, and names the cost centre. Each journal line (a posting from one account to another)
-becomes two rows, its debit and its credit, with the customer and the agreement. The last row
-holds the totals, which tie out to the ledger: debits equal credits, and per account they equal
-the period's movement in ``queries.account_movements``.
+becomes two rows, its debit and its credit, with the customer, the agreement and the
+agreement's currency. The last rows hold the totals, one per currency, which tie out to the
+ledger: debits equal credits, and per account they equal the period's movement in that
+currency in ``queries.account_movements``. Amounts in two currencies are never added up.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fanli.agreements.files import read_document
+from fanli.agreements.queries import DEFAULT_CURRENCY, version_currencies
 from fanli.audit.service import record
 from fanli.customers.models import Customer
 from fanli.kit.errors import InputError, Month, said
-from fanli.kit.money import ZERO
+from fanli.kit.money import FACT_SCALE, ZERO, minor_unit
 from fanli.kit.sheets import append_text_safe
 from fanli.ledger.models import (
     Account,
@@ -105,15 +107,24 @@ def load_chart(path: Path) -> ChartOfAccounts:
 
 
 _NONE = Decimal("0.0000")  # the empty side of a row
-_CENT = Decimal("0.01")
 
 
-def csv_amount(amount: Decimal) -> str:
-    """An amount as the CSV writes it: two places, as money is read, and more only where the
-    amount has them (the ledger keeps four), as the sheet's number format shows it. Nothing is
-    rounded: 194.69 held as 194.6900 is written 194.69, 0.005 stays 0.005."""
-    cents = amount.quantize(_CENT)
-    return f"{cents:f}" if cents == amount else f"{amount.normalize():f}"
+def csv_amount(amount: Decimal, currency: str = DEFAULT_CURRENCY) -> str:
+    """An amount as the CSV writes it: with its currency's places (two for CNY, none for JPY),
+    and more only where the amount has them (the ledger keeps four), as the sheet's number
+    format shows it. Nothing is rounded: 194.69 held as 194.6900 is written 194.69, 0.005
+    stays 0.005."""
+    unit = amount.quantize(Decimal(1).scaleb(-minor_unit(currency)))
+    return f"{unit:f}" if unit == amount else f"{amount.normalize():f}"
+
+
+def _amount_format(currency: str) -> str:
+    """The sheet's number format for amounts in ``currency``: its places, more where an
+    amount has them (up to the ledger's four). A currency without places shows whole units
+    (a format with optional places only would end them with a point); the cell holds the
+    amount as it is either way."""
+    places = minor_unit(currency)
+    return "#,##0" + ("." + "0" * places + "#" * (FACT_SCALE - places) if places else "")
 
 
 HEADER = (
@@ -125,6 +136,7 @@ HEADER = (
     "fanli_account",
     "debit",
     "credit",
+    "currency",  # the agreement's: amounts in two currencies never add up
     "cost_centre",
     "customer_code",
     "customer_name",
@@ -137,17 +149,15 @@ HEADER = (
 
 
 _DATE_COLUMNS = ("entry_date", "rebate_period_start", "rebate_period_last_day")
-# Two places as the ledger's amounts have them (cents), more only where an amount has more.
-_AMOUNT_FORMAT = "#,##0.00##"
 
 
 @dataclass(frozen=True)
 class GlExport:
     path: Path
     rows: int
-    debit_total: Decimal
-    credit_total: Decimal
-    by_account: dict[str, tuple[Decimal, Decimal]]  # account code -> (debit, credit)
+    totals: dict[str, tuple[Decimal, Decimal]]  # currency -> (debit, credit)
+    # (account code, currency) -> (debit, credit)
+    by_account: dict[tuple[str, str], tuple[Decimal, Decimal]]
 
 
 def _customer_names(session: Session, store: FactStore, period: AccountingPeriod) -> dict[str, str]:
@@ -195,6 +205,7 @@ def export_gl(
     if period is None:
         raise PeriodError.said("there is no accounting period {period}", period=Month(period_code))
     names = _customer_names(session, store, period)
+    currencies = version_currencies(session)
     lines = session.execute(
         select(JournalEntry, JournalLine, RebatePeriod)
         .join(JournalLine, JournalLine.entry_id == JournalEntry.id)
@@ -203,19 +214,20 @@ def export_gl(
         .order_by(JournalEntry.id, JournalLine.id)
     ).all()
     rows: list[tuple[object, ...]] = []
-    debit_total = credit_total = ZERO
-    by_account: dict[str, tuple[Decimal, Decimal]] = {}
+    totals: dict[str, tuple[Decimal, Decimal]] = {}
+    by_account: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
     for entry, line, rebate_period in lines:
+        currency = currencies.get(line.version_id, DEFAULT_CURRENCY)
         # Each posting line is shown as its debit row and its credit row.
         for account, debit, credit in (
             (line.debit_account, line.amount, _NONE),
             (line.credit_account, _NONE, line.amount),
         ):
             code = chart.code(account, entry.kind)
-            held_debit, held_credit = by_account.get(code, (ZERO, ZERO))
-            by_account[code] = (held_debit + debit, held_credit + credit)
-            debit_total += debit
-            credit_total += credit
+            held_debit, held_credit = by_account.get((code, currency), (ZERO, ZERO))
+            by_account[code, currency] = (held_debit + debit, held_credit + credit)
+            total_debit, total_credit = totals.get(currency, (ZERO, ZERO))
+            totals[currency] = (total_debit + debit, total_credit + credit)
             rows.append(
                 (
                     entry.id,
@@ -226,6 +238,7 @@ def export_gl(
                     account,
                     debit,
                     credit,
+                    currency,
                     chart.cost_centre or "",
                     line.beneficiary,
                     names.get(line.beneficiary, ""),
@@ -235,7 +248,12 @@ def export_gl(
                     entry.memo,
                 )
             )
-    total = ("total", "", period.code, "", "", "", debit_total, credit_total, *[""] * 7)
+    # One total per currency, each tying out to the ledger in that currency.
+    ends = [
+        ("total", "", period.code, "", "", "", debit, credit, currency, *[""] * 7)
+        for currency, (debit, credit) in sorted(totals.items())
+    ]
+    where = HEADER.index("currency")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".xlsx":
         workbook = Workbook()
@@ -245,7 +263,7 @@ def export_gl(
         sheet.append(HEADER)
         dates = {HEADER.index(name) for name in _DATE_COLUMNS}
         amounts = {HEADER.index("debit"), HEADER.index("credit")}
-        for row in [*rows, total]:
+        for row in [*rows, *ends]:
             # Amounts go in as numbers, which Excel holds as doubles: exact to 15 significant
             # digits (every amount below 100 billion, to the 0.0001). The CSV keeps every digit.
             # Days go in as dates, so that a GL import or a filter reads them as such.
@@ -258,17 +276,19 @@ def export_gl(
                     for position, value in enumerate(row)
                 ],
             )
+            money = _amount_format(str(row[where]))
             for position in dates | amounts:
                 cell = sheet.cell(row=sheet.max_row, column=position + 1)
-                cell.number_format = "yyyy-mm-dd" if position in dates else _AMOUNT_FORMAT
+                cell.number_format = "yyyy-mm-dd" if position in dates else money
         workbook.save(out)
     else:
         with out.open("w", newline="", encoding="utf-8-sig") as stream:
             writer = csv.writer(stream)
             writer.writerow(HEADER)
-            for row in [*rows, total]:
+            for row in [*rows, *ends]:
                 writer.writerow(
-                    csv_amount(value) if isinstance(value, Decimal) else value for value in row
+                    csv_amount(value, str(row[where])) if isinstance(value, Decimal) else value
+                    for value in row
                 )
     record(
         session,
@@ -277,7 +297,13 @@ def export_gl(
         entity_type="accounting_period",
         entity_id=period.code,
         inputs={"format": out.suffix.lower().lstrip("."), "chart": chart.model_dump(mode="json")},
-        outcome={"rows": len(rows), "debit": debit_total, "credit": credit_total},
+        outcome={
+            "rows": len(rows),
+            "totals": {
+                currency: {"debit": debit, "credit": credit}
+                for currency, (debit, credit) in sorted(totals.items())
+            },
+        },
         now=now,
     )
-    return GlExport(out, len(rows), debit_total, credit_total, by_account)
+    return GlExport(out, len(rows), totals, by_account)

@@ -22,6 +22,7 @@ from sqlalchemy import case, func, literal, select, true, type_coerce
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.queries import DEFAULT_CURRENCY, version_currencies
 from fanli.db.base import Amount
 from fanli.kit.money import ZERO
 from fanli.ledger.models import (
@@ -34,7 +35,6 @@ from fanli.ledger.models import (
 from fanli.ledger.queries import accounting_periods, liabilities, standings_on
 from fanli.sales.store import FactStore
 
-DEFAULT_CURRENCY = "CNY"  # an agreement's currency when its terms name none
 NEAR_SHARE = Decimal("0.1")  # within 10% of the next band's threshold is a near miss
 LEADERS = 5
 NEAR_MISSES = 10
@@ -111,16 +111,6 @@ def bases_in_units(session: Session) -> set[tuple[str, int]]:
 
 
 # ---- per currency --------------------------------------------------------------------------
-
-
-def version_currencies(session: Session) -> dict[int, str]:
-    """Each agreement version's currency, by version id."""
-    return {
-        version_id: (terms or {}).get("currency", DEFAULT_CURRENCY)
-        for version_id, terms in session.execute(
-            select(AgreementVersion.id, AgreementVersion.terms)
-        ).all()
-    }
 
 
 @dataclass(frozen=True)

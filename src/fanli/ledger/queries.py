@@ -14,6 +14,7 @@ import duckdb
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fanli.agreements.queries import DEFAULT_CURRENCY, version_currencies
 from fanli.engine.results import COLUMNS as RESULT_COLUMNS
 from fanli.engine.results import ResultRow
 from fanli.kit.money import ZERO
@@ -132,25 +133,28 @@ def earned(
     )
 
 
-def account_movements(session: Session, period_code: str) -> dict[str, tuple[Decimal, Decimal]]:
-    """Debit and credit totals per Fanli account for one accounting period."""
-    movements: dict[str, tuple[Decimal, Decimal]] = {}
+def account_movements(
+    session: Session, period_code: str
+) -> dict[str, dict[str, tuple[Decimal, Decimal]]]:
+    """Per currency, debit and credit totals per Fanli account for one accounting period (an
+    amount is in its agreement's currency, and two currencies never add up)."""
+    currencies = version_currencies(session)
+    movements: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
     for side, column in (
         ("debit", JournalLine.debit_account),
         ("credit", JournalLine.credit_account),
     ):
         rows = session.execute(
-            select(column, func.sum(JournalLine.amount))
+            select(JournalLine.version_id, column, func.sum(JournalLine.amount))
             .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
             .join(AccountingPeriod, AccountingPeriod.id == JournalEntry.accounting_period_id)
             .where(AccountingPeriod.code == period_code)
-            .group_by(column)
+            .group_by(JournalLine.version_id, column)
         ).all()
-        for account, total in rows:
-            debit, credit = movements.get(account, (ZERO, ZERO))
-            movements[account] = (
-                (debit + total, credit) if side == "debit" else (debit, credit + total)
-            )
+        for version_id, account, total in rows:
+            held = movements.setdefault(currencies.get(version_id, DEFAULT_CURRENCY), {})
+            debit, credit = held.get(account, (ZERO, ZERO))
+            held[account] = (debit + total, credit) if side == "debit" else (debit, credit + total)
     return movements
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -43,7 +44,7 @@ from fanli.interfaces.cli.common import (
     stdout,
 )
 from fanli.kit.errors import InputError
-from fanli.ledger.export import export_gl, load_chart
+from fanli.ledger.export import csv_amount, export_gl, load_chart
 from fanli.ledger.periods import close_period
 from fanli.ledger.queries import accounting_periods
 from fanli.ledger.service import accrue
@@ -504,13 +505,22 @@ def gl_export(
         staged.replace(out)
     finally:
         staged.unlink(missing_ok=True)
+    # one total per currency: amounts in two currencies never add up
+    totals = "; ".join(
+        f"{currency} debit {_grouped(debit, currency)} = credit {_grouped(credit, currency)}"
+        for currency, (debit, credit) in sorted(result.totals.items())
+    )
     stdout().print(
         Text(
             f"{result.rows:,} rows (each journal line of {period} as its debit and its credit) "
-            f"written to {out}: debit {result.debit_total:,.2f} = credit "
-            f"{result.credit_total:,.2f}"
+            f"written to {out}: {totals or 'no journal lines'}"
         )
     )
+
+
+def _grouped(amount: Decimal, currency: str) -> str:
+    """An amount with its currency's places, as the export writes it, in groups of three."""
+    return format(Decimal(csv_amount(amount, currency)), ",f")
 
 
 def _bad_suffix(out: Path) -> typer.Exit:

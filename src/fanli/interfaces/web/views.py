@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from starlette.routing import Match
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.queries import DEFAULT_CURRENCY
 from fanli.agreements.terms import Agreement, TermsRuleError
 from fanli.compliance.queries import NoPolicyError, policy_in_force
 from fanli.config import company_now
@@ -608,7 +609,7 @@ def dashboard(request: Request) -> Response:
         )
     # One section per currency: amounts in two currencies are never added together.
     currencies = []
-    for code in sorted(set(totals) | set(leaders)) or [overview.DEFAULT_CURRENCY]:
+    for code in sorted(set(totals) | set(leaders)) or [DEFAULT_CURRENCY]:
         series = totals.get(code, [])[-12:]  # outstanding runs from the first period
         top = leaders.get(code, overview.Leaders([], []))
         currencies.append(
