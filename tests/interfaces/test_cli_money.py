@@ -160,6 +160,6 @@ def test_a_void_says_which_returns_it_leaves_without_their_sale(cli, tmp_path: P
     code, out, err = cli("batch", "void", "3", "--reason", "wrong file", "--as", "fay")
     assert (code, out) == (0, "batch 3 voided (1 line); run `fanli accrue`\n")
     assert " ".join(err.split()) == (
-        "note: 1 return(s) in other batches name lines of batch 3 (batch 4: R1); they keep "
+        "note: 1 return in other batches names lines of batch 3 (batch 4: R1); they keep "
         "reducing rebates until those sales are imported again or the returns are voided too"
     )

@@ -58,10 +58,10 @@ def test_a_month_end_from_the_command_line(
         f"contract: {{reference: HT-1, document_sha256: '{'0' * 64}'}}\n",
     )
     code, out, _ = cli("import", "customers", str(customers), "--as", "fay")
-    assert (code, out.strip()) == (0, "customers.csv: batch 1, 1 customers rows (1 new, 0 updated)")
+    assert (code, out.strip()) == (0, "customers.csv: batch 1, 1 row of customers (1 new, 0 updated)")
     assert cli("import", "products", str(products), "--as", "fay")[0] == 0
     code, out, _ = cli("import", "sales", str(sales), "--as", "fay")
-    assert (code, out.strip()) == (0, "sales.csv: batch 3, 1 sales rows (1 new, 0 updated)")
+    assert (code, out.strip()) == (0, "sales.csv: batch 3, 1 row of sales (1 new, 0 updated)")
     code, out, _ = cli("import", "sales", str(sales), "--as", "fay")
     assert out.strip() == "sales.csv: already imported as batch 3; nothing added"
     ahead = _write(
@@ -73,7 +73,7 @@ def test_a_month_end_from_the_command_line(
     assert (code, out.splitlines()) == (
         0,
         [
-            "ahead.csv: batch 4, 1 sales rows (1 new, 0 updated)",
+            "ahead.csv: batch 4, 1 row of sales (1 new, 0 updated)",
             "note: 1 line is dated after today (the latest 2099-01-10); accrual runs count "
             "it as of their day",
         ],
@@ -88,7 +88,7 @@ def test_a_month_end_from_the_command_line(
     )
     code, out, _ = cli("accrue", "--as-of", "2026-03-31", "--as", "fay")
     assert code == 0
-    assert "posted 1 journal lines, liability change 200.00" in out
+    assert "posted 1 journal line, liability change 200.00" in out
     assert "nothing was posted" in cli("accrue", "--as-of", "2026-03-31", "--as", "fay")[1]
     assert "2026-03 is closed" in cli("period", "close", "2026-03", "--as", "fay")[1]
     code, out, _ = cli(
@@ -211,7 +211,7 @@ def test_a_bad_file_lists_its_rows_and_writes_the_report(cli, tmp_path: Path) ->
         "import", "customers", str(customers), "--report", str(report), "--as", "fay"
     )
     assert code == 2
-    assert "3 problem(s); nothing was stored" in err
+    assert "3 problems; nothing was stored" in err
     assert "Traceback" not in err
     lines = report.read_text(encoding="utf-8-sig").splitlines()
     assert [line.split(",")[1:3] for line in lines[1:]] == [

@@ -289,7 +289,7 @@ def test_import_accrue_propose_approve_pay_and_the_customer_sees_it(
     page.set_input_files("#file", str(sales))
     page.click("form[action='/imports'] button")
     imported = page.locator("[data-testid=imported]").inner_text()
-    assert re.fullmatch(r"Batch \d+: 1 rows \(1 new, 0 updated\)\.", imported), imported
+    assert re.fullmatch(r"Batch \d+: 1 row \(1 new, 0 updated\)\.", imported), imported
     _shot(page, "imports-en")
     page.goto(f"{site.base}/accruals")
     page.fill("#as_of", "2026-03-31")
@@ -535,7 +535,7 @@ def test_a_bad_file_shows_its_rows_and_a_batch_can_be_voided(
     page.click("form[action='/imports'] summary")  # its headers need a mapping
     page.fill("#mapping", "net_amount: Betrag")
     page.click("form[action='/imports'] button")
-    assert "1 rows (1 new, 0 updated)" in page.locator("[data-testid=imported]").inner_text()
+    assert "1 row (1 new, 0 updated)" in page.locator("[data-testid=imported]").inner_text()
     batch = page.locator("tbody tr", has_text="extra.csv")
     batch.locator("input[name=reason]").fill("sent twice")
     batch.locator("button").click()

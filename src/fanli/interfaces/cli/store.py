@@ -188,8 +188,8 @@ def _import(
     else:
         console.print(
             Text(
-                f"{path.name}: batch {outcome.batch_id}, {outcome.rows:,} {kind.value} rows "
-                f"({outcome.inserted:,} new, {outcome.updated:,} updated)"
+                f"{path.name}: batch {outcome.batch_id}, {_count(outcome.rows, 'row')} of "
+                f"{kind.value} ({outcome.inserted:,} new, {outcome.updated:,} updated)"
             )
         )
     if outcome.dated_ahead:
@@ -217,7 +217,8 @@ def _show_issues(error: InputFileError, report: Path | None) -> None:
     console = stderr()
     console.print(
         Text(
-            f"error: {error.file}: {error.total:,} problem(s); nothing was stored", style="bold red"
+            f"error: {error.file}: {_count(error.total, 'problem')}; nothing was stored",
+            style="bold red",
         )
     )
     table = Table("row", "field", "reason")
@@ -308,7 +309,8 @@ def batch_void(
         )
         stderr().print(
             Text(
-                f"note: {len(left):,} return(s) in other batches name lines of batch {batch.id} "
+                f"note: {_count(len(left), 'return')} in other batches "
+                f"{'names' if len(left) == 1 else 'name'} lines of batch {batch.id} "
                 f"({named}); they keep reducing rebates until those sales are imported again "
                 "or the returns are voided too",
                 style="yellow",
@@ -435,8 +437,9 @@ def accrue_command(
     console.print(
         Text(
             f"accrual run {summary.run_id} as of {summary.as_of}: re-rated "
-            f"{len(summary.rerated)} agreement version(s), stored {summary.results_stored:,} "
-            f"results, posted {summary.lines_posted:,} journal lines, "
+            f"{_count(len(summary.rerated), 'agreement version')}, stored "
+            f"{_count(summary.results_stored, 'result')}, posted "
+            f"{_count(summary.lines_posted, 'journal line')}, "
             f"liability change {summary.net_change:,.2f}"
             + (
                 f", of which {summary.adjusted:,.2f} adjusts closed periods"
@@ -516,6 +519,11 @@ def gl_export(
             f"written to {out}: {totals or 'no journal lines'}"
         )
     )
+
+
+def _count(number: int, noun: str) -> str:
+    """``number`` of ``noun``, in the singular for one: "1 row", "3 rows"."""
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 def _grouped(amount: Decimal, currency: str) -> str:
