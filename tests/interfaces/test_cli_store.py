@@ -58,7 +58,10 @@ def test_a_month_end_from_the_command_line(
         f"contract: {{reference: HT-1, document_sha256: '{'0' * 64}'}}\n",
     )
     code, out, _ = cli("import", "customers", str(customers), "--as", "fay")
-    assert (code, out.strip()) == (0, "customers.csv: batch 1, 1 row of customers (1 new, 0 updated)")
+    assert (code, out.strip()) == (
+        0,
+        "customers.csv: batch 1, 1 row of customers (1 new, 0 updated)",
+    )
     assert cli("import", "products", str(products), "--as", "fay")[0] == 0
     code, out, _ = cli("import", "sales", str(sales), "--as", "fay")
     assert (code, out.strip()) == (0, "sales.csv: batch 3, 1 row of sales (1 new, 0 updated)")
