@@ -507,6 +507,12 @@ def test_a_workbook_with_its_lines_over_several_sheets_is_refused_in_words(
     template.append([None, "  ", None])
     workbook.save(path)
     assert read_sales(path).column("line_id").to_pylist() == ["L1"]
+    # A summary by customer (fewer columns, lines of its own) is no concern either.
+    summary = workbook.create_sheet("汇总")
+    summary.append(["customer_id", "net_amount"])
+    summary.append(["C1", "3.50"])
+    workbook.save(path)
+    assert read_sales(path).column("line_id").to_pylist() == ["L1"]
     # Headers written otherwise but matched as the same columns, or a month with one column
     # more, still hold lines the import would leave out.
     april = workbook.create_sheet("4月")

@@ -612,9 +612,10 @@ def _refuse_more_of_the_same(workbook: Any, sheet: Any, headers: list[str], sour
     and leave the rest out without a word.
 
     Headers are compared as columns are matched (``normalize_header``), and a sheet counts when
-    its columns include the read sheet's or the other way round (a month with a remarks column
-    more). A sheet with other columns (notes, a summary) or with no line under its header (a
-    blank template) is no concern: it is not read, and nothing in it is left out."""
+    its columns include all of the read sheet's (a month with a remarks column more). A sheet
+    with other or fewer columns (notes, a summary by customer) or with no line under its header
+    (a blank template) is no concern: it is not read, and no line of the kind read is left
+    out."""
     ours = {normalize_header(header) for header in headers if header}
     same = []
     for other in workbook.worksheets:
@@ -625,7 +626,7 @@ def _refuse_more_of_the_same(workbook: Any, sheet: Any, headers: list[str], sour
         theirs = {
             normalize_header(text) for text in map(_cell_text, first) if text and text.strip()
         }
-        if not theirs or not (theirs <= ours or ours <= theirs):
+        if not ours <= theirs:
             continue
         if any((_cell_text(cell) or "").strip() for cells in rows for cell in cells):
             same.append(repr(other.title))
