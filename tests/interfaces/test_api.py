@@ -551,6 +551,9 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     run = api.client.post("/api/accrual-runs", json={"as_of": "2026-03-31"}, headers=fay)
     assert (run.status_code, run.json()["net_change"]) == (201, "250.00")  # A1 100 + B1 150
     assert run.json()["adjusted"] == "0.00"  # no period is closed
+    assert run.json()["by_currency"] == [
+        {"currency": "CNY", "net_change": "250.00", "adjusted": "0.00"}
+    ]
     statement = api.client.get("/api/customers/C1/statement", headers=sam)
     assert statement.status_code == 404  # sam has no customers assigned
     statement = api.client.get("/api/customers/C1/statement", headers=fay).json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
 from fanli.interfaces.cli.main import app
+from fanli.interfaces.cli.store import _changes
 from fanli.ledger import export
 
 
@@ -372,3 +374,20 @@ def test_a_draft_that_submission_refused_is_edited_or_discarded(  # type: ignore
     code, _, err = cli("agreement", "discard", "A1", "--reason", "again", "--as", "sam")
     assert (code, err.strip()) == (1, "error: agreement A1 has no draft or submitted version")
     assert "A1 v2 (draft" in cli("agreement", "add", str(signed), "--as", "sam")[1]
+
+
+def test_a_runs_change_is_said_per_currency_when_it_has_several() -> None:
+    """One amount for a run in CNY (or of nothing), each currency's otherwise: two never add."""
+    assert _changes({}, Decimal("0"), Decimal("0")) == "liability change 0.00"
+    assert _changes(
+        {"CNY": (Decimal("200.0000"), Decimal("-20.0000"))},
+        Decimal("200.0000"),
+        Decimal("-20.0000"),
+    ) == ("liability change 200.00, of which -20.00 adjusts closed periods")
+    both = {
+        "CNY": (Decimal("1210.0000"), Decimal("0")),
+        "JPY": (Decimal("129.0000"), Decimal("-6.0000")),
+    }
+    assert _changes(both, Decimal("1339.0000"), Decimal("-6.0000")) == (
+        "liability change CNY 1,210.00; JPY 129, of which -6 adjusts closed periods"
+    )

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from fanli.agreements.service import add_version
+from fanli.audit.models import AuditEvent
 from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.ledger import overview
 from fanli.ledger.export import export_gl
 from fanli.ledger.overview import Leaders, NearMiss, PeriodTotals, TierProgress, tier_progress
 from fanli.ledger.queries import account_movements
+from fanli.ledger.service import accrue
 from fanli.users.auth import enrol_second_factor, set_password
 from second_factor import fresh_code
 from store.builders import activate, percent_agreement, staff
@@ -126,11 +130,21 @@ PASSWORD = "correct horse battery"
 def test_the_gl_export_keeps_each_currency_apart(store: Store, tmp_path: Path) -> None:
     """A CNY and a USD programme in one period: each GL row names its currency, and there is
     one total per currency, each tying out to the ledger in that currency; JPY has no places."""
-    world = _two_currencies(store, tmp_path)
+    _two_currencies(store, tmp_path)
     yen = percent_agreement("A3", currency="JPY", tiers=[{"from": "0", "rate": "1.2345"}])
     with store.work() as session:
         activate(session, add_version(session, yen, actor=staff("sam"), now=NOW).id, now=NOW)
-    world.accrue("2026-03-31")
+    with store.work() as session:
+        run = accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("f"), now=NOW)
+        event = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.type == "ledger.accrual.run")
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        ).one()
+    # the run that adds A3 posts only yen, said per currency
+    assert run.by_currency == {"JPY": (D("129.0000"), D("0.0000"))}
+    assert event.outcome["by_currency"] == {"JPY": {"net_change": "129.0000", "adjusted": "0.0000"}}
     with store.work() as session:
         exported = export_gl(
             session, store.facts, "2026-03", tmp_path / "gl.csv", actor=staff("fin"), now=NOW
@@ -199,6 +213,41 @@ def test_the_dashboard_shows_one_section_per_currency(store: Store, tmp_path: Pa
     assert (
         'data-testid="near"><tbody><tr><td class="text-body-secondary">None within reach.' in page
     )
+
+
+def test_a_run_in_two_currencies_says_each_change_apart(store: Store, tmp_path: Path) -> None:
+    """The accruals page after a run of a CNY and a USD programme: each currency's change,
+    never their sum (210.00 + 105.00 would read as 315.00 of something)."""
+    world = World(store, tmp_path)
+    world.agreement(percent_agreement())
+    usd = percent_agreement("A2", currency="USD", tiers=[{"from": "0", "rate": "1"}])
+    with store.work() as session:
+        activate(session, add_version(session, usd, actor=staff("sam"), now=NOW).id, now=NOW)
+        set_password(session, "fay", PASSWORD, actor=world["admin"], now=NOW, must_change=False)
+        secret = enrol_second_factor(session, "fay", actor=world["admin"], now=NOW)
+    world.sales(
+        ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
+        ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+    )
+    settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        signed = client.post(
+            "/signin", data={"user": "fay", "password": PASSWORD, "totp": fresh_code(secret)}
+        )
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/accruals").text)
+        assert csrf is not None, signed.text[-500:]
+        started = client.post("/accruals", data={"as_of": "2026-03-31", "csrf": csrf[1]})
+        page = started.text
+        deadline = time.monotonic() + 60
+        while 'data-testid="job"' in page:  # the run is a job: ask again until it ends
+            assert time.monotonic() < deadline, "the run did not end"
+            time.sleep(0.05)
+            page = client.get(started.url.path).text
+    accrued = re.search(r'data-testid="accrued">([^<]*)<', page)
+    assert accrued is not None, page[-2000:]
+    run = re.search(r"第 (\d+) 次计提", accrued[1])
+    assert run is not None
+    assert accrued[1] == f"第 {run[1]} 次计提：过账 4 行分录，负债变动 ¥210.00, US$105.00。"
 
 
 def test_a_reversed_accrual_lowers_the_accrued_and_a_payout_is_settled(

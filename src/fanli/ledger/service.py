@@ -24,7 +24,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from sqlalchemy import case, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from fanli.agreements.models import AgreementRecord, AgreementVersion
-from fanli.agreements.queries import RunVersion, terms_for_run
+from fanli.agreements.queries import DEFAULT_CURRENCY, RunVersion, terms_for_run
 from fanli.agreements.service import expire_ended
 from fanli.agreements.terms import AccrualMode, Agreement
 from fanli.audit.service import record
@@ -91,6 +91,9 @@ class RunSummary:
     net_change: Decimal  # change of the total liability this run posted
     entry_ids: tuple[int, ...]
     adjusted: Decimal = ZERO  # the part of ``net_change`` posted as adjustments (ADR 0010)
+    # Per currency, (the change, the part of it posted as adjustments). ``net_change`` and
+    # ``adjusted`` add every currency up: they mean something for a run in one currency only.
+    by_currency: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
 
 def _reads_from(version: RunVersion) -> dt.date:
@@ -545,7 +548,7 @@ def _dated_for(versions: list[RunVersion], as_of: dt.date) -> str:
 
 # What the engine reads of a line: all but its id, the longest text of the line, which only
 # explanations show (reading it took a sixth of the time of reading the lines).
-_RATED_SALES = pa.schema([field for field in SALES_SCHEMA if field.name != "line_id"])
+_RATED_SALES = pa.schema([column for column in SALES_SCHEMA if column.name != "line_id"])
 
 
 def _lines_of(
@@ -877,6 +880,7 @@ def accrue(
         written = writer.submit(store.write_results, rated, run.id) if stored else None
         try:
             entry_ids, lines, net, adjusted = _post(session, run, deltas, as_of=as_of, now=now)
+            by_currency = _by_currency(session, deltas)
         except BaseException:
             if written is not None:  # a refused run leaves no results file behind
                 with contextlib.suppress(Exception):
@@ -900,11 +904,55 @@ def accrue(
             "lines_posted": lines,
             "net_change": net,
             "adjusted": adjusted,
+            "by_currency": {
+                currency: {"net_change": change, "adjusted": part}
+                for currency, (change, part) in by_currency.items()
+            },
             "entries": list(entry_ids),
         },
         now=now,
     )
-    return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids, adjusted)
+    return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids, adjusted, by_currency)
+
+
+def _by_currency(session: Session, deltas: pa.Table) -> dict[str, tuple[Decimal, Decimal]]:
+    """The change a run posts per currency, and of it the adjustments: each key is in its
+    agreement's currency, and amounts in two currencies never add up."""
+    if deltas.num_rows == 0:
+        return {}
+    sums = (
+        pa.table(
+            {
+                "version_id": deltas.column("version_id"),
+                "delta": pc.cast(deltas.column("delta"), _AMOUNT),
+                "adjustment": pc.cast(deltas.column("adjustment"), _AMOUNT),
+            }
+        )
+        .group_by("version_id")
+        .aggregate([("delta", "sum"), ("adjustment", "sum")])
+    )
+    ids = sums.column("version_id").to_pylist()
+    currency_of: dict[int, str] = {}
+    for chunk in chunks(ids):
+        currency_of.update(
+            (version_id, (terms or {}).get("currency", DEFAULT_CURRENCY))
+            for version_id, terms in session.execute(
+                select(AgreementVersion.id, AgreementVersion.terms).where(
+                    AgreementVersion.id.in_(chunk)
+                )
+            )
+        )
+    changes: dict[str, tuple[Decimal, Decimal]] = {}
+    for version_id, change, part in zip(
+        ids,
+        sums.column("delta_sum").to_pylist(),
+        sums.column("adjustment_sum").to_pylist(),
+        strict=True,
+    ):
+        currency = currency_of.get(version_id, DEFAULT_CURRENCY)
+        held, held_part = changes.get(currency, (ZERO, ZERO))
+        changes[currency] = (held + Decimal(change), held_part + Decimal(part))
+    return dict(sorted(changes.items()))
 
 
 def _post(

@@ -98,6 +98,7 @@ from .schemas import (
     BankAccountOut,
     BatchOut,
     CreditOut,
+    CurrencyChange,
     DelegationIn,
     DelegationOut,
     DisputeAnswerIn,
@@ -388,6 +389,10 @@ def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Fa
         lines_posted=summary.lines_posted,
         net_change=summary.net_change,
         adjusted=summary.adjusted,
+        by_currency=[
+            CurrencyChange(currency=currency, net_change=change, adjusted=part)
+            for currency, (change, part) in summary.by_currency.items()
+        ],
     )
 
 

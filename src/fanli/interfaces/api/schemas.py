@@ -278,13 +278,22 @@ class AccrualRequest(Shape):
     rewind: bool = False
 
 
+class CurrencyChange(Shape):
+    currency: str
+    net_change: Money
+    adjusted: Money  # the part of net_change posted as adjustments for closed periods
+
+
 class RunOut(Shape):
     run_id: int
     as_of: dt.date
     results_stored: int
     lines_posted: int
+    # The run's change over every currency: an amount only for a run in one currency;
+    # ``by_currency`` has each currency's (amounts in two currencies never add up).
     net_change: Money
     adjusted: Money  # the part of net_change posted as adjustments for closed periods
+    by_currency: list[CurrencyChange] = []
 
 
 class RunListOut(Shape):

@@ -440,12 +440,7 @@ def accrue_command(
             f"{_count(len(summary.rerated), 'agreement version')}, stored "
             f"{_count(summary.results_stored, 'result')}, posted "
             f"{_count(summary.lines_posted, 'journal line')}, "
-            f"liability change {summary.net_change:,.2f}"
-            + (
-                f", of which {summary.adjusted:,.2f} adjusts closed periods"
-                if summary.adjusted
-                else ""
-            )
+            + _changes(summary.by_currency, summary.net_change, summary.adjusted)
         )
     )
     if not summary.lines_posted:
@@ -518,6 +513,22 @@ def gl_export(
             f"{result.rows:,} rows (each journal line of {period} as its debit and its credit) "
             f"written to {out}: {totals or 'no journal lines'}"
         )
+    )
+
+
+def _changes(
+    by_currency: dict[str, tuple[Decimal, Decimal]], net: Decimal, adjusted: Decimal
+) -> str:
+    """A run's liability change: as one amount when the run is in CNY alone (or posted
+    nothing), else per currency, which never add up."""
+    if set(by_currency) <= {"CNY"}:
+        return f"liability change {net:,.2f}" + (
+            f", of which {adjusted:,.2f} adjusts closed periods" if adjusted else ""
+        )
+    return "liability change " + "; ".join(
+        f"{currency} {_grouped(change, currency)}"
+        + (f", of which {_grouped(part, currency)} adjusts closed periods" if part else "")
+        for currency, (change, part) in by_currency.items()
     )
 
 
