@@ -171,6 +171,11 @@ def approve_hash(cli, code: str) -> str:  # type: ignore[no-untyped-def]
 def test_a_password_set_for_someone_else_is_theirs_to_change(cli) -> None:  # type: ignore[no-untyped-def]
     cli("db", "upgrade")
     people(cli)
+    # an amount is typed as digits and a point: "1e3" or "1_000" are refused, as by the API
+    for typed in ("1e3", "1_000", " 5", "-1"):
+        refused = cli("user", "create", "x", "--name", "X", "--role", "approver", "--limit", typed,
+                      "--as", "admin")  # fmt: skip
+        assert (refused[0], f"{typed!r} is not an amount" in refused[2]) == (2, True), refused
     own = cli("user", "password", "admin", "--password", "the admin's passphrase", "--as", "admin")
     assert (own[0], own[1].strip()) == (0, "password of admin set")
     theirs = cli("user", "password", "fay", "--password", "handed over to fay", "--as", "admin")

@@ -8,7 +8,8 @@ money take ``--idempotency-key`` (a retried command with the same key does nothi
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -61,14 +62,18 @@ KeyOption = Annotated[
 ]
 
 
+# An amount as it is typed: digits, a point and up to four places, as the API takes it.
+# Python's Decimal would also read "1e3", "1_000", " 5 " and other scripts' digits ("５").
+_AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
+
+
 def _money(text: str, option: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise InputError(f"{text!r} is not an amount", field=option) from None
-    if not value.is_finite():
-        raise InputError(f"{text!r} is not an amount", field=option)
-    return value
+    if not _AMOUNT_TEXT.fullmatch(text):
+        raise InputError(
+            f"{text!r} is not an amount: write digits, a point and up to four places (150.00)",
+            field=option,
+        )
+    return Decimal(text)
 
 
 def _date(text: str, option: str, *, last: dt.date = LAST_DAY) -> dt.date:
