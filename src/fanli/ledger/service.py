@@ -880,7 +880,9 @@ def accrue(
         written = writer.submit(store.write_results, rated, run.id) if stored else None
         try:
             entry_ids, lines, net, adjusted = _post(session, run, deltas, as_of=as_of, now=now)
-            by_currency = _by_currency(session, deltas)
+            by_currency = _by_currency(
+                session, deltas, {v.version_id: v.terms.currency for v in plan.rated}
+            )
         except BaseException:
             if written is not None:  # a refused run leaves no results file behind
                 with contextlib.suppress(Exception):
@@ -915,9 +917,12 @@ def accrue(
     return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids, adjusted, by_currency)
 
 
-def _by_currency(session: Session, deltas: pa.Table) -> dict[str, tuple[Decimal, Decimal]]:
+def _by_currency(
+    session: Session, deltas: pa.Table, known: dict[int, str]
+) -> dict[str, tuple[Decimal, Decimal]]:
     """The change a run posts per currency, and of it the adjustments: each key is in its
-    agreement's currency, and amounts in two currencies never add up."""
+    agreement's currency, and amounts in two currencies never add up. ``known``: the
+    currencies of the versions rated (a version no longer rated is read from the store)."""
     if deltas.num_rows == 0:
         return {}
     sums = (
@@ -932,8 +937,8 @@ def _by_currency(session: Session, deltas: pa.Table) -> dict[str, tuple[Decimal,
         .aggregate([("delta", "sum"), ("adjustment", "sum")])
     )
     ids = sums.column("version_id").to_pylist()
-    currency_of: dict[int, str] = {}
-    for chunk in chunks(ids):
+    currency_of = dict(known)
+    for chunk in chunks([version_id for version_id in ids if version_id not in known]):
         currency_of.update(
             (version_id, (terms or {}).get("currency", DEFAULT_CURRENCY))
             for version_id, terms in session.execute(
