@@ -17,7 +17,7 @@ from fanli.engine.facts import SALES_SCHEMA
 from fanli.kit.errors import InputError
 from fanli.kit.money import MINOR_UNITS
 from fanli.sales.files import InputFileError, read_customers, read_facts, read_products, read_sales
-from fanli.sales.mapping import load_mapping
+from fanli.sales.mapping import ColumnMapping, FileKind, load_mapping
 
 HEADER = "line_id,customer_id,product_id,invoice_date,quantity,net_amount\n"
 
@@ -472,7 +472,9 @@ def test_a_workbook_with_its_lines_over_several_sheets_is_refused_in_words(
     tmp_path: Path,
 ) -> None:
     """A month per sheet: one import would take the sheet it opens on and leave the others
-    out. Sheets with other columns (notes, a summary) are no concern, nor is a hidden one."""
+    out. Another sheet counts when its headers match the sales columns as the read sheet's are
+    matched (built-in names, or the mapping); notes, a summary by customer, a blank template
+    and a hidden sheet are no concern."""
     header = ["line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"]
     workbook = Workbook()
     january = workbook.active
@@ -482,46 +484,65 @@ def test_a_workbook_with_its_lines_over_several_sheets_is_refused_in_words(
     january.append(["L1", "C1", "P1", "2026-01-31", "1", "2.50"])
     notes = workbook.create_sheet("说明")
     notes.append(["本文件由 ERP 导出"])
-    path = tmp_path / "s.xlsx"
-    workbook.save(path)
-    assert read_sales(path).column("line_id").to_pylist() == ["L1"]
-    for month in ("2月", "3月"):
-        sheet = workbook.create_sheet(month)
-        sheet.append([*header, None])  # an empty cell after the last header is no column
-        sheet.append(["L2", "C1", "P1", "2026-02-28", "1", "1.00"])
-    workbook.save(path)
-    error = error_of(path)
-    assert type(error) is InputError
-    assert str(error) == (
-        f"file {path} (sheet '1月'): sheets '2月', '3月' have the same columns as the sheet "
-        "read: a workbook is imported one sheet at a time, so put the lines in one sheet, or "
-        "save each sheet as a file of its own and import each"
-    )
-    workbook["2月"].sheet_state = "hidden"
-    workbook["3月"].sheet_state = "hidden"
-    workbook.save(path)
-    assert read_sales(path).column("line_id").to_pylist() == ["L1"]
-    # A blank template under the same header leaves nothing out: no concern.
+    notes.append(["导出时间 2026-02-01"])
+    summary = workbook.create_sheet("汇总")
+    summary.append(["customer_id", "net_amount"])
+    summary.append(["C1", "2.50"])
     template = workbook.create_sheet("模板")
     template.append(header)
     template.append([None, "  ", None])
+    path = tmp_path / "s.xlsx"
     workbook.save(path)
     assert read_sales(path).column("line_id").to_pylist() == ["L1"]
-    # A summary by customer (fewer columns, lines of its own) is no concern either.
-    summary = workbook.create_sheet("汇总")
-    summary.append(["customer_id", "net_amount"])
-    summary.append(["C1", "3.50"])
+
+    def refused(*sheets: str) -> str:
+        return (
+            f"file {path} (sheet '1月'): other sheets hold lines under the same columns too "
+            f"({', '.join(repr(s) for s in sheets)}): a workbook is imported one sheet at a "
+            "time, so put the lines in one sheet, or save each sheet as a file of its own and "
+            "import each"
+        )
+
+    # the same headers, an empty cell after them; then Chinese ERP names for the same columns
+    # with a remarks column more, in another order
+    february = workbook.create_sheet("2月")
+    february.append([*header, None])
+    february.append(["L2", "C1", "P1", "2026-02-28", "1", "1.00"])
+    march = workbook.create_sheet("3月")
+    march.append(["客户编码", "物料编码", "开票日期", "数量", "不含税金额", "Line ID", "备注"])
+    march.append(["C1", "P1", "2026-03-31", "1", "1.00", "L3", "补录"])
+    workbook.save(path)
+    error = error_of(path)
+    assert type(error) is InputError
+    assert str(error) == refused("2月", "3月")
+    workbook["2月"].sheet_state = "hidden"
+    workbook.save(path)
+    assert str(error_of(path)) == refused("3月")
+    workbook["3月"].sheet_state = "hidden"
     workbook.save(path)
     assert read_sales(path).column("line_id").to_pylist() == ["L1"]
-    # Headers written otherwise but matched as the same columns, or a month with one column
-    # more, still hold lines the import would leave out.
+    # Headers the built-in names do not know count through the user's mapping.
     april = workbook.create_sheet("4月")
-    april.append(["Line_ID", "Customer ID", *header[2:], "备注"])
-    april.append(["L4", "C1", "P1", "2026-04-30", "1", "1.00", "补录"])
+    april.append(["单号", "客户", "物料", "日期", "件数", "金额"])
+    april.append(["L4", "C1", "P1", "2026-04-30", "1", "1.00"])
     workbook.save(path)
-    assert str(error_of(path)).startswith(
-        f"file {path} (sheet '1月'): sheets '4月' have the same columns as the sheet read"
+    assert read_sales(path).column("line_id").to_pylist() == ["L1"]  # not sales lines to it
+    mapped = ColumnMapping(
+        columns={
+            FileKind.SALES: {
+                "line_id": "单号",
+                "customer_id": "客户",
+                "product_id": "物料",
+                "invoice_date": "日期",
+                "quantity": "件数",
+                "net_amount": "金额",
+            }
+        }
     )
+    april_only = tmp_path / "april.xlsx"
+    workbook.active = april
+    workbook.save(april_only)
+    assert read_sales(april_only, mapping=mapped).column("line_id").to_pylist() == ["L4"]
 
 
 def test_excel_formulas_without_saved_values_are_refused_by_cell(tmp_path: Path) -> None:

@@ -198,6 +198,9 @@ class _Raw:
     table: pa.Table  # the file's columns under their own headers
     rows: Rows  # each record's row number as the user sees it
     source: str
+    # A workbook's other visible sheets that hold lines: (title, header row). The reader checks
+    # them once it knows the columns it matches (``_refuse_lines_left_on_other_sheets``).
+    other_sheets: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _read_raw(path: Path, progress: ProgressHook | None) -> _Raw:
@@ -220,9 +223,11 @@ def _read_any(path: Path, progress: ProgressHook | None) -> _Raw:
         if suffix in CSV_SUFFIXES:
             return _without_blank_records(*_read_csv(path, progress), source)
         if suffix in EXCEL_SUFFIXES:
-            table, rows, sheet = _read_excel(path, progress)
+            table, rows, sheet, others = _read_excel(path, progress)
             # In a workbook of several sheets, messages say which one was read.
-            return _Raw(table, rows, source if sheet is None else f"{source} (sheet {sheet})")
+            return _Raw(
+                table, rows, source if sheet is None else f"{source} (sheet {sheet})", others
+            )
         if suffix in PARQUET_SUFFIXES:
             return _Raw(_read_parquet(path, progress), Rows(1), source)
     except OSError as error:
@@ -549,9 +554,11 @@ def _sheet_read(workbook: Any, path: str) -> Any:
     raise InputError.said_at("the workbook has no worksheet, only charts", file=path)
 
 
-def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Rows, str | None]:
-    """The sheet's table, its records' rows, and the sheet's name when the workbook has
-    several."""
+def _read_excel(
+    path: Path, progress: ProgressHook | None
+) -> tuple[pa.Table, Rows, str | None, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """The sheet's table, its records' rows, the sheet's name when the workbook has several,
+    and the other visible sheets that hold lines, with their header rows."""
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
@@ -570,7 +577,7 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Ro
         while headers and not headers[-1]:
             headers.pop()
         _check_unique_headers(headers, source)
-        _refuse_more_of_the_same(workbook, sheet, headers, source)
+        others = _other_sheets_with_lines(workbook, sheet)
         width = len(headers)
         unsaved = _formulas_without_values(workbook, sheet, headers)
         if unsaved:
@@ -603,41 +610,64 @@ def _read_excel(path: Path, progress: ProgressHook | None) -> tuple[pa.Table, Ro
             for header, column in zip(headers, columns, strict=True)
         }
     )
-    return table, Rows(2, tuple(skips)), name
+    return table, Rows(2, tuple(skips)), name, others
 
 
-def _refuse_more_of_the_same(workbook: Any, sheet: Any, headers: list[str], source: str) -> None:
-    """Refuse a workbook whose other visible sheets hold lines under the read sheet's columns:
-    lines split over sheets (a month per sheet, say), of which one import would take only one
-    and leave the rest out without a word.
-
-    Headers are compared as columns are matched (``normalize_header``), and a sheet counts when
-    its columns include all of the read sheet's (a month with a remarks column more). A sheet
-    with other or fewer columns (notes, a summary by customer) or with no line under its header
-    (a blank template) is no concern: it is not read, and no line of the kind read is left
-    out."""
-    ours = {normalize_header(header) for header in headers if header}
-    same = []
+def _other_sheets_with_lines(workbook: Any, sheet: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The workbook's other visible worksheets that hold a line below their first row: each
+    title and header row. A blank one (a template) leaves nothing out."""
+    found = []
     for other in workbook.worksheets:
         if other is sheet or other.sheet_state != "visible":
             continue
         rows = other.iter_rows(values_only=True)
         first = next(rows, None) or ()
-        theirs = {
-            normalize_header(text) for text in map(_cell_text, first) if text and text.strip()
-        }
-        if not ours <= theirs:
+        headers = tuple((_cell_text(cell) or "").strip() for cell in first)
+        if any(headers) and any(
+            (_cell_text(cell) or "").strip() for cells in rows for cell in cells
+        ):
+            found.append((str(other.title), headers))
+    return tuple(found)
+
+
+def _refuse_lines_left_on_other_sheets(
+    raw: _Raw, kind: FileKind, mapping: ColumnMapping | None
+) -> None:
+    """Refuse a workbook whose other visible sheets hold lines of the kind read: their headers
+    match the kind's required columns as the read sheet's are matched (the mapping, then the
+    built-in names). Lines split over sheets (a month per sheet, say) would otherwise be
+    imported in part, the rest left out without a word. Sheets of other columns (notes, a
+    summary by customer) are no concern: they are not read."""
+    same = []
+    for title, headers in raw.other_sheets:
+        try:
+            columns = resolve_columns([h for h in headers if h], kind, mapping, source=title)
+        except InputError:  # the mapping names a column the sheet lacks: not the same lines
             continue
-        if any((_cell_text(cell) or "").strip() for cells in rows for cell in cells):
-            same.append(repr(other.title))
+        if _holds_required(columns, kind):
+            same.append(repr(title))
     if same:
         raise InputError.said_at(
-            "sheets {sheets} have the same columns as the sheet read: a workbook is imported "
-            "one sheet at a time, so put the lines in one sheet, or save each sheet as a file "
-            "of its own and import each",
-            file=source,
+            "other sheets hold lines under the same columns too ({sheets}): a workbook is "
+            "imported one sheet at a time, so put the lines in one sheet, or save each sheet as "
+            "a file of its own and import each",
+            file=raw.source,
             sheets=", ".join(same),
         )
+
+
+def _holds_required(columns: ResolvedColumns, kind: FileKind) -> bool:
+    """Whether the columns have every field a file of ``kind`` needs (the line id may be
+    composed; a sale needs an invoice or an order date; a master, its code and name)."""
+    fields = columns.fields
+    if kind is FileKind.SALES:
+        return (
+            all(name in fields for name in ("customer_id", "product_id", "quantity", "net_amount"))
+            and ("line_id" in fields or columns.line_id_parts is not None)
+            and ("invoice_date" in fields or "order_date" in fields)
+        )
+    key = "customer_id" if kind is FileKind.CUSTOMERS else "product_id"
+    return key in fields and "name" in fields
 
 
 # A cell's formula element, with or without a namespace prefix (``<f>``, ``<x:f t="shared">``).
@@ -1071,6 +1101,7 @@ def _sales_from_raw(
     stored: StoredLines | None = None,
 ) -> pa.Table:
     columns = resolve_columns(raw.table.column_names, FileKind.SALES, mapping, source=raw.source)
+    _refuse_lines_left_on_other_sheets(raw, FileKind.SALES, mapping)
     _refuse_float_measures(raw, columns, MEASURE_COLUMNS)
     for name in ("customer_id", "product_id", "quantity", "net_amount"):
         if name not in columns.fields:
@@ -1425,6 +1456,7 @@ def _dimension_from_raw(
     check: MasterCheck | None,
 ) -> pa.Table:
     columns = resolve_columns(raw.table.column_names, kind, mapping, source=raw.source)
+    _refuse_lines_left_on_other_sheets(raw, kind, mapping)
     _refuse_sales_as_master(columns.attributes, kind, raw.source)
     key = builtins[0]
     if key not in columns.fields:
