@@ -273,6 +273,41 @@ def test_only_rows_that_change_count_as_updated(store: Store, tmp_path: Path) ->
     }
 
 
+def test_an_earlier_master_file_comes_again_to_set_its_values_back(
+    store: Store, tmp_path: Path
+) -> None:
+    """Recognised as already imported while it is the master's latest word; after a later file
+    changed some customers, the same file comes again as a batch of its own and sets them
+    back. A sales file, by contrast, is one batch however often it comes."""
+    header = ("customer_id", "name", "group")
+    first = write_csv(tmp_path / "a.csv", header, [("C1", "甲公司", "G1"), ("C2", "乙公司", "G1")])
+    changed = write_csv(tmp_path / "b.csv", header, [("C2", "乙新公司", "G2")])
+
+    def load(path: Path) -> tuple[int, bool, int, int]:
+        with store.work() as session:
+            done = import_customers(session, store.facts, path, actor=staff("ann"), now=NOW)
+        return done.batch_id, done.already_imported, done.inserted, done.updated
+
+    batch, *rest = load(first)
+    assert rest == [False, 2, 0]
+    assert load(first) == (batch, True, 0, 0)  # the latest word: nothing to do
+    assert load(changed)[1:] == (False, 0, 1)
+    again = tmp_path / "restore.csv"
+    again.write_bytes(first.read_bytes())
+    restored = load(again)
+    assert restored[0] > batch
+    assert restored[1:] == (False, 0, 1)  # C2 set back
+    assert load(first) == (restored[0], True, 0, 0)
+    with store.work() as session:
+        c2 = session.scalars(select(Customer).where(Customer.code == "C2")).one()
+        assert c2.legal_name == "乙公司"
+        assert customer_table(session, store.facts, on=NOW.date()).to_pylist()[1]["group"] == "G1"
+        kinds = session.execute(
+            select(ImportBatch.kind, func.count()).group_by(ImportBatch.kind)
+        ).all()
+    assert dict(kinds) == {"customers": 3}
+
+
 def test_a_file_with_fewer_columns_leaves_the_others_as_stored(
     store: Store, tmp_path: Path
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import Date, Integer, String, UniqueConstraint
+from sqlalchemy import Date, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fanli.db.base import Base, UtcDateTime
@@ -29,7 +29,19 @@ class BatchStatus(StrEnum):
 
 class ImportBatch(Base):
     __tablename__ = "import_batch"
-    __table_args__ = (UniqueConstraint("kind", "content_hash"),)
+    __table_args__ = (
+        # A sales file is stored once: the same content again is the same batch (voided or
+        # not). A master file may come again later to set values back, as a batch of its own
+        # (``sales.service._previous``); migration 0015.
+        Index(
+            "uq_import_batch_sales_content_hash",
+            "content_hash",
+            unique=True,
+            sqlite_where=text("kind = 'sales'"),
+            postgresql_where=text("kind = 'sales'"),
+        ),
+        Index("ix_import_batch_kind_content_hash", "kind", "content_hash"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))

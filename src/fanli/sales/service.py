@@ -139,7 +139,11 @@ def import_hash(path: Path, kind: BatchKind, mapping: ColumnMapping | None) -> s
 def _previous(
     session: Session, kind: BatchKind, content_hash: str, idempotency_key: str | None
 ) -> ImportOutcome | None:
-    """The earlier import this call repeats, if any."""
+    """The earlier import this call repeats, if any.
+
+    A sales file is the same batch whenever it comes again. A master file is "already
+    imported" only while no later import of that master has come between: after one has,
+    the same file comes again to set its values back, as a batch of its own."""
     if idempotency_key is not None:
         keyed = session.scalar(
             select(ImportBatch).where(ImportBatch.idempotency_key == idempotency_key)
@@ -153,12 +157,17 @@ def _previous(
                 )
             return ImportOutcome(keyed.id, kind, keyed.rows, already_imported=True)
     same = session.scalar(
-        select(ImportBatch).where(
-            ImportBatch.kind == kind, ImportBatch.content_hash == content_hash
-        )
+        select(ImportBatch)
+        .where(ImportBatch.kind == kind, ImportBatch.content_hash == content_hash)
+        .order_by(ImportBatch.id.desc())
+        .limit(1)
     )
     if same is None:
         return None
+    if kind != BatchKind.SALES and session.scalar(
+        select(ImportBatch.id).where(ImportBatch.kind == kind, ImportBatch.id > same.id).limit(1)
+    ):
+        return None  # a later import changed the master since: this file sets it back
     if same.status == BatchStatus.VOIDED:
         raise BatchError.said(
             "this file was imported as batch {batch}, which was voided; a voided batch is not "
