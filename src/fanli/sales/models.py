@@ -32,7 +32,7 @@ class ImportBatch(Base):
     __table_args__ = (
         # A sales file is stored once: the same content again is the same batch (voided or
         # not). A master file may come again later to set values back, as a batch of its own
-        # (``sales.service._previous``); migration 0015.
+        # (``sales.service._previous``); ADR 0011, migration 0015.
         Index(
             "uq_import_batch_sales_content_hash",
             "content_hash",
