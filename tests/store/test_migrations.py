@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from fanli.db.migrate import alembic_config, check, upgrade
 from fanli.db.status import DatabaseNotReadyError, require_current
@@ -166,3 +167,40 @@ def test_lines_that_disagree_on_a_period_are_not_migrated(store: Store) -> None:
                 config.attributes["connection"] = connection
                 command.downgrade(config, "base")
             upgrade(store.engine)
+
+
+def _batch(connection: Connection, kind: str, content_hash: str) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO import_batch (kind, source_name, content_hash, rows, status, "
+            "imported_at, imported_by) VALUES (:kind, 'f.csv', :hash, 1, 'active', "
+            "'2026-11-29 00:00:00', 'ann')"
+        ),
+        {"kind": kind, "hash": content_hash},
+    )
+
+
+def test_a_master_file_twice_migrates_down_only_when_held_once(store: Store) -> None:
+    """Migration 0015 lets a master file come again; going back to 0014 is refused while one
+    has, and a sales file is held once either way."""
+    config = alembic_config(store.engine.url.render_as_string(hide_password=False))
+    with store.engine.begin() as connection:
+        _batch(connection, "customers", "a" * 64)
+        _batch(connection, "products", "b" * 64)
+        _batch(connection, "customers", "a" * 64)  # the same file again, after a later one
+        _batch(connection, "sales", "c" * 64)
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+        _batch(connection, "sales", "c" * 64)
+    refused = "a customers file was imported more than once"
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        with pytest.raises(RuntimeError, match=refused):
+            command.downgrade(config, "0014")
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM import_batch WHERE id = 3"))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0014")
+    with pytest.raises(IntegrityError), store.engine.begin() as connection:
+        _batch(connection, "customers", "a" * 64)  # the older schema: once per kind
+    upgrade(store.engine)
+    check(store.engine)
