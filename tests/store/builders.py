@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from fanli.agreements.models import AgreementVersion
 from fanli.agreements.terms import Agreement
+from fanli.audit.models import AuditEvent
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
 from fanli.compliance.service import publish
@@ -171,3 +172,10 @@ def staff(code: str) -> Actor:
     """An actor holding every staff role, for tests about something other than permissions.
     Services check roles, not the user table; the audit trail records ``code``."""
     return Actor(id=0, code=code, roles=frozenset(Role) - {Role.CUSTOMER})
+
+
+def last_event(session: Any, type_: str) -> AuditEvent:
+    """The latest audit event of a type."""
+    return session.scalars(
+        select(AuditEvent).where(AuditEvent.type == type_).order_by(AuditEvent.seq.desc()).limit(1)
+    ).one()

@@ -35,6 +35,7 @@ from fanli.sales.service import (
 from store.builders import (
     PRODUCTS,
     customers_file,
+    last_event,
     products_file,
     sales_file,
     staff,
@@ -230,12 +231,7 @@ def test_only_rows_that_change_count_as_updated(store: Store, tmp_path: Path) ->
                 actor=staff("ann"),
                 now=NOW,
             )
-            event = session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.type == "customers.imported")
-                .order_by(AuditEvent.seq.desc())
-                .limit(1)
-            ).one()
+            event = last_event(session, "customers.imported")
         assert event.outcome == {
             "rows": outcome.rows,
             "inserted": outcome.inserted,

@@ -12,10 +12,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import select
 
 from fanli.agreements.service import add_version
-from fanli.audit.models import AuditEvent
 from fanli.config import Settings
 from fanli.interfaces.api.app import create_app
 from fanli.ledger import overview
@@ -25,7 +23,7 @@ from fanli.ledger.queries import account_movements
 from fanli.ledger.service import accrue
 from fanli.users.auth import enrol_second_factor, set_password
 from second_factor import fresh_code
-from store.builders import activate, percent_agreement, staff
+from store.builders import activate, last_event, percent_agreement, staff
 from store.conftest import NOW, Store
 from store.test_settlements import World
 
@@ -136,12 +134,7 @@ def test_the_gl_export_keeps_each_currency_apart(store: Store, tmp_path: Path) -
         activate(session, add_version(session, yen, actor=staff("sam"), now=NOW).id, now=NOW)
     with store.work() as session:
         run = accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("f"), now=NOW)
-        event = session.scalars(
-            select(AuditEvent)
-            .where(AuditEvent.type == "ledger.accrual.run")
-            .order_by(AuditEvent.seq.desc())
-            .limit(1)
-        ).one()
+        event = last_event(session, "ledger.accrual.run")
     # the run that adds A3 posts only yen, said per currency
     assert run.by_currency == {"JPY": (D("129.0000"), D("0.0000"))}
     assert event.outcome["by_currency"] == {"JPY": {"net_change": "129.0000", "adjusted": "0.0000"}}

@@ -7,6 +7,7 @@ arithmetic happens. Amounts are rounded exactly once, at the result line, with a
 from __future__ import annotations
 
 import decimal
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Final
@@ -53,6 +54,11 @@ _DECIMAL_ROUNDING: Final = {
 # The largest amount any one value may hold: the stores keep four places in 64-bit integers
 # (SQLite) or NUMERIC(22, 4) (PostgreSQL); 10^14 leaves room in both, and in their sums.
 MAX_AMOUNT: Final = Decimal(10) ** 14
+
+# An amount as a person types it, on the command line or in a request: digits, a point and up
+# to four places. Python's Decimal would also read "1_000", "1e3", " 5 " and other scripts'
+# digits ("５"); an amount is written one way only.
+AMOUNT_TEXT: Final = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
 
 
 class UnknownCurrencyError(ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -16,7 +15,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from fanli.kit.money import MAX_AMOUNT
+from fanli.kit.money import AMOUNT_TEXT, MAX_AMOUNT
 from fanli.kit.periods import FIRST_DAY, LAST_DAY
 from fanli.users.actor import Role
 
@@ -35,15 +34,10 @@ Money = Annotated[
 ]
 
 
-_AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
-
-
 def _no_float(value: object) -> object:
     if isinstance(value, float):
         raise ValueError('write amounts as decimal strings ("150.00"), not JSON numbers')
-    # Python's Decimal also reads "1_000", "1e3", " 5 " and other scripts' digits ("５"); an
-    # amount in a request is written one way only, as the schema says.
-    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+    if isinstance(value, str) and not AMOUNT_TEXT.fullmatch(value):
         raise ValueError(
             f"{value[:40]!r} is not an amount: write digits, a point and up to four places "
             '("150.00")'

@@ -8,10 +8,10 @@ money take ``--idempotency-key`` (a retried command with the same key does nothi
 from __future__ import annotations
 
 import datetime as dt
-import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -35,7 +35,7 @@ from fanli.interfaces.cli.common import (
 )
 from fanli.interfaces.cli.store import agreement_app, in_store
 from fanli.kit.errors import InputError
-from fanli.kit.money import RoundingMode, quantize_money
+from fanli.kit.money import AMOUNT_TEXT, RoundingMode, quantize_money
 from fanli.kit.periods import LAST_DAY
 from fanli.sales.store import FactStore
 from fanli.settlements import balance as balances
@@ -62,13 +62,8 @@ KeyOption = Annotated[
 ]
 
 
-# An amount as it is typed: digits, a point and up to four places, as the API takes it.
-# Python's Decimal would also read "1e3", "1_000", " 5 " and other scripts' digits ("５").
-_AMOUNT_TEXT = re.compile(r"[0-9]+(\.[0-9]{1,4})?")
-
-
 def _money(text: str, option: str) -> Decimal:
-    if not _AMOUNT_TEXT.fullmatch(text):
+    if not AMOUNT_TEXT.fullmatch(text):
         raise InputError(
             f"{text!r} is not an amount: write digits, a point and up to four places (150.00)",
             field=option,
@@ -258,28 +253,28 @@ def agreement_approve(
 @agreement_app.command("reject")
 def agreement_reject(code: str, reason: Annotated[str, typer.Option()], actor: AsOption) -> None:
     """Send an agreement's submitted version back to draft."""
-
-    def step(session: Session, _facts: FactStore) -> str:
-        version = draft_of(session, code)
-        review.reject(
-            session, version.id, reason=reason, actor=load_actor(session, actor), now=company_now()
-        )
-        return f"{code} v{version.version} returned to draft"
-
-    _say(in_store(step))
+    _back_to_draft(code, reason, actor, review.reject, "returned to draft")
 
 
 @agreement_app.command("withdraw")
 def agreement_withdraw(code: str, reason: Annotated[str, typer.Option()], actor: AsOption) -> None:
     """Take your submitted version back to draft, to change or discard it (compliance may
     withdraw anyone's)."""
+    _back_to_draft(code, reason, actor, review.withdraw, "withdrawn to draft")
+
+
+def _back_to_draft(
+    code: str, reason: str, actor: str, service: Callable[..., Any], done: str
+) -> None:
+    """Send agreement ``code``'s submitted version back to draft through ``service`` (the
+    review's reject or withdraw, which check who may)."""
 
     def step(session: Session, _facts: FactStore) -> str:
         version = draft_of(session, code)
-        review.withdraw(
+        service(
             session, version.id, reason=reason, actor=load_actor(session, actor), now=company_now()
         )
-        return f"{code} v{version.version} withdrawn to draft"
+        return f"{code} v{version.version} {done}"
 
     _say(in_store(step))
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fanli.agreements.files import load_agreements
 from fanli.agreements.models import AgreementVersion
-from fanli.agreements.queries import versions
+from fanli.agreements.queries import DEFAULT_CURRENCY, versions
 from fanli.agreements.service import add_versions, discard_draft, draft_of, edit_draft
 from fanli.config import Settings, company_now
 from fanli.db.migrate import upgrade
@@ -519,9 +519,9 @@ def gl_export(
 def _changes(
     by_currency: dict[str, tuple[Decimal, Decimal]], net: Decimal, adjusted: Decimal
 ) -> str:
-    """A run's liability change: as one amount when the run is in CNY alone (or posted
-    nothing), else per currency, which never add up."""
-    if set(by_currency) <= {"CNY"}:
+    """A run's liability change: as one amount when the run is in the default currency alone
+    (or posted nothing), else per currency, which never add up."""
+    if set(by_currency) <= {DEFAULT_CURRENCY}:
         return f"liability change {net:,.2f}" + (
             f", of which {adjusted:,.2f} adjusts closed periods" if adjusted else ""
         )
