@@ -522,8 +522,11 @@ def _changes(
     """A run's liability change: as one amount when the run is in the default currency alone
     (or posted nothing), else per currency, which never add up."""
     if set(by_currency) <= {DEFAULT_CURRENCY}:
-        return f"liability change {net:,.2f}" + (
-            f", of which {adjusted:,.2f} adjusts closed periods" if adjusted else ""
+        # shown as the export writes amounts: the currency's places, never rounded
+        return f"liability change {_grouped(net, DEFAULT_CURRENCY)}" + (
+            f", of which {_grouped(adjusted, DEFAULT_CURRENCY)} adjusts closed periods"
+            if adjusted
+            else ""
         )
     return "liability change " + "; ".join(
         f"{currency} {_grouped(change, currency)}"
