@@ -27,9 +27,15 @@ def calculate_columnar(
     customers: pa.Table | None = None,
     products: pa.Table | None = None,
     as_of: dt.date | None = None,
+    unstated_currency: str | None = None,
 ) -> list[ResultRow]:
     table = columnar.calculate(
-        agreements, sales=sales, customers=customers, products=products, as_of=as_of
+        agreements,
+        sales=sales,
+        customers=customers,
+        products=products,
+        as_of=as_of,
+        unstated_currency=unstated_currency,
     )
     return rows_from_table(table)
 

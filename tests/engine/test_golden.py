@@ -448,6 +448,34 @@ def test_currency(calculator: Calculator) -> None:
     assert (row.currency, row.lines, row.rebate) == ("USD", 2, D("130.00"))
 
 
+def test_unstated_currency(calculator: Calculator) -> None:
+    """Rule 3 with an implied currency (a store's runs: its default, CNY): a line without one
+    is in CNY, so it counts for the CNY agreement and not for the USD or the JPY one. USD:
+    1,000 x 10% = 100.00; CNY: 5,000 + 300 = 5,300 x 10% = 530.00; JPY: nothing."""
+    terms = [agreement(currency="USD"), agreement(id="A2"), agreement(id="A3", currency="JPY")]
+    lines = [
+        sale("1000.00", date="2025-03-01", currency="USD"),
+        sale("5000.00", date="2025-03-01", currency="CNY"),
+        sale("300.00", date="2025-03-01"),
+    ]
+    rows = calculator(terms, sales=sales_table(lines), unstated_currency="CNY")
+    assert [(r.agreement_id, r.currency, r.lines, r.rebate) for r in rows] == [
+        ("A1", "USD", 1, D("100.00")),
+        ("A2", "CNY", 2, D("530.00")),
+    ]
+    # No line states one: still only the agreements in the implied currency count them.
+    plain = sales_table([sale("300.00", date="2025-03-01"), sale("700.00", date="2025-04-01")])
+    rows = calculator(terms, sales=plain, unstated_currency="CNY")
+    assert [(r.agreement_id, r.lines, r.rebate) for r in rows] == [("A2", 2, D("100.00"))]
+    # Without an implied currency such lines count in every agreement (``fanli calc``).
+    rows = calculator(terms, sales=plain)
+    assert [(r.agreement_id, r.rebate) for r in rows] == [
+        ("A1", D("100.00")),
+        ("A2", D("100.00")),
+        ("A3", D("100")),
+    ]
+
+
 # ---- modifiers ---------------------------------------------------------------------------------
 
 

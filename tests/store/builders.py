@@ -51,12 +51,13 @@ def products_file(directory: Path, rows: Sequence[Sequence[Any]] = PRODUCTS) -> 
 
 
 def sales_file(directory: Path, name: str, lines: Sequence[Sequence[Any]]) -> Path:
-    """Lines: (line id, customer, product, invoice date, quantity, net amount)."""
-    return write_csv(
-        directory / name,
-        ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount"),
-        lines,
-    )
+    """Lines: (line id, customer, product, invoice date, quantity, net amount), each with its
+    currency as a seventh value where any has one (the others are written without)."""
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount")
+    if any(len(line) > len(header) for line in lines):
+        header = (*header, "currency")
+        lines = [[*line, *[""] * (len(header) - len(line))] for line in lines]
+    return write_csv(directory / name, header, lines)
 
 
 def percent_agreement(

@@ -79,7 +79,8 @@ def test_tier_progress_measures_the_way_to_the_next_band() -> None:
 
 
 def _two_currencies(store: Store, tmp_path: Path) -> World:
-    """A1 pays 2% in CNY; A2 pays 1% in USD, 3% from 11,000 (C1's 10,000 is 1,000 short)."""
+    """A1 pays 2% in CNY; A2 pays 1% in USD, 3% from 11,000 (C1's 10,000 is 1,000 short).
+    Lines that state no currency are in CNY: they count for A1, not for A2."""
     world = World(store, tmp_path)
     world.agreement(percent_agreement())
     usd = percent_agreement(
@@ -92,6 +93,8 @@ def _two_currencies(store: Store, tmp_path: Path) -> World:
     world.sales(
         ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
         ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+        ("L3", "C1", "P1", "2026-02-10", "10", "10000.00", "USD"),
+        ("L4", "C2", "P1", "2026-02-11", "1", "500.00", "USD"),
     )
     world.accrue("2026-03-31")
     return world
@@ -128,8 +131,12 @@ PASSWORD = "correct horse battery"
 def test_the_gl_export_keeps_each_currency_apart(store: Store, tmp_path: Path) -> None:
     """A CNY and a USD programme in one period: each GL row names its currency, and there is
     one total per currency, each tying out to the ledger in that currency; JPY has no places."""
-    _two_currencies(store, tmp_path)
+    world = _two_currencies(store, tmp_path)
     yen = percent_agreement("A3", currency="JPY", tiers=[{"from": "0", "rate": "1.2345"}])
+    world.sales(
+        ("Y1", "C1", "P1", "2026-02-10", "10", "10000", "JPY"),
+        ("Y2", "C2", "P1", "2026-02-11", "1", "500", "JPY"),
+    )
     with store.work() as session:
         activate(session, add_version(session, yen, actor=staff("sam"), now=NOW).id, now=NOW)
     with store.work() as session:
@@ -221,6 +228,8 @@ def test_a_run_in_two_currencies_says_each_change_apart(store: Store, tmp_path: 
     world.sales(
         ("L1", "C1", "P1", "2026-02-10", "10", "10000.00"),
         ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+        ("L3", "C1", "P1", "2026-02-10", "10", "10000.00", "USD"),
+        ("L4", "C2", "P1", "2026-02-11", "1", "500.00", "USD"),
     )
     settings = Settings(data_dir=tmp_path, database_url=store.engine.url.render_as_string(False))
     with TestClient(create_app(settings), base_url="https://testserver") as client:

@@ -777,6 +777,28 @@ def _whole_months(specs: list[LineSetSpec]) -> bool:
     )
 
 
+def _currency_rule(
+    connection: duckdb.DuckDBPyConnection,
+    specs: list[LineSetSpec],
+    sales_columns: list[str],
+    unstated_currency: str | None,
+) -> str | None:
+    """Rule 3 as a condition on a matched line ``s`` and its map row ``m``, or None where it
+    cannot drop a line: no line states a currency and none is implied, or every line is in the
+    implied currency and so is every agreement (the store's usual case, at no cost)."""
+    stated = False
+    if "currency" in sales_columns:
+        found = connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM sales_raw WHERE currency IS NOT NULL)"
+        ).fetchone()
+        stated = bool(found and found[0])
+    if unstated_currency is None:
+        return "(s.currency IS NULL OR s.currency = m.currency)" if stated else None
+    if stated or any(spec.currency != unstated_currency for spec in specs):
+        return f"coalesce(s.currency, {_literal(unstated_currency)}) = m.currency"
+    return None
+
+
 @dataclass(frozen=True)
 class _Probe:
     """How the facts of one eligibility event are matched: its map table and conditions."""
@@ -791,6 +813,7 @@ def _build_maps(
     specs: list[LineSetSpec],
     sales_columns: list[str],
     *,
+    unstated_currency: str | None,
     exact_dates: bool = False,
 ) -> tuple[list[_Probe], int]:
     """The eligibility map of each event and the conditions a matched line must meet."""
@@ -801,12 +824,9 @@ def _build_maps(
         residuals.append(
             "(m.document_types IS NULL OR list_contains(m.document_types, s.document_type))"
         )
-    if "currency" in sales_columns:
-        has_currency = connection.execute(
-            "SELECT EXISTS (SELECT 1 FROM sales_raw WHERE currency IS NOT NULL)"
-        ).fetchone()
-        if has_currency and has_currency[0]:
-            residuals.append("(s.currency IS NULL OR s.currency = m.currency)")
+    currency_rule = _currency_rule(connection, specs, sales_columns, unstated_currency)
+    if currency_rule:
+        residuals.append(currency_rule)
     probes = []
     for number, event in enumerate(sorted({spec.event_column for spec in specs})):
         event_specs = [spec for spec in specs if spec.event_column == event]
@@ -841,9 +861,14 @@ def _build_maps(
 
 
 def _aggregate_facts(
-    connection: duckdb.DuckDBPyConnection, specs: list[LineSetSpec], sales_columns: list[str]
+    connection: duckdb.DuckDBPyConnection,
+    specs: list[LineSetSpec],
+    sales_columns: list[str],
+    unstated_currency: str | None,
 ) -> None:
-    maps, product_classes = _build_maps(connection, specs, sales_columns)
+    maps, product_classes = _build_maps(
+        connection, specs, sales_columns, unstated_currency=unstated_currency
+    )
     second_measure = any(spec.second_measure is not None for spec in specs)
     probes = [
         _probe_sql(
@@ -1564,12 +1589,15 @@ def calculate(
     products: pa.Table | None = None,
     as_of: dt.date | None = None,
     ordered: bool = True,
+    unstated_currency: str | None = None,
 ) -> pa.Table:
     """Results per agreement x beneficiary x period, as an Arrow table in RESULT_SCHEMA.
 
     ``sales`` is an Arrow table in ``SALES_SCHEMA`` shape or a list of Parquet files. Rows come
     sorted by agreement, version, beneficiary and period unless ``ordered`` is false (a caller
-    that sorts or aggregates anyway saves the sort).
+    that sorts or aggregates anyway saves the sort). ``unstated_currency``: the currency of a
+    line that states none (the store's default); without it such a line counts in every
+    currency.
     """
     if not agreements:
         return RESULT_SCHEMA.empty_table()
@@ -1584,7 +1612,7 @@ def calculate(
                 as_of=as_of,
                 ordered=ordered,
             )
-            _aggregate_facts(connection, specs, sales_columns)
+            _aggregate_facts(connection, specs, sales_columns, unstated_currency)
             _install_macros(connection)
             features = _Features.of(compiled, as_of)
             _rate_and_settle(connection, features, as_of)
@@ -1623,6 +1651,7 @@ def counted_lines(
     customers: pa.Table | None = None,
     products: pa.Table | None = None,
     as_of: dt.date | None = None,
+    unstated_currency: str | None = None,
 ) -> pa.Table:
     """The sales lines behind one result row, for its explanation.
 
@@ -1640,7 +1669,13 @@ def counted_lines(
                 products=products,
                 as_of=as_of,
             )
-            maps, product_classes = _build_maps(connection, specs, sales_columns, exact_dates=True)
+            maps, product_classes = _build_maps(
+                connection,
+                specs,
+                sales_columns,
+                unstated_currency=unstated_currency,
+                exact_dates=True,
+            )
             pool = agreement.pool if agreement.pool is not None else (beneficiary_id,)
             scope_term = compiled[0].scope_term
             window = f"m.period_index {'<=' if scope_term else '='} {int(period_index)}"

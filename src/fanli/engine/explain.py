@@ -798,8 +798,10 @@ def explain_results(
     products: pa.Table | None = None,
     as_of: dt.date | None = None,
     language: str = "en",
+    unstated_currency: str | None = None,
 ) -> list[str]:
-    """Explanations of the selected result rows, each with the lines that counted for it."""
+    """Explanations of the selected result rows, each with the lines that counted for it
+    (``unstated_currency`` as for ``columnar.calculate``)."""
     texts: list[str] = []
     for agreement, row, previous in select_rows(
         agreements,
@@ -816,6 +818,7 @@ def explain_results(
             customers=customers,
             products=products,
             as_of=as_of,
+            unstated_currency=unstated_currency,
         )
         texts.append(explain(agreement, row, lines, previous=previous, language=language))
     return texts

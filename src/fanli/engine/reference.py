@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -894,11 +894,18 @@ def calculate_reference(
     customers: pa.Table | None = None,
     products: pa.Table | None = None,
     as_of: dt.date | None = None,
+    unstated_currency: str | None = None,
 ) -> list[ResultRow]:
     """Results per agreement x beneficiary x period, following docs/calculation.md literally.
 
-    Rows are sorted by ``ResultRow.key``; every agreement is calculated on its own."""
+    Rows are sorted by ``ResultRow.key``; every agreement is calculated on its own. A line
+    that states no currency is in ``unstated_currency`` when one is given (rule 3)."""
     lines = [_line_from_row(row) for row in sales.to_pylist()]
+    if unstated_currency is not None:
+        lines = [
+            line if line.currency is not None else replace(line, currency=unstated_currency)
+            for line in lines
+        ]
     customer_dimension = _dimension(customers, name="customers", id_column="customer_id")
     product_dimension = _dimension(products, name="products", id_column="product_id")
     rows: list[ResultRow] = []

@@ -17,6 +17,7 @@ from decimal import Decimal
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from fanli.agreements.queries import DEFAULT_CURRENCY
 from fanli.agreements.terms import Agreement
 from fanli.engine.columnar import calculate
 from fanli.engine.results import rows_from_table
@@ -150,6 +151,7 @@ def _paid(
             customers=customer_table(session, store, on=start),
             products=product_table(session, store),
             as_of=end - dt.timedelta(days=1),
+            unstated_currency=DEFAULT_CURRENCY,
         )
     )
     basis: dict[str, Decimal] = {}

@@ -664,6 +664,7 @@ def _rate_as_closed(
                     ),
                     products=products.filter(pc.is_in(products.column("product_id"), sold)),
                     as_of=as_of,
+                    unstated_currency=DEFAULT_CURRENCY,
                 )
             )
         )
@@ -824,6 +825,7 @@ def accrue(
                 customers=customers,
                 products=products,
                 as_of=as_of,
+                unstated_currency=DEFAULT_CURRENCY,
             )
         )
     if plan.partial:
@@ -841,6 +843,7 @@ def accrue(
                 customers=customers.filter(pc.is_in(customers.column("customer_id"), touched)),
                 products=products.filter(pc.is_in(products.column("product_id"), sold)),
                 as_of=as_of,
+                unstated_currency=DEFAULT_CURRENCY,
             )
         )
     results = pa.concat_tables(

@@ -861,8 +861,8 @@ def _mismatch(found: tuple[Any, ...]) -> Said:
             product=product,
             own=own_product,
         )
-    # A line with no stated currency counts in every agreement (as the engine reads it), one
-    # that states one only in that currency's: a sale and its return must count in the same.
+    # A sale and its return must count in the same agreements, so they state the same
+    # currency or both none (a store's run reads none as its default currency).
     if currency != own_currency:
         return said(
             "original line {line} is in {currency}, not in {own}",
