@@ -79,6 +79,7 @@ class Scenario:
     as_of: dt.date | None
     integer_sales_customer_ids: bool = False  # so does the sales table's
     sales_without_currency: bool = False  # the optional currency column is left out
+    unstated_currency: str | None = None  # the currency of a line that states none, if any
 
     def sales_table(self) -> pa.Table:
         table = pa.Table.from_pylist(list(self.sales), schema=SALES_SCHEMA)
@@ -118,7 +119,8 @@ class Scenario:
             f"  products={self.products!r},\n"
             f"  as_of={self.as_of!r},\n"
             f"  integer_sales_customer_ids={self.integer_sales_customer_ids!r},\n"
-            f"  sales_without_currency={self.sales_without_currency!r},\n)"
+            f"  sales_without_currency={self.sales_without_currency!r},\n"
+            f"  unstated_currency={self.unstated_currency!r},\n)"
         )
 
 
@@ -582,4 +584,6 @@ def scenarios(draw: st.DrawFn, max_agreements: int = 4, max_lines: int = 40) -> 
         as_of=as_of,
         integer_sales_customer_ids=numeric and draw(st.booleans()),
         sales_without_currency=without_currency,
+        # A store's runs imply their default currency; ``fanli calc`` implies none.
+        unstated_currency=draw(st.sampled_from((None, None, "CNY", "JPY"))),
     )

@@ -142,6 +142,7 @@ def _check_pro_rata_split(scenario: Scenario, agreement: Agreement, rows: list[R
         customers=scenario.customers_table(),
         products=scenario.products_table(),
         as_of=scenario.as_of,
+        unstated_currency=scenario.unstated_currency,
     )
     counterparty = agreement.parties.counterparty
     pool = {row.period_index: row for row in pool_rows}
@@ -187,6 +188,7 @@ def test_engine_agrees_with_reference(scenario: Scenario) -> None:
         "customers": scenario.customers_table(),
         "products": scenario.products_table(),
         "as_of": scenario.as_of,
+        "unstated_currency": scenario.unstated_currency,
     }
     try:
         expected = calculate_reference(list(scenario.agreements), **inputs)
