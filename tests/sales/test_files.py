@@ -302,6 +302,49 @@ def test_a_mapping_that_feeds_two_fields_from_one_column_is_refused(tmp_path: Pa
     )
 
 
+def test_two_columns_that_read_as_one_field_are_refused_unless_the_mapping_chooses(
+    tmp_path: Path,
+) -> None:
+    """ "Net Amount" and "net_amount" are one header once normalised: which feeds net_amount
+    would be a guess. The mapping naming one exactly settles it; another field's alias order
+    (不含税金额 before 金额) is a preference, not a clash."""
+    text = (
+        "line_id,customer_id,product_id,invoice_date,quantity,Net Amount,net_amount\n"
+        "L1,C1,P1,2026-03-31,1,100.00,90.00\n"
+    )
+    sales = write(tmp_path, "s.csv", text)
+    assert str(error_of(sales)) == (
+        f"file {sales}, field 'net_amount': columns 'Net Amount' and 'net_amount' both read as "
+        "net_amount: keep one, or name the one to use in a column mapping"
+    )
+    chosen = ColumnMapping(columns={FileKind.SALES: {"net_amount": "net_amount"}})
+    assert read_sales(sales, mapping=chosen).column("net_amount").to_pylist() == [
+        Decimal("90.0000")
+    ]
+    # Two line-number columns make the line id a guess too.
+    parts = write(
+        tmp_path,
+        "p.csv",
+        "单据编号,line_number,Line Number,客户编码,物料编码,开票日期,数量,不含税金额\n"
+        "D1,1,2,C1,P1,2026-03-31,1,100.00\n",
+    )
+    assert str(error_of(parts)) == (
+        f"file {parts}, field 'Line Number': columns 'line_number' and 'Line Number' both read as "
+        "line_id: keep one, or name the one to use in a column mapping"
+    )
+    different = write(
+        tmp_path,
+        "d.csv",
+        "单据编号,行号,客户编码,物料编码,开票日期,数量,不含税金额,金额\n"
+        "D1,1,C1,P1,2026-03-31,1,100.00,113.00\n",
+    )
+    table = read_sales(different)
+    assert (table.column("line_id")[0].as_py(), table.column("net_amount")[0].as_py()) == (
+        "D1-1",
+        Decimal("100.0000"),
+    )
+
+
 def test_a_mapping_file_that_says_a_field_twice_or_is_not_text_is_refused(tmp_path: Path) -> None:
     twice = write(tmp_path, "m.yaml", "customer_id: Kunde\ncustomer_id: Kundennummer\n")
     with pytest.raises(InputError) as caught:

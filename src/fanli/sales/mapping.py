@@ -221,15 +221,26 @@ def resolve_columns(
     *,
     source: str,
 ) -> ResolvedColumns:
-    """Match a file's headers to Fanli fields: user mapping first, then the built-in aliases."""
+    """Match a file's headers to Fanli fields: user mapping first, then the built-in aliases.
+
+    Where several aliases of a field are in the file, the first in the alias list feeds it
+    (不含税金额 before 金额). Two headers that read the same once normalised (``Customer ID``
+    and ``customer_id``) cannot be told apart: one of them feeding a field is an error, unless
+    the mapping names that header exactly."""
     by_normal: dict[str, str] = {}
+    twins: dict[str, str] = {}  # normalised header -> its second header in the file
     for header in headers:
-        by_normal.setdefault(normalize_header(header), header)
+        normal = normalize_header(header)
+        if normal in by_normal:
+            twins.setdefault(normal, header)
+        else:
+            by_normal[normal] = header
     aliases = ALIASES[kind]
     user = mapping.for_kind(kind) if mapping else {}
     fields: dict[str, str] = {}
+    named = set(user.values()) & set(headers)  # chosen exactly, whatever their twins
     for name, header in user.items():
-        found = by_normal.get(normalize_header(header))
+        found = header if header in named else by_normal.get(normalize_header(header))
         if found is None:
             raise InputError.said_at(
                 "the mapping names column {header} for {name}, but the file has no such column",
@@ -269,6 +280,21 @@ def resolve_columns(
         elif document is not None:
             fields["line_id"] = document  # one line per document: duplicates are reported
         used.update(part for part in (document, line) if part is not None)
+    feeding = [*fields.items()]
+    if line_id_parts is not None:
+        feeding += [("line_id", part) for part in line_id_parts]
+    for name, header in feeding:
+        twin = twins.get(normalize_header(header))
+        if twin is not None and header not in named:
+            raise InputError.said_at(
+                "columns {first} and {second} both read as {name}: keep one, or name the one "
+                "to use in a column mapping",
+                file=source,
+                field=twin,
+                first=repr(header),
+                second=repr(twin),
+                name=name,
+            )
     attributes: tuple[str, ...] = ()
     if kind is not FileKind.SALES:
         # Every other column of a dimension file is an attribute filters can name.
