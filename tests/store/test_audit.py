@@ -49,7 +49,7 @@ def _scenario(store: Store, directory: Path) -> None:
     with store.work() as session:
         accrue(session, store.facts, as_of=dt.date(2026, 3, 31), actor=staff("fin"), now=NOW)
     with store.work() as session:
-        void_batch(session, batch.batch_id, reason="test", actor=staff("ann"), now=NOW)
+        void_batch(session, store.facts, batch.batch_id, reason="test", actor=staff("ann"), now=NOW)
     with store.work() as session:
         close_period(session, "2026-03", actor=staff("fin"), now=NOW)
     with store.work() as session:

@@ -315,7 +315,9 @@ def test_every_state_change_writes_exactly_one_event(store: Store, tmp_path: Pat
     )
     step(
         sales.void_batch,
-        lambda s: sales.void_batch(s, batch, reason="wrong", actor=who["fay"], now=NOW),
+        lambda s: sales.void_batch(
+            s, store.facts, batch, reason="wrong", actor=who["fay"], now=NOW
+        ),
     )
 
     # The end of agreements: one terminated, one expired.

@@ -413,7 +413,7 @@ def test_services_check_the_actors_role(store: Store, tmp_path: Path) -> None:
         ),
         (
             "void batches",
-            lambda s: void_batch(s, 1, reason="x", actor=who["ivan"], now=NOW),
+            lambda s: void_batch(s, store.facts, 1, reason="x", actor=who["ivan"], now=NOW),
         ),
     ]
     for what, attempt in attempts:

@@ -549,9 +549,16 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
         outcome = import_sales(session, store.facts, path, actor=staff("ann"), now=NOW)
     with store.work() as session, pytest.raises(InputError, match="needs a reason"):
-        void_batch(session, outcome.batch_id, reason=" ", actor=staff("ann"), now=NOW)
+        void_batch(session, store.facts, outcome.batch_id, reason=" ", actor=staff("ann"), now=NOW)
     with store.work() as session:
-        void_batch(session, outcome.batch_id, reason="wrong month", actor=staff("bob"), now=NOW)
+        void_batch(
+            session,
+            store.facts,
+            outcome.batch_id,
+            reason="wrong month",
+            actor=staff("bob"),
+            now=NOW,
+        )
     with store.work() as session:
         batch = session.get(ImportBatch, outcome.batch_id)
         assert batch is not None
@@ -564,7 +571,9 @@ def test_void_a_batch(store: Store, tmp_path: Path) -> None:
         assert event is not None
         assert (event.type, event.inputs) == ("sales.batch.voided", {"reason": "wrong month"})
     with store.work() as session, pytest.raises(BatchError, match="voided already"):
-        void_batch(session, outcome.batch_id, reason="again", actor=staff("bob"), now=NOW)
+        void_batch(
+            session, store.facts, outcome.batch_id, reason="again", actor=staff("bob"), now=NOW
+        )
     with store.work() as session, pytest.raises(BatchError, match="was voided"):
         import_sales(session, store.facts, path, actor=staff("ann"), now=NOW)
     # The voided line may come again in a corrected file.
@@ -582,7 +591,9 @@ def test_a_masters_batch_is_not_voided_and_says_why(store: Store, tmp_path: Path
     events = _count(store, AuditEvent.seq)
     for kind in ("customers", "products"):
         with store.work() as session, pytest.raises(BatchError) as raised:
-            void_batch(session, batches[kind], reason="wrong", actor=staff("bob"), now=NOW)
+            void_batch(
+                session, store.facts, batches[kind], reason="wrong", actor=staff("bob"), now=NOW
+            )
         assert str(raised.value) == (
             f"batch {batches[kind]} holds {kind}, not sales: only a sales batch can be voided; "
             f"import the corrected {kind} again instead"
@@ -628,12 +639,21 @@ def test_a_void_names_the_returns_it_leaves_without_their_sale(
         # The returns' own batch leaves nothing behind; nor does a batch that is not sales.
         assert returns_left_by_void(session, store.facts, returns.batch_id) == []
         assert returns_left_by_void(session, store.facts, 1) == []
-        void_batch(session, sales.batch_id, reason="wrong file", actor=staff("bob"), now=NOW)
-        assert returns_left_by_void(session, store.facts, sales.batch_id) == [
-            ReturnLeft(returns.batch_id, "R1"),
-            ReturnLeft(returns.batch_id, "R2"),
-        ]
-        void_batch(session, returns.batch_id, reason="with it", actor=staff("bob"), now=NOW)
+        voided = void_batch(
+            session, store.facts, sales.batch_id, reason="wrong file", actor=staff("bob"), now=NOW
+        )
+        left = [ReturnLeft(returns.batch_id, "R1"), ReturnLeft(returns.batch_id, "R2")]
+        assert voided.returns_left == left
+        assert returns_left_by_void(session, store.facts, sales.batch_id) == left
+        # The void's audit event says which returns it leaves, as the void's caller is told.
+        event = last_event(session, "sales.batch.voided")
+        assert (event.outcome["returns_left"], event.outcome["returns_left_listed"]) == (
+            2,
+            [{"batch": returns.batch_id, "line": "R1"}, {"batch": returns.batch_id, "line": "R2"}],
+        )
+        void_batch(
+            session, store.facts, returns.batch_id, reason="with it", actor=staff("bob"), now=NOW
+        )
         assert returns_left_by_void(session, store.facts, sales.batch_id) == []
 
 
@@ -821,7 +841,12 @@ def test_a_file_read_through_a_wrong_mapping_can_come_again_through_the_right_on
     assert imported(wrong) == ImportOutcome(first.batch_id, BatchKind.SALES, 1, True)
     with store.work() as session:
         void_batch(
-            session, first.batch_id, reason="net read from gross", actor=staff("ann"), now=NOW
+            session,
+            store.facts,
+            first.batch_id,
+            reason="net read from gross",
+            actor=staff("ann"),
+            now=NOW,
         )
     with pytest.raises(BatchError, match="through a corrected column mapping"):
         imported(wrong)
@@ -933,7 +958,9 @@ def test_a_sale_imported_again_must_still_be_what_its_stored_returns_reverse(
             now=NOW,
         )
     with store.work() as session:
-        void_batch(session, sale.batch_id, reason="wrong file", actor=staff("ann"), now=NOW)
+        void_batch(
+            session, store.facts, sale.batch_id, reason="wrong file", actor=staff("ann"), now=NOW
+        )
     for name, line, said in (
         (
             "other.csv",

@@ -132,7 +132,9 @@ def test_a_new_batch_posts_its_delta_and_a_void_reverses_it_exactly(
     assert (added.rerated, added.lines_posted, added.net_change) == (("A1 v1",), 1, D("50.0000"))
     assert _held(store) == {("C1", 1): D("250.0000")}
     with store.work() as session:
-        void_batch(session, late, reason="duplicate export", actor=staff("ann"), now=NOW)
+        void_batch(
+            session, store.facts, late, reason="duplicate export", actor=staff("ann"), now=NOW
+        )
     voided = _accrue(store, "2026-04-30")
     assert (voided.lines_posted, voided.net_change) == (1, D("-50.0000"))
     assert _held(store) == {("C1", 1): D("200.0000")}
@@ -359,7 +361,7 @@ def test_a_late_sale_and_a_current_one_split_into_adjustment_and_accrual_at_the_
     assert _posted(store, more.run_id) == {("accrual", "C1", 1): D("30.0000")}
     # Voiding the late sale takes back its adjustment and nothing else.
     with store.work() as session:
-        void_batch(session, late, reason="sent twice", actor=staff("ann"), now=NOW)
+        void_batch(session, store.facts, late, reason="sent twice", actor=staff("ann"), now=NOW)
     voided = _accrue(store, "2026-02-28")
     assert _posted(store, voided.run_id) == {("adjustment", "C1", 1): D("-30.0000")}
     assert _held(store) == {("C1", 1): D("330.0000")}
@@ -374,7 +376,9 @@ def test_voiding_a_batch_a_closed_month_counted_is_an_adjustment(
     _accrue(store, "2026-01-31")
     _close(store, "2026-01")
     with store.work() as session:
-        void_batch(session, january, reason="wrong customer", actor=staff("ann"), now=NOW)
+        void_batch(
+            session, store.facts, january, reason="wrong customer", actor=staff("ann"), now=NOW
+        )
     _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-02-10", "1", "5000.00"))
     run = _accrue(store, "2026-02-28")
     # Now 2% of 5,000.00 = 100.00; as closed (January's batch still counted) 2% of 15,000.00
@@ -548,7 +552,9 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
     )
     _accrue(store, "2026-03-31")
     with store.work() as session:
-        void_batch(session, batch, reason="wrong customer", actor=staff("ann"), now=NOW)
+        void_batch(
+            session, store.facts, batch, reason="wrong customer", actor=staff("ann"), now=NOW
+        )
     _sales(store, tmp_path, "s2.csv", ("L1", "C1", "P1", "2026-01-10", "1", "9000.00"))
     _accrue(store, "2026-03-31")
     chart = ChartOfAccounts(
@@ -999,7 +1005,7 @@ def test_a_run_of_large_changes_within_the_ledger_is_taken_and_reversed(
     # fit one key: a run's changes in all are not bounded, so the wrong import can be undone
     assert _accrue(store, "2026-03-31").net_change == Decimal("269999999999999.97")
     with store.work() as session:
-        void_batch(session, batch, reason="wrong file", actor=staff("ann"), now=NOW)
+        void_batch(session, store.facts, batch, reason="wrong file", actor=staff("ann"), now=NOW)
     assert _accrue(store, "2026-03-31").net_change == Decimal("-269999999999999.97")
     assert _held(store) == {}
 
@@ -1019,7 +1025,9 @@ def test_a_late_void_that_leaves_a_key_no_line_adjusts_it(store: Store, tmp_path
     }
     _close(store, *(f"2026-{month:02d}" for month in range(1, 9)))
     with store.work() as session:
-        void_batch(session, batch, reason="wrong customer", actor=staff("ann"), now=NOW)
+        void_batch(
+            session, store.facts, batch, reason="wrong customer", actor=staff("ann"), now=NOW
+        )
     second = _accrue(store, "2026-10-31")
     # Q1 and Q2 lie in closed months: all of their change is an adjustment. Q3 (September
     # open) and Q4 would have paid the guarantee on the sales as closed: accrued, and taken

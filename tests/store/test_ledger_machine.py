@@ -183,7 +183,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(batch=consumes(batches))
     def void(self, batch: int) -> None:
         with unit_of_work(self.sessions) as session:
-            void_batch(session, batch, reason="random void", actor=staff("t"), now=NOW)
+            void_batch(session, self.facts, batch, reason="random void", actor=staff("t"), now=NOW)
 
     @rule(rate=st.sampled_from(["1", "2", "4"]), months=st.integers(1, 6))
     def new_version(self, rate: str, months: int) -> None:
@@ -287,7 +287,7 @@ def test_the_machine_would_notice_a_missing_reversal(sqlite_template: Path) -> N
         batch = machine.import_batch([("C1", "P1", 10, 600_000, False)])
         machine.accrue(100)
         with unit_of_work(machine.sessions) as session:
-            void_batch(session, batch, reason="probe", actor=staff("t"), now=NOW)
+            void_batch(session, machine.facts, batch, reason="probe", actor=staff("t"), now=NOW)
             held = liabilities(session)
             scratch = from_scratch(session, machine.facts, YEAR_START + dt.timedelta(days=100))
         assert held != scratch

@@ -189,7 +189,12 @@ def test_two_voids_of_one_batch_make_one_void(store: Store, tmp_path: Path) -> N
     second = _twice(
         store,
         lambda session, who: void_batch(
-            session, batch, reason=f"entered twice (by {who})", actor=staff(who), now=NOW
+            session,
+            store.facts,
+            batch,
+            reason=f"entered twice (by {who})",
+            actor=staff(who),
+            now=NOW,
         ),
     )
     assert str(second.refusal) == f"batch {batch} is voided already"

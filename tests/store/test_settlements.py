@@ -270,7 +270,7 @@ def test_a_clawback_needs_the_agreement_to_allow_it(store: Store, tmp_path: Path
     world.approve(first, "amy")
     world.pay(first, document_number="CN-1")
     with store.work() as session:
-        void_batch(session, 1 + 2, reason="wrong file", actor=staff("ann"), now=NOW)
+        void_batch(session, store.facts, 1 + 2, reason="wrong file", actor=staff("ann"), now=NOW)
     world.accrue()
     with pytest.raises(settlements.SettlementError, match=r"-200\.00 \(a claw-back\)"):
         world.propose(key="claw")
@@ -985,7 +985,7 @@ def test_inputs_that_change_and_change_back_need_a_fresh_round(
     world.accrue()
     with store.work() as session:
         settlements.refresh(session, store.facts, settlement_id, actor=world["fay"], now=NOW)
-        void_batch(session, batch, reason="duplicate", actor=world["fay"], now=NOW)
+        void_batch(session, store.facts, batch, reason="duplicate", actor=world["fay"], now=NOW)
     world.accrue()
     with store.work() as session:
         back = settlements.refresh(session, store.facts, settlement_id, actor=world["fay"], now=NOW)

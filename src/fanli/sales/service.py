@@ -984,10 +984,29 @@ def _dated_ahead(table: pa.Table, today: dt.date) -> int:
     return int(pc.sum(after).as_py() or 0) if after is not None else 0
 
 
+# A void's audit event lists at most this many of the returns it leaves (and counts them all).
+RETURNS_LEFT_LISTED = 100
+
+
+@dataclass(frozen=True)
+class Voided:
+    """A voided batch, and the returns in other batches left naming its lines."""
+
+    batch: ImportBatch
+    returns_left: list[ReturnLeft]
+
+
 def void_batch(
-    session: Session, batch_id: int, *, reason: str, actor: Actor, now: dt.datetime
-) -> ImportBatch:
-    """Void a sales batch: its lines stop counting from the next accrual run."""
+    session: Session,
+    store: FactStore,
+    batch_id: int,
+    *,
+    reason: str,
+    actor: Actor,
+    now: dt.datetime,
+) -> Voided:
+    """Void a sales batch: its lines stop counting from the next accrual run. The returns in
+    other batches that name its lines are told (``returns_left_by_void``) and audited."""
     require(actor, Role.FINANCE, to=said("void batches"))
     # Locked and read fresh: a second void of the same batch waits for the first, then finds
     # it voided (PostgreSQL; SQLite's writers queue anyway).
@@ -1016,6 +1035,7 @@ def void_batch(
     batch.voided_by = actor.code
     batch.void_reason = reason
     session.flush()
+    left = returns_left_by_void(session, store, batch.id)
     record(
         session,
         type="sales.batch.voided",
@@ -1023,10 +1043,17 @@ def void_batch(
         entity_type="import_batch",
         entity_id=batch.id,
         inputs={"reason": reason},
-        outcome={"rows": batch.rows, "facts_file": batch.facts_file},
+        outcome={
+            "rows": batch.rows,
+            "facts_file": batch.facts_file,
+            "returns_left": len(left),
+            "returns_left_listed": [
+                {"batch": r.batch_id, "line": r.line_id} for r in left[:RETURNS_LEFT_LISTED]
+            ],
+        },
         now=now,
     )
-    return batch
+    return Voided(batch, left)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,6 @@ from fanli.sales.service import (
     import_customers,
     import_products,
     import_sales,
-    returns_left_by_void,
     void_batch,
     write_issue_report,
 )
@@ -268,12 +267,15 @@ def batch_void(
 ) -> VoidOut:
     """Void a sales batch. ``returns_left`` names the returns in other batches that name its
     lines: they keep reducing rebates until those sales are imported again or they are voided."""
-    done = void_batch(session, batch_id, reason=body.reason, actor=access.actor, now=company_now())
-    left = returns_left_by_void(session, store, done.id)
+    done = void_batch(
+        session, store, batch_id, reason=body.reason, actor=access.actor, now=company_now()
+    )
     return VoidOut.model_validate(
         {
-            **BatchOut.model_validate(done).model_dump(),
-            "returns_left": [{"batch_id": r.batch_id, "line_id": r.line_id} for r in left],
+            **BatchOut.model_validate(done.batch).model_dump(),
+            "returns_left": [
+                {"batch_id": r.batch_id, "line_id": r.line_id} for r in done.returns_left
+            ],
         }
     )
 

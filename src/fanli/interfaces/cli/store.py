@@ -58,7 +58,6 @@ from fanli.sales.service import (
     import_customers,
     import_products,
     import_sales,
-    returns_left_by_void,
     void_batch,
     write_issue_report,
 )
@@ -294,10 +293,15 @@ def batch_void(
     """Void a sales batch: its lines stop counting from the next accrual run."""
 
     def step(session: Session, facts: FactStore) -> tuple[ImportBatch, list[ReturnLeft]]:
-        batch = void_batch(
-            session, batch_id, reason=reason, actor=load_actor(session, actor), now=company_now()
+        voided = void_batch(
+            session,
+            facts,
+            batch_id,
+            reason=reason,
+            actor=load_actor(session, actor),
+            now=company_now(),
         )
-        return batch, returns_left_by_void(session, facts, batch.id)
+        return voided.batch, voided.returns_left
 
     batch, left = in_store(step)
     lines = "line" if batch.rows == 1 else "lines"

@@ -53,7 +53,6 @@ from fanli.sales.service import (
     import_products,
     import_sales,
     issue_report,
-    returns_left_by_void,
     void_batch,
 )
 from fanli.settlements import balance as balances
@@ -310,8 +309,14 @@ def void(
     context: dict[str, Any] = {}
     try:
         with unit_of_work(request.app.state.sessions) as session:
-            void_batch(session, batch_id, reason=reason, actor=viewer.actor, now=company_now())
-            left = returns_left_by_void(session, request.app.state.facts, batch_id)
+            left = void_batch(
+                session,
+                request.app.state.facts,
+                batch_id,
+                reason=reason,
+                actor=viewer.actor,
+                now=company_now(),
+            ).returns_left
         lang = _lang(request)
         context["voided"] = lang._(
             "Batch {batch} voided: its lines stop counting from the next accrual run.",
