@@ -289,6 +289,32 @@ def customer_rows(
 
 
 @st.composite
+def customer_eras(
+    draw: st.DrawFn, rows: tuple[dict[str, str | None], ...], start: dt.date, end: dt.date
+) -> tuple[dict[str, str | None], ...]:
+    """The customer file in eras (ADR 0012): some customers change group on a day of the term,
+    some leave the file for a while (a gap: no group then); the others hold always."""
+    eras: list[dict[str, str | None]] = []
+    for row in rows:
+        kind = draw(st.integers(0, 3))
+        if kind == 0:  # holds always
+            eras.append({**row, "valid_from": None, "valid_to": None})
+            continue
+        day = draw(days_within(start, end)).isoformat()
+        later = draw(st.sampled_from((*GROUPS, None)))
+        eras.append({**row, "valid_from": None, "valid_to": day})
+        if kind == 1:  # a new group from ``day``
+            eras.append({**row, "group": later, "valid_from": day, "valid_to": None})
+        elif kind == 2:  # back after a gap of some days
+            back = min(
+                dt.date.fromisoformat(day) + dt.timedelta(days=draw(st.integers(1, 90))), end
+            )
+            eras.append({**row, "group": later, "valid_from": back.isoformat(), "valid_to": None})
+        # kind 3: gone from ``day`` on
+    return tuple(eras)
+
+
+@st.composite
 def product_rows(draw: st.DrawFn) -> tuple[dict[str, str | None], ...]:
     rows = []
     for product_id in PRODUCT_IDS:
@@ -565,6 +591,8 @@ def scenarios(draw: st.DrawFn, max_agreements: int = 4, max_lines: int = 40) -> 
         draw(sales_line(number, start, end, customer_ids)) for number in range(1, size + 1)
     )
     customers = None if draw(st.integers(0, 19)) == 0 else draw(customer_rows(customer_ids))
+    if customers is not None and draw(st.integers(0, 3)) == 0:
+        customers = draw(customer_eras(customers, start, end))
     integer_ids = numeric and draw(st.booleans())
     products = None if draw(st.integers(0, 19)) == 0 else draw(product_rows())
     as_of = draw(

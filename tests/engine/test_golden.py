@@ -276,6 +276,101 @@ def test_customer_eligibility(
     assert column(rows, "rebate") == [D("20.00")] * len(expected)
 
 
+def test_a_line_is_judged_by_the_group_its_customer_held_on_its_date(
+    calculator: Calculator,
+) -> None:
+    """ADR 0012: customers given in eras (valid_from, valid_to). C1 is in KA until 1 June 2025,
+    then in no group; C2 joins KA on 1 June; C3 is in KA throughout. A 2% KA programme, per
+    quarter: C1 earns on Q1 and Q2 sales made as a member, not on its August sale; C2 only on
+    its August sale; the May sale of C1 counts, the 1 June sale of C2 counts (from is
+    inclusive, to exclusive)."""
+    terms = agreement(
+        periods={"kind": "quarter"},
+        eligibility={"customers": {"include": {"group": ["KA"]}}},
+        rebate={"tiers": [{"from": "0", "rate": "2"}]},
+    )
+    eras = pa.table(
+        {
+            "customer_id": ["C1", "C1", "C2", "C2", "C3"],
+            "group": ["KA", None, None, "KA", "KA"],
+            "valid_from": pa.array(
+                [None, dt.date(2025, 6, 1), None, dt.date(2025, 6, 1), None], pa.date32()
+            ),
+            "valid_to": pa.array(
+                [dt.date(2025, 6, 1), None, dt.date(2025, 6, 1), None, None], pa.date32()
+            ),
+        }
+    )
+    sales = sales_table(
+        [
+            ("C1", "P1", "2025-02-10", "1000.00"),
+            ("C1", "P1", "2025-05-31", "500.00"),
+            ("C1", "P1", "2025-08-10", "4000.00"),
+            ("C2", "P1", "2025-05-31", "3000.00"),
+            ("C2", "P1", "2025-06-01", "200.00"),
+            ("C3", "P1", "2025-08-10", "100.00"),
+        ]
+    )
+    rows = calculator([terms], sales=sales, customers=eras)
+    assert [(r.beneficiary_id, r.period_index, r.basis, r.rebate) for r in rows] == [
+        ("C1", 1, D("1000.0000"), D("20.00")),
+        ("C1", 2, D("500.0000"), D("10.00")),
+        ("C2", 2, D("200.0000"), D("4.00")),
+        ("C3", 3, D("100.0000"), D("2.00")),
+    ]
+    # Overlapping eras would count a line twice: refused by the engine.
+    overlapping = eras.set_column(
+        3, "valid_to", pa.array([dt.date(2025, 7, 1), None, None, None, None], pa.date32())
+    )
+    with pytest.raises(InputError, match="customer C1 has eras that overlap"):
+        calculator([terms], sales=sales, customers=overlapping)
+
+
+def test_a_customer_outside_all_its_eras_is_missing_from_the_file(
+    calculator: Calculator,
+) -> None:
+    """On days none of its eras covers (here Q2 2025), C1 is as a customer the file lacks: a
+    KA programme does not count its Q2 sale (100 + 400 at 2% = 2.00 + 8.00), a programme for
+    everyone and one naming C1 do (10% of each quarter)."""
+    eras = pa.table(
+        {
+            "customer_id": ["C1", "C1"],
+            "group": ["KA", "KA"],
+            "valid_from": pa.array([None, dt.date(2025, 7, 1)], pa.date32()),
+            "valid_to": pa.array([dt.date(2025, 4, 1), None], pa.date32()),
+        }
+    )
+    sales = sales_table(
+        [
+            ("C1", "P1", "2025-03-10", "100.00"),
+            ("C1", "P1", "2025-05-10", "200.00"),
+            ("C1", "P1", "2025-08-10", "400.00"),
+        ]
+    )
+    quarterly = {"periods": {"kind": "quarter"}}
+    terms = [
+        agreement(
+            id="KA",
+            eligibility={"customers": {"include": {"group": ["KA"]}}},
+            rebate={"tiers": [{"from": "0", "rate": "2"}]},
+            **quarterly,
+        ),
+        agreement(id="ALL", **quarterly),
+        agreement(id="ONE", eligibility={"customers": {"include": {"id": ["C1"]}}}, **quarterly),
+    ]
+    rows = calculator(terms, sales=sales, customers=eras)
+    assert [(r.agreement_id, r.period_index, r.rebate) for r in rows] == [
+        ("ALL", 1, D("10.00")),
+        ("ALL", 2, D("20.00")),
+        ("ALL", 3, D("40.00")),
+        ("KA", 1, D("2.00")),
+        ("KA", 3, D("8.00")),
+        ("ONE", 1, D("10.00")),
+        ("ONE", 2, D("20.00")),
+        ("ONE", 3, D("40.00")),
+    ]
+
+
 PRODUCTS = products_table(
     [
         {"product_id": "P1", "category": "drinks", "brand": "Alpha", "pack": "can"},

@@ -82,7 +82,7 @@ def _held(
     results = calculate(
         [v.terms for v in versions],
         sales=sales,
-        customers=customer_table(session, store, on=as_of),
+        customers=customer_table(session, store),
         products=product_table(session, store),
         as_of=as_of,
     )

@@ -185,11 +185,15 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
         )
     assert (outcome.inserted, outcome.updated) == (1, 1)
     with store.work() as session:
-        # the engine's view: the snapshot written by the import, and today's group
-        dimension = customer_table(session, store.facts, on=NOW.date())
-    assert dimension.select(["customer_id", "name", "segment", "group"]).to_pylist() == [
-        {"customer_id": "C1", "name": "甲公司", "segment": "零售", "group": "G2"},
-        {"customer_id": "C2", "name": "乙公司", "segment": "批发", "group": None},
+        # the engine's view: the snapshot written by the import, and the groups in eras (a
+        # line is judged by the group held on its date, ADR 0012)
+        dimension = customer_table(session, store.facts)
+    today = NOW.date()
+    columns = ["customer_id", "segment", "group", "valid_from", "valid_to"]
+    assert [tuple(row.values()) for row in dimension.select(columns).to_pylist()] == [
+        ("C1", "零售", "G1", None, today),
+        ("C1", "零售", "G2", today, None),
+        ("C2", "批发", None, None, None),
     ]
     with store.work() as session:
         customer = session.scalars(select(Customer).where(Customer.code == "C1")).one()
@@ -200,6 +204,30 @@ def test_customer_updates_and_group_membership(store: Store, tmp_path: Path) -> 
             (dt.date.min, NOW.date()),
             (NOW.date(), None),
         ]
+    # Ten days later C1 leaves its group and C2 joins G1: the stretches outside a group are
+    # eras without one, so every day of each customer is covered once.
+    later = NOW + dt.timedelta(days=10)
+    with store.work() as session:
+        import_customers(
+            session,
+            store.facts,
+            write_csv(
+                tmp_path / "c.csv",
+                header,
+                [("C1", "甲公司", "", "零售"), ("C2", "乙公司", "G1", "批发")],
+            ),
+            actor=staff("ann"),
+            now=later,
+        )
+    with store.work() as session:
+        dimension = customer_table(session, store.facts)
+    assert [tuple(row.values()) for row in dimension.select(columns).to_pylist()] == [
+        ("C1", "零售", "G1", None, today),
+        ("C1", "零售", "G2", today, later.date()),
+        ("C1", "零售", None, later.date(), None),
+        ("C2", "批发", None, None, later.date()),
+        ("C2", "批发", "G1", later.date(), None),
+    ]
 
 
 def test_only_rows_that_change_count_as_updated(store: Store, tmp_path: Path) -> None:
@@ -297,7 +325,7 @@ def test_an_earlier_master_file_comes_again_to_set_its_values_back(
     with store.work() as session:
         c2 = session.scalars(select(Customer).where(Customer.code == "C2")).one()
         assert c2.legal_name == "乙公司"
-        assert customer_table(session, store.facts, on=NOW.date()).to_pylist()[1]["group"] == "G1"
+        assert customer_table(session, store.facts).to_pylist()[1]["group"] == "G1"
         kinds = session.execute(
             select(ImportBatch.kind, func.count()).group_by(ImportBatch.kind)
         ).all()
@@ -360,7 +388,7 @@ def test_a_file_with_fewer_columns_leaves_the_others_as_stored(
         memberships = session.scalars(select(GroupMembership)).all()
         assert [(m.valid_from, m.valid_to) for m in memberships] == [(dt.date.min, None)]
         # the engine's view, from the snapshot the imports wrote
-        dimension = customer_table(session, store.facts, on=NOW.date())
+        dimension = customer_table(session, store.facts)
     assert dimension.select(
         ["customer_id", "name", "segment", "group", "等级", "星级"]
     ).to_pylist() == [

@@ -776,7 +776,9 @@ def test_a_terminated_guarantee_stops_paying(store: Store, tmp_path: Path) -> No
     assert journal == scratch == {(1, "C1", 1): D("100.0000"), (1, "C1", 2): D("100.0000")}
 
 
-def test_a_group_change_is_seen_when_the_as_of_date_passes_it(store: Store, tmp_path: Path) -> None:
+def test_a_group_change_counts_from_its_date_on(store: Store, tmp_path: Path) -> None:
+    """ADR 0012: C1 moves from G1 to G2 on 1 May. Its sales made in G1 keep earning the G1
+    programme (Q1 20.00, its April sale 6.00); its sale of 10 May does not count."""
     header = ("customer_id", "name", "group")
     terms = percent_agreement(eligibility={"customers": {"include": {"group": ["G1"]}}})
     with store.work() as session:
@@ -797,6 +799,8 @@ def test_a_group_change_is_seen_when_the_as_of_date_passes_it(store: Store, tmp_
         "s1.csv",
         ("L1", "C1", "P1", "2026-02-10", "1", "1000.00"),
         ("L2", "C2", "P1", "2026-02-11", "1", "500.00"),
+        ("L3", "C1", "P1", "2026-04-10", "1", "300.00"),
+        ("L4", "C1", "P1", "2026-05-10", "1", "2000.00"),
     )
     with store.work() as session:  # C1 moves to G2 on 2026-05-01
         import_customers(
@@ -810,9 +814,13 @@ def test_a_group_change_is_seen_when_the_as_of_date_passes_it(store: Store, tmp_
         )
     _accrue(store, "2026-03-31")
     assert _held(store) == {("C1", 1): D("20.0000"), ("C2", 1): D("10.0000")}
-    _accrue(store, "2026-06-30")  # C1 is in G2 from here on: the programme no longer counts it
+    _accrue(store, "2026-06-30")  # C1 is in G2 from 1 May: its later sale does not count
     journal, scratch = _journal_and_scratch(store, "2026-06-30")
-    assert journal == scratch == {(1, "C2", 1): D("10.0000")}
+    assert (
+        journal
+        == scratch
+        == {(1, "C1", 1): D("20.0000"), (1, "C2", 1): D("10.0000"), (1, "C1", 2): D("6.0000")}
+    )
 
 
 @pytest.mark.parametrize("scope", ["period", "term"])

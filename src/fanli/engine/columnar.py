@@ -231,6 +231,8 @@ def _build_dimension(
 
     Rows come from the dimension file and from ids the terms name that the file lacks. Built-in
     columns (group, category, brand) the file lacks are empty; a missing attribute is an error.
+    A customers table with ``valid_from``/``valid_to`` holds eras (``_in_eras``): then
+    ``customer_dim`` carries them too, and a customer may have several rows.
     """
     id_column = f"{kind}_id"
     id_type = _id_type(connection, id_column)
@@ -259,6 +261,14 @@ def _build_dimension(
 
     file_columns = "".join(f", {column_sql(c, c in present)}" for c in columns)
     empty_columns = "".join(f", {column_sql(c, False)}" for c in columns)
+    eras = kind == "customer" and _in_eras(table)
+    gap_columns = empty_columns
+    if eras:
+        _check_eras(connection, table)
+        file_columns += (
+            ", CAST(valid_from AS DATE) AS valid_from, CAST(valid_to AS DATE) AS valid_to"
+        )
+        empty_columns += ", NULL::DATE AS valid_from, NULL::DATE AS valid_to"
     _create_table(
         connection,
         f"{kind}_named",
@@ -274,6 +284,8 @@ def _build_dimension(
             f"CAST({id_column} AS VARCHAR) AS id_text{file_columns} "
             f"FROM {kind}s_raw WHERE {id_column} IS NOT NULL"
         )
+        if eras:
+            from_file = _with_gaps(from_file, gap_columns)
         if referenced_ids:
             from_file += (
                 f" UNION ALL {named} WHERE id_text NOT IN "
@@ -282,6 +294,63 @@ def _build_dimension(
         connection.execute(f"CREATE TEMP VIEW {kind}_dim AS {from_file}")
     else:
         connection.execute(f"CREATE TEMP VIEW {kind}_dim AS {named}")
+
+
+# A customer's eras: rows of the customers table that hold from ``valid_from`` (empty: always)
+# until ``valid_to`` (exclusive; empty: for good). A line is judged by the era its event date
+# falls in (ADR 0012): a customer's group on the day of the sale, not on the as-of day.
+_ERA_COLUMNS = {"valid_from", "valid_to"}
+
+
+def _with_gaps(eras: str, empty_columns: str) -> str:
+    """The customers' eras and, for the days none of a customer's eras covers, rows without
+    values (``empty_columns``: the filter columns as NULL): on those days it is a customer
+    missing from the file (it matches ``id`` selectors and empty includes only), as the
+    reference reads it."""
+    return f"""WITH given AS ({eras}), ordered AS (
+            SELECT id, id_text, valid_from, valid_to,
+                   lag(valid_to) OVER w AS before_to,
+                   row_number() OVER w AS k, count(*) OVER (PARTITION BY id_text) AS n
+            FROM given WINDOW w AS (PARTITION BY id_text ORDER BY valid_from NULLS FIRST))
+        SELECT * FROM given
+        UNION ALL SELECT id, id_text{empty_columns}, before_to, valid_from
+        FROM ordered WHERE k > 1 AND before_to < valid_from
+        UNION ALL SELECT id, id_text{empty_columns}, NULL::DATE, valid_from
+        FROM ordered WHERE k = 1 AND valid_from IS NOT NULL
+        UNION ALL SELECT id, id_text{empty_columns}, valid_to, NULL::DATE
+        FROM ordered WHERE k = n AND valid_to IS NOT NULL"""
+
+
+def _check_eras(connection: duckdb.DuckDBPyConnection, table: pa.Table | None) -> None:
+    """A customer's eras must not overlap, or a line would count twice."""
+    assert table is not None
+    connection.register("customer_eras_given", table.select(["customer_id", *sorted(_ERA_COLUMNS)]))
+    found = connection.execute(
+        """WITH customer_eras_raw AS (
+            SELECT CAST(customer_id AS VARCHAR) AS customer_id,
+                   CAST(valid_from AS DATE) AS valid_from, CAST(valid_to AS DATE) AS valid_to
+            FROM customer_eras_given)
+        SELECT customer_id FROM (
+            SELECT customer_id, valid_from,
+                   lag(coalesce(valid_to, DATE '9999-12-31'))
+                     OVER (PARTITION BY customer_id ORDER BY valid_from NULLS FIRST) AS before_end
+            FROM customer_eras_raw WHERE customer_id IS NOT NULL)
+        WHERE before_end IS NOT NULL
+          AND coalesce(valid_from, DATE '0001-01-01') < before_end
+        ORDER BY customer_id LIMIT 1"""
+    ).fetchall()
+    connection.unregister("customer_eras_given")
+    if found:
+        raise InputError(
+            f"customer {found[0][0]} has eras that overlap (valid_from, valid_to)",
+            file="customers",
+            field="valid_from",
+        )
+
+
+def _in_eras(customers: pa.Table | None) -> bool:
+    """Whether the customers are given in eras."""
+    return customers is not None and _ERA_COLUMNS.issubset(customers.column_names)
 
 
 def _filter_columns(compiled: CompiledAgreement, kind: str) -> set[str]:
@@ -351,8 +420,10 @@ def _classify(
     *,
     named_ids: set[str],
     ordered: bool,
+    eras: bool = False,
 ) -> None:
-    """``{kind}_class(id, cls, no)`` and ``{kind}_class_sets(cls, set_no)``.
+    """``{kind}_class(id, cls, no)`` and ``{kind}_class_sets(cls, set_no)``; with ``eras``
+    (customers only), ``customer_class`` also has each row's ``valid_from`` and ``valid_to``.
 
     ``cls`` numbers the distinct sets-of-line-sets the item belongs to; ``no`` numbers the items
     (customers become beneficiaries by it). The filters are evaluated once per distinct
@@ -368,6 +439,7 @@ def _classify(
     columns = ", ".join(_identifier(c) for c in filter_columns)
     dimension_columns = "".join(f", d.{_identifier(c)}" for c in filter_columns)
     null_columns = "".join(f", NULL::VARCHAR AS {_identifier(c)}" for c in filter_columns)
+    era_columns = ", d.valid_from, d.valid_to" if eras else ""
     named = bool(named_ids)
     named_id = (
         f"CASE WHEN d.id_text IN (SELECT id_text FROM {kind}_named) THEN d.id_text END"
@@ -378,7 +450,7 @@ def _classify(
     # cheaper than materialising it; materialised only if ids must be added (below).
     connection.execute(
         f"""CREATE TEMP VIEW {kind}_keyed AS
-        SELECT d.id, d.id_text, {named_id} AS named_id{dimension_columns}
+        SELECT d.id, d.id_text, {named_id} AS named_id{dimension_columns}{era_columns}
         FROM {kind}_dim d"""
     )
     # Distinct combinations by hashing (no sort of every item). In a combination, id_text is the
@@ -441,11 +513,14 @@ def _classify(
     )
     numbering = (
         # customers become beneficiaries by number: in text order, so sorting by number is
-        # sorting by id
-        f"CAST(row_number() OVER ({'ORDER BY k.id_text' if ordered else ''}) AS INTEGER)"
+        # sorting by id; a customer's eras share its number
+        "CAST(dense_rank() OVER (ORDER BY k.id_text) AS INTEGER)"
+        if eras
+        else f"CAST(row_number() OVER ({'ORDER BY k.id_text' if ordered else ''}) AS INTEGER)"
         if kind == "customer"
         else "0"
     )
+    era_dates = ", k.valid_from, k.valid_to" if eras else ""
     # Join the items back to their combination: an equi-join on a hash of the columns, checked
     # column by column with NULL-safe equality (a hash alone could collide).
     pairs = [("named_id", "id_text"), *((_identifier(c), _identifier(c)) for c in filter_columns)]
@@ -456,21 +531,22 @@ def _classify(
     materialised = "TABLE" if kind == "customer" else "VIEW"
     connection.execute(
         f"""CREATE TEMP {materialised} {kind}_numbered AS
-        SELECT k.id, k.id_text, {numbering} AS no, cl.cls
+        SELECT k.id, k.id_text, {numbering} AS no, cl.cls{era_dates}
         FROM {kind}_keyed k
         JOIN (SELECT *, {combo_hash} AS h FROM {kind}_combo c) c
           ON {item_hash} = c.h AND {null_safe}
         LEFT JOIN {kind}_classes cl ON cl.sig = c.sig"""
     )
     if kind == "customer":
-        row = connection.execute("SELECT count(*) FROM customer_numbered").fetchone()
+        row = connection.execute("SELECT coalesce(max(no), 0) FROM customer_numbered").fetchone()
         if row is not None and row[0] >= 1 << _CUSTOMER_BITS:
             raise CalculationError(
                 f"{row[0]:,} customers; one run supports fewer than {1 << _CUSTOMER_BITS:,}"
             )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_class AS
-        SELECT id, cls, no FROM {kind}_numbered WHERE id IS NOT NULL AND cls IS NOT NULL"""
+        SELECT id, cls, no{era_dates.replace("k.", "")}
+        FROM {kind}_numbered WHERE id IS NOT NULL AND cls IS NOT NULL"""
     )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_class_sets AS
@@ -479,7 +555,7 @@ def _classify(
     )
     if kind == "customer":
         connection.execute(
-            "CREATE TEMP TABLE customer_names AS SELECT no, id_text FROM customer_numbered"
+            "CREATE TEMP TABLE customer_names AS SELECT DISTINCT no, id_text FROM customer_numbered"
         )
 
 
@@ -814,6 +890,7 @@ def _build_maps(
     sales_columns: list[str],
     *,
     unstated_currency: str | None,
+    eras: bool,
     exact_dates: bool = False,
 ) -> tuple[list[_Probe], int]:
     """The eligibility map of each event and the conditions a matched line must meet."""
@@ -854,6 +931,11 @@ def _build_maps(
         first = min(segment.start for segment in segments)
         last = max(segment.end for segment in segments)
         conditions = [f"{date} >= DATE '{first}'", f"{date} < DATE '{last}'", *residuals]
+        if eras:
+            conditions += [
+                f"(c.valid_from IS NULL OR {date} >= c.valid_from)",
+                f"(c.valid_to IS NULL OR {date} < c.valid_to)",
+            ]
         if exact_dates or not _whole_months(event_specs):
             conditions += [f"{date} >= m.seg_start", f"{date} < m.seg_end"]
         probes.append(_Probe(event, map_table, conditions))
@@ -865,9 +947,11 @@ def _aggregate_facts(
     specs: list[LineSetSpec],
     sales_columns: list[str],
     unstated_currency: str | None,
+    *,
+    eras: bool,
 ) -> None:
     maps, product_classes = _build_maps(
-        connection, specs, sales_columns, unstated_currency=unstated_currency
+        connection, specs, sales_columns, unstated_currency=unstated_currency, eras=eras
     )
     second_measure = any(spec.second_measure is not None for spec in specs)
     probes = [
@@ -1568,6 +1652,7 @@ def _prepare(
         sorted(set().union(*(_filter_columns(c, "customer") for c in compiled))),
         named_ids=_referenced_ids(specs, "customer"),
         ordered=ordered,
+        eras=_in_eras(customers),
     )
     _classify(
         connection,
@@ -1612,7 +1697,9 @@ def calculate(
                 as_of=as_of,
                 ordered=ordered,
             )
-            _aggregate_facts(connection, specs, sales_columns, unstated_currency)
+            _aggregate_facts(
+                connection, specs, sales_columns, unstated_currency, eras=_in_eras(customers)
+            )
             _install_macros(connection)
             features = _Features.of(compiled, as_of)
             _rate_and_settle(connection, features, as_of)
@@ -1674,6 +1761,7 @@ def counted_lines(
                 specs,
                 sales_columns,
                 unstated_currency=unstated_currency,
+                eras=_in_eras(customers),
                 exact_dates=True,
             )
             pool = agreement.pool if agreement.pool is not None else (beneficiary_id,)

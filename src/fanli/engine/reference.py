@@ -114,24 +114,53 @@ def _line_from_row(row: Mapping[str, Any]) -> _Line:
 
 
 @dataclass(frozen=True)
+class _DateRange:
+    """Half-open ``[start, end)``; may be empty (start >= end), unlike ``kit.periods.Period``."""
+
+    start: dt.date
+    end: dt.date
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, dt.date) and self.start <= day < self.end
+
+    def intersect(self, other: _DateRange) -> _DateRange:
+        return _DateRange(max(self.start, other.start), min(self.end, other.end))
+
+    def one_year_earlier(self) -> _DateRange:
+        return _DateRange(shift_years(self.start, -1), shift_years(self.end, -1))
+
+
+def _range(period: Period) -> _DateRange:
+    return _DateRange(period.start, period.end)
+
+
+@dataclass(frozen=True)
 class _Dimension:
-    """A customer or product file: id text -> column -> value text."""
+    """A customer or product file: id text -> its eras -> column -> value text.
+
+    An item has one era, holding always, unless the file has ``valid_from`` and ``valid_to``
+    (customers only): then each row holds from ``valid_from`` (empty: always) until
+    ``valid_to`` (exclusive; empty: for good), and a line is judged by the row its date falls in.
+    """
 
     name: str  # "customers" or "products", for error messages
     id_column: str
     columns: frozenset[str]
-    rows: Mapping[str, Mapping[str, str | None]]
+    rows: Mapping[str, Sequence[tuple[_DateRange, Mapping[str, str | None]]]]
 
-    def value(self, item_id: str | None, column: str) -> str | None:
-        """The item's value in ``column``; the id itself for the id column.
+    def value(self, item_id: str | None, column: str, day: dt.date) -> str | None:
+        """The item's value in ``column`` on ``day``; the id itself for the id column.
 
-        A customer or product missing from its file has no other values (spec: it matches ``id``
-        selectors and empty includes only)."""
+        A customer or product missing from its file (or from it on that day) has no other
+        values (spec: it matches ``id`` selectors and empty includes only)."""
         if item_id is None:
             return None
         if column == self.id_column:
             return item_id
-        return self.rows.get(item_id, {}).get(column)
+        for held, values in self.rows.get(item_id, ()):
+            if day in held:
+                return values.get(column)
+        return None
 
     def check_column(self, column: str) -> None:
         """A filter naming an attribute needs the file that carries it.
@@ -147,14 +176,45 @@ class _Dimension:
             )
 
 
+_ALWAYS = _DateRange(dt.date.min, dt.date.max)
+
+
+def _day(value: object) -> dt.date | None:
+    """An era's bound: a date, its ISO text, or nothing."""
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
 def _dimension(table: pa.Table | None, *, name: str, id_column: str) -> _Dimension:
     if table is None:
         return _Dimension(name, id_column, frozenset(), {})
-    rows: dict[str, dict[str, str | None]] = {}
+    eras = id_column == "customer_id" and {"valid_from", "valid_to"} <= set(table.column_names)
+    rows: dict[str, list[tuple[_DateRange, dict[str, str | None]]]] = {}
     for row in table.to_pylist():
         item_id = _text(row.get(id_column))
-        if item_id is not None:
-            rows[item_id] = {column: _text(value) for column, value in row.items()}
+        if item_id is None:
+            continue
+        held = _ALWAYS
+        if eras:
+            held = _DateRange(
+                _day(row["valid_from"]) or dt.date.min, _day(row["valid_to"]) or dt.date.max
+            )
+        values = {
+            column: _text(value)
+            for column, value in row.items()
+            if not (eras and column in ("valid_from", "valid_to"))
+        }
+        # Without eras the last row of an id wins, as before.
+        rows[item_id] = [*rows.get(item_id, []), (held, values)] if eras else [(held, values)]
+    for item_id, held_by in rows.items():
+        spans = sorted(held.start for held, _ in held_by), sorted(held.end for held, _ in held_by)
+        if any(end > start for end, start in zip(spans[1][:-1], spans[0][1:], strict=True)):
+            raise InputError(
+                f"customer {item_id} has eras that overlap (valid_from, valid_to)",
+                file=name,
+                field="valid_from",
+            )
     return _Dimension(name, id_column, frozenset(table.column_names), rows)
 
 
@@ -190,40 +250,24 @@ def _product_fields(selector: ProductSelector, products: _Dimension) -> list[_Fi
     return fields
 
 
-def _field_matches(dimension: _Dimension, item_id: str | None, field: _Field) -> bool:
+def _field_matches(dimension: _Dimension, item_id: str | None, field: _Field, day: dt.date) -> bool:
     column, values = field
-    value = dimension.value(item_id, column)
+    value = dimension.value(item_id, column, day)
     return value is not None and value in values  # null never matches
 
 
 def _passes_filter(
-    dimension: _Dimension, item_id: str | None, include: list[_Field], exclude: list[_Field]
+    dimension: _Dimension,
+    item_id: str | None,
+    include: list[_Field],
+    exclude: list[_Field],
+    day: dt.date,
 ) -> bool:
-    """Include: every field matches (empty include admits everyone); exclude: ANY field matches."""
-    included = all(_field_matches(dimension, item_id, field) for field in include)
-    excluded = any(_field_matches(dimension, item_id, field) for field in exclude)
+    """Include: every field matches (empty include admits everyone); exclude: ANY field matches.
+    An item is judged by its values on ``day``, the line's event date."""
+    included = all(_field_matches(dimension, item_id, field, day) for field in include)
+    excluded = any(_field_matches(dimension, item_id, field, day) for field in exclude)
     return included and not excluded
-
-
-@dataclass(frozen=True)
-class _DateRange:
-    """Half-open ``[start, end)``; may be empty (start >= end), unlike ``kit.periods.Period``."""
-
-    start: dt.date
-    end: dt.date
-
-    def __contains__(self, day: object) -> bool:
-        return isinstance(day, dt.date) and self.start <= day < self.end
-
-    def intersect(self, other: _DateRange) -> _DateRange:
-        return _DateRange(max(self.start, other.start), min(self.end, other.end))
-
-    def one_year_earlier(self) -> _DateRange:
-        return _DateRange(shift_years(self.start, -1), shift_years(self.end, -1))
-
-
-def _range(period: Period) -> _DateRange:
-    return _DateRange(period.start, period.end)
 
 
 @dataclass(frozen=True)
@@ -238,7 +282,7 @@ class _Rules:
     product_include: list[_Field]
     product_exclude: list[_Field]
 
-    def selects(self, line: _Line) -> bool:
+    def selects(self, line: _Line, day: dt.date) -> bool:
         agreement = self.agreement
         document_types = agreement.eligibility.document_types
         if document_types is not None and line.document_type not in document_types:
@@ -246,11 +290,11 @@ class _Rules:
         if line.currency is not None and line.currency != agreement.currency:
             return False
         if not _passes_filter(
-            self.customers, line.customer_id, self.customer_include, self.customer_exclude
+            self.customers, line.customer_id, self.customer_include, self.customer_exclude, day
         ):
             return False
         if not _passes_filter(
-            self.products, line.product_id, self.product_include, self.product_exclude
+            self.products, line.product_id, self.product_include, self.product_exclude, day
         ):
             return False
         pool = agreement.pool
@@ -302,7 +346,7 @@ def _select(lines: Iterable[_Line], rules: _Rules, measure: Measure) -> _LineSet
         day = line.event_date(event)
         if day is None:
             continue
-        if rules.selects(line):
+        if rules.selects(line, day):
             selected.append((line, day))
     return _LineSet(tuple(selected), measure)
 

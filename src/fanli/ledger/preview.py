@@ -148,7 +148,7 @@ def _paid(
         calculate(
             [moved],
             sales=files,
-            customers=customer_table(session, store, on=start),
+            customers=customer_table(session, store),
             products=product_table(session, store),
             as_of=end - dt.timedelta(days=1),
             unstated_currency=DEFAULT_CURRENCY,

@@ -215,7 +215,9 @@ def _plan(
     previous_as_of = dt.date.fromisoformat(previous.inputs["as_of"])
     low, high = sorted((previous_as_of, as_of))
     moved = low != high
-    # The engine reads group membership on the as-of date.
+    # A line is judged by the group held on its own date (ADR 0012), and a membership comes
+    # with a customers import, which re-rates everything (dimension_batches above). A change
+    # dated between the two as-of days re-rates the customers concerned as well.
     regrouped = _regrouped(session, after=low, until=high) if moved else set()
     full: list[RunVersion] = []
     partial: list[RunVersion] = []
@@ -813,7 +815,7 @@ def accrue(
     session.flush()
 
     stages.begin(Stage.RATING)
-    customers = customer_table(session, store, on=as_of) if plan.rated else None
+    customers = customer_table(session, store) if plan.rated else None
     products = product_table(session, store) if plan.rated else None
     parts = []
     if plan.full:

@@ -355,7 +355,7 @@ def import_customers(
         ids={code: ids[0] for code, ids in existing.items()},
         snapshot=("code", "legal_name", "segment", "region", "attributes"),
         # no group column: every membership stays as it is
-        after_upsert=(lambda: _record_groups(session, rows, now.date()))
+        after_upsert=(lambda: _record_groups(session, rows, now.date(), known=set(existing)))
         if "group" in given
         else None,
         actor=actor.code,
@@ -474,15 +474,18 @@ def _merged(
     return values, unchanged
 
 
-# A customer's first group is taken to hold for all earlier dates: the file says which group it
+# A new customer's group is taken to hold for all earlier dates: the file says which group it
 # is in, not since when, and a back-dated accrual must not lose it.
 ALWAYS = dt.date.min
 
 
-def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date) -> set[str]:
+def _record_groups(
+    session: Session, rows: list[dict[str, Any]], today: dt.date, *, known: set[str]
+) -> set[str]:
     """A group column that differs from the current membership ends it today and starts the new
-    one today; a customer's first membership holds since ``ALWAYS``. The codes of the customers
-    whose membership changed."""
+    one today. The group of a customer new to the store (not in ``known``) holds since
+    ``ALWAYS``; a known customer that had none joins today, so its earlier sales are not
+    judged by it (ADR 0012). The codes of the customers whose membership changed."""
     wanted = {row["customer_id"]: row["group"] for row in rows}
     groups = dict(session.execute(select(CustomerGroup.code, CustomerGroup.id)).all())
     for code in sorted({group for group in wanted.values() if group} - groups.keys()):
@@ -518,7 +521,9 @@ def _record_groups(session: Session, rows: list[dict[str, Any]], today: dt.date)
                 GroupMembership(
                     group_id=group_id,
                     customer_id=customer_id,
-                    valid_from=today if customer_id in had_membership else ALWAYS,
+                    valid_from=(
+                        today if customer_id in had_membership or code in known else ALWAYS
+                    ),
                 )
             )
     session.flush()
