@@ -324,6 +324,14 @@ def test_a_line_is_judged_by_the_group_its_customer_held_on_its_date(
     )
     with pytest.raises(InputError, match="customer C1 has eras that overlap"):
         calculator([terms], sales=sales, customers=overlapping)
+    # A bound that is not a date is named with its customer and column.
+    garbled = eras.set_column(3, "valid_to", pa.array(["2025-06-01", None, "soon", None, None]))
+    with pytest.raises(InputError) as raised:
+        calculator([terms], sales=sales, customers=garbled)
+    assert (raised.value.field, "customer C2: 'soon' is not a date" in str(raised.value)) == (
+        "valid_to",
+        True,
+    )
 
 
 def test_a_customer_outside_all_its_eras_is_missing_from_the_file(

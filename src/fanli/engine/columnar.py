@@ -325,6 +325,18 @@ def _check_eras(connection: duckdb.DuckDBPyConnection, table: pa.Table | None) -
     """A customer's eras must not overlap, or a line would count twice."""
     assert table is not None
     connection.register("customer_eras_given", table.select(["customer_id", *sorted(_ERA_COLUMNS)]))
+    for column in sorted(_ERA_COLUMNS):  # dates, or ISO text as a file gives them
+        bad = connection.execute(
+            f"""SELECT CAST(customer_id AS VARCHAR), CAST({column} AS VARCHAR)
+            FROM customer_eras_given
+            WHERE {column} IS NOT NULL AND TRY_CAST({column} AS DATE) IS NULL
+            ORDER BY 1 LIMIT 1"""
+        ).fetchall()
+        if bad:
+            connection.unregister("customer_eras_given")
+            raise InputError(
+                f"customer {bad[0][0]}: {bad[0][1]!r} is not a date", file="customers", field=column
+            )
     found = connection.execute(
         """WITH customer_eras_raw AS (
             SELECT CAST(customer_id AS VARCHAR) AS customer_id,

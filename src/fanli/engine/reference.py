@@ -179,11 +179,17 @@ class _Dimension:
 _ALWAYS = _DateRange(dt.date.min, dt.date.max)
 
 
-def _day(value: object) -> dt.date | None:
+def _day(row: Mapping[str, Any], column: str, item_id: str) -> dt.date | None:
     """An era's bound: a date, its ISO text, or nothing."""
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+    value = row[column]
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(
+            f"customer {item_id}: {value!r} is not a date", file="customers", field=column
+        ) from None
 
 
 def _dimension(table: pa.Table | None, *, name: str, id_column: str) -> _Dimension:
@@ -198,7 +204,8 @@ def _dimension(table: pa.Table | None, *, name: str, id_column: str) -> _Dimensi
         held = _ALWAYS
         if eras:
             held = _DateRange(
-                _day(row["valid_from"]) or dt.date.min, _day(row["valid_to"]) or dt.date.max
+                _day(row, "valid_from", item_id) or dt.date.min,
+                _day(row, "valid_to", item_id) or dt.date.max,
             )
         values = {
             column: _text(value)
