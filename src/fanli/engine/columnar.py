@@ -262,7 +262,7 @@ def _build_dimension(
     file_columns = "".join(f", {column_sql(c, c in present)}" for c in columns)
     empty_columns = "".join(f", {column_sql(c, False)}" for c in columns)
     eras = kind == "customer" and _in_eras(table)
-    gap_columns = empty_columns
+    null_filters = empty_columns  # the filter columns alone, as NULL: a gap's values
     if eras:
         _check_eras(connection, table)
         file_columns += (
@@ -285,7 +285,7 @@ def _build_dimension(
             f"FROM {kind}s_raw WHERE {id_column} IS NOT NULL"
         )
         if eras:
-            from_file = _with_gaps(from_file, gap_columns)
+            from_file = _with_gaps(from_file, null_filters)
         if referenced_ids:
             from_file += (
                 f" UNION ALL {named} WHERE id_text NOT IN "
@@ -532,7 +532,8 @@ def _classify(
         if kind == "customer"
         else "0"
     )
-    era_dates = ", k.valid_from, k.valid_to" if eras else ""
+    era_dates = ", valid_from, valid_to" if eras else ""
+    item_era_dates = ", k.valid_from, k.valid_to" if eras else ""
     # Join the items back to their combination: an equi-join on a hash of the columns, checked
     # column by column with NULL-safe equality (a hash alone could collide).
     pairs = [("named_id", "id_text"), *((_identifier(c), _identifier(c)) for c in filter_columns)]
@@ -543,7 +544,7 @@ def _classify(
     materialised = "TABLE" if kind == "customer" else "VIEW"
     connection.execute(
         f"""CREATE TEMP {materialised} {kind}_numbered AS
-        SELECT k.id, k.id_text, {numbering} AS no, cl.cls{era_dates}
+        SELECT k.id, k.id_text, {numbering} AS no, cl.cls{item_era_dates}
         FROM {kind}_keyed k
         JOIN (SELECT *, {combo_hash} AS h FROM {kind}_combo c) c
           ON {item_hash} = c.h AND {null_safe}
@@ -557,7 +558,7 @@ def _classify(
             )
     connection.execute(
         f"""CREATE TEMP TABLE {kind}_class AS
-        SELECT id, cls, no{era_dates.replace("k.", "")}
+        SELECT id, cls, no{era_dates}
         FROM {kind}_numbered WHERE id IS NOT NULL AND cls IS NOT NULL"""
     )
     connection.execute(
