@@ -15,7 +15,14 @@ from fanli.engine.columnar import calculate
 from fanli.engine.compile import EVENT_COLUMN
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.ledger.dimensions import customer_table, product_table
-from fanli.ledger.late import closed_months, covered, lines_as_closed, sales_batches
+from fanli.ledger.late import (
+    ClosedMonth,
+    as_each_saw_them,
+    closed_months,
+    covered,
+    lines_as_closed,
+    sales_batches,
+)
 from fanli.ledger.models import EntryKind, JournalEntry, JournalLine, RebatePeriod
 from fanli.ledger.service import liability_balance
 from fanli.sales.service import active_sales_files
@@ -46,14 +53,17 @@ def late_effect_from_scratch(
     versions = terms_for_run(session)
     as_closed = {}
     # (A prior-year baseline's lines are as closed when active: see lines_as_closed.)
-    groups: dict[tuple[str, dt.date | None], list[RunVersion]] = {}
+    # Each version sees the closed months as its results first held them (a version approved
+    # after a close holds that month's sales as they were at its first run).
+    seen = as_each_saw_them(session, months, [v.version_id for v in versions])
+    groups: dict[tuple[str, dt.date | None, tuple[ClosedMonth, ...]], list[RunVersion]] = {}
     for version in versions:
         baseline = version.counts_from if version.terms.prior_year_baseline else None
         column = EVENT_COLUMN[version.terms.eligibility.event]
-        groups.setdefault((column, baseline), []).append(version)
-    for (column, baseline), chosen in groups.items():
+        groups.setdefault((column, baseline, seen[version.version_id]), []).append(version)
+    for (column, baseline, its_months), chosen in groups.items():
         lines = lines_as_closed(
-            months, batches, column, customers=None, where="TRUE", baseline_before=baseline
+            its_months, batches, column, customers=None, where="TRUE", baseline_before=baseline
         )
         as_closed |= _held(session, store, as_of, lines, chosen)
     effect = {}

@@ -138,6 +138,10 @@ def test_export_refusals(store: Store, tmp_path: Path) -> None:
     key = Ed25519PrivateKey.generate()
     with store.work() as session, pytest.raises(NotFoundError, match="no accounting period"):
         export_bundle(session, "2031-01", tmp_path / "b", key, actor=staff("eve"), now=NOW)
+    # a code that names no month is said to be one, not a period not yet opened
+    with store.work() as session, pytest.raises(InputError) as raised:
+        export_bundle(session, "2026-13", tmp_path / "b", key, actor=staff("eve"), now=NOW)
+    assert str(raised.value) == "'2026-13' is not an accounting period (YYYY-MM)"
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with store.work() as session, pytest.raises(InputError, match="is not empty"):

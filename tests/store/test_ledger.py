@@ -391,6 +391,67 @@ def test_voiding_a_batch_a_closed_month_counted_is_an_adjustment(
     _check_invariants(store)
 
 
+def _posted_by_agreement(store: Store, run_id: int) -> dict[tuple[str, str, int], Decimal]:
+    """What a run moved on the liability, per agreement x entry kind x period index."""
+    with store.work() as session:
+        rows = session.execute(
+            select(
+                RebatePeriod.agreement_code,
+                JournalEntry.kind,
+                JournalLine.period_index,
+                JournalLine.credit_account,
+                JournalLine.amount,
+            )
+            .join(JournalEntry, JournalEntry.id == JournalLine.entry_id)
+            .join(RebatePeriod, RebatePeriod.of(JournalLine))
+            .where(JournalEntry.run_id == run_id)
+        ).all()
+    moved: dict[tuple[str, str, int], Decimal] = {}
+    for code, kind, period, credited, amount in rows:
+        signed = amount if credited == "rebate_liability" else -amount
+        moved[(code, kind, period)] = moved.get((code, kind, period), D(0)) + signed
+    return moved
+
+
+def test_a_programme_approved_after_a_close_accrues_the_closed_month_as_it_stands(
+    store: Store, tmp_path: Path
+) -> None:
+    """A closed month held nothing of a programme approved after it closed: a void before
+    the programme's first run is no late change for it, only for the programmes the month
+    held. A late sale after its first run is one for both (ADR 0010)."""
+    _setup(store, tmp_path)
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"))
+    wrong = _sales(store, tmp_path, "s2.csv", ("L2", "C1", "P1", "2026-01-20", "1", "5000.00"))
+    assert _accrue(store, "2026-01-31").net_change == D("300.0000")  # A1: 2% of 15,000.00
+    _close(store, "2026-01")
+    with store.work() as session:
+        void_batch(session, store.facts, wrong, reason="sent twice", actor=staff("ann"), now=NOW)
+        b1 = percent_agreement("B1", rate="1")
+        version = add_version(session, b1, actor=staff("ann"), now=NOW)
+        activate(session, version.id, now=NOW)
+    first = _accrue(store, "2026-02-28")
+    # A1 held 300.00 for January: the void takes back 100.00 of it, as an adjustment. B1 held
+    # nothing: its first run accrues 1% of the 10,000.00 that counts, 100.00, all of it an
+    # accrual (it had been 150.00 accrued and 50.00 "adjusted" for a void B1 never held).
+    assert _posted_by_agreement(store, first.run_id) == {
+        ("A1", "adjustment", 1): D("-100.0000"),
+        ("B1", "accrual", 1): D("100.0000"),
+    }
+    _sales(store, tmp_path, "s3.csv", ("L3", "C1", "P1", "2026-01-25", "1", "2000.00"))
+    late = _accrue(store, "2026-03-31")
+    # January's sales as B1 first held them (the run as of 28 February) lacked L3: late for
+    # both programmes.
+    assert _posted_by_agreement(store, late.run_id) == {
+        ("A1", "adjustment", 1): D("40.0000"),
+        ("B1", "adjustment", 1): D("20.0000"),
+    }
+    _check_invariants(store)
+    with store.work() as session:
+        assert adjustments_held(session) == late_effect_from_scratch(
+            session, store.facts, dt.date(2026, 3, 31)
+        )
+
+
 def test_a_line_the_closing_run_had_not_reached_adjusts_the_closed_month(
     store: Store, tmp_path: Path
 ) -> None:
@@ -578,6 +639,12 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
             now=NOW,
         )
         movements = account_movements(session, "2026-03")
+        # a code that names no month is said to be one, not a period not yet opened
+        with pytest.raises(InputError) as raised:
+            export_gl(
+                session, store.facts, "2026-13", tmp_path / "x.csv", actor=staff("fin"), now=NOW
+            )
+        assert str(raised.value) == "'2026-13' is not an accounting period (YYYY-MM)"
         xlsx_export = export_gl(
             session,
             store.facts,

@@ -103,6 +103,13 @@ def _two_currencies(store: Store, tmp_path: Path) -> World:
 def test_amounts_are_kept_apart_per_currency(store: Store, tmp_path: Path) -> None:
     _two_currencies(store, tmp_path)
     with store.work() as session:
+        # The run's audit event keeps each currency's change, and no sum of the two.
+        event = last_event(session, "ledger.accrual.run")
+        assert (event.outcome["net_change"], event.outcome["adjusted"]) == (None, None)
+        assert event.outcome["by_currency"] == {
+            "CNY": {"net_change": "210.0000", "adjusted": "0.0000"},
+            "USD": {"net_change": "105.0000", "adjusted": "0.0000"},
+        }
         totals = overview.period_totals(session)
         assert totals == {
             "CNY": [PeriodTotals("2026-03", D("210.00"), D("0.00"), D("210.00"))],

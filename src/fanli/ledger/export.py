@@ -39,7 +39,7 @@ from fanli.ledger.models import (
     PeriodStatus,
     RebatePeriod,
 )
-from fanli.ledger.periods import PeriodError
+from fanli.ledger.periods import PeriodError, parse_code
 from fanli.sales.dimensions import master_after
 from fanli.sales.models import BatchKind
 from fanli.sales.store import FactStore
@@ -201,6 +201,7 @@ def export_gl(
         to=said("export the general ledger"),
     )
     chart = chart or ChartOfAccounts()
+    parse_code(period_code)  # 2026-13 is no month, rather than a period not yet opened
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
         raise PeriodError.said("there is no accounting period {period}", period=Month(period_code))

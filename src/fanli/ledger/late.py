@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -51,6 +51,8 @@ class ClosedMonth:
     run_id: int | None  # the run it closed after; None: closed before any run
     as_of: dt.date | None  # that run's as-of day
     batches: frozenset[int]  # that run's sales batches
+    # that run's agreement versions: those the period's results held (``as_each_saw_them``)
+    versions: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,62 @@ def closed_months(session: Session) -> list[ClosedMonth]:
                 batches=frozenset(int(i) for i in run.inputs["sales_batches"])
                 if run
                 else frozenset(),
+                versions=frozenset(int(i) for i in run.inputs["versions"]) if run else frozenset(),
             )
         )
         start = period.end
     return months
+
+
+def as_each_saw_them(
+    session: Session, months: Sequence[ClosedMonth], version_ids: Sequence[int]
+) -> dict[int, tuple[ClosedMonth, ...]]:
+    """Per version, the closed months as that version's results first held them.
+
+    A closed month's results are those of the run it closed after, for the versions that run
+    held. A version that run did not hold (approved after the close, say) first held the
+    month's sales at the first later run that held it: the sales then are its sales as closed
+    for that month, and only a change after that run is late for it. Without such a run (the
+    run under way is its first) no change to the month is late for it, and the month is left
+    out: its lines are as closed when their batch is active. So a programme approved after a
+    month closed accrues that month's sales, as they stand when it is first rated, as an
+    accrual, never as an adjustment of a closed period that held nothing of it (ADR 0010)."""
+    wanted = set(version_ids)
+    pending = {
+        (index, version)
+        for index, month in enumerate(months)
+        for version in wanted - month.versions
+    }
+    seen: dict[tuple[int, int], ClosedMonth] = {}
+    if pending:
+        after = min((months[index].run_id or 0) for index, _ in pending)
+        runs = session.execute(
+            select(AccrualRun.id, AccrualRun.as_of, AccrualRun.inputs)
+            .where(AccrualRun.id > after)
+            .order_by(AccrualRun.id)
+        )
+        for run_id, as_of, inputs in runs:
+            held = {int(i) for i in inputs["versions"]}
+            for index, version in sorted(pending):
+                if version in held and run_id > (months[index].run_id or 0):
+                    seen[(index, version)] = replace(
+                        months[index],
+                        run_id=run_id,
+                        as_of=as_of,
+                        batches=frozenset(int(i) for i in inputs["sales_batches"]),
+                        versions=frozenset(held),
+                    )
+                    pending.discard((index, version))
+            if not pending:
+                break
+    return {
+        version: tuple(
+            month if version in month.versions else seen[(index, version)]
+            for index, month in enumerate(months)
+            if version in month.versions or (index, version) in seen
+        )
+        for version in wanted
+    }
 
 
 def covered(months: Sequence[ClosedMonth]) -> list[tuple[dt.date, dt.date]]:

@@ -55,8 +55,10 @@ from fanli.kit.progress import ProgressHook, Stage, Stages
 from fanli.kit.sql import chunks, sql_list
 from fanli.ledger.dimensions import customer_table, product_table
 from fanli.ledger.late import (
+    ClosedMonth,
     LateChanges,
     SalesBatch,
+    as_each_saw_them,
     closed_months,
     covered,
     late_changes,
@@ -92,7 +94,8 @@ class RunSummary:
     entry_ids: tuple[int, ...]
     adjusted: Decimal = ZERO  # the part of ``net_change`` posted as adjustments (ADR 0010)
     # Per currency, (the change, the part of it posted as adjustments). ``net_change`` and
-    # ``adjusted`` add every currency up: they mean something for a run in one currency only.
+    # ``adjusted`` add every currency up: they mean something for a run in one currency only
+    # (the run's audit event and the API give them only then).
     by_currency: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
 
@@ -581,6 +584,7 @@ class _Rerating:
     column: str
     customers: list[str] | None
     baseline_before: dt.date | None  # where a prior-year baseline's lines end
+    late: LateChanges  # the closed months as these versions saw them, and their late batches
 
 
 @dataclass(frozen=True)
@@ -592,15 +596,15 @@ class _AsClosed:
     scope: list[tuple[int, str | None]]
 
 
-def _moved_by_late(plan: _Plan, late: LateChanges) -> list[_Rerating]:
-    """What of this run a late line can move, grouped for the engine: a pool whose dates
-    overlap a late batch, for every beneficiary (it pays its counterparty on its members'
-    lines); a single customer's version for the customers with a late line that the run
-    rates."""
+def _moved_by_late(plan: _Plan, late: LateChanges, rated: list[RunVersion]) -> list[_Rerating]:
+    """What of these versions of this run a late line can move, grouped for the engine: a
+    pool whose dates overlap a late batch, for every beneficiary (it pays its counterparty on
+    its members' lines); a single customer's version for the customers with a late line that
+    the run rates."""
     partial = {version.version_id for version in plan.partial}
     rated_customers = set(plan.customers)
     groups: dict[tuple[str, bool, bool, dt.date | None], list[RunVersion]] = {}
-    for version in plan.rated:
+    for version in rated:
         column = EVENT_COLUMN[version.terms.eligibility.event]
         if not late.customers.get(column) or not any(
             _overlaps(version, batch.first, batch.last) for batch in late.batches
@@ -614,18 +618,17 @@ def _moved_by_late(plan: _Plan, late: LateChanges) -> list[_Rerating]:
         groups.items(), key=lambda item: (*item[0][:3], item[0][3] or dt.date.min)
     ):
         if pooled:
-            reratings.append(_Rerating(versions, column, None, baseline))
+            reratings.append(_Rerating(versions, column, None, baseline, late))
             continue
         who = late.customers[column]
         if only_rated:  # its keys exist for the customers the run rates it for
             who = sorted(rated_customers.intersection(who))
         if who:
-            reratings.append(_Rerating(versions, column, who, baseline))
+            reratings.append(_Rerating(versions, column, who, baseline, late))
     return reratings
 
 
 def _rate_as_closed(
-    late: LateChanges,
     sales: list[SalesBatch],
     reratings: list[_Rerating],
     *,
@@ -633,12 +636,12 @@ def _rate_as_closed(
     products: pa.Table,
     as_of: dt.date,
 ) -> _AsClosed:
-    """Rate these versions on the sales as closed."""
-    voided = [b for b in late.batches if not b.active]
+    """Rate these versions on the sales as closed (as each saw its closed months)."""
     parts = []
     scope: list[tuple[int, str | None]] = []
     for rerating in reratings:
         versions = rerating.versions
+        voided = [b for b in rerating.late.batches if not b.active]
         who = None if rerating.customers is None else pa.array(rerating.customers, pa.string())
         read = [
             batch
@@ -646,7 +649,7 @@ def _rate_as_closed(
             if any(_overlaps(version, batch.first, batch.last) for version in versions)
         ]
         lines = lines_as_closed(
-            late.months,
+            rerating.late.months,
             read,
             rerating.column,
             customers=who,
@@ -780,16 +783,29 @@ def accrue(
     )
     # Only lines the run's versions can read: a late batch of long ago is not read again
     # once every version that counts it has stopped being rated.
-    late = (
-        late_changes(
-            months,
-            [b for b in every_file if any(_overlaps(v, b.first, b.last) for v in plan.rated)],
-            columns=sorted({EVENT_COLUMN[v.terms.eligibility.event] for v in plan.rated}),
-            customers=None if plan.full else plan.customers,
-        )
+    # Each version's closed months as its results first held them: the versions that saw the
+    # same closes share one search for late changes (one, unless a version came after a close).
+    seen = (
+        as_each_saw_them(session, months, [v.version_id for v in plan.rated])
         if months and plan.rated
-        else LateChanges(months, [], {})
+        else {}
     )
+    alike: dict[tuple[ClosedMonth, ...], list[RunVersion]] = {}
+    for version in plan.rated:
+        if seen.get(version.version_id):
+            alike.setdefault(seen[version.version_id], []).append(version)
+    lates = [
+        (
+            rated,
+            late_changes(
+                variant,
+                [b for b in every_file if any(_overlaps(v, b.first, b.last) for v in rated)],
+                columns=sorted({EVENT_COLUMN[v.terms.eligibility.event] for v in rated}),
+                customers=None if plan.full else plan.customers,
+            ),
+        )
+        for variant, rated in alike.items()
+    ]
     inputs: dict[str, Any] = {
         "as_of": as_of.isoformat(),
         "sales_batches": sorted(b.id for b in sales),
@@ -803,11 +819,20 @@ def accrue(
     if months:
         # what each closed period counted: the sales as closed (ADR 0010)
         inputs["closed_periods"] = {month.code: month.run_id for month in months}
-    reratings = _moved_by_late(plan, late)
+    reratings = [
+        rerating for rated, late in lates for rerating in _moved_by_late(plan, late, rated)
+    ]
     if reratings:
         inputs["late"] = {
-            "batches": [b.id for b in late.batches],
-            "customers": sorted({c for customers in late.customers.values() for c in customers}),
+            "batches": sorted({b.id for _, late in lates for b in late.batches}),
+            "customers": sorted(
+                {
+                    customer
+                    for _, late in lates
+                    for customers in late.customers.values()
+                    for customer in customers
+                }
+            ),
             "versions": sorted(v.version_id for r in reratings for v in r.versions),
         }
     run = AccrualRun(as_of=as_of, started_at=now, actor=actor.code, inputs=inputs)
@@ -856,7 +881,6 @@ def accrue(
         assert customers is not None
         assert products is not None
         as_closed = _rate_as_closed(
-            late,
             sales,
             reratings,
             customers=customers,
@@ -909,8 +933,10 @@ def accrue(
         outcome={
             "results_stored": stored,
             "lines_posted": lines,
-            "net_change": net,
-            "adjusted": adjusted,
+            # Amounts in two currencies never add up: a run in several has its change
+            # per currency only.
+            "net_change": net if len(by_currency) <= 1 else None,
+            "adjusted": adjusted if len(by_currency) <= 1 else None,
             "by_currency": {
                 currency: {"net_change": change, "adjusted": part}
                 for currency, (change, part) in by_currency.items()

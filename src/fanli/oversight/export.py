@@ -41,6 +41,7 @@ from fanli.audit.service import record
 from fanli.audit.trail import event_hashes, plain_events
 from fanli.kit.errors import InputError, Month, NotFoundError, said
 from fanli.ledger.models import AccountingPeriod, JournalEntry, JournalLine, RebatePeriod
+from fanli.ledger.periods import parse_code
 from fanli.oversight.checkpoints import sign_trail, stored_checkpoints
 from fanli.settlements.models import Payout, Settlement
 from fanli.users.actor import Actor, Role, require
@@ -84,6 +85,7 @@ def export_bundle(
         Role.EXTERNAL_AUDITOR,
         to=said("export audit bundles"),
     )
+    parse_code(period_code)  # 2026-13 is no month, rather than a period not yet opened
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == period_code))
     if period is None:
         raise NotFoundError.said(

@@ -41,7 +41,7 @@ from fanli.ledger.models import (
     JournalLine,
     RebatePeriod,
 )
-from fanli.ledger.periods import close_period
+from fanli.ledger.periods import close_period, parse_code
 from fanli.ledger.queries import accounting_periods, statement_rows
 from fanli.ledger.service import accrue
 from fanli.products.models import Product
@@ -389,8 +389,8 @@ def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Fa
         as_of=summary.as_of,
         results_stored=summary.results_stored,
         lines_posted=summary.lines_posted,
-        net_change=summary.net_change,
-        adjusted=summary.adjusted,
+        net_change=summary.net_change if len(summary.by_currency) <= 1 else None,
+        adjusted=summary.adjusted if len(summary.by_currency) <= 1 else None,
         by_currency=[
             CurrencyChange(currency=currency, net_change=change, adjusted=part)
             for currency, (change, part) in summary.by_currency.items()
@@ -426,6 +426,7 @@ def period_close(code: str, access: Authorized, session: Db) -> PeriodOut:
 
 
 def _period(session: Db, code: str) -> AccountingPeriod:
+    parse_code(code)  # 2026-13 is no month, rather than a period not yet opened
     period = session.scalar(select(AccountingPeriod).where(AccountingPeriod.code == code))
     if period is None:
         raise NotFoundError(f"there is no accounting period {code}")

@@ -283,10 +283,10 @@ class RunOut(Shape):
     as_of: dt.date
     results_stored: int
     lines_posted: int
-    # The run's change over every currency: an amount only for a run in one currency;
-    # ``by_currency`` has each currency's (amounts in two currencies never add up).
-    net_change: Money
-    adjusted: Money  # the part of net_change posted as adjustments for closed periods
+    # The run's change: for a run in one currency (or none); null for a run in several,
+    # whose ``by_currency`` has each currency's (amounts in two currencies never add up).
+    net_change: Money | None
+    adjusted: Money | None  # the part of net_change posted as adjustments for closed periods
     by_currency: list[CurrencyChange] = []
 
 
