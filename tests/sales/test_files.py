@@ -132,6 +132,17 @@ def test_a_currency_fanli_does_not_know_is_refused(tmp_path: Path) -> None:
     ]
 
 
+def test_a_currency_named_as_erps_write_it_is_read_as_its_code(tmp_path: Path) -> None:
+    """Kingdee and Yonyou write 人民币 in 币别; some systems RMB."""
+    header = HEADER.rstrip("\n") + ",币别\n"
+    lines = [
+        f"L{n},C1,P1,2026-03-31,1,1,{name}\n"
+        for n, name in enumerate(["人民币", "RMB", "rmb", "美元", "日元", "港币", "EUR"], start=1)
+    ]
+    rows = read_sales(write(tmp_path, "s.csv", header + "".join(lines))).to_pylist()
+    assert [row["currency"] for row in rows] == ["CNY", "CNY", "CNY", "USD", "JPY", "HKD", "EUR"]
+
+
 def test_errors_are_collected_in_row_order(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -154,8 +165,27 @@ def test_missing_required_column(tmp_path: Path) -> None:
     path = write(tmp_path, "s.csv", "line_id,customer_id,product_id,invoice_date,quantity\n")
     assert str(error_of(path)) == (
         f"file {path}, row 1, field 'net_amount': missing required column net_amount (looked "
-        "for: net_amount, net amount, net, amount excl. vat, ...; or name your header for it in "
-        "a column mapping)"
+        "for: net_amount, net amount, net, 不含税金额, 无税金额, 金额, ...; or name your header "
+        "for it in a column mapping)"
+    )
+
+
+def test_a_title_row_above_the_headers_is_named_as_such(tmp_path: Path) -> None:
+    """ERP exports often open with a title row (2026年3月销售明细): the message says which row
+    the headers seem to be on."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["2026年3月销售明细"])
+    sheet.append([None])
+    sheet.append(["单据编号", "行号", "客户编码", "物料编码", "开票日期", "数量", "不含税金额"])
+    sheet.append(["INV1", 1, "C1", "P1", "2026-03-01", 1, 100])
+    path = tmp_path / "s.xlsx"
+    workbook.save(path)
+    assert str(error_of(path)) == (
+        f"file {path}, row 1, field 'customer_id': missing required column customer_id "
+        "(looked for: customer_id, customer, customer id, 客户编码, 客户代码, 客户编号, ...): the "
+        "headers seem to be on row 3; remove the rows above them (a title, say)"
     )
 
 
@@ -624,6 +654,44 @@ def test_excel_formulas_without_saved_values_are_refused_by_cell(tmp_path: Path)
         (Decimal("10"), Decimal("100")),
         (Decimal("2"), Decimal("200")),
         (Decimal("3"), Decimal("100")),
+    ]
+
+
+def test_excel_numbers_too_long_to_hold_exactly_are_refused_in_the_columns_read(
+    tmp_path: Path,
+) -> None:
+    """A 20-digit invoice number in a number cell keeps 15-17 significant digits: read as it
+    is, the same line sent again as text would be another line id, and count twice."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(
+        ["单据编号", "行号", "客户编码", "物料编码", "开票日期", "数量", "不含税金额", "备注"]
+    )
+    # as Excel stores 20260301000123456789 typed into a number cell
+    sheet.append([2.0260301000123458e19, 1, "C1", "P1", "2026-03-01", 1, 100, 1.0e20])
+    sheet.append(["20260301000123456789", 2, "C1", "P1", "2026-03-01", 1, 100, None])
+    sheet.append([9007199254740991.0, 1, "C1", "P1", "2026-03-01", 1, 100, 1.0e20])
+    path = tmp_path / "s.xlsx"
+    workbook.save(path)
+    error = error_of(path)
+    assert isinstance(error, InputFileError)
+    # Only the column read: 备注 is no field, so its number is no concern.
+    assert [(issue.row, issue.field, issue.message) for issue in error.issues] == [
+        (
+            2,
+            "单据编号",
+            "20260301000123460000 is a number too long for a spreadsheet to hold exactly "
+            "(Excel keeps 15 significant digits), so digits may be lost: format the column "
+            "as text and enter the value again",
+        )
+    ]
+    # Typed as text, and below 2**53, the numbers are read as they are.
+    sheet.delete_rows(2)
+    workbook.save(path)
+    assert [row["line_id"] for row in read_sales(path).to_pylist()] == [
+        "20260301000123456789-2",
+        "9007199254740991-1",
     ]
 
 

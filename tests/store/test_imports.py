@@ -685,6 +685,49 @@ def test_a_void_names_the_returns_it_leaves_without_their_sale(
         assert returns_left_by_void(session, store.facts, sales.batch_id) == []
 
 
+def test_a_files_return_problems_come_in_one_report_with_its_other_problems(
+    store: Store, tmp_path: Path
+) -> None:
+    """A return naming no stored line had been reported only once the file's other problems
+    were fixed; the clean lines' return checks now come with them."""
+    _masters(store, tmp_path)
+    header = ("line_id", "customer_id", "product_id", "invoice_date", "quantity", "net_amount")
+    with store.work() as session:
+        import_sales(
+            session,
+            store.facts,
+            write_csv(tmp_path / "s1.csv", header, [("L1", "C1", "P1", "2026-01-10", "3", "300")]),
+            actor=staff("ann"),
+            now=NOW,
+        )
+    bad = write_csv(
+        tmp_path / "s2.csv",
+        (*header, "原发票行"),
+        [
+            ("R1", "C1", "P1", "2026-01-20", "-1", "-100", "NOPE-1"),  # names no line
+            ("S2", "C1", "P1", "2026-13-10", "1", "10", ""),  # no date
+            ("R3", "C1", "P1", "2026-01-21", "-1", "-1", "S2"),  # names the undated line
+            ("R4", "C2", "P1", "2026-01-22", "-1", "-100", "L1"),  # another customer's line
+            ("R5", "C1", "P1", "2026-01-23", "-5", "-500", "L1"),  # more than L1 sold
+        ],
+    )
+    with store.work() as session, pytest.raises(InputFileError) as raised:
+        import_sales(session, store.facts, bad, actor=staff("ann"), now=NOW)
+    assert [(i.row, i.field, i.message) for i in raised.value.issues] == [
+        (2, "原发票行", "original line NOPE-1 is not stored"),
+        (
+            3,
+            "invoice_date",
+            "invoice_date '2026-13-10' is not a date (use 2026-03-31, 2026/3/31 or 2026年3月31日)",
+        ),
+        (5, "原发票行", "original line L1 was sold to customer C1, not to C2"),
+        (5, "原发票行", "the returns of line L1 come to a quantity of 6, more than the 3 it sold"),
+        (6, "原发票行", "the returns of line L1 come to a quantity of 6, more than the 3 it sold"),
+    ]
+    with store.work() as session:
+        assert session.scalar(select(func.count()).select_from(ImportBatch)) == 3  # masters + s1
+
+
 def test_products(store: Store, tmp_path: Path) -> None:
     with store.work() as session:
         import_products(session, store.facts, products_file(tmp_path), actor=staff("ann"), now=NOW)
@@ -713,6 +756,8 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
             ("R2", "C1", "P1", "2026-01-21", "-1", "-100", "L9"),  # no such line
             ("R3", "C1", "P1", "2026-01-22", "1", "100", "L1"),  # not a return
             ("R4", "C1", "P1", "2026-01-23", "-1", "-100", "R1"),  # a return, of this file
+            ("CN1", "C1", "P1", "2026-01-23", "-1", "-100", ""),  # a credit note of its own
+            ("R5", "C1", "P1", "2026-01-24", "-1", "-100", "CN1"),  # names a credit note
         ],
     )
     with store.work() as session, pytest.raises(InputFileError) as raised:
@@ -721,6 +766,8 @@ def test_a_return_may_name_the_invoice_line_it_reverses(store: Store, tmp_path: 
         (3, "原发票行", "original line L9 is not stored"),
         (4, "原发票行", "only a return (negative net amount) names an original line"),
         (5, "原发票行", "original line R1 is a return itself"),
+        # that alone: not also that its returns take back more than the -1 it sold
+        (7, "原发票行", "original line CN1 is a return itself"),
     ]
     good = write_csv(
         tmp_path / "s3.csv", linked, [("R1", "C1", "P1", "2026-01-20", "-1", "-100", "L1")]
@@ -999,7 +1046,12 @@ def test_a_sale_imported_again_must_still_be_what_its_stored_returns_reverse(
         (
             "less.csv",
             ("L1", "C1", "P1", "2026-01-10", "1", "100.00"),
-            "the returns stored for line L1 take back more than it sells",
+            "the returns stored for line L1 come to a quantity of 5, more than the 1 it sells",
+        ),
+        (
+            "cheaper.csv",
+            ("L1", "C1", "P1", "2026-01-10", "5", "400.00"),
+            "the returns stored for line L1 come to 500, more than the 400 it is invoiced at",
         ),
     ):
         with store.work() as session, pytest.raises(InputFileError) as raised:

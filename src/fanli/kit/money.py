@@ -33,6 +33,28 @@ MINOR_UNITS: Final[dict[str, int]] = {
     "VND": 0,
 }
 
+# Currencies as Chinese ERP exports name them in a 币别/币种 column (Kingdee and Yonyou write
+# 人民币, some systems RMB): read as their ISO 4217 codes. Compared after upper-casing.
+CURRENCY_NAMES: Final[dict[str, str]] = {
+    "人民币": "CNY",
+    "RMB": "CNY",
+    "港币": "HKD",
+    "港元": "HKD",
+    "新台币": "TWD",
+    "美元": "USD",
+    "欧元": "EUR",
+    "英镑": "GBP",
+    "新加坡元": "SGD",
+    "澳元": "AUD",
+    "澳大利亚元": "AUD",
+    "加元": "CAD",
+    "加拿大元": "CAD",
+    "瑞士法郎": "CHF",
+    "日元": "JPY",
+    "韩元": "KRW",
+    "越南盾": "VND",
+}
+
 # Fact amounts and quantities carry at most this many decimal places (net = price x (1 - discount)
 # needs four). The engine holds them as integers in units of 10**-FACT_SCALE.
 FACT_SCALE: Final = 4

@@ -22,6 +22,7 @@ import datetime as dt
 import functools
 import io
 import json
+import math
 import re
 import zipfile
 from collections.abc import Callable, Iterator
@@ -51,7 +52,7 @@ from fanli.engine.facts import (
     SALES_SCHEMA,
 )
 from fanli.kit.errors import Code, InputError, Said, said
-from fanli.kit.money import FACT_SCALE, MINOR_UNITS
+from fanli.kit.money import CURRENCY_NAMES, FACT_SCALE, MINOR_UNITS
 from fanli.kit.periods import FIRST_DAY, LAST_DAY
 from fanli.kit.progress import ProgressHook
 from fanli.sales.mapping import (
@@ -201,6 +202,12 @@ class _Raw:
     # A workbook's other visible sheets that hold lines: (title, header row). The reader checks
     # them once it knows the columns it matches (``_refuse_lines_left_on_other_sheets``).
     other_sheets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # A workbook's number cells too large to be held exactly: (record, header, the text read).
+    # The checks refuse those in the columns they read (``_Checker``).
+    inexact: tuple[tuple[int, str, str], ...] = ()
+    # A workbook's first rows below its header row, every cell of them (the header row may be
+    # a title of one cell): (row, texts). Looked at only when a required column is missing.
+    leading: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
 
 def _read_raw(path: Path, progress: ProgressHook | None) -> _Raw:
@@ -223,10 +230,15 @@ def _read_any(path: Path, progress: ProgressHook | None) -> _Raw:
         if suffix in CSV_SUFFIXES:
             return _without_blank_records(*_read_csv(path, progress), source)
         if suffix in EXCEL_SUFFIXES:
-            table, rows, sheet, others = _read_excel(path, progress)
+            table, rows, sheet, others, inexact, leading = _read_excel(path, progress)
             # In a workbook of several sheets, messages say which one was read.
             return _Raw(
-                table, rows, source if sheet is None else f"{source} (sheet {sheet})", others
+                table,
+                rows,
+                source if sheet is None else f"{source} (sheet {sheet})",
+                others,
+                inexact,
+                leading,
             )
         if suffix in PARQUET_SUFFIXES:
             return _Raw(_read_parquet(path, progress), Rows(1), source)
@@ -556,9 +568,18 @@ def _sheet_read(workbook: Any, path: str) -> Any:
 
 def _read_excel(
     path: Path, progress: ProgressHook | None
-) -> tuple[pa.Table, Rows, str | None, tuple[tuple[str, tuple[str, ...]], ...]]:
+) -> tuple[
+    pa.Table,
+    Rows,
+    str | None,
+    tuple[tuple[str, tuple[str, ...]], ...],
+    tuple[tuple[int, str, str], ...],
+    tuple[tuple[int, tuple[str, ...]], ...],
+]:
     """The sheet's table, its records' rows, the sheet's name when the workbook has several,
-    and the other visible sheets that hold lines, with their header rows."""
+    the other visible sheets that hold lines, with their header rows, and the number cells too
+    large to be held exactly (``_inexact``): each record's index, header and text; and the
+    first rows below the header row, whole (``_Raw.leading``)."""
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
@@ -583,11 +604,17 @@ def _read_excel(
         if unsaved:
             raise InputFileError(unsaved, file=source)
         columns: list[list[str | None]] = [[] for _ in range(width)]
+        inexact: list[tuple[int, str, str]] = []
+        leading: list[tuple[int, tuple[str, ...]]] = []
         total = sheet.max_row or 0
         # Blank rows (a workbook's spacing) are skipped; the records after them keep their rows.
         skips: list[tuple[int, int]] = []
         skipped = False
         for number, cells in enumerate(rows, start=2):
+            if len(leading) < _HEADER_SEARCH_ROWS:
+                whole = tuple((_cell_text(cell) or "").strip() for cell in cells)
+                if any(whole):
+                    leading.append((number, whole))
             texts = [_cell_text(cell) for cell in cells[:width]]
             if all(text is None or not text.strip() for text in texts):
                 skipped = True
@@ -596,6 +623,11 @@ def _read_excel(
                 skips.append((len(columns[0]) if columns else 0, number))
                 skipped = False
             texts.extend([None] * (width - len(texts)))
+            inexact.extend(
+                (len(columns[0]), headers[position], texts[position] or "")
+                for position, cell in enumerate(cells[:width])
+                if type(cell) is float and _inexact(cell)
+            )
             for column, text in zip(columns, texts, strict=True):
                 column.append(text)
             if progress is not None and number % 5000 == 0:
@@ -610,7 +642,19 @@ def _read_excel(
             for header, column in zip(headers, columns, strict=True)
         }
     )
-    return table, Rows(2, tuple(skips)), name, others
+    return table, Rows(2, tuple(skips)), name, others, tuple(inexact), tuple(leading)
+
+
+# A binary float holds every whole number up to 2**53 exactly, and no number beyond it for sure.
+_EXACT_FLOATS = float(2**53)
+
+
+def _inexact(value: float) -> bool:
+    """Whether a workbook's number cell may have lost digits: it is beyond what a float holds
+    exactly. Excel keeps 15 significant digits, so a 20-digit invoice number typed or pasted
+    into a number cell is stored as 2.02603010001235E+19, its last digits gone; read as it is,
+    it would make another line id than the same line sent as text, and count twice."""
+    return math.isfinite(value) and abs(value) >= _EXACT_FLOATS
 
 
 def _other_sheets_with_lines(workbook: Any, sheet: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -834,6 +878,34 @@ class _Checker:
         self.columns = columns
         self.issues: list[RowIssue] = []
         self.total = 0
+        # The records with an issue: checks that need whole lines (a return's original) look
+        # at the others only.
+        self.flagged: pa.Array | None = None
+        # Number cells that lost digits, in the columns read: with the file's other problems.
+        read = {*columns.fields.values(), *(columns.line_id_parts or ()), *columns.attributes}
+        inexact = [found for found in raw.inexact if found[1] in read]
+        if inexact:
+            self._mark(
+                pc.is_in(
+                    pa.array(range(raw.table.num_rows), pa.int64()),
+                    value_set=pa.array([index for index, _, _ in inexact], pa.int64()),
+                )
+            )
+        for index, header, text in inexact:
+            self.total += 1
+            if len(self.issues) < MAX_ISSUES:
+                self.issues.append(
+                    RowIssue.of(
+                        raw.rows(index),
+                        header,
+                        said(
+                            "{value} is a number too long for a spreadsheet to hold exactly "
+                            "(Excel keeps 15 significant digits), so digits may be lost: "
+                            "format the column as text and enter the value again",
+                            value=text,
+                        ),
+                    )
+                )
 
     def flag(
         self,
@@ -848,11 +920,17 @@ class _Checker:
         if not count:
             return
         self.total += count
+        self._mark(filled)
         indices = pc.indices_nonzero(filled)[:MAX_ISSUES]
         shown = values.take(indices).to_pylist() if values is not None else [None] * len(indices)
         header = self.columns.header(name)
         for index, value in zip(indices.to_pylist(), shown, strict=True):
             self.issues.append(RowIssue.of(self.raw.rows(index), header, describe(value)))
+
+    def _mark(self, mask: pa.ChunkedArray | pa.Array) -> None:
+        if isinstance(mask, pa.ChunkedArray):
+            mask = mask.combine_chunks()
+        self.flagged = mask if self.flagged is None else pc.or_(self.flagged, mask)
 
     def raise_if_any(self) -> None:
         if self.issues:
@@ -964,17 +1042,60 @@ def _range_flag(checker: _Checker, dates: pa.ChunkedArray, name: str) -> None:
     )
 
 
-def _required_missing(name: str, kind: FileKind, source: str) -> InputError:
-    aliases = ", ".join(ALIASES[kind][name][:4])
+def _required_missing(
+    name: str, kind: FileKind, raw: _Raw, mapping: ColumnMapping | None
+) -> InputError:
+    """The file lacks a column the kind needs: the names looked for, the Chinese ones among
+    them, and the row its headers seem to be on when a title sits above them."""
+    names = ALIASES[kind][name]
+    chinese = [alias for alias in names if _CJK.search(alias)]
+    aliases = ", ".join([*[a for a in names if not _CJK.search(a)][:3], *chinese[:3]])
+    below = _headers_below(raw, kind, mapping)
+    if below is not None:
+        return InputError.said_at(
+            "missing required column {name} (looked for: {aliases}, ...): the headers seem "
+            "to be on row {found}; remove the rows above them (a title, say)",
+            file=raw.source,
+            row=raw.rows.first - 1 or None,
+            field=name,
+            name=name,
+            aliases=aliases,
+            found=below,
+        )
     return InputError.said_at(
         "missing required column {name} (looked for: {aliases}, ...; or name your header "
         "for it in a column mapping)",
-        file=source,
-        row=1,
+        file=raw.source,
+        row=raw.rows.first - 1 or None,
         field=name,
         name=name,
         aliases=aliases,
     )
+
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+# How far down a file's header row is looked for when its first row lacks a required column.
+_HEADER_SEARCH_ROWS = 5
+
+
+def _headers_below(raw: _Raw, kind: FileKind, mapping: ColumnMapping | None) -> int | None:
+    """The row number of the first of the file's first rows below its header row that would
+    serve as its header row (every required column found in it), if one does."""
+    first = raw.leading or tuple(
+        (raw.rows(index), tuple(str(value or "").strip() for value in record.values()))
+        for index, record in enumerate(raw.table.slice(0, _HEADER_SEARCH_ROWS).to_pylist())
+    )
+    for row, texts in first:
+        headers = [text for text in texts if text]
+        if not headers or len(set(headers)) != len(headers):
+            continue
+        try:
+            columns = resolve_columns(headers, kind, mapping, source=raw.source)
+        except InputError:
+            continue
+        if _holds_required(columns, kind):
+            return row
+    return None
 
 
 def _refuse_float_measures(raw: _Raw, columns: ResolvedColumns, names: tuple[str, ...]) -> None:
@@ -1088,6 +1209,10 @@ def _flag_duplicates(checker: _Checker, values: pa.ChunkedArray, name: str) -> N
 # (one per row, some empty), it returns for each row the batch that holds its line already
 # (null for none), or None when no row's line is held.
 StoredLines = Callable[[pa.ChunkedArray], pa.Array | None]
+# The import's checks of whole lines (a return against the line it names): called with the
+# lines read and which of them are clean (None: all), it returns the problems it finds. When a
+# file has problems of its own, these run on its clean lines too, so one report has them all.
+LineCheck = Callable[[pa.Table, pa.Array | None], list[RowIssue]]
 
 
 def _sales_from_raw(
@@ -1099,17 +1224,18 @@ def _sales_from_raw(
     customers_source: str,
     products_source: str,
     stored: StoredLines | None = None,
+    lines_checked: LineCheck | None = None,
 ) -> pa.Table:
     columns = resolve_columns(raw.table.column_names, FileKind.SALES, mapping, source=raw.source)
     _refuse_lines_left_on_other_sheets(raw, FileKind.SALES, mapping)
     _refuse_float_measures(raw, columns, MEASURE_COLUMNS)
     for name in ("customer_id", "product_id", "quantity", "net_amount"):
         if name not in columns.fields:
-            raise _required_missing(name, FileKind.SALES, raw.source)
+            raise _required_missing(name, FileKind.SALES, raw, mapping)
     if "line_id" not in columns.fields and columns.line_id_parts is None:
-        raise _required_missing("line_id", FileKind.SALES, raw.source)
+        raise _required_missing("line_id", FileKind.SALES, raw, mapping)
     if "invoice_date" not in columns.fields and "order_date" not in columns.fields:
-        raise _required_missing("invoice_date", FileKind.SALES, raw.source)
+        raise _required_missing("invoice_date", FileKind.SALES, raw, mapping)
 
     # The columns' trimmed text and their strict casts depend on nothing else: two threads
     # prepare them at once (Arrow's kernels release the GIL), and the checks below read them
@@ -1126,6 +1252,7 @@ def _sales_from_raw(
                 customers_source=customers_source,
                 products_source=products_source,
                 stored=stored,
+                lines_checked=lines_checked,
             )
         finally:
             pool.shutdown(cancel_futures=True)  # a refused file leaves nothing running
@@ -1196,6 +1323,7 @@ def _sales_checked(
     customers_source: str,
     products_source: str,
     stored: StoredLines | None,
+    lines_checked: LineCheck | None = None,
 ) -> pa.Table:
     checker = _Checker(raw, columns)
     table = raw.table
@@ -1366,7 +1494,12 @@ def _sales_checked(
     else:
         output["gross_amount"] = pc.coalesce(output["gross_amount"], output["net_amount"])
 
-    output["currency"] = pc.utf8_upper(text_of("currency"))
+    written = pc.utf8_upper(text_of("currency"))
+    # 人民币 and RMB are CNY: a name as ERPs write it is read as its code.
+    named = pc.index_in(written, value_set=pa.array(list(CURRENCY_NAMES), pa.string()))
+    output["currency"] = pc.coalesce(
+        pc.take(pa.array(list(CURRENCY_NAMES.values()), pa.string()), named), written
+    )
     # A line in a currency Fanli does not know would count for no agreement, silently: refuse it.
     known_currencies = pa.array(sorted(MINOR_UNITS), pa.string())
     checker.flag(
@@ -1414,21 +1547,32 @@ def _sales_checked(
     links = text_of("original_line_id") if "original_line_id" in columns.fields else None
     if links is not None:
         _nul_flag(checker, links, "original_line_id")
+
+    def lines() -> pa.Table:
+        arrays = [_as_array(output[field.name], field.type, length) for field in SALES_SCHEMA]
+        facts = pa.Table.from_arrays(arrays, schema=SALES_SCHEMA)
+        if links is not None:
+            # Kept beside the facts (the engine does not read it): the line a return reverses.
+            facts = facts.append_column("original_line_id", links)
+        # The user's own headers and rows, so that later checks (the import's) name columns
+        # and rows as the file does. A composed line id is named by both its columns.
+        headers = {**columns.fields, "line_id": columns.header("line_id")}
+        return facts.replace_schema_metadata(
+            {
+                HEADERS_METADATA: json.dumps(headers, ensure_ascii=False),
+                ROWS_METADATA: raw.rows.as_json(),
+                SOURCE_METADATA: raw.source,
+            }
+        )
+
+    if checker.issues and lines_checked is not None:
+        # Every problem in one report: the import's checks of whole lines, on the clean ones.
+        clean = None if checker.flagged is None else pc.invert(checker.flagged)
+        found = lines_checked(lines(), clean)
+        checker.issues.extend(found)
+        checker.total += len(found)
     checker.raise_if_any()
-    arrays = [_as_array(output[field.name], field.type, length) for field in SALES_SCHEMA]
-    facts = pa.Table.from_arrays(arrays, schema=SALES_SCHEMA)
-    if links is not None:
-        # Kept beside the facts (the engine does not read it): the line a return reverses.
-        facts = facts.append_column("original_line_id", links)
-    # The user's own headers and rows, so that later checks (the import's) name columns and
-    # rows as the file does.
-    return facts.replace_schema_metadata(
-        {
-            HEADERS_METADATA: json.dumps(columns.fields, ensure_ascii=False),
-            ROWS_METADATA: raw.rows.as_json(),
-            SOURCE_METADATA: raw.source,
-        }
-    )
+    return lines()
 
 
 def _as_array(values: Any, type_: pa.DataType, length: int) -> pa.ChunkedArray:
@@ -1460,7 +1604,7 @@ def _dimension_from_raw(
     _refuse_sales_as_master(columns.attributes, kind, raw.source)
     key = builtins[0]
     if key not in columns.fields:
-        raise _required_missing(key, kind, raw.source)
+        raise _required_missing(key, kind, raw, mapping)
     checker = _Checker(raw, columns)
     length = raw.table.num_rows
     output: dict[str, pa.ChunkedArray] = {}
@@ -1577,9 +1721,12 @@ def read_sales(
     products_source: str = "the products file",
     progress: ProgressHook | None = None,
     stored: StoredLines | None = None,
+    lines_checked: LineCheck | None = None,
 ) -> pa.Table:
     """Sales lines in ``SALES_SCHEMA``. With ``customers``/``products``, unknown ids are errors;
-    with ``stored``, so are lines already stored."""
+    with ``stored``, so are lines already stored. ``lines_checked`` runs the caller's checks
+    of whole lines on the clean lines of a file with problems, for one report of them all
+    (a file without problems is the caller's to check)."""
     raw = _read_raw(path, progress)
     return _sales_from_raw(
         raw,
@@ -1589,6 +1736,7 @@ def read_sales(
         customers_source=customers_source,
         products_source=products_source,
         stored=stored,
+        lines_checked=lines_checked,
     )
 
 

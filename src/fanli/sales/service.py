@@ -137,7 +137,11 @@ def import_hash(path: Path, kind: BatchKind, mapping: ColumnMapping | None) -> s
 
 
 def _previous(
-    session: Session, kind: BatchKind, content_hash: str, idempotency_key: str | None
+    session: Session,
+    kind: BatchKind,
+    path: Path,
+    content_hash: str,
+    idempotency_key: str | None,
 ) -> ImportOutcome | None:
     """The earlier import this call repeats, if any.
 
@@ -170,8 +174,9 @@ def _previous(
         return None  # a later import changed the master since: this file sets it back
     if same.status == BatchStatus.VOIDED:
         raise BatchError.said(
-            "this file was imported as batch {batch}, which was voided; a voided batch is not "
+            "file {file} was imported as batch {batch}, which was voided; a voided batch is not "
             "restored: import a corrected file, or this one through a corrected column mapping",
+            file=str(path),
             batch=same.id,
         )
     return ImportOutcome(same.id, kind, same.rows, already_imported=True)
@@ -303,7 +308,7 @@ def import_customers(
     # One import at a time: each builds the next snapshot of the master from the last one.
     serialize(session, Lock.IMPORT)
     content_hash = import_hash(path, BatchKind.CUSTOMERS, mapping)
-    repeated = _previous(session, BatchKind.CUSTOMERS, content_hash, idempotency_key)
+    repeated = _previous(session, BatchKind.CUSTOMERS, path, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
@@ -549,7 +554,7 @@ def import_products(
     require(actor, Role.FINANCE, to=said("import products"))
     serialize(session, Lock.IMPORT)  # as for customers
     content_hash = import_hash(path, BatchKind.PRODUCTS, mapping)
-    repeated = _previous(session, BatchKind.PRODUCTS, content_hash, idempotency_key)
+    repeated = _previous(session, BatchKind.PRODUCTS, path, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
@@ -654,19 +659,29 @@ def _batches_holding(line_ids: pa.ChunkedArray, batches: list[tuple[int, Path]])
         connection.close()
 
 
-def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
+def _returns_checked(table: pa.Table, files: list[Path], clean: pa.Array | None) -> list[RowIssue]:
+    """The checks of returns against the lines they name, in the file and stored; of the
+    ``clean`` lines only, when given (the file has problems of its own)."""
+    return _unknown_links(table, files, clean) + _named_by_stored_returns(table, files, clean)
+
+
+def _unknown_links(
+    table: pa.Table, files: list[Path], clean: pa.Array | None = None
+) -> list[RowIssue]:
     """Rows that name an original line which is neither in the file nor stored, that name one
     without being a return (a negative amount) or name themselves; returns of a line that is a
     return itself, of another customer's or product's line, or dated before it; and returns
-    that together take back more of a line, in quantity or in amount, than it sold."""
+    that together take back more of a line, in quantity or in amount, than it sold. Only the
+    ``clean`` lines, when given, are looked at: a line with a problem of its own names
+    nothing and is named by nothing."""
     if LINK_COLUMN not in table.column_names:
         return []
     rows = rows_of(table)
     links = table.column(LINK_COLUMN)
-    linked = pc.is_valid(links)
+    linked = pc.is_valid(links) if clean is None else pc.and_(pc.is_valid(links), clean)
     column = header_of(table, LINK_COLUMN)
     not_returns = pc.and_(linked, pc.greater_equal(table.column("net_amount"), 0))
-    themselves = pc.fill_null(pc.equal(links, table.column("line_id")), False)
+    themselves = pc.and_(linked, pc.fill_null(pc.equal(links, table.column("line_id")), False))
     issues = [
         RowIssue.of(
             rows(index),
@@ -694,7 +709,8 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
     connection = duckdb.connect()
     try:
         connection.register("wanted", wanted)
-        connection.register("incoming", table.select([*line, LINK_COLUMN]))
+        incoming = table.select([*line, LINK_COLUMN])
+        connection.register("incoming", incoming if clean is None else incoming.filter(clean))
         listed = sql_list(files)
         stored = (
             f"UNION ALL SELECT {', '.join(line)}, {LINK_COLUMN} FROM read_parquet([{listed}])"
@@ -709,9 +725,12 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
             WHERE line_id IN (SELECT link FROM wanted)
                OR {LINK_COLUMN} IN (SELECT link FROM wanted)"""
         )
+        # A line of the file with a problem of its own is there, though not judged here.
+        connection.register("in_file", table.select(["line_id"]))
         missing = connection.execute(
             """SELECT w.row_index, w.link FROM wanted w
-            ANTI JOIN known ON known.line_id = w.link
+            ANTI JOIN (SELECT line_id FROM known UNION ALL SELECT line_id FROM in_file) k
+              ON k.line_id = w.link
             ORDER BY w.row_index LIMIT 1000"""
         ).fetchall()
         # A return takes back part of a sale: the same customer's, of the same product, made
@@ -738,6 +757,7 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
             SELECT w.row_index, w.link, r.taken, o.quantity, r.refunded, o.net_amount
             FROM wanted w JOIN returned r ON r.link = w.link
             JOIN known o ON o.line_id = w.link AND o.{LINK_COLUMN} IS NULL
+              AND o.net_amount >= 0  -- a return named as the original: refused as such
             WHERE r.taken > o.quantity OR r.refunded > o.net_amount
             ORDER BY w.row_index LIMIT 1000"""
         ).fetchall()
@@ -775,11 +795,13 @@ def _unknown_links(table: pa.Table, files: list[Path]) -> list[RowIssue]:
     return sorted(issues, key=lambda issue: issue.row or 0)
 
 
-def _named_by_stored_returns(table: pa.Table, files: list[Path]) -> list[RowIssue]:
+def _named_by_stored_returns(
+    table: pa.Table, files: list[Path], clean: pa.Array | None = None
+) -> list[RowIssue]:
     """Sale lines that returns already stored name (the line was voided and is imported
     again): each of those returns must still be able to reverse part of it, as when a return
     arrives after its sale (same customer, product and currency, dated no earlier, together
-    taking back no more than it sold)."""
+    taking back no more than it sold). Of the ``clean`` lines only, when given."""
     if not files or table.num_rows == 0:
         return []
     links = (
@@ -791,7 +813,12 @@ def _named_by_stored_returns(table: pa.Table, files: list[Path]) -> list[RowIssu
     sales = (
         table.select([*columns, "net_amount"])
         .append_column("row_index", pa.array(range(table.num_rows)))
-        .filter(pc.and_(pc.is_null(links), pc.greater_equal(table.column("net_amount"), 0)))
+        .filter(
+            pc.and_(
+                pc.and_(pc.is_null(links), pc.greater_equal(table.column("net_amount"), 0)),
+                clean if clean is not None else pa.scalar(True),
+            )
+        )
     )
     connection = duckdb.connect()
     try:
@@ -815,7 +842,7 @@ def _named_by_stored_returns(table: pa.Table, files: list[Path]) -> list[RowIssu
                 FROM judged GROUP BY link
             )
             SELECT s.row_index, s.line_id, t.first_return, t.unlike,
-                   t.quantity > s.quantity OR t.amount > s.net_amount AS too_much
+                   t.quantity, s.quantity, t.amount, s.net_amount
             FROM sales s JOIN taken t ON t.link = s.line_id
             WHERE t.unlike OR t.quantity > s.quantity OR t.amount > s.net_amount
             ORDER BY s.row_index LIMIT 1000"""
@@ -836,11 +863,22 @@ def _named_by_stored_returns(table: pa.Table, files: list[Path]) -> list[RowIssu
             )
             if unlike
             else said(
-                "the returns stored for line {line} take back more than it sells",
+                "the returns stored for line {line} come to a quantity of {taken}, more than "
+                "the {sold} it sells",
                 line=line,
+                taken=_plain(taken),
+                sold=_plain(sold),
+            )
+            if taken > sold
+            else said(
+                "the returns stored for line {line} come to {refunded}, more than the "
+                "{invoiced} it is invoiced at",
+                line=line,
+                refunded=_plain(refunded),
+                invoiced=_plain(invoiced),
             ),
         )
-        for index, line, first_return, unlike, _too_much in found
+        for index, line, first_return, unlike, taken, sold, refunded, invoiced in found
     ]
 
 
@@ -908,12 +946,13 @@ def import_sales(
     # Two imports at once could each find the other's line ids not yet stored.
     serialize(session, Lock.IMPORT)
     content_hash = import_hash(path, BatchKind.SALES, mapping)
-    repeated = _previous(session, BatchKind.SALES, content_hash, idempotency_key)
+    repeated = _previous(session, BatchKind.SALES, path, content_hash, idempotency_key)
     if repeated is not None:
         return repeated
     stages = Stages(progress, Stage.READING, Stage.CHECKING, Stage.WRITING)
     stages.begin(Stage.READING)
     batches = active_sales_files(session, store)
+    files = [file for _, file in batches]
     table = read_sales(
         path,
         mapping=mapping,
@@ -923,13 +962,12 @@ def import_sales(
         products_source="the product master",
         progress=progress,
         stored=lambda line_ids: _batches_holding(line_ids, batches),
+        lines_checked=lambda lines, clean: _returns_checked(lines, files, clean),
     )
     if table.num_rows == 0:
         raise InputError.said_at("the file has no sales lines", file=source_of(table, str(path)))
     stages.begin(Stage.CHECKING)
-    files = [file for _, file in batches]
-    issues = _unknown_links(table, files)
-    issues += _named_by_stored_returns(table, files)
+    issues = _returns_checked(table, files, None)
     if issues:
         raise InputFileError(issues, file=source_of(table, str(path)))
     firsts = [pc.min(table.column(name)).as_py() for name in DATE_COLUMNS]
