@@ -170,6 +170,19 @@ def test_missing_required_column(tmp_path: Path) -> None:
     )
 
 
+def test_a_csv_title_line_above_the_headers_is_named_as_such(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "s.csv",
+        "2026年3月销售明细\n\n单据编号,行号,客户编码,物料编码,开票日期,数量,不含税金额\n"
+        "INV1,1,C1,P1,2026-03-01,1,100\n",
+    )
+    assert str(error_of(path)) == (
+        f"file {path}, row 1: the first line has one cell ('2026年3月销售明细') and lines below "
+        "it have more: if it is a title, remove the lines above the headers"
+    )
+
+
 def test_a_title_row_above_the_headers_is_named_as_such(tmp_path: Path) -> None:
     """ERP exports often open with a title row (2026年3月销售明细): the message says which row
     the headers seem to be on."""

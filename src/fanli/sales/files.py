@@ -471,6 +471,15 @@ def _read_csv_as(path: Path, encoding: str, progress: ProgressHook | None) -> pa
                 convert_options=convert_options,
             )
         except pa.ArrowInvalid as error:
+            if ragged and len(headers) == 1 and headers[0]:
+                # A title line above the headers (2026年3月销售明细), as ERP exports often have.
+                raise InputError.said_at(
+                    "the first line has one cell ({title}) and lines below it have more: if it "
+                    "is a title, remove the lines above the headers",
+                    file=str(path),
+                    row=1,
+                    title=repr(headers[0]),
+                ) from None
             if ragged:
                 raise _ragged_rows(path, encoding, len(headers), delimiter) from None
             if "UTF8" in str(error) and encoding.startswith("utf-8"):
