@@ -24,7 +24,7 @@ from fanli.ledger.late import (
     sales_batches,
 )
 from fanli.ledger.models import EntryKind, JournalEntry, JournalLine, RebatePeriod
-from fanli.ledger.service import liability_balance
+from fanli.ledger.service import liability_balance, reads_from
 from fanli.sales.service import active_sales_files
 from fanli.sales.store import FactStore
 
@@ -55,7 +55,9 @@ def late_effect_from_scratch(
     # (A prior-year baseline's lines are as closed when active: see lines_as_closed.)
     # Each version sees the closed months as its results first held them (a version approved
     # after a close holds that month's sales as they were at its first run).
-    seen = as_each_saw_them(session, months, [v.version_id for v in versions])
+    seen = as_each_saw_them(
+        session, months, {v.version_id: (reads_from(v), v.counts_until) for v in versions}
+    )
     groups: dict[tuple[str, dt.date | None, tuple[ClosedMonth, ...]], list[RunVersion]] = {}
     for version in versions:
         baseline = version.counts_from if version.terms.prior_year_baseline else None

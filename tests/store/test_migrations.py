@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pytest
 from alembic import command
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from fanli.agreements.service import add_version
 from fanli.db.migrate import alembic_config, check, upgrade
 from fanli.db.status import DatabaseNotReadyError, require_current
+from fanli.ledger.service import accrue
 from fanli.models import Base
-from store.conftest import Store
+from fanli.sales.service import import_customers, import_products
+from store.builders import activate, customers_file, percent_agreement, products_file, staff
+from store.conftest import NOW, Store
 
 
 def test_models_match_migrations(store: Store) -> None:
@@ -203,4 +210,40 @@ def test_a_master_file_twice_migrates_down_only_when_held_once(store: Store) -> 
     with pytest.raises(IntegrityError), store.engine.begin() as connection:
         _batch(connection, "customers", "a" * 64)  # the older schema: once per kind
     upgrade(store.engine)
+    check(store.engine)
+
+
+def test_each_versions_first_run_is_filled_in_from_the_runs_stored(
+    store: Store, tmp_path: Path
+) -> None:
+    """Migration 0016 names the first run that held each version, from the runs' inputs: the
+    same rows the runs write themselves."""
+    with store.work() as session:
+        import_customers(session, store.facts, customers_file(tmp_path), actor=staff("a"), now=NOW)
+        import_products(session, store.facts, products_file(tmp_path), actor=staff("a"), now=NOW)
+        activate(
+            session,
+            add_version(session, percent_agreement(), actor=staff("a"), now=NOW).id,
+            now=NOW,
+        )
+    for day, code in (("2026-01-31", None), ("2026-02-28", "B1"), ("2026-03-31", None)):
+        if code:
+            with store.work() as session:
+                version = add_version(session, percent_agreement(code), actor=staff("a"), now=NOW)
+                activate(session, version.id, now=NOW)
+        with store.work() as session:
+            accrue(
+                session, store.facts, as_of=dt.date.fromisoformat(day), actor=staff("f"), now=NOW
+            )
+    query = text("SELECT version_id, run_id FROM version_first_run ORDER BY version_id")
+    with store.engine.connect() as connection:
+        written = [tuple(row) for row in connection.execute(query)]
+    assert written == [(1, 1), (2, 2)]
+    config = alembic_config(store.engine.url.render_as_string(hide_password=False))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0015")
+    upgrade(store.engine)
+    with store.engine.connect() as connection:
+        assert [tuple(row) for row in connection.execute(query)] == written
     check(store.engine)

@@ -22,20 +22,20 @@ without them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from fanli.engine.facts import SALES_SCHEMA
 from fanli.kit import duck
 from fanli.kit.periods import FIRST_DAY
-from fanli.kit.sql import sql_list
-from fanli.ledger.models import AccrualRun
+from fanli.kit.sql import chunks, sql_list
+from fanli.ledger.models import AccrualRun, VersionFirstRun
 from fanli.ledger.periods import closed_periods
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.store import FactStore
@@ -122,54 +122,87 @@ def closed_months(session: Session) -> list[ClosedMonth]:
 
 
 def as_each_saw_them(
-    session: Session, months: Sequence[ClosedMonth], version_ids: Sequence[int]
+    session: Session,
+    months: Sequence[ClosedMonth],
+    windows: Mapping[int, tuple[dt.date, dt.date]],
 ) -> dict[int, tuple[ClosedMonth, ...]]:
-    """Per version, the closed months as that version's results first held them.
+    """Per version (``windows``: the first day a version's results read a sale of, and the
+    day it stops counting, by id), the closed months as that version's results first held them.
 
     A closed month's results are those of the run it closed after, for the versions that run
     held. A version that run did not hold (approved after the close, say) first held the
-    month's sales at the first later run that held it: the sales then are its sales as closed
-    for that month, and only a change after that run is late for it. Without such a run (the
-    run under way is its first) no change to the month is late for it, and the month is left
-    out: its lines are as closed when their batch is active. So a programme approved after a
-    month closed accrues that month's sales, as they stand when it is first rated, as an
-    accrual, never as an adjustment of a closed period that held nothing of it (ADR 0010)."""
-    wanted = set(version_ids)
+    month's sales at its first run (``VersionFirstRun``): the lines of the batches that run
+    read, whatever their date, are its sales as closed for the month, and only a change after
+    that run is late for it. Without a first run yet (the run under way is its first) no
+    change to the month is late for it, and the month is left out: its lines are as closed
+    when their batch is active. So a programme approved after a month closed accrues the
+    month's sales as they stand when it is first rated, never as an adjustment of a closed
+    period that held nothing of it (ADR 0010, as amended). Months a version reads no sale of
+    stay as they are."""
     pending = {
         (index, version)
         for index, month in enumerate(months)
-        for version in wanted - month.versions
+        for version, (first, until) in windows.items()
+        if version not in month.versions and first < month.end and until > month.start
     }
-    seen: dict[tuple[int, int], ClosedMonth] = {}
+    firsts: dict[int, int] = {}
+    runs: dict[int, tuple[dt.date, frozenset[int]]] = {}
     if pending:
-        after = min((months[index].run_id or 0) for index, _ in pending)
-        runs = session.execute(
-            select(AccrualRun.id, AccrualRun.as_of, AccrualRun.inputs)
-            .where(AccrualRun.id > after)
-            .order_by(AccrualRun.id)
+        ids = sorted({version for _, version in pending})
+        firsts = dict(
+            session.execute(
+                select(VersionFirstRun.version_id, VersionFirstRun.run_id).where(
+                    VersionFirstRun.version_id.in_(ids)
+                )
+            ).all()
         )
-        for run_id, as_of, inputs in runs:
-            held = {int(i) for i in inputs["versions"]}
-            for index, version in sorted(pending):
-                if version in held and run_id > (months[index].run_id or 0):
-                    seen[(index, version)] = replace(
-                        months[index],
-                        run_id=run_id,
-                        as_of=as_of,
-                        batches=frozenset(int(i) for i in inputs["sales_batches"]),
-                        versions=frozenset(held),
-                    )
-                    pending.discard((index, version))
-            if not pending:
-                break
+        for run_id, as_of, batches in session.execute(
+            select(AccrualRun.id, AccrualRun.as_of, AccrualRun.inputs["sales_batches"]).where(
+                AccrualRun.id.in_(sorted(set(firsts.values())))
+            )
+        ):
+            runs[run_id] = (as_of, frozenset(int(i) for i in batches))
+
+    def seen(index: int, month: ClosedMonth, version: int) -> ClosedMonth | None:
+        if (index, version) not in pending:
+            return month
+        first = firsts.get(version)
+        if first is None:
+            return None  # this run is its first: nothing of the month is late for it
+        if first <= (month.run_id or 0):
+            return month  # held before the close (cannot happen to a version still rated)
+        as_of, batches = runs[first]
+        # Its first run's view of the month, whole: a line of that run's batches dated after
+        # its as-of day (a run back in time) was there all the same, not late.
+        return replace(
+            month,
+            run_id=first,
+            as_of=max(as_of, month.end - dt.timedelta(days=1)),
+            batches=batches,
+        )
+
     return {
         version: tuple(
-            month if version in month.versions else seen[(index, version)]
-            for index, month in enumerate(months)
-            if version in month.versions or (index, version) in seen
+            month
+            for month in (seen(index, month, version) for index, month in enumerate(months))
+            if month is not None
         )
-        for version in wanted
+        for version in windows
     }
+
+
+def record_first_runs(session: Session, run_id: int, version_ids: Sequence[int]) -> None:
+    """Note this run as the first to hold each of these versions that no run held before."""
+    held: set[int] = set()
+    for chunk in chunks(sorted(version_ids)):
+        held.update(
+            session.scalars(
+                select(VersionFirstRun.version_id).where(VersionFirstRun.version_id.in_(chunk))
+            )
+        )
+    new = [version for version in sorted(version_ids) if version not in held]
+    if new:
+        session.execute(insert(VersionFirstRun), [{"version_id": v, "run_id": run_id} for v in new])
 
 
 def covered(months: Sequence[ClosedMonth]) -> list[tuple[dt.date, dt.date]]:

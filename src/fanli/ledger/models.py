@@ -86,6 +86,17 @@ class AccrualRun(Base):
     lines_posted: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class VersionFirstRun(Base):
+    """The first accrual run that held each agreement version: what a closed month's sales
+    were for a version approved after the month closed (ADR 0010, as amended). Written by
+    that run; never changed."""
+
+    __tablename__ = "version_first_run"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("agreement_version.id"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("accrual_run.id"))
+
+
 class JournalEntry(Base):
     __tablename__ = "journal_entry"
 

@@ -63,6 +63,7 @@ from fanli.ledger.late import (
     covered,
     late_changes,
     lines_as_closed,
+    record_first_runs,
     sales_batches,
 )
 from fanli.ledger.models import (
@@ -99,7 +100,7 @@ class RunSummary:
     by_currency: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
 
-def _reads_from(version: RunVersion) -> dt.date:
+def reads_from(version: RunVersion) -> dt.date:
     """The earliest sale date the version's results can depend on."""
     if version.terms.prior_year_baseline:
         assert version.terms.term.start is not None
@@ -114,7 +115,7 @@ def _window(version: RunVersion) -> list[str]:
 def _overlaps(version: RunVersion, first: dt.date | None, last: dt.date | None) -> bool:
     if first is None or last is None:
         return True
-    return first < version.counts_until and _reads_from(version) <= last
+    return first < version.counts_until and reads_from(version) <= last
 
 
 @dataclass(frozen=True)
@@ -543,7 +544,7 @@ def _sales_input(files: list[Path]) -> pa.Table | list[str]:
 def _dated_for(versions: list[RunVersion], as_of: dt.date) -> str:
     """SQL: a line ``s`` dated where one of these versions can read it, up to ``as_of``. Batch
     files are sorted by invoice date, so the bounds let DuckDB skip row groups."""
-    first = min(_reads_from(version) for version in versions)
+    first = min(reads_from(version) for version in versions)
     until = min(max(version.counts_until for version in versions), as_of + dt.timedelta(days=1))
     events = sorted({EVENT_COLUMN[version.terms.eligibility.event] for version in versions})
     return " OR ".join(
@@ -786,7 +787,11 @@ def accrue(
     # Each version's closed months as its results first held them: the versions that saw the
     # same closes share one search for late changes (one, unless a version came after a close).
     seen = (
-        as_each_saw_them(session, months, [v.version_id for v in plan.rated])
+        as_each_saw_them(
+            session,
+            months,
+            {v.version_id: (reads_from(v), v.counts_until) for v in plan.rated},
+        )
         if months and plan.rated
         else {}
     )
@@ -838,6 +843,7 @@ def accrue(
     run = AccrualRun(as_of=as_of, started_at=now, actor=actor.code, inputs=inputs)
     session.add(run)
     session.flush()
+    record_first_runs(session, run.id, [v.version_id for v in versions])
 
     stages.begin(Stage.RATING)
     customers = customer_table(session, store) if plan.rated else None
