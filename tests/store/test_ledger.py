@@ -3,6 +3,7 @@ reverse exactly, closed periods adjusted in the next open one, GL export that ti
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import threading
 from decimal import Decimal
@@ -452,6 +453,41 @@ def test_a_programme_approved_after_a_close_accrues_the_closed_month_as_it_stand
         )
 
 
+def test_a_programmes_first_run_back_in_time_still_held_the_lines_it_could_read(
+    store: Store, tmp_path: Path
+) -> None:
+    """A programme's first run as of a day inside a closed month (a rewind) cut the month's
+    lines at that day; a line already imported then is no late change for it later."""
+    _setup(store, tmp_path)
+    _sales(
+        store,
+        tmp_path,
+        "s1.csv",
+        ("L1", "C1", "P1", "2026-01-10", "1", "10000.00"),
+        ("L2", "C1", "P1", "2026-01-25", "1", "5000.00"),
+    )
+    _accrue(store, "2026-01-31")
+    _close(store, "2026-01")
+    with store.work() as session:
+        version = add_version(
+            session, percent_agreement("B1", rate="1"), actor=staff("ann"), now=NOW
+        )
+        activate(session, version.id, now=NOW)
+    back = _accrue(store, "2026-01-15", rewind=True)  # B1's first run: L1 only
+    assert _posted_by_agreement(store, back.run_id)[("B1", "accrual", 1)] == D("100.0000")
+    again = _accrue(store, "2026-02-28")
+    # L2 was imported before B1's first run: its 50.00 is an accrual for B1, as L2 is for A1.
+    assert _posted_by_agreement(store, again.run_id) == {
+        ("A1", "accrual", 1): D("100.0000"),
+        ("B1", "accrual", 1): D("50.0000"),
+    }
+    _check_invariants(store)
+    with store.work() as session:
+        assert adjustments_held(session) == late_effect_from_scratch(
+            session, store.facts, dt.date(2026, 2, 28)
+        )
+
+
 def test_a_line_the_closing_run_had_not_reached_adjusts_the_closed_month(
     store: Store, tmp_path: Path
 ) -> None:
@@ -713,6 +749,29 @@ def test_gl_export_ties_out(store: Store, tmp_path: Path) -> None:
         "yyyy-mm-dd",
     ]
     _check_invariants(store)
+
+
+def test_a_gl_csv_never_holds_a_formula(store: Store, tmp_path: Path) -> None:
+    """A customer's name that begins with = is written so that Excel shows it, never runs it."""
+    with store.work() as session:
+        rows = [("C1", '=HYPERLINK("http://example.invalid","x")', "", "批发", "华东")]
+        import_customers(
+            session, store.facts, customers_file(tmp_path, rows), actor=staff("ann"), now=NOW
+        )
+        import_products(session, store.facts, products_file(tmp_path), actor=staff("ann"), now=NOW)
+        activate(
+            session,
+            add_version(session, percent_agreement(), actor=staff("ann"), now=NOW).id,
+            now=NOW,
+        )
+    _sales(store, tmp_path, "s1.csv", ("L1", "C1", "P1", "2026-03-10", "1", "1000.00"))
+    _accrue(store, "2026-03-31")
+    with store.work() as session:
+        export_gl(session, store.facts, "2026-03", tmp_path / "gl.csv", actor=staff("fin"), now=NOW)
+    with (tmp_path / "gl.csv").open(encoding="utf-8-sig", newline="") as stream:
+        cells = [cell for row in csv.reader(stream) for cell in row]
+    assert '\'=HYPERLINK("http://example.invalid","x")' in cells
+    assert not any(cell.startswith("=") for cell in cells)
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,14 @@ def minor_unit(currency: str) -> int:
         raise UnknownCurrencyError(currency) from None
 
 
+def amount_text(amount: Decimal, currency: str) -> str:
+    """An amount as text with its currency's places (two for CNY, none for JPY), and more
+    only where the amount has them (the ledger keeps four). Nothing is rounded: 194.6900 is
+    194.69, 129.0000 yen is 129, and 0.005 stays 0.005."""
+    unit = amount.quantize(Decimal(1).scaleb(-minor_unit(currency)))
+    return f"{unit:f}" if unit == amount else f"{amount.normalize():f}"
+
+
 def D(value: Decimal | int | str) -> Decimal:  # noqa: N802 - the conventional short name
     """Make an exact Decimal from an int, a string or a Decimal; a float is refused."""
     if isinstance(value, (bool, float)):

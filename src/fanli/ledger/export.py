@@ -27,8 +27,8 @@ from fanli.agreements.queries import DEFAULT_CURRENCY, version_currencies
 from fanli.audit.service import record
 from fanli.customers.models import Customer
 from fanli.kit.errors import InputError, Month, said
-from fanli.kit.money import FACT_SCALE, ZERO, minor_unit
-from fanli.kit.sheets import append_text_safe
+from fanli.kit.money import FACT_SCALE, ZERO, amount_text, minor_unit
+from fanli.kit.sheets import append_text_safe, inert
 from fanli.ledger.models import (
     Account,
     AccountingPeriod,
@@ -114,8 +114,7 @@ def csv_amount(amount: Decimal, currency: str = DEFAULT_CURRENCY) -> str:
     and more only where the amount has them (the ledger keeps four), as the sheet's number
     format shows it. Nothing is rounded: 194.69 held as 194.6900 is written 194.69, 0.005
     stays 0.005."""
-    unit = amount.quantize(Decimal(1).scaleb(-minor_unit(currency)))
-    return f"{unit:f}" if unit == amount else f"{amount.normalize():f}"
+    return amount_text(amount, currency)
 
 
 def _amount_format(currency: str) -> str:
@@ -287,8 +286,11 @@ def export_gl(
             writer = csv.writer(stream)
             writer.writerow(HEADER)
             for row in [*rows, *ends]:
+                # Text from users (a customer's name) never starts a formula in Excel.
                 writer.writerow(
-                    csv_amount(value, str(row[where])) if isinstance(value, Decimal) else value
+                    csv_amount(value, str(row[where]))
+                    if isinstance(value, Decimal)
+                    else inert(value)
                     for value in row
                 )
     record(
