@@ -576,6 +576,92 @@ def test_the_month_end_over_http(api: Api, tmp_path: Path) -> None:
     )
 
 
+def test_the_journal_and_a_runs_change_name_their_currencies(api: Api) -> None:
+    """A yen programme beside the yuan one: each journal line names its currency and has its
+    places (whole yen), and a run in two currencies gives its change per currency only."""
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
+    amy = {"Authorization": f"Bearer {api.token('amy', ['approver'])}"}
+    lines = (
+        b"line_id,customer_id,product_id,invoice_date,quantity,net_amount,currency\n"
+        b"N1,C1,P1,2026-03-02,1,1000.00,CNY\nJ1,C1,P1,2026-03-03,1,12345,JPY\n"
+    )
+    imported = api.client.post("/api/imports/sales", files={"file": ("m.csv", lines)}, headers=fay)
+    assert imported.status_code == 201, imported.text
+    terms = {
+        "id": "Y1",
+        "currency": "JPY",
+        "term": {"start": "2026-01-01", "end": "2027-01-01"},
+        "parties": {"counterparty": "C1"},
+        "rebate": {"tiers": [{"from": "0", "rate": "3.3333"}]},
+        "contract": {"reference": "HT-Y", "document_sha256": "d" * 64},
+    }
+    draft = api.client.post("/api/agreements", json=terms, headers=sam)
+    assert draft.status_code == 201, draft.text
+    api.client.post("/api/agreements/Y1/submission", json={}, headers=sam)
+    approved = api.client.post(
+        "/api/agreements/Y1/approvals", json={"terms_hash": draft.json()["terms_hash"]}, headers=amy
+    )
+    assert approved.json()["status"] == "active"
+    run = api.client.post("/api/accrual-runs", json={"as_of": "2026-03-31"}, headers=fay).json()
+    # A1 pays 2% of C1's new 1,000.00 in yuan; Y1 3.3333% of 12,345 yen = 411.496..., to
+    # whole yen 411.
+    assert (run["net_change"], run["adjusted"]) == (None, None)
+    assert run["by_currency"] == [
+        {"currency": "CNY", "net_change": "20.00", "adjusted": "0.00"},
+        {"currency": "JPY", "net_change": "411", "adjusted": "0"},
+    ]
+    journal = api.client.get("/api/periods/2026-03/journal", headers=fay).json()
+    assert sorted(
+        (line["agreement_code"], line["amount"], line["currency"]) for line in journal["items"]
+    ) == [
+        ("A1", "10.00", "CNY"),  # C2, by the fixture's run
+        ("A1", "20.00", "CNY"),  # C1's new line
+        ("A1", "200.00", "CNY"),  # C1, by the fixture's run
+        ("Y1", "411", "JPY"),
+    ]
+
+
+def test_an_upload_may_bring_its_column_mapping(api: Api) -> None:
+    """An ERP's own headers, matched by a mapping sent beside the file (the command line's
+    --mapping YAML); a bad mapping is refused by its own name."""
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    lines = b"ID,CUST,PROD,DAY,QTY,AMT\nM1,C1,P1,2026-03-02,1,100.00\n"
+    mapping = (
+        b"line_id: ID\ncustomer_id: CUST\nproduct_id: PROD\ninvoice_date: DAY\n"
+        b"quantity: QTY\nnet_amount: AMT\n"
+    )
+    unmapped = api.client.post("/api/imports/sales", files={"file": ("m.csv", lines)}, headers=fay)
+    assert unmapped.status_code == 422
+    mapped = api.client.post(
+        "/api/imports/sales",
+        files={"file": ("m.csv", lines), "mapping": ("erp.yaml", mapping)},
+        headers=fay,
+    )
+    assert (mapped.status_code, mapped.json()["rows"]) == (201, 1), mapped.text
+    wrong = api.client.post(
+        "/api/imports/sales",
+        files={"file": ("n.csv", lines), "mapping": ("erp.yaml", b"price: X\n")},
+        headers=fay,
+    )
+    assert wrong.status_code == 422
+    # the mapping by the name it was sent under, not the server's copy
+    assert wrong.json()["detail"].startswith("file erp.yaml: price: not a Fanli field (known: ")
+
+
+def test_no_such_agreement_is_a_404_and_a_rewind_is_asked_for_as_true(api: Api) -> None:
+    fay = {"Authorization": f"Bearer {api.token('fay', ['finance'])}"}
+    sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
+    missing = api.client.post("/api/agreements/NOPE/submission", json={}, headers=sam)
+    assert (missing.status_code, missing.json()["detail"]) == (404, "there is no agreement NOPE")
+    loose = api.client.post(
+        "/api/accrual-runs", json={"as_of": "2026-03-15", "rewind": "on"}, headers=fay
+    )
+    assert (loose.status_code, loose.json()["detail"][0]["field"]) == (422, "body.rewind")
+    with unit_of_work(api.sessions) as session:
+        assert session.scalar(text("SELECT count(*) FROM accrual_run")) == 1  # the fixture's
+
+
 def test_a_draft_is_discarded_through_the_api(api: Api) -> None:
     sam = {"Authorization": f"Bearer {api.token('sam', ['sales'])}"}
     terms = {
@@ -902,6 +988,12 @@ def test_a_void_of_no_batch_or_without_a_reason_and_a_reused_import_key_say_so(a
         "voided",
         [{"batch_id": returned.json()["batch_id"], "line_id": "RK1"}],
     )
+    # the batch list says who voided it, and why
+    listed = api.client.get("/api/batches?status=voided", headers=fay).json()["items"]
+    assert [(b["id"], b["voided_by"], b["void_reason"]) for b in listed] == [
+        (first.json()["batch_id"], "fay", "wrong")
+    ]
+    assert listed[0]["voided_at"] is not None
 
 
 def test_a_problem_report_never_holds_a_formula(api: Api) -> None:

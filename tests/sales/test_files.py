@@ -673,8 +673,8 @@ def test_excel_formulas_without_saved_values_are_refused_by_cell(tmp_path: Path)
 def test_excel_numbers_too_long_to_hold_exactly_are_refused_in_the_columns_read(
     tmp_path: Path,
 ) -> None:
-    """A 20-digit invoice number in a number cell keeps 15-17 significant digits: read as it
-    is, the same line sent again as text would be another line id, and count twice."""
+    """A 16- or 20-digit invoice number in a number cell keeps 15 significant digits: read as
+    it is, the same line sent again as text would be another line id, and count twice."""
     workbook = Workbook()
     sheet = workbook.active
     assert sheet is not None
@@ -684,7 +684,9 @@ def test_excel_numbers_too_long_to_hold_exactly_are_refused_in_the_columns_read(
     # as Excel stores 20260301000123456789 typed into a number cell
     sheet.append([2.0260301000123458e19, 1, "C1", "P1", "2026-03-01", 1, 100, 1.0e20])
     sheet.append(["20260301000123456789", 2, "C1", "P1", "2026-03-01", 1, 100, None])
-    sheet.append([9007199254740991.0, 1, "C1", "P1", "2026-03-01", 1, 100, 1.0e20])
+    sheet.append([999999999999999.0, 1, "C1", "P1", "2026-03-01", 1, 100, 1.0e20])
+    # a 16-digit invoice number typed as 2026030100012345: Excel keeps 2026030100012340
+    sheet.append([2026030100012340.0, 3, "C1", "P1", "2026-03-01", 1, 100, None])
     path = tmp_path / "s.xlsx"
     workbook.save(path)
     error = error_of(path)
@@ -697,14 +699,22 @@ def test_excel_numbers_too_long_to_hold_exactly_are_refused_in_the_columns_read(
             "20260301000123460000 is a number too long for a spreadsheet to hold exactly "
             "(Excel keeps 15 significant digits), so digits may be lost: format the column "
             "as text and enter the value again",
-        )
+        ),
+        (
+            5,
+            "单据编号",
+            "2026030100012340 is a number too long for a spreadsheet to hold exactly "
+            "(Excel keeps 15 significant digits), so digits may be lost: format the column "
+            "as text and enter the value again",
+        ),
     ]
-    # Typed as text, and below 2**53, the numbers are read as they are.
+    # Typed as text, and of 15 digits, the numbers are read as they are.
+    sheet.delete_rows(5)
     sheet.delete_rows(2)
     workbook.save(path)
     assert [row["line_id"] for row in read_sales(path).to_pylist()] == [
         "20260301000123456789-2",
-        "9007199254740991-1",
+        "999999999999999-1",
     ]
 
 

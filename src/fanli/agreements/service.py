@@ -494,6 +494,8 @@ def draft_of(session: Session, code: str) -> AgreementVersion:
         )
     )
     if version is None:
+        if session.scalar(select(AgreementRecord.id).where(AgreementRecord.code == code)) is None:
+            raise NotFoundError.said("there is no agreement {agreement}", agreement=code)
         raise AgreementError.said("agreement {code} has no draft or submitted version", code=code)
     return version
 

@@ -635,7 +635,7 @@ def _read_excel(
             inexact.extend(
                 (len(columns[0]), headers[position], texts[position] or "")
                 for position, cell in enumerate(cells[:width])
-                if type(cell) is float and _inexact(cell)
+                if (type(cell) is float or type(cell) is int) and _inexact(cell)
             )
             for column, text in zip(columns, texts, strict=True):
                 column.append(text)
@@ -654,16 +654,19 @@ def _read_excel(
     return table, Rows(2, tuple(skips)), name, others, tuple(inexact), tuple(leading)
 
 
-# A binary float holds every whole number up to 2**53 exactly, and no number beyond it for sure.
-_EXACT_FLOATS = float(2**53)
+# Excel keeps 15 significant digits of a number: from 16 digits before the point, the last
+# ones may be gone.
+_EXACT_IN_EXCEL = 10**15
 
 
-def _inexact(value: float) -> bool:
-    """Whether a workbook's number cell may have lost digits: it is beyond what a float holds
-    exactly. Excel keeps 15 significant digits, so a 20-digit invoice number typed or pasted
-    into a number cell is stored as 2.02603010001235E+19, its last digits gone; read as it is,
-    it would make another line id than the same line sent as text, and count twice."""
-    return math.isfinite(value) and abs(value) >= _EXACT_FLOATS
+def _inexact(value: float | int) -> bool:
+    """Whether a workbook's number cell may have lost digits: it has more digits before the
+    point than Excel keeps. A 16-digit invoice number (a date and 8 digits) typed into a number
+    cell is stored as 2026030100012340, a 20-digit one as 2.02603010001235E+19; read as they
+    are, they would make other line ids than the same lines sent as text, and count twice. A
+    program may have written all 16 digits, but nothing tells the two apart: such a number
+    goes in as text."""
+    return abs(value) >= _EXACT_IN_EXCEL and (type(value) is int or math.isfinite(value))
 
 
 def _other_sheets_with_lines(workbook: Any, sheet: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:

@@ -176,7 +176,7 @@ def _previous(
         raise BatchError.said(
             "file {file} was imported as batch {batch}, which was voided; a voided batch is not "
             "restored: import a corrected file, or this one through a corrected column mapping",
-            file=str(path),
+            file=path.name,  # an upload's copy lies in a temporary folder: its name only
             batch=same.id,
         )
     return ImportOutcome(same.id, kind, same.rows, already_imported=True)

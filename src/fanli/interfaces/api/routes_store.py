@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
+from fanli.agreements.queries import DEFAULT_CURRENCY, version_currencies
 from fanli.agreements.service import add_version, discard_draft, draft_of, terminate
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
@@ -33,6 +34,7 @@ from fanli.customers.service import (
 )
 from fanli.interfaces.uploads import as_sent, upload_name
 from fanli.kit.errors import InputError, NotFoundError
+from fanli.kit.money import amount_text
 from fanli.ledger.export import export_gl
 from fanli.ledger.models import (
     AccountingPeriod,
@@ -46,6 +48,7 @@ from fanli.ledger.queries import accounting_periods, statement_rows
 from fanli.ledger.service import accrue
 from fanli.products.models import Product
 from fanli.sales.files import InputFileError
+from fanli.sales.mapping import load_mapping
 from fanli.sales.models import BatchKind, BatchStatus, ImportBatch
 from fanli.sales.service import (
     import_customers,
@@ -134,6 +137,7 @@ from .strict_json import StrictJsonRoute
 router = APIRouter(prefix="/api", responses=ERRORS, route_class=StrictJsonRoute)
 
 MAX_UPLOAD = 2 << 30  # 2 GiB
+MAX_MAPPING = 1 << 20  # a column mapping is a few lines of YAML
 
 
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -175,7 +179,15 @@ def product(code: str, _access: Authorized, session: Db) -> ProductOut:
     "/imports/{kind}",
     response_model=ImportOut,
     status_code=201,
-    responses={422: {"description": "every bad row: file, row, field, reason"}},
+    responses={
+        200: {"model": ImportOut, "description": "imported before: its batch, nothing created"},
+        409: {"description": "the file was imported as a batch that was voided since"},
+        422: {
+            "description": "every bad row: file, row, field, reason (with report=csv|xlsx, "
+            "the same list as a file)",
+            "content": {"text/csv": {}, _XLSX: {}},
+        },
+    },
 )
 def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and dependencies
     kind: BatchKind,
@@ -184,12 +196,22 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
     session: Db,
     store: Facts,
     response: Response,
+    mapping: Annotated[
+        UploadFile | None,
+        File(
+            description="a column mapping: the YAML of the command line's --mapping file, "
+            "naming the file's header for each Fanli field"
+        ),
+    ] = None,
     report: Annotated[str | None, Query(pattern="^(csv|xlsx)$")] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> ImportOut | Response:
-    """Import a file: all rows or none. A refused file answers 422 listing every bad row, or
-    with ``report=csv|xlsx`` the same list as a file to download. A file imported before
-    answers 200 with ``already_imported`` and its batch: nothing was created."""
+    """Import a file: all rows or none, its columns matched by the built-in names (Chinese
+    ERP headers included) or by a ``mapping``. A refused file answers 422 listing every bad
+    row, or with ``report=csv|xlsx`` the same list as a file to download. A file imported
+    before answers 200 with ``already_imported`` and its batch: nothing was created. So does a
+    retry with the same ``Idempotency-Key``; an import's key names one file whoever sends it,
+    and the same key with another file is refused."""
     name = upload_name(file.filename)
     importer = {
         BatchKind.CUSTOMERS: import_customers,
@@ -205,11 +227,24 @@ def upload(  # noqa: PLR0917 - FastAPI maps parameters to path, file, query and 
                 if size > MAX_UPLOAD:
                     raise InputError("the file is larger than 2 GiB", file=name)
                 out.write(chunk)
+        columns = None
+        if mapping is not None:
+            mapping_name = upload_name(mapping.filename or "mapping.yaml")
+            mapping_path = Path(folder) / "mapping" / mapping_name
+            mapping_path.parent.mkdir()
+            mapping_path.write_bytes(mapping.file.read(MAX_MAPPING + 1))
+            if mapping_path.stat().st_size > MAX_MAPPING:
+                raise InputError("the mapping is larger than 1 MiB", file=mapping_name)
+            try:
+                columns = load_mapping(mapping_path)
+            except InputError as bad:
+                raise as_sent(bad, mapping_path, mapping_name) from None
         try:
             outcome = importer(
                 session,
                 store,
                 path,
+                mapping=columns,
                 actor=access.actor,
                 now=company_now(),
                 idempotency_key=idempotency_key,
@@ -384,15 +419,22 @@ def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Fa
     summary = accrue(
         session, store, as_of=body.as_of, actor=access.actor, now=company_now(), rewind=body.rewind
     )
+    # One sum only for a run in one currency (a run that posted nothing: the default one).
+    currencies = list(summary.by_currency) or [DEFAULT_CURRENCY]
+    one = currencies[0] if len(currencies) == 1 else None
     return RunOut(
         run_id=summary.run_id,
         as_of=summary.as_of,
         results_stored=summary.results_stored,
         lines_posted=summary.lines_posted,
-        net_change=summary.net_change if len(summary.by_currency) <= 1 else None,
-        adjusted=summary.adjusted if len(summary.by_currency) <= 1 else None,
+        net_change=amount_text(summary.net_change, one) if one else None,
+        adjusted=amount_text(summary.adjusted, one) if one else None,
         by_currency=[
-            CurrencyChange(currency=currency, net_change=change, adjusted=part)
+            CurrencyChange(
+                currency=currency,
+                net_change=amount_text(change, currency),
+                adjusted=amount_text(part, currency),
+            )
             for currency, (change, part) in summary.by_currency.items()
         ],
     )
@@ -446,6 +488,7 @@ def journal(
     )
     page, total = window(session, query, JournalLine.id, offset, limit)
     rows = session.execute(page).all()
+    currencies = version_currencies(session)
     items = [
         JournalLineOut(
             entry_id=entry.id,
@@ -453,7 +496,8 @@ def journal(
             entry_date=entry.entry_date,
             debit_account=line.debit_account,
             credit_account=line.credit_account,
-            amount=line.amount,
+            amount=amount_text(line.amount, currencies[line.version_id]),
+            currency=currencies[line.version_id],
             agreement_code=rebate_period.agreement_code,
             beneficiary=line.beneficiary,
             period_start=rebate_period.period_start,

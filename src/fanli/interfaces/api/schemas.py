@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     WithJsonSchema,
 )
 
@@ -31,6 +32,16 @@ Money = Annotated[
     Decimal,
     PlainSerializer(_money_text, return_type=str, when_used="always"),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2,4}$", "examples": ["1234.50"]}),
+]
+
+
+# An amount in a stated currency, with that currency's places (129 yen, 105.00 dollars) and
+# more only where it has them; the field beside it names the currency.
+CurrencyAmount = Annotated[
+    str,
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^-?\d+(\.\d{1,4})?$", "examples": ["1234.50", "129"]}
+    ),
 ]
 
 
@@ -211,6 +222,10 @@ class BatchOut(Shape):
     imported_by: str
     first_date: dt.date | None
     last_date: dt.date | None
+    # a voided batch: when, by whom and why (as `fanli batch list` and the imports page say)
+    voided_at: dt.datetime | None = None
+    voided_by: str | None = None
+    void_reason: str | None = None
 
 
 class ReturnLeftOut(Shape):
@@ -268,14 +283,15 @@ class ApproveRequest(Shape):
 
 class AccrualRequest(Shape):
     as_of: Day
-    # A day before the last run's reverses what was accrued since: refused unless asked for.
-    rewind: bool = False
+    # A day before the last run's reverses what was accrued since: refused unless asked for,
+    # as true itself ("on" or "yes" is no answer to a question that reverses postings).
+    rewind: StrictBool = False
 
 
 class CurrencyChange(Shape):
     currency: str
-    net_change: Money
-    adjusted: Money  # the part of net_change posted as adjustments for closed periods
+    net_change: CurrencyAmount
+    adjusted: CurrencyAmount  # the part of net_change posted as adjustments for closed periods
 
 
 class RunOut(Shape):
@@ -283,10 +299,11 @@ class RunOut(Shape):
     as_of: dt.date
     results_stored: int
     lines_posted: int
-    # The run's change: for a run in one currency (or none); null for a run in several,
-    # whose ``by_currency`` has each currency's (amounts in two currencies never add up).
-    net_change: Money | None
-    adjusted: Money | None  # the part of net_change posted as adjustments for closed periods
+    # The run's change, in its currency's places: for a run in one currency (or none); null
+    # for a run in several, whose ``by_currency`` has each currency's (amounts in two
+    # currencies never add up).
+    net_change: CurrencyAmount | None
+    adjusted: CurrencyAmount | None  # the part posted as adjustments for closed periods
     by_currency: list[CurrencyChange] = []
 
 
@@ -312,7 +329,8 @@ class JournalLineOut(Shape):
     entry_date: dt.date
     debit_account: str
     credit_account: str
-    amount: Money
+    amount: CurrencyAmount  # in the agreement's currency, with its places
+    currency: str
     agreement_code: str
     beneficiary: str
     period_start: dt.date
