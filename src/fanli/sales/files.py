@@ -1507,10 +1507,17 @@ def _sales_checked(
         output["gross_amount"] = pc.coalesce(output["gross_amount"], output["net_amount"])
 
     written = pc.utf8_upper(text_of("currency"))
-    # 人民币 and RMB are CNY: a name as ERPs write it is read as its code.
-    named = pc.index_in(written, value_set=pa.array(list(CURRENCY_NAMES), pa.string()))
-    output["currency"] = pc.coalesce(
-        pc.take(pa.array(list(CURRENCY_NAMES.values()), pa.string()), named), written
+    # 人民币 and RMB are CNY: a name as ERPs write it is read as its code (looked for only
+    # where the file has the column, and replaced only where some cell holds a name).
+    named = (
+        pc.index_in(written, value_set=pa.array(list(CURRENCY_NAMES), pa.string()))
+        if "currency" in columns.fields
+        else None
+    )
+    output["currency"] = (
+        pc.coalesce(pc.take(pa.array(list(CURRENCY_NAMES.values()), pa.string()), named), written)
+        if named is not None and named.null_count < len(named)
+        else written
     )
     # A line in a currency Fanli does not know would count for no agreement, silently: refuse it.
     known_currencies = pa.array(sorted(MINOR_UNITS), pa.string())
