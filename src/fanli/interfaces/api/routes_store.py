@@ -107,6 +107,7 @@ from .schemas import (
     DisputeAnswerOut,
     DueDiligenceIn,
     DueDiligenceOut,
+    ErrorOut,
     ExpiryIn,
     ExpiryOut,
     ImportOut,
@@ -181,8 +182,12 @@ def product(code: str, _access: Authorized, session: Db) -> ProductOut:
     status_code=201,
     responses={
         200: {"model": ImportOut, "description": "imported before: its batch, nothing created"},
-        409: {"description": "the file was imported as a batch that was voided since"},
+        409: {
+            "model": ErrorOut,
+            "description": "the file was imported as a batch that was voided since",
+        },
         422: {
+            "model": ErrorOut,
             "description": "every bad row: file, row, field, reason (with report=csv|xlsx, "
             "the same list as a file)",
             "content": {"text/csv": {}, _XLSX: {}},
