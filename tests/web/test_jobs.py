@@ -315,7 +315,8 @@ def test_import_accrual_and_audit_run_as_jobs_from_their_pages(
         # In the reader's language (Chinese here), with the columns looked for as written.
         assert error == (
             "no-code.csv, 第 1 行, 字段 customer_id：缺少必需的列 customer_id（已查找："
-            "customer_id, customer, customer id, customer code 等；也可在列映射中指定对应的表头）"
+            "customer_id, customer, customer id, 客户编码, 客户代码, 客户编号 等；"
+            "也可在列映射中指定对应的表头）"
         )
 
         started = client.post("/accruals", data={"as_of": "2026-03-31", "csrf": csrf})
