@@ -99,6 +99,13 @@ class RunSummary:
     # (the run's audit event and the API give them only then).
     by_currency: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
+    @property
+    def currency(self) -> str | None:
+        """The run's one currency (the default one for a run that posted nothing), or None for
+        a run in several, whose change has no single sum."""
+        currencies = list(self.by_currency) or [DEFAULT_CURRENCY]
+        return currencies[0] if len(currencies) == 1 else None
+
 
 def reads_from(version: RunVersion) -> dt.date:
     """The earliest sale date the version's results can depend on."""
@@ -929,6 +936,9 @@ def accrue(
     run.lines_posted = lines
     session.flush()
     labels = tuple(sorted(f"{v.code} v{v.version}" for v in plan.rated))
+    summary = RunSummary(
+        run.id, as_of, labels, stored, lines, net, entry_ids, adjusted, by_currency
+    )
     record(
         session,
         type="ledger.accrual.run",
@@ -941,8 +951,8 @@ def accrue(
             "lines_posted": lines,
             # Amounts in two currencies never add up: a run in several has its change
             # per currency only.
-            "net_change": net if len(by_currency) <= 1 else None,
-            "adjusted": adjusted if len(by_currency) <= 1 else None,
+            "net_change": net if summary.currency else None,
+            "adjusted": adjusted if summary.currency else None,
             "by_currency": {
                 currency: {"net_change": change, "adjusted": part}
                 for currency, (change, part) in by_currency.items()
@@ -951,7 +961,7 @@ def accrue(
         },
         now=now,
     )
-    return RunSummary(run.id, as_of, labels, stored, lines, net, entry_ids, adjusted, by_currency)
+    return summary
 
 
 def _by_currency(

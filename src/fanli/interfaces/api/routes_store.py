@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from fanli.agreements.files import agreements_from_data
 from fanli.agreements.models import AgreementRecord, AgreementVersion
-from fanli.agreements.queries import DEFAULT_CURRENCY, version_currencies
+from fanli.agreements.queries import version_currencies
 from fanli.agreements.service import add_version, discard_draft, draft_of, terminate
 from fanli.compliance import review
 from fanli.compliance.policy import Policy
@@ -424,9 +424,7 @@ def accrual_run(body: AccrualRequest, access: Authorized, session: Db, store: Fa
     summary = accrue(
         session, store, as_of=body.as_of, actor=access.actor, now=company_now(), rewind=body.rewind
     )
-    # One sum only for a run in one currency (a run that posted nothing: the default one).
-    currencies = list(summary.by_currency) or [DEFAULT_CURRENCY]
-    one = currencies[0] if len(currencies) == 1 else None
+    one = summary.currency
     return RunOut(
         run_id=summary.run_id,
         as_of=summary.as_of,
